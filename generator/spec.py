@@ -1,0 +1,233 @@
+"""SceneSpec: one scene as plain, JSON-serialisable data (no bpy, no randomness).
+
+A spec is drawn by :mod:`generator.sampling` and built by
+:mod:`generator.blender.build`; the builder never draws random numbers, so the
+spec alone decides every pixel (with the Cycles seed it carries).
+
+Coordinates: Blender world frame (metres, Z up). Rotations are Blender XYZ
+Euler angles in radians. The camera looks along its local -Z with +Y up
+(Blender); :func:`world_to_camera` converts to the OpenCV camera frame of the
+data contract (x right, y down, z forward).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from generator import lens as lensmod
+
+Vec3 = tuple[float, float, float]
+
+#: Procedural object families the builder knows (mesh primitives and deformations).
+SHAPES = ("cube", "uv_sphere", "ico_sphere", "cylinder", "cone", "torus", "plane", "monkey")
+#: Procedural material families; "emission" is an unlit emitter, "diffuse" a plain colour.
+MATERIALS = ("noise", "voronoi", "checker", "wave", "brick", "magic", "gradient", "diffuse", "emission")
+LIGHTS = ("point", "sun", "area", "spot")
+
+
+@dataclass(frozen=True)
+class MaterialSpec:
+    """A procedural material.
+
+    Attributes:
+        kind: one of :data:`MATERIALS`.
+        color_a, color_b: linear RGB in [0, 1] mixed by the texture pattern.
+        scale: texture frequency, cycles per metre of object space (Blender's ``Scale``).
+        detail: texture detail / octaves where the family has one.
+        distortion: pattern distortion where the family has one.
+        roughness: principled BSDF roughness in [0, 1].
+        emission_strength: W/m^2-ish Blender emission strength (``emission`` only).
+    """
+
+    kind: str
+    color_a: Vec3 = (0.8, 0.8, 0.8)
+    color_b: Vec3 = (0.1, 0.1, 0.1)
+    scale: float = 10.0
+    detail: float = 2.0
+    distortion: float = 0.0
+    roughness: float = 0.5
+    emission_strength: float = 0.0
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """A mesh object.
+
+    Attributes:
+        name: unique object name in the scene.
+        shape: one of :data:`SHAPES`; primitives have unit size (radius or half-size 1 m)
+            before ``scale``.
+        location: world position of the object's origin, metres.
+        rotation: XYZ Euler angles, radians.
+        scale: per-axis scale (so a sphere of radius r has scale (r, r, r)).
+        twist: simple-deform twist angle, radians (0 = none).
+        taper: simple-deform taper factor (0 = none).
+        displace: displacement strength along normals, object units (0 = none).
+        material: the surface.
+    """
+
+    name: str
+    shape: str
+    location: Vec3
+    rotation: Vec3
+    scale: Vec3
+    material: MaterialSpec
+    twist: float = 0.0
+    taper: float = 0.0
+    displace: float = 0.0
+
+
+@dataclass(frozen=True)
+class LightSpec:
+    """A light. ``energy`` is Blender's power (W) or irradiance (W/m^2 for ``sun``)."""
+
+    kind: str
+    location: Vec3
+    rotation: Vec3
+    energy: float
+    color: Vec3 = (1.0, 1.0, 1.0)
+    size: float = 0.1
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    """Uniform background emission (linear RGB, strength)."""
+
+    color: Vec3 = (0.05, 0.05, 0.05)
+    strength: float = 1.0
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    """Camera pose in the world (Blender convention: looks along local -Z)."""
+
+    location: Vec3 = (0.0, 0.0, 0.0)
+    rotation: Vec3 = (math.pi / 2, 0.0, 0.0)  # looking along world +Y, Z up
+
+
+@dataclass(frozen=True)
+class FrameSpec:
+    """One focus frame: its place in the sequence and its focus distance (metres, planar)."""
+
+    index: int
+    ramp: int
+    time_s: float
+    focus_distance_m: float
+
+
+@dataclass(frozen=True)
+class RenderSpec:
+    """Cycles settings that change pixels.
+
+    Attributes:
+        width, height: image size, pixels.
+        samples: Cycles samples per pixel for RGB frames.
+        seed: Cycles sampling seed.
+        max_bounces: total light bounces.
+        aif: also render the all-in-focus image (camera of frame 0, DoF off).
+        rgb: RGB encoding, ``png8`` | ``png16`` | ``exr`` (linear).
+        coc: also store per-frame CoC maps (pixels) computed from depth.
+    """
+
+    width: int
+    height: int
+    samples: int
+    seed: int
+    max_bounces: int = 4
+    aif: bool = False
+    rgb: str = "png8"
+    coc: bool = False
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """Everything needed to render one scene's focal-stack sequence."""
+
+    index: int
+    seed: int
+    split: str
+    render: RenderSpec
+    lens: lensmod.Lens
+    camera: CameraSpec
+    frames: tuple[FrameSpec, ...]
+    objects: tuple[ObjectSpec, ...]
+    lights: tuple[LightSpec, ...] = ()
+    world: WorldSpec = field(default_factory=WorldSpec)
+
+    @property
+    def depth_per_frame(self) -> bool:
+        """True when each frame needs its own depth map (DESIGN.md section 5).
+
+        Breathing (``thin_lens``) changes K with the focus, so the planar depth
+        map in pixel coordinates differs per frame; so does any motion.
+        """
+        return self.lens.model != "blender" or len({f.time_s for f in self.frames}) > 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of built-in types (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys), the form compared across processes."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SceneSpec":
+        """Inverse of :meth:`to_dict`."""
+        def vec(v):
+            return tuple(float(x) for x in v)
+
+        def obj(d):
+            d = dict(d)
+            d["material"] = MaterialSpec(**{k: vec(v) if isinstance(v, list) else v for k, v in d["material"].items()})
+            return ObjectSpec(**{k: vec(v) if isinstance(v, list) else v for k, v in d.items()})
+
+        def simple(kind, d):
+            return kind(**{k: vec(v) if isinstance(v, list) else v for k, v in d.items()})
+
+        return cls(
+            index=data["index"],
+            seed=data["seed"],
+            split=data["split"],
+            render=RenderSpec(**data["render"]),
+            lens=lensmod.Lens(**data["lens"]),
+            camera=simple(CameraSpec, data["camera"]),
+            frames=tuple(FrameSpec(**f) for f in data["frames"]),
+            objects=tuple(obj(o) for o in data["objects"]),
+            lights=tuple(simple(LightSpec, d) for d in data["lights"]),
+            world=simple(WorldSpec, data["world"]),
+        )
+
+
+def euler_xyz_matrix(rotation: Vec3) -> np.ndarray:
+    """3x3 rotation of Blender's XYZ Euler mode: R = Rz @ Ry @ Rx (radians)."""
+    x, y, z = rotation
+    cx, sx, cy, sy, cz, sz = math.cos(x), math.sin(x), math.cos(y), math.sin(y), math.cos(z), math.sin(z)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+# Blender camera axes (x right, y up, looking -z) -> OpenCV (x right, y down, z forward).
+_BLENDER_TO_OPENCV = np.diag([1.0, -1.0, -1.0])
+
+
+def world_to_camera(camera: CameraSpec) -> np.ndarray:
+    """4x4 world -> OpenCV camera transform (metres)."""
+    rot = euler_xyz_matrix(camera.rotation)
+    out = np.eye(4)
+    out[:3, :3] = _BLENDER_TO_OPENCV @ rot.T
+    out[:3, 3] = -out[:3, :3] @ np.asarray(camera.location, dtype=np.float64)
+    return out
+
+
+def camera_to_world(camera: CameraSpec) -> np.ndarray:
+    """4x4 OpenCV camera -> world transform (metres); inverse of :func:`world_to_camera`."""
+    return np.linalg.inv(world_to_camera(camera))
