@@ -1,0 +1,102 @@
+"""Small stand-ins for the renderer and recipes, so the sample, shard and
+executor logic is tested without Blender (and fast).
+
+Module-level functions only: the executor pickles its task into 'spawn'
+worker processes, which import this module by name (pytest puts tests/ on
+sys.path and spawn hands sys.path to the child).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from generator import lens as lensmod
+from generator.sample import encode_sample
+from generator.spec import CameraSpec, FrameSpec, MaterialSpec, ObjectSpec, RenderSpec, SceneSpec
+
+
+@dataclass(frozen=True)
+class FakeRecipe:
+    """The attributes of a Recipe that encoding and shard writing read."""
+
+    name: str = "fake"
+    sha256: str = "0" * 64
+    seed: int = 7
+    count: int = 6
+    splits: tuple[str, ...] = ("train", "val")
+    max_samples: int = 2
+    max_bytes: int | None = None
+    config: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "seed": self.seed, "count": self.count, **self.config}
+
+    def to_yaml(self) -> str:
+        return f"name: {self.name}\nseed: {self.seed}\ncount: {self.count}\n"
+
+
+@dataclass
+class FakeRendered:
+    frames: list
+    depth: list
+    aif: np.ndarray | None = None
+    cycles_seconds: float = 0.0
+    total_seconds: float = 0.0
+
+
+def make_spec(index: int = 3, *, model: str = "thin_lens", rgb: str = "png8", aif: bool = False,
+              coc: bool = False, width: int = 32, height: int = 24, split: str = "train") -> SceneSpec:
+    """A two-ramp, two-frames-per-ramp scene with one cube."""
+    frames = tuple(
+        FrameSpec(index=i, ramp=i // 2, time_s=0.0, focus_distance_m=f)
+        for i, f in enumerate((0.5, 2.0, 0.6, 3.0))
+    )
+    cube = ObjectSpec("cube", "cube", (0.0, 2.0, 0.0), (0.0, 0.0, 0.0), (0.3, 0.3, 0.3), MaterialSpec("checker"))
+    return SceneSpec(
+        index=index,
+        seed=1000 + index,
+        split=split,
+        render=RenderSpec(width=width, height=height, samples=4, seed=index, aif=aif, rgb=rgb, coc=coc),
+        lens=lensmod.Lens(model, 0.05, 2.0, 0.036),
+        camera=CameraSpec(),
+        frames=frames,
+        objects=(cube,),
+    )
+
+
+def fake_render(spec: SceneSpec) -> FakeRendered:
+    """Deterministic pseudo-images from the scene's seed; depth has a sky (0) corner."""
+    rng = np.random.default_rng(spec.seed)
+    h, w = spec.render.height, spec.render.width
+    frames = [rng.random((h, w, 3), dtype=np.float32) * 1.2 for _ in spec.frames]
+    n_depth = len(spec.frames) if spec.depth_per_frame else 1
+    depth = [(0.3 + 4 * rng.random((h, w))).astype(np.float32) for _ in range(n_depth)]
+    for d in depth:
+        d[:3, :3] = 0.0
+    aif = rng.random((h, w, 3), dtype=np.float32) if spec.render.aif else None
+    return FakeRendered(frames, depth, aif)
+
+
+def fake_task(recipe: FakeRecipe, index: int) -> dict:
+    """Executor task: encode a fake render of scene ``index``; splits alternate."""
+    spec = make_spec(index, split=recipe.splits[index % len(recipe.splits)])
+    return encode_sample(spec, fake_render(spec), recipe)
+
+
+def flaky_task(log_dir: str, fail: dict[int, str], recipe: FakeRecipe, index: int) -> dict:
+    """Like :func:`fake_task`, but scene ``i`` misbehaves as ``fail[i]`` says:
+    ``"raise"`` always raises, ``"raise-once"`` / ``"die-once"`` raise / kill the
+    worker process on the first attempt only, ``"die"`` always kills it.
+    Every attempt is logged as a file in ``log_dir`` (workers are separate processes)."""
+    attempt = len(list(Path(log_dir).glob(f"{index}-*"))) + 1
+    (Path(log_dir) / f"{index}-{attempt}").touch()
+    mode = fail.get(index, "")
+    if mode == "raise" or (mode == "raise-once" and attempt == 1):
+        raise RuntimeError(f"injected failure in scene {index}")
+    if mode == "die" or (mode == "die-once" and attempt == 1):
+        os._exit(3)
+    return fake_task(recipe, index)
