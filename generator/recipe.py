@@ -1,0 +1,575 @@
+"""Recipes: YAML files describing a dataset, validated into frozen dataclasses.
+
+A recipe says how many scenes to draw and from which ranges (lens, focus,
+objects, materials, lights), what to render and how to shard it. It is read
+with ``yaml.safe_load`` and checked field by field by one small validator that
+is driven by the dataclass annotations below and their ``metadata`` (bounds,
+allowed names), so every error names the dotted field path, the value given
+and what is allowed (DESIGN.md section 8).
+
+Conventions:
+    * lengths are metres (``_m``), except the photographers' millimetres for
+      ``lens.focal_length_mm`` and ``lens.sensor_width_mm``;
+    * a :class:`Range` is written as one number or as ``[min, max]``; scene
+      values are drawn uniformly from it;
+    * every list must be non-empty.
+
+Typical use::
+
+    recipe = load_recipe("small_obj", overrides=["image.width=64"])
+    recipe.sha256  # changes with every override
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import os
+import re
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import yaml
+
+from generator.errors import BadInput, RecipeError
+from generator.focus import SCHEDULES
+from generator.lens import LENS_MODELS
+from generator.spec import LIGHTS, MATERIALS, SHAPES
+
+#: Material families objects may use: everything but the unlit emitter.
+SURFACE_MATERIALS = tuple(m for m in MATERIALS if m != "emission")
+#: Families with a fine pattern; the wall must show defocus everywhere, so no
+#: plain colour or smooth gradient there.
+TEXTURED_MATERIALS = tuple(m for m in SURFACE_MATERIALS if m not in ("diffuse", "gradient"))
+RGB_FORMATS = ("png8", "png16", "exr")
+SPLITS = ("train", "val", "test")
+
+
+class Range(NamedTuple):
+    """A closed interval to draw from uniformly; YAML: a number (min == max) or ``[min, max]``."""
+
+    min: float
+    max: float
+
+
+class IntRange(NamedTuple):
+    """A closed interval of integers; YAML: an integer or ``[min, max]``."""
+
+    min: int
+    max: int
+
+
+def _f(default: Any = dataclasses.MISSING, **meta: Any) -> Any:
+    """A recipe field: its default (a section class means "that section's defaults") and checks.
+
+    ``meta`` keys: ``gt``, ``ge``, ``le`` (bounds of every number), ``choices``
+    (allowed strings), ``pattern`` (regex a string must match), ``scientific``
+    (an integer that may be written ``1e9``, which YAML reads as a string).
+    """
+    if dataclasses.is_dataclass(default):
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# --- sections -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class SplitsRecipe:
+    """Fraction of scenes in each split; each >= 0, summing to 1."""
+
+    train: float = _f(0.8, ge=0, le=1)
+    val: float = _f(0.1, ge=0, le=1)
+    test: float = _f(0.1, ge=0, le=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageRecipe:
+    """Image size (pixels), Cycles samples per pixel and light bounces."""
+
+    width: int = _f(ge=8, le=8192)
+    height: int = _f(ge=8, le=8192)
+    samples: int = _f(ge=1)
+    max_bounces: int = _f(4, ge=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LensRecipe:
+    """Lens model (see :mod:`generator.lens`) and ranges its values are drawn from, per scene.
+
+    Attributes:
+        model: ``thin_lens`` (physical lens, breathing) or ``blender`` (Blender's camera as is).
+        focal_length_mm: f, millimetres.
+        f_number: N.
+        sensor_width_mm: sensor width, millimetres (fit horizontally).
+    """
+
+    model: str = _f("thin_lens", choices=LENS_MODELS)
+    focal_length_mm: Range = _f(gt=0)
+    f_number: Range = _f(gt=0)
+    sensor_width_mm: Range = _f(gt=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FocusRecipe:
+    """Focus sequence: ``ramps`` ramps of ``frames_per_ramp`` increasing focus distances.
+
+    Attributes:
+        schedule: see :func:`generator.focus.focus_ramp`.
+        near_m, far_m: first and last focus distance, metres (``diopter``, ``linear``, ``random``).
+        distances_m: the exact focus distances of every ramp, metres (``list`` only).
+    """
+
+    ramps: int = _f(ge=1)
+    frames_per_ramp: int = _f(ge=1)
+    schedule: str = _f("diopter", choices=SCHEDULES)
+    near_m: float | None = _f(None, gt=0)
+    far_m: float | None = _f(None, gt=0)
+    distances_m: tuple[float, ...] | None = _f(None, gt=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ObjectsRecipe:
+    """Foreground objects.
+
+    Attributes:
+        count: number of objects per scene.
+        size_m: largest extent of an object, metres.
+        depth_m: planar depth of an object's centre, metres.
+        shapes: shape families to draw from (:data:`generator.spec.SHAPES`).
+        deform_probability: chance that an object is twisted, tapered or displaced.
+    """
+
+    count: IntRange = _f(IntRange(3, 8), ge=0)
+    size_m: Range = _f(Range(0.05, 0.2), gt=0)
+    depth_m: Range = _f(Range(0.4, 1.2), gt=0)
+    shapes: tuple[str, ...] = _f(SHAPES, choices=SHAPES)
+    deform_probability: float = _f(0.5, ge=0, le=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WallRecipe:
+    """Textured background wall facing the camera, filling the view.
+
+    Attributes:
+        distance_m: planar depth of the wall, metres.
+        materials: material families of the wall (textured ones only).
+    """
+
+    distance_m: Range = _f(Range(2.0, 2.0), gt=0)
+    materials: tuple[str, ...] = _f(TEXTURED_MATERIALS, choices=TEXTURED_MATERIALS)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MaterialsRecipe:
+    """Procedural materials of the objects (and texture settings of the wall).
+
+    Attributes:
+        families: material families objects draw from.
+        texture_period_px: size of one texture period in the image, pixels, at the
+            surface's depth; small values give the fine texture defocus shows on.
+        detail: texture detail (octaves) where the family has one.
+        distortion: pattern distortion where the family has one.
+        roughness: BSDF roughness.
+    """
+
+    families: tuple[str, ...] = _f(SURFACE_MATERIALS, choices=SURFACE_MATERIALS)
+    texture_period_px: Range = _f(Range(3.0, 16.0), gt=0)
+    detail: Range = _f(Range(1.0, 8.0), ge=0, le=15)
+    distortion: Range = _f(Range(0.0, 1.0), ge=0)
+    roughness: Range = _f(Range(0.2, 0.9), ge=0, le=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LightEnergyRecipe:
+    """Light energy per kind: W for point, spot and area lights, W/m^2 for the sun."""
+
+    point: Range = _f(Range(20.0, 150.0), ge=0)
+    spot: Range = _f(Range(30.0, 200.0), ge=0)
+    area: Range = _f(Range(20.0, 150.0), ge=0)
+    sun: Range = _f(Range(1.0, 4.0), ge=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LightsRecipe:
+    """Lights placed behind and around the camera, aimed at the objects."""
+
+    count: IntRange = _f(IntRange(1, 3), ge=0)
+    kinds: tuple[str, ...] = _f(LIGHTS, choices=LIGHTS)
+    energy: LightEnergyRecipe = _f(LightEnergyRecipe)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorldRecipe:
+    """Uniform background light; ``strength`` is Blender's world strength."""
+
+    strength: Range = _f(Range(0.1, 0.6), ge=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SceneRecipe:
+    """What a scene holds: objects in front of a wall, their materials, lights and world."""
+
+    objects: ObjectsRecipe = _f(ObjectsRecipe)
+    wall: WallRecipe = _f(WallRecipe)
+    materials: MaterialsRecipe = _f(MaterialsRecipe)
+    lights: LightsRecipe = _f(LightsRecipe)
+    world: WorldRecipe = _f(WorldRecipe)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputsRecipe:
+    """Extra outputs: all-in-focus image, RGB encoding, per-frame CoC maps."""
+
+    aif: bool = _f(False)
+    rgb: str = _f("png8", choices=RGB_FORMATS)
+    coc: bool = _f(False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShardsRecipe:
+    """A shard is closed when it holds ``max_samples`` samples or ``max_bytes`` bytes."""
+
+    max_samples: int = _f(100, ge=1)
+    max_bytes: int = _f(1_000_000_000, ge=1, scientific=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipe:
+    """A validated recipe. Build with :func:`load_recipe` or :func:`recipe_from_dict`.
+
+    Attributes:
+        name: dataset name, used in shard file names (letters, digits, ``_``, ``-``).
+        seed: recipe seed; scene i depends only on (seed, i).
+        count: number of scenes.
+    """
+
+    name: str = _f(pattern=r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+    seed: int = _f(0, ge=0)
+    count: int = _f(ge=1)
+    splits: SplitsRecipe = _f(SplitsRecipe)
+    image: ImageRecipe = _f()
+    lens: LensRecipe = _f()
+    focus: FocusRecipe = _f()
+    scene: SceneRecipe = _f(SceneRecipe)
+    outputs: OutputsRecipe = _f(OutputsRecipe)
+    shards: ShardsRecipe = _f(ShardsRecipe)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of built-in types (ranges as ``[min, max]``), the canonical form."""
+        return _plain(self)
+
+    def to_yaml(self) -> str:
+        """Canonical YAML; :func:`recipe_from_dict` of it gives an equal recipe."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the canonical form (sorted-key JSON), so any changed value changes it."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# --- the validator ------------------------------------------------------------------
+
+
+class _Nothing:
+    """Stands for a missing value in error messages."""
+
+    def __repr__(self) -> str:
+        return "nothing"
+
+
+_NOTHING = _Nothing()
+
+
+def _join(path: str, key: object) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _unknown(path: str, value: object, known: Sequence[str]) -> RecipeError:
+    """Error for a key that is not a field, with a "did you mean" from difflib."""
+    key = path.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return RecipeError(path, value, f"unknown field; {hint}known fields: {', '.join(known)}")
+
+
+def _describe(tp: Any, meta: dict[str, Any]) -> str:
+    """What a field accepts, in words, for error messages."""
+    if tp in (Range, IntRange):
+        one = _describe(int if tp is IntRange else float, meta)
+        return f"{one}, or [min, max] of such with min <= max"
+    if typing.get_origin(tp) is tuple:
+        return f"a non-empty list, each {_describe(typing.get_args(tp)[0], meta)}"
+    if "choices" in meta:
+        return f"one of: {', '.join(meta['choices'])}"
+    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[tp]
+    if "scientific" in meta:
+        words += " (1e9 style allowed)"
+    if "pattern" in meta:
+        words += f" matching {meta['pattern']}"
+    bounds = [f"{op} {meta[key]}" for key, op in (("gt", ">"), ("ge", ">="), ("le", "<=")) if key in meta]
+    return " ".join([words, " and ".join(bounds)]).strip()
+
+
+def _scalar(tp: type, value: Any, path: str, meta: dict[str, Any]) -> Any:
+    """Check and convert one bool/int/float/str value."""
+    if meta.get("scientific") and isinstance(value, (float, str)):
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if number.is_integer():
+            value = int(number)
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)  # YAML true is not 1
+    elif tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    else:
+        ok = isinstance(value, str)
+    if ok and tp in (int, float):
+        value = tp(value)
+        ok = (
+            ("gt" not in meta or value > meta["gt"])
+            and ("ge" not in meta or value >= meta["ge"])
+            and ("le" not in meta or value <= meta["le"])
+        )
+    if ok and tp is str:
+        ok = ("choices" not in meta or value in meta["choices"]) and (
+            "pattern" not in meta or re.fullmatch(meta["pattern"], value) is not None
+        )
+    if not ok:
+        raise RecipeError(path, value, _describe(tp, meta))
+    return value
+
+
+def _convert(tp: Any, value: Any, path: str, meta: dict[str, Any]) -> Any:
+    """Check and convert ``value`` to the annotated type ``tp``."""
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path)
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):  # "X | None"
+        if value is None:
+            return None
+        (tp,) = [a for a in args if a is not type(None)]
+        return _convert(tp, value, path, meta)
+    if tp in (Range, IntRange):
+        one = int if tp is IntRange else float
+        if not isinstance(value, list):
+            value = _scalar(one, value, path, meta)
+            return tp(value, value)
+        if len(value) != 2:
+            raise RecipeError(path, value, _describe(tp, meta))
+        low, high = (_scalar(one, v, f"{path}[{i}]", meta) for i, v in enumerate(value))
+        if low > high:
+            raise RecipeError(path, value, "[min, max] with min <= max")
+        return tp(low, high)
+    if typing.get_origin(tp) is tuple:
+        if not isinstance(value, list) or not value:
+            raise RecipeError(path, value, _describe(tp, meta))
+        return tuple(_scalar(args[0], v, f"{path}[{i}]", meta) for i, v in enumerate(value))
+    return _scalar(tp, value, path, meta)
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    """Validate a mapping into the dataclass ``cls``; ``path`` is its dotted location."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if not isinstance(data, dict):
+        raise RecipeError(path, data, f"a mapping with fields: {', '.join(fields)}")
+    for key, value in data.items():
+        if key not in fields:
+            raise _unknown(_join(path, key), value, list(fields))
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, f in fields.items():
+        where = _join(path, name)
+        if name in data:
+            kwargs[name] = _convert(hints[name], data[name], where, dict(f.metadata))
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            allowed = "a mapping" if dataclasses.is_dataclass(hints[name]) else _describe(hints[name], f.metadata)
+            raise RecipeError(where, _NOTHING, f"required: {allowed}")
+    return cls(**kwargs)
+
+
+def _plain(value: Any) -> Any:
+    """Dataclasses -> dicts (``None`` fields left out), tuples -> lists, [x, x] ranges -> x."""
+    if isinstance(value, (Range, IntRange)) and value.min == value.max:
+        return value.min
+    if dataclasses.is_dataclass(value):
+        return {
+            f.name: _plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if getattr(value, f.name) is not None
+        }
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _check_consistency(recipe: Recipe) -> None:
+    """Rules that tie fields together (the validator checks each field alone)."""
+    splits = recipe.splits
+    total = splits.train + splits.val + splits.test
+    if not math.isclose(total, 1.0, abs_tol=1e-9):
+        raise RecipeError("splits", _plain(splits), f"fractions that sum to 1 (these sum to {total:g})")
+
+    focus, longest_f_m = recipe.focus, recipe.lens.focal_length_mm.max / 1e3
+    beyond_f = f"focus distances must exceed the largest focal length, {longest_f_m:g} m"
+    if focus.schedule == "list":
+        for unused in ("near_m", "far_m"):
+            if getattr(focus, unused) is not None:
+                raise RecipeError(f"focus.{unused}", getattr(focus, unused), "not used by schedule 'list'; remove it")
+        if focus.distances_m is None:
+            raise RecipeError("focus.distances_m", _NOTHING, "required by schedule 'list'")
+        if len(focus.distances_m) != focus.frames_per_ramp:
+            raise RecipeError(
+                "focus.distances_m", list(focus.distances_m), f"{focus.frames_per_ramp} distances (frames_per_ramp)"
+            )
+        for i, distance in enumerate(focus.distances_m):
+            if i and distance <= focus.distances_m[i - 1]:
+                raise RecipeError(f"focus.distances_m[{i}]", distance, "increasing distances")
+            if distance <= longest_f_m:
+                raise RecipeError(f"focus.distances_m[{i}]", distance, beyond_f)
+    else:
+        if focus.distances_m is not None:
+            raise RecipeError("focus.distances_m", list(focus.distances_m), "only used by schedule 'list'; remove it")
+        for needed in ("near_m", "far_m"):
+            if getattr(focus, needed) is None:
+                raise RecipeError(f"focus.{needed}", _NOTHING, f"required by schedule '{focus.schedule}'")
+        if focus.near_m <= longest_f_m:
+            raise RecipeError("focus.near_m", focus.near_m, beyond_f)
+        if focus.far_m <= focus.near_m:
+            raise RecipeError("focus.far_m", focus.far_m, f"a distance beyond focus.near_m = {focus.near_m:g} m")
+
+    objects, wall = recipe.scene.objects, recipe.scene.wall
+    # An object's points lie within its largest extent of its centre; keep all of them
+    # between the lens and the wall so neither the camera nor the wall cuts one.
+    if objects.depth_m.max + objects.size_m.max >= wall.distance_m.min:
+        raise RecipeError(
+            "scene.objects.depth_m",
+            list(objects.depth_m),
+            f"objects in front of the wall: max depth + max size ({objects.size_m.max:g} m) "
+            f"< nearest wall distance ({wall.distance_m.min:g} m)",
+        )
+    if objects.depth_m.min - objects.size_m.max <= longest_f_m:
+        raise RecipeError(
+            "scene.objects.depth_m",
+            list(objects.depth_m),
+            f"objects clear of the lens: min depth - max size ({objects.size_m.max:g} m) "
+            f"> the largest focal length ({longest_f_m:g} m)",
+        )
+
+
+# --- public API ---------------------------------------------------------------------
+
+
+def _require_mapping(data: Any, source: str) -> None:
+    if not isinstance(data, dict):
+        raise BadInput(f"recipe {source} must be a YAML mapping of fields, got {type(data).__name__}")
+
+
+def recipe_from_dict(data: dict[str, Any], source: str = "<dict>") -> Recipe:
+    """Validate a recipe given as plain data (e.g. parsed YAML) into a :class:`Recipe`.
+
+    Args:
+        data: the recipe's fields.
+        source: where ``data`` came from, for messages.
+
+    Raises:
+        BadInput: ``data`` is not a mapping.
+        RecipeError: a field is unknown, missing, of the wrong type or out of range.
+    """
+    _require_mapping(data, source)
+    recipe = _build(Recipe, data, "")
+    _check_consistency(recipe)
+    return recipe
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Return a copy of recipe ``data`` with ``key.path=value`` overrides applied.
+
+    Values are parsed as YAML (``lens.f_number=2.8``, ``lens.f_number=[1.4, 2.8]``,
+    ``outputs.aif=true``). The key path must name a recipe field, even one the
+    data leaves at its default.
+
+    Raises:
+        RecipeError: malformed override or a key path that is not a field.
+    """
+    out = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise RecipeError(item, item, "an override 'key.path=value', e.g. 'lens.f_number=2.8'")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise RecipeError(key, text, f"a YAML value ({exc.__class__.__name__})") from None
+        cls, node, parts = Recipe, out, key.split(".")
+        for depth, part in enumerate(parts):
+            path = ".".join(parts[: depth + 1])
+            known = [f.name for f in dataclasses.fields(cls)]
+            if part not in known:
+                raise _unknown(path, value, known)
+            if depth == len(parts) - 1:
+                node[part] = value
+                break
+            cls = typing.get_type_hints(cls)[part]
+            if not dataclasses.is_dataclass(cls):
+                raise RecipeError(path, node.get(part), f"a value, not a section: cannot set {key}")
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise RecipeError(path, node, "a mapping")
+    return out
+
+
+def builtin_recipes() -> tuple[str, ...]:
+    """Names of the recipes shipped in the package's ``recipes/`` directory."""
+    return tuple(sorted(p.name.removesuffix(".yaml") for p in resources.files("recipes").iterdir() if p.name.endswith(".yaml")))
+
+
+def _find(path: str | os.PathLike[str]) -> Path | Traversable:
+    """A recipe file: the path itself, or a built-in recipe by name (``small_obj``)."""
+    given = Path(path)
+    if given.is_file():
+        return given
+    if given.exists():
+        raise BadInput(f"recipe {given} is not a file")
+    if len(given.parts) == 1 and given.suffix in ("", ".yaml"):
+        builtin = resources.files("recipes") / f"{given.stem}.yaml"
+        if builtin.is_file():
+            return builtin
+    raise BadInput(f"recipe {given} not found (not a file, nor a built-in recipe: {', '.join(builtin_recipes())})")
+
+
+def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Recipe:
+    """Read, override and validate a recipe.
+
+    Args:
+        path: a YAML file, or the name of a built-in recipe (see :func:`builtin_recipes`).
+        overrides: ``key.path=value`` strings, applied before validation (``--set``).
+
+    Raises:
+        BadInput: missing, unreadable or non-YAML file; or not a mapping.
+        RecipeError: an invalid field or override.
+    """
+    file = _find(path)
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise BadInput(f"recipe {file} is not a readable YAML file: {exc}") from None
+    _require_mapping(data, str(file))
+    return recipe_from_dict(apply_overrides(data, overrides), source=str(file))
