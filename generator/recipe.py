@@ -300,7 +300,7 @@ def _join(path: str, key: object) -> str:
 def _unknown(path: str, value: object, known: Sequence[str]) -> RecipeError:
     """Error for a key that is not a field, with a "did you mean" from difflib."""
     key = path.rsplit(".", 1)[-1]
-    close = difflib.get_close_matches(key, known, n=1)
+    close = difflib.get_close_matches(key, known, n=1) or [k for k in known if key and key in k][:1]
     hint = f"did you mean '{close[0]}'? " if close else ""
     return RecipeError(path, value, f"unknown field; {hint}known fields: {', '.join(known)}")
 
@@ -568,7 +568,8 @@ def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
     """
     file = _find(path)
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        with file.open("r", encoding="utf-8") as stream:  # a stream, so YAML errors name the file
+            data = yaml.safe_load(stream)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise BadInput(f"recipe {file} is not a readable YAML file: {exc}") from None
     _require_mapping(data, str(file))
