@@ -9,34 +9,21 @@ sys.path and spawn hands sys.path to the child).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from generator import lens as lensmod
+from generator.recipe import Recipe, load_recipe
 from generator.sample import encode_sample
 from generator.spec import CameraSpec, FrameSpec, MaterialSpec, ObjectSpec, RenderSpec, SceneSpec
 
 
-@dataclass(frozen=True)
-class FakeRecipe:
-    """The attributes of a Recipe that encoding and shard writing read."""
-
-    name: str = "fake"
-    sha256: str = "0" * 64
-    seed: int = 7
-    count: int = 6
-    splits: tuple[str, ...] = ("train", "val")
-    max_samples: int = 2
-    max_bytes: int | None = None
-    config: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "seed": self.seed, "count": self.count, **self.config}
-
-    def to_yaml(self) -> str:
-        return f"name: {self.name}\nseed: {self.seed}\ncount: {self.count}\n"
+def tiny_recipe(*overrides: str) -> Recipe:
+    """The built-in small_obj recipe, 6 scenes, 2 samples per shard, plus ``overrides``."""
+    return load_recipe("small_obj", ["count=6", "shards.max_samples=2", *overrides])
 
 
 @dataclass
@@ -81,13 +68,19 @@ def fake_render(spec: SceneSpec) -> FakeRendered:
     return FakeRendered(frames, depth, aif)
 
 
-def fake_task(recipe: FakeRecipe, index: int) -> dict:
-    """Executor task: encode a fake render of scene ``index``; splits alternate."""
-    spec = make_spec(index, split=recipe.splits[index % len(recipe.splits)])
+def fake_task(recipe: Recipe, index: int) -> dict:
+    """Executor task: encode a fake render of scene ``index``; scenes 1, 4, 7... are "val"."""
+    spec = make_spec(index, split="val" if index % 3 == 1 else "train")
     return encode_sample(spec, fake_render(spec), recipe)
 
 
-def flaky_task(log_dir: str, fail: dict[int, str], recipe: FakeRecipe, index: int) -> dict:
+def slow_task(seconds: float, recipe: Recipe, index: int) -> dict:
+    """:func:`fake_task` that takes ``seconds`` (to interrupt a run in the middle)."""
+    time.sleep(seconds)
+    return fake_task(recipe, index)
+
+
+def flaky_task(log_dir: str, fail: dict[int, str], recipe: Recipe, index: int) -> dict:
     """Like :func:`fake_task`, but scene ``i`` misbehaves as ``fail[i]`` says:
     ``"raise"`` always raises, ``"raise-once"`` / ``"die-once"`` raise / kill the
     worker process on the first attempt only, ``"die"`` always kills it.

@@ -13,7 +13,7 @@ import OpenEXR
 import pytest
 from PIL import Image
 
-from fakes import FakeRecipe, fake_render, make_spec
+from fakes import fake_render, make_spec, tiny_recipe
 from generator import lens as lensmod
 from generator.sample import decode_sample, encode_sample, linear_to_srgb, read_exr_bytes, srgb_to_linear
 from generator.spec import world_to_camera
@@ -22,7 +22,7 @@ from generator.spec import world_to_camera
 def _encode(**kw):
     spec = make_spec(**kw)
     rendered = fake_render(spec)
-    return spec, rendered, encode_sample(spec, rendered, FakeRecipe())
+    return spec, rendered, encode_sample(spec, rendered, tiny_recipe())
 
 
 def _digest(sample: dict) -> str:
@@ -43,7 +43,8 @@ def test_metadata_fields_and_lens_consistency():
     assert set(meta) >= {"format_version", "generator", "recipe", "scene_index", "seed", "split",
                          "image", "lens", "depth", "frames", "scene"}
     assert meta["generator"]["name"] == "dfdgen"
-    assert meta["recipe"] == {"name": "fake", "sha256": "0" * 64, "seed": 7}
+    recipe = tiny_recipe()
+    assert meta["recipe"] == {"name": "small_obj", "sha256": recipe.sha256, "seed": recipe.seed}
     assert (meta["scene_index"], meta["seed"], meta["split"]) == (3, 1003, "train")
     assert meta["image"] == {"width": 32, "height": 24, "samples": 4}
     assert meta["lens"]["pixel_pitch_m"] == pytest.approx(0.036 / 32)
@@ -127,4 +128,4 @@ def test_shape_mismatch_is_an_error():
     rendered = fake_render(spec)
     rendered.depth = rendered.depth[:1]
     with pytest.raises(ValueError, match="depth maps"):
-        encode_sample(spec, rendered, FakeRecipe())
+        encode_sample(spec, rendered, tiny_recipe())

@@ -1,0 +1,146 @@
+"""Render a recipe's dataset into shards: the library function behind ``dfdgen render``.
+
+recipe -> scene indices still to do -> worker processes (sample_scene ->
+render_scene -> encode_sample) -> samples in scene order -> shards.
+This module imports no bpy: the workers import the renderer when they first run a task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from tqdm import tqdm
+
+from generator.executors import run_scenes
+from generator.recipe import Recipe, recipe_from_dict
+from generator.sample import encode_sample
+from generator.sampling import sample_scene
+from generator.shards import DatasetDir
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What :func:`render_dataset` did.
+
+    Attributes:
+        out_dir: the output directory.
+        rendered: scenes rendered and written by this run.
+        skipped: scenes already done by an earlier run (resumed).
+        failed: (scene index, reason) of every scene that failed, this run or before.
+        shards: complete shards in the directory.
+        bytes: their total size, bytes.
+        seconds: wall time of this run.
+    """
+
+    out_dir: Path
+    rendered: int
+    skipped: int
+    failed: tuple[tuple[int, str], ...]
+    shards: int
+    bytes: int
+    seconds: float
+
+    def line(self) -> str:
+        """One-line human summary."""
+        rate = self.rendered / self.seconds if self.seconds > 0 else 0.0
+        return (
+            f"{self.rendered} scenes rendered ({self.skipped} already done, {len(self.failed)} failed) "
+            f"in {self.seconds:.1f} s ({rate:.2f} scenes/s); {self.shards} shards, {self.bytes / 1e6:.1f} MB"
+        )
+
+
+def render_task(recipe: Recipe, index: int, *, threads: int = 0) -> dict[str, Any]:
+    """Worker task: draw scene ``index``, render it with Cycles and encode it as a sample."""
+    from generator.blender.render import render_scene  # bpy: only ever in worker processes
+
+    spec = sample_scene(recipe, index)
+    return encode_sample(spec, render_scene(spec, threads=threads), recipe)
+
+
+def render_dataset(
+    recipe: Recipe,
+    out_dir: str | Path,
+    *,
+    count: int | None = None,
+    workers: int = 1,
+    threads: int = 0,
+    overwrite: bool = False,
+    progress: bool = True,
+    recycle_every: int = 50,
+    task: Callable[[int], dict[str, Any]] | None = None,
+) -> RunSummary:
+    """Render scenes ``0 .. count-1`` of ``recipe`` into WebDataset shards in ``out_dir``.
+
+    Resumes a previous run of the same recipe in ``out_dir`` (see :mod:`generator.shards`).
+    The shards are byte-identical whatever ``workers``, ``threads`` or interruptions.
+
+    Args:
+        recipe: the recipe.
+        out_dir: output directory.
+        count: number of scenes, overriding ``recipe.count`` (the recipe, and so its
+            sha256, changes with it, as with ``--set count=N``).
+        workers: worker processes, each with its own Blender.
+        threads: Cycles threads per worker, 0 = all cores.
+        overwrite: replace another recipe's data in ``out_dir``.
+        progress: show a progress bar on stderr.
+        recycle_every: scenes per worker process before it is replaced (bounds memory).
+        task: picklable ``task(index) -> sample`` to run instead of the Cycles renderer
+            (the default is :func:`render_task` of this recipe).
+
+    Raises:
+        BadInput: invalid ``count``; OutputError: unusable ``out_dir``.
+        KeyboardInterrupt: after stopping cleanly (complete shards kept, partial ones removed).
+    """
+    start = time.perf_counter()
+    if count is not None:
+        recipe = recipe_from_dict({**recipe.to_dict(), "count": count}, source="count")
+    out = DatasetDir(out_dir, recipe, max_samples=recipe.shards.max_samples,
+                     max_bytes=recipe.shards.max_bytes, overwrite=overwrite)
+    todo = [i for i in range(recipe.count) if i not in out.done]
+    task = task or functools.partial(render_task, recipe, threads=threads)
+    bar = tqdm(total=recipe.count, initial=recipe.count - len(todo), unit="scene",
+               desc=recipe.name, disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    results = run_scenes(task, todo, workers=workers, recycle_every=recycle_every,
+                         on_complete=lambda _: bar.update())
+    try:
+        with contextlib.closing(results):
+            for result in results:
+                if result.error is None:
+                    split = json.loads(result.sample["json"])["split"]
+                    out.add(result.index, split, result.sample)
+                else:
+                    out.fail(result.index, result.error)
+        out.finish()
+    except BaseException:
+        out.abort()
+        raise
+    finally:
+        bar.close()
+    return RunSummary(
+        out_dir=out.path,
+        rendered=len(todo) - sum(i in out.failed for i in todo),
+        skipped=recipe.count - len(todo),
+        failed=tuple(sorted(out.failed.items())),
+        shards=len(out.shards),
+        bytes=sum(s["bytes"] for s in out.shards),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def save_scene_blend(recipe: Recipe, index: int, path: str | Path) -> Path:
+    """Build scene ``index`` of ``recipe`` in Blender and save it as a .blend file (for a look in the UI).
+
+    Runs Blender in this process (bpy is imported here, on first use).
+    """
+    from generator.blender.render import save_blend
+
+    path = Path(path)
+    save_blend(sample_scene(recipe, index), path)
+    return path

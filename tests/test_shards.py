@@ -1,0 +1,246 @@
+"""Shard writing, manifest, resume, overwrite, worker pool: fast, with a fake renderer (no Blender)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import webdataset as wds
+
+from fakes import fake_task, flaky_task, slow_task, tiny_recipe
+from generator.errors import OutputError
+from generator.executors import run_scenes
+from generator.pipeline import render_dataset
+from generator.shards import MANIFEST, TAR_MTIME, DatasetDir, sample_tar_bytes
+
+TESTS = Path(__file__).parent
+
+
+def _render(recipe, out, **kw):
+    kw.setdefault("task", functools.partial(fake_task, recipe))
+    return render_dataset(recipe, out, progress=False, **kw)
+
+
+def _manifest(out: Path) -> dict:
+    return json.loads((out / MANIFEST).read_text())
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+def test_round_trip_with_stock_webdataset(tmp_path):
+    recipe = tiny_recipe()
+    summary = _render(recipe, tmp_path)
+    assert (summary.rendered, summary.skipped, summary.failed) == (6, 0, ())
+    # scenes 1, 4 are val; the rest train; 2 samples per shard
+    names = sorted(p.name for p in tmp_path.glob("*.tar"))
+    assert names == ["small_obj-train-000000.tar", "small_obj-train-000001.tar", "small_obj-val-000000.tar"]
+    manifest = _manifest(tmp_path)
+    assert [(s["name"], s["scenes"]) for s in manifest["shards"]] == [
+        ("small_obj-train-000000.tar", [0, 2]),
+        ("small_obj-train-000001.tar", [3, 5]),
+        ("small_obj-val-000000.tar", [1, 4]),
+    ]
+    assert manifest["recipe"]["sha256"] == recipe.sha256 and manifest["recipe"]["config"] == recipe.to_dict()
+    assert manifest["scenes_done"] == list(range(6)) and manifest["complete"] and manifest["failed"] == []
+    assert (tmp_path / "recipe.yaml").read_text() == recipe.to_yaml()
+    assert not list(tmp_path.glob("*.partial"))
+
+    urls = [str(tmp_path / n) for n in names]
+    samples = list(wds.WebDataset(urls, shardshuffle=False))
+    assert sorted(s["__key__"] for s in samples) == [f"{i:08d}" for i in range(6)]
+    for s in samples:
+        assert {"json", "f000.png", "f003.png", "f000.depth.exr"} <= set(s)
+        assert json.loads(s["json"])["scene_index"] == int(s["__key__"])
+
+    listing = subprocess.run(["tar", "-tf", urls[0]], capture_output=True, text=True, check=True).stdout.split()
+    assert listing[0] == "00000000.f000.depth.exr" and listing[-1] == "00000002.json"
+    assert listing == sorted(listing)  # fixed member order
+    with tarfile.open(urls[0]) as tar:
+        for member in tar.getmembers():
+            assert (member.mtime, member.uid, member.gid, member.uname, member.gname, member.mode) == (
+                TAR_MTIME, 0, 0, "dfdgen", "dfdgen", 0o444)
+    for shard in manifest["shards"]:
+        assert (tmp_path / shard["name"]).stat().st_size == shard["bytes"]
+
+
+def _samples(n, size=1000):
+    return [{"__key__": f"{i:08d}", "json": b"{}", "f000.png": bytes(size)} for i in range(n)]
+
+
+def test_shard_limits_and_atomic_manifest(tmp_path):
+    recipe = tiny_recipe()
+    per_sample = sample_tar_bytes(_samples(1)[0])
+    out = DatasetDir(tmp_path, recipe, max_samples=10, max_bytes=2 * per_sample)
+    assert _manifest(tmp_path)["shards"] == []  # identity recorded before any work
+    for i, sample in enumerate(_samples(3)):
+        out.add(i, "train", sample)
+    # the third sample would exceed max_bytes: shard 0 was closed, renamed and listed
+    assert [s["scenes"] for s in _manifest(tmp_path)["shards"]] == [[0, 1]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "manifest.json", "recipe.yaml", "small_obj-train-000000.tar", "small_obj-train-000001.tar.partial"]
+    out.add(3, "train", _samples(1, size=10 * per_sample)[0])  # too big alone: gets its own shard
+    out.finish()
+    assert [s["scenes"] for s in _manifest(tmp_path)["shards"]] == [[0, 1], [2], [3]]
+
+
+def test_resume_after_crash_cleans_leftovers(tmp_path):
+    recipe = tiny_recipe()
+    out = DatasetDir(tmp_path, recipe, max_samples=2)
+    for i, sample in enumerate(_samples(3)):
+        out.add(i, "train", sample)
+    # "crash": shard 1 stays partial; a shard renamed just before the crash is not in the manifest
+    (tmp_path / "small_obj-val-000000.tar").write_bytes(b"unlisted")
+    again = DatasetDir(tmp_path, recipe, max_samples=2)
+    assert again.done == {0, 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "recipe.yaml", "small_obj-train-000000.tar"]
+
+
+def test_resumed_run_is_byte_identical(tmp_path):
+    recipe = tiny_recipe("count=9")
+    _render(recipe, tmp_path / "full")
+    out = tmp_path / "resumed"
+    _render(recipe, out)
+    for shard in _manifest(out)["shards"][1:]:  # lose all but the first shard ...
+        (out / shard["name"]).unlink()
+    manifest = _manifest(out)
+    manifest["shards"] = manifest["shards"][:1]
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    summary = _render(recipe, out)  # ... and resume
+    assert (summary.skipped, summary.rendered) == (2, 7)
+    assert _files(out) == _files(tmp_path / "full")
+    assert _render(recipe, out).rendered == 0  # complete: nothing to do
+
+
+def test_interrupted_subprocess_resumes_identically(tmp_path):
+    """SIGKILL a run (the whole process group, as a crash would) after its first shard; rerun."""
+    recipe = tiny_recipe("count=12")
+    _render(recipe, tmp_path / "full")
+    out = tmp_path / "killed"
+    script = textwrap.dedent(f"""
+        import functools, sys
+        sys.path.insert(0, {str(TESTS)!r})
+        from fakes import slow_task, tiny_recipe
+        from generator.pipeline import render_dataset
+        recipe = tiny_recipe("count=12")
+        render_dataset(recipe, {str(out)!r}, workers=2, progress=False,
+                       task=functools.partial(slow_task, 0.3, recipe))
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(out.glob("*.tar")) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert 0 < len(_manifest(out)["scenes_done"]) < 12
+    summary = _render(recipe, out, workers=2)
+    assert summary.skipped + summary.rendered == 12
+    assert _files(out) == _files(tmp_path / "full")
+
+
+def test_ctrl_c_stops_cleanly(tmp_path):
+    recipe = tiny_recipe("count=12")
+    script = textwrap.dedent(f"""
+        import functools, sys
+        sys.path.insert(0, {str(TESTS)!r})
+        from fakes import slow_task, tiny_recipe
+        from generator.pipeline import render_dataset
+        recipe = tiny_recipe("count=12")
+        try:
+            render_dataset(recipe, {str(tmp_path)!r}, workers=2, progress=False,
+                           task=functools.partial(slow_task, 0.3, recipe))
+        except KeyboardInterrupt:
+            sys.exit(130)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob("*.tar")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: parent and workers
+    assert proc.wait(timeout=30) == 130
+    manifest = _manifest(tmp_path)
+    assert not manifest["complete"] and manifest["shards"]
+    assert sorted(p.name for p in tmp_path.glob("*.tar")) == sorted(s["name"] for s in manifest["shards"])
+    assert not list(tmp_path.glob("*.partial"))
+    for shard in manifest["shards"]:
+        assert len(list(wds.WebDataset(str(tmp_path / shard["name"]), shardshuffle=False))) == shard["samples"]
+
+
+def test_workers_do_not_change_bytes(tmp_path):
+    recipe = tiny_recipe("count=8")
+    _render(recipe, tmp_path / "one", workers=1)
+    _render(recipe, tmp_path / "two", workers=2, recycle_every=1)
+    assert _files(tmp_path / "one") == _files(tmp_path / "two")
+
+
+def test_failing_scenes_are_retried_once_then_recorded(tmp_path):
+    recipe = tiny_recipe("count=8")
+    log = tmp_path / "attempts"
+    log.mkdir()
+    fail = {1: "raise", 2: "raise-once", 3: "die-once", 5: "die"}
+    summary = _render(recipe, tmp_path / "out", workers=2, task=functools.partial(flaky_task, str(log), fail, recipe))
+    runs = {i: len(list(log.glob(f"{i}-*"))) for i in range(8)}
+    # two attempts each; a run cut short by another scene's crash is not counted (retried alone)
+    assert all(2 <= runs[i] <= 3 for i in fail) and all(1 <= runs[i] <= 2 for i in runs if i not in fail)
+    manifest = _manifest(tmp_path / "out")
+    assert [f["scene"] for f in manifest["failed"]] == [1, 5]
+    assert "RuntimeError: injected failure in scene 1" in manifest["failed"][0]["reason"]
+    assert "worker process died" in manifest["failed"][1]["reason"]
+    assert manifest["scenes_done"] == [0, 2, 3, 4, 6, 7] and manifest["complete"]
+    assert summary.rendered == 6 and [i for i, _ in summary.failed] == [1, 5]
+    # a rerun does not retry recorded failures
+    assert _render(recipe, tmp_path / "out").rendered == 0
+
+
+def test_executor_yields_in_order_with_bounded_window():
+    seen = []
+    results = list(run_scenes(functools.partial(slow_task, 0.0, tiny_recipe()), [5, 2, 7], workers=2, window=1,
+                              on_complete=lambda r: seen.append(r.index)))
+    assert [r.index for r in results] == [5, 2, 7] and all(r.attempts == 1 for r in results)
+    assert seen == [5, 2, 7]  # window 1: one scene at a time
+
+
+def test_refuses_another_recipe_and_overwrite_keeps_user_files(tmp_path):
+    first, other = tiny_recipe(), tiny_recipe("seed=5")
+    _render(first, tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "mine.tar").write_bytes(b"user data")
+    before = _files(tmp_path)
+    with pytest.raises(OutputError) as err:
+        _render(other, tmp_path)
+    assert err.value.exit_code == 2
+    message = str(err.value)
+    assert first.sha256[:12] in message and other.sha256[:12] in message and "--overwrite" in message
+    assert _files(tmp_path) == before  # nothing changed
+
+    _render(other, tmp_path, overwrite=True, count=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "manifest.json", "mine.tar", "notes.txt", "recipe.yaml",
+        "small_obj-train-000000.tar", "small_obj-val-000000.tar"]
+    assert (tmp_path / "notes.txt").read_text() == "mine" and (tmp_path / "mine.tar").read_bytes() == b"user data"
+    assert _manifest(tmp_path)["recipe"]["count"] == 2
+
+
+def test_unclaimed_shards_and_bad_paths_are_refused(tmp_path):
+    (tmp_path / "small_obj-train-000000.tar").write_bytes(b"someone's")
+    with pytest.raises(OutputError, match="does not claim"):
+        _render(tiny_recipe(), tmp_path)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for bad in (afile, afile / "sub"):
+        with pytest.raises(OutputError, match="afile"):
+            _render(tiny_recipe(), bad)
+    assert afile.read_text() == "x"
