@@ -202,7 +202,13 @@ class LightEnergyRecipe:
 
 @dataclass(frozen=True, kw_only=True)
 class LightsRecipe:
-    """Lights placed behind and around the camera, aimed at the objects."""
+    """Lights placed beside, above and behind the camera, aimed at the objects.
+
+    Attributes:
+        count: number of lights per scene (0: the world lights the scene alone).
+        kinds: light kinds to draw from (:data:`generator.spec.LIGHTS`).
+        energy: energy range per kind.
+    """
 
     count: IntRange = _f(IntRange(1, 3), ge=0)
     kinds: tuple[str, ...] = _f(LIGHTS, choices=LIGHTS)
@@ -307,6 +313,8 @@ def _unknown(path: str, value: object, known: Sequence[str]) -> RecipeError:
 
 def _describe(tp: Any, meta: dict[str, Any]) -> str:
     """What a field accepts, in words, for error messages."""
+    if dataclasses.is_dataclass(tp):
+        return f"a mapping with fields: {', '.join(f.name for f in dataclasses.fields(tp))}"
     if tp in (Range, IntRange):
         one = _describe(int if tp is IntRange else float, meta)
         return f"{one}, or [min, max] of such with min <= max"
@@ -386,9 +394,9 @@ def _convert(tp: Any, value: Any, path: str, meta: dict[str, Any]) -> Any:
 
 def _build(cls: type, data: Any, path: str) -> Any:
     """Validate a mapping into the dataclass ``cls``; ``path`` is its dotted location."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
     if not isinstance(data, dict):
-        raise RecipeError(path, data, f"a mapping with fields: {', '.join(fields)}")
+        raise RecipeError(path, data, _describe(cls, {}))
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     for key, value in data.items():
         if key not in fields:
             raise _unknown(_join(path, key), value, list(fields))
@@ -399,8 +407,7 @@ def _build(cls: type, data: Any, path: str) -> Any:
         if name in data:
             kwargs[name] = _convert(hints[name], data[name], where, dict(f.metadata))
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            allowed = "a mapping" if dataclasses.is_dataclass(hints[name]) else _describe(hints[name], f.metadata)
-            raise RecipeError(where, _NOTHING, f"required: {allowed}")
+            raise RecipeError(where, _NOTHING, f"required: {_describe(hints[name], f.metadata)}")
     return cls(**kwargs)
 
 

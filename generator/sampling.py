@@ -64,7 +64,7 @@ def scene_seed(recipe_seed: int, index: int) -> int:
 def scene_split(recipe: Recipe, index: int) -> str:
     """Split (``train``/``val``/``test``) of scene ``index``.
 
-    Drawn from a child stream of the scene's SeedSequence, separate from the
+    Drawn from a child of the scene's SeedSequence, a stream separate from the
     scene content, so the recipe's fractions are honoured in expectation and a
     scene keeps its split whatever ``count`` is.
     """
@@ -79,11 +79,12 @@ def scene_split(recipe: Recipe, index: int) -> str:
 def sample_scene(recipe: Recipe, index: int) -> SceneSpec:
     """Draw scene ``index`` of ``recipe``: a pure function of (recipe, index).
 
-    The content is drawn from ``np.random.default_rng(scene_seed(recipe.seed, index))``,
-    so the seed stored in a sample's metadata is enough to draw its scene again.
+    The content is drawn from the scene's SeedSequence itself (128 bits of
+    state) rather than from the 32-bit :func:`scene_seed`, so two scenes of a
+    large dataset cannot share content through a seed collision.
     """
     seed = scene_seed(recipe.seed, index)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_seed_sequence(recipe.seed, index))
     lens = _sample_lens(rng, recipe)
     frames = _sample_frames(rng, recipe)
     camera = CameraSpec()
@@ -93,7 +94,7 @@ def sample_scene(recipe: Recipe, index: int) -> SceneSpec:
     n_objects = _integer(rng, scene.objects.count)
     objects = tuple(_sample_object(rng, scene, view, f"object_{i:03d}") for i in range(n_objects))
     lights = tuple(_sample_light(rng, scene, view) for _ in range(_integer(rng, scene.lights.count)))
-    world = WorldSpec(color=_tint(rng, _uniform(rng, Range(0.3, 1.0))), strength=_uniform(rng, scene.world.strength))
+    world = WorldSpec(color=_tint(rng, rng.uniform(0.3, 1.0)), strength=_uniform(rng, scene.world.strength))
     render = RenderSpec(
         width=recipe.image.width,
         height=recipe.image.height,
@@ -181,6 +182,7 @@ class _View:
             (longest effective focal length): a point inside it is in every frame.
         wide_k: intrinsics of the frame with the widest field of view.
         camera: the camera pose.
+        cam_to_world: 4x4 OpenCV camera -> world transform of ``camera``.
     """
 
     width: int
@@ -188,20 +190,22 @@ class _View:
     narrow_k: np.ndarray
     wide_k: np.ndarray
     camera: CameraSpec
+    cam_to_world: np.ndarray
 
     @classmethod
     def of(cls, lens: lensmod.Lens, camera: CameraSpec, frames, width: int, height: int) -> "_View":
         ks = [lensmod.intrinsics(lens, f.focus_distance_m, width, height) for f in frames]
         focal_px = [k[0, 0] for k in ks]
-        return cls(width, height, ks[int(np.argmax(focal_px))], ks[int(np.argmin(focal_px))], camera)
+        narrow, wide = ks[int(np.argmax(focal_px))], ks[int(np.argmin(focal_px))]
+        return cls(width, height, narrow, wide, camera, camera_to_world(camera))
 
     def to_world(self, point_cam: np.ndarray) -> Vec3:
         """World position of a point in the OpenCV camera frame, metres."""
-        return tuple(float(c) for c in (camera_to_world(self.camera) @ np.append(point_cam, 1.0))[:3])
+        return tuple(float(c) for c in (self.cam_to_world @ np.append(point_cam, 1.0))[:3])
 
     def unproject(self, u: float, v: float, depth_m: float, k: np.ndarray) -> Vec3:
         """World position of pixel (u, v) at planar depth ``depth_m`` through intrinsics ``k``."""
-        return self.to_world(depth_m * np.linalg.solve(k, np.array([u, v, 1.0])))
+        return self.to_world(depth_m * np.array([(u - k[0, 2]) / k[0, 0], (v - k[1, 2]) / k[1, 1], 1.0]))
 
     def metres_per_px(self, depth_m: float) -> float:
         """Size of one pixel on a fronto-parallel surface at ``depth_m`` (narrow view), metres."""
