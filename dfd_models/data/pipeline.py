@@ -1,0 +1,205 @@
+"""The training data pipeline: shards -> batches of focus stacks.
+
+:class:`FocalStackDataset` is an ``IterableDataset`` that composes the stages
+of :mod:`dfd_models.data.stages` inside each DataLoader worker;
+:func:`make_loader` wraps it in a DataLoader with a per-epoch seed and an
+optional fixed epoch length.
+
+Reproducibility: every random draw (shard order, shuffle buffer, ramp choice,
+crop, flip) comes from generators seeded by (seed, epoch, rank, worker), or by
+(seed, epoch, pass) for the shard order, which every rank and worker share so
+that they split the same permutation. The same seed, epoch, world size and
+number of workers give the same batches.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from itertools import islice
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, default_collate
+from webdataset.filters import batched, shuffle
+from webdataset.utils import pytorch_worker_info
+
+from dfd_models.data import stages
+from dfd_models.data.sources import resolve_shards, shard_stream
+
+
+class FocalStackDataset(IterableDataset):
+    """Focus stacks (or batches of them) from WebDataset shards, one ramp per sample.
+
+    Args:
+        urls: shard directory, brace pattern or list (see
+            :func:`dfd_models.data.sources.resolve_shards`).
+        split: keep only shards of this split (``"train"``).
+        crop: (height, width) of a random crop, pixels; ``None`` keeps full frames.
+        flip: random left-right flips (p = 0.5).
+        ramp: which ramp of a sequence is the stack: an index or ``"random"``.
+        shuffle: shuffle buffer size in samples (and shard order shuffled per
+            pass); 0 reads shards and samples in order.
+        batch_size: collate this many samples per item (``None``: single samples).
+            The last batch of a worker's pass may be smaller.
+        repeat: cycle through the shards without end (cut by an epoch length
+            downstream); else one pass.
+        seed: base seed of every random draw.
+        rank, world_size: this DDP process and their number; default from
+            ``torch.distributed`` (or the ``RANK``/``WORLD_SIZE`` variables).
+        skip_corrupt: warn about and skip corrupt samples/shards instead of raising
+            :class:`generator.errors.CorruptShard`.
+
+    Attributes:
+        epoch: current epoch, part of every seed; set it before iterating
+            (:class:`FocalStackLoader` does).
+
+    Yields (batched: every tensor gains a leading B, ``key`` becomes a list)
+    the sample dict of :func:`dfd_models.data.stages.to_tensors`.
+    """
+
+    def __init__(
+        self,
+        urls,
+        *,
+        split: str | None = None,
+        crop: tuple[int, int] | None = None,
+        flip: bool = True,
+        ramp: int | str = "random",
+        shuffle: int = 128,
+        batch_size: int | None = None,
+        repeat: bool = False,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+        skip_corrupt: bool = False,
+    ):
+        super().__init__()
+        self.urls = resolve_shards(urls, split)
+        default_rank, default_world, _, _ = pytorch_worker_info()
+        self.rank = default_rank if rank is None else rank
+        self.world_size = default_world if world_size is None else world_size
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} is not in [0, world_size={self.world_size})")
+        if len(self.urls) < self.world_size:
+            raise ValueError(f"{len(self.urls)} shards cannot be split across {self.world_size} ranks")
+        self.crop, self.flip, self.ramp = crop, flip, ramp
+        self.shuffle, self.batch_size, self.repeat = shuffle, batch_size, repeat
+        self.seed, self.epoch = seed, 0
+        self.handler = stages.warn_and_skip if skip_corrupt else stages.reraise
+
+    def __iter__(self) -> Iterator[dict]:
+        info = torch.utils.data.get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker])
+        src = shard_stream(
+            self.urls,
+            seed=self.seed,
+            epoch=self.epoch,
+            shuffle=self.shuffle > 0,
+            rank=self.rank,
+            world_size=self.world_size,
+            worker=worker,
+            num_workers=num_workers,
+            repeat=self.repeat,
+        )
+        src = stages.tar_samples(src, handler=self.handler)
+        if self.shuffle > 1:
+            src = shuffle(self.shuffle, initial=self.shuffle, rng=random.Random(int(rng.integers(2**63))))(src)
+        src = stages.select_ramp(src, ramp=self.ramp, rng=rng, handler=self.handler)
+        src = stages.decode(src, handler=self.handler)
+        if self.crop is not None:
+            src = stages.random_crop(src, size=self.crop, rng=rng)
+        if self.flip:
+            src = stages.random_flip(src, rng=rng)
+        src = stages.to_tensors(src)
+        if self.batch_size is not None:
+            src = batched(self.batch_size, collation_fn=default_collate, partial=True)(src)
+        return src
+
+
+class FocalStackLoader:
+    """Batches of focus stacks, one epoch per iteration.
+
+    Each ``iter()`` runs epoch :attr:`epoch` (seeding the dataset with it) and
+    then advances it; :meth:`set_epoch` sets it explicitly (to resume). With an
+    epoch length the epoch is exactly ``len(self)`` full batches drawn from the
+    endlessly cycled shards; without one it is one pass over this rank's shards.
+    Workers are started per epoch (not persistent), so they see the new epoch.
+    """
+
+    def __init__(self, dataset: FocalStackDataset, loader: DataLoader, batches_per_epoch: int | None):
+        self.dataset, self.loader, self.batches_per_epoch = dataset, loader, batches_per_epoch
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration epoch ``epoch``."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        if self.batches_per_epoch is None:
+            raise TypeError("a loader without epoch_len has no fixed length")
+        return self.batches_per_epoch
+
+    def __iter__(self) -> Iterator[dict]:
+        self.dataset.epoch = self.epoch
+        self.epoch += 1
+        return islice(iter(self.loader), self.batches_per_epoch if self.batches_per_epoch is not None else sys.maxsize)
+
+
+def make_loader(
+    urls: str | Sequence[str],
+    batch_size: int,
+    crop: tuple[int, int] | None = None,
+    *,
+    split: str | None = None,
+    flip: bool = True,
+    ramp: int | str = "random",
+    shuffle: int = 128,
+    num_workers: int = 2,
+    epoch_len: int | None = None,
+    seed: int = 0,
+    skip_corrupt: bool = False,
+    rank: int | None = None,
+    world_size: int | None = None,
+    pin_memory: bool = False,
+) -> FocalStackLoader:
+    """A loader of focus-stack batches (see :class:`FocalStackDataset` for the arguments).
+
+    Args:
+        batch_size: samples per batch B; batches are collated in the workers.
+        num_workers: DataLoader worker processes (0: load in this process).
+            Shards are split across ranks, then workers: give at least
+            ``world_size * num_workers`` shards, or some workers idle.
+        epoch_len: samples per epoch on this rank; the epoch is then
+            ``epoch_len // batch_size`` full batches, and the shards are cycled
+            so every rank yields the same number (use it under DDP).
+            ``None``: one pass over this rank's shards, each sample once.
+
+    Yields dicts of batched tensors: ``frames`` [B, T, 3, H, W], ``focus_m`` [B, T],
+    ``K`` [B, T, 3, 3], ``depth``/``valid`` [B, 1, H, W], lens fields [B], ``key`` list.
+    For evaluation use ``crop=None, flip=False, ramp=0, shuffle=0``.
+    """
+    if epoch_len is not None and epoch_len < batch_size:
+        raise ValueError(f"epoch_len={epoch_len} holds no full batch of {batch_size}")
+    dataset = FocalStackDataset(
+        urls,
+        split=split,
+        crop=crop,
+        flip=flip,
+        ramp=ramp,
+        shuffle=shuffle,
+        batch_size=batch_size,
+        repeat=epoch_len is not None,
+        seed=seed,
+        rank=rank,
+        world_size=world_size,
+        skip_corrupt=skip_corrupt,
+    )
+    shards_per_rank = len(dataset.urls) // dataset.world_size
+    if num_workers > shards_per_rank:
+        warnings.warn(f"{num_workers} workers but only {shards_per_rank} shards per rank: some workers idle")
+    loader = DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory)
+    return FocalStackLoader(dataset, loader, None if epoch_len is None else epoch_len // batch_size)

@@ -1,0 +1,111 @@
+"""Shard lists: resolve what the user gave into shard URLs, and split them.
+
+A dataset directory holds ``{recipe}-{split}-{shard:06d}.tar`` and
+``manifest.json`` (DESIGN.md section 5). :func:`resolve_shards` turns a
+directory, a brace pattern (``data/x-train-{000000..000003}.tar``) or a list of
+paths/URLs into a sorted list of shard URLs. :func:`shard_stream` is the first
+pipeline stage: it orders the shards of one pass and keeps the ones of this DDP
+rank and DataLoader worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from webdataset.shardlists import expand_urls
+
+from generator.errors import BadInput
+
+#: ``{recipe}-{split}-{shard:06d}.tar``; the recipe name may itself contain dashes.
+SHARD_NAME = re.compile(r"^(?P<recipe>.+)-(?P<split>[^-]+)-(?P<shard>\d{6})\.tar$")
+
+
+def shard_split(url: str) -> str | None:
+    """The split named in a shard's file name, or ``None`` if the name has another form."""
+    match = SHARD_NAME.match(os.path.basename(url))
+    return match["split"] if match else None
+
+
+def _manifest_shards(directory: Path, split: str | None) -> list[str] | None:
+    """Paths of the shards ``directory/manifest.json`` lists (of ``split``), or ``None`` without one."""
+    path = directory / "manifest.json"
+    if not path.is_file():
+        return None
+    try:
+        shards = json.loads(path.read_text())["shards"]
+        return [str(directory / s["name"]) for s in shards if split is None or s["split"] == split]
+    except (ValueError, KeyError, TypeError) as exn:
+        raise BadInput(f"{path}: cannot read its shard list ({exn!r})") from exn
+
+
+def resolve_shards(urls: str | os.PathLike | Sequence[str | os.PathLike], split: str | None = None) -> list[str]:
+    """Shard URLs from a directory, a brace pattern, or a list of paths/URLs.
+
+    Args:
+        urls: a dataset directory (the shards its ``manifest.json`` lists, else
+            every ``*.tar`` in it), a path/URL that may hold brace patterns and
+            ``::``-separated alternatives (webdataset's syntax), or a list of such.
+        split: keep only shards of this split (``"train"``): the manifest's
+            ``split``, else the one in the file name ``{recipe}-{split}-{shard:06d}.tar``.
+
+    Returns:
+        The shard URLs; a directory's sorted by name, others in the order given.
+
+    Raises:
+        BadInput: nothing matched (the message names what was given).
+    """
+    given = [urls] if isinstance(urls, (str, os.PathLike)) else list(urls)
+    out: list[str] = []
+    for item in given:
+        item = os.fspath(item)
+        if os.path.isdir(item):
+            listed = _manifest_shards(Path(item), split)
+            if listed is None:
+                listed = [str(p) for p in Path(item).glob("*.tar") if split is None or shard_split(p.name) == split]
+            out.extend(sorted(listed))
+        else:
+            out.extend(url for url in expand_urls(item) if split is None or shard_split(url) == split)
+    if not out:
+        where = f" of split {split!r}" if split is not None else ""
+        raise BadInput(f"no shards{where} found in {urls!r}")
+    return out
+
+
+def shard_stream(
+    urls: Sequence[str],
+    *,
+    seed: int,
+    epoch: int,
+    shuffle: bool,
+    rank: int,
+    world_size: int,
+    worker: int,
+    num_workers: int,
+    repeat: bool,
+) -> Iterator[str]:
+    """Yield the shard URLs this rank and worker read, pass after pass.
+
+    Each pass permutes all shards with a generator seeded by (seed, epoch, pass),
+    the same on every rank and worker, then keeps every ``world_size``-th shard
+    from ``rank`` and of those every ``num_workers``-th from ``worker``; so in
+    one pass the ranks and workers read disjoint shards that together cover all.
+
+    Args:
+        urls: all shards of the dataset.
+        shuffle: permute the shards each pass (else keep their order).
+        repeat: go on pass after pass (an epoch of a fixed sample count); else one pass.
+    """
+    for pass_index in range(np.iinfo(np.int64).max if repeat else 1):
+        order = np.arange(len(urls))
+        if shuffle:
+            order = np.random.default_rng([seed, epoch, pass_index]).permutation(order)
+        mine = order[rank::world_size][worker::num_workers]
+        if len(mine) == 0:
+            return
+        for index in mine:
+            yield urls[index]

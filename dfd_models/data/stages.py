@@ -1,0 +1,315 @@
+"""Pipeline stages: small generators over samples, each taking the iterator first.
+
+The chain :func:`dfd_models.data.pipeline.FocalStackDataset` composes::
+
+    shard URLs -> tar_samples -> (shuffle) -> select_ramp -> decode
+               -> random_crop -> random_flip -> to_tensors -> (batch)
+
+Stages that meet shard data take ``handler=``, webdataset's convention: it is
+called with the exception and returns True to skip the sample (or the rest of
+a broken shard) and go on, False to stop, or raises. Data problems are raised
+as :class:`generator.errors.CorruptShard` naming the shard and member;
+:func:`reraise` and :func:`warn_and_skip` are the two handlers used.
+
+Decoding goes through :mod:`generator.sample` (``decode_rgb``,
+``read_exr_bytes``), the same codecs that wrote the members.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import warnings
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+from webdataset.gopen import gopen
+from webdataset.tariterators import base_plus_ext
+
+from generator.errors import CorruptShard
+from generator.lens import LENS_MODELS
+from generator.sample import decode_rgb, read_exr_bytes
+from dfd_models.data import transforms
+
+Handler = Callable[[Exception], bool]
+#: Scalar lens fields copied from the metadata into every stack (metres, or f-number).
+LENS_FIELDS = ("focal_length_m", "f_number", "sensor_width_m", "pixel_pitch_m")
+
+
+def reraise(exn: Exception) -> bool:
+    """Handler: raise every error."""
+    raise exn
+
+
+def warn_and_skip(exn: Exception) -> bool:
+    """Handler: warn about a :class:`CorruptShard` (naming shard and member) and skip it; raise anything else."""
+    if not isinstance(exn, CorruptShard):
+        raise exn
+    warnings.warn(f"skipping: {exn}", RuntimeWarning, stacklevel=2)
+    return True
+
+
+def _guarded(src: Iterable[dict], fn: Callable[[dict], dict], handler: Handler) -> Iterator[dict]:
+    """Apply ``fn`` to each sample, passing errors to ``handler``."""
+    for sample in src:
+        try:
+            out = fn(sample)
+        except Exception as exn:
+            if handler(exn):
+                continue
+            return
+        yield out
+
+
+# --- reading ---------------------------------------------------------------
+
+
+class _CheckedTarInfo(tarfile.TarInfo):
+    """TarInfo that turns the header errors tarfile treats as a quiet end of the
+    archive (a cut or damaged header after the first member) into errors, so a
+    truncated shard is never read as a shorter valid one. The end-of-archive
+    zero block still ends it."""
+
+    @classmethod
+    def fromtarfile(cls, tar):
+        try:
+            return super().fromtarfile(tar)
+        except tarfile.EOFHeaderError:
+            raise
+        except (tarfile.EmptyHeaderError, tarfile.TruncatedHeaderError) as exn:
+            raise tarfile.ReadError(f"archive ends without its end marker ({exn})") from None
+        except tarfile.InvalidHeaderError as exn:
+            raise tarfile.ReadError(f"damaged header ({exn})") from None
+
+
+def _read_tar(url: str) -> Iterator[dict]:
+    """Flat samples (``__key__``, ``__url__``, member suffix -> bytes) of one shard, in tar order."""
+    member = None
+    try:
+        stream = gopen(url)
+    except OSError as exn:
+        raise CorruptShard(url, None, f"cannot open ({exn})") from exn
+    with stream:
+        sample = None
+        try:
+            tar = tarfile.open(fileobj=stream, mode="r|*", tarinfo=_CheckedTarInfo)
+            for info in tar:
+                member = info.name
+                key, suffix = base_plus_ext(member)
+                if not info.isreg() or key is None:
+                    continue
+                data = tar.extractfile(info).read()
+                if sample is not None and sample["__key__"] != key:
+                    yield sample
+                    sample = None
+                if sample is None:
+                    sample = {"__key__": key, "__url__": url}
+                sample[suffix] = data
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exn:
+            where = "member" if member else "start of the archive"
+            raise CorruptShard(url, member, f"tar unreadable at or after this {where}: {exn}") from exn
+        if sample is not None:
+            yield sample
+
+
+def tar_samples(src: Iterable[str], *, handler: Handler = reraise) -> Iterator[dict]:
+    """Stage: shard URLs -> flat raw samples (member suffix -> bytes, plus ``__key__``, ``__url__``).
+
+    A shard that cannot be opened or read to its end-of-archive marker (cut,
+    damaged header) raises :class:`CorruptShard` naming the last member read,
+    to ``handler``; if it skips, the rest of the shard is skipped with the
+    sample being read at the break (it may be incomplete); samples yielded
+    before the break stay.
+    """
+    for url in src:
+        try:
+            yield from _read_tar(url)
+        except Exception as exn:
+            if handler(exn):
+                continue
+            return
+
+
+# --- one ramp as a stack -----------------------------------------------------
+
+
+def _member(sample: dict, name: str) -> bytes:
+    if name not in sample:
+        raise CorruptShard(sample["__url__"], f"{sample['__key__']}.{name}", "member missing")
+    return sample[name]
+
+
+def _frame_member(sample: dict, index: int) -> str:
+    """Suffix of frame ``index``'s RGB member: ``fNNN.png`` or ``fNNN.exr``."""
+    exr = f"f{index:03d}.exr"
+    return exr if exr in sample else f"f{index:03d}.png"
+
+
+def _select(sample: dict, ramp: int | str, rng: np.random.Generator) -> dict:
+    url, key = sample["__url__"], sample["__key__"]
+    try:
+        meta = json.loads(_member(sample, "json"))
+        lens = meta["lens"]
+        frames = meta["frames"]
+        ramps = sorted({f["ramp"] for f in frames})
+        per_frame = bool(meta["depth"]["per_frame"])
+        size = (meta["image"]["height"], meta["image"]["width"])
+        lens_model = LENS_MODELS.index(lens["model"])
+    except (ValueError, KeyError, TypeError) as exn:
+        raise CorruptShard(url, f"{key}.json", f"bad metadata ({exn!r})") from exn
+    if ramp == "random":
+        chosen = ramps[rng.integers(len(ramps))]
+    elif ramp in ramps:
+        chosen = ramp
+    else:
+        raise ValueError(f"sample {key} in {url} has ramps {ramps}; ramp={ramp!r} is not one of them")
+    stack = sorted((f for f in frames if f["ramp"] == chosen), key=lambda f: f["focus_distance_m"])
+    ref = len(stack) // 2
+    rgb = [_frame_member(sample, f["index"]) for f in stack]
+    depth = f"f{stack[ref]['index']:03d}.depth.exr" if per_frame else "depth.exr"
+    aif = next((name for name in ("aif.png", "aif.exr") if name in sample), None)
+    coc = [f"f{f['index']:03d}.coc.exr" for f in stack]
+    out = {
+        "__key__": key,
+        "__url__": url,
+        "size": size,
+        "members": {"frames": rgb, "depth": depth},
+        "raw": {"frames": [_member(sample, n) for n in rgb], "depth": _member(sample, depth)},
+        "focus_m": np.array([f["focus_distance_m"] for f in stack], dtype=np.float32),  # [T]
+        "K": np.array([f["K"] for f in stack], dtype=np.float32),  # [T, 3, 3]
+        "ref_frame": ref,
+        "lens_model": lens_model,
+        **{name: float(lens[name]) for name in LENS_FIELDS},
+    }
+    if aif is not None:
+        out["members"]["aif"], out["raw"]["aif"] = aif, sample[aif]
+    if coc[0] in sample:
+        out["members"]["coc"], out["raw"]["coc"] = coc, [_member(sample, n) for n in coc]
+    return out
+
+
+def select_ramp(
+    src: Iterable[dict], *, ramp: int | str, rng: np.random.Generator, handler: Handler = reraise
+) -> Iterator[dict]:
+    """Stage: raw sample -> one ramp as a focus stack, still encoded (only its members are kept).
+
+    Args:
+        ramp: ramp index, or ``"random"`` (uniform over the sample's ramps, drawn from ``rng``).
+
+    The stack's T frames are sorted by increasing focus distance. Its depth is
+    the reference frame's, ``ref_frame = T // 2`` of the sorted stack (the middle
+    frame): the only depth map of a static ``blender``-model scene, or that
+    frame's own map when depth is per frame (breathing ``thin_lens``, motion),
+    which matches ``K[ref_frame]``.
+    """
+    return _guarded(src, lambda sample: _select(sample, ramp, rng), handler)
+
+
+def _decode_one(stack: dict, decode: Callable[[bytes, str], np.ndarray], member: str, data: bytes):
+    url, key = stack["__url__"], stack["__key__"]
+    try:
+        image = decode(data, member.rsplit(".", 1)[1])
+    except Exception as exn:
+        raise CorruptShard(url, f"{key}.{member}", f"cannot decode ({exn!r})") from exn
+    if image.shape[:2] != stack["size"]:
+        raise CorruptShard(url, f"{key}.{member}", f"size {image.shape[:2]}, metadata says {stack['size']} (H, W)")
+    return image
+
+
+def _exr_channel(channel: str) -> Callable[[bytes, str], np.ndarray]:
+    return lambda data, _ext: read_exr_bytes(data)[channel][..., None]
+
+
+def _decode(stack: dict) -> dict:
+    members, raw = stack.pop("members"), stack.pop("raw")
+    out = dict(stack)
+    out["frames"] = np.stack(
+        [_decode_one(stack, decode_rgb, m, d) for m, d in zip(members["frames"], raw["frames"])]
+    )  # [T, H, W, 3]
+    out["depth"] = _decode_one(stack, _exr_channel("Z"), members["depth"], raw["depth"])  # [H, W, 1]
+    if "aif" in members:
+        out["aif"] = _decode_one(stack, decode_rgb, members["aif"], raw["aif"])  # [H, W, 3]
+    if "coc" in members:
+        out["coc"] = np.stack(
+            [_decode_one(stack, _exr_channel("Y"), m, d) for m, d in zip(members["coc"], raw["coc"])]
+        )  # [T, H, W, 1]
+    return out
+
+
+def decode(src: Iterable[dict], *, handler: Handler = reraise) -> Iterator[dict]:
+    """Stage: encoded stack -> numpy images (channels last, see :mod:`dfd_models.data.transforms`).
+
+    ``frames`` [T, H, W, 3] float32 linear RGB (``generator.sample.decode_rgb``:
+    sRGB PNGs are linearised, in [0, 1]; EXR frames are as rendered, not clipped),
+    ``depth`` [H, W, 1] float32 planar metres (0 = no surface), optional ``aif``
+    [H, W, 3] and ``coc`` [T, H, W, 1] (CoC diameter, pixels).
+    """
+    return _guarded(src, _decode, handler)
+
+
+# --- augmentation ------------------------------------------------------------
+
+
+def random_crop(src: Iterable[dict], *, size: tuple[int, int], rng: np.random.Generator) -> Iterator[dict]:
+    """Stage: crop every image of a stack to ``size`` = (height, width) pixels at one
+    uniform random offset (K's principal point follows)."""
+    height, width = size
+    for stack in src:
+        full_h, full_w = transforms.image_size(stack)
+        if height > full_h or width > full_w:
+            raise ValueError(f"crop {size} is larger than the {full_h}x{full_w} images of {stack['__url__']}")
+        top = int(rng.integers(full_h - height + 1))
+        left = int(rng.integers(full_w - width + 1))
+        yield transforms.crop(stack, top, left, height, width)
+
+
+def random_flip(src: Iterable[dict], *, rng: np.random.Generator, p: float = 0.5) -> Iterator[dict]:
+    """Stage: mirror a whole stack left-right with probability ``p`` (K follows, see
+    :func:`dfd_models.data.transforms.hflip`)."""
+    for stack in src:
+        yield transforms.hflip(stack) if rng.random() < p else stack
+
+
+# --- to torch ----------------------------------------------------------------
+
+
+def _chw(image: np.ndarray):
+    """[..., H, W, C] numpy -> [..., C, H, W] contiguous torch tensor (one copy)."""
+    axes = (*range(image.ndim - 3), image.ndim - 1, image.ndim - 3, image.ndim - 2)
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(axes)))
+
+
+def to_tensors(src: Iterable[dict]) -> Iterator[dict]:
+    """Stage: numpy stack -> the training sample, a flat dict of tensors.
+
+    Keys and shapes (T frames, sorted by focus distance):
+
+    - ``key`` str; ``frames`` [T, 3, H, W] float32 linear RGB;
+      ``focus_m`` [T] float32 metres; ``K`` [T, 3, 3] float32 pixels;
+    - ``depth`` [1, H, W] float32 planar metres of frame ``ref_frame``;
+      ``valid`` [1, H, W] bool (depth > 0); ``ref_frame`` int64 [];
+    - ``lens_model`` int64 [] (index in ``generator.lens.LENS_MODELS``);
+      ``focal_length_m``, ``f_number``, ``sensor_width_m`` (full, uncropped
+      sensor), ``pixel_pitch_m`` float32 [];
+    - when the shards hold them: ``aif`` [3, H, W], ``coc`` [T, 1, H, W] (pixels).
+    """
+    for stack in src:
+        depth = _chw(stack["depth"])  # [1, H, W]
+        out = {
+            "key": stack["__key__"],
+            "frames": _chw(stack["frames"]),  # [T, 3, H, W]
+            "focus_m": torch.from_numpy(stack["focus_m"]),  # [T]
+            "K": torch.from_numpy(stack["K"]),  # [T, 3, 3]
+            "depth": depth,
+            "valid": depth > 0,  # [1, H, W]
+            "ref_frame": torch.tensor(stack["ref_frame"]),
+            "lens_model": torch.tensor(stack["lens_model"]),
+            **{name: torch.tensor(stack[name], dtype=torch.float32) for name in LENS_FIELDS},
+        }
+        if "aif" in stack:
+            out["aif"] = _chw(stack["aif"])  # [3, H, W]
+        if "coc" in stack:
+            out["coc"] = _chw(stack["coc"])  # [T, 1, H, W]
+        yield out
