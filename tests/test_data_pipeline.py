@@ -1,0 +1,295 @@
+"""Training data pipeline (dfd_models.data): shards written by the generator's
+own writer (generator.sample + generator.shards), read by the training loader."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tarfile
+
+import numpy as np
+import pytest
+
+from fakes import FakeRendered, fake_render, make_spec
+from generator.errors import BadInput, CorruptShard
+from generator.recipe import load_recipe
+from generator.sample import decode_sample, encode_sample, linear_to_srgb, srgb_to_linear
+from generator.shards import DatasetDir
+from generator.spec import FrameSpec
+
+H, W = 24, 32  # fake render size (make_spec)
+RECIPE = load_recipe("small_obj")
+
+
+@pytest.fixture
+def data(torch):
+    """dfd_models.data (imports torch: skipped locally without it, a failure in CI)."""
+    import dfd_models.data
+    import dfd_models.data.stages  # noqa: F401  (attribute access below)
+
+    return dfd_models.data
+
+
+def write_dataset(out, specs, renders=None, *, max_samples=2, edit=None):
+    """Write ``specs`` with the generator's encoder and shard writer; ``edit(sample)`` may damage one."""
+    recipe = load_recipe("small_obj", [f"count={len(specs)}", f"shards.max_samples={max_samples}"])
+    dataset = DatasetDir(out, recipe, max_samples=max_samples)
+    for i, spec in enumerate(specs):
+        sample = encode_sample(spec, renders[i] if renders else fake_render(spec), recipe)
+        dataset.add(spec.index, spec.split, edit(sample) if edit else sample)
+    dataset.finish()
+    return out
+
+
+def keys_of(batches):
+    return [k for batch in batches for k in batch["key"]]
+
+
+@pytest.fixture
+def eight(tmp_path):
+    """8 train scenes in 4 shards of 2, plus 2 val scenes in 1 shard."""
+    specs = [make_spec(i) for i in range(8)] + [make_spec(i, split="val") for i in (8, 9)]
+    return write_dataset(tmp_path / "ds", specs)
+
+
+# --- sources -----------------------------------------------------------------
+
+
+def test_resolve_shards_directory_manifest_split_braces_list(eight, data):
+    train = data.resolve_shards(eight, split="train")
+    assert [p.rsplit("/", 1)[1] for p in train] == [f"small_obj-train-{i:06d}.tar" for i in range(4)]
+    assert len(data.resolve_shards(eight)) == 5
+    assert data.resolve_shards(f"{eight}/small_obj-train-{{000001..000002}}.tar") == train[1:3]
+    assert data.resolve_shards([train[3], train[0]]) == [train[3], train[0]]
+    (eight / "manifest.json").unlink()  # without a manifest: the directory's *.tar
+    assert data.resolve_shards(eight, split="train") == train
+    with pytest.raises(BadInput, match="no shards of split 'test'"):
+        data.resolve_shards(eight, split="test")
+
+
+def test_shard_stream_partitions_over_ranks_and_workers():
+    from dfd_models.data.sources import shard_stream
+
+    urls = [f"s{i}" for i in range(10)]
+    parts = [
+        list(shard_stream(urls, seed=1, epoch=0, shuffle=True, rank=r, world_size=2, worker=w, num_workers=2,
+                          repeat=False))
+        for r in range(2) for w in range(2)
+    ]
+    assert sorted(u for p in parts for u in p) == urls
+    assert all(len(p) in (2, 3) for p in parts)
+
+
+# --- samples -----------------------------------------------------------------
+
+
+def test_sample_shapes_dtypes_and_focus_order(tmp_path, data, torch):
+    # frames stored out of focus order within each ramp; a thin lens: depth per frame
+    spec = dataclasses.replace(make_spec(0, aif=True, coc=True), frames=tuple(
+        FrameSpec(index=i, ramp=i // 3, time_s=0.0, focus_distance_m=f)
+        for i, f in enumerate((2.0, 0.5, 1.0, 3.0, 0.6, 0.8))
+    ))
+    rendered = fake_render(spec)
+    write_dataset(tmp_path / "ds", [spec], [rendered])
+    decoded = decode_sample(encode_sample(spec, rendered, RECIPE))
+
+    for ramp, order in ((0, [1, 2, 0]), (1, [4, 5, 3])):
+        ds = data.FocalStackDataset(tmp_path / "ds", ramp=ramp, flip=False, shuffle=0)
+        (s,) = list(ds)
+        assert s["key"] == "00000000"
+        assert s["frames"].shape == (3, 3, H, W) and s["frames"].dtype == torch.float32
+        assert 0 <= s["frames"].min() and s["frames"].max() <= 1
+        for t, index in enumerate(order):  # sorted by focus, each the frame the generator decodes
+            np.testing.assert_array_equal(s["frames"][t].numpy(), decoded.frames[index].transpose(2, 0, 1))
+            np.testing.assert_allclose(s["K"][t].numpy(), decoded.meta["frames"][index]["K"], rtol=1e-6)
+        np.testing.assert_allclose(s["focus_m"].numpy(), [spec.frames[i].focus_distance_m for i in order])
+        assert s["ref_frame"].item() == 1  # the middle frame: its own depth map
+        assert s["depth"].shape == (1, H, W) and s["depth"].dtype == torch.float32
+        np.testing.assert_array_equal(s["depth"][0].numpy(), rendered.depth[order[1]])
+        assert s["valid"].dtype == torch.bool and torch.equal(s["valid"], s["depth"] > 0)
+        assert not s["valid"][0, :3, :3].any() and s["valid"][0, 3:, 3:].all()
+        assert s["aif"].shape == (3, H, W) and s["coc"].shape == (3, 1, H, W)
+        np.testing.assert_array_equal(s["coc"][1, 0].numpy(), decoded.coc[order[1]])
+        assert s["lens_model"].item() == 0 and s["f_number"].item() == 2.0
+        assert s["focal_length_m"].item() == pytest.approx(0.05) and s["pixel_pitch_m"].item() == pytest.approx(
+            0.036 / W)
+
+
+def test_static_scene_single_depth_and_batching(tmp_path, data, torch):
+    write_dataset(tmp_path / "ds", [make_spec(i, model="blender") for i in range(3)], max_samples=3)
+    (batch,) = list(data.make_loader(tmp_path / "ds", batch_size=4, crop=(16, 20), num_workers=0))
+    assert batch["frames"].shape == (3, 2, 3, 16, 20)
+    assert batch["focus_m"].shape == (3, 2) and batch["K"].shape == (3, 2, 3, 3)
+    assert batch["depth"].shape == batch["valid"].shape == (3, 1, 16, 20)
+    assert batch["f_number"].shape == batch["lens_model"].shape == (3,)
+    assert (batch["lens_model"] == 1).all() and sorted(batch["key"]) == ["00000000", "00000001", "00000002"]
+    assert (batch["focus_m"][:, 1] > batch["focus_m"][:, 0]).all()
+
+
+# --- crop and flip ------------------------------------------------------------
+
+
+def _coded_render(spec):
+    """Frames whose stored 8-bit sRGB pixel is (column, row, 10 * frame); depth unique per pixel, sky top-left."""
+    rows, cols = np.mgrid[0:H, 0:W]
+    frames = []
+    for t in range(len(spec.frames)):
+        srgb = np.stack([cols, rows, np.full_like(cols, 10 * t)], axis=-1) / 255.0
+        frames.append(srgb_to_linear(srgb).astype(np.float32))
+    depth = [(1.0 + 0.25 * cols + 0.5 * rows + 0.125 * t).astype(np.float32) for t in range(len(spec.frames))]
+    for d in depth:
+        d[:2, :2] = 0.0
+    return FakeRendered(frames, depth)
+
+
+def test_crop_and_flip_move_colour_depth_and_K_together(tmp_path, data):
+    spec = make_spec(0)  # thin lens: K and depth differ per frame
+    rendered = _coded_render(spec)
+    write_dataset(tmp_path / "ds", [spec], [rendered])
+    meta = decode_sample(encode_sample(spec, rendered, RECIPE)).meta
+    seen_flip = set()
+    for seed in range(8):
+        ds = data.FocalStackDataset(tmp_path / "ds", crop=(16, 20), ramp=0, shuffle=0, seed=seed)
+        (s,) = list(ds)
+        code = np.rint(linear_to_srgb(s["frames"].numpy().transpose(0, 2, 3, 1)) * 255).astype(int)  # [T,h,w,3]
+        col, row = code[0, ..., 0], code[0, ..., 1]
+        for t in range(2):  # every frame moved the same way, frames in focus order
+            np.testing.assert_array_equal(code[t, ..., :2], code[0, ..., :2])
+            assert (code[t, ..., 2] == 10 * t).all()
+        flipped = col[0, 0] > col[0, -1]
+        seen_flip.add(bool(flipped))
+        assert np.all(np.abs(np.diff(col, axis=1)) == 1) and np.all(np.diff(row, axis=0) == 1)
+        ref = s["ref_frame"].item()
+        z0 = rendered.depth[ref][row, col]  # original depth at each pixel's source
+        np.testing.assert_array_equal(s["depth"][0].numpy(), z0)
+        np.testing.assert_array_equal(s["valid"][0].numpy(), z0 > 0)
+        # unproject every source pixel centre with its original K and depth, mirror if flipped,
+        # project with the new K: it must land on the centre of the pixel that now shows it
+        for t in range(2):
+            k0 = np.array(meta["frames"][t]["K"])
+            pts = np.linalg.solve(k0, np.stack([col + 0.5, row + 0.5, np.ones_like(col)], 0).reshape(3, -1))
+            pts *= z0.reshape(1, -1)
+            if flipped:
+                pts[0] *= -1
+            valid = z0.reshape(-1) > 0
+            uvw = s["K"][t].numpy().astype(np.float64) @ pts[:, valid]
+            ys, xs = np.mgrid[0:16, 0:20]
+            np.testing.assert_allclose(uvw[0] / uvw[2], (xs + 0.5).reshape(-1)[valid], atol=1e-3)
+            np.testing.assert_allclose(uvw[1] / uvw[2], (ys + 0.5).reshape(-1)[valid], atol=1e-3)
+    assert seen_flip == {True, False}
+
+
+def test_same_seed_and_epoch_reproduce_the_batches(eight, data, torch):
+    def run(seed, epoch):
+        loader = data.make_loader(eight, batch_size=2, crop=(8, 8), split="train", num_workers=2, seed=seed)
+        loader.set_epoch(epoch)
+        return list(loader)
+
+    a, b, c = run(3, 1), run(3, 1), run(3, 2)
+    assert keys_of(a) == keys_of(b)
+    assert all(torch.equal(x["frames"], y["frames"]) and torch.equal(x["K"], y["K"]) for x, y in zip(a, b))
+    assert keys_of(a) != keys_of(c) or not all(torch.equal(x["K"], y["K"]) for x, y in zip(a, c))
+
+
+# --- workers, ranks, epochs ---------------------------------------------------
+
+
+def test_two_workers_yield_every_sample_once_per_epoch(eight, data):
+    loader = data.make_loader(eight, batch_size=3, split="train", num_workers=2, seed=5)
+    want = [f"{i:08d}" for i in range(8)]
+    for _ in range(2):
+        assert sorted(keys_of(loader)) == want
+    assert loader.epoch == 2
+
+
+def test_ranks_partition_the_shards(eight, data):
+    per_rank = [
+        {s["key"] for s in data.FocalStackDataset(eight, split="train", rank=r, world_size=2, seed=9)}
+        for r in range(2)
+    ]
+    assert len(per_rank[0]) == len(per_rank[1]) == 4
+    assert per_rank[0] | per_rank[1] == {f"{i:08d}" for i in range(8)}
+    with pytest.raises(ValueError, match="cannot be split across 8 ranks"):
+        data.FocalStackDataset(eight, split="val", rank=0, world_size=8)
+
+
+@pytest.mark.parametrize("epoch_len, workers", [(6, 2), (21, 0)])
+def test_epoch_length_is_honoured(eight, data, epoch_len, workers):
+    loader = data.make_loader(eight, batch_size=2, split="train", num_workers=workers, epoch_len=epoch_len, shuffle=0)
+    assert len(loader) == epoch_len // 2
+    for _ in range(2):
+        batches = list(loader)
+        assert len(batches) == epoch_len // 2 and all(len(b["key"]) == 2 for b in batches)
+    if epoch_len > 8:  # longer than the data: the shards are cycled
+        assert set(keys_of(batches)) == {f"{i:08d}" for i in range(8)}
+
+
+# --- corrupt shards -----------------------------------------------------------
+
+
+def _member_offsets(path):
+    with tarfile.open(path) as tar:
+        return [(m.name, m.offset, m.offset_data + m.size) for m in tar.getmembers()]
+
+
+def _iterate(data, path, **kw):
+    return [s["key"] for s in data.FocalStackDataset(path, split="train", shuffle=0, flip=False, **kw)]
+
+
+@pytest.mark.parametrize("cut", ["inside a member", "between samples"])
+def test_truncated_shard_is_named_or_skipped(eight, data, cut):
+    shard = eight / "small_obj-train-000001.tar"  # scenes 2 and 3, 9 members each
+    members = _member_offsets(shard)
+    if cut == "inside a member":  # in scene 3's second member
+        named, (_, start, end) = members[10][0], members[10]
+        size, lost = (start + end) // 2, {3}
+    else:  # after scene 2's last member, dropping scene 3 and the end-of-archive blocks
+        named, size = members[8][0], (members[8][2] + 511) // 512 * 512
+        lost = {2, 3}  # the sample being read when the tar breaks may be incomplete: dropped too
+    shard.write_bytes(shard.read_bytes()[:size])
+
+    with pytest.raises(CorruptShard, match="tar unreadable") as info:
+        _iterate(data, eight)
+    assert (info.value.shard, info.value.member) == (str(shard), named)
+
+    with pytest.warns(RuntimeWarning, match=re.escape(f"corrupt shard {shard}:{named}")):
+        keys = _iterate(data, eight, skip_corrupt=True)
+    assert sorted(keys) == [f"{i:08d}" for i in range(8) if i not in lost]
+
+
+@pytest.mark.parametrize("member, model", [("f000.png", "thin_lens"), ("depth.exr", "blender")])
+def test_garbage_member_is_named_or_skipped(tmp_path, data, member, model):
+    def damage(sample):
+        if sample["__key__"] == "00000002":
+            sample[member] = b"\x89PNG\r\n\x1a\n garbage" if member.endswith("png") else b"v/1\x01garbage"
+        return sample
+
+    write_dataset(tmp_path / "ds", [make_spec(i, model=model) for i in range(4)], edit=damage)
+    shard = tmp_path / "ds" / "small_obj-train-000001.tar"
+    with pytest.raises(CorruptShard, match="cannot decode") as info:
+        _iterate(data, tmp_path / "ds", ramp=0)
+    assert (info.value.shard, info.value.member) == (str(shard), f"00000002.{member}")
+
+    with pytest.warns(RuntimeWarning, match=re.escape(f"{shard}:00000002.{member}")):
+        assert _iterate(data, tmp_path / "ds", ramp=0, skip_corrupt=True) == ["00000000", "00000001", "00000003"]
+
+
+def test_missing_member_and_bad_json_are_corrupt(tmp_path, data):
+    def damage(sample):
+        if sample["__key__"] == "00000001":
+            del sample["f001.png"]
+        if sample["__key__"] == "00000002":
+            sample["json"] = b"{not json"
+        return sample
+
+    write_dataset(tmp_path / "ds", [make_spec(i) for i in range(3)], edit=damage, max_samples=3)
+    with pytest.warns(RuntimeWarning) as caught:
+        assert _iterate(data, tmp_path / "ds", ramp=0, skip_corrupt=True) == ["00000000"]
+    messages = sorted(str(w.message) for w in caught)
+    assert "00000001.f001.png: member missing" in messages[0]
+    assert "00000002.json: bad metadata" in messages[1]
+
+
+def test_skip_corrupt_does_not_hide_configuration_errors(eight, data):
+    with pytest.raises(ValueError, match="crop"):
+        _iterate(data, eight, crop=(64, 64), skip_corrupt=True)
