@@ -1,0 +1,261 @@
+"""Pure-PyTorch reference of the Gaussian-splat defocus renderer (CPU and GPU).
+
+Slow and plain on purpose: every fast path (``gsplat_backend``) is tested
+against it. Names mirror gsplat's ``_torch_impl.py``. Stages:
+
+1. ``_quat_scale_to_covar``: 3D covariance  Sigma = R S S^T R^T.
+2. ``_world_to_cam``: mean W mu + t, covariance W Sigma W^T (W the rotation of world_to_camera).
+3. ``_persp_proj``: EWA projection (Zwicker et al. 2002), pixel mean K [x/z, y/z, 1]^T and
+   2D covariance J W Sigma W^T J^T with J = d(u, v)/d(x, y, z) at the mean.
+4. ``_add_defocus``: 2D covariance + (eps2d + c^2/16) I, opacity renormalised to keep each
+   splat's integrated weight (a uniform disc of diameter c has per-axis variance c^2/16).
+5. ``_isect_tiles`` + ``_rasterize_to_pixels``: per-tile lists of the Gaussians whose support
+   touches the tile, in depth order, composited front to back per pixel.
+
+Limits of the reference rasteriser: it materialises [tiles, K, tile_size^2] tensors, K the
+largest number of Gaussians touching one tile, so memory grows with the square of the
+largest splat radius (a splat's support reaches sqrt(2 ln(255)) = 3.33 sigma at the
+default alpha_min): at 256 x 256 with one Gaussian per pixel and CoC up to ~8 px the
+forward+backward peak is well under 2 GB (see benchmarks/splat_throughput.py). Heavily
+defocused scenes (CoC of tens of pixels) belong on the gsplat backend.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _quat_to_rotmat(quats: Tensor) -> Tensor:
+    """Rotation matrices of quaternions (w, x, y, z), normalised first.
+
+    Args:
+        quats: [..., 4]
+    Returns:
+        [..., 3, 3]
+    """
+    w, x, y, z = F.normalize(quats, dim=-1).unbind(-1)
+    rows = [
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+    ]  # fmt: skip
+    return torch.stack(rows, -1).reshape(quats.shape[:-1] + (3, 3))
+
+
+def _quat_scale_to_covar(quats: Tensor, scales: Tensor) -> Tensor:
+    """3D covariance Sigma = (R S)(R S)^T, S = diag(scales) (standard deviations, metres).
+
+    Args:
+        quats: [..., 4] (w, x, y, z)
+        scales: [..., 3]
+    Returns:
+        [..., 3, 3]
+    """
+    rs = _quat_to_rotmat(quats) * scales[..., None, :]  # [..., 3, 3]
+    return rs @ rs.transpose(-1, -2)
+
+
+def _world_to_cam(means: Tensor, covars: Tensor, world_to_camera: Tensor) -> tuple[Tensor, Tensor]:
+    """Means and covariances in the OpenCV camera frame: W mu + t and W Sigma W^T.
+
+    Args:
+        means: [B, N, 3]
+        covars: [B, N, 3, 3]
+        world_to_camera: [B, 4, 4]
+    Returns:
+        means [B, N, 3], covars [B, N, 3, 3]
+    """
+    rot = world_to_camera[:, None, :3, :3]  # [B, 1, 3, 3]
+    trans = world_to_camera[:, None, :3, 3]  # [B, 1, 3]
+    means_c = (rot @ means[..., None])[..., 0] + trans
+    return means_c, rot @ covars @ rot.transpose(-1, -2)
+
+
+def _persp_proj(means_c: Tensor, covars_c: Tensor, K: Tensor) -> tuple[Tensor, Tensor]:
+    """EWA perspective projection to pixels (centres at integer + 0.5).
+
+    u = K[:2, :2] [x/z, y/z]^T + K[:2, 2];  Sigma_2D = J Sigma_c J^T with
+    J = K[:2, :2] [[1/z, 0, -x/z^2], [0, 1/z, -y/z^2]]. No frustum clamping of J
+    (3DGS clamps x/z for Gaussians far outside the view); z must be > 0.
+
+    Args:
+        means_c: [B, N, 3] camera frame
+        covars_c: [B, N, 3, 3]
+        K: [B, 3, 3]
+    Returns:
+        means2d [B, N, 2], covars2d [B, N, 2, 2]
+    """
+    x, y, z = means_c.unbind(-1)  # [B, N] each
+    k2 = K[:, None, :2, :2]  # [B, 1, 2, 2]
+    xy = torch.stack([x / z, y / z], -1)  # [B, N, 2]
+    means2d = (k2 @ xy[..., None])[..., 0] + K[:, None, :2, 2]
+    zero = torch.zeros_like(z)
+    d_xy = torch.stack([1 / z, zero, -x / (z * z), zero, 1 / z, -y / (z * z)], -1)
+    jac = k2 @ d_xy.reshape(z.shape + (2, 3))  # [B, N, 2, 3]
+    return means2d, jac @ covars_c @ jac.transpose(-1, -2)
+
+
+def _add_defocus(
+    covars2d: Tensor, opacities: Tensor, coc_var: Tensor, eps2d: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Defocus each splat by its CoC variance, keeping its integrated weight.
+
+    Sigma_s = Sigma_2D + eps2d I          (sharp splat, 3DGS low-pass)
+    Sigma_b = Sigma_s + (c^2 / 16) I      (convolved with the CoC's Gaussian)
+    o_b = o sqrt(det Sigma_s / det Sigma_b)
+
+    A splat o exp(-d^T Sigma^-1 d / 2) integrates to 2 pi o sqrt(det Sigma), so o_b keeps the
+    sharp splat's weight: the blurred splat is exactly the sharp one convolved with
+    N(0, c^2/16 I). With c = 0 nothing changes.
+
+    Args:
+        covars2d: [B, N, 2, 2] pixels^2
+        opacities: [B, N]
+        coc_var: [B, N] c^2 / 16, pixels^2
+    Returns:
+        conics [B, N, 3] (upper triangle of Sigma_b^-1: xx, xy, yy), opacities [B, N],
+        covars2d [B, N, 2, 2] (Sigma_b)
+    """
+    a, b, d = covars2d[..., 0, 0] + eps2d, covars2d[..., 0, 1], covars2d[..., 1, 1] + eps2d
+    det_sharp = a * d - b * b
+    a, d = a + coc_var, d + coc_var
+    det_blur = a * d - b * b
+    opacities = opacities * torch.sqrt(det_sharp / det_blur)
+    conics = torch.stack([d / det_blur, -b / det_blur, a / det_blur], -1)
+    blurred = torch.stack([a, b, b, d], -1).reshape(covars2d.shape)
+    return conics, opacities, blurred
+
+
+@torch.no_grad()
+def _support_radii(covars2d: Tensor, opacities: Tensor, alpha_min: float) -> Tensor:
+    """Per-axis half-widths (pixels, int) of each splat's support {o exp(-m/2) >= alpha_min}.
+
+    That support is the ellipse m = d^T Sigma^-1 d <= r^2, r^2 = 2 ln(o / alpha_min), whose
+    bounding box has half-widths r sqrt(Sigma_xx), r sqrt(Sigma_yy). 0 where o < alpha_min.
+
+    Args:
+        covars2d: [B, N, 2, 2]
+        opacities: [B, N]
+    Returns:
+        [B, N, 2] int32
+    """
+    r = torch.sqrt(2 * torch.log((opacities / alpha_min).clamp_min(1.0)))  # [B, N]
+    diag = torch.diagonal(covars2d, dim1=-2, dim2=-1)  # [B, N, 2]
+    radii = torch.ceil(r[..., None] * diag.sqrt())
+    return torch.nan_to_num(radii, nan=0.0, posinf=0.0).to(torch.int32)
+
+
+@torch.no_grad()
+def _isect_tiles(
+    means2d: Tensor, radii: Tensor, depths: Tensor, tile_size: int, tile_width: int, tile_height: int
+) -> tuple[Tensor, Tensor]:
+    """(tile, Gaussian) pairs whose bounding box overlaps, sorted by image, tile, then depth.
+
+    Args:
+        means2d: [B, N, 2]
+        radii: [B, N, 2] int, 0 = culled
+        depths: [B, N]
+        tile_width, tile_height: number of tiles across and down
+    Returns:
+        tile_ids [M] (image * tiles per image + row * tile_width + col), flatten_ids [M]
+        (image * N + gaussian)
+    """
+    n = depths.shape[1]
+    lo = torch.floor((means2d - radii) / tile_size).long().clamp_min(0)  # [B, N, 2]
+    hi = torch.floor((means2d + radii) / tile_size).long()
+    hi = torch.minimum(hi, torch.tensor([tile_width - 1, tile_height - 1], device=hi.device))
+    span = (hi - lo + 1).clamp_min(0) * (radii > 0)  # [B, N, 2] tiles across, down
+    # Visit Gaussians in depth order; the stable sort by tile below keeps that order per tile.
+    order = torch.argsort(depths.flatten(), stable=True)  # [B*N]
+    count = (span[..., 0] * span[..., 1]).flatten()[order]
+    flat = order.repeat_interleave(count)  # [M]
+    k = torch.arange(flat.numel(), device=flat.device) - (torch.cumsum(count, 0) - count).repeat_interleave(count)
+    across = span[..., 0].flatten()[flat]
+    col = lo[..., 0].flatten()[flat] + k % across
+    row = lo[..., 1].flatten()[flat] + k // across
+    tile_ids = (flat // n) * (tile_width * tile_height) + row * tile_width + col
+    tile_ids, perm = torch.sort(tile_ids, stable=True)
+    return tile_ids, flat[perm]
+
+
+def _rasterize_to_pixels(
+    means2d: Tensor,
+    conics: Tensor,
+    colors: Tensor,
+    opacities: Tensor,
+    radii: Tensor,
+    depths: Tensor,
+    width: int,
+    height: int,
+    alpha_min: float,
+    alpha_max: float,
+    t_min: float,
+    tile_size: int = 8,
+) -> tuple[Tensor, Tensor]:
+    """Front-to-back alpha compositing of depth-sorted splats at pixel centres (j + 0.5, i + 0.5).
+
+    alpha_i = min(alpha_max, o_i exp(-d^T Sigma_i^-1 d / 2)), dropped where < alpha_min;
+    T_i = prod_{j<i} (1 - alpha_j) over the splats touching the pixel, nearest first;
+    colour = sum_i T_i alpha_i c_i, alpha = sum_i T_i alpha_i; compositing stops before a
+    splat that would bring T to t_min or below (3DGS, so gsplat agrees).
+
+    The result does not depend on ``tile_size`` (each splat's support lies inside its box).
+
+    Args:
+        means2d: [B, N, 2] pixels
+        conics: [B, N, 3] upper triangle of Sigma^-1
+        colors: [B, N, D]
+        opacities: [B, N]
+        radii: [B, N, 2] int, from ``_support_radii`` (0 = culled)
+        depths: [B, N] the sort key, metres
+    Returns:
+        colour [B, H, W, D], alpha [B, H, W, 1]
+    """
+    batch, n = depths.shape
+    channels = colors.shape[-1]
+    tiles_w, tiles_h = math.ceil(width / tile_size), math.ceil(height / tile_size)
+    n_tiles = batch * tiles_h * tiles_w
+    tile_ids, flat_ids = _isect_tiles(means2d.detach(), radii, depths.detach(), tile_size, tiles_w, tiles_h)
+
+    # table[t, k]: the k-th nearest Gaussian touching tile t, -1 past the end.
+    counts = torch.bincount(tile_ids, minlength=n_tiles)  # [n_tiles]
+    slots = max(int(counts.max()), 1) if tile_ids.numel() else 1
+    slot = torch.arange(tile_ids.numel(), device=tile_ids.device) - (torch.cumsum(counts, 0) - counts)[tile_ids]
+    table = torch.full((n_tiles, slots), -1, dtype=torch.long, device=depths.device)
+    table[tile_ids, slot] = flat_ids
+    present = table >= 0
+    g = table.clamp_min(0)  # [n_tiles, K]
+
+    # Pixel centres of every tile.  # [n_tiles, P, 2] (x, y), P = tile_size^2
+    local = torch.arange(tile_size, device=depths.device, dtype=means2d.dtype)
+    ly, lx = torch.meshgrid(local, local, indexing="ij")
+    tile = torch.arange(n_tiles, device=depths.device) % (tiles_h * tiles_w)
+    ox = ((tile % tiles_w) * tile_size).to(means2d.dtype)
+    oy = ((tile // tiles_w) * tile_size).to(means2d.dtype)
+    px = ox[:, None] + lx.flatten()[None] + 0.5  # [n_tiles, P]
+    py = oy[:, None] + ly.flatten()[None] + 0.5
+
+    xy = means2d.reshape(-1, 2)[g]  # [n_tiles, K, 2]
+    con = conics.reshape(-1, 3)[g]  # [n_tiles, K, 3]
+    opac = opacities.reshape(-1)[g] * present  # [n_tiles, K]
+    dx = xy[..., 0:1] - px[:, None, :]  # [n_tiles, K, P]
+    dy = xy[..., 1:2] - py[:, None, :]
+    sigma = 0.5 * (con[..., 0:1] * dx * dx + con[..., 2:3] * dy * dy) + con[..., 1:2] * dx * dy
+    alpha = (opac[..., None] * torch.exp(-sigma)).clamp_max(alpha_max)
+    alpha = alpha * (alpha >= alpha_min)
+    trans_after = torch.cumprod(1 - alpha, dim=1)  # T_{i+1}; 1 - alpha >= 1 - alpha_max > 0
+    trans_before = torch.cat([torch.ones_like(trans_after[:, :1]), trans_after[:, :-1]], 1)
+    weight = alpha * trans_before * (trans_after > t_min)  # [n_tiles, K, P]
+
+    colour = torch.einsum("tkp,tkd->tpd", weight, colors.reshape(-1, channels)[g])  # [n_tiles, P, D]
+    acc = weight.sum(1)[..., None]  # [n_tiles, P, 1]
+
+    def untile(x: Tensor) -> Tensor:  # [n_tiles, P, D] -> [B, H, W, D]
+        x = x.reshape(batch, tiles_h, tiles_w, tile_size, tile_size, -1).permute(0, 1, 3, 2, 4, 5)
+        return x.reshape(batch, tiles_h * tile_size, tiles_w * tile_size, -1)[:, :height, :width]
+
+    return untile(colour), untile(acc)
