@@ -1,7 +1,7 @@
 """Run scene tasks in a pool of long-lived worker processes.
 
-The executor knows nothing of Blender or recipes: it calls ``task(index)`` (a
-picklable callable returning a sample) for each scene index in worker
+:func:`run_scenes` calls ``task(index)`` (a picklable callable returning a
+sample; by default :func:`render_task`) for each scene index in worker
 processes and yields the results **in the order of the indices given**, so
 what is written never depends on which worker finished first.
 
@@ -17,12 +17,17 @@ told apart from the innocent ones that ran beside it.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
+
+from generator.recipe import Recipe
+from generator.sample import encode_sample
+from generator.sampling import sample_scene
 
 #: Attempts per scene: the first try and one retry (DESIGN.md section 8).
 MAX_ATTEMPTS = 2
@@ -45,9 +50,28 @@ class SceneResult:
     attempts: int
 
 
-def _ignore_sigint() -> None:
-    """Worker initializer: Ctrl-C reaches the whole process group; only the parent acts on it."""
+def render_task(recipe: Recipe, index: int, *, threads: int = 0) -> dict[str, Any]:
+    """Worker task: draw scene ``index``, render it with Cycles, encode it as a sample (member -> bytes).
+
+    Imports bpy on first use, so only worker processes ever load Blender (and
+    this module stays free of heavy imports such as webdataset, which pulls in torch).
+    """
+    from generator.blender.render import render_scene
+
+    spec = sample_scene(recipe, index)
+    return encode_sample(spec, render_scene(spec, threads=threads), recipe)
+
+
+def _init_worker() -> None:
+    """Worker initializer.
+
+    Ctrl-C reaches the whole process group; only the parent acts on it. Blender
+    logs every render ("Fra:1 ...", "Saved: ...") on file descriptor 1, which
+    would bury the parent's progress bar and summary: workers write stdout to
+    /dev/null (errors still reach the parent as exceptions, and stderr is kept).
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
 
 
 def _describe(exc: BaseException) -> str:
@@ -67,7 +91,7 @@ class _Pool:
         return ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_ignore_sigint,
+            initializer=_init_worker,
             max_tasks_per_child=self.recycle_every,
         )
 

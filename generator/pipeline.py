@@ -2,7 +2,8 @@
 
 recipe -> scene indices still to do -> worker processes (sample_scene ->
 render_scene -> encode_sample) -> samples in scene order -> shards.
-This module imports no bpy: the workers import the renderer when they first run a task.
+This module imports no bpy: the workers import the renderer when they first
+run a task (:func:`generator.executors.render_task`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import Any, Callable
 
 from tqdm import tqdm
 
-from generator.executors import run_scenes
+from generator.errors import BadInput, OutputError
+from generator.executors import render_task, run_scenes
 from generator.recipe import Recipe, recipe_from_dict
-from generator.sample import encode_sample
 from generator.sampling import sample_scene
 from generator.shards import DatasetDir
 
@@ -54,14 +55,6 @@ class RunSummary:
             f"{self.rendered} scenes rendered ({self.skipped} already done, {len(self.failed)} failed) "
             f"in {self.seconds:.1f} s ({rate:.2f} scenes/s); {self.shards} shards, {self.bytes / 1e6:.1f} MB"
         )
-
-
-def render_task(recipe: Recipe, index: int, *, threads: int = 0) -> dict[str, Any]:
-    """Worker task: draw scene ``index``, render it with Cycles and encode it as a sample."""
-    from generator.blender.render import render_scene  # bpy: only ever in worker processes
-
-    spec = sample_scene(recipe, index)
-    return encode_sample(spec, render_scene(spec, threads=threads), recipe)
 
 
 def render_dataset(
@@ -138,9 +131,16 @@ def save_scene_blend(recipe: Recipe, index: int, path: str | Path) -> Path:
     """Build scene ``index`` of ``recipe`` in Blender and save it as a .blend file (for a look in the UI).
 
     Runs Blender in this process (bpy is imported here, on first use).
+
+    Raises:
+        BadInput: ``index`` is not a scene of the recipe; OutputError: ``path``'s folder is missing.
     """
+    if not 0 <= index < recipe.count:
+        raise BadInput(f"scene {index} is not in recipe '{recipe.name}' (scenes 0 to {recipe.count - 1})")
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise OutputError(f"cannot save {path}: folder {path.parent} does not exist")
     from generator.blender.render import save_blend
 
-    path = Path(path)
     save_blend(sample_scene(recipe, index), path)
     return path

@@ -14,11 +14,33 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from generator import lens as lensmod
 from generator.recipe import Recipe, load_recipe
 from generator.sample import encode_sample
 from generator.spec import CameraSpec, FrameSpec, MaterialSpec, ObjectSpec, RenderSpec, SceneSpec
+
+
+#: A recipe small enough to render in about a second per scene with Cycles.
+TINY = (
+    "name=tiny", "count=6", "image.width=32", "image.height=32", "image.samples=4",
+    "focus.ramps=1", "focus.frames_per_ramp=2", "scene.objects.count=[1, 2]", "scene.lights.count=1",
+    "shards.max_samples=2",
+)
+
+
+def write_tiny_recipe(path: Path, changes: dict | None = None) -> Path:
+    """Write :data:`TINY` as YAML to ``path``, with ``{"dotted.key": value}`` changes (valid or not)."""
+    data = load_recipe("small_obj", TINY).to_dict()
+    for key, value in (changes or {}).items():
+        *parents, last = key.split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    path.write_text(yaml.safe_dump(data))
+    return path
 
 
 def tiny_recipe(*overrides: str) -> Recipe:

@@ -1,0 +1,84 @@
+"""``dfdgen`` command line: a thin click layer over the library (DESIGN.md section 9).
+
+Each command parses options, calls one library function and turns the
+library's :class:`~generator.errors.DfdgenError` into a click error with the
+same message and exit status (2 bad input, 1 other). Other packages add their
+commands to :func:`main` (``main.add_command``) in their own modules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import click
+
+from generator import __version__
+from generator.errors import DfdgenError
+
+
+@contextlib.contextmanager
+def library_errors():
+    """Report a library error as ``Error: <message>`` with its exit status."""
+    try:
+        yield
+    except DfdgenError as exc:
+        error = click.ClickException(str(exc))
+        error.exit_code = exc.exit_code
+        raise error from exc
+
+
+@click.group(name="dfdgen", context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="dfdgen")
+def main() -> None:
+    """Physically exact synthetic focal stacks with Blender, and depth-from-defocus training on them."""
+
+
+@main.command()
+@click.option("--recipe", "recipe_path", required=True, metavar="PATH|NAME",
+              help="Recipe YAML file, or the name of a built-in recipe (small_obj, large_obj, fod500).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Output directory.  [default: data/<recipe name>]")
+@click.option("-n", "count", type=click.IntRange(min=1), metavar="N", help="Number of scenes (overrides the recipe's count).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, metavar="K",
+              help="Worker processes, each running its own Blender.")
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, metavar="T",
+              help="Cycles threads per worker; 0 = all cores.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+              help="Override a recipe field, e.g. --set image.width=64 (repeatable).")
+@click.option("--overwrite", is_flag=True, help="Replace the data of another recipe in --out (other files stay).")
+@click.option("--recycle-every", type=click.IntRange(min=1), default=50, show_default=True, metavar="N",
+              help="Scenes a worker renders before it is replaced (bounds memory).")
+@click.option("--save-blend", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
+              help="Only build one scene and save it as a .blend file (no dataset is rendered).")
+@click.option("--scene", "scene_index", type=click.IntRange(min=0), metavar="I",
+              help="Scene index for --save-blend.  [default: 0]")
+def render(recipe_path, out_dir, count, workers, threads, overrides, overwrite, recycle_every,
+           save_blend, scene_index):
+    """Render a recipe's focal stacks into WebDataset shards in DIR.
+
+    A rerun with the same recipe resumes where the last run stopped; Ctrl-C
+    keeps the finished shards (exit status 130).
+    """
+    from generator.pipeline import render_dataset, save_scene_blend
+    from generator.recipe import load_recipe
+
+    if scene_index is not None and save_blend is None:
+        raise click.UsageError("--scene is only used with --save-blend")
+    with library_errors():
+        recipe = load_recipe(recipe_path, [*overrides, *([f"count={count}"] if count else [])])
+        if save_blend is not None:
+            path = save_scene_blend(recipe, scene_index or 0, save_blend)
+            click.echo(f"saved scene {scene_index or 0} of {recipe.name} to {path}")
+            return
+        out_dir = out_dir or Path("data") / recipe.name
+        try:
+            summary = render_dataset(recipe, out_dir, workers=workers, threads=threads,
+                                     overwrite=overwrite, recycle_every=recycle_every)
+        except KeyboardInterrupt:
+            click.echo(f"interrupted: finished shards kept in {out_dir}; run the same command to resume", err=True)
+            click.get_current_context().exit(130)
+    click.echo(f"data in {summary.out_dir}")
+    click.echo(summary.line())
+    for index, reason in summary.failed:
+        click.echo(f"scene {index} failed: {reason}", err=True)

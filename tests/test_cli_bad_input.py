@@ -1,0 +1,152 @@
+"""The command line without Blender: help, version, bad input (exit 2, nothing written), Ctrl-C."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+import generator
+import generator.pipeline
+from fakes import tiny_recipe, write_tiny_recipe
+from generator.cli import main
+from generator.pipeline import RunSummary
+from generator.recipe import load_recipe
+from generator.shards import DatasetDir
+
+
+def _run(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+# (recipe changes, extra CLI options, text the message must contain)
+BAD_RECIPES = {
+    "unknown key": ({"lens.focal_lenght_mm": 50}, "lens.focal_lenght_mm"),
+    "wrong type": ({"image.width": "big"}, "image.width"),
+    "negative f-number": ({"lens.f_number": -2.0}, "lens.f_number"),
+    "zero f-number": ({"lens.f_number": 0}, "lens.f_number"),
+    "focus inside focal length": ({"focus.near_m": 0.02}, "focus.near_m"),
+    "min > max": ({"lens.f_number": [2.8, 1.4]}, "lens.f_number"),
+    "empty list": ({"scene.objects.shapes": []}, "scene.objects.shapes"),
+    "zero count": ({"count": 0}, "count"),
+    "unknown schedule": ({"focus.schedule": "spiral"}, "focus.schedule"),
+    "splits do not sum to 1": ({"splits.train": 0.5}, "splits"),
+    "bool as int": ({"image.samples": True}, "image.samples"),
+}
+
+BAD_OPTIONS = {
+    "-n 0": (["-n", "0"], "'-n'"),
+    "--workers 0": (["--workers", "0"], "--workers"),
+    "--threads -1": (["--threads", "-1"], "--threads"),
+    "--recycle-every 0": (["--recycle-every", "0"], "--recycle-every"),
+    "bad --set path": (["--set", "lens.nope=3"], "lens.nope"),
+    "bad --set value": (["--set", "image.samples=many"], "image.samples"),
+    "--set without =": (["--set", "image.width"], "key.path=value"),
+    "--set into a value": (["--set", "count.x=1"], "count"),
+    "--scene without --save-blend": (["--scene", "1"], "--save-blend"),
+    "--save-blend scene out of range": (["--save-blend", "x.blend", "--scene", "99"], "scene 99"),
+    "-n not a number": (["-n", "ten"], "'-n'"),
+}
+
+
+def _check_refused(result, text: str, out: Path) -> None:
+    assert result.exit_code == 2, result.output
+    assert text in result.output, result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case", BAD_RECIPES)
+def test_bad_recipe_exits_2_and_writes_nothing(tmp_path, case):
+    changes, text = BAD_RECIPES[case]
+    recipe = write_tiny_recipe(tmp_path / "bad.yaml", changes)
+    out = tmp_path / "out"
+    _check_refused(_run("render", "--recipe", recipe, "--out", out), text, out)
+
+
+@pytest.mark.parametrize("case", BAD_OPTIONS)
+def test_bad_option_exits_2_and_writes_nothing(tmp_path, case, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a stray relative --save-blend path would land here
+    options, text = BAD_OPTIONS[case]
+    recipe = write_tiny_recipe(tmp_path / "tiny.yaml")
+    out = tmp_path / "out"
+    _check_refused(_run("render", "--recipe", recipe, "--out", out, *options), text, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]
+
+
+def test_bad_files_and_paths(tmp_path):
+    out = tmp_path / "out"
+    not_yaml = tmp_path / "not.yaml"
+    not_yaml.write_text("name: [unclosed\n  : :")
+    _check_refused(_run("render", "--recipe", not_yaml, "--out", out), "not.yaml", out)
+    a_list = tmp_path / "list.yaml"
+    a_list.write_text("- 1\n- 2\n")
+    _check_refused(_run("render", "--recipe", a_list, "--out", out), "mapping", out)
+    _check_refused(_run("render", "--recipe", tmp_path / "missing.yaml", "--out", out), "missing.yaml", out)
+
+    recipe = write_tiny_recipe(tmp_path / "tiny.yaml")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for bad_out in (afile, afile / "sub"):  # unwritable: a file, or below one
+        result = _run("render", "--recipe", recipe, "--out", bad_out)
+        assert result.exit_code == 2 and "afile" in result.output, result.output
+    assert afile.read_text() == "x"
+    missing_dir = tmp_path / "nodir" / "scene.blend"
+    _check_refused(_run("render", "--recipe", recipe, "--save-blend", missing_dir), "nodir", missing_dir.parent)
+
+
+def test_other_recipe_in_out_dir_is_refused_unchanged(tmp_path):
+    out = tmp_path / "out"
+    DatasetDir(out, tiny_recipe(), max_samples=2)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    recipe = write_tiny_recipe(tmp_path / "tiny.yaml")
+    result = _run("render", "--recipe", recipe, "--out", out)
+    assert result.exit_code == 2
+    assert "small_obj" in result.output and "'tiny'" in result.output and "--overwrite" in result.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def _commands(group: click.Group, prefix=()):
+    for name, command in group.commands.items():
+        yield (*prefix, name)
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*prefix, name))
+
+
+def test_every_command_has_help_and_version_works():
+    result = _run("--help")
+    assert result.exit_code == 0 and "render" in result.output
+    commands = list(_commands(main))
+    assert ("render",) in commands
+    for command in commands:
+        result = _run(*command, "--help")
+        assert result.exit_code == 0 and "Usage:" in result.output, command
+    result = _run("--version")
+    assert result.exit_code == 0 and generator.__version__ in result.output
+
+
+def test_default_out_summary_and_ctrl_c(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    recipe = write_tiny_recipe(tmp_path / "tiny.yaml")
+    calls = []
+
+    def fake_render_dataset(recipe, out_dir, **kw):
+        calls.append((recipe, out_dir, kw))
+        return RunSummary(Path(out_dir), 6, 0, ((4, "RuntimeError: boom"),), 3, 1000, 2.0)
+
+    monkeypatch.setattr(generator.pipeline, "render_dataset", fake_render_dataset)
+    result = _run("render", "--recipe", recipe, "-n", "7", "--set", "image.samples=2", "--workers", "2")
+    assert result.exit_code == 0, result.output
+    (got, out_dir, kw), = calls
+    assert out_dir == Path("data") / "tiny" and kw["workers"] == 2
+    assert got == load_recipe(recipe, ["image.samples=2", "count=7"])
+    assert "data in data/tiny" in result.output and "6 scenes rendered" in result.output
+    assert "scene 4 failed: RuntimeError: boom" in result.output
+
+    def interrupted(*args, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(generator.pipeline, "render_dataset", interrupted)
+    result = _run("render", "--recipe", recipe)
+    assert result.exit_code == 130 and "resume" in result.output
