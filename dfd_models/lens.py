@@ -67,6 +67,11 @@ class LensParams:
         """Aperture diameter A = f / N, metres.  # [B] or []"""
         return self.focal_length_m / self.f_number
 
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> LensParams:
+        """The same lens with its tensors on ``device`` / in ``dtype``."""
+        fields = (self.focal_length_m, self.f_number, self.sensor_width_m)
+        return LensParams(self.model, *(x.to(device=device, dtype=dtype) for x in fields))
+
     def pixel_pitch_m(self, width_px: int) -> Tensor:
         """Pixel pitch p = sensor width / W, metres per pixel.  # [B] or []"""
         return self.sensor_width_m / width_px

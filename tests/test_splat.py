@@ -333,8 +333,7 @@ def test_gsplat_backend_matches_reference(torch):
     for backend in ("torch", "gsplat"):
         inputs = [getattr(scene, f).cuda().requires_grad_() for f in fields]
         focus = torch.tensor([0.5, 1.5, 3.5], device="cuda", requires_grad=True)
-        cuda_lens = type(lens)(lens.model, *(getattr(lens, f).cuda() for f in ("focal_length_m", "f_number", "sensor_width_m")))
-        out = render_defocus(Gaussians(*inputs), Camera(width, height), focus, cuda_lens, backend=backend)
+        out = render_defocus(Gaussians(*inputs), Camera(width, height), focus, lens.to("cuda"), backend=backend)
         weights = torch.linspace(0.1, 1.0, out.color.numel(), device="cuda").reshape(out.color.shape)
         ((out.color * weights).sum() + out.alpha.sum() + 0.1 * out.depth.sum()).backward()
         results[backend] = (out, [x.grad for x in inputs] + [focus.grad])

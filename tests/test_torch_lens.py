@@ -55,6 +55,7 @@ def test_matches_numpy_lens_batched(torch, model):
     np.testing.assert_allclose(tl.effective_focal_length_m(params, focus_t).numpy(), want_l, **close)
     np.testing.assert_allclose(tl.intrinsics(params, focus_t, width, height).numpy(), want_k, **close)
     np.testing.assert_allclose(params.aperture_m.numpy(), [le.aperture_m for le in lenses], **close)
+    assert params.to(dtype=torch.float32).f_number.dtype == torch.float32
 
 
 @pytest.mark.parametrize("model", MODELS)

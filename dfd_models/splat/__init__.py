@@ -174,7 +174,9 @@ def render_defocus(
     focus = None if focus_m is None else torch.as_tensor(focus_m, dtype=dtype, device=device)
     if camera.K is None and lens is None:
         raise ValueError("camera.K is required when no lens is given")
-    lens_fields = {} if lens is None else {"lens.focal_length_m": (lens.focal_length_m, 0)}
+    lens_fields = {} if lens is None else {
+        f"lens.{name}": (getattr(lens, name), 0) for name in ("focal_length_m", "f_number", "sensor_width_m")
+    }
     batch = _batch_size(
         {
             "gaussians.means": (gaussians.means, 2),

@@ -15,9 +15,9 @@ against it. Names mirror gsplat's ``_torch_impl.py``. Stages:
 Limits of the reference rasteriser: it materialises [tiles, K, tile_size^2] tensors, K the
 largest number of Gaussians touching one tile, so memory grows with the square of the
 largest splat radius (a splat's support reaches sqrt(2 ln(255)) = 3.33 sigma at the
-default alpha_min): at 256 x 256 with one Gaussian per pixel and CoC up to ~8 px the
-forward+backward peak is well under 2 GB (see benchmarks/splat_throughput.py). Heavily
-defocused scenes (CoC of tens of pixels) belong on the gsplat backend.
+default alpha_min): at 256 x 256 with one Gaussian per pixel and CoC up to 8 px the
+forward+backward peak is about 1.7 GB with 8 px tiles (benchmarks/splat_throughput.py).
+Heavily defocused scenes (CoC of tens of pixels) belong on the gsplat backend.
 """
 
 from __future__ import annotations

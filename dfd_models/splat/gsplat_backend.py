@@ -36,6 +36,10 @@ def _version() -> tuple[int, int] | None:
     return (int(match[1]), int(match[2])) if match else (0, 0)
 
 
+def _gsplat_thresholds(*thresholds: float) -> bool:
+    return all(math.isclose(a, b) for a, b in zip(thresholds, GSPLAT_THRESHOLDS))
+
+
 def usable(like: Tensor, config) -> tuple[bool, str]:
     """Whether gsplat can render tensors like ``like`` under ``config`` (a SplatConfig), and why not."""
     if not like.is_cuda:
@@ -45,7 +49,7 @@ def usable(like: Tensor, config) -> tuple[bool, str]:
         return False, "gsplat >= 1.0 is not installed"
     if like.dtype != torch.float32:
         return False, f"gsplat rasterises float32 only, got {like.dtype}"
-    if not all(math.isclose(a, b) for a, b in zip((config.alpha_min, config.alpha_max, config.t_min), GSPLAT_THRESHOLDS)):
+    if not _gsplat_thresholds(config.alpha_min, config.alpha_max, config.t_min):
         return False, f"gsplat hard-codes (alpha_min, alpha_max, t_min) = {GSPLAT_THRESHOLDS}"
     return True, ""
 
@@ -78,7 +82,7 @@ def rasterize_to_pixels(
     """
     import gsplat
 
-    if not all(math.isclose(a, b) for a, b in zip((alpha_min, alpha_max, t_min), GSPLAT_THRESHOLDS)):
+    if not _gsplat_thresholds(alpha_min, alpha_max, t_min):
         raise ValueError(f"gsplat hard-codes (alpha_min, alpha_max, t_min) = {GSPLAT_THRESHOLDS}")
     batch, channels = depths.shape[0], colors.shape[-1]
     tiles_w, tiles_h = math.ceil(width / TILE_SIZE), math.ceil(height / TILE_SIZE)
