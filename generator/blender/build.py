@@ -1,30 +1,19 @@
 """Build a :class:`~generator.spec.SceneSpec` in Blender: geometry, materials, lights, world, render settings.
 
 One direction only: spec -> bpy. Nothing here draws random numbers; every
-value comes from the spec (procedural textures and the Displace texture are
-deterministic functions of object-space position).
+value comes from the spec (procedural textures are deterministic functions of
+object-space position). Geometry is built by :mod:`generator.blender.mesh`.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-import bmesh
 import bpy
 
 from generator.blender.camera import apply_camera, set_camera_pose
+from generator.blender.mesh import build_mesh
 from generator.spec import LightSpec, MaterialSpec, ObjectSpec, RenderSpec, SceneSpec, WorldSpec
-
-#: Edges sharper than this stay sharp; smoother ones are shaded smooth (Blender's "smooth by angle").
-SMOOTH_ANGLE_RAD = math.radians(30.0)
-#: A deformed mesh is subdivided (simple, shape-preserving) up to about this many faces,
-#: so twist, taper and displacement have vertices to move.
-DEFORM_FACES = 20_000
-#: Feature size of the Displace modifier's clouds texture, object units.
-DISPLACE_NOISE_SCALE = 0.5
-#: Torus proportions: ring radius + tube radius = 1, so the torus fits the unit size.
-TORUS_RADII = (0.75, 0.25)
 
 # Material kind -> (Blender texture node, output socket holding the pattern in [0, 1]).
 _PATTERN_NODES = {
@@ -171,105 +160,19 @@ def _light(spec: LightSpec) -> bpy.types.Object:
     return obj
 
 
-# --------------------------------------------------------------------------- meshes
+# --------------------------------------------------------------------------- objects
 
 
 def _mesh_object(spec: ObjectSpec) -> bpy.types.Object:
-    """A mesh object: unit primitive, then deformation modifiers, material and transform."""
-    mesh = _primitive_mesh(spec.shape, spec.name)
+    """A mesh object: geometry from :func:`build_mesh`, its material, then the spec's transform."""
+    mesh = build_mesh(spec)
     mesh.materials.append(_material(spec.material, f"{spec.name}_material"))
     obj = bpy.data.objects.new(spec.name, mesh)
     obj.rotation_mode = "XYZ"
     obj.location = spec.location
     obj.rotation_euler = spec.rotation
     obj.scale = spec.scale
-    _add_deformations(obj, spec, face_count=len(mesh.polygons))
     return obj
-
-
-def _primitive_mesh(shape: str, name: str) -> bpy.types.Mesh:
-    """Unit-size primitive (radius or half-size 1 m), smooth-shaded below :data:`SMOOTH_ANGLE_RAD`."""
-    bm = bmesh.new()
-    if shape == "cube":
-        bmesh.ops.create_cube(bm, size=2.0)
-    elif shape == "uv_sphere":
-        bmesh.ops.create_uvsphere(bm, u_segments=64, v_segments=32, radius=1.0)
-    elif shape == "ico_sphere":
-        bmesh.ops.create_icosphere(bm, subdivisions=3, radius=1.0)
-    elif shape == "cylinder":
-        bmesh.ops.create_cone(bm, cap_ends=True, segments=64, radius1=1.0, radius2=1.0, depth=2.0)
-    elif shape == "cone":
-        bmesh.ops.create_cone(bm, cap_ends=True, segments=64, radius1=1.0, radius2=0.0, depth=2.0)
-    elif shape == "torus":
-        _create_torus(bm, *TORUS_RADII)
-    elif shape == "plane":
-        bmesh.ops.create_grid(bm, x_segments=1, y_segments=1, size=1.0)
-    elif shape == "monkey":
-        bmesh.ops.create_monkey(bm)
-        # Suzanne is 2.73 m wide; scale her so her largest half-extent is 1 m like the rest.
-        half = max(abs(c) for v in bm.verts for c in v.co)
-        bmesh.ops.scale(bm, vec=(1.0 / half,) * 3, verts=bm.verts)
-    else:
-        raise ValueError(f"unknown shape {shape!r}")
-    for edge in bm.edges:
-        edge.smooth = edge.calc_face_angle(0.0) < SMOOTH_ANGLE_RAD  # boundary edges: no angle, smooth
-    for face in bm.faces:
-        face.smooth = True
-    mesh = bpy.data.meshes.new(name)
-    bm.to_mesh(mesh)
-    bm.free()
-    return mesh
-
-
-def _create_torus(bm: bmesh.types.BMesh, ring: float, tube: float, segments: int = 64, sides: int = 24) -> None:
-    """Torus around local Z: ring radius ``ring``, tube radius ``tube`` (metres), quads, normals outward."""
-    rows = []
-    for i in range(segments):
-        theta = 2.0 * math.pi * i / segments
-        row = []
-        for j in range(sides):
-            phi = 2.0 * math.pi * j / sides
-            radial = ring + tube * math.cos(phi)
-            row.append(bm.verts.new((radial * math.cos(theta), radial * math.sin(theta), tube * math.sin(phi))))
-        rows.append(row)
-    for i in range(segments):
-        for j in range(sides):
-            a, b = rows[i], rows[(i + 1) % segments]
-            bm.faces.new((a[j], b[j], b[(j + 1) % sides], a[(j + 1) % sides]))
-    bmesh.ops.recalc_face_normals(bm, faces=bm.faces)
-
-
-def _add_deformations(obj: bpy.types.Object, spec: ObjectSpec, face_count: int) -> None:
-    """Displace (along normals), then twist and taper (SimpleDeform about local Z).
-
-    A shape-preserving simple subdivision comes first so that a deformation has
-    about :data:`DEFORM_FACES` faces to bend. The Displace texture is Blender's
-    clouds noise in local coordinates: deterministic, and it moves with the object.
-    """
-    if not (spec.displace or spec.twist or spec.taper):
-        return
-    levels = min(6, max(0, math.ceil(math.log(DEFORM_FACES / face_count, 4))))
-    subdivide = obj.modifiers.new("subdivide", "SUBSURF")
-    subdivide.subdivision_type = "SIMPLE"
-    subdivide.levels = subdivide.render_levels = levels
-    if spec.displace:
-        texture = bpy.data.textures.new(f"{spec.name}_displace", type="CLOUDS")
-        texture.noise_scale = DISPLACE_NOISE_SCALE
-        displace = obj.modifiers.new("displace", "DISPLACE")
-        displace.texture = texture
-        displace.texture_coords = "LOCAL"
-        displace.direction = "NORMAL"
-        displace.mid_level = 0.5
-        displace.strength = spec.displace
-    for method, amount in (("TWIST", spec.twist), ("TAPER", spec.taper)):
-        if amount:
-            deform = obj.modifiers.new(method.lower(), "SIMPLE_DEFORM")
-            deform.deform_method = method
-            deform.deform_axis = "Z"
-            if method == "TWIST":
-                deform.angle = amount
-            else:
-                deform.factor = amount
 
 
 # --------------------------------------------------------------------------- materials
