@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,17 +68,18 @@ def test_resolve_shards_directory_manifest_split_braces_list(eight, data):
         data.resolve_shards(eight, split="test")
 
 
-def test_shard_stream_partitions_over_ranks_and_workers():
-    from dfd_models.data.sources import shard_stream
+def test_shard_pass_partitions_over_ranks_and_workers():
+    from dfd_models.data.sources import shard_pass
 
     urls = [f"s{i}" for i in range(10)]
-    parts = [
-        list(shard_stream(urls, seed=1, epoch=0, shuffle=True, rank=r, world_size=2, worker=w, num_workers=2,
-                          repeat=False))
-        for r in range(2) for w in range(2)
-    ]
-    assert sorted(u for p in parts for u in p) == urls
-    assert all(len(p) in (2, 3) for p in parts)
+
+    def parts(pass_index):
+        return [shard_pass(urls, seed=1, epoch=0, pass_index=pass_index, shuffle=True, rank=r, world_size=2,
+                           worker=w, num_workers=2) for r in range(2) for w in range(2)]
+
+    assert sorted(u for p in parts(0) for u in p) == urls
+    assert all(len(p) in (2, 3) for p in parts(0))
+    assert parts(0) != parts(1)  # each pass reshuffles
 
 
 # --- samples -----------------------------------------------------------------
@@ -288,6 +290,14 @@ def test_missing_member_and_bad_json_are_corrupt(tmp_path, data):
     messages = sorted(str(w.message) for w in caught)
     assert "00000001.f001.png: member missing" in messages[0]
     assert "00000002.json: bad metadata" in messages[1]
+
+
+def test_an_endless_epoch_of_only_corrupt_shards_ends(eight, data):
+    for shard in data.resolve_shards(eight, split="train"):
+        Path(shard).write_bytes(b"\0garbage" * 100)
+    loader = data.make_loader(eight, batch_size=2, split="train", num_workers=0, epoch_len=8, skip_corrupt=True)
+    with pytest.warns(RuntimeWarning, match="start of the archive"):
+        assert list(loader) == []
 
 
 def test_skip_corrupt_does_not_hide_configuration_errors(eight, data):

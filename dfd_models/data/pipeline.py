@@ -14,20 +14,20 @@ number of workers give the same batches.
 
 from __future__ import annotations
 
+import itertools
 import random
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
-from itertools import islice
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset, default_collate
+from torch.utils.data import DataLoader, IterableDataset
 from webdataset.filters import batched, shuffle
 from webdataset.utils import pytorch_worker_info
 
 from dfd_models.data import stages
-from dfd_models.data.sources import resolve_shards, shard_stream
+from dfd_models.data.sources import resolve_shards, shard_pass
 
 
 class FocalStackDataset(IterableDataset):
@@ -90,22 +90,25 @@ class FocalStackDataset(IterableDataset):
         self.seed, self.epoch = seed, 0
         self.handler = stages.warn_and_skip if skip_corrupt else stages.reraise
 
+    def _raw_samples(self, worker: int, num_workers: int) -> Iterator[dict]:
+        """Encoded samples of this rank's and worker's shards, pass after pass when repeating;
+        stops after a pass that yields nothing (no shards here, or all corrupt and skipped)."""
+        for pass_index in itertools.count():
+            urls = shard_pass(self.urls, seed=self.seed, epoch=self.epoch, pass_index=pass_index,
+                              shuffle=self.shuffle > 0, rank=self.rank, world_size=self.world_size,
+                              worker=worker, num_workers=num_workers)
+            count = 0
+            for sample in stages.tar_samples(urls, handler=self.handler):
+                count += 1
+                yield sample
+            if count == 0 or not self.repeat:
+                return
+
     def __iter__(self) -> Iterator[dict]:
         info = torch.utils.data.get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker])
-        src = shard_stream(
-            self.urls,
-            seed=self.seed,
-            epoch=self.epoch,
-            shuffle=self.shuffle > 0,
-            rank=self.rank,
-            world_size=self.world_size,
-            worker=worker,
-            num_workers=num_workers,
-            repeat=self.repeat,
-        )
-        src = stages.tar_samples(src, handler=self.handler)
+        src = self._raw_samples(worker, num_workers)
         if self.shuffle > 1:
             src = shuffle(self.shuffle, initial=self.shuffle, rng=random.Random(int(rng.integers(2**63))))(src)
         src = stages.select_ramp(src, ramp=self.ramp, rng=rng, handler=self.handler)
@@ -116,7 +119,7 @@ class FocalStackDataset(IterableDataset):
             src = stages.random_flip(src, rng=rng)
         src = stages.to_tensors(src)
         if self.batch_size is not None:
-            src = batched(self.batch_size, collation_fn=default_collate, partial=True)(src)
+            src = batched(self.batch_size, collation_fn=stages.collate, partial=True)(src)
         return src
 
 
@@ -146,7 +149,7 @@ class FocalStackLoader:
     def __iter__(self) -> Iterator[dict]:
         self.dataset.epoch = self.epoch
         self.epoch += 1
-        return islice(iter(self.loader), self.batches_per_epoch if self.batches_per_epoch is not None else sys.maxsize)
+        return itertools.islice(iter(self.loader), self.batches_per_epoch if self.batches_per_epoch is not None else sys.maxsize)
 
 
 def make_loader(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -76,36 +76,30 @@ def resolve_shards(urls: str | os.PathLike | Sequence[str | os.PathLike], split:
     return out
 
 
-def shard_stream(
+def shard_pass(
     urls: Sequence[str],
     *,
     seed: int,
     epoch: int,
+    pass_index: int,
     shuffle: bool,
     rank: int,
     world_size: int,
     worker: int,
     num_workers: int,
-    repeat: bool,
-) -> Iterator[str]:
-    """Yield the shard URLs this rank and worker read, pass after pass.
+) -> list[str]:
+    """The shards one rank and worker read in one pass over the data.
 
-    Each pass permutes all shards with a generator seeded by (seed, epoch, pass),
-    the same on every rank and worker, then keeps every ``world_size``-th shard
-    from ``rank`` and of those every ``num_workers``-th from ``worker``; so in
-    one pass the ranks and workers read disjoint shards that together cover all.
+    The pass permutes all shards with a generator seeded by (seed, epoch,
+    pass_index), the same on every rank and worker, then keeps every
+    ``world_size``-th shard from ``rank`` and of those every ``num_workers``-th
+    from ``worker``: the ranks and workers read disjoint shards that together
+    cover all of them.
 
     Args:
-        urls: all shards of the dataset.
-        shuffle: permute the shards each pass (else keep their order).
-        repeat: go on pass after pass (an epoch of a fixed sample count); else one pass.
+        shuffle: permute the shards (else keep their order).
     """
-    for pass_index in range(np.iinfo(np.int64).max if repeat else 1):
-        order = np.arange(len(urls))
-        if shuffle:
-            order = np.random.default_rng([seed, epoch, pass_index]).permutation(order)
-        mine = order[rank::world_size][worker::num_workers]
-        if len(mine) == 0:
-            return
-        for index in mine:
-            yield urls[index]
+    order = np.arange(len(urls))
+    if shuffle:
+        order = np.random.default_rng([seed, epoch, pass_index]).permutation(order)
+    return [urls[i] for i in order[rank::world_size][worker::num_workers]]

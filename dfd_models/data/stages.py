@@ -63,6 +63,19 @@ def _guarded(src: Iterable[dict], fn: Callable[[dict], dict], handler: Handler) 
         yield out
 
 
+def collate(samples: list[dict]) -> dict:
+    """Batch training samples: tensors stacked on a new leading axis B, other values listed.
+
+    Stacks with numpy (one single-threaded copy): torch's parallel kernels in a
+    loading process compete with the training threads for the same cores.
+    """
+    batch = {}
+    for name, first in samples[0].items():
+        values = [sample[name] for sample in samples]
+        batch[name] = torch.from_numpy(np.stack([v.numpy() for v in values])) if torch.is_tensor(first) else values
+    return batch
+
+
 # --- reading ---------------------------------------------------------------
 
 
@@ -296,14 +309,13 @@ def to_tensors(src: Iterable[dict]) -> Iterator[dict]:
     - when the shards hold them: ``aif`` [3, H, W], ``coc`` [T, 1, H, W] (pixels).
     """
     for stack in src:
-        depth = _chw(stack["depth"])  # [1, H, W]
         out = {
             "key": stack["__key__"],
             "frames": _chw(stack["frames"]),  # [T, 3, H, W]
             "focus_m": torch.from_numpy(stack["focus_m"]),  # [T]
             "K": torch.from_numpy(stack["K"]),  # [T, 3, 3]
-            "depth": depth,
-            "valid": depth > 0,  # [1, H, W]
+            "depth": _chw(stack["depth"]),  # [1, H, W]
+            "valid": _chw(stack["depth"] > 0),  # [1, H, W]
             "ref_frame": torch.tensor(stack["ref_frame"]),
             "lens_model": torch.tensor(stack["lens_model"]),
             **{name: torch.tensor(stack[name], dtype=torch.float32) for name in LENS_FIELDS},
@@ -313,3 +325,16 @@ def to_tensors(src: Iterable[dict]) -> Iterator[dict]:
         if "coc" in stack:
             out["coc"] = _chw(stack["coc"])  # [T, 1, H, W]
         yield out
+
+
+def collate(samples: list[dict]) -> dict:
+    """Batch training samples: tensors stacked on a new leading axis B, other values listed.
+
+    Stacks with numpy (one single-threaded copy): torch's parallel kernels in a
+    loading process compete with the training threads for the same cores.
+    """
+    batch = {}
+    for name, first in samples[0].items():
+        values = [sample[name] for sample in samples]
+        batch[name] = torch.from_numpy(np.stack([v.numpy() for v in values])) if torch.is_tensor(first) else values
+    return batch

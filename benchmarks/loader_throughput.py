@@ -1,0 +1,166 @@
+"""Focus stacks per second through the training pipeline vs. the raw read + decode bound.
+
+The bound reads the same shards with plain ``tarfile`` and decodes the
+members the pipeline decodes for one ramp (its frames with
+``generator.sample.decode_rgb``, one depth map, and the AIF image and CoC maps
+when present, with ``read_exr_bytes``), in the same number of processes, with
+no torch stages. The pipeline adds everything else: shuffle buffer, ramp
+choice and focus sort, random crop and flip with K, tensors, batching and the
+DataLoader. Goal: pipeline / bound >= 0.8 at each worker count.
+
+Without ``--shards`` it writes synthetic shards (one ramp per scene, so the
+pipeline decodes exactly the frames the bound decodes; a static ``blender``-lens
+scene, so one depth map) into a temporary directory.
+
+    python benchmarks/loader_throughput.py                     # synthetic, 256x256, 5 frames
+    python benchmarks/loader_throughput.py --shards data/small_obj --split train --ramp 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from generator.lens import Lens
+from generator.recipe import load_recipe
+from generator.sample import decode_rgb, encode_sample, read_exr_bytes
+from generator.shards import DatasetDir
+from generator.spec import CameraSpec, FrameSpec, MaterialSpec, ObjectSpec, RenderSpec, SceneSpec
+
+
+class _Rendered:
+    def __init__(self, frames, depth):
+        self.frames, self.depth, self.aif = frames, depth, None
+
+
+def _synthetic_render(rng: np.random.Generator, frames: int, height: int, width: int) -> _Rendered:
+    """Smooth colour fields plus grain (compresses like a render, unlike white noise)."""
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    images = []
+    for _ in range(frames):
+        k = rng.uniform(2, 12, size=(3, 2))
+        phase = rng.uniform(0, 2 * np.pi, size=3)
+        base = np.stack([0.5 + 0.4 * np.sin(k[c, 0] * x * 6 + k[c, 1] * y * 6 + phase[c]) for c in range(3)], -1)
+        images.append((base + rng.normal(0, 0.02, base.shape)).clip(0, 1).astype(np.float32))
+    depth = (1.0 + x + 0.5 * y).astype(np.float32)
+    depth[: height // 8, : width // 8] = 0.0
+    return _Rendered(images, [depth])
+
+
+def write_synthetic(out: Path, scenes: int, per_shard: int, frames: int, height: int, width: int) -> Path:
+    """Write ``scenes`` one-ramp scenes with the generator's encoder and shard writer."""
+    recipe = load_recipe("small_obj", [f"count={scenes}", f"shards.max_samples={per_shard}"])
+    dataset = DatasetDir(out, recipe, max_samples=per_shard)
+    cube = ObjectSpec("cube", "cube", (0.0, 2.0, 0.0), (0.0, 0.0, 0.0), (0.3, 0.3, 0.3), MaterialSpec("checker"))
+    rng = np.random.default_rng(0)
+    for index in range(scenes):
+        spec = SceneSpec(
+            index=index,
+            seed=index,
+            split="train",
+            render=RenderSpec(width=width, height=height, samples=1, seed=index),
+            lens=Lens("blender", 0.05, 2.0, 0.036),
+            camera=CameraSpec(),
+            frames=tuple(FrameSpec(i, 0, 0.0, f) for i, f in enumerate(np.geomspace(0.5, 3.0, frames))),
+            objects=(cube,),
+        )
+        dataset.add(index, "train", encode_sample(spec, _synthetic_render(rng, frames, height, width), recipe))
+    dataset.finish()
+    return out
+
+
+def _raw_decode(url: str) -> int:
+    """Read one shard with tarfile and decode what the pipeline decodes; returns its sample count."""
+    samples: dict[str, dict[str, bytes]] = {}
+    with tarfile.open(url, mode="r|") as tar:
+        for info in tar:
+            key, _, suffix = info.name.partition(".")
+            samples.setdefault(key, {})[suffix] = tar.extractfile(info).read()
+    for sample in samples.values():
+        meta = json.loads(sample["json"])
+        stack = [f for f in meta["frames"] if f["ramp"] == meta["frames"][0]["ramp"]]
+        for frame in stack:
+            stem = f"f{frame['index']:03d}"
+            ext = "exr" if f"{stem}.exr" in sample else "png"
+            decode_rgb(sample[f"{stem}.{ext}"], ext)
+        depth = f"f{stack[len(stack) // 2]['index']:03d}.depth.exr" if meta["depth"]["per_frame"] else "depth.exr"
+        read_exr_bytes(sample[depth])["Z"]
+        for name in [n for n in ("aif.png", "aif.exr") if n in sample]:
+            decode_rgb(sample[name], name[-3:])
+        for frame in [f for f in stack if f"f{f['index']:03d}.coc.exr" in sample]:
+            read_exr_bytes(sample[f"f{frame['index']:03d}.coc.exr"])["Y"]
+    return len(samples)
+
+
+def bound(urls: list[str], processes: int) -> tuple[int, float]:
+    """(samples, seconds) to read and decode every shard, shards spread over ``processes``."""
+    start = time.perf_counter()
+    if processes <= 1:
+        count = sum(_raw_decode(u) for u in urls)
+    else:
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            count = sum(pool.map(_raw_decode, urls, chunksize=1))
+    return count, time.perf_counter() - start
+
+
+def pipeline(shards, split, workers: int, args) -> tuple[int, float]:
+    """(samples, seconds) for one epoch of :func:`dfd_models.data.make_loader`, workers started included."""
+    from dfd_models.data import make_loader
+
+    loader = make_loader(shards, args.batch_size, crop=args.crop, split=split, ramp=args.ramp,
+                         shuffle=args.shuffle, num_workers=workers, seed=0)
+    start = time.perf_counter()
+    count = 0
+    for batch in loader:
+        count += batch["frames"].shape[0]  # [B, T, 3, H, W]
+    return count, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shards", help="dataset directory (default: synthetic shards in a temp dir)")
+    parser.add_argument("--split", default=None, help="split to read, e.g. train")
+    parser.add_argument("--scenes", type=int, default=64, help="synthetic: number of scenes")
+    parser.add_argument("--per-shard", type=int, default=4, help="synthetic: scenes per shard")
+    parser.add_argument("--frames", type=int, default=5, help="synthetic: frames per stack")
+    parser.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"), help="synthetic size")
+    parser.add_argument("--crop", type=int, nargs=2, default=(192, 192), metavar=("H", "W"))
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--shuffle", type=int, default=16, help="shuffle buffer, samples")
+    parser.add_argument("--ramp", default="random", help="ramp index or 'random'")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="DataLoader worker counts")
+    parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")
+    args = parser.parse_args()
+    args.ramp = args.ramp if args.ramp == "random" else int(args.ramp)
+    args.crop = tuple(args.crop)
+
+    from dfd_models.data import resolve_shards
+
+    with tempfile.TemporaryDirectory() as tmp:
+        shards = args.shards or write_synthetic(Path(tmp) / "synthetic", args.scenes, args.per_shard, args.frames,
+                                                *args.size)
+        urls = resolve_shards(shards, args.split)
+        print(f"shards: {shards} ({len(urls)} shards)")
+        print(f"{'':28s} {'workers':>7s} {'stacks':>7s} {'seconds':>8s} {'stacks/s':>9s} {'ratio':>6s}")
+        ratios = []
+        for workers in args.workers:
+            processes = max(workers, 1)
+            runs = [(bound(urls, processes), pipeline(shards, args.split, workers, args)) for _ in range(args.repeats)]
+            (n_b, t_b), (n_p, t_p) = (min(times, key=lambda r: r[1]) for times in zip(*runs))  # best of each, alternated
+            ratio = (n_p / t_p) / (n_b / t_b)
+            ratios.append(ratio)
+            print(f"{'bound: tar read + decode':28s} {processes:7d} {n_b:7d} {t_b:8.3f} {n_b / t_b:9.2f}")
+            print(f"{'pipeline: make_loader':28s} {workers:7d} {n_p:7d} {t_p:8.3f} {n_p / t_p:9.2f} {ratio:6.2f}")
+        worst = min(ratios)
+        print(f"pipeline / bound (worst): {worst:.2f}  goal >= 0.80: {'met' if worst >= 0.8 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
