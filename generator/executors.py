@@ -19,6 +19,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -69,9 +70,15 @@ def _init_worker() -> None:
     logs every render ("Fra:1 ...", "Saved: ...") on file descriptor 1, which
     would bury the parent's progress bar and summary: workers write stdout to
     /dev/null (errors still reach the parent as exceptions, and stderr is kept).
+
+    A spawned worker inherits the parent's ``sys.path``. If the parent has
+    imported bpy, that path starts with Blender's ``scripts/modules``, whose
+    pure-Python ``bpy`` package would shadow the compiled module ("No module
+    named '_bpy'"); such entries are dropped (bpy adds them back when imported).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    sys.path[:] = [p for p in sys.path if not os.path.isfile(os.path.join(p, "bpy", "__init__.py"))]
 
 
 def _describe(exc: BaseException) -> str:
