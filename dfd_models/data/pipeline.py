@@ -40,8 +40,9 @@ class FocalStackDataset(IterableDataset):
         crop: (height, width) of a random crop, pixels; ``None`` keeps full frames.
         flip: random left-right flips (p = 0.5).
         ramp: which ramp of a sequence is the stack: an index or ``"random"``.
-        shuffle: shuffle buffer size in samples (and shard order shuffled per
-            pass); 0 reads shards and samples in order.
+        shuffle: shuffle buffer size in samples, held encoded (whole sequences,
+            before decoding); the shard order is shuffled per pass too. 0 reads
+            shards and samples in order.
         batch_size: collate this many samples per item (``None``: single samples).
             The last batch of a worker's pass may be smaller.
         repeat: cycle through the shards without end (cut by an epoch length
@@ -149,7 +150,8 @@ class FocalStackLoader:
     def __iter__(self) -> Iterator[dict]:
         self.dataset.epoch = self.epoch
         self.epoch += 1
-        return itertools.islice(iter(self.loader), self.batches_per_epoch if self.batches_per_epoch is not None else sys.maxsize)
+        batches = self.batches_per_epoch if self.batches_per_epoch is not None else sys.maxsize
+        return itertools.islice(iter(self.loader), batches)
 
 
 def make_loader(

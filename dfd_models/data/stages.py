@@ -63,19 +63,6 @@ def _guarded(src: Iterable[dict], fn: Callable[[dict], dict], handler: Handler) 
         yield out
 
 
-def collate(samples: list[dict]) -> dict:
-    """Batch training samples: tensors stacked on a new leading axis B, other values listed.
-
-    Stacks with numpy (one single-threaded copy): torch's parallel kernels in a
-    loading process compete with the training threads for the same cores.
-    """
-    batch = {}
-    for name, first in samples[0].items():
-        values = [sample[name] for sample in samples]
-        batch[name] = torch.from_numpy(np.stack([v.numpy() for v in values])) if torch.is_tensor(first) else values
-    return batch
-
-
 # --- reading ---------------------------------------------------------------
 
 
@@ -121,8 +108,8 @@ def _read_tar(url: str) -> Iterator[dict]:
                     sample = {"__key__": key, "__url__": url}
                 sample[suffix] = data
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exn:
-            where = "member" if member else "start of the archive"
-            raise CorruptShard(url, member, f"tar unreadable at or after this {where}: {exn}") from exn
+            where = "at or after this member" if member else "from its start"
+            raise CorruptShard(url, member, f"tar unreadable {where}: {exn}") from exn
         if sample is not None:
             yield sample
 
@@ -164,37 +151,39 @@ def _select(sample: dict, ramp: int | str, rng: np.random.Generator) -> dict:
     url, key = sample["__url__"], sample["__key__"]
     try:
         meta = json.loads(_member(sample, "json"))
-        lens = meta["lens"]
-        frames = meta["frames"]
-        ramps = sorted({f["ramp"] for f in frames})
+        lens = {name: float(meta["lens"][name]) for name in LENS_FIELDS}
+        lens_model = LENS_MODELS.index(meta["lens"]["model"])
+        frames = [(f["ramp"], float(f["focus_distance_m"]), int(f["index"]), f["K"]) for f in meta["frames"]]
         per_frame = bool(meta["depth"]["per_frame"])
         size = (meta["image"]["height"], meta["image"]["width"])
-        lens_model = LENS_MODELS.index(lens["model"])
     except (ValueError, KeyError, TypeError) as exn:
         raise CorruptShard(url, f"{key}.json", f"bad metadata ({exn!r})") from exn
+    ramps = sorted({f[0] for f in frames})
     if ramp == "random":
-        chosen = ramps[rng.integers(len(ramps))]
-    elif ramp in ramps:
-        chosen = ramp
-    else:
+        ramp = ramps[rng.integers(len(ramps))]
+    elif ramp not in ramps:
         raise ValueError(f"sample {key} in {url} has ramps {ramps}; ramp={ramp!r} is not one of them")
-    stack = sorted((f for f in frames if f["ramp"] == chosen), key=lambda f: f["focus_distance_m"])
+    stack = sorted((f for f in frames if f[0] == ramp), key=lambda f: f[1])  # by focus distance
     ref = len(stack) // 2
-    rgb = [_frame_member(sample, f["index"]) for f in stack]
-    depth = f"f{stack[ref]['index']:03d}.depth.exr" if per_frame else "depth.exr"
+    rgb = [_frame_member(sample, index) for _, _, index, _ in stack]
+    depth = f"f{stack[ref][2]:03d}.depth.exr" if per_frame else "depth.exr"
     aif = next((name for name in ("aif.png", "aif.exr") if name in sample), None)
-    coc = [f"f{f['index']:03d}.coc.exr" for f in stack]
+    coc = [f"f{index:03d}.coc.exr" for _, _, index, _ in stack]
+    try:
+        k = np.array([f[3] for f in stack], dtype=np.float32).reshape(len(stack), 3, 3)  # [T, 3, 3]
+    except ValueError as exn:
+        raise CorruptShard(url, f"{key}.json", f"bad K ({exn})") from exn
     out = {
         "__key__": key,
         "__url__": url,
         "size": size,
         "members": {"frames": rgb, "depth": depth},
         "raw": {"frames": [_member(sample, n) for n in rgb], "depth": _member(sample, depth)},
-        "focus_m": np.array([f["focus_distance_m"] for f in stack], dtype=np.float32),  # [T]
-        "K": np.array([f["K"] for f in stack], dtype=np.float32),  # [T, 3, 3]
+        "focus_m": np.array([f[1] for f in stack], dtype=np.float32),  # [T]
+        "K": k,
         "ref_frame": ref,
         "lens_model": lens_model,
-        **{name: float(lens[name]) for name in LENS_FIELDS},
+        **lens,
     }
     if aif is not None:
         out["members"]["aif"], out["raw"]["aif"] = aif, sample[aif]
@@ -236,8 +225,8 @@ def _exr_channel(channel: str) -> Callable[[bytes, str], np.ndarray]:
 
 
 def _decode(stack: dict) -> dict:
-    members, raw = stack.pop("members"), stack.pop("raw")
-    out = dict(stack)
+    members, raw = stack["members"], stack["raw"]
+    out = {name: value for name, value in stack.items() if name not in ("members", "raw")}
     out["frames"] = np.stack(
         [_decode_one(stack, decode_rgb, m, d) for m, d in zip(members["frames"], raw["frames"])]
     )  # [T, H, W, 3]
