@@ -243,6 +243,9 @@ def test_tile_size_batching_and_pose_do_not_change_the_image(torch):
     for i in range(3):
         single = render_defocus(scene, camera, focus[i], lens)
         torch.testing.assert_close(single.color[0], batch.color[i], rtol=1e-12, atol=1e-14)
+    grey = torch.tensor([0.5, 0.5, 0.5], dtype=dt)
+    backdrop = render_defocus(scene, camera, focus, lens, background=grey)
+    torch.testing.assert_close(backdrop.color, batch.color + (1 - batch.alpha) * grey[:, None, None])
 
     rot, quat = _rotation_and_quat(torch, [1.0, 2.0, -0.5], 0.4, dt)
     w2c = torch.eye(4, dtype=dt)

@@ -52,8 +52,8 @@ class Gaussians:
 
     def __post_init__(self) -> None:
         lead = self.means.shape[:-1]
-        if self.means.dim() not in (2, 3) or self.means.shape[-1] != 3:
-            raise ValueError(f"means must be [N, 3] or [B, N, 3], got {tuple(self.means.shape)}")
+        if self.means.dim() not in (2, 3) or self.means.shape[-1] != 3 or self.means.shape[-2] == 0:
+            raise ValueError(f"means must be [N, 3] or [B, N, 3] with N > 0, got {tuple(self.means.shape)}")
         want = {"scales": lead + (3,), "quats": lead + (4,), "opacities": lead}
         for name, shape in want.items():
             if getattr(self, name).shape != shape:

@@ -215,41 +215,42 @@ def _rasterize_to_pixels(
     Returns:
         colour [B, H, W, D], alpha [B, H, W, 1]
     """
-    batch, n = depths.shape
-    channels = colors.shape[-1]
+    batch, channels = depths.shape[0], colors.shape[-1]
     tiles_w, tiles_h = math.ceil(width / tile_size), math.ceil(height / tile_size)
     n_tiles = batch * tiles_h * tiles_w
     tile_ids, flat_ids = _isect_tiles(means2d.detach(), radii, depths.detach(), tile_size, tiles_w, tiles_h)
 
     # table[t, k]: the k-th nearest Gaussian touching tile t, -1 past the end.
     counts = torch.bincount(tile_ids, minlength=n_tiles)  # [n_tiles]
-    slots = max(int(counts.max()), 1) if tile_ids.numel() else 1
+    slots = max(int(counts.max()), 1)
     slot = torch.arange(tile_ids.numel(), device=tile_ids.device) - (torch.cumsum(counts, 0) - counts)[tile_ids]
     table = torch.full((n_tiles, slots), -1, dtype=torch.long, device=depths.device)
     table[tile_ids, slot] = flat_ids
     present = table >= 0
     g = table.clamp_min(0)  # [n_tiles, K]
 
-    # Pixel centres of every tile.  # [n_tiles, P, 2] (x, y), P = tile_size^2
-    local = torch.arange(tile_size, device=depths.device, dtype=means2d.dtype)
-    ly, lx = torch.meshgrid(local, local, indexing="ij")
+    # Pixel centres of a tile form a grid, so a splat's offsets to them are one dx per column
+    # and one dy per row, and its quadratic form separates into row, column and cross terms:
+    # sigma[i, j] = (a dx_j^2 + c dy_i^2) / 2 + b dx_j dy_i  (conic a, b, c). Fewer full-size
+    # [n_tiles, K, P] tensors, P = tile_size^2 pixels in row-major order.
     tile = torch.arange(n_tiles, device=depths.device) % (tiles_h * tiles_w)
-    ox = ((tile % tiles_w) * tile_size).to(means2d.dtype)
-    oy = ((tile // tiles_w) * tile_size).to(means2d.dtype)
-    px = ox[:, None] + lx.flatten()[None] + 0.5  # [n_tiles, P]
-    py = oy[:, None] + ly.flatten()[None] + 0.5
+    local = torch.arange(tile_size, device=depths.device, dtype=means2d.dtype) + 0.5
+    px = (tile % tiles_w * tile_size).to(means2d.dtype)[:, None] + local  # [n_tiles, ts] column centres
+    py = (tile // tiles_w * tile_size).to(means2d.dtype)[:, None] + local  # [n_tiles, ts] row centres
 
     xy = means2d.reshape(-1, 2)[g]  # [n_tiles, K, 2]
-    con = conics.reshape(-1, 3)[g]  # [n_tiles, K, 3]
+    a, b, c = conics.reshape(-1, 3)[g].unbind(-1)  # [n_tiles, K] each
     opac = opacities.reshape(-1)[g] * present  # [n_tiles, K]
-    dx = xy[..., 0:1] - px[:, None, :]  # [n_tiles, K, P]
-    dy = xy[..., 1:2] - py[:, None, :]
-    sigma = 0.5 * (con[..., 0:1] * dx * dx + con[..., 2:3] * dy * dy) + con[..., 1:2] * dx * dy
-    alpha = (opac[..., None] * torch.exp(-sigma)).clamp_max(alpha_max)
-    alpha = alpha * (alpha >= alpha_min)
+    dx = xy[..., 0:1] - px[:, None, :]  # [n_tiles, K, ts]
+    dy = xy[..., 1:2] - py[:, None, :]  # [n_tiles, K, ts]
+    row = -0.5 * c[..., None] * dy * dy  # [n_tiles, K, ts]
+    col = -0.5 * a[..., None] * dx * dx
+    neg_sigma = row[..., :, None] + col[..., None, :] - (b[..., None] * dy)[..., :, None] * dx[..., None, :]
+    alpha = (opac[..., None] * torch.exp(neg_sigma.flatten(2))).clamp_max(alpha_max)  # [n_tiles, K, P]
+    alpha = torch.where(alpha >= alpha_min, alpha, 0.0)
     trans_after = torch.cumprod(1 - alpha, dim=1)  # T_{i+1}; 1 - alpha >= 1 - alpha_max > 0
     trans_before = torch.cat([torch.ones_like(trans_after[:, :1]), trans_after[:, :-1]], 1)
-    weight = alpha * trans_before * (trans_after > t_min)  # [n_tiles, K, P]
+    weight = torch.where(trans_after > t_min, alpha * trans_before, 0.0)  # [n_tiles, K, P]
 
     colour = torch.einsum("tkp,tkd->tpd", weight, colors.reshape(-1, channels)[g])  # [n_tiles, P, D]
     acc = weight.sum(1)[..., None]  # [n_tiles, P, 1]
