@@ -43,7 +43,7 @@ def main() -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, metavar="K",
               help="Worker processes, each running its own Blender.")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, metavar="T",
-              help="Cycles threads per worker; 0 = all cores.")
+              help="Cycles threads per worker; 0 = the cores shared evenly among the workers.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
               help="Override a recipe field, e.g. --set image.width=64 (repeatable).")
 @click.option("--overwrite", is_flag=True, help="Replace the data of another recipe in --out (other files stay).")

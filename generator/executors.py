@@ -134,14 +134,14 @@ def run_scenes(
         workers: worker processes (>= 1).
         recycle_every: scenes a worker renders before it is replaced (>= 1).
         window: how far (in scenes) submission may run ahead of the oldest result
-            not yet yielded; bounds the finished samples held in memory. Default 4 x workers.
+            not yet yielded; bounds the finished samples held in memory. Default 8 x workers.
         on_complete: called with every result as soon as it is final (for progress bars).
 
     On KeyboardInterrupt (or the consumer closing the generator) the workers are
     killed and nothing more is yielded.
     """
     order = list(indices)
-    window = window or 4 * workers
+    window = window or 8 * workers
     pool = _Pool(workers, recycle_every)
     inflight: dict[Future, int] = {}
     finished: dict[int, SceneResult] = {}

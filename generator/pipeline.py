@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -80,7 +81,7 @@ def render_dataset(
         count: number of scenes, overriding ``recipe.count`` (the recipe, and so its
             sha256, changes with it, as with ``--set count=N``).
         workers: worker processes, each with its own Blender.
-        threads: Cycles threads per worker, 0 = all cores.
+        threads: Cycles threads per worker; 0 = the cores shared evenly among the workers.
         overwrite: replace another recipe's data in ``out_dir``.
         progress: show a progress bar on stderr.
         recycle_every: scenes per worker process before it is replaced (bounds memory).
@@ -97,6 +98,7 @@ def render_dataset(
     out = DatasetDir(out_dir, recipe, max_samples=recipe.shards.max_samples,
                      max_bytes=recipe.shards.max_bytes, overwrite=overwrite)
     todo = [i for i in range(recipe.count) if i not in out.done]
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)  # K workers x all cores would thrash
     task = task or functools.partial(render_task, recipe, threads=threads)
     bar = tqdm(total=recipe.count, initial=recipe.count - len(todo), unit="scene",
                desc=recipe.name, disable=not progress, file=sys.stderr, dynamic_ncols=True)

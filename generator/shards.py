@@ -126,9 +126,13 @@ class DatasetDir:
         if not path.exists():
             return None
         try:
-            return json.loads(path.read_text())
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise OutputError(f"{path} is not a dfdgen manifest ({exc}); use --overwrite to start over") from exc
+            manifest = json.loads(path.read_text())
+            ours = manifest.get("generator", {}).get("name") == "dfdgen"
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            ours = False
+        if not ours:  # someone else's file: never replace it, even with --overwrite
+            raise OutputError(f"{path} was not written by dfdgen; choose another --out")
+        return manifest
 
     def _check_same_recipe(self, previous: dict[str, Any]) -> None:
         old, new = previous["recipe"], self.recipe

@@ -238,6 +238,13 @@ def test_unclaimed_shards_and_bad_paths_are_refused(tmp_path):
     (tmp_path / "small_obj-train-000000.tar").write_bytes(b"someone's")
     with pytest.raises(OutputError, match="does not claim"):
         _render(tiny_recipe(), tmp_path)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "manifest.json").write_text('{"files": []}')
+    for overwrite in (False, True):
+        with pytest.raises(OutputError, match="not written by dfdgen"):
+            _render(tiny_recipe(), foreign, overwrite=overwrite)
+    assert [p.name for p in foreign.iterdir()] == ["manifest.json"]
     afile = tmp_path / "afile"
     afile.write_text("x")
     for bad in (afile, afile / "sub"):
