@@ -4,6 +4,9 @@ Each command parses options, calls one library function and turns the
 library's :class:`~generator.errors.DfdgenError` into a click error with the
 same message and exit status (2 bad input, 1 other). Other packages add their
 commands to :func:`main` (``main.add_command``) in their own modules.
+
+Keep module-level imports light here and in command modules: render workers
+are spawned processes that re-import the main script, i.e. this module.
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ def render(recipe_path, out_dir, count, workers, threads, overrides, overwrite, 
     A rerun with the same recipe resumes where the last run stopped; Ctrl-C
     keeps the finished shards (exit status 130).
     """
+    # Imported here, not at the top: every spawned render worker re-imports the
+    # main script (this module), and the pipeline pulls in webdataset and torch.
     from generator.pipeline import render_dataset, save_scene_blend
     from generator.recipe import load_recipe
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -150,3 +152,12 @@ def test_default_out_summary_and_ctrl_c(tmp_path, monkeypatch):
     monkeypatch.setattr(generator.pipeline, "render_dataset", interrupted)
     result = _run("render", "--recipe", recipe)
     assert result.exit_code == 130 and "resume" in result.output
+
+
+def test_cli_and_worker_modules_import_light():
+    """No bpy outside workers; and nothing heavy (webdataset pulls in torch) in what a spawned
+    worker imports: the main script (the CLI) and the task's module."""
+    code = ("import sys, generator.cli, generator.executors; "
+            "print(sorted(m for m in ('bpy', 'webdataset', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
