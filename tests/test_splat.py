@@ -308,6 +308,8 @@ def test_shapes_are_checked(torch):
         render_defocus(scene, Camera(16, 16, K=camera.K.expand(2, 3, 3)), torch.ones(3), _lens(torch))
     with pytest.raises(ValueError, match="both focus_m and lens"):
         render_defocus(scene, camera, 1.0)
+    with pytest.raises(ValueError, match="background must be"):
+        render_defocus(scene, camera, background=torch.zeros(4))
 
 
 def _lens(torch):

@@ -183,6 +183,7 @@ def render_defocus(
             "camera.K": (camera.K, 2),
             "camera.world_to_camera": (camera.world_to_camera, 2),
             "focus_m": (focus, 0),
+            "background": (background, 1),
             **lens_fields,
         }
     )
@@ -190,6 +191,9 @@ def render_defocus(
         raise ValueError(f"camera.K must be [(B,) 3, 3], got {tuple(camera.K.shape)}")
     if camera.world_to_camera is not None and camera.world_to_camera.shape[-2:] != (4, 4):
         raise ValueError(f"camera.world_to_camera must be [(B,) 4, 4], got {tuple(camera.world_to_camera.shape)}")
+    channels = gaussians.colors.shape[-1]
+    if background is not None and background.shape[-1] != channels:
+        raise ValueError(f"background must be [{channels}] or [B, {channels}], got {tuple(background.shape)}")
     backend = _choose_backend(backend, gaussians.means, config)
 
     means = _batched(gaussians.means, 2, batch)  # [B, N, 3]
