@@ -1,0 +1,193 @@
+"""Look at a rendered dataset: a text summary and a contact sheet (``dfdgen inspect``).
+
+The summary is computed from the samples' metadata only (no image decoding);
+the contact sheet decodes a few samples and lays out, per sample, its frames of
+ramp 0 in focus order, the colourised depth and the CoC map of the nearest- and
+farthest-focused frame of that ramp.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import webdataset as wds
+from PIL import Image, ImageDraw
+
+from generator import lens as lensmod
+from generator.errors import BadInput
+from generator.sample import decode_sample, linear_to_srgb
+from generator.shards import MANIFEST
+
+# Viridis at 6 stops (sRGB): perceptually ordered, readable by colour-blind people.
+_VIRIDIS = np.array(
+    [[68, 1, 84], [65, 68, 135], [42, 120, 142], [34, 168, 132], [122, 209, 81], [253, 231, 37]],
+    dtype=np.float64,
+)
+
+
+def colorize(values: np.ndarray, vmin: float, vmax: float, invalid: np.ndarray | None = None) -> np.ndarray:
+    """[H, W] scalars -> [H, W, 3] uint8 viridis image; ``invalid`` pixels are black."""
+    t = np.clip((values - vmin) / max(vmax - vmin, 1e-12), 0.0, 1.0) * (len(_VIRIDIS) - 1)
+    lo = np.minimum(np.floor(t).astype(int), len(_VIRIDIS) - 2)
+    w = (t - lo)[..., None]
+    rgb = _VIRIDIS[lo] * (1 - w) + _VIRIDIS[lo + 1] * w
+    if invalid is not None:
+        rgb[invalid] = 0
+    return rgb.astype(np.uint8)
+
+
+def _shard_paths(data_dir: Path) -> list[str]:
+    manifest = data_dir / MANIFEST
+    if not manifest.is_file():
+        raise BadInput(f"{data_dir} is not a dfdgen dataset: no {MANIFEST}")
+    shards = json.loads(manifest.read_text())["shards"]
+    return [str(data_dir / s["name"]) for s in shards]
+
+
+def iter_samples(data_dir: Path) -> Iterator[dict[str, Any]]:
+    """Raw samples (member name -> bytes) of every complete shard, in manifest order."""
+    paths = _shard_paths(data_dir)
+    if paths:
+        yield from wds.WebDataset(paths, shardshuffle=False, empty_check=False)
+
+
+@dataclass
+class Range:
+    """Running minimum and maximum."""
+
+    lo: float = float("inf")
+    hi: float = float("-inf")
+
+    def add(self, *values: float) -> None:
+        self.lo, self.hi = min(self.lo, *values), max(self.hi, *values)
+
+    def __str__(self) -> str:
+        return f"{self.lo:.4g} .. {self.hi:.4g}" if self.lo <= self.hi else "-"
+
+
+@dataclass
+class Summary:
+    """What a dataset holds, from metadata.
+
+    Units: lengths in metres (focal length in mm for reading), CoC in pixels.
+    """
+
+    splits: dict[str, int] = field(default_factory=dict)
+    failed: int = 0
+    lens_models: set[str] = field(default_factory=set)
+    image_sizes: set[tuple[int, int]] = field(default_factory=set)
+    frames_per_sample: set[int] = field(default_factory=set)
+    focal_length_mm: Range = field(default_factory=Range)
+    f_number: Range = field(default_factory=Range)
+    focus_m: Range = field(default_factory=Range)
+    depth_m: Range = field(default_factory=Range)
+    coc_px: Range = field(default_factory=Range)
+
+    def add(self, meta: dict[str, Any]) -> None:
+        """Fold one sample's metadata (the ``json`` member) in."""
+        self.splits[meta["split"]] = self.splits.get(meta["split"], 0) + 1
+        lm = meta["lens"]
+        lens = lensmod.Lens(lm["model"], lm["focal_length_m"], lm["f_number"], lm["sensor_width_m"])
+        width = meta["image"]["width"]
+        self.lens_models.add(lens.model)
+        self.image_sizes.add((width, meta["image"]["height"]))
+        self.frames_per_sample.add(len(meta["frames"]))
+        self.focal_length_mm.add(lens.focal_length_m * 1e3)
+        self.f_number.add(lens.f_number)
+        depth = meta["depth"]
+        if depth["min_m"] is None:
+            return
+        self.depth_m.add(depth["min_m"], depth["max_m"])
+        for frame in meta["frames"]:
+            focus = frame["focus_distance_m"]
+            self.focus_m.add(focus)
+            # |1/z - 1/F| is monotonic on each side of F: extremes at the depth ends (or 0 at F).
+            ends = lensmod.coc_px(lens, np.array([depth["min_m"], depth["max_m"]]), focus, width)
+            inside = depth["min_m"] <= focus <= depth["max_m"]
+            self.coc_px.add(0.0 if inside else float(ends.min()), float(ends.max()))
+
+    def text(self) -> str:
+        """Human-readable multi-line summary."""
+        splits = ", ".join(f"{k} {v}" for k, v in sorted(self.splits.items())) or "none"
+        sizes = ", ".join(f"{w}x{h}" for w, h in sorted(self.image_sizes)) or "-"
+        return "\n".join([
+            f"samples      {sum(self.splits.values())} ({splits}); failed scenes {self.failed}",
+            f"image        {sizes}; frames per sample {sorted(self.frames_per_sample)}",
+            f"lens         {', '.join(sorted(self.lens_models)) or '-'}; f {self.focal_length_mm} mm; "
+            f"N {self.f_number}",
+            f"focus        {self.focus_m} m",
+            f"depth        {self.depth_m} m (valid pixels)",
+            f"CoC          {self.coc_px} px (diameter)",
+        ])
+
+
+def summarize(data_dir: str | Path) -> Summary:
+    """Summary of the dataset in ``data_dir`` (metadata only)."""
+    data_dir = Path(data_dir)
+    summary = Summary()
+    for sample in iter_samples(data_dir):
+        summary.add(json.loads(sample["json"]))
+    summary.failed = len(json.loads((data_dir / MANIFEST).read_text()).get("failed", {}))
+    return summary
+
+
+def _sheet_row(sample: dict[str, Any], tile: int) -> list[tuple[str, np.ndarray]]:
+    """Labelled [tile, tile, 3] uint8 images of one sample: frames, depth, CoC maps."""
+    dec = decode_sample(sample)
+    meta = dec.meta
+    ramp0 = sorted(
+        (i for i, fr in enumerate(meta["frames"]) if fr["ramp"] == meta["frames"][0]["ramp"]),
+        key=lambda i: meta["frames"][i]["focus_distance_m"],
+    )
+    tiles = [
+        (f"F={meta['frames'][i]['focus_distance_m']:.2f}m",
+         (linear_to_srgb(dec.frames[i]) * 255 + 0.5).astype(np.uint8))
+        for i in ramp0
+    ]
+    lm = meta["lens"]
+    lens = lensmod.Lens(lm["model"], lm["focal_length_m"], lm["f_number"], lm["sensor_width_m"])
+    depth = dec.depth[ramp0[0]] if meta["depth"]["per_frame"] else dec.depth[0]
+    valid = depth > 0
+    lo, hi = (float(depth[valid].min()), float(depth[valid].max())) if valid.any() else (0.0, 1.0)
+    tiles.append((f"depth {lo:.2f}-{hi:.2f}m", colorize(depth, lo, hi, ~valid)))
+    for i in (ramp0[0], ramp0[-1]):
+        focus = meta["frames"][i]["focus_distance_m"]
+        d = dec.depth[i] if meta["depth"]["per_frame"] else dec.depth[0]
+        coc = lensmod.coc_map_px(lens, d, focus, meta["image"]["width"])
+        tiles.append((f"CoC F={focus:.2f} max {coc.max():.0f}px", colorize(coc, 0.0, max(float(coc.max()), 1.0), d <= 0)))
+    return [(label, np.asarray(Image.fromarray(im).resize((tile, tile), Image.NEAREST))) for label, im in tiles]
+
+
+def contact_sheet(data_dir: str | Path, out_png: str | Path, *, samples: int = 4, tile: int = 128) -> Path:
+    """Write a PNG contact sheet of the first ``samples`` samples; returns its path.
+
+    Each row is one sample: ramp-0 frames in focus order, colourised depth
+    (viridis, near = dark), and CoC maps (pixels) of the nearest and farthest
+    focus of that ramp. Labels are drawn above every tile.
+    """
+    rows = []
+    for n, sample in enumerate(iter_samples(Path(data_dir))):
+        if n == samples:
+            break
+        rows.append((sample["__key__"], _sheet_row(sample, tile)))
+    if not rows:
+        raise BadInput(f"{data_dir} holds no complete shard to draw")
+    label_h, pad = 14, 4
+    cols = max(len(r) for _, r in rows)
+    sheet = Image.new("RGB", (cols * (tile + pad) + pad + 70, len(rows) * (tile + label_h + pad) + pad), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, (key, tiles) in enumerate(rows):
+        y = pad + r * (tile + label_h + pad)
+        draw.text((pad, y + label_h + tile // 2), key, fill="black")
+        for c, (label, im) in enumerate(tiles):
+            x = 70 + pad + c * (tile + pad)
+            draw.text((x, y), label, fill="black")
+            sheet.paste(Image.fromarray(im), (x, y + label_h))
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out_png)
+    return out_png
