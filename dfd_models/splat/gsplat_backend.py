@@ -92,7 +92,9 @@ def rasterize_to_pixels(
         means2d.detach().contiguous(), radii.contiguous(), depths.detach().contiguous(), TILE_SIZE, tiles_w, tiles_h
     )
     offsets = gsplat.isect_offset_encode(isect_ids, batch, tiles_w, tiles_h)  # [B, tiles_h, tiles_w]
-    padded = next(c for c in _CHANNELS if c >= channels)
+    padded = next((c for c in _CHANNELS if c >= channels), None)
+    if padded is None:
+        raise ValueError(f"gsplat rasterises at most {_CHANNELS[-1]} channels, got {channels} (colours + depth)")
     if padded != channels:
         colors = torch.cat([colors, colors.new_zeros(colors.shape[:-1] + (padded - channels,))], -1)
     color, alpha = gsplat.rasterize_to_pixels(
