@@ -35,3 +35,26 @@ def bpy():
 def torch():
     """The torch module."""
     return require("torch")
+
+
+#: The tiny rendered dataset shared by the training tests: 8 scenes, 64 x 64 px,
+#: one ramp of 3 frames, all in the train split, 2 samples per shard (4 shards,
+#: enough for 2 DDP ranks x 2 loader workers).
+TINY_DATASET = (
+    "name=tiny64", "count=8", "image.width=64", "image.height=64", "image.samples=8",
+    "focus.ramps=1", "focus.frames_per_ramp=3", "scene.objects.count=[2, 4]",
+    "scene.lights.count=1", "splits={train: 1.0, val: 0.0, test: 0.0}",
+    "shards.max_samples=2", "outputs.aif=true",
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """Directory of a tiny dataset rendered once per test session with Cycles."""
+    require("bpy")
+    from generator.pipeline import render_dataset
+    from generator.recipe import load_recipe
+
+    out = tmp_path_factory.mktemp("tiny64")
+    render_dataset(load_recipe("small_obj", TINY_DATASET), out, workers=2, progress=False)
+    return out
