@@ -46,11 +46,11 @@ def hflip(stack: dict) -> dict:
     """Mirror every image of ``stack`` left-right, with K mirrored to match.
 
     A pixel at column u (continuous, centres at integer + 0.5) moves to W - u,
-    so cx -> W - cx (and a skew term changes sign). The focal length keeps its sign: the flipped stack is the
-    image of the mirrored scene (camera point (x, y, z) -> (-x, y, z)), which
-    K projects exactly, so unprojecting the flipped depth with the flipped K
-    gives a consistent (mirrored) 3D scene, and depth and CoC are unchanged.
-    Returns a new dict of views.
+    so cx -> W - cx (and a skew term changes sign). The focal length keeps its
+    sign: the flipped stack is the image of the mirrored scene (camera point
+    (x, y, z) -> (-x, y, z)), which the new K projects exactly, so unprojecting
+    the flipped depth with the flipped K gives a consistent (mirrored) 3D
+    scene, and depth and CoC are unchanged. Returns a new dict of views.
     """
     out = dict(stack)
     for name in IMAGE_FIELDS:
