@@ -303,3 +303,22 @@ def test_an_endless_epoch_of_only_corrupt_shards_ends(eight, data):
 def test_skip_corrupt_does_not_hide_configuration_errors(eight, data):
     with pytest.raises(ValueError, match="crop"):
         _iterate(data, eight, crop=(64, 64), skip_corrupt=True)
+
+
+# --- real renders ---------------------------------------------------------------
+
+
+def test_rendered_dataset_round_trip(tiny_dataset, data, torch):
+    """Cycles renders written by ``dfdgen render``'s pipeline, read by the training loader."""
+    loader = data.make_loader(tiny_dataset, batch_size=3, split="train", num_workers=2, flip=False, shuffle=0)
+    batches = list(loader)
+    assert sorted(keys_of(batches)) == [f"{i:08d}" for i in range(8)]
+    for batch in batches:
+        b = len(batch["key"])
+        assert batch["frames"].shape == (b, 3, 3, 64, 64) and batch["aif"].shape == (b, 3, 64, 64)
+        assert (batch["focus_m"].diff(dim=1) > 0).all()
+        assert batch["valid"].float().mean() > 0.5 and (batch["depth"][batch["valid"]] > 0).all()
+        # thin lens: K's focal length is v / p with v = f F / (F - f) (breathing), principal point centred
+        f, p, focus = batch["focal_length_m"][:, None], batch["pixel_pitch_m"][:, None], batch["focus_m"]
+        torch.testing.assert_close(batch["K"][..., 0, 0], f * focus / (focus - f) / p, rtol=1e-4, atol=0)
+        assert (batch["K"][..., 0, 2] == 32).all() and (batch["K"][..., 1, 2] == 32).all()
