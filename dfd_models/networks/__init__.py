@@ -1,0 +1,15 @@
+"""Depth networks, built by name (DESIGN.md section 7; ZoeDepth-style builder).
+
+One network per module; each registers its :class:`DepthModel` subclass with
+:func:`register`, and importing this package imports them all, so
+:data:`MODELS` lists every model::
+
+    from dfd_models.networks import MODELS, build_model
+    model = build_model("sdgs", {"max_depth_m": 3.0})
+
+The contract every model follows is documented in :mod:`dfd_models.networks.base`.
+"""
+
+from dfd_models.networks.base import MODELS, DepthModel, build_model, lens_from_batch, register
+
+__all__ = ["MODELS", "DepthModel", "build_model", "lens_from_batch", "register"]

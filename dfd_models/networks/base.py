@@ -1,0 +1,210 @@
+"""The contract between depth networks and the trainer, and the model registry.
+
+A trainer, evaluator or CLI knows a model only through :class:`DepthModel` and
+:func:`build_model`; adding a network means one new module with a class that
+subclasses :class:`DepthModel` and is decorated with :func:`register` (and one
+import line in :mod:`dfd_models.networks`). Nothing here knows any particular
+network.
+
+A training step, whatever the model::
+
+    model = build_model("sdgs", {"min_depth_m": 0.2})   # unknown name or key: ValueError
+    outputs = model(batch)                    # batch from dfd_models.data.make_loader
+    terms = model.losses(batch, outputs)      # scalar tensors, terms["total"] is optimised
+    terms["total"].backward()
+
+and inference on images only (no ground truth, no loader)::
+
+    depth = model.predict(frames, focus_m, lens, K)   # [B, 1, H, W] metres
+
+The batch is the dict documented in :func:`dfd_models.data.stages.to_tensors`
+(``frames`` [B, T, 3, H, W] linear RGB sorted by focus, ``focus_m`` [B, T],
+``K`` [B, T, 3, 3], ``depth``/``valid`` [B, 1, H, W] of frame ``ref_frame``
+= T // 2, lens fields [B]).
+"""
+
+from __future__ import annotations
+
+import abc
+import copy
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from generator.lens import LENS_MODELS
+from dfd_models.lens import LensParams
+
+__all__ = ["MODELS", "DepthModel", "build_model", "lens_from_batch", "register"]
+
+
+class DepthModel(nn.Module, abc.ABC):
+    """A depth network the generic trainer can build, train, evaluate and run.
+
+    Class attributes:
+        name: the registry name (``--model NAME``).
+        supervised: whether :meth:`losses` reads ground truth (``batch["depth"]``,
+            ``batch["valid"]``, ``aif``, ``coc``). False means those keys are never
+            read by :meth:`forward` or :meth:`losses`; they may be absent.
+        size_multiple: image height and width must be multiples of this (the
+            encoder's total downsampling); any batch size and any such size work,
+            nothing about them is baked into layers.
+        min_frames: the fewest frames T :meth:`forward` accepts in a training batch
+            (:meth:`predict` may accept fewer; see the subclass).
+
+    ``self.config`` is the complete configuration (defaults merged with the
+    overrides given), plain JSON-able data: save it with every checkpoint and
+    rebuild with ``build_model(model.name, model.config)``.
+
+    Outputs are float32 (a model casts back from autocast where it matters) and
+    lengths are metres. Depth outputs are planar depth (camera z, DESIGN.md
+    section 2), strictly positive everywhere (models predict a bounded inverse
+    depth), and aligned with the pixel grid of frame T // 2 of the stack, the
+    frame whose ground truth the loader returns (``batch["ref_frame"]``).
+    """
+
+    name: ClassVar[str]
+    supervised: ClassVar[bool]
+    size_multiple: ClassVar[int] = 1
+    min_frames: ClassVar[int] = 1
+
+    def __init__(self, config: dict | None = None):
+        super().__init__()
+        self.config = self.resolve_config(config)
+
+    @classmethod
+    @abc.abstractmethod
+    def default_config(cls) -> dict[str, Any]:
+        """Every hyper-parameter of the model with its default value (plain JSON-able data)."""
+
+    @classmethod
+    def resolve_config(cls, overrides: dict | None = None) -> dict[str, Any]:
+        """The defaults updated with ``overrides``.
+
+        Raises:
+            ValueError: an override's key is not a key of :meth:`default_config`
+                (naming it and the allowed keys), or its value's type differs from
+                the default's (an int for a float default is accepted).
+        """
+        config = copy.deepcopy(cls.default_config())
+        for key, value in (overrides or {}).items():
+            if key not in config:
+                raise ValueError(f"unknown config key {key!r} for model {cls.name!r}; keys: {sorted(config)}")
+            default = config[key]
+            same = isinstance(value, type(default)) or (
+                isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)
+            )
+            if default is not None and not same:
+                raise ValueError(
+                    f"config key {key!r} of model {cls.name!r} must be a {type(default).__name__} "
+                    f"like its default {default!r}, got {value!r}"
+                )
+            config[key] = float(value) if isinstance(default, float) else value
+        return config
+
+    @abc.abstractmethod
+    def forward(self, batch: dict) -> dict[str, Tensor]:
+        """Training forward pass on a loader batch.
+
+        Returns:
+            Tensors; always ``"depth"`` [B, 1, H, W] metres (frame T // 2's grid),
+            plus what :meth:`losses` needs (model-specific keys).
+        """
+
+    @abc.abstractmethod
+    def losses(self, batch: dict, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Loss terms of one step: scalar tensors by name, ``"total"`` the one to minimise.
+
+        The other terms are for logging (unweighted, so comparable across configs);
+        ``"total"`` is their weighted sum.
+        """
+
+    @abc.abstractmethod
+    def predict(self, frames: Tensor, focus_m: Tensor, lens: LensParams, K: Tensor) -> Tensor:
+        """Depth from images alone (inference; no ground truth is read).
+
+        Does not change train/eval mode and does not disable autograd: wrap it in
+        ``model.eval()`` and ``torch.no_grad()`` as usual.
+
+        Args:
+            frames: linear RGB, sorted by focus distance.  # [B, T, 3, H, W]
+            focus_m: focus distance of each frame, metres.  # [B, T]
+            lens: the lens; for cropped images its pixel pitch must be the sensor's
+                (see :func:`lens_from_batch`).
+            K: intrinsics of each frame, pixels.  # [B, T, 3, 3]
+        Returns:
+            planar depth of frame T // 2, metres, > 0.  # [B, 1, H, W]
+        """
+
+    def check_frames(self, frames: Tensor, focus_m: Tensor, K: Tensor, *, min_frames: int) -> None:
+        """Raise ValueError unless frames [B, T, 3, H, W], focus_m [B, T], K [B, T, 3, 3] fit together,
+        T >= ``min_frames`` and H, W are multiples of :attr:`size_multiple`."""
+        if frames.dim() != 5 or frames.shape[2] != 3:
+            raise ValueError(f"frames must be [B, T, 3, H, W], got {tuple(frames.shape)}")
+        b, t, _, h, w = frames.shape
+        if focus_m.shape != (b, t) or K.shape != (b, t, 3, 3):
+            raise ValueError(
+                f"focus_m must be [B, T] = {(b, t)} and K [B, T, 3, 3], got {tuple(focus_m.shape)} and {tuple(K.shape)}"
+            )
+        if t < min_frames:
+            raise ValueError(f"model {self.name!r} needs at least {min_frames} frames per stack, got T = {t}")
+        m = self.size_multiple
+        if h % m or w % m:
+            raise ValueError(f"model {self.name!r} needs height and width divisible by {m}, got {h} x {w}")
+
+
+#: Registry: model name -> class. Filled by :func:`register` when the network modules are imported.
+MODELS: dict[str, type[DepthModel]] = {}
+
+
+def register(cls: type[DepthModel]) -> type[DepthModel]:
+    """Class decorator: add a :class:`DepthModel` subclass to :data:`MODELS` under ``cls.name``."""
+    if not (isinstance(cls, type) and issubclass(cls, DepthModel)):
+        raise TypeError(f"only DepthModel subclasses can be registered, got {cls!r}")
+    if cls.name in MODELS and MODELS[cls.name] is not cls:
+        raise ValueError(f"model name {cls.name!r} is already registered by {MODELS[cls.name].__qualname__}")
+    MODELS[cls.name] = cls
+    return cls
+
+
+def build_model(name: str, config: dict | None = None) -> DepthModel:
+    """A new model ``name`` with its default config updated by ``config``.
+
+    Raises:
+        ValueError: unknown name (naming the registered ones) or config key/type
+            (see :meth:`DepthModel.resolve_config`).
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; models: {sorted(MODELS)}")
+    return MODELS[name](config)
+
+
+def lens_from_batch(batch: dict) -> LensParams:
+    """The batch's lens as :class:`LensParams` with fields [B], for the batch's image width.
+
+    The loader's ``sensor_width_m`` is the full sensor's, while a crop is narrower:
+    CoC in pixels after a crop is CoC in metres / ``pixel_pitch_m``, not / (sensor
+    width / crop width). So the returned ``sensor_width_m`` is the width the crop
+    spans on the sensor, ``pixel_pitch_m * W`` (W = ``frames.shape[-1]``), which
+    makes ``LensParams.pixel_pitch_m(W)`` and every ``dfd_models.lens`` function
+    called with ``width_px=W`` right for the crop. (``dfd_models.lens.intrinsics``
+    would still put the principal point at the crop's centre: use ``batch["K"]``.)
+
+    Raises:
+        ValueError: the batch mixes lens models (one :class:`LensParams` has one).
+    """
+    models = torch.as_tensor(batch["lens_model"]).reshape(-1).unique().tolist()
+    if len(models) != 1:
+        raise ValueError(f"a batch must hold one lens model, got {[LENS_MODELS[m] for m in models]}")
+    frames = batch["frames"]  # [B, T, 3, H, W]
+    dtype, device = frames.dtype, frames.device
+
+    def field(key: str) -> Tensor:
+        return torch.as_tensor(batch[key]).to(device=device, dtype=dtype).reshape(-1)  # [B]
+
+    return LensParams(
+        LENS_MODELS[models[0]],
+        focal_length_m=field("focal_length_m"),
+        f_number=field("f_number"),
+        sensor_width_m=field("pixel_pitch_m") * frames.shape[-1],
+    )
