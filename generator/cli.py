@@ -87,3 +87,10 @@ def render(recipe_path, out_dir, count, workers, threads, overrides, overwrite, 
     click.echo(summary.line())
     for index, reason in summary.failed:
         click.echo(f"scene {index} failed: {reason}", err=True)
+
+
+# The training commands (dfd_models.cli imports torch only when one of them runs).
+from dfd_models.cli import COMMANDS as _TRAIN_COMMANDS  # noqa: E402
+
+for _command in _TRAIN_COMMANDS:
+    main.add_command(_command)

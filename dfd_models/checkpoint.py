@@ -1,0 +1,168 @@
+"""Checkpoints: one file holds a run's full state, to resume it or to use its model.
+
+A checkpoint is a dict of plain Python values and tensors only (no pickled
+classes), so it loads with ``torch.load(weights_only=True)``::
+
+    format          "dfdgen.checkpoint"           format_version  1
+    generator       {"name": "dfdgen", "version": ...}
+    config          TrainConfig.to_dict(): the full resolved training config
+    data            what the training data's manifest says about it (:func:`dataset_info`)
+    step, epoch, batch_in_epoch
+                    optimizer steps done; the epoch being read and the batches
+                    of it already used (a resumed run skips those)
+    model           state_dict of the bare model (no DDP ``module.`` prefix)
+    optimizer, scheduler
+                    their state_dicts
+    scaler          GradScaler state_dict, or None (no fp16)
+    rng             {"python", "numpy", "torch", "cuda"} generator states
+
+Files are written atomically (a temporary file renamed into place), so a crash
+leaves the previous checkpoint readable.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import random
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import generator
+from dfd_models.networks import DepthModel, build_model
+from generator.errors import BadInput
+from generator.shards import MANIFEST, _write_atomic
+
+FORMAT = "dfdgen.checkpoint"
+FORMAT_VERSION = 1
+
+
+def dataset_info(shards: str | Path) -> dict[str, Any]:
+    """What a dataset directory's ``manifest.json`` says about its data, for checkpoints
+    and metrics: ``{"recipe": {"name", "sha256"}, "lens": the recipe's lens section,
+    "max_depth_m": the farthest wall distance, metres}``; ``{}`` for shards without one.
+
+    Raises:
+        BadInput: a manifest without a readable recipe.
+    """
+    manifest = Path(shards) / MANIFEST
+    if not manifest.is_file():
+        return {}
+    try:
+        recipe = json.loads(manifest.read_text())["recipe"]
+        wall = recipe["config"]["scene"]["wall"]["distance_m"]
+        return {
+            "recipe": {"name": recipe["name"], "sha256": recipe["sha256"]},
+            "lens": recipe["config"]["lens"],
+            "max_depth_m": float(max(wall) if isinstance(wall, list) else wall),
+        }
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BadInput(f"{manifest}: cannot read its recipe ({exc!r})") from exc
+
+
+def rng_state() -> dict[str, Any]:
+    """The Python, numpy, torch (and CUDA) random generator states, as plain values and tensors."""
+    np_state = np.random.get_state(legacy=False)
+    return {
+        "python": random.getstate(),
+        "numpy": {
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the generator states of :func:`rng_state`."""
+    random.setstate(state["python"])
+    np_state = state["numpy"]
+    np.random.set_state({
+        "bit_generator": "MT19937",
+        "state": {"key": np_state["key"].numpy().astype(np.uint32), "pos": np_state["pos"]},
+        "has_gauss": np_state["has_gauss"],
+        "gauss": np_state["gauss"],
+    })
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(payload: dict[str, Any], paths: Iterable[Path]) -> None:
+    """Write ``payload`` (the fields listed in the module docstring, less the format keys)
+    to every path in ``paths``, each atomically."""
+    buffer = io.BytesIO()
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION,
+              "generator": {"name": "dfdgen", "version": generator.__version__}}
+    torch.save({**header, **payload}, buffer)
+    for path in paths:
+        _write_atomic(Path(path), buffer.getvalue())
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a dfdgen checkpoint with ``torch.load(weights_only=True)``.
+
+    Raises:
+        BadInput: a missing file, a file that is not a dfdgen checkpoint, or one
+            of a newer format.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"checkpoint {path} not found")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInput(f"{path} is not a dfdgen checkpoint (it does not load with weights only: {first_line})") from exc
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        raise BadInput(f"{path} is not a dfdgen checkpoint (no format {FORMAT!r} in it)")
+    if checkpoint.get("format_version", 0) > FORMAT_VERSION:
+        raise BadInput(f"{path} has checkpoint format version {checkpoint['format_version']}; "
+                       f"this dfdgen reads up to {FORMAT_VERSION}: update dfdgen")
+    return checkpoint
+
+
+def load_strict(module: nn.Module | torch.optim.Optimizer | Any, state: dict, what: str, source: str | Path) -> None:
+    """``module.load_state_dict(state)`` (strict for modules), with a clear error on any mismatch.
+
+    Raises:
+        BadInput: missing or unexpected keys, or tensors of another shape; the
+            message names ``what`` (e.g. ``"model sdgs"``), ``source`` and the keys.
+    """
+    try:
+        if isinstance(module, nn.Module):
+            module.load_state_dict(state, strict=True)
+        else:
+            module.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise BadInput(f"{source}: the saved {what} does not match the one built from its config: {exc}") from exc
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[DepthModel, dict[str, Any]]:
+    """The model of a checkpoint, rebuilt from its config with the saved weights, in eval mode.
+
+    Returns:
+        (model on ``device``, the checkpoint dict).
+
+    Raises:
+        BadInput: not a dfdgen checkpoint, a model this dfdgen cannot build, or
+            weights that do not match it.
+    """
+    checkpoint = load_checkpoint(path, map_location=device)
+    name, config = checkpoint["config"]["model"]["name"], checkpoint["config"]["model"]["config"]
+    try:
+        model = build_model(name, config)
+    except ValueError as exc:
+        raise BadInput(f"{path}: cannot build its model: {exc}") from exc
+    load_strict(model, checkpoint["model"], f"model {name}", path)
+    return model.to(device).eval(), checkpoint

@@ -1,0 +1,138 @@
+"""``dfdgen train``, ``dfdgen eval`` and ``dfdgen predict``: thin click commands over
+:mod:`dfd_models.train`, :mod:`dfd_models.evaluate` and :mod:`dfd_models.predict`.
+
+:mod:`generator.cli` adds them to the ``dfdgen`` group. This module imports no
+torch: each command imports its library module when it runs, so ``dfdgen
+render`` and ``--help`` work without the training dependencies. (It imports
+:func:`generator.cli.library_errors` there too: ``generator.cli`` imports this
+module while it loads.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+#: Metric keys in the order the table shows them (others follow).
+_TABLE_ORDER = ("abs_rel", "sq_rel", "rmse", "rmse_log", "mae", "mse", "delta1", "delta2", "delta3",
+                "accuracy", "mse_norm", "rms_norm", "n_pixels")
+
+
+def _is_main_process() -> bool:
+    """Whether this is rank 0 of a torchrun launch (or no launch): the one that prints."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+@click.command()
+@click.option("--shards", metavar="DIR", help="Dataset directory (or shard pattern)  [config: data.shards].")
+@click.option("--model", "model_name", metavar="NAME", help="Registered model, e.g. sdgs  [config: model.name].")
+@click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path), metavar="RUN",
+              help="Run directory: config.yaml, ckpt/, tb/.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), metavar="YAML",
+              help="Training config file (see dfd_models.config).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+              help="Override a config key, e.g. --set optim.lr=3e-4 (repeatable; YAML values).")
+@click.option("--max-steps", type=click.IntRange(min=1), metavar="N", help="Optimizer steps  [config: train.max_steps].")
+@click.option("--epochs", type=click.IntRange(min=1), metavar="E", help="Epochs  [config: train.epochs].")
+@click.option("--seed", type=click.IntRange(min=0), metavar="S", help="Seed  [config: train.seed].")
+@click.option("--resume", is_flag=True, help="Continue the run in RUN from its last checkpoint.")
+def train(shards, model_name, run_dir, config_path, overrides, max_steps, epochs, seed, resume):
+    """Train a depth model on focal-stack shards; checkpoints and TensorBoard logs go to RUN.
+
+    The config is the defaults, then --config, then --set, then the options
+    above. Under torchrun (torchrun --nproc-per-node 4 --no-python dfdgen
+    train ...) every process trains on its share of the shards (DDP) and rank 0
+    writes RUN. Ctrl-C stops (exit status 130); --resume continues from
+    RUN/ckpt/last.pt with the run's saved config.
+    """
+    from dfd_models.config import read_yaml
+    from dfd_models.train import run_config
+    from dfd_models.train import train as run_training
+    from generator.cli import library_errors
+
+    settings = {"model.name": model_name, "data.shards": None if shards is None else str(shards),
+                "train.max_steps": max_steps, "train.epochs": epochs, "train.seed": seed}
+    with library_errors():
+        base = read_yaml(config_path) if config_path is not None else None
+        config = run_config(run_dir, base, overrides, settings, resume=resume)
+        try:
+            summary = run_training(config, run_dir, resume=resume)
+        except KeyboardInterrupt:
+            click.echo(f"interrupted: run `dfdgen train --out {run_dir} --resume` to continue "
+                       "from the last checkpoint", err=True)
+            click.get_current_context().exit(130)
+    if _is_main_process():
+        loss = summary.last_losses.get("total")
+        click.echo(f"trained {config.model.name} to step {summary.steps} in {summary.seconds:.1f} s"
+                   + (f", loss {loss:.4g}" if loss is not None else ""))
+        click.echo(f"checkpoint: {summary.last_checkpoint}")
+
+
+@click.command(name="eval")
+@click.option("--shards", required=True, metavar="DIR", help="Dataset directory (or shard pattern).")
+@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              metavar="CKPT", help="A checkpoint of dfdgen train (e.g. RUN/ckpt/last.pt).")
+@click.option("--split", default="test", show_default=True, help="Split to evaluate.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
+              help="Also write the results as JSON.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True, metavar="B")
+@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True, metavar="K",
+              help="Loader worker processes.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--max-depth", "max_depth_m", type=click.FloatRange(min=0, min_open=True), metavar="M",
+              help="Depth (m) the normalised metrics divide by.  [default: the data recipe's farthest wall]")
+def eval_(shards, checkpoint, split, json_path, batch_size, workers, device, max_depth_m):
+    """Depth metrics of a checkpoint over a whole split (every valid pixel, full frames)."""
+    from dfd_models.evaluate import evaluate
+    from generator.cli import library_errors
+
+    with library_errors():
+        result = evaluate(checkpoint, shards, split=split, batch_size=batch_size, workers=workers,
+                          device=device, max_depth_m=max_depth_m)
+    metrics = result["metrics"]
+    click.echo(f"{result['model']} step {result['step']} on {result['samples']} samples of split {split!r}:")
+    for name in sorted(metrics, key=lambda k: (_TABLE_ORDER + (k,)).index(k)):
+        click.echo(f"  {name:<10} {metrics[name]:.6g}")
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+        click.echo(f"wrote {json_path}")
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              metavar="CKPT", help="A checkpoint of dfdgen train.")
+@click.option("--focus-distance", "focus_m", multiple=True, required=True,
+              type=click.FloatRange(min=0, min_open=True), metavar="M",
+              help="Focus distance in metres: one per image, or one for all (repeatable).")
+@click.option("--lens-model", type=click.Choice(["thin_lens", "blender"]),
+              help="Lens model.  [default: the training data's]")
+@click.option("--lens-focal-length-mm", "focal_length_mm", type=click.FloatRange(min=0, min_open=True), metavar="F",
+              help="Focal length, mm.  [default: the training data's, if it had one]")
+@click.option("--f-number", type=click.FloatRange(min=0, min_open=True), metavar="N",
+              help="F-number.  [default: the training data's, if it had one]")
+@click.option("--sensor-width-mm", type=click.FloatRange(min=0, min_open=True), metavar="W",
+              help="Sensor width the image spans, mm.  [default: the training data's, if it had one]")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("predictions"),
+              show_default=True, metavar="DIR", help="Output directory.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+def predict(images, checkpoint, focus_m, lens_model, focal_length_mm, f_number, sensor_width_mm, out_dir, device):
+    """Depth maps of IMAGE files (PNG sRGB or EXR linear): NAME.depth.exr (channel Z, metres)
+    and NAME.depth.png (colourised) per image in DIR."""
+    from dfd_models.predict import predict_images
+    from generator.cli import library_errors
+
+    with library_errors():
+        written = predict_images(checkpoint, images, focus_m, out_dir, lens_model=lens_model,
+                                 focal_length_mm=focal_length_mm, f_number=f_number,
+                                 sensor_width_mm=sensor_width_mm, device=device)
+    for exr, png in written:
+        click.echo(f"wrote {exr} and {png.name}")
+
+
+#: The commands :mod:`generator.cli` adds to ``dfdgen``.
+COMMANDS = (train, eval_, predict)

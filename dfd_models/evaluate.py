@@ -1,0 +1,108 @@
+"""Evaluation of a checkpoint on a split of a dataset (``dfdgen eval``).
+
+The model is rebuilt from the checkpoint's config and run once over every
+sample of the split, in shard order, on full frames (no crop, no flip, ramp 0
+of each sequence). Depth comes from the model's ``predict`` (images, focus,
+lens and K only; never the ground truth), and the metrics of DESIGN.md
+section 7 are accumulated over every valid pixel of the split
+(:class:`dfd_models.metrics.DepthMetrics`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm import tqdm
+
+from dfd_models.checkpoint import dataset_info, load_model
+from dfd_models.data import make_loader
+from dfd_models.lens import LensParams
+from dfd_models.metrics import DepthMetrics
+from dfd_models.networks import DepthModel, lens_from_batch
+from dfd_models.train import pick_device, to_device
+from generator.errors import BadInput
+
+
+def predict_depth(model: DepthModel, frames: Tensor, focus_m: Tensor, lens: LensParams, K: Tensor) -> Tensor:
+    """``model.predict`` on images of any size.
+
+    Frames whose height or width is not a multiple of ``model.size_multiple`` are
+    padded at the right and bottom (edge pixels repeated), which leaves K valid,
+    and the depth is cropped back.
+
+    Args:
+        frames: linear RGB sorted by focus.  # [B, T, 3, H, W]
+        focus_m: focus distances, metres.  # [B, T]
+        lens: the lens, pixel pitch that of these images.
+        K: intrinsics, pixels.  # [B, T, 3, 3]
+    Returns:
+        planar depth of frame T // 2, metres.  # [B, 1, H, W]
+    """
+    b, t, c, h, w = frames.shape
+    m = model.size_multiple
+    pad_h, pad_w = -h % m, -w % m
+    if pad_h or pad_w:
+        frames = F.pad(frames.reshape(b * t, c, h, w), (0, pad_w, 0, pad_h), mode="replicate")
+        frames = frames.reshape(b, t, c, h + pad_h, w + pad_w)
+    return model.predict(frames, focus_m, lens, K)[..., :h, :w]
+
+
+def evaluate(
+    checkpoint: str | Path,
+    shards: str | Path,
+    *,
+    split: str = "test",
+    batch_size: int = 4,
+    workers: int = 2,
+    device: str = "auto",
+    max_depth_m: float | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Metrics of ``checkpoint``'s model over split ``split`` of ``shards``.
+
+    Args:
+        batch_size, workers: stacks per forward pass; loader worker processes.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        max_depth_m: D of the normalised metrics, metres; default: the farthest
+            wall of the evaluated data's recipe, else of the training data's; the
+            normalised metrics are left out when neither is known.
+
+    Returns:
+        ``{"metrics": {name: value}, "checkpoint", "model", "step", "shards",
+        "split", "samples", "max_depth_m"}`` (plain JSON-able values).
+
+    Raises:
+        BadInput: not a dfdgen checkpoint, no shards of the split, or no valid pixel in them.
+    """
+    target = pick_device(device)
+    model, ckpt = load_model(checkpoint, target)
+    if max_depth_m is None:
+        max_depth_m = dataset_info(shards).get("max_depth_m", ckpt["data"].get("max_depth_m"))
+    loader = make_loader(shards, batch_size, None, split=split, flip=False, ramp=0, shuffle=0,
+                         num_workers=workers, rank=0, world_size=1)
+    metrics = DepthMetrics(max_depth_m)
+    samples = 0
+    with torch.no_grad():
+        for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress, dynamic_ncols=True):
+            batch = to_device(batch, target)
+            depth = predict_depth(model, batch["frames"], batch["focus_m"], lens_from_batch(batch), batch["K"])
+            metrics.update(depth.float(), batch["depth"], batch["valid"])
+            samples += len(batch["key"])
+    try:
+        values = metrics.compute()
+    except ValueError as exc:
+        raise BadInput(f"split {split!r} of {shards}: {exc}") from exc
+    return {
+        "metrics": values,
+        "checkpoint": str(checkpoint),
+        "model": ckpt["config"]["model"]["name"],
+        "step": ckpt["step"],
+        "shards": str(shards),
+        "split": split,
+        "samples": samples,
+        "max_depth_m": max_depth_m,
+    }

@@ -1,0 +1,488 @@
+"""Training: a run directory, the loop, checkpoints and TensorBoard logs (``dfdgen train``).
+
+A run directory ``RUN`` holds::
+
+    RUN/config.yaml              the full resolved config (dfd_models.config)
+    RUN/ckpt/step_XXXXXXX.pt     checkpoints every train.ckpt_every steps and at the end
+    RUN/ckpt/last.pt             the latest of them (what --resume continues from)
+    RUN/tb/                      TensorBoard: every loss term, lr, grad norm; image grids
+
+One step: the batch goes through ``model(batch)`` (under autocast when
+``optim.amp`` is on), ``model.losses(batch, outputs)["total"]`` is
+back-propagated (scaled for fp16), the global gradient norm clipped, then AdamW
+and the warmup + cosine learning-rate schedule (:func:`lr_factor`) step.
+
+Distributed: started by ``torchrun`` (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``
+in the environment) the run joins the process group (NCCL on CUDA, gloo on
+CPU), wraps the model in DistributedDataParallel and reads its own share of the
+shards (the loader splits them by rank). Every rank starts from the same
+weights (DDP broadcasts rank 0's); only rank 0 writes the run directory. A
+resumed multi-process run needs ``RUN`` on a file system every rank can read.
+
+Reproducibility: torch, numpy and Python are seeded with ``train.seed + rank``,
+the data order with ``train.seed``; a checkpoint holds every generator state and
+the position in the epoch, so a resumed run continues exactly (single process).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from dfd_models.checkpoint import (dataset_info, load_checkpoint, load_strict, rng_state, save_checkpoint,
+                                   set_rng_state)
+from dfd_models.config import ConfigError, TrainConfig, read_yaml, resolve_config
+from dfd_models.data import make_loader
+from dfd_models.networks import MODELS, build_model
+from generator.errors import BadInput, DfdgenError, OutputError
+from generator.inspect import colorize
+from generator.sample import linear_to_srgb
+from generator.shards import _write_atomic
+
+CONFIG_FILE = "config.yaml"
+
+
+# --- config and run directory -------------------------------------------------------
+
+
+def complete_model_config(config: TrainConfig) -> TrainConfig:
+    """``config`` with ``model.config`` completed with the model's defaults (and checked).
+
+    Raises:
+        ConfigError: no model of that name is registered.
+        BadInput: a key of ``model.config`` the model lacks, or a value of the wrong type.
+    """
+    name = config.model.name
+    if name not in MODELS:
+        raise ConfigError("model.name", name, f"one of the registered models: {', '.join(sorted(MODELS))}")
+    try:
+        config.model.config = MODELS[name].resolve_config(config.model.config)
+    except ValueError as exc:
+        raise BadInput(f"config key 'model.config': {exc}") from None
+    return config
+
+
+def run_config(
+    run_dir: str | Path, base: dict | None, overrides: Sequence[str], settings: dict[str, Any], *, resume: bool
+) -> TrainConfig:
+    """The config of a run (see :func:`dfd_models.config.resolve_config`): ``base`` (a YAML
+    file's data), ``overrides`` and ``settings``; when resuming, the run's saved
+    ``config.yaml`` in place of ``base`` (which must then be ``None``), and the same model.
+
+    Raises:
+        BadInput: ``base`` given with ``resume``; a run to resume without its config;
+            another model than the resumed run's.
+        ConfigError: see :func:`dfd_models.config.resolve_config`.
+    """
+    if not resume:
+        return complete_model_config(resolve_config(base, overrides, settings))
+    if base is not None:
+        raise BadInput("--resume continues a run with its saved config.yaml; change it with --set, not --config")
+    saved = RunDir(Path(run_dir)).config
+    if not saved.is_file():
+        raise OutputError(f"{run_dir} holds no run to resume (no {saved.name})")
+    data = read_yaml(saved)
+    config = resolve_config(data, overrides, settings, where=str(saved))
+    if config.model.name != data.get("model", {}).get("name"):
+        raise BadInput(f"{run_dir} trains model {data.get('model', {}).get('name')!r}, "
+                       f"not {config.model.name!r}: a resumed run keeps its model")
+    return complete_model_config(config)
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The paths of a run directory (see the module docstring)."""
+
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def ckpt(self) -> Path:
+        return self.path / "ckpt"
+
+    @property
+    def last(self) -> Path:
+        return self.ckpt / "last.pt"
+
+    @property
+    def tb(self) -> Path:
+        return self.path / "tb"
+
+    def step_checkpoint(self, step: int) -> Path:
+        return self.ckpt / f"step_{step:07d}.pt"
+
+    def check(self, resume: bool) -> None:
+        """Refuse a directory that holds a run (fresh start) or none (``resume``).
+
+        Raises:
+            OutputError: see above; also a ``RUN`` that is a file.
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise OutputError(f"run directory {self.path} is a file")
+        held = [p.name for p in (self.config, self.ckpt, self.tb) if p.exists()]
+        if resume and not self.last.is_file():
+            raise OutputError(f"{self.path} holds no checkpoint to resume ({self.last} is missing)")
+        if not resume and held:
+            raise OutputError(f"{self.path} holds another run ({', '.join(held)}); "
+                              "continue it with --resume, or give a new --out")
+
+
+# --- process, device, precision ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Process:
+    """This process's place in a (possibly single-process) run."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def pick_device(device: str, local_rank: int = 0) -> torch.device:
+    """The torch device ``device`` names: ``auto`` (CUDA when present, else CPU), ``cpu``,
+    ``cuda`` (``cuda:local_rank``) or ``cuda:N``; a CUDA device becomes the current one.
+
+    Raises:
+        ConfigError: a name torch does not know, or CUDA on a machine without it.
+    """
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        chosen = torch.device(f"cuda:{local_rank}" if device == "cuda" else device)
+    except RuntimeError as exc:
+        raise ConfigError("train.device", device, "auto, cpu, cuda or cuda:N") from exc
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("train.device", device, "a device this machine has: it has no CUDA")
+        torch.cuda.set_device(chosen)
+    return chosen
+
+
+def setup_process(device: str) -> Process:
+    """Join the torchrun process group when ``WORLD_SIZE`` > 1 and pick the device
+    (see :func:`pick_device`; ``LOCAL_RANK`` picks the GPU)."""
+    world_size, local_rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0"))
+    chosen = pick_device(device, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo")
+    return Process(dist.get_rank() if world_size > 1 else 0, world_size, chosen)
+
+
+def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``optim.amp`` on ``device`` (``None``: full precision)."""
+    if mode == "auto":
+        mode = "fp16" if device.type == "cuda" else "off"
+    if mode == "fp16" and device.type != "cuda":
+        raise ConfigError("optim.amp", mode, "bf16 or off on CPU (fp16 autocast needs CUDA)")
+    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global generators (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# --- schedule and one step ------------------------------------------------------------
+
+
+def total_steps(config: TrainConfig) -> int:
+    """Optimizer steps the run takes: ``train.max_steps``, or ``train.epochs`` epochs of
+    ``data.epoch_len // data.batch_size`` batches, whichever is fewer."""
+    by_epochs = None
+    if config.train.epochs is not None:
+        if config.data.epoch_len is None:
+            raise ConfigError("data.epoch_len", None, "samples per epoch: required with train.epochs "
+                              "(it sets the length of the learning-rate schedule and keeps DDP ranks in step)")
+        by_epochs = config.train.epochs * (config.data.epoch_len // config.data.batch_size)
+    limits = [n for n in (config.train.max_steps, by_epochs) if n is not None]
+    return min(limits)
+
+
+def lr_factor(step: int, *, warmup: int, total: int, final: float) -> float:
+    """Learning rate of step ``step`` (0-based) as a fraction of the peak.
+
+    Linear warmup ``(step + 1) / warmup`` for ``step < warmup``, then a cosine from
+    1 down to ``final`` (= min_lr / lr) at the last step ``total - 1``:
+    ``final + (1 - final) (1 + cos(pi t)) / 2``, t = (step - warmup) / (total - 1 - warmup).
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, total - 1 - warmup))
+    return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """The batch with its tensors on ``device`` (other values as they are)."""
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+@dataclass
+class Optimisation:
+    """What a step updates besides the model."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    amp: torch.dtype | None
+    grad_clip: float | None
+
+
+def make_optimisation(model: nn.Module, config: TrainConfig, device: torch.device) -> Optimisation:
+    """AdamW, the warmup + cosine schedule, and a gradient scaler (enabled for fp16 only)."""
+    optim = config.optim
+    optimizer = torch.optim.AdamW(model.parameters(), lr=optim.lr, betas=tuple(optim.betas),
+                                  weight_decay=optim.weight_decay)
+    total, final = total_steps(config), (optim.min_lr / optim.lr if optim.lr > 0 else 1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, warmup=optim.warmup_steps, total=total, final=final))
+    dtype = amp_dtype(optim.amp, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    return Optimisation(optimizer, scheduler, scaler, dtype, optim.grad_clip)
+
+
+def train_step(model: nn.Module, batch: dict, opt: Optimisation) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """One optimizer step on ``batch``.
+
+    Args:
+        model: the model, or its DDP wrapper (``losses`` is taken from the bare model).
+
+    Returns:
+        (outputs, logged): the model's outputs and the detached scalars to log:
+        every loss term, ``lr`` and, with clipping, ``grad_norm`` (before clipping).
+    """
+    bare = model.module if isinstance(model, DistributedDataParallel) else model
+    device_type = next(bare.parameters()).device.type
+    opt.optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(device_type, dtype=opt.amp, enabled=opt.amp is not None):
+        outputs = model(batch)
+        terms = bare.losses(batch, outputs)
+    opt.scaler.scale(terms["total"]).backward()
+    logged = {name: value.detach().float() for name, value in terms.items()}
+    logged["lr"] = torch.tensor(opt.scheduler.get_last_lr()[0])
+    if opt.grad_clip is not None:
+        opt.scaler.unscale_(opt.optimizer)
+        logged["grad_norm"] = nn.utils.clip_grad_norm_(bare.parameters(), opt.grad_clip).detach()
+    opt.scaler.step(opt.optimizer)
+    opt.scaler.update()
+    opt.scheduler.step()
+    return outputs, logged
+
+
+# --- logging ----------------------------------------------------------------------------
+
+
+def image_grids(batch: dict, outputs: dict[str, Tensor]) -> dict[str, np.ndarray]:
+    """[H, W', 3] uint8 images of the batch's first stack: its frames side by side (sRGB),
+    and the predicted and true depth coloured on the true depth's range (invalid black)."""
+    frames = batch["frames"][0].detach().float().cpu().numpy()  # [T, 3, H, W] linear
+    srgb = linear_to_srgb(np.clip(frames.transpose(0, 2, 3, 1), 0.0, 1.0))  # [T, H, W, 3]
+    true = batch["depth"][0, 0].detach().cpu().numpy()  # [H, W]
+    valid = batch["valid"][0, 0].cpu().numpy()
+    pred = outputs["depth"][0, 0].detach().float().cpu().numpy()  # [H, W]
+    low, high = (float(true[valid].min()), float(true[valid].max())) if valid.any() else (0.0, 1.0)
+    return {
+        "frames": (np.concatenate(list(srgb), axis=1) * 255 + 0.5).astype(np.uint8),
+        "depth/predicted": colorize(pred, low, high),
+        "depth/true": colorize(true, low, high, invalid=~valid),
+    }
+
+
+class Logger:
+    """Rank 0's TensorBoard writer: means of the logged scalars over each interval, image grids.
+
+    Imports TensorBoard only when a run writes logs.
+    """
+
+    def __init__(self, log_dir: Path, every: int):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer, self.every = SummaryWriter(str(log_dir)), every
+        self.sums: dict[str, Tensor] = {}
+        self.count = 0
+
+    def add(self, step: int, logged: dict[str, Tensor]) -> dict[str, float] | None:
+        """Add one step's scalars; every ``every`` steps write and return their means.
+
+        Raises:
+            DfdgenError: the mean loss is not finite (training diverged).
+        """
+        for name, value in logged.items():
+            self.sums[name] = self.sums.get(name, 0) + value  # on the device: no sync per step
+        self.count += 1
+        if step % self.every:
+            return None
+        means = {name: float(total) / self.count for name, total in self.sums.items()}
+        self.sums.clear()
+        self.count = 0
+        if not math.isfinite(means["total"]):
+            raise DfdgenError(f"training diverged: mean loss {means['total']} over the steps up to {step}; "
+                              "lower optim.lr or enable optim.grad_clip")
+        for name, value in means.items():
+            self.writer.add_scalar(name if name in ("lr", "grad_norm") else f"loss/{name}", value, step)
+        return means
+
+    def images(self, step: int, batch: dict, outputs: dict[str, Tensor]) -> None:
+        for tag, image in image_grids(batch, outputs).items():
+            self.writer.add_image(tag, image, step, dataformats="HWC")
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+# --- the run ----------------------------------------------------------------------------
+
+
+@dataclass
+class Position:
+    """Where a run is: optimizer steps done, the epoch being read, batches of it used."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    """What :func:`train` did."""
+
+    run_dir: Path
+    steps: int
+    last_checkpoint: Path | None
+    last_losses: dict[str, float]
+    seconds: float
+
+
+def _restore(run: RunDir, model: nn.Module, opt: Optimisation, device: torch.device) -> tuple[Position, dict]:
+    """Load ``RUN/ckpt/last.pt`` into the model, optimizer, schedule, scaler and generators."""
+    checkpoint = load_checkpoint(run.last, map_location=device)
+    name = checkpoint["config"]["model"]["name"]
+    load_strict(model, checkpoint["model"], f"model {name}", run.last)
+    load_strict(opt.optimizer, checkpoint["optimizer"], "optimizer state", run.last)
+    load_strict(opt.scheduler, checkpoint["scheduler"], "schedule state", run.last)
+    if checkpoint["scaler"] is not None:
+        load_strict(opt.scaler, checkpoint["scaler"], "gradient scaler state", run.last)
+    set_rng_state(checkpoint["rng"])
+    return Position(checkpoint["step"], checkpoint["epoch"], checkpoint["batch_in_epoch"]), checkpoint["data"]
+
+
+def _save(run: RunDir, config: TrainConfig, data: dict, model: nn.Module, opt: Optimisation, pos: Position) -> Path:
+    """Write ``ckpt/step_XXXXXXX.pt`` and ``ckpt/last.pt`` (rank 0)."""
+    run.ckpt.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "config": config.to_dict(),
+        "data": data,
+        "step": pos.step,
+        "epoch": pos.epoch,
+        "batch_in_epoch": pos.batch_in_epoch,
+        "model": model.state_dict(),
+        "optimizer": opt.optimizer.state_dict(),
+        "scheduler": opt.scheduler.state_dict(),
+        "scaler": opt.scaler.state_dict() if opt.scaler.is_enabled() else None,
+        "rng": rng_state(),
+    }
+    path = run.step_checkpoint(pos.step)
+    save_checkpoint(payload, [path, run.last])
+    return path
+
+
+def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> TrainSummary:
+    """Train ``config.model`` on ``config.data`` and write the run directory ``run_dir``.
+
+    Args:
+        resume: continue from ``run_dir/ckpt/last.pt`` (the config may extend
+            ``train.max_steps``/``train.epochs``); else ``run_dir`` must hold no run.
+        progress: show a progress bar (rank 0).
+
+    Raises:
+        OutputError: ``run_dir`` holds another run (or, resuming, no checkpoint).
+        ConfigError, BadInput: a config the data or machine cannot serve.
+        CorruptShard: unreadable training data.
+    """
+    started = time.perf_counter()
+    run = RunDir(Path(run_dir))
+    proc = setup_process(config.train.device)
+    try:
+        if proc.is_main:
+            run.check(resume)
+        total = total_steps(config)
+        seed_everything(config.train.seed + proc.rank)
+        model = build_model(config.model.name, config.model.config).to(proc.device)
+        opt = make_optimisation(model, config, proc.device)
+        pos, data = _restore(run, model, opt, proc.device) if resume else (Position(), dataset_info(config.data.shards))
+        stepper = model if proc.world_size == 1 else DistributedDataParallel(
+            model, device_ids=[proc.device.index] if proc.device.type == "cuda" else None)
+        data_cfg = config.data
+        loader = make_loader(
+            data_cfg.shards, data_cfg.batch_size, tuple(data_cfg.crop) if data_cfg.crop else None,
+            split=data_cfg.split, flip=data_cfg.flip, ramp=data_cfg.ramp, shuffle=data_cfg.shuffle,
+            num_workers=data_cfg.workers, epoch_len=data_cfg.epoch_len, seed=config.train.seed,
+            skip_corrupt=data_cfg.skip_corrupt, pin_memory=proc.device.type == "cuda")
+        logger = None
+        if proc.is_main:
+            run.path.mkdir(parents=True, exist_ok=True)
+            _write_atomic(run.config, config.to_yaml().encode("utf-8"))
+            logger = Logger(run.tb, config.train.log_every)
+        last_losses: dict[str, float] = {}
+        saved = run.last if resume else None
+        bar = tqdm(total=total, initial=pos.step, unit="step", disable=not (progress and proc.is_main),
+                   dynamic_ncols=True)
+        model.train()
+        while pos.step < total:
+            loader.set_epoch(pos.epoch)
+            used = 0
+            for batch in itertools.islice(loader, pos.batch_in_epoch, None):
+                batch = to_device(batch, proc.device)
+                outputs, logged = train_step(stepper, batch, opt)
+                pos.step += 1
+                pos.batch_in_epoch += 1
+                used += 1
+                bar.update()
+                if logger is not None:
+                    means = logger.add(pos.step, logged)
+                    if means is not None:
+                        last_losses = means
+                        bar.set_postfix(loss=f"{means['total']:.4g}", lr=f"{means['lr']:.2e}")
+                    if config.train.image_every and pos.step % config.train.image_every == 0:
+                        logger.images(pos.step, batch, outputs)
+                    if pos.step % config.train.ckpt_every == 0 or pos.step == total:
+                        saved = _save(run, config, data, model, opt, pos)
+                if pos.step >= total:
+                    break
+            else:
+                if used == 0 and pos.batch_in_epoch == 0:
+                    raise BadInput(f"epoch {pos.epoch} yielded no batch from {data_cfg.shards} "
+                                   f"(split {data_cfg.split!r}): no data for this process")
+                pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
+        bar.close()
+        if logger is not None:
+            logger.close()
+        if proc.world_size > 1:
+            dist.barrier()
+        return TrainSummary(run.path, pos.step, saved, last_losses, time.perf_counter() - started)
+    finally:
+        if proc.world_size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
