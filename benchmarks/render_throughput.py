@@ -1,0 +1,78 @@
+"""Render throughput and pipeline overhead of one small_obj scene (issue: render core).
+
+For each image size, in one process (bpy imported once, outside the timing):
+
+- frames/s: focus frames delivered per wall-clock second for the whole scene
+  (renders/s counts distinct focus frames: the repeated ramps of a static scene
+  share one render, since Cycles with a fixed seed would give the same bytes)
+  (sampling the spec, building it in Blender, depth, AIF, frames, encoding the
+  sample, writing it into a shard);
+- overhead = that total wall time / the time spent inside Cycles' render calls
+  (``RenderedScene.cycles_seconds``) for the same images. 1.00 means every
+  second went into Cycles; the goal is <= 1.10 at 256 x 256, 64 samples.
+
+The first scene of each size is a warm-up (kernel and texture caches), the
+next ``--scenes`` are measured. Ratios are measured within one run, since the
+machine is shared and absolute times are noisy.
+
+    python benchmarks/render_throughput.py [--sizes 128 256] [--samples 64] [--scenes 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from generator.blender.render import render_scene
+from generator.recipe import load_recipe
+from generator.sample import encode_sample
+from generator.sampling import sample_scene
+from generator.shards import DatasetDir
+
+
+def measure(size: int, samples: int, scenes: int, ramps: int, threads: int) -> dict[str, float]:
+    """Wall and Cycles seconds of rendering ``scenes`` small_obj scenes into a shard."""
+    recipe = load_recipe("small_obj", [
+        f"image.width={size}", f"image.height={size}", f"image.samples={samples}",
+        f"focus.ramps={ramps}", f"count={scenes + 1}", "splits={train: 1.0, val: 0.0, test: 0.0}",
+    ])
+    render_scene(sample_scene(recipe, 0), threads=threads)  # warm-up
+    with tempfile.TemporaryDirectory() as tmp:
+        out = DatasetDir(Path(tmp), recipe, max_samples=recipe.shards.max_samples,
+                         max_bytes=recipe.shards.max_bytes)
+        cycles = frames = renders = 0.0
+        start = time.perf_counter()
+        for index in range(1, scenes + 1):
+            spec = sample_scene(recipe, index)
+            rendered = render_scene(spec, threads=threads)
+            out.add(index, spec.split, encode_sample(spec, rendered, recipe))
+            cycles += rendered.cycles_seconds
+            frames += len(spec.frames)
+            renders += len({(f.time_s, f.focus_distance_m) for f in spec.frames})
+        out.finish()
+        wall = time.perf_counter() - start
+    return {"frames": frames, "renders": renders, "wall": wall, "cycles": cycles}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
+    parser.add_argument("--samples", type=int, default=64)
+    parser.add_argument("--scenes", type=int, default=2, help="measured scenes per size")
+    parser.add_argument("--ramps", type=int, default=5, help="focus ramps per scene (5 frames each)")
+    parser.add_argument("--threads", type=int, default=0, help="Cycles threads, 0 = all cores")
+    args = parser.parse_args()
+
+    print(f"small_obj, {args.samples} samples, {args.ramps} ramps x 5 frames, {args.scenes} scenes per size")
+    print(f"{'size':>9} {'frames':>6} {'renders':>7} {'wall s':>8} {'cycles s':>8} {'frames/s':>8} "
+          f"{'renders/s':>9} {'overhead':>8}")
+    for size in args.sizes:
+        m = measure(size, args.samples, args.scenes, args.ramps, args.threads)
+        print(f"{size:>4}x{size:<4} {m['frames']:>6.0f} {m['renders']:>7.0f} {m['wall']:>8.2f} {m['cycles']:>8.2f} "
+              f"{m['frames'] / m['wall']:>8.2f} {m['renders'] / m['wall']:>9.2f} {m['wall'] / m['cycles']:>8.3f}")
+
+
+if __name__ == "__main__":
+    main()
