@@ -103,7 +103,13 @@ class _Pool:
         )
 
     def restart(self) -> None:
-        self.pool.shutdown(wait=True)
+        """Replace a broken pool.
+
+        Not ``shutdown(wait=True)``: in Python 3.11 a worker that the pool spawns
+        on demand while another one dies can miss the pool's own termination, and
+        the shutdown then waits for it forever.
+        """
+        self.kill()
         self.pool = self._new()
 
     def kill(self) -> None:

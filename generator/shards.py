@@ -183,7 +183,11 @@ class DatasetDir:
                     f"{self.path} holds {unclaimed[0].name}, which dfdgen's {MANIFEST} does not claim; "
                     f"choose another --out or pass --overwrite to replace it"
                 )
-        for path in strays:
+        self._remove_unlisted()
+
+    def _remove_unlisted(self) -> None:
+        """Delete this recipe's shard files (partial or complete) that the manifest does not list."""
+        for path in self._unlisted({self.recipe.name}):
             path.unlink()
         (self.path / (MANIFEST + PARTIAL)).unlink(missing_ok=True)
 
@@ -249,11 +253,17 @@ class DatasetDir:
         self._write_manifest(complete=len(self.done) >= self.recipe.count)
 
     def abort(self) -> None:
-        """Drop the open (incomplete) shards; complete ones and the manifest stay valid."""
+        """Drop the incomplete shards; the listed ones and the manifest stay valid.
+
+        Files are found by name, not only through ``_open``: an interrupt can land
+        between creating a shard file and recording it, or between renaming a
+        complete shard and listing it.
+        """
         for shard in self._open.values():
+            shard.writer.close()  # its bytes go with the file
             shard.file.close()
-            (self.path / (shard.name + PARTIAL)).unlink(missing_ok=True)
         self._open.clear()
+        self._remove_unlisted()
         self._write_manifest(complete=False)
 
     def _start(self, split: str) -> _OpenShard:

@@ -8,6 +8,7 @@ sys.path and spawn hands sys.path to the child).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -115,3 +116,14 @@ def flaky_task(log_dir: str, fail: dict[int, str], recipe: Recipe, index: int) -
     if mode == "die" or (mode == "die-once" and attempt == 1):
         os._exit(3)
     return fake_task(recipe, index)
+
+
+def dir_bytes(out: Path) -> dict[str, bytes]:
+    """Every file in ``out`` by name: what two runs must agree on byte for byte."""
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+def listed_shards(out: Path) -> list:
+    """Shards ``out``'s manifest lists (it is replaced atomically, so it always parses)."""
+    manifest = out / "manifest.json"
+    return json.loads(manifest.read_text())["shards"] if manifest.exists() else []

@@ -8,14 +8,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import webdataset as wds
 from click.testing import CliRunner
 
-from fakes import write_tiny_recipe
+from fakes import dir_bytes, listed_shards, write_tiny_recipe
 from generator import lens as lensmod
 from generator.cli import main
 from generator.recipe import load_recipe
@@ -25,9 +24,6 @@ from generator.spec import SceneSpec
 
 COUNT = 8
 
-
-def _files(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
 
 
 def _dfdgen(*args) -> subprocess.Popen:
@@ -77,7 +73,7 @@ def test_two_workers_give_identical_bytes(rendered):
     result = CliRunner().invoke(main, ["render", "--recipe", str(recipe), "--out", str(work / "two"),
                                        "--workers", "2", "--threads", "1", "--recycle-every", "3"])
     assert result.exit_code == 0, result.output
-    assert _files(work / "two") == _files(out)
+    assert dir_bytes(work / "two") == dir_bytes(out)
 
 
 def test_killed_run_resumes_to_identical_bytes(rendered):
@@ -86,7 +82,7 @@ def test_killed_run_resumes_to_identical_bytes(rendered):
     proc = _dfdgen("render", "--recipe", recipe, "--out", killed)
     try:
         deadline = time.monotonic() + 120
-        while not list(killed.glob("*.tar")) and time.monotonic() < deadline and proc.poll() is None:
+        while not listed_shards(killed) and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
         assert proc.poll() is None, "the run ended before it could be killed"
     finally:
@@ -99,7 +95,7 @@ def test_killed_run_resumes_to_identical_bytes(rendered):
     output = proc.communicate(timeout=300)[0].decode()
     assert proc.returncode == 0, output
     assert f"{COUNT - len(done)} scenes rendered ({len(done)} already done" in output
-    assert _files(killed) == _files(out)
+    assert dir_bytes(killed) == dir_bytes(out)
     for name in (p.name for p in killed.glob("*.tar")):
         subprocess.run(["tar", "-tf", str(killed / name)], check=True, capture_output=True)
 

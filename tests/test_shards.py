@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import webdataset as wds
 
-from fakes import fake_task, flaky_task, slow_task, tiny_recipe
+from fakes import dir_bytes, fake_task, flaky_task, listed_shards, slow_task, tiny_recipe
 from generator.errors import OutputError
 from generator.executors import run_scenes
 from generator.pipeline import render_dataset
@@ -33,9 +33,6 @@ def _render(recipe, out, **kw):
 def _manifest(out: Path) -> dict:
     return json.loads((out / MANIFEST).read_text())
 
-
-def _files(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
 
 
 def test_round_trip_with_stock_webdataset(tmp_path):
@@ -118,7 +115,7 @@ def test_resumed_run_is_byte_identical(tmp_path):
     (out / MANIFEST).write_text(json.dumps(manifest))
     summary = _render(recipe, out)  # ... and resume
     assert (summary.skipped, summary.rendered) == (2, 7)
-    assert _files(out) == _files(tmp_path / "full")
+    assert dir_bytes(out) == dir_bytes(tmp_path / "full")
     assert _render(recipe, out).rendered == 0  # complete: nothing to do
 
 
@@ -139,7 +136,7 @@ def test_interrupted_subprocess_resumes_identically(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
     try:
         deadline = time.monotonic() + 60
-        while not list(out.glob("*.tar")) and time.monotonic() < deadline and proc.poll() is None:
+        while not listed_shards(out) and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
         assert proc.poll() is None, "the run ended before it could be killed"
     finally:
@@ -148,7 +145,7 @@ def test_interrupted_subprocess_resumes_identically(tmp_path):
     assert 0 < len(_manifest(out)["scenes_done"]) < 12
     summary = _render(recipe, out, workers=2)
     assert summary.skipped + summary.rendered == 12
-    assert _files(out) == _files(tmp_path / "full")
+    assert dir_bytes(out) == dir_bytes(tmp_path / "full")
 
 
 def test_ctrl_c_stops_cleanly(tmp_path):
@@ -167,7 +164,7 @@ def test_ctrl_c_stops_cleanly(tmp_path):
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
     deadline = time.monotonic() + 60
-    while not list(tmp_path.glob("*.tar")) and time.monotonic() < deadline:
+    while not listed_shards(tmp_path) and time.monotonic() < deadline:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: parent and workers
     assert proc.wait(timeout=30) == 130
@@ -183,7 +180,7 @@ def test_workers_do_not_change_bytes(tmp_path):
     recipe = tiny_recipe("count=8")
     _render(recipe, tmp_path / "one", workers=1)
     _render(recipe, tmp_path / "two", workers=2, recycle_every=1)
-    assert _files(tmp_path / "one") == _files(tmp_path / "two")
+    assert dir_bytes(tmp_path / "one") == dir_bytes(tmp_path / "two")
 
 
 def test_failing_scenes_are_retried_once_then_recorded(tmp_path):
@@ -213,18 +210,18 @@ def test_executor_yields_in_order_with_bounded_window():
     assert seen == [5, 2, 7]  # window 1: one scene at a time
 
 
-def test_refuses_another_recipe_and_overwrite_keeps_user_files(tmp_path):
+def test_refuses_another_recipe_and_overwrite_keeps_userdir_bytes(tmp_path):
     first, other = tiny_recipe(), tiny_recipe("seed=5")
     _render(first, tmp_path)
     (tmp_path / "notes.txt").write_text("mine")
     (tmp_path / "mine.tar").write_bytes(b"user data")
-    before = _files(tmp_path)
+    before = dir_bytes(tmp_path)
     with pytest.raises(OutputError) as err:
         _render(other, tmp_path)
     assert err.value.exit_code == 2
     message = str(err.value)
     assert first.sha256[:12] in message and other.sha256[:12] in message and "--overwrite" in message
-    assert _files(tmp_path) == before  # nothing changed
+    assert dir_bytes(tmp_path) == before  # nothing changed
 
     _render(other, tmp_path, overwrite=True, count=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
