@@ -89,10 +89,14 @@ def render_dataset(
             (the default is :func:`render_task` of this recipe).
 
     Raises:
-        BadInput: invalid ``count``; OutputError: unusable ``out_dir``.
+        BadInput: invalid ``count``, ``workers``, ``threads`` or ``recycle_every``;
+            OutputError: unusable ``out_dir``.
         KeyboardInterrupt: after stopping cleanly (complete shards kept, partial ones removed).
     """
     start = time.perf_counter()
+    for name, value, least in (("workers", workers, 1), ("threads", threads, 0), ("recycle_every", recycle_every, 1)):
+        if value < least:
+            raise BadInput(f"{name} must be >= {least}, got {value}")
     if count is not None:
         recipe = recipe_from_dict({**recipe.to_dict(), "count": count}, source="count")
     out = DatasetDir(out_dir, recipe, max_samples=recipe.shards.max_samples,

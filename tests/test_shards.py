@@ -17,7 +17,7 @@ import pytest
 import webdataset as wds
 
 from fakes import dir_bytes, fake_task, flaky_task, listed_shards, slow_task, tiny_recipe
-from generator.errors import OutputError
+from generator.errors import BadInput, OutputError
 from generator.executors import run_scenes
 from generator.pipeline import render_dataset
 from generator.shards import MANIFEST, TAR_MTIME, DatasetDir, sample_tar_bytes
@@ -242,6 +242,10 @@ def test_unclaimed_shards_and_bad_paths_are_refused(tmp_path):
         with pytest.raises(OutputError, match="not written by dfdgen"):
             _render(tiny_recipe(), foreign, overwrite=overwrite)
     assert [p.name for p in foreign.iterdir()] == ["manifest.json"]
+    for bad in ({"workers": 0}, {"threads": -1}, {"recycle_every": 0}, {"count": 0}):
+        with pytest.raises(BadInput, match=next(iter(bad))):
+            _render(tiny_recipe(), tmp_path / "never", **bad)
+    assert not (tmp_path / "never").exists()
     afile = tmp_path / "afile"
     afile.write_text("x")
     for bad in (afile, afile / "sub"):
