@@ -11,5 +11,6 @@ The contract every model follows is documented in :mod:`dfd_models.networks.base
 """
 
 from dfd_models.networks.base import MODELS, DepthModel, build_model, lens_from_batch, register
+from dfd_models.networks import sdgs  # noqa: F401  (registers "sdgs")
 
 __all__ = ["MODELS", "DepthModel", "build_model", "lens_from_batch", "register"]
