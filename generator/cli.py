@@ -2,8 +2,8 @@
 
 Each command parses options, calls one library function and turns the
 library's :class:`~generator.errors.DfdgenError` into a click error with the
-same message and exit status (2 bad input, 1 other). Other packages add their
-commands to :func:`main` (``main.add_command``) in their own modules.
+same message and exit status (2 bad input, 1 other). Commands of other
+packages live in their own modules, listed in :data:`COMMAND_MODULES`.
 
 Keep module-level imports light here and in command modules: render workers
 are spawned processes that re-import the main script, i.e. this module.
@@ -12,6 +12,7 @@ are spawned processes that re-import the main script, i.e. this module.
 from __future__ import annotations
 
 import contextlib
+import importlib
 from pathlib import Path
 
 import click
@@ -94,3 +95,13 @@ from dfd_models.cli import COMMANDS as _TRAIN_COMMANDS  # noqa: E402
 
 for _command in _TRAIN_COMMANDS:
     main.add_command(_command)
+
+
+#: Modules whose ``COMMANDS`` join the group. Each imports its heavy libraries
+#: (torch) only when one of its commands runs, so the CLI, and the render
+#: workers that re-import it, stay light (tests/test_cli_bad_input.py checks).
+COMMAND_MODULES = ("dfd_models.cli",)
+
+for _module in COMMAND_MODULES:
+    for _command in importlib.import_module(_module).COMMANDS:
+        main.add_command(_command)
