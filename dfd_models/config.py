@@ -212,6 +212,21 @@ def _fits(tp: Any, value: Any, meta: Mapping[str, Any]) -> bool:
     return isinstance(value, tp)
 
 
+def _scientific(tp: Any, value: Any) -> Any:
+    """A number written ``3e-4`` or ``1e5``, which YAML 1.1 reads as a string, as a float
+    (or an int, for an integer key); any other value as it is."""
+    kinds = set(typing.get_args(tp)) | {tp}
+    if not isinstance(value, str) or str in kinds or not kinds & {int, float}:
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    if float in kinds:
+        return number
+    return int(number) if number.is_integer() else value
+
+
 def _build(cls: type, data: Any, path: str, where: str) -> Any:
     """Validate the mapping ``data`` into the dataclass ``cls`` (``path``: its dotted location)."""
     if not isinstance(data, Mapping):
@@ -226,6 +241,7 @@ def _build(cls: type, data: Any, path: str, where: str) -> Any:
         if dataclasses.is_dataclass(tp):
             kwargs[key] = _build(tp, value, _join(path, key), where)
             continue
+        value = _scientific(tp, value)
         if not _fits(tp, value, meta):
             raise ConfigError(_join(path, key), value, _describe(tp, meta))
         kwargs[key] = float(value) if tp is float and isinstance(value, int) else value

@@ -119,7 +119,6 @@ def predict_images(
     focus = list(focus_m) * len(images) if len(focus_m) == 1 else list(focus_m)
     params = LensParams.from_lens(lens, device=target)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     written = []
     for path, name, distance in zip(images, names, focus):
         rgb = read_image(Path(path))
@@ -129,6 +128,7 @@ def predict_images(
         frames = torch.from_numpy(rgb).permute(2, 0, 1)[None, None].to(target)  # [1, 1, 3, H, W]
         with torch.no_grad():
             depth = predict_depth(model, frames, focus_t, params, k)[0, 0].float().cpu().numpy()  # [H, W]
+        out.mkdir(parents=True, exist_ok=True)
         exr, png = out / f"{name}.depth.exr", out / f"{name}.depth.png"
         exr.write_bytes(write_exr_bytes({"Z": depth}))
         Image.fromarray(colorize(depth, float(depth.min()), float(depth.max()))).save(png)

@@ -31,7 +31,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ from tqdm import tqdm
 from dfd_models.checkpoint import (dataset_info, load_checkpoint, load_strict, rng_state, save_checkpoint,
                                    set_rng_state)
 from dfd_models.config import ConfigError, TrainConfig, read_yaml, resolve_config
-from dfd_models.data import make_loader
+from dfd_models.data import FocalStackLoader, make_loader
 from dfd_models.networks import MODELS, build_model
 from generator.errors import BadInput, DfdgenError, OutputError
 from generator.inspect import colorize
@@ -409,6 +409,25 @@ def _save(run: RunDir, config: TrainConfig, data: dict, model: nn.Module, opt: O
     return path
 
 
+def _batches(loader: FocalStackLoader, pos: Position, where: str) -> Iterator[dict]:
+    """The loader's batches from ``pos`` on, epoch after epoch; ``pos.epoch`` and
+    ``pos.batch_in_epoch`` count each batch as used when it is yielded.
+
+    Raises:
+        BadInput: an epoch without a single batch (no data for this process).
+    """
+    while True:
+        loader.set_epoch(pos.epoch)
+        fresh = pos.batch_in_epoch == 0
+        for batch in itertools.islice(loader, pos.batch_in_epoch, None):
+            fresh = False
+            pos.batch_in_epoch += 1
+            yield batch
+        if fresh:
+            raise BadInput(f"epoch {pos.epoch} yielded no batch from {where}: no data for this process")
+        pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
+
+
 def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> TrainSummary:
     """Train ``config.model`` on ``config.data`` and write the run directory ``run_dir``.
 
@@ -423,7 +442,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
         CorruptShard: unreadable training data.
     """
     started = time.perf_counter()
-    run = RunDir(Path(run_dir))
+    run, data_cfg = RunDir(Path(run_dir)), config.data
     proc = setup_process(config.train.device)
     try:
         if proc.is_main:
@@ -431,52 +450,44 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
         total = total_steps(config)
         seed_everything(config.train.seed + proc.rank)
         model = build_model(config.model.name, config.model.config).to(proc.device)
+        crop, multiple = data_cfg.crop, model.size_multiple
+        if crop is not None and (crop[0] % multiple or crop[1] % multiple):
+            raise ConfigError("data.crop", crop, f"multiples of {multiple} (what model {config.model.name} needs)")
         opt = make_optimisation(model, config, proc.device)
-        pos, data = _restore(run, model, opt, proc.device) if resume else (Position(), dataset_info(config.data.shards))
+        pos, data = _restore(run, model, opt, proc.device) if resume else (Position(), dataset_info(data_cfg.shards))
         stepper = model if proc.world_size == 1 else DistributedDataParallel(
             model, device_ids=[proc.device.index] if proc.device.type == "cuda" else None)
-        data_cfg = config.data
         loader = make_loader(
-            data_cfg.shards, data_cfg.batch_size, tuple(data_cfg.crop) if data_cfg.crop else None,
-            split=data_cfg.split, flip=data_cfg.flip, ramp=data_cfg.ramp, shuffle=data_cfg.shuffle,
-            num_workers=data_cfg.workers, epoch_len=data_cfg.epoch_len, seed=config.train.seed,
-            skip_corrupt=data_cfg.skip_corrupt, pin_memory=proc.device.type == "cuda")
+            data_cfg.shards, data_cfg.batch_size, tuple(crop) if crop else None, split=data_cfg.split,
+            flip=data_cfg.flip, ramp=data_cfg.ramp, shuffle=data_cfg.shuffle, num_workers=data_cfg.workers,
+            epoch_len=data_cfg.epoch_len, seed=config.train.seed, skip_corrupt=data_cfg.skip_corrupt,
+            pin_memory=proc.device.type == "cuda")
         logger = None
         if proc.is_main:
             run.path.mkdir(parents=True, exist_ok=True)
             _write_atomic(run.config, config.to_yaml().encode("utf-8"))
             logger = Logger(run.tb, config.train.log_every)
-        last_losses: dict[str, float] = {}
-        saved = run.last if resume else None
+        saved, last_losses = (run.last if resume else None), {}
         bar = tqdm(total=total, initial=pos.step, unit="step", disable=not (progress and proc.is_main),
                    dynamic_ncols=True)
+        batches = _batches(loader, pos, f"{data_cfg.shards} (split {data_cfg.split!r})")
         model.train()
         while pos.step < total:
-            loader.set_epoch(pos.epoch)
-            used = 0
-            for batch in itertools.islice(loader, pos.batch_in_epoch, None):
-                batch = to_device(batch, proc.device)
-                outputs, logged = train_step(stepper, batch, opt)
-                pos.step += 1
-                pos.batch_in_epoch += 1
-                used += 1
-                bar.update()
-                if logger is not None:
-                    means = logger.add(pos.step, logged)
-                    if means is not None:
-                        last_losses = means
-                        bar.set_postfix(loss=f"{means['total']:.4g}", lr=f"{means['lr']:.2e}")
-                    if config.train.image_every and pos.step % config.train.image_every == 0:
-                        logger.images(pos.step, batch, outputs)
-                    if pos.step % config.train.ckpt_every == 0 or pos.step == total:
-                        saved = _save(run, config, data, model, opt, pos)
-                if pos.step >= total:
-                    break
-            else:
-                if used == 0 and pos.batch_in_epoch == 0:
-                    raise BadInput(f"epoch {pos.epoch} yielded no batch from {data_cfg.shards} "
-                                   f"(split {data_cfg.split!r}): no data for this process")
-                pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
+            batch = to_device(next(batches), proc.device)
+            outputs, logged = train_step(stepper, batch, opt)
+            pos.step += 1
+            bar.update()
+            if logger is None:
+                continue
+            means = logger.add(pos.step, logged)
+            if means is not None:
+                last_losses = means
+                bar.set_postfix(loss=f"{means['total']:.4g}", lr=f"{means['lr']:.2e}")
+            if config.train.image_every and pos.step % config.train.image_every == 0:
+                logger.images(pos.step, batch, outputs)
+            if pos.step % config.train.ckpt_every == 0 or pos.step == total:
+                saved = _save(run, config, data, model, opt, pos)
+        batches.close()
         bar.close()
         if logger is not None:
             logger.close()

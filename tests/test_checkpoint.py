@@ -1,0 +1,127 @@
+"""Checkpoints (dfd_models.checkpoint): weights-only files, atomic writes, strict loads, RNG states."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from generator.errors import BadInput
+
+SMALL_SDGS = {"channels": [4, 8]}
+
+
+@pytest.fixture
+def ckpt(torch):
+    """dfd_models.checkpoint (imports torch: skipped locally without it, a failure in CI)."""
+    import dfd_models.checkpoint
+
+    return dfd_models.checkpoint
+
+
+def _payload(torch, model):
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(_batch(torch))["depth"].mean().backward()
+    optimizer.step()
+    return {
+        "config": {"model": {"name": model.name, "config": model.config}},
+        "data": {"lens": {"model": "thin_lens", "focal_length_mm": 50.0}},
+        "step": 1, "epoch": 0, "batch_in_epoch": 1,
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": None,
+    }
+
+
+def _batch(torch, b=1, t=2, h=16, w=16):
+    """A synthetic loader batch (see dfd_models.data.stages.to_tensors)."""
+    focus = torch.tensor([[0.5, 1.0]] * b)[:, :t]
+    k = torch.tensor([[20.0, 0, w / 2], [0, 20.0, h / 2], [0, 0, 1]]).expand(b, t, 3, 3)
+    depth = torch.full((b, 1, h, w), 0.8)
+    return {"frames": torch.rand(b, t, 3, h, w), "focus_m": focus, "K": k, "depth": depth, "valid": depth > 0,
+            "ref_frame": torch.full((b,), t // 2), "lens_model": torch.zeros(b, dtype=torch.long),
+            "focal_length_m": torch.full((b,), 0.05), "f_number": torch.full((b,), 2.0),
+            "sensor_width_m": torch.full((b,), 0.036), "pixel_pitch_m": torch.full((b,), 0.036 / w)}
+
+
+def test_save_writes_every_path_atomically_and_loads_weights_only(torch, ckpt, tmp_path):
+    from dfd_models.networks import build_model
+
+    model = build_model("sdgs", SMALL_SDGS)
+    payload = _payload(torch, model)
+    paths = [tmp_path / "step_0000001.pt", tmp_path / "last.pt"]
+    ckpt.save_checkpoint({**payload, "rng": ckpt.rng_state()}, paths)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "step_0000001.pt"]  # no temporary left
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    raw = torch.load(paths[1], weights_only=True)  # plain types and tensors only
+    assert raw["format"] == ckpt.FORMAT and raw["format_version"] == ckpt.FORMAT_VERSION
+    loaded = ckpt.load_checkpoint(paths[1])
+    assert loaded["step"] == 1 and loaded["config"] == payload["config"]
+    assert all(torch.equal(loaded["model"][k], v) for k, v in model.state_dict().items())
+
+    rebuilt, checkpoint = ckpt.load_model(paths[1])
+    assert not rebuilt.training and checkpoint["data"] == payload["data"]
+    assert all(torch.equal(rebuilt.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
+def test_files_that_are_not_our_checkpoints_are_bad_input(torch, ckpt, tmp_path):
+    with pytest.raises(BadInput, match="not found"):
+        ckpt.load_checkpoint(tmp_path / "missing.pt")
+    text = tmp_path / "notes.pt"
+    text.write_text("hello")
+    with pytest.raises(BadInput, match="not a dfdgen checkpoint"):
+        ckpt.load_checkpoint(text)
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"format": ckpt.FORMAT, "thing": tmp_path}, pickled)  # a pickled class (a Path)
+    with pytest.raises(BadInput, match="weights only"):
+        ckpt.load_checkpoint(pickled)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
+    with pytest.raises(BadInput, match="no format"):
+        ckpt.load_checkpoint(foreign)
+    newer = tmp_path / "newer.pt"
+    torch.save({"format": ckpt.FORMAT, "format_version": ckpt.FORMAT_VERSION + 1}, newer)
+    with pytest.raises(BadInput, match="update dfdgen"):
+        ckpt.load_checkpoint(newer)
+
+
+def test_strict_load_names_the_mismatch(torch, ckpt, tmp_path):
+    from dfd_models.networks import build_model
+
+    model = build_model("sdgs", SMALL_SDGS)
+    state = model.state_dict()
+    first = next(iter(state))
+    missing = {k: v for k, v in state.items() if k != first}
+    with pytest.raises(BadInput, match=f"(?s)model sdgs.*{first}"):
+        ckpt.load_strict(model, missing, "model sdgs", "x.pt")
+    with pytest.raises(BadInput, match="extra.weight"):
+        ckpt.load_strict(model, {**state, "extra.weight": torch.zeros(1)}, "model sdgs", "x.pt")
+    with pytest.raises(BadInput, match="size mismatch"):
+        ckpt.load_strict(model, {**state, first: torch.zeros(1)}, "model sdgs", "x.pt")
+
+    # A checkpoint whose weights do not fit its own config: load_model refuses it.
+    payload = _payload(torch, model)
+    payload["config"]["model"]["config"] = {"channels": [4, 16]}
+    path = tmp_path / "bad.pt"
+    ckpt.save_checkpoint(payload, [path])
+    with pytest.raises(BadInput, match="does not match"):
+        ckpt.load_model(path)
+
+
+def test_rng_state_round_trip(torch, ckpt):
+    state = ckpt.rng_state()
+    first = (random.random(), np.random.rand(), np.random.randn(), torch.rand(3))
+    ckpt.set_rng_state(state)
+    again = (random.random(), np.random.rand(), np.random.randn(), torch.rand(3))
+    assert first[:3] == again[:3] and torch.equal(first[3], again[3])
+
+
+def test_dataset_info_reads_the_manifest_recipe(ckpt, tmp_path):
+    assert ckpt.dataset_info(tmp_path) == {}
+    lens = {"model": "blender", "focal_length_mm": 50.0, "f_number": [1.4, 2.8], "sensor_width_mm": 36.0}
+    recipe = {"name": "r", "sha256": "ab", "config": {"lens": lens, "scene": {"wall": {"distance_m": [1.5, 2.5]}}}}
+    (tmp_path / "manifest.json").write_text(json.dumps({"recipe": recipe}))
+    assert ckpt.dataset_info(tmp_path) == {"recipe": {"name": "r", "sha256": "ab"}, "lens": lens, "max_depth_m": 2.5}
+    (tmp_path / "manifest.json").write_text("{}")
+    with pytest.raises(BadInput, match="manifest.json"):
+        ckpt.dataset_info(tmp_path)
