@@ -90,13 +90,6 @@ def render(recipe_path, out_dir, count, workers, threads, overrides, overwrite, 
         click.echo(f"scene {index} failed: {reason}", err=True)
 
 
-# The training commands (dfd_models.cli imports torch only when one of them runs).
-from dfd_models.cli import COMMANDS as _TRAIN_COMMANDS  # noqa: E402
-
-for _command in _TRAIN_COMMANDS:
-    main.add_command(_command)
-
-
 #: Modules whose ``COMMANDS`` join the group. Each imports its heavy libraries
 #: (torch) only when one of its commands runs, so the CLI, and the render
 #: workers that re-import it, stay light (tests/test_cli_bad_input.py checks).
