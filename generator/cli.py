@@ -3,7 +3,7 @@
 Each command parses options, calls one library function and turns the
 library's :class:`~generator.errors.DfdgenError` into a click error with the
 same message and exit status (2 bad input, 1 other). Commands of other
-packages live in their own modules, listed in :data:`COMMAND_MODULES`.
+packages live in their own modules, found through :data:`COMMAND_GROUP`.
 
 Keep module-level imports light here and in command modules: render workers
 are spawned processes that re-import the main script, i.e. this module.
@@ -12,7 +12,7 @@ are spawned processes that re-import the main script, i.e. this module.
 from __future__ import annotations
 
 import contextlib
-import importlib
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import click
@@ -90,11 +90,29 @@ def render(recipe_path, out_dir, count, workers, threads, overrides, overwrite, 
         click.echo(f"scene {index} failed: {reason}", err=True)
 
 
-#: Modules whose ``COMMANDS`` join the group. Each imports its heavy libraries
-#: (torch) only when one of its commands runs, so the CLI, and the render
-#: workers that re-import it, stay light (tests/test_cli_bad_input.py checks).
-COMMAND_MODULES = ("dfd_models.cli",)
+@main.command()
+@click.argument("data_dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR")
+@click.option("--sheet", type=click.Path(dir_okay=False, path_type=Path), metavar="PNG",
+              help="Also write a contact sheet (frames, colourised depth, CoC maps) to this PNG.")
+@click.option("--samples", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Samples on the contact sheet.")
+def inspect(data_dir, sheet, samples):
+    """Summarise a rendered dataset: counts, lens, focus, depth and CoC ranges."""
+    from generator.inspect import contact_sheet, summarize
 
-for _module in COMMAND_MODULES:
-    for _command in importlib.import_module(_module).COMMANDS:
+    with library_errors():
+        click.echo(summarize(data_dir).text())
+        if sheet is not None:
+            click.echo(f"contact sheet: {contact_sheet(data_dir, sheet, samples=samples)}")
+
+
+#: Entry-point group through which other packages add commands (a sequence of
+#: click commands per entry point; dfd_models declares its train/eval/predict in
+#: pyproject.toml), so generator never imports them by name. Each command module
+#: imports its heavy libraries (torch) only when a command runs, so the CLI, and
+#: the render workers that re-import it, stay light (tests/test_cli_bad_input.py checks).
+COMMAND_GROUP = "dfdgen.commands"
+
+for _entry in entry_points(group=COMMAND_GROUP):
+    for _command in _entry.load():
         main.add_command(_command)

@@ -1,0 +1,64 @@
+"""``dfdgen inspect``: summary numbers checked against the decoded pixels, and the contact sheet."""
+
+from __future__ import annotations
+
+import numpy as np
+from click.testing import CliRunner
+from PIL import Image
+
+from generator import lens as lensmod
+from generator.cli import main
+from generator.inspect import colorize, contact_sheet, iter_samples, summarize
+from generator.sample import decode_sample
+
+
+def _lens(meta) -> lensmod.Lens:
+    lm = meta["lens"]
+    return lensmod.Lens(lm["model"], lm["focal_length_m"], lm["f_number"], lm["sensor_width_m"])
+
+
+def test_summary_matches_the_pixels(tiny_dataset):
+    summary = summarize(tiny_dataset)
+    decoded = [decode_sample(s) for s in iter_samples(tiny_dataset)]
+    assert summary.splits == {"train": 8} and summary.failed == 0
+    assert summary.frames_per_sample == {3} and summary.image_sizes == {(64, 64)}
+    depth = np.concatenate([d[d > 0] for s in decoded for d in s.depth])
+    assert summary.depth_m.lo == depth.min() and summary.depth_m.hi == depth.max()
+    # The CoC range from metadata equals the range over every valid pixel of every frame.
+    cocs = []
+    for s in decoded:
+        for i, frame in enumerate(s.meta["frames"]):
+            d = s.depth[i if s.meta["depth"]["per_frame"] else 0]
+            cocs.append(lensmod.coc_px(_lens(s.meta), d[d > 0], frame["focus_distance_m"], 64))
+    cocs = np.concatenate(cocs)
+    assert np.isclose(summary.coc_px.hi, cocs.max(), rtol=1e-6)
+    assert summary.coc_px.lo <= cocs.min() + 1e-6
+    f_mm = [s.meta["lens"]["focal_length_m"] * 1e3 for s in decoded]
+    assert np.isclose(summary.focal_length_mm.lo, min(f_mm)) and np.isclose(summary.focal_length_mm.hi, max(f_mm))
+
+
+def test_contact_sheet_shows_every_tile(tiny_dataset, tmp_path):
+    path = contact_sheet(tiny_dataset, tmp_path / "sheet.png", samples=2, tile=64)
+    sheet = np.asarray(Image.open(path).convert("RGB"))
+    # 2 rows of 3 frames + depth + 2 CoC maps, 64 px tiles with 4 px padding and labels.
+    assert sheet.shape[1] == 6 * 68 + 4 + 70 and sheet.shape[0] == 2 * (64 + 14 + 4) + 4
+    tile = sheet[4 + 14 : 4 + 14 + 64, 70 + 4 : 70 + 4 + 64]  # first frame of the first sample
+    assert tile.std() > 5, "the first frame tile is blank"
+
+
+def test_colorize_maps_ends_and_invalid():
+    values = np.array([[0.0, 1.0, 0.5]])
+    rgb = colorize(values, 0.0, 1.0, invalid=np.array([[False, False, True]]))
+    assert tuple(rgb[0, 0]) == (68, 1, 84) and tuple(rgb[0, 1]) == (253, 231, 37)
+    assert tuple(rgb[0, 2]) == (0, 0, 0)
+
+
+def test_cli_inspect(tiny_dataset, tmp_path):
+    result = CliRunner().invoke(main, ["inspect", str(tiny_dataset), "--sheet", str(tmp_path / "s.png")])
+    assert result.exit_code == 0, result.output
+    assert "samples      8 (train 8)" in result.output and (tmp_path / "s.png").is_file()
+
+
+def test_cli_inspect_bad_dir(tmp_path):
+    result = CliRunner().invoke(main, ["inspect", str(tmp_path)])
+    assert result.exit_code == 2 and "not a dfdgen dataset" in result.output
