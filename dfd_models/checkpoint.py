@@ -14,7 +14,7 @@ classes), so it loads with ``torch.load(weights_only=True)``::
     optimizer, scheduler
                     their state_dicts
     scaler          GradScaler state_dict, or None (no fp16)
-    rng             {"python", "numpy", "torch", "cuda"} generator states
+    rng             per rank, {"python", "numpy", "torch", "cuda"} generator states
 
 Files are written atomically (a temporary file renamed into place), so a crash
 leaves the previous checkpoint readable.
@@ -66,7 +66,8 @@ def dataset_info(shards: str | Path) -> dict[str, Any]:
 
 
 def rng_state() -> dict[str, Any]:
-    """The Python, numpy, torch (and CUDA) random generator states, as plain values and tensors."""
+    """The Python, numpy, torch (and current CUDA device's) random generator states,
+    as plain values and CPU tensors."""
     np_state = np.random.get_state(legacy=False)
     return {
         "python": random.getstate(),
@@ -77,7 +78,7 @@ def rng_state() -> dict[str, Any]:
             "gauss": float(np_state["gauss"]),
         },
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,  # current device
     }
 
 
@@ -92,8 +93,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
         "gauss": np_state["gauss"],
     })
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
 
 
 def save_checkpoint(payload: dict[str, Any], paths: Iterable[Path]) -> None:

@@ -20,8 +20,9 @@ weights (DDP broadcasts rank 0's); only rank 0 writes the run directory. A
 resumed multi-process run needs ``RUN`` on a file system every rank can read.
 
 Reproducibility: torch, numpy and Python are seeded with ``train.seed + rank``,
-the data order with ``train.seed``; a checkpoint holds every generator state and
-the position in the epoch, so a resumed run continues exactly (single process).
+the data order with ``train.seed``; a checkpoint holds every rank's generator
+states and the position in the epoch, so a run resumed on as many processes
+continues exactly. Logged losses are rank 0's.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -376,21 +378,40 @@ class TrainSummary:
     seconds: float
 
 
-def _restore(run: RunDir, model: nn.Module, opt: Optimisation, device: torch.device) -> tuple[Position, dict]:
-    """Load ``RUN/ckpt/last.pt`` into the model, optimizer, schedule, scaler and generators."""
-    checkpoint = load_checkpoint(run.last, map_location=device)
+def _rng_states(proc: Process) -> list[dict]:
+    """Every rank's generator states, by rank (a collective: every rank calls it)."""
+    if proc.world_size == 1:
+        return [rng_state()]
+    states: list = [None] * proc.world_size
+    dist.all_gather_object(states, rng_state())
+    return states
+
+
+def _restore(run: RunDir, model: nn.Module, opt: Optimisation, proc: Process, seed: int) -> tuple[Position, dict]:
+    """Load ``RUN/ckpt/last.pt`` into the model, optimizer, schedule, scaler and generators.
+
+    Each rank takes its own saved generator states; a run resumed on another number
+    of processes than saved it is reseeded (``seed + rank``) instead, with a warning.
+    """
+    checkpoint = load_checkpoint(run.last)  # on the CPU, where generator states live
     name = checkpoint["config"]["model"]["name"]
     load_strict(model, checkpoint["model"], f"model {name}", run.last)
     load_strict(opt.optimizer, checkpoint["optimizer"], "optimizer state", run.last)
     load_strict(opt.scheduler, checkpoint["scheduler"], "schedule state", run.last)
     if checkpoint["scaler"] is not None:
         load_strict(opt.scaler, checkpoint["scaler"], "gradient scaler state", run.last)
-    set_rng_state(checkpoint["rng"])
+    if len(checkpoint["rng"]) == proc.world_size:
+        set_rng_state(checkpoint["rng"][proc.rank])
+    else:
+        warnings.warn(f"{run.last} was saved by {len(checkpoint['rng'])} processes, resumed by "
+                      f"{proc.world_size}: random draws differ from an uninterrupted run", stacklevel=2)
+        seed_everything(seed + proc.rank)
     return Position(checkpoint["step"], checkpoint["epoch"], checkpoint["batch_in_epoch"]), checkpoint["data"]
 
 
-def _save(run: RunDir, config: TrainConfig, data: dict, model: nn.Module, opt: Optimisation, pos: Position) -> Path:
-    """Write ``ckpt/step_XXXXXXX.pt`` and ``ckpt/last.pt`` (rank 0)."""
+def _save(run: RunDir, config: TrainConfig, data: dict, model: nn.Module, opt: Optimisation, pos: Position,
+          rng: list[dict]) -> Path:
+    """Write ``ckpt/step_XXXXXXX.pt`` and ``ckpt/last.pt`` (rank 0), with every rank's ``rng`` states."""
     run.ckpt.mkdir(parents=True, exist_ok=True)
     payload = {
         "config": config.to_dict(),
@@ -402,7 +423,7 @@ def _save(run: RunDir, config: TrainConfig, data: dict, model: nn.Module, opt: O
         "optimizer": opt.optimizer.state_dict(),
         "scheduler": opt.scheduler.state_dict(),
         "scaler": opt.scaler.state_dict() if opt.scaler.is_enabled() else None,
-        "rng": rng_state(),
+        "rng": rng,
     }
     path = run.step_checkpoint(pos.step)
     save_checkpoint(payload, [path, run.last])
@@ -454,7 +475,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
         if crop is not None and (crop[0] % multiple or crop[1] % multiple):
             raise ConfigError("data.crop", crop, f"multiples of {multiple} (what model {config.model.name} needs)")
         opt = make_optimisation(model, config, proc.device)
-        pos, data = _restore(run, model, opt, proc.device) if resume else (Position(), dataset_info(data_cfg.shards))
+        pos, data = _restore(run, model, opt, proc, config.train.seed) if resume else (Position(), dataset_info(data_cfg.shards))
         stepper = model if proc.world_size == 1 else DistributedDataParallel(
             model, device_ids=[proc.device.index] if proc.device.type == "cuda" else None)
         loader = make_loader(
@@ -477,16 +498,17 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
             outputs, logged = train_step(stepper, batch, opt)
             pos.step += 1
             bar.update()
-            if logger is None:
-                continue
-            means = logger.add(pos.step, logged)
-            if means is not None:
-                last_losses = means
-                bar.set_postfix(loss=f"{means['total']:.4g}", lr=f"{means['lr']:.2e}")
-            if config.train.image_every and pos.step % config.train.image_every == 0:
-                logger.images(pos.step, batch, outputs)
+            if logger is not None:
+                means = logger.add(pos.step, logged)
+                if means is not None:
+                    last_losses = means
+                    bar.set_postfix(loss=f"{means['total']:.4g}", lr=f"{means['lr']:.2e}")
+                if config.train.image_every and pos.step % config.train.image_every == 0:
+                    logger.images(pos.step, batch, outputs)
             if pos.step % config.train.ckpt_every == 0 or pos.step == total:
-                saved = _save(run, config, data, model, opt, pos)
+                rng = _rng_states(proc)
+                if proc.is_main:
+                    saved = _save(run, config, data, model, opt, pos, rng)
         batches.close()
         bar.close()
         if logger is not None:

@@ -60,6 +60,9 @@ def test_two_cpu_ranks_train_identical_weights_on_disjoint_data(tiny_dataset, tm
     # Rank 0 alone wrote the run: one event file, the checkpoints of steps 2 and 3, its weights.
     assert len(list((run / "tb").iterdir())) == 1
     assert sorted(p.name for p in (run / "ckpt").iterdir()) == ["last.pt", "step_0000002.pt", "step_0000003.pt"]
-    state = torch.load(run / "ckpt" / "last.pt", weights_only=True)["model"]
+    last = torch.load(run / "ckpt" / "last.pt", weights_only=True)
+    state = last["model"]
     digest = hashlib.sha256(b"".join(state[k].numpy().tobytes() for k in sorted(state))).hexdigest()
     assert digest == ranks[0]["digest"]
+    rng = last["rng"]  # every rank's generators, to resume each exactly
+    assert len(rng) == 2 and not torch.equal(rng[0]["torch"], rng[1]["torch"])
