@@ -48,7 +48,8 @@ class DepthModel(nn.Module, abc.ABC):
             read by :meth:`forward` or :meth:`losses`; they may be absent.
         size_multiple: image height and width must be multiples of this (the
             encoder's total downsampling); any batch size and any such size work,
-            nothing about them is baked into layers.
+            nothing about them is baked into layers. A model whose depth depends on
+            its config sets it per instance (read ``model.size_multiple``).
         min_frames: the fewest frames T :meth:`forward` accepts in a training batch
             (:meth:`predict` may accept fewer; see the subclass).
 

@@ -56,6 +56,16 @@ from dfd_models.splat import Camera, Gaussians, RenderOutput, SplatConfig, rende
 __all__ = ["SDGS", "overlap_mask", "pixel_gaussians", "rerender"]
 
 
+def _pixel_centres(height: int, width: int, like: Tensor) -> Tensor:
+    """Homogeneous pixel centres [u + 0.5, v + 0.5, 1] in row-major order (DESIGN.md 2).  # [1, H W, 3]"""
+    v, u = torch.meshgrid(
+        torch.arange(height, dtype=like.dtype, device=like.device) + 0.5,
+        torch.arange(width, dtype=like.dtype, device=like.device) + 0.5,
+        indexing="ij",
+    )
+    return torch.stack([u, v, torch.ones_like(u)], -1).reshape(1, height * width, 3)
+
+
 def pixel_gaussians(depth: Tensor, colors: Tensor, K: Tensor, scale_px: float) -> Gaussians:
     """One opaque, isotropic Gaussian per pixel, at the pixel's point at its depth.
 
@@ -75,13 +85,7 @@ def pixel_gaussians(depth: Tensor, colors: Tensor, K: Tensor, scale_px: float) -
         Gaussians with N = H W, row-major.  # [B, N, ...]
     """
     b, _, h, w = depth.shape
-    v, u = torch.meshgrid(
-        torch.arange(h, dtype=depth.dtype, device=depth.device) + 0.5,
-        torch.arange(w, dtype=depth.dtype, device=depth.device) + 0.5,
-        indexing="ij",
-    )
-    pixels = torch.stack([u, v, torch.ones_like(u)], -1).reshape(1, h * w, 3)  # [1, N, 3]
-    rays = pixels @ torch.linalg.inv(K).transpose(-1, -2)  # [B, N, 3], z = 1
+    rays = _pixel_centres(h, w, depth) @ torch.linalg.inv(K).transpose(-1, -2)  # [B, N, 3], z = 1
     z = depth.reshape(b, h * w, 1)  # [B, N, 1]
     scale = scale_px * z / K[:, None, 0:1, 0]  # [B, N, 1]
     quats = torch.zeros(b, h * w, 4, dtype=depth.dtype, device=depth.device)
@@ -156,12 +160,7 @@ def overlap_mask(K_src: Tensor, K_dst: Tensor, height: int, width: int) -> Tenso
     Returns:
         bool mask.  # [B, 1, H, W]
     """
-    v, u = torch.meshgrid(
-        torch.arange(height, dtype=K_src.dtype, device=K_src.device) + 0.5,
-        torch.arange(width, dtype=K_src.dtype, device=K_src.device) + 0.5,
-        indexing="ij",
-    )
-    pixels = torch.stack([u, v, torch.ones_like(u)], -1).reshape(1, -1, 3)  # [1, HW, 3]
+    pixels = _pixel_centres(height, width, K_src)  # [1, HW, 3]
     src = pixels @ (K_src @ torch.linalg.inv(K_dst)).transpose(-1, -2)  # [B, HW, 3]
     x, y = src[..., 0] / src[..., 2], src[..., 1] / src[..., 2]
     inside = (x >= 0) & (x <= width) & (y >= 0) & (y <= height)  # [B, HW]
@@ -306,7 +305,7 @@ class SDGS(DepthModel):
                 splat=self.splat,
                 backend=self.config["splat_backend"],
             )
-        overlap = overlap_mask(k_src, k_dst, h, w)
+            overlap = overlap_mask(k_src, k_dst, h, w)
 
         def pairs(x: Tensor) -> Tensor:  # [2B, ...] -> [B, 2, ...]
             return x.reshape((b, 2) + x.shape[1:])
