@@ -34,9 +34,9 @@ import torch
 from torch import nn
 
 import generator
-from dfd_models.networks import DepthModel, build_model
 from generator.errors import BadInput
 from generator.shards import MANIFEST, _write_atomic
+from dfd_models.networks import DepthModel, build_model
 
 FORMAT = "dfdgen.checkpoint"
 FORMAT_VERSION = 1
@@ -131,18 +131,19 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return checkpoint
 
 
-def load_strict(module: nn.Module | torch.optim.Optimizer | Any, state: dict, what: str, source: str | Path) -> None:
-    """``module.load_state_dict(state)`` (strict for modules), with a clear error on any mismatch.
+def load_strict(target: Any, state: dict, what: str, source: str | Path) -> None:
+    """``target.load_state_dict(state)`` (strict for modules; also optimizers, schedulers,
+    scalers), with a clear error on any mismatch.
 
     Raises:
         BadInput: missing or unexpected keys, or tensors of another shape; the
             message names ``what`` (e.g. ``"model sdgs"``), ``source`` and the keys.
     """
     try:
-        if isinstance(module, nn.Module):
-            module.load_state_dict(state, strict=True)
+        if isinstance(target, nn.Module):
+            target.load_state_dict(state, strict=True)
         else:
-            module.load_state_dict(state)
+            target.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError) as exc:
         raise BadInput(f"{source}: the saved {what} does not match the one built from its config: {exc}") from exc
 

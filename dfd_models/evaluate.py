@@ -18,13 +18,13 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
+from generator.errors import BadInput
 from dfd_models.checkpoint import dataset_info, load_model
 from dfd_models.data import make_loader
 from dfd_models.lens import LensParams
 from dfd_models.metrics import DepthMetrics
 from dfd_models.networks import DepthModel, lens_from_batch
 from dfd_models.train import pick_device, to_device
-from generator.errors import BadInput
 
 
 def predict_depth(model: DepthModel, frames: Tensor, focus_m: Tensor, lens: LensParams, K: Tensor) -> Tensor:

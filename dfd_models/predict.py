@@ -18,14 +18,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dfd_models.checkpoint import load_model
-from dfd_models.evaluate import predict_depth
-from dfd_models.lens import LensParams, intrinsics
-from dfd_models.train import pick_device
 from generator.errors import BadInput
 from generator.inspect import colorize
 from generator.lens import LENS_MODELS, Lens
 from generator.sample import decode_rgb, write_exr_bytes
+from dfd_models.checkpoint import load_model
+from dfd_models.evaluate import predict_depth
+from dfd_models.lens import LensParams, intrinsics
+from dfd_models.train import pick_device
 
 #: (keyword and recipe key, factor to metres, command-line option) of each lens value.
 _LENS_VALUES = (

@@ -45,15 +45,15 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from generator.errors import BadInput, DfdgenError, OutputError
+from generator.inspect import colorize
+from generator.sample import linear_to_srgb
+from generator.shards import _write_atomic
 from dfd_models.checkpoint import (dataset_info, load_checkpoint, load_strict, rng_state, save_checkpoint,
                                    set_rng_state)
 from dfd_models.config import ConfigError, TrainConfig, read_yaml, resolve_config
 from dfd_models.data import FocalStackLoader, make_loader
 from dfd_models.networks import MODELS, build_model
-from generator.errors import BadInput, DfdgenError, OutputError
-from generator.inspect import colorize
-from generator.sample import linear_to_srgb
-from generator.shards import _write_atomic
 
 CONFIG_FILE = "config.yaml"
 

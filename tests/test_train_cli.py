@@ -159,6 +159,14 @@ def test_predict_writes_depth_exr_and_png(trained, frame_pngs, tmp_path):
         with Image.open(out / f"{image.stem}.depth.png") as png:
             assert png.size == (64, 64) and png.mode == "RGB"
 
+    odd = tmp_path / "odd.png"  # a size the model cannot take as it is: padded, cropped back
+    with Image.open(frame_pngs[0]) as png:
+        png.crop((0, 0, 61, 63)).save(odd)
+    result = _run("predict", odd, "--checkpoint", trained / "ckpt" / "last.pt", "--focus-distance", 0.4, *LENS,
+                  "--out", out)
+    assert result.exit_code == 0, result.output
+    assert read_exr_bytes((out / "odd.depth.exr").read_bytes())["Z"].shape == (63, 61)
+
     one_for_all = _run("predict", frame_pngs[0], "--checkpoint", trained / "ckpt" / "last.pt", "--focus-distance",
                        0.4, *LENS, "--lens-model", "thin_lens", "--out", tmp_path / "again")
     assert one_for_all.exit_code == 0, one_for_all.output
