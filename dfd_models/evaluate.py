@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from generator.errors import BadInput
 from dfd_models.checkpoint import dataset_info, load_model
-from dfd_models.data import make_loader
+from dfd_models.data import make_loader, resolve_shards
 from dfd_models.lens import LensParams
 from dfd_models.metrics import DepthMetrics
 from dfd_models.networks import DepthModel, lens_from_batch
@@ -65,7 +65,8 @@ def evaluate(
     """Metrics of ``checkpoint``'s model over split ``split`` of ``shards``.
 
     Args:
-        batch_size, workers: stacks per forward pass; loader worker processes.
+        batch_size, workers: stacks per forward pass; loader worker processes (at most
+            one per shard).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         max_depth_m: D of the normalised metrics, metres; default: the farthest
             wall of the evaluated data's recipe, else of the training data's; the
@@ -82,8 +83,9 @@ def evaluate(
     model, ckpt = load_model(checkpoint, target)
     if max_depth_m is None:
         max_depth_m = dataset_info(shards).get("max_depth_m", ckpt["data"].get("max_depth_m"))
-    loader = make_loader(shards, batch_size, None, split=split, flip=False, ramp=0, shuffle=0,
-                         num_workers=workers, rank=0, world_size=1)
+    urls = resolve_shards(shards, split)
+    loader = make_loader(urls, batch_size, None, flip=False, ramp=0, shuffle=0,
+                         num_workers=min(workers, len(urls)), rank=0, world_size=1)
     metrics = DepthMetrics(max_depth_m)
     samples = 0
     with torch.no_grad():
