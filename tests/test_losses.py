@@ -25,7 +25,8 @@ def test_ssim_identity_and_contrast(torch, losses):
     y = torch.full_like(x, 0.5)
     mu = x[0, 0, 3:6, 3:6].mean()
     var = (x[0, 0, 3:6, 3:6] ** 2).mean() - mu**2
-    want = (2 * mu * 0.5 + losses.SSIM_C1) * losses.SSIM_C2 / ((mu**2 + 0.25 + losses.SSIM_C1) * (var + losses.SSIM_C2))
+    c1, c2 = losses.SSIM_C1, losses.SSIM_C2
+    want = (2 * mu * 0.5 + c1) * c2 / ((mu**2 + 0.25 + c1) * (var + c2))
     torch.testing.assert_close(losses.ssim(x, y)[0, 0, 4, 4], want)
 
 

@@ -63,7 +63,10 @@ def test_registry_builds_by_name_and_checks_config(networks):
     assert model.size_multiple == 4  # three levels
     assert set(model.config) == set(networks.MODELS["sdgs"].default_config())
     rebuilt = networks.build_model(model.name, model.config)  # the saved config rebuilds the same network
-    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+    def shapes(m):
+        return {k: v.shape for k, v in m.state_dict().items()}
+
+    assert shapes(rebuilt) == shapes(model)
     params = sum(p.numel() for p in networks.build_model("sdgs").parameters())
     assert 100_000 < params < 1_000_000, params
 
@@ -96,7 +99,18 @@ def test_lens_from_batch_uses_the_full_sensor_pitch(torch, networks):
         networks.lens_from_batch(batch)
 
 
-# --- geometry --------------------------------------------------------------------
+# --- geometry and re-rendering ------------------------------------------------------
+
+
+def _render_args():
+    """sdgs' default splat settings, as keyword arguments of ``rerender``."""
+    from dfd_models.networks.sdgs import SDGS
+    from dfd_models.splat import SplatConfig
+
+    cfg = SDGS.default_config()
+    splat = SplatConfig(eps2d=cfg["splat_eps2d"], alpha_min=cfg["splat_alpha_min"])
+    return {"scale_px": cfg["gaussian_scale_px"], "splat": splat, "backend": "torch"}
+
 
 
 def test_pixel_gaussians_sit_on_their_pixels(torch):
@@ -120,14 +134,13 @@ def test_rerender_in_focus_and_overlap(torch):
     breathing) sees the source only in its centre, exactly where the overlap mask says."""
     from dfd_models.lens import intrinsics
     from dfd_models.networks.sdgs import overlap_mask, rerender
-    from dfd_models.splat import SplatConfig
 
     lens = _lens(torch, 1)
     image = torch.rand(1, 3, H, W, generator=torch.Generator().manual_seed(1))
     focus = torch.tensor([0.6])
     K = intrinsics(lens, focus, W, H)  # [1, 3, 3]
     depth = torch.full((1, 1, H, W), 0.6)
-    args = dict(scale_px=1 / math.sqrt(2 * math.pi), splat=SplatConfig(eps2d=0.0), backend="torch")
+    args = _render_args()
     out = rerender(depth, image, K, K, focus, lens, **args)
     assert (out.color - image).abs().mean() < 0.05 and out.alpha.min() > 0.99
     torch.testing.assert_close(out.depth, depth)
@@ -141,6 +154,29 @@ def test_rerender_in_focus_and_overlap(torch):
     assert (seen[mask] > 0.5).all() and (seen[~mask] < 0.5).all()
 
 
+@pytest.mark.parametrize("coc", [4.0, 12.0, 20.0])
+def test_rerender_blur_has_the_lens_coc(torch, coc):
+    """With sdgs' splat settings, a plane's impulse response re-rendered at a CoC of c pixels has
+    the standard deviation of the modelled blur, sqrt(scale_px^2 + c^2 / 16), within 5 %."""
+    from dfd_models.lens import LensParams, coc_px
+    from dfd_models.networks.sdgs import rerender
+
+    args, size, z = _render_args(), 64, 1.0
+    lens = LensParams("blender", torch.tensor(0.05), torch.tensor(2.0), torch.tensor(0.036))
+    # blender model: c = A f (1/F - 1/z) / p, so this F gives CoC c at z
+    focus = 1 / (1 / z + coc * (0.036 / size) / (0.025 * 0.05))
+    assert float(coc_px(lens, torch.tensor(z), torch.tensor(focus), size)) == pytest.approx(coc, rel=1e-4)
+    K = torch.tensor([[[100.0, 0, size / 2], [0, 100.0, size / 2], [0, 0, 1]]])
+    impulse = torch.zeros(1, 1, size, size)
+    impulse[..., size // 2, size // 2] = 1
+    out = rerender(torch.full_like(impulse, z), impulse, K, K, torch.tensor([focus]), lens, **args)
+    kernel = out.color[0, 0] / out.color.sum()
+    u = torch.arange(size) + 0.5
+    mean = (kernel.sum(0) * u).sum()
+    std = ((kernel.sum(0) * (u - mean) ** 2).sum()).sqrt()  # along x
+    assert float(std) == pytest.approx(math.sqrt(args["scale_px"] ** 2 + coc**2 / 16), rel=0.05)
+
+
 def test_toy_planes_depth_recovered_from_the_rerendering_loss(torch):
     """Two textured fronto-parallel planes side by side at 0.6 m and 1.0 m, 32 x 32 px, seen at
     focus 0.5, 0.75 and 1.2 m through a 50 mm f/2.8 thin lens (CoC 1-7 px, breathing K): the
@@ -151,7 +187,6 @@ def test_toy_planes_depth_recovered_from_the_rerendering_loss(torch):
     from dfd_models.lens import coc_px, intrinsics
     from dfd_models.losses import masked_mean, photometric_error
     from dfd_models.networks.sdgs import overlap_mask, rerender
-    from dfd_models.splat import SplatConfig
 
     torch.manual_seed(0)
     lens = _lens(torch)
@@ -160,7 +195,7 @@ def test_toy_planes_depth_recovered_from_the_rerendering_loss(torch):
     coc = coc_px(lens, planes.expand(3, 2), focus, W)  # [T, 2]
     assert 1.0 < coc.min() and coc.max() < 8.0
     K = torch.cat([intrinsics(lens, focus[t : t + 1], W, H) for t in range(3)])  # [T, 3, 3]
-    args = dict(scale_px=1 / math.sqrt(2 * math.pi), splat=SplatConfig(eps2d=0.0), backend="torch")
+    args = _render_args()
 
     # Ground truth: a (H + 16) x (W + 16) grid around the view, in the narrowest frame's K.
     margin = 8
@@ -186,7 +221,8 @@ def test_toy_planes_depth_recovered_from_the_rerendering_loss(torch):
     for _ in range(40):
         z = log_z.exp()
         depth = z[0] * on_left + z[1] * (1 - on_left)  # [1, 1, H, W]
-        rendered = rerender(depth.expand(3, -1, -1, -1), radiance.expand(3, -1, -1, -1), src, K, focus, lens, **args)
+        rendered = rerender(depth.expand(3, -1, -1, -1), radiance.expand(3, -1, -1, -1), src, K, focus, lens,
+                            **args)  # fmt: skip
         loss = masked_mean(photometric_error(rendered.color, frames), overlap)
         optimiser.zero_grad()
         loss.backward()
@@ -233,12 +269,13 @@ def test_forward_losses_predict_shapes(torch, networks):
     stack = model.predict(batch["frames"], batch["focus_m"], lens, batch["K"])
     torch.testing.assert_close(stack, one)
     # batch size and image size are not baked in
-    small = model.predict(batch["frames"][:1, :1, :, :16, :24], batch["focus_m"][:1, :1], _lens(torch), batch["K"][:1, :1])
+    frames = batch["frames"][:1, :1, :, :16, :24]
+    small = model.predict(frames, batch["focus_m"][:1, :1], _lens(torch), batch["K"][:1, :1])
     assert small.shape == (1, 1, 16, 24)
     with pytest.raises(ValueError, match="divisible by 8"):
         model.predict(batch["frames"][:, :1, :, :12], batch["focus_m"][:, :1], lens, batch["K"][:, :1])
     with pytest.raises(ValueError, match="at least 2 frames"):
-        model({**batch, "frames": batch["frames"][:, :1], "focus_m": batch["focus_m"][:, :1], "K": batch["K"][:, :1]})
+        model({**batch, **{key: batch[key][:, :1] for key in ("frames", "focus_m", "K")}})
     assert SDGS.supervised is False
 
 
@@ -294,7 +331,8 @@ def test_ground_truth_depth_never_enters_training(torch, networks, tiny_batches)
     assert all(b["valid"].any() for b in tiny_batches)
     losses, model = _train(torch, networks, tiny_batches, steps=3)
     weights = model.state_dict()
-    zeroed = [{**b, "depth": torch.zeros_like(b["depth"]), "valid": torch.zeros_like(b["valid"])} for b in tiny_batches]
+    zeroed = [{**b, "depth": torch.zeros_like(b["depth"]), "valid": torch.zeros_like(b["valid"])}
+              for b in tiny_batches]  # fmt: skip
     stripped = [{k: v for k, v in b.items() if k not in ("depth", "valid", "aif", "coc")} for b in tiny_batches]
     for other in (zeroed, stripped):
         other_losses, other_model = _train(torch, networks, other, steps=3)

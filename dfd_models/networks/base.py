@@ -145,7 +145,8 @@ class DepthModel(nn.Module, abc.ABC):
         b, t, _, h, w = frames.shape
         if focus_m.shape != (b, t) or K.shape != (b, t, 3, 3):
             raise ValueError(
-                f"focus_m must be [B, T] = {(b, t)} and K [B, T, 3, 3], got {tuple(focus_m.shape)} and {tuple(K.shape)}"
+                f"focus_m must be [B, T] = {(b, t)} and K [B, T, 3, 3], "
+                f"got {tuple(focus_m.shape)} and {tuple(K.shape)}"
             )
         if t < min_frames:
             raise ValueError(f"model {self.name!r} needs at least {min_frames} frames per stack, got T = {t}")
