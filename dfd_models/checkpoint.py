@@ -35,7 +35,7 @@ from torch import nn
 
 import generator
 from generator.errors import BadInput
-from generator.shards import MANIFEST, _write_atomic
+from generator.shards import MANIFEST, write_atomic
 from dfd_models.networks import DepthModel, build_model
 
 FORMAT = "dfdgen.checkpoint"
@@ -105,7 +105,7 @@ def save_checkpoint(payload: dict[str, Any], paths: Iterable[Path]) -> None:
               "generator": {"name": "dfdgen", "version": generator.__version__}}
     torch.save({**header, **payload}, buffer)
     for path in paths:
-        _write_atomic(Path(path), buffer.getvalue())
+        write_atomic(Path(path), buffer.getvalue())
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -48,7 +48,7 @@ from tqdm import tqdm
 from generator.errors import BadInput, DfdgenError, OutputError
 from generator.inspect import colorize
 from generator.sample import linear_to_srgb
-from generator.shards import _write_atomic
+from generator.shards import write_atomic
 from dfd_models.checkpoint import (dataset_info, load_checkpoint, load_strict, rng_state, save_checkpoint,
                                    set_rng_state)
 from dfd_models.config import ConfigError, TrainConfig, read_yaml, resolve_config
@@ -486,7 +486,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
         logger = None
         if proc.is_main:
             run.path.mkdir(parents=True, exist_ok=True)
-            _write_atomic(run.config, config.to_yaml().encode("utf-8"))
+            write_atomic(run.config, config.to_yaml().encode("utf-8"))
             logger = Logger(run.tb, config.train.log_every)
         saved, last_losses = (run.last if resume else None), {}
         bar = tqdm(total=total, initial=pos.step, unit="step", disable=not (progress and proc.is_main),

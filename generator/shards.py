@@ -54,7 +54,7 @@ def sample_tar_bytes(sample: Mapping[str, Any]) -> int:
     return sum(_TAR_BLOCK + -(-n // _TAR_BLOCK) * _TAR_BLOCK for n in sizes)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     """Write ``path`` via a temp file and ``os.replace``: readers see old or new, never half."""
     tmp = path.with_name(path.name + PARTIAL)
     with open(tmp, "wb") as f:
@@ -112,7 +112,7 @@ class DatasetDir:
                 self.shards, self.failed = previous["shards"], {f["scene"]: f["reason"] for f in previous["failed"]}
             self._clean_leftovers()
             self.path.mkdir(parents=True, exist_ok=True)
-            _write_atomic(self.path / RECIPE, recipe.to_yaml().encode("utf-8"))
+            write_atomic(self.path / RECIPE, recipe.to_yaml().encode("utf-8"))
             self._write_manifest(complete=False)
         except OSError as exc:
             raise OutputError(f"output directory {self.path} cannot be used: {exc}") from exc
@@ -213,7 +213,7 @@ class DatasetDir:
 
     def _write_manifest(self, complete: bool) -> None:
         text = json.dumps(self._manifest(complete), sort_keys=True, indent=1, allow_nan=False)
-        _write_atomic(self.path / MANIFEST, text.encode("utf-8"))
+        write_atomic(self.path / MANIFEST, text.encode("utf-8"))
 
     # --- progress ------------------------------------------------------------
 
