@@ -35,18 +35,17 @@ from typing import Any
 
 import yaml
 
-from generator.errors import BadInput
+from generator.errors import BadInput, FieldError
+from generator.overrides import parse_override
 
 #: ``optim.amp`` choices: ``auto`` = fp16 on CUDA, off on CPU.
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 
 
-class ConfigError(BadInput):
+class ConfigError(FieldError):
     """A training config key is unknown or its value is not allowed (exit status 2)."""
 
-    def __init__(self, path: str, value: object, allowed: str):
-        self.path, self.value, self.allowed = path, value, allowed
-        super().__init__(f"config key '{path}': got {value!r}; {allowed}")
+    what = "config key"
 
 
 def _k(default: Any = None, **meta: Any) -> Any:
@@ -270,14 +269,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
     """
     out = copy.deepcopy(dict(data))
     for item in overrides:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(item, item, "an override 'key.path=value', e.g. 'optim.lr=3e-4'")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(key, text, f"a YAML value ({exc.__class__.__name__})") from None
+        key, value = parse_override(item, ConfigError, "optim.lr=3e-4")
         _set(out, key, value)
     return out
 

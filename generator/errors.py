@@ -15,8 +15,8 @@ class BadInput(DfdgenError):
     exit_code = 2
 
 
-class RecipeError(BadInput):
-    """A recipe field is invalid.
+class FieldError(BadInput):
+    """A field of a structured input (recipe, training config) is invalid.
 
     Args:
         path: dotted field path, e.g. ``"lens.f_number"``.
@@ -24,9 +24,17 @@ class RecipeError(BadInput):
         allowed: what would have been accepted, in words.
     """
 
+    what = "field"
+
     def __init__(self, path: str, value: object, allowed: str):
         self.path, self.value, self.allowed = path, value, allowed
-        super().__init__(f"recipe field '{path}': got {value!r}; {allowed}")
+        super().__init__(f"{self.what} '{path}': got {value!r}; {allowed}")
+
+
+class RecipeError(FieldError):
+    """A recipe field is invalid."""
+
+    what = "recipe field"
 
 
 class LensError(BadInput):

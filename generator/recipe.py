@@ -44,6 +44,7 @@ import yaml
 from generator.errors import BadInput, RecipeError
 from generator.focus import SCHEDULES
 from generator.lens import LENS_MODELS
+from generator.overrides import parse_override
 from generator.spec import LIGHTS, MATERIALS, SHAPES
 
 #: Material families objects may use: everything but the unlit emitter.
@@ -517,14 +518,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     """
     out = copy.deepcopy(data)
     for item in overrides:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise RecipeError(item, item, "an override 'key.path=value', e.g. 'lens.f_number=2.8'")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise RecipeError(key, text, f"a YAML value ({exc.__class__.__name__})") from None
+        key, value = parse_override(item, RecipeError, "lens.f_number=2.8")
         cls, node, parts = Recipe, out, key.split(".")
         for depth, part in enumerate(parts):
             path = ".".join(parts[: depth + 1])

@@ -1,0 +1,26 @@
+"""``key.path=value`` command-line overrides (``--set``), shared by recipes and training configs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from generator.errors import FieldError
+
+
+def parse_override(item: str, error: type[FieldError], example: str) -> tuple[str, Any]:
+    """Split ``"a.b=value"`` into the key path and the value parsed as YAML.
+
+    Raises:
+        error: no ``=``, an empty key, or a value that is not YAML; ``example``
+            shows a well-formed override in the message.
+    """
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise error(item, item, f"an override 'key.path=value', e.g. '{example}'")
+    try:
+        return key, yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise error(key, text, f"a YAML value ({exc.__class__.__name__})") from None
