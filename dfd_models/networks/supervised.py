@@ -1,0 +1,257 @@
+"""Pieces shared by the supervised baselines (``ddff``, ``lstm_ddff``, ``recurrent_ae``, ``defocusnet``).
+
+:class:`SupervisedDepthModel` is a :class:`DepthModel` trained on ground-truth
+depth, as in the video depth-from-defocus work these baselines come from:
+
+    depth   masked MSE of depth normalised by max_depth_m, (z_pred - z_true)^2 / D^2,
+            on valid pixels (true depth > 0), minus the background wall when config
+            ``mask_wall`` is true and the batch carries ``wall`` [B, 1, H, W] bool
+            (a batch without it is masked by validity alone)
+    coc     with config ``coc_head``: mean |c_pred - c_true| / coc_scale_px (``coc_loss:
+            "l1"``) or its square (``"mse"``) over every frame's valid pixels, c the
+            unsigned CoC diameter in pixels of each frame (outputs["coc"] [B, T, 1, H, W])
+    total   depth + w_coc coc
+
+The true CoC (:meth:`SupervisedDepthModel.coc_target`) is the renderer's per-frame
+CoC map ``batch["coc"]`` when the shards hold one (exact: each frame's own pixel
+grid); otherwise it is computed with :func:`dfd_models.lens.coc_px` from the depth
+of the reference frame T // 2, the frame's focus distance and the batch's lens.
+That is exact for the ``blender`` lens model (K is the same for every frame) and an
+approximation for ``thin_lens``, whose focus breathing scales frame t's image about
+the principal point by L_t / L_ref (L the lens-to-sensor distance): a pixel at
+radius r from the centre is off by |1 - L_t / L_ref| r, a fraction of a pixel near
+the centre and up to a pixel or two at the border of a 256 px crop with a 50 mm
+lens at 0.3-2 m, where the CoC is also smooth in all but depth edges.
+
+Depth outputs are bounded: a network outputs a logit y and
+``1/z = 1/max_depth + (1/min_depth - 1/max_depth) sigmoid(y)`` (:meth:`depth_from_logit`),
+so z lies in [min_depth_m, max_depth_m] whatever the weights.
+
+:class:`Encoder` and :class:`Decoder` are the two halves of a VGG-style U-Net
+(:class:`dfd_models.networks.blocks.ConvBlock` per level, 2 x 2 max-pooling), split
+so a model can run the encoder per frame, combine its features across the stack,
+and attach several decoders (depth, CoC) to the same features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from generator.lens import LENS_MODELS
+from dfd_models.lens import LensParams, coc_px
+from dfd_models.losses import masked_mean, masked_mse
+from dfd_models.networks.base import DepthModel, lens_from_batch
+from dfd_models.networks.blocks import ConvBlock
+
+__all__ = ["COC_LOSSES", "Decoder", "Encoder", "SupervisedDepthModel"]
+
+#: Values of config ``coc_loss``: the per-pixel error of the normalised CoC.
+COC_LOSSES = ("l1", "mse")
+
+
+class Encoder(nn.Module):
+    """VGG-style encoder: ``len(channels)`` levels of :class:`ConvBlock`, 2 x 2 max-pooling between them.
+
+    Args:
+        in_channels: input channels C_in.
+        channels: features per level, full size first (level k at 1/2^k of the input size).
+    Shapes:
+        [N, C_in, H, W] -> list of [N, channels[k], H / 2^k, W / 2^k], k = 0 .. levels - 1
+    """
+
+    def __init__(self, in_channels: int, channels: Sequence[int]):
+        super().__init__()
+        if len(channels) < 1 or min(channels) < 1:
+            raise ValueError(f"channels must be a non-empty list of positive widths, got {list(channels)}")
+        self.channels = tuple(channels)
+        widths = (in_channels,) + self.channels
+        self.blocks = nn.ModuleList(ConvBlock(widths[k], widths[k + 1]) for k in range(len(channels)))
+
+    @property
+    def size_multiple(self) -> int:
+        """Height and width must be multiples of this: 2^(levels - 1)."""
+        return 2 ** (len(self.channels) - 1)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        features = []
+        for k, block in enumerate(self.blocks):
+            x = block(x if k == 0 else F.max_pool2d(x, 2))  # [N, channels[k], H / 2^k, W / 2^k]
+            features.append(x)
+        return features
+
+
+class Decoder(nn.Module):
+    """U-Net decoder matching an :class:`Encoder` with the same ``channels``.
+
+    From the deepest features up: nearest x 2 upsampling, concatenation with the
+    skip of that level, a :class:`ConvBlock`; a 1 x 1 convolution maps the full-size
+    features to ``out_channels``. The 1 x 1 convolution starts at zero, so an
+    untrained decoder outputs zeros (heads built on it start at their neutral value).
+
+    Args:
+        channels: the encoder's features per level, full size first.
+        out_channels: output channels C_out.
+    Shapes:
+        list of [N, channels[k], H / 2^k, W / 2^k] -> [N, C_out, H, W]
+    """
+
+    def __init__(self, channels: Sequence[int], out_channels: int):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            ConvBlock(channels[k] + channels[k - 1], channels[k - 1]) for k in range(len(channels) - 1, 0, -1)
+        )
+        self.head = nn.Conv2d(channels[0], out_channels, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, features: Sequence[Tensor]) -> Tensor:
+        skips = list(features)
+        x = skips.pop()
+        for block in self.blocks:
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+            x = block(torch.cat([x, skips.pop()], 1))
+        return self.head(x)
+
+
+class SupervisedDepthModel(DepthModel):
+    """A depth network trained on true depth (and optionally true CoC); see the module docstring.
+
+    Subclasses implement :meth:`forward` (outputs ``depth`` [B, 1, H, W] metres and,
+    with ``coc_head``, ``coc`` [B, T, 1, H, W] pixels) and build their
+    :meth:`default_config` from :meth:`supervised_config`. :meth:`forward` may read
+    only ``frames``, ``focus_m`` and ``K`` of the batch (and the lens fields), so
+    :meth:`predict` works on images alone. Any T >= 1 works (T = 1: a stack of one
+    frame, as ``dfdgen predict`` gives).
+
+    Shared config keys (:meth:`supervised_config`):
+        min_depth_m, max_depth_m: depth range, metres (the bound of the output).
+        coc_head: predict each frame's CoC with an extra decoder, supervised by the true CoC.
+        coc_scale_px: CoC normaliser, pixels (c = coc_scale_px softplus(y); loss on c / it).
+        coc_loss: ``"l1"`` or ``"mse"`` on the normalised CoC.
+        w_coc: weight of the CoC term in the total.
+        mask_wall: leave the background wall out of the depth and CoC losses when the
+            batch carries a ``wall`` mask.
+    """
+
+    supervised = True
+    min_frames = 1
+
+    @classmethod
+    def supervised_config(cls) -> dict[str, Any]:
+        """The config keys every supervised baseline shares, with their defaults."""
+        return {
+            "min_depth_m": 0.1,
+            "max_depth_m": 3.0,
+            "coc_head": False,
+            "coc_scale_px": 8.0,
+            "coc_loss": "l1",
+            "w_coc": 1.0,
+            "mask_wall": True,
+        }
+
+    def __init__(self, config: dict | None = None):
+        super().__init__(config)
+        cfg = self.config
+        if not 0 < cfg["min_depth_m"] < cfg["max_depth_m"]:
+            raise ValueError(f"need 0 < min_depth_m < max_depth_m, got {cfg['min_depth_m']}, {cfg['max_depth_m']}")
+        if cfg["coc_loss"] not in COC_LOSSES:
+            raise ValueError(f"coc_loss must be one of {COC_LOSSES}, got {cfg['coc_loss']!r}")
+        if not cfg["coc_scale_px"] > 0:
+            raise ValueError(f"coc_scale_px must be > 0, got {cfg['coc_scale_px']}")
+
+    # --- output parameterisation ---------------------------------------------------------
+
+    def depth_from_logit(self, logit: Tensor) -> Tensor:
+        """Depth z = 1 / (1/max + (1/min - 1/max) sigmoid(y)), metres, in [min_depth_m, max_depth_m].  # shape of y"""
+        inv_near, inv_far = 1 / self.config["min_depth_m"], 1 / self.config["max_depth_m"]
+        return 1 / (inv_far + (inv_near - inv_far) * torch.sigmoid(logit.float()))
+
+    def depth_logit(self, depth_m: Tensor) -> Tensor:
+        """The inverse of :meth:`depth_from_logit`, depth clamped into the range first.  # shape of depth_m"""
+        cfg = self.config
+        inv_near, inv_far = 1 / cfg["min_depth_m"], 1 / cfg["max_depth_m"]
+        s = (1 / depth_m.clamp(cfg["min_depth_m"], cfg["max_depth_m"]) - inv_far) / (inv_near - inv_far)
+        return torch.logit(s, eps=1e-3)
+
+    def coc_from_logit(self, logit: Tensor) -> Tensor:
+        """Unsigned CoC c = coc_scale_px softplus(y), pixels, >= 0.  # shape of y"""
+        return self.config["coc_scale_px"] * F.softplus(logit.float())
+
+    def focus_planes(self, focus_m: Tensor, height: int, width: int) -> Tensor:
+        """Each frame's focus distance as a constant image channel: its normalised inverse
+        (1/F - 1/max) / (1/min - 1/max), 0 at max_depth_m, 1 at min_depth_m.
+
+        Args:
+            focus_m: focus distance F, metres.  # [B, T]
+        Returns:
+            the channel per frame.  # [B, T, 1, H, W]
+        """
+        inv_near, inv_far = 1 / self.config["min_depth_m"], 1 / self.config["max_depth_m"]
+        code = (1 / focus_m - inv_far) / (inv_near - inv_far)  # [B, T]
+        return code[:, :, None, None, None].expand(*focus_m.shape, 1, height, width)
+
+    # --- losses --------------------------------------------------------------------------
+
+    def loss_mask(self, batch: dict) -> Tensor:
+        """Pixels of frame T // 2 the losses use: valid, and not wall when ``mask_wall``
+        and the batch has ``wall``.  # [B, 1, H, W] bool"""
+        mask = batch["valid"].bool()
+        if self.config["mask_wall"] and "wall" in batch:
+            mask = mask & ~batch["wall"].bool()
+        return mask
+
+    def coc_target(self, batch: dict) -> Tensor:
+        """True unsigned CoC of every frame, pixels (module docstring: source and approximation).
+
+        Returns:
+            c, 0 where the depth is invalid.  # [B, T, 1, H, W]
+        """
+        if "coc" in batch:
+            return batch["coc"].float().abs()
+        depth, focus = batch["depth"].float(), batch["focus_m"].float()  # [B, 1, H, W], [B, T]
+        z = torch.where(depth > 0, depth, torch.full_like(depth, self.config["max_depth_m"]))
+        lens = lens_from_batch(batch).to(dtype=torch.float32)
+        width = batch["frames"].shape[-1]
+        coc = torch.stack([coc_px(lens, z[:, 0], focus[:, t], width) for t in range(focus.shape[1])], 1)
+        return (coc * (depth > 0)[:, :1]).unsqueeze(2)  # [B, T, 1, H, W]
+
+    def losses(self, batch: dict, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        cfg = self.config
+        mask = self.loss_mask(batch)  # [B, 1, H, W]
+        scale = cfg["max_depth_m"]
+        terms = {"depth": masked_mse(outputs["depth"] / scale, batch["depth"].float() / scale, mask)}
+        total = terms["depth"]
+        if cfg["coc_head"]:
+            err = (outputs["coc"] - self.coc_target(batch)) / cfg["coc_scale_px"]  # [B, T, 1, H, W]
+            err = err.abs() if cfg["coc_loss"] == "l1" else err.square()
+            terms["coc"] = masked_mean(err, mask[:, None])
+            total = total + cfg["w_coc"] * terms["coc"]
+        terms["total"] = total
+        return terms
+
+    # --- inference -----------------------------------------------------------------------
+
+    def predict(self, frames: Tensor, focus_m: Tensor, lens: LensParams, K: Tensor) -> Tensor:
+        """Depth of frame T // 2 from the frames alone (:meth:`forward` on a batch of them), T >= 1."""
+        self.check_frames(frames, focus_m, K, min_frames=1)
+        b = frames.shape[0]
+
+        def field(x: Tensor) -> Tensor:
+            return x.to(frames.device).expand(b)
+
+        batch = {
+            "frames": frames,
+            "focus_m": focus_m,
+            "K": K,
+            "lens_model": torch.full((b,), LENS_MODELS.index(lens.model), dtype=torch.long),
+            "focal_length_m": field(lens.focal_length_m),
+            "f_number": field(lens.f_number),
+            "pixel_pitch_m": field(lens.pixel_pitch_m(frames.shape[-1])),
+        }
+        return self(batch)["depth"]
+
