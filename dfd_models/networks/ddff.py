@@ -1,0 +1,80 @@
+"""``ddff``: Deep Depth From Focus (Hazirbas et al., ACCV 2018), small, supervised.
+
+A VGG-style encoder-decoder (:class:`~dfd_models.networks.supervised.Encoder`,
+:class:`~dfd_models.networks.supervised.Decoder`) runs on every frame of the stack
+with shared weights; its input is the frame's linear RGB and its focus distance as
+a constant channel (:meth:`SupervisedDepthModel.focus_planes`). Per frame t and
+pixel it outputs a focus score s_t and a depth-logit offset v_t, and the stack is
+combined DDFF's focus-measure way, in the bounded inverse-depth logit
+(:meth:`SupervisedDepthModel.depth_from_logit`):
+
+    w_t = softmax_t(s_t)                      (over the frames, per pixel)
+    y   = sum_t w_t (logit(F_t) + v_t)        logit(F_t) = the depth logit of focus distance F_t
+    z   = depth_from_logit(y)                 metres, in [min_depth_m, max_depth_m]
+
+so the sharpest frame's focus distance is the depth where the offsets are zero,
+and the offsets let depth leave the span of the focus distances (points nearer
+than the nearest or beyond the farthest focus plane). Nothing depends on T: any
+T >= 1 works (T = 1 is ``dfdgen predict``'s one-image stack). The untrained
+network (zero heads) outputs the mean of the frames' focus logits.
+
+With config ``coc_head`` a second decoder on the same per-frame features predicts
+each frame's unsigned CoC in pixels (``outputs["coc"]`` [B, T, 1, H, W]), supervised
+with the true CoC (:class:`SupervisedDepthModel` losses).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from dfd_models.networks.base import register
+from dfd_models.networks.supervised import Decoder, Encoder, SupervisedDepthModel
+
+__all__ = ["DDFF"]
+
+
+@register
+class DDFF(SupervisedDepthModel):
+    """Per-frame encoder-decoder, focus scores softmaxed across the stack (module docstring).
+
+    Config keys: those of :meth:`SupervisedDepthModel.supervised_config`, and
+        channels: encoder/decoder widths per level (H, W multiples of 2^(levels - 1)).
+
+    Outputs of :meth:`forward`:
+        ``depth`` [B, 1, H, W]: metres, on every frame's grid (the stack's frames are
+            combined pixel by pixel; frame T // 2's is the reference).
+        ``scores`` [B, T, 1, H, W]: the per-frame focus scores s_t (softmax logits).
+        ``coc`` [B, T, 1, H, W]: per-frame CoC, pixels (only with ``coc_head``).
+    """
+
+    name = "ddff"
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        return {**cls.supervised_config(), "channels": [16, 32, 64, 64]}
+
+    def __init__(self, config: dict | None = None):
+        super().__init__(config)
+        channels = self.config["channels"]
+        self.encoder = Encoder(3 + 1, channels)
+        self.depth_decoder = Decoder(channels, 2)  # score s_t, offset v_t
+        self.coc_decoder = Decoder(channels, 1) if self.config["coc_head"] else None
+        self.size_multiple = self.encoder.size_multiple
+
+    def forward(self, batch: dict) -> dict[str, Tensor]:
+        frames, focus, K = batch["frames"], batch["focus_m"], batch["K"]  # [B, T, 3, H, W], [B, T], [B, T, 3, 3]
+        self.check_frames(frames, focus, K, min_frames=self.min_frames)
+        b, t, _, h, w = frames.shape
+        x = torch.cat([frames, self.focus_planes(focus, h, w).to(frames.dtype)], 2).flatten(0, 1)  # [BT, 4, H, W]
+        features = self.encoder(x)
+        out = self.depth_decoder(features).float().unflatten(0, (b, t))  # [B, T, 2, H, W]
+        scores, offsets = out[:, :, :1], out[:, :, 1:]
+        prior = self.depth_logit(focus.float())[:, :, None, None, None]  # [B, T, 1, 1, 1]
+        logit = (torch.softmax(scores, 1) * (prior + offsets)).sum(1)  # [B, 1, H, W]
+        outputs = {"depth": self.depth_from_logit(logit), "scores": scores}
+        if self.coc_decoder is not None:
+            outputs["coc"] = self.coc_from_logit(self.coc_decoder(features)).unflatten(0, (b, t))
+        return outputs

@@ -1,0 +1,104 @@
+"""``lstm_ddff``: DDFF with a recurrent module over the stack, small, supervised.
+
+The encoder of ``ddff`` (:class:`~dfd_models.networks.supervised.Encoder`, shared
+weights, input each frame's linear RGB and its focus distance as a constant
+channel) runs on every frame. Then:
+
+- Recurrence: each frame's bottleneck features (deepest level, C_L channels) are
+  average-pooled to a fixed ``lstm_grid`` x ``lstm_grid`` grid and flattened
+  (C_L g^2 numbers, whatever the image size), and a two-layer LSTM
+  (``lstm_hidden`` units) reads them in the stack's order of increasing focus
+  distance. A linear map takes its output at each step back to a C_L x g x g
+  context, upsampled (bilinear) to the bottleneck's size.
+- Skip aggregation across frames, per level k: a 3 x 3 convolution (and ELU) of
+  the frames' mean and maximum features, [mean_t f_k, max_t f_k] -> C_k channels.
+  Mean and max make it independent of T and of the frames' order.
+- Depth decoder (:class:`~dfd_models.networks.supervised.Decoder`) on the
+  aggregated skips, the bottleneck's plus the last step's context, giving a logit
+  y added to the mean over frames of the focus distances' depth logits (so the
+  untrained network starts at the stack's mean focus), z = depth_from_logit(y).
+
+Any T >= 1 works (T = 1 is ``dfdgen predict``'s one-image stack).
+
+With config ``coc_head`` a second decoder predicts each frame's CoC (pixels,
+``outputs["coc"]`` [B, T, 1, H, W]) from that frame's own skips, its bottleneck
+plus the context of its LSTM step (which has seen the frames up to it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dfd_models.networks.base import register
+from dfd_models.networks.supervised import Decoder, Encoder, SupervisedDepthModel
+
+__all__ = ["LSTMDDFF"]
+
+
+@register
+class LSTMDDFF(SupervisedDepthModel):
+    """Per-frame encoder, two-layer LSTM over pooled bottlenecks, mean/max skip aggregation (module docstring).
+
+    Config keys: those of :meth:`SupervisedDepthModel.supervised_config`, and
+        channels: encoder/decoder widths per level (H, W multiples of 2^(levels - 1)).
+        lstm_grid: side g of the pooled bottleneck grid the LSTM reads (g x g cells).
+        lstm_hidden: LSTM units per layer.
+
+    Outputs of :meth:`forward`:
+        ``depth`` [B, 1, H, W]: metres.
+        ``coc`` [B, T, 1, H, W]: per-frame CoC, pixels (only with ``coc_head``).
+    """
+
+    name = "lstm_ddff"
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        return {**cls.supervised_config(), "channels": [16, 32, 64, 64], "lstm_grid": 2, "lstm_hidden": 128}
+
+    def __init__(self, config: dict | None = None):
+        super().__init__(config)
+        cfg = self.config
+        channels, grid = cfg["channels"], cfg["lstm_grid"]
+        if grid < 1 or cfg["lstm_hidden"] < 1:
+            raise ValueError(f"lstm_grid and lstm_hidden must be >= 1, got {grid}, {cfg['lstm_hidden']}")
+        self.encoder = Encoder(3 + 1, channels)
+        cells = channels[-1] * grid * grid
+        self.lstm = nn.LSTM(cells, cfg["lstm_hidden"], num_layers=2, batch_first=True)
+        self.context = nn.Linear(cfg["lstm_hidden"], cells)
+        self.aggregate = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(2 * c, c, 3, padding=1), nn.ELU(inplace=True)) for c in channels
+        )
+        self.depth_decoder = Decoder(channels, 1)
+        self.coc_decoder = Decoder(channels, 1) if cfg["coc_head"] else None
+        self.size_multiple = self.encoder.size_multiple
+
+    def forward(self, batch: dict) -> dict[str, Tensor]:
+        frames, focus, K = batch["frames"], batch["focus_m"], batch["K"]  # [B, T, 3, H, W], [B, T], [B, T, 3, 3]
+        self.check_frames(frames, focus, K, min_frames=self.min_frames)
+        b, t, _, h, w = frames.shape
+        x = torch.cat([frames, self.focus_planes(focus, h, w).to(frames.dtype)], 2).flatten(0, 1)  # [BT, 4, H, W]
+        features = self.encoder(x)  # per level [BT, C_k, H_k, W_k]
+
+        bottleneck = features[-1]  # [BT, C_L, H_L, W_L]
+        grid = self.config["lstm_grid"]
+        cells = F.adaptive_avg_pool2d(bottleneck, grid).flatten(1).unflatten(0, (b, t))  # [B, T, C_L g^2]
+        steps, _ = self.lstm(cells.float())  # [B, T, hidden]
+        context = self.context(steps).reshape(b * t, -1, grid, grid)  # [BT, C_L, g, g]
+        context = F.interpolate(context, size=bottleneck.shape[-2:], mode="bilinear", align_corners=False)
+        context = context.to(bottleneck.dtype).unflatten(0, (b, t))  # [B, T, C_L, H_L, W_L]
+
+        skips = []
+        for level, (f, conv) in enumerate(zip(features, self.aggregate)):
+            f = f.unflatten(0, (b, t))  # [B, T, C_k, H_k, W_k]
+            agg = conv(torch.cat([f.mean(1), f.amax(1)], 1))  # [B, C_k, H_k, W_k]
+            skips.append(agg + context[:, -1] if level == len(features) - 1 else agg)
+        prior = self.depth_logit(focus.float()).mean(1)[:, None, None, None]  # [B, 1, 1, 1]
+        outputs = {"depth": self.depth_from_logit(self.depth_decoder(skips).float() + prior)}
+        if self.coc_decoder is not None:
+            own = features[:-1] + [bottleneck + context.flatten(0, 1)]
+            outputs["coc"] = self.coc_from_logit(self.coc_decoder(own)).unflatten(0, (b, t))
+        return outputs
