@@ -1,0 +1,142 @@
+"""``defocusnet``: DefocusNet's PoolNet, CoC of every frame then depth (supervised baseline).
+
+After Maximov, Galim and Leal-Taixé, "Focus on defocus: bridging the synthetic to
+real domain gap for depth estimation", CVPR 2020 (DESIGN.md section 7, issue 6).
+Both stages are a :class:`PoolNet`: one U-Net branch per frame with shared weights,
+where after each encoder level every branch's features are concatenated with their
+maximum over the stack, so each frame sees what the others see whatever T is.
+
+    stage 1   RGB of each frame -> PoolNet -> 1 x 1 head -> unsigned CoC c_t of every
+              frame, pixels (``outputs["coc"]``)
+    stage 2   [c_t / coc_scale_px, focus plane of F_t] per frame (the focus distance F_t as a
+              constant channel, :meth:`SupervisedDepthModel.focus_planes`) -> PoolNet -> max
+              over the stack -> 1 x 1 head -> depth on frame T // 2's grid, bounded to
+              [min_depth_m, max_depth_m] (:meth:`SupervisedDepthModel.depth_from_logit`)
+    loss      depth + w_coc coc: the shared masked depth MSE, and the first stage's CoC loss
+              against the CoC of the true depth through each frame's lens
+              (:class:`~dfd_models.networks.supervised.SupervisedDepthModel`), always on
+              (config ``coc_head`` must stay true; ``w_coc`` weighs the stages against each
+              other, ``coc_loss`` picks L1 or MSE)
+
+The stages are trained together (the depth loss reaches the first stage through the CoCs).
+T = 1 is allowed (the stack maximum of one frame is that frame), so ``dfdgen predict``
+runs on a single image. Height and width must be multiples of 2^(len(channels) - 1)
+(4 by default; the larger of the two stages' when they differ).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dfd_models.networks.base import register
+from dfd_models.networks.blocks import ConvBlock
+from dfd_models.networks.recurrent_ae import init_depth_head
+from dfd_models.networks.supervised import SupervisedDepthModel
+
+__all__ = ["DefocusNet", "PoolNet"]
+
+
+def stack_max(x: Tensor) -> Tensor:
+    """Concatenate features [B, T, C, H, W] with their maximum over the stack: [B, T, 2C, H, W]."""
+    return torch.cat([x, x.amax(1, keepdim=True).expand_as(x)], 2)
+
+
+class PoolNet(nn.Module):
+    """U-Net branches, one per frame with shared weights, joined by global max-pooling over the stack.
+
+    Encoder level k (:class:`~dfd_models.networks.blocks.ConvBlock`, 2 x 2 max-pooling
+    between levels) gives each frame ``channels[k]`` features, concatenated with their
+    maximum over the T frames (:func:`stack_max`), so level k passes 2 ``channels[k]``
+    on, to the next level and as the skip; the decoder upsamples (nearest, x 2),
+    concatenates the skip and applies a ConvBlock, per frame. Nothing depends on T,
+    the batch size or the image size (a multiple of :attr:`size_multiple`).
+
+    Args:
+        in_channels: input channels per frame C_in.
+        channels: features per level, full size first.
+    Shapes:
+        [B, T, C_in, H, W] -> per-frame features [B, T, channels[0], H, W]
+    """
+
+    def __init__(self, in_channels: int, channels: Sequence[int]):
+        super().__init__()
+        if len(channels) < 2 or min(channels) < 1:
+            raise ValueError(f"channels must list at least two positive widths, got {channels}")
+        widths = [in_channels] + [2 * c for c in channels]
+        self.encoder = nn.ModuleList(ConvBlock(widths[k], channels[k]) for k in range(len(channels)))
+        below = [2 * channels[-1]] + list(channels[1:-1])[::-1]  # decoder input widths, deepest first
+        self.decoder = nn.ModuleList(
+            ConvBlock(up + 2 * channels[k], channels[k]) for up, k in zip(below, range(len(channels) - 2, -1, -1))
+        )
+        self.out_channels = channels[0]
+        self.size_multiple = 2 ** (len(channels) - 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, t = x.shape[:2]
+        x, skips = x.flatten(0, 1), []
+        for k, block in enumerate(self.encoder):
+            x = block(x if k == 0 else F.max_pool2d(x, 2)).unflatten(0, (b, t))  # [B, T, C_k, H_k, W_k]
+            x = stack_max(x).flatten(0, 1)  # [B T, 2 C_k, H_k, W_k]
+            skips.append(x)
+        x = skips.pop()
+        for block in self.decoder:
+            x = block(torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skips.pop()], 1))
+        return x.unflatten(0, (b, t))
+
+
+@register
+class DefocusNet(SupervisedDepthModel):
+    """PoolNet CoC stage then PoolNet depth stage (module docstring).
+
+    Config keys (:meth:`default_config`; the shared supervised keys are documented in
+    :class:`~dfd_models.networks.supervised.SupervisedDepthModel`, whose CoC term is
+    this model's first-stage loss and always on):
+        coc_channels: widths per level of the first (CoC) stage.
+        depth_channels: widths per level of the second (depth) stage.
+
+    Outputs of :meth:`forward`: ``depth`` [B, 1, H, W] metres, ``coc`` [B, T, 1, H, W]
+    (unsigned CoC of each frame, pixels). :meth:`predict` is the shared one (forward on the frames).
+    """
+
+    name = "defocusnet"
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        return {**cls.supervised_config(), "coc_head": True, "coc_channels": [8, 16, 32], "depth_channels": [8, 16, 32]}
+
+    def __init__(self, config: dict | None = None):
+        super().__init__(config)
+        if not self.config["coc_head"]:
+            raise ValueError("defocusnet's first stage is its CoC head: coc_head must be true")
+        self.coc_net = PoolNet(3, self.config["coc_channels"])
+        self.coc_out = nn.Conv2d(self.coc_net.out_channels, 1, 1)
+        self.depth_net = PoolNet(2, self.config["depth_channels"])
+        self.depth_out = nn.Conv2d(self.depth_net.out_channels, 1, 1)
+        init_depth_head(self.depth_out, self)
+        self.size_multiple = max(self.coc_net.size_multiple, self.depth_net.size_multiple)
+
+    def stages(self, frames: Tensor, focus_m: Tensor) -> dict[str, Tensor]:
+        """Both stages.
+
+        Args:
+            frames: linear RGB.  # [B, T, 3, H, W]
+            focus_m: focus distances, metres.  # [B, T]
+        Returns:
+            ``coc`` [B, T, 1, H, W] pixels and ``depth`` [B, 1, H, W] metres, float32.
+        """
+        b, t, _, h, w = frames.shape
+        coc = self.coc_from_logit(self.coc_out(self.coc_net(frames).flatten(0, 1))).unflatten(0, (b, t))
+        focus = self.focus_planes(focus_m, h, w).to(frames.dtype)  # [B, T, 1, H, W]
+        features = self.depth_net(torch.cat([(coc / self.config["coc_scale_px"]).to(frames.dtype), focus], 2))
+        depth = self.depth_from_logit(self.depth_out(features.amax(1)))
+        return {"depth": depth, "coc": coc}
+
+    def forward(self, batch: dict) -> dict[str, Tensor]:
+        frames, focus, K = batch["frames"], batch["focus_m"], batch["K"]  # [B, T, 3, H, W], [B, T], [B, T, 3, 3]
+        self.check_frames(frames, focus, K, min_frames=self.min_frames)
+        return self.stages(frames, focus)
