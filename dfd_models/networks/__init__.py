@@ -14,5 +14,7 @@ from dfd_models.networks.base import MODELS, DepthModel, build_model, lens_from_
 from dfd_models.networks import sdgs  # noqa: F401  (registers "sdgs")
 from dfd_models.networks import ddff  # noqa: F401  (registers "ddff")
 from dfd_models.networks import lstm_ddff  # noqa: F401  (registers "lstm_ddff")
+from dfd_models.networks import recurrent_ae  # noqa: F401  (registers "recurrent_ae")
+from dfd_models.networks import defocusnet  # noqa: F401  (registers "defocusnet")
 
 __all__ = ["MODELS", "DepthModel", "build_model", "lens_from_batch", "register"]
