@@ -24,10 +24,15 @@ from PIL import Image
 
 import generator
 from generator import lens as lensmod
-from generator.spec import SceneSpec, world_to_camera
+from generator.spec import SceneSpec, euler_xyz_matrix, world_to_camera
 
 #: Version of the sample layout and metadata schema below.
 FORMAT_VERSION = 1
+#: Name of the background wall object in a spec (:func:`generator.sampling.sample_scene`).
+WALL_NAME = "wall"
+#: Largest in-plane component of the wall's unit normal in the camera frame for it
+#: to count as fronto-parallel (one planar depth over the whole image).
+_WALL_TILT = 1e-9
 #: zlib level for PNG members (Pillow's default): fixed so bytes never depend on defaults.
 _PNG_LEVEL = 6
 
@@ -182,11 +187,38 @@ def _frame_meta(spec: SceneSpec, frame) -> dict[str, Any]:
     }
 
 
+def wall_depth_m(spec: SceneSpec) -> float | None:
+    """Planar depth of the scene's background wall, metres, or None when it has none.
+
+    The wall (:func:`generator.sampling._sample_wall`) is a ``plane`` object named
+    :data:`WALL_NAME`, undeformed, whose normal lies along the optical axis: every
+    point of it then has the same planar depth z in the OpenCV camera frame, so a
+    pixel sees the wall exactly where its depth equals this value. The camera pose
+    is one per scene and the lens model changes only K (breathing), never the
+    camera frame, and the wall does not move, so the value holds for every frame.
+
+    Returns None when there is no such object, or it is deformed or tilted (normal
+    off the optical axis by more than 1e-9): its depth would then vary over the
+    image and no single value identifies its pixels.
+    """
+    wall = next((o for o in spec.objects if o.name == WALL_NAME and o.shape == "plane"), None)
+    if wall is None or wall.twist or wall.taper or wall.displace:
+        return None
+    w2c = world_to_camera(spec.camera)
+    normal = w2c[:3, :3] @ euler_xyz_matrix(wall.rotation)[:, 2]  # plane primitive: local +Z
+    if np.hypot(normal[0], normal[1]) > _WALL_TILT:
+        return None
+    return float((w2c @ np.append(wall.location, 1.0))[2])
+
+
 def sample_metadata(spec: SceneSpec, rendered: Rendered, recipe: RecipeInfo) -> dict[str, Any]:
     """The ``json`` member (DESIGN.md section 5) plus ``scene``, the full spec.
 
     ``depth.min_m`` / ``max_m`` are the range of valid (non-zero) depth over the
     stored depth maps, metres; ``None`` when no pixel has a surface.
+    ``depth.wall_m`` is the background wall's planar depth in every frame, metres
+    (:func:`wall_depth_m`; ``None`` without a fronto-parallel wall): the loader
+    marks pixels at that depth as wall.
     """
     valid = np.concatenate([d[d > 0].ravel() for d in rendered.depth])
     return {
@@ -211,6 +243,7 @@ def sample_metadata(spec: SceneSpec, rendered: Rendered, recipe: RecipeInfo) -> 
             "invalid": 0,
             "min_m": float(valid.min()) if valid.size else None,
             "max_m": float(valid.max()) if valid.size else None,
+            "wall_m": wall_depth_m(spec),
         },
         "frames": [_frame_meta(spec, frame) for frame in spec.frames],
         "scene": spec.to_dict(),

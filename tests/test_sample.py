@@ -50,7 +50,7 @@ def test_metadata_fields_and_lens_consistency():
     assert meta["lens"]["pixel_pitch_m"] == pytest.approx(0.036 / 32)
     valid = np.concatenate([d[d > 0] for d in rendered.depth])
     assert meta["depth"] == {"per_frame": True, "kind": "planar", "units": "m", "invalid": 0,
-                             "min_m": float(valid.min()), "max_m": float(valid.max())}
+                             "min_m": float(valid.min()), "max_m": float(valid.max()), "wall_m": None}  # make_spec has no wall
     assert meta["scene"] == spec.to_dict()
     assert len(meta["frames"]) == 4
     for fm, fs in zip(meta["frames"], spec.frames):

@@ -36,6 +36,11 @@ from dfd_models.data import transforms
 Handler = Callable[[Exception], bool]
 #: Scalar lens fields copied from the metadata into every stack (metres, or f-number).
 LENS_FIELDS = ("focal_length_m", "f_number", "sensor_width_m", "pixel_pitch_m")
+#: Relative tolerance of the wall mask: a valid pixel is wall when |depth - wall_m| <= WALL_RTOL * wall_m.
+#: Cycles' planar depth of the fronto-parallel wall is float32 (relative error ~1e-7), and the
+#: recipe keeps every object in front of the wall by a finite gap (generator.recipe checks
+#: objects.depth_m.max + objects.size_m.max < wall.distance_m.min), far more than 1e-4.
+WALL_RTOL = 1e-4
 
 
 def reraise(exn: Exception) -> bool:
@@ -155,6 +160,8 @@ def _select(sample: dict, ramp: int | str, rng: np.random.Generator) -> dict:
         lens_model = LENS_MODELS.index(meta["lens"]["model"])
         frames = [(f["ramp"], float(f["focus_distance_m"]), int(f["index"]), f["K"]) for f in meta["frames"]]
         per_frame = bool(meta["depth"]["per_frame"])
+        wall_m = meta["depth"].get("wall_m")  # absent in samples written before it existed
+        wall_m = None if wall_m is None else float(wall_m)
         size = (meta["image"]["height"], meta["image"]["width"])
     except (ValueError, KeyError, TypeError) as exn:
         raise CorruptShard(url, f"{key}.json", f"bad metadata ({exn!r})") from exn
@@ -182,6 +189,7 @@ def _select(sample: dict, ramp: int | str, rng: np.random.Generator) -> dict:
         "focus_m": np.array([f[1] for f in stack], dtype=np.float32),  # [T]
         "K": k,
         "ref_frame": ref,
+        "wall_m": wall_m,
         "lens_model": lens_model,
         **lens,
     }
@@ -277,6 +285,23 @@ def random_flip(src: Iterable[dict], *, rng: np.random.Generator, p: float = 0.5
 # --- to torch ----------------------------------------------------------------
 
 
+def wall_mask(depth: np.ndarray, wall_m: float | None) -> np.ndarray:
+    """Boolean mask of the pixels that see the background wall, shaped like ``depth``.
+
+    Args:
+        depth: planar depth, metres, 0 = no surface.  # [..., H, W, 1]
+        wall_m: the wall's planar depth (metadata ``depth.wall_m``), metres; None
+            (older samples, or no fronto-parallel wall) gives an all-False mask.
+
+    Assumes the wall is fronto-parallel, so it has one planar depth everywhere
+    (:func:`generator.sample.wall_depth_m` writes None otherwise), and that no
+    object surface lies within :data:`WALL_RTOL` of it.
+    """
+    if wall_m is None:
+        return np.zeros(depth.shape, dtype=bool)
+    return (depth > 0) & (np.abs(depth - wall_m) <= WALL_RTOL * wall_m)
+
+
 def _chw(image: np.ndarray):
     """[..., H, W, C] numpy -> [..., C, H, W] contiguous torch tensor (one copy)."""
     axes = (*range(image.ndim - 3), image.ndim - 1, image.ndim - 3, image.ndim - 2)
@@ -292,6 +317,11 @@ def to_tensors(src: Iterable[dict]) -> Iterator[dict]:
       ``focus_m`` [T] float32 metres; ``K`` [T, 3, 3] float32 pixels;
     - ``depth`` [1, H, W] float32 planar metres of frame ``ref_frame``;
       ``valid`` [1, H, W] bool (depth > 0); ``ref_frame`` int64 [];
+    - ``wall`` [1, H, W] bool: valid pixels on the background wall (depth within
+      :data:`WALL_RTOL` of the metadata's ``depth.wall_m``, see :func:`wall_mask`);
+      all False for samples without ``wall_m`` (written before it existed), so
+      batches mixing old and new samples still collate and masking excludes nothing.
+      Derived from the cropped / flipped depth, so it moves with it;
     - ``lens_model`` int64 [] (index in ``generator.lens.LENS_MODELS``);
       ``focal_length_m``, ``f_number``, ``sensor_width_m`` (full, uncropped
       sensor), ``pixel_pitch_m`` float32 [];
@@ -305,6 +335,7 @@ def to_tensors(src: Iterable[dict]) -> Iterator[dict]:
             "K": torch.from_numpy(stack["K"]),  # [T, 3, 3]
             "depth": _chw(stack["depth"]),  # [1, H, W]
             "valid": _chw(stack["depth"] > 0),  # [1, H, W]
+            "wall": _chw(wall_mask(stack["depth"], stack["wall_m"])),  # [1, H, W]
             "ref_frame": torch.tensor(stack["ref_frame"]),
             "lens_model": torch.tensor(stack["lens_model"]),
             **{name: torch.tensor(stack[name], dtype=torch.float32) for name in LENS_FIELDS},
