@@ -24,8 +24,12 @@ the centre and up to a pixel or two at the border of a 256 px crop with a 50 mm
 lens at 0.3-2 m, where the CoC is also smooth in all but depth edges.
 
 Depth outputs are bounded: a network outputs a logit y and
-``1/z = 1/max_depth + (1/min_depth - 1/max_depth) sigmoid(y)`` (:meth:`depth_from_logit`),
-so z lies in [min_depth_m, max_depth_m] whatever the weights.
+``z = min_depth + (max_depth - min_depth) sigmoid(y)`` (:meth:`depth_from_logit`),
+so z lies in [min_depth_m, max_depth_m] whatever the weights. Linear in depth, not
+in inverse depth as ``sdgs``: the loss is MSE on depth, and with a bounded inverse
+depth the far background (the wall, near max_depth_m) sits where the sigmoid is
+flat; training then drove every pixel onto the far bound and stalled (measured on
+the tiny dataset), while the linear map keeps typical depths mid-range.
 
 :class:`Encoder` and :class:`Decoder` are the two halves of a VGG-style U-Net
 (:class:`dfd_models.networks.blocks.ConvBlock` per level, 2 x 2 max-pooling), split
@@ -167,16 +171,14 @@ class SupervisedDepthModel(DepthModel):
     # --- output parameterisation ---------------------------------------------------------
 
     def depth_from_logit(self, logit: Tensor) -> Tensor:
-        """Depth z = 1 / (1/max + (1/min - 1/max) sigmoid(y)), metres, in [min_depth_m, max_depth_m].  # shape of y"""
-        inv_near, inv_far = 1 / self.config["min_depth_m"], 1 / self.config["max_depth_m"]
-        return 1 / (inv_far + (inv_near - inv_far) * torch.sigmoid(logit.float()))
+        """Depth z = min + (max - min) sigmoid(y), metres, in [min_depth_m, max_depth_m].  # shape of y"""
+        near, far = self.config["min_depth_m"], self.config["max_depth_m"]
+        return near + (far - near) * torch.sigmoid(logit.float())
 
     def depth_logit(self, depth_m: Tensor) -> Tensor:
         """The inverse of :meth:`depth_from_logit`, depth clamped into the range first.  # shape of depth_m"""
-        cfg = self.config
-        inv_near, inv_far = 1 / cfg["min_depth_m"], 1 / cfg["max_depth_m"]
-        s = (1 / depth_m.clamp(cfg["min_depth_m"], cfg["max_depth_m"]) - inv_far) / (inv_near - inv_far)
-        return torch.logit(s, eps=1e-3)
+        near, far = self.config["min_depth_m"], self.config["max_depth_m"]
+        return torch.logit((depth_m.clamp(near, far) - near) / (far - near), eps=1e-3)
 
     def coc_from_logit(self, logit: Tensor) -> Tensor:
         """Unsigned CoC c = coc_scale_px softplus(y), pixels, >= 0.  # shape of y"""
