@@ -59,7 +59,7 @@ def one_thread(torch):
 
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("t", [1, 3, 5])
-def test_shapes_any_stack_length_and_size(torch, name, t):
+def test_shapes_any_stack_length_and_size(torch, one_thread, name, t):
     from dfd_models.networks import MODELS as REGISTRY
     from dfd_models.networks import build_model
 
@@ -80,9 +80,9 @@ def test_shapes_any_stack_length_and_size(torch, name, t):
 
     plain = build_model(name, _small(name))
     assert "coc" not in plain(batch) and set(plain.losses(batch, plain(batch))) == {"depth", "total"}
-    with torch.no_grad():  # predict on images alone, one frame or the stack
-        lens = plain.predict(batch["frames"][:, :1], batch["focus_m"][:, :1], _lens(torch), batch["K"][:, :1])
-        assert lens.shape == (2, 1, 3 * m, 5 * m)
+    with torch.no_grad():  # predict on images alone, one frame (dfdgen predict's stack)
+        depth = plain.predict(batch["frames"][:, :1], batch["focus_m"][:, :1], _lens(torch), batch["K"][:, :1])
+        assert depth.shape == (2, 1, 3 * m, 5 * m)
     with pytest.raises(ValueError, match="divisible by 4"):
         plain(_batch(torch, h=6, w=8))
 
@@ -103,10 +103,8 @@ def test_losses_ignore_invalid_and_wall_pixels(torch):
     wall[..., -3:, :] = True
     base = model.losses(batch, out)
 
-    spoiled = dict(batch, depth=batch["depth"].clone(), coc=None)
-    del spoiled["coc"]
+    spoiled = dict(batch, depth=batch["depth"].clone())
     spoiled["depth"][~batch["valid"]] = 123.0  # invalid pixels may hold anything: valid says they don't count
-    spoiled["valid"] = batch["valid"]
     assert model.losses(spoiled, out)["depth"] == pytest.approx(float(base["depth"]))
 
     walled = dict(batch, wall=wall)
@@ -159,9 +157,8 @@ def _fit(torch, model, batch, steps, lr):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_overfits_four_scenes(torch, four_scenes, one_thread, name):
-    """Supervised training wires model and loss right: delta1 >= 0.9 on the scenes it saw.
-
-    Measured (2 CPU cores, 1 thread): ddff 0.90 at 200 steps, lstm_ddff below."""
+    """Supervised training wires model and loss right: delta1 >= 0.9 on the scenes it saw
+    (all valid pixels, wall included; 220 Adam steps at lr 2e-3, CoC head on)."""
     from dfd_models.metrics import depth_metrics
     from dfd_models.networks import build_model
 
@@ -174,6 +171,7 @@ def test_overfits_four_scenes(torch, four_scenes, one_thread, name):
         after = float(model.losses(four_scenes, out)["total"])
     assert after < 0.5 * before, (before, after)
     delta1 = depth_metrics(out["depth"], four_scenes["depth"], four_scenes["valid"])["delta1"]
+    print(f"{name}: delta1 {delta1:.3f} after 220 steps")
     assert delta1 >= 0.9, delta1
 
 
