@@ -1,0 +1,120 @@
+"""The supervised baselines ``recurrent_ae`` and ``defocusnet``.
+
+Shapes on synthetic stacks (T = 1, 3, 5; CoC outputs), the loss's masks, and on the
+tiny Cycles-rendered dataset: a few steps lower the loss, four scenes are
+overfitted, and ``dfdgen train/eval`` run each model.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from test_baselines_ddff import _batch, _fit, _lens, four_scenes, one_thread  # noqa: F401  (fixtures)
+from test_train_cli import _run
+
+MODELS = ("recurrent_ae", "defocusnet")
+
+#: Config overrides that keep each model fast on 2 CPU cores (both: H, W multiples of 4).
+SMALL = {
+    "recurrent_ae": {"channels": [8, 16, 16]},
+    "defocusnet": {"coc_channels": [8, 16, 16], "depth_channels": [8, 16, 16], "w_coc": 0.1},
+}
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("t", [1, 3, 5])
+def test_shapes_any_stack_length_and_size(torch, one_thread, name, t):
+    from dfd_models.networks import MODELS as REGISTRY
+    from dfd_models.networks import build_model
+
+    assert REGISTRY[name].supervised is True
+    model = build_model(name, {**SMALL[name], "coc_head": True})
+    m = model.size_multiple
+    assert m == 4
+    batch = _batch(torch, b=2, t=t, h=3 * m, w=5 * m)
+    out = model(batch)
+    assert out["depth"].shape == (2, 1, 3 * m, 5 * m) and out["coc"].shape == (2, t, 1, 3 * m, 5 * m)
+    cfg = model.config
+    assert torch.all((out["depth"] >= cfg["min_depth_m"]) & (out["depth"] <= cfg["max_depth_m"]))
+    assert torch.all(out["coc"] >= 0)
+    terms = model.losses(batch, out)
+    assert set(terms) == {"depth", "coc", "total"}
+    assert torch.allclose(terms["total"], terms["depth"] + cfg["w_coc"] * terms["coc"])
+    terms["total"].backward()
+
+    model.eval()
+    with torch.no_grad():  # predict on images alone, one frame (dfdgen predict's stack)
+        depth = model.predict(batch["frames"][:, :1], batch["focus_m"][:, :1], _lens(torch), batch["K"][:, :1])
+    assert depth.shape == (2, 1, 3 * m, 5 * m)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        model(_batch(torch, h=6, w=8))
+
+
+def test_coc_head_is_optional_for_recurrent_ae_and_always_on_for_defocusnet(torch):
+    from dfd_models.networks import build_model
+
+    plain = build_model("recurrent_ae", SMALL["recurrent_ae"])
+    batch = _batch(torch)
+    assert "coc" not in plain(batch) and set(plain.losses(batch, plain(batch))) == {"depth", "total"}
+    assert build_model("defocusnet").config["coc_head"] is True
+    with pytest.raises(ValueError, match="coc_head must be true"):
+        build_model("defocusnet", {"coc_head": False})
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_losses_ignore_invalid_pixels(torch, name):
+    from dfd_models.networks import build_model
+
+    model = build_model(name, {**SMALL[name], "coc_head": True})
+    batch = _batch(torch)
+    out = {k: v.detach() for k, v in model(batch).items()}
+    base = model.losses(batch, out)
+    spoiled = dict(batch, depth=batch["depth"].clone())
+    spoiled["depth"][~batch["valid"]] = 123.0
+    terms = model.losses(spoiled, out)
+    assert terms["depth"] == pytest.approx(float(base["depth"]))
+    assert terms["coc"] == pytest.approx(float(base["coc"]))
+
+
+# --- the tiny rendered dataset -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_overfits_four_scenes(torch, four_scenes, one_thread, name):  # noqa: F811
+    """Supervised training wires model and loss right: the loss falls, and delta1 >= 0.9 on the
+    scenes it saw (all valid pixels, wall included; 400 Adam steps, CoC on), in eval mode."""
+    from dfd_models.metrics import depth_metrics
+    from dfd_models.networks import build_model
+
+    model = build_model(name, {**SMALL[name], "mask_wall": False, "coc_head": True})
+    with torch.no_grad():
+        before = float(model.losses(four_scenes, model(four_scenes))["total"])
+    _fit(torch, model, four_scenes, steps=400, lr=1e-2 if name == "recurrent_ae" else 3e-3)
+    model.eval()
+    with torch.no_grad():
+        out = model(four_scenes)
+        after = float(model.losses(four_scenes, out)["total"])
+    assert after < 0.5 * before, (before, after)
+    delta1 = depth_metrics(out["depth"], four_scenes["depth"], four_scenes["valid"])["delta1"]
+    print(f"{name}: delta1 {delta1:.3f} after 400 steps")
+    assert delta1 >= 0.9, delta1
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_cli_train_eval(tiny_dataset, tmp_path, torch, name):
+    run = tmp_path / "run"
+    config = [f"model.config.{key}={json.dumps(value)}" for key, value in SMALL[name].items()]
+    result = _run("train", "--shards", tiny_dataset, "--model", name, "--out", run, "--max-steps", 3,
+                  "--set", "data.crop=[32, 32]", "--set", "data.batch_size=2", "--set", "data.workers=0",
+                  "--set", "model.config.coc_head=true", *(arg for kv in config for arg in ("--set", kv)))
+    assert result.exit_code == 0, result.output
+    assert f"trained {name} to step 3" in result.output
+
+    report = tmp_path / "metrics.json"
+    result = _run("eval", "--shards", tiny_dataset, "--checkpoint", run / "ckpt" / "last.pt", "--split", "train",
+                  "--json", report)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(report.read_text())
+    assert metrics["model"] == name and 0 <= metrics["metrics"]["delta1"] <= 1
