@@ -226,6 +226,29 @@ def test_rendering_is_deterministic_and_thread_independent(bpy):
     assert 0 < first.cycles_seconds <= first.total_seconds
 
 
+def test_repeated_views_are_rendered_once(bpy, monkeypatch):
+    """Ramps repeating the same focus distances cost one render per distinct view."""
+    import dataclasses
+
+    from generator.blender import render as render_module
+
+    calls = []
+    original = render_module._Renderer.render
+    monkeypatch.setattr(render_module._Renderer, "render", lambda self, *a, **k: calls.append(a) or original(self, *a, **k))
+    spec = _scene(width=16, height=12)
+    ramps = tuple(
+        FrameSpec(index=2 * ramp + k, ramp=ramp, time_s=0.0, focus_distance_m=f)
+        for ramp in range(3)
+        for k, f in enumerate((0.8, 3.0))
+    )
+    result = render_module.render_scene(dataclasses.replace(spec, frames=ramps))
+    assert len(calls) == 2 + 1 + 2  # depth per focus (thin lens), AIF, frames per focus
+    assert len(result.frames) == len(result.depth) == 6
+    for k in range(2, 6):
+        assert np.array_equal(result.frames[k], result.frames[k % 2])
+        assert np.array_equal(result.depth[k], result.depth[k % 2])
+
+
 def test_save_blend_writes_what_is_rendered(bpy, tmp_path):
     from generator.blender.render import save_blend
 

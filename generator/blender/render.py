@@ -17,14 +17,16 @@ import bpy
 import numpy as np
 import OpenEXR
 
-from generator.blender.build import build_scene, set_beauty_sampling
+from generator.blender.build import BuiltScene, build_scene, set_beauty_sampling
 from generator.blender.camera import CLIP_END_M, apply_camera
+from generator.lens import Lens
 from generator.spec import SceneSpec
 
 #: Width (pixels) of the Gaussian pixel filter used for depth: Cycles' minimum.
 #: With one sample per pixel, the camera ray then passes within 0.005 px of the
 #: pixel centre (integer + 0.5, DESIGN.md section 2), so depth is a point sample
-#: there, not an average across an edge. (Cycles fixes the box filter at 1 px.)
+#: there, not an average across an edge. (Cycles fixes the box filter at 1 px,
+#: leaving where a lone sample lands to its sampler.)
 DEPTH_FILTER_WIDTH_PX = 0.01
 
 _COMBINED = "ViewLayer.Combined"  # RGBA, linear
@@ -56,6 +58,10 @@ class RenderedScene:
 def render_scene(spec: SceneSpec, *, threads: int = 0, scratch_dir: Path | None = None) -> RenderedScene:
     """Build ``spec`` and render its depth, optional all-in-focus image and focus frames.
 
+    Frames that share a focus distance and time (the repeated ramps of a static
+    scene) are rendered once and share one array: Cycles is deterministic here,
+    so a second render would give the same bytes. The same holds for depth.
+
     Args:
         spec: the scene.
         threads: Cycles CPU threads, 0 = all cores (the pixels do not depend on it).
@@ -64,31 +70,21 @@ def render_scene(spec: SceneSpec, *, threads: int = 0, scratch_dir: Path | None 
     """
     start = time.perf_counter()
     built = build_scene(spec, threads=threads)
-    scene, camera, lens = built.scene, built.camera, spec.lens
+    # A view is what a render depends on besides depth of field: scene time and focus distance.
+    views = [(frame.time_s, frame.focus_distance_m) for frame in spec.frames]
+    depth_views = views if spec.depth_per_frame else views[:1]
     with tempfile.TemporaryDirectory(prefix="dfdgen-", dir=scratch_dir) as folder:
-        renderer = _Renderer(scene, Path(folder) / "render.exr")
-
-        # Depth: pinhole at the lens centre (DoF off). Breathing or motion makes it per frame.
-        set_depth_sampling(scene)
-        depth = []
-        for frame in spec.frames if spec.depth_per_frame else spec.frames[:1]:
-            apply_camera(camera, lens, frame.focus_distance_m, use_dof=False)
-            z = renderer.render()[_DEPTH]
-            depth.append(np.where(z < CLIP_END_M, z, 0.0).astype(np.float32))  # sky: ~1e10 -> 0
-
-        set_beauty_sampling(scene, spec.render)
-        aif = None
-        if spec.render.aif:
-            apply_camera(camera, lens, spec.frames[0].focus_distance_m, use_dof=False)
-            aif = _rgb(renderer.render())
-        frames = []
-        for frame in spec.frames:
-            apply_camera(camera, lens, frame.focus_distance_m, use_dof=True)
-            frames.append(_rgb(renderer.render()))
-
+        renderer = _Renderer(built, spec.lens, Path(folder) / "render.exr")
+        # Depth first, through a pinhole at the lens centre (DoF off); then the
+        # all-in-focus image and the focus frames, changing only the camera.
+        set_depth_sampling(built.scene)
+        depth = {v: _depth(renderer.render(v[1], use_dof=False)) for v in dict.fromkeys(depth_views)}
+        set_beauty_sampling(built.scene, spec.render)
+        aif = _rgb(renderer.render(views[0][1], use_dof=False)) if spec.render.aif else None
+        rgb = {v: _rgb(renderer.render(v[1], use_dof=True)) for v in dict.fromkeys(views)}
     return RenderedScene(
-        frames=frames,
-        depth=depth,
+        frames=[rgb[v] for v in views],
+        depth=[depth[v] for v in depth_views],
         aif=aif,
         cycles_seconds=renderer.seconds,
         total_seconds=time.perf_counter() - start,
@@ -116,28 +112,36 @@ def set_depth_sampling(scene: bpy.types.Scene) -> None:
 
 
 class _Renderer:
-    """Renders ``scene`` to one scratch EXR and reads it back; totals the time inside Cycles."""
+    """Renders a built scene to one scratch EXR and reads it back; totals the time inside Cycles."""
 
-    def __init__(self, scene: bpy.types.Scene, path: Path):
-        self.scene, self.path, self.seconds = scene, path, 0.0
-        scene.render.filepath = str(path)
-        scene.render.use_file_extension = False  # write exactly `path`
-        settings = scene.render.image_settings
+    def __init__(self, built: BuiltScene, lens: Lens, path: Path):
+        self.built, self.lens, self.path, self.seconds = built, lens, path, 0.0
+        render = built.scene.render
+        render.filepath = str(path)
+        render.use_file_extension = False  # write exactly `path`
+        settings = render.image_settings
         settings.media_type = "MULTI_LAYER_IMAGE"  # Blender 5.0: set before the EXR format
         settings.file_format = "OPEN_EXR_MULTILAYER"
         settings.color_depth = "32"  # float32: depth in metres and linear radiance, unrounded
         settings.exr_codec = "NONE"  # a scratch file read once: skip compression
-        view_layer = scene.view_layers[0]
+        view_layer = built.scene.view_layers[0]
         view_layer.use_pass_combined = True
         view_layer.use_pass_z = True
 
-    def render(self) -> dict[str, np.ndarray]:
-        """Render once; return every EXR channel by name (``'ViewLayer.Combined'`` is [H, W, 4])."""
+    def render(self, focus_m: float, use_dof: bool) -> dict[str, np.ndarray]:
+        """Set the camera, render once; every EXR channel by name (``'ViewLayer.Combined'`` is [H, W, 4])."""
+        apply_camera(self.built.camera, self.lens, focus_m, use_dof)
         start = time.perf_counter()
-        bpy.ops.render.render(write_still=True, scene=self.scene.name)
+        bpy.ops.render.render(write_still=True, scene=self.built.scene.name)
         self.seconds += time.perf_counter() - start
         with OpenEXR.File(str(self.path)) as exr:
             return {name: channel.pixels for part in exr.parts for name, channel in part.channels.items()}
+
+
+def _depth(channels: dict[str, np.ndarray]) -> np.ndarray:
+    """Planar depth float32 [H, W], metres; sky (Cycles writes ~1e10 there) becomes 0."""
+    z = channels[_DEPTH]
+    return np.where(z < CLIP_END_M, z, 0.0).astype(np.float32)
 
 
 def _rgb(channels: dict[str, np.ndarray]) -> np.ndarray:
