@@ -67,8 +67,8 @@ class DDFF(SupervisedDepthModel):
     def forward(self, batch: dict) -> dict[str, Tensor]:
         frames, focus, K = batch["frames"], batch["focus_m"], batch["K"]  # [B, T, 3, H, W], [B, T], [B, T, 3, 3]
         self.check_frames(frames, focus, K, min_frames=self.min_frames)
-        b, t, _, h, w = frames.shape
-        x = torch.cat([frames, self.focus_planes(focus, h, w).to(frames.dtype)], 2).flatten(0, 1)  # [BT, 4, H, W]
+        b, t = frames.shape[:2]
+        x = self.frames_with_focus(frames, focus)  # [BT, 4, H, W]
         features = self.encoder(x)
         out = self.depth_decoder(features).float().unflatten(0, (b, t))  # [B, T, 2, H, W]
         scores, offsets = out[:, :, :1], out[:, :, 1:]

@@ -155,9 +155,8 @@ class RecurrentAE(SupervisedDepthModel):
         Returns:
             per level k, h_k(t) for t = 0 .. T-1.  # [B, T, channels[k], H / 2^k, W / 2^k]
         """
-        b, t, _, h, w = frames.shape
-        focus = self.focus_planes(focus_m, h, w).to(frames.dtype)  # [B, T, 1, H, W]
-        x = torch.cat([frames, focus], 2).flatten(0, 1)  # [B T, 4, H, W]
+        b, t = frames.shape[:2]
+        x = self.frames_with_focus(frames, focus_m)  # [B T, 4, H, W]
         states = []
         for block, cell in zip(self.encoder, self.memory):
             x = block(x)  # [B T, C_k, H_k, W_k]

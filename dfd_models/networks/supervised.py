@@ -197,6 +197,18 @@ class SupervisedDepthModel(DepthModel):
         code = (1 / focus_m - inv_far) / (inv_near - inv_far)  # [B, T]
         return code[:, :, None, None, None].expand(*focus_m.shape, 1, height, width)
 
+    def frames_with_focus(self, frames: Tensor, focus_m: Tensor) -> Tensor:
+        """Every frame with its :meth:`focus_planes` channel, frames folded into the batch.
+
+        Args:
+            frames: linear RGB.  # [B, T, 3, H, W]
+            focus_m: focus distances, metres.  # [B, T]
+        Returns:
+            the per-frame network input.  # [B T, 4, H, W]
+        """
+        focus = self.focus_planes(focus_m, *frames.shape[-2:]).to(frames.dtype)  # [B, T, 1, H, W]
+        return torch.cat([frames, focus], 2).flatten(0, 1)
+
     # --- losses --------------------------------------------------------------------------
 
     def loss_mask(self, batch: dict) -> Tensor:
