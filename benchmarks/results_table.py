@@ -110,6 +110,9 @@ def train_and_eval(name: str, data: Path, runs: Path, steps: int, batch_size: in
                  "--set", f"data.batch_size={batch_size}", "--set", "data.workers=1",
                  "--set", f"optim.warmup_steps={steps // 10}",
                  "--set", f"train.ckpt_every={steps}", "--set", "train.image_every=0"]
+    if MODELS[name].supervised:
+        # dfdgen eval scores every valid pixel, the wall included: train on the same pixels.
+        train_cmd += ["--set", "model.config.mask_wall=false"]
     train_s = _run(train_cmd, run_dir / "train.log")
     result_json = run_dir / "eval.json"
     eval_cmd = [_dfdgen(), "eval", "--shards", str(data), "--checkpoint", str(run_dir / "ckpt" / "last.pt"),
