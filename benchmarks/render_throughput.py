@@ -48,6 +48,9 @@ def measure(size: int, samples: int, scenes: int, ramps: int, threads: int) -> d
             spec = sample_scene(recipe, index)
             rendered = render_scene(spec, threads=threads)
             out.add(index, spec.split, encode_sample(spec, rendered, recipe))
+            if not 0 < rendered.cycles_seconds <= rendered.total_seconds:  # the ratio would mean nothing
+                raise RuntimeError(f"render time accounting is off: {rendered.cycles_seconds} s in Cycles "
+                                   f"of {rendered.total_seconds} s in total")
             cycles += rendered.cycles_seconds
             frames += len(spec.frames)
             renders += len({(f.time_s, f.focus_distance_m) for f in spec.frames})

@@ -1,6 +1,7 @@
 """The supervised baselines ``recurrent_ae`` and ``defocusnet``.
 
-Shapes on synthetic stacks (T = 1, 3, 5; CoC outputs), the loss's masks, and on the
+(Their shapes on synthetic stacks are tested with every baseline in
+test_baselines_ddff.py.) The CoC head options, the loss's masks, and on the
 tiny Cycles-rendered dataset: a few steps lower the loss, four scenes are
 overfitted, and ``dfdgen train/eval`` run each model.
 """
@@ -11,45 +12,10 @@ import json
 
 import pytest
 
-from test_baselines_ddff import _batch, _fit, _lens, four_scenes, one_thread  # noqa: F401  (fixtures)
+from test_baselines_ddff import SMALL, _batch, _fit, four_scenes, one_thread  # noqa: F401  (fixtures)
 from test_train_cli import _run
 
 MODELS = ("recurrent_ae", "defocusnet")
-
-#: Config overrides that keep each model fast on 2 CPU cores (both: H, W multiples of 4).
-SMALL = {
-    "recurrent_ae": {"channels": [8, 16, 16]},
-    "defocusnet": {"coc_channels": [8, 16, 16], "depth_channels": [8, 16, 16], "w_coc": 0.1},
-}
-
-
-@pytest.mark.parametrize("name", MODELS)
-@pytest.mark.parametrize("t", [1, 3, 5])
-def test_shapes_any_stack_length_and_size(torch, one_thread, name, t):
-    from dfd_models.networks import MODELS as REGISTRY
-    from dfd_models.networks import build_model
-
-    assert REGISTRY[name].supervised is True
-    model = build_model(name, {**SMALL[name], "coc_head": True})
-    m = model.size_multiple
-    assert m == 4
-    batch = _batch(torch, b=2, t=t, h=3 * m, w=5 * m)
-    out = model(batch)
-    assert out["depth"].shape == (2, 1, 3 * m, 5 * m) and out["coc"].shape == (2, t, 1, 3 * m, 5 * m)
-    cfg = model.config
-    assert torch.all((out["depth"] >= cfg["min_depth_m"]) & (out["depth"] <= cfg["max_depth_m"]))
-    assert torch.all(out["coc"] >= 0)
-    terms = model.losses(batch, out)
-    assert set(terms) == {"depth", "coc", "total"}
-    assert torch.allclose(terms["total"], terms["depth"] + cfg["w_coc"] * terms["coc"])
-    terms["total"].backward()
-
-    model.eval()
-    with torch.no_grad():  # predict on images alone, one frame (dfdgen predict's stack)
-        depth = model.predict(batch["frames"][:, :1], batch["focus_m"][:, :1], _lens(torch), batch["K"][:, :1])
-    assert depth.shape == (2, 1, 3 * m, 5 * m)
-    with pytest.raises(ValueError, match="divisible by 4"):
-        model(_batch(torch, h=6, w=8))
 
 
 def test_coc_head_is_optional_for_recurrent_ae_and_always_on_for_defocusnet(torch):

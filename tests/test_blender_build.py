@@ -223,7 +223,6 @@ def test_rendering_is_deterministic_and_thread_independent(bpy):
         assert image.dtype == np.float32 and image.shape == (30, 40, 3) and image.mean() > 0.01
     # Frames differ only in focus, and focus changes the pixels.
     assert not np.array_equal(first.frames[0], first.frames[1])
-    assert 0 < first.cycles_seconds <= first.total_seconds
 
 
 def test_repeated_views_are_rendered_once(bpy, monkeypatch):
