@@ -38,8 +38,11 @@ def _is_main_process() -> bool:
 @click.option("--max-steps", type=click.IntRange(min=1), metavar="N", help="Optimizer steps  [config: train.max_steps].")
 @click.option("--epochs", type=click.IntRange(min=1), metavar="E", help="Epochs  [config: train.epochs].")
 @click.option("--seed", type=click.IntRange(min=0), metavar="S", help="Seed  [config: train.seed].")
+@click.option("--coc-head", is_flag=True, default=None,
+              help="Also predict each frame's CoC, supervised by the shards' CoC (supervised models)  "
+                   "[config: model.config.coc_head].")
 @click.option("--resume", is_flag=True, help="Continue the run in RUN from its last checkpoint.")
-def train(shards, model_name, run_dir, config_path, overrides, max_steps, epochs, seed, resume):
+def train(shards, model_name, run_dir, config_path, overrides, max_steps, epochs, seed, coc_head, resume):
     """Train a depth model on focal-stack shards; checkpoints and TensorBoard logs go to RUN.
 
     The config is the defaults, then --config, then --set, then the options
@@ -54,7 +57,8 @@ def train(shards, model_name, run_dir, config_path, overrides, max_steps, epochs
     from generator.cli import library_errors
 
     settings = {"model.name": model_name, "data.shards": None if shards is None else str(shards),
-                "train.max_steps": max_steps, "train.epochs": epochs, "train.seed": seed}
+                "train.max_steps": max_steps, "train.epochs": epochs, "train.seed": seed,
+                "model.config.coc_head": coc_head}
     with library_errors():
         base = read_yaml(config_path) if config_path is not None else None
         config = run_config(run_dir, base, overrides, settings, resume=resume)

@@ -190,10 +190,12 @@ def test_cli_train_eval_predict_ddff(tiny_dataset, frame_pngs, tmp_path, torch):
     run = tmp_path / "run"
     result = _run("train", "--shards", tiny_dataset, "--model", "ddff", "--out", run, "--max-steps", 3,
                   "--set", "data.crop=[32, 32]", "--set", "data.batch_size=2", "--set", "data.workers=0",
-                  "--set", "model.config.channels=[8, 16]", "--set", "model.config.coc_head=true")
+                  "--set", "model.config.channels=[8, 16]", "--coc-head")
     assert result.exit_code == 0, result.output
     assert "trained ddff to step 3" in result.output
     ckpt = run / "ckpt" / "last.pt"
+    state = torch.load(ckpt, weights_only=True)
+    assert any(k.startswith("coc_decoder.") for k in state["model"]), "--coc-head did not add the CoC decoder"
 
     report = tmp_path / "metrics.json"
     result = _run("eval", "--shards", tiny_dataset, "--checkpoint", ckpt, "--split", "train", "--json", report)
@@ -206,3 +208,12 @@ def test_cli_train_eval_predict_ddff(tiny_dataset, frame_pngs, tmp_path, torch):
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "pred").glob("*.depth.exr")) == sorted(
         f"{p.stem}.depth.exr" for p in frame_pngs)
+
+
+def test_cli_coc_head_on_a_model_without_one_is_bad_input(tiny_dataset, tmp_path, torch):  # noqa: F811
+    result = _run("train", "--shards", tiny_dataset, "--model", "sdgs", "--out", tmp_path / "run",
+                  "--max-steps", 1, "--coc-head")
+    assert result.exit_code == 2, result.output
+    assert "coc_head" in result.output
+    assert not (tmp_path / "run" / "ckpt").exists()
+
