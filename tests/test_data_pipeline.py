@@ -62,6 +62,9 @@ def test_resolve_shards_directory_manifest_split_braces_list(eight, data):
     assert len(data.resolve_shards(eight)) == 5
     assert data.resolve_shards(f"{eight}/small_obj-train-{{000001..000002}}.tar") == train[1:3]
     assert data.resolve_shards([train[3], train[0]]) == [train[3], train[0]]
+    other = write_dataset(eight.parent / "other", [make_spec(i, split="val") for i in (20, 21)])
+    both = data.resolve_shards(f"{eight}::{other}")  # two datasets trained on together
+    assert both == data.resolve_shards(eight) + data.resolve_shards(other) and len(both) == 6
     (eight / "manifest.json").unlink()  # without a manifest: the directory's *.tar
     assert data.resolve_shards(eight, split="train") == train
     with pytest.raises(BadInput, match="no shards of split 'test'"):

@@ -48,8 +48,9 @@ def resolve_shards(urls: str | os.PathLike | Sequence[str | os.PathLike], split:
 
     Args:
         urls: a dataset directory (the shards its ``manifest.json`` lists, else
-            every ``*.tar`` in it), a path/URL that may hold brace patterns and
-            ``::``-separated alternatives (webdataset's syntax), or a list of such.
+            every ``*.tar`` in it), a path/URL that may hold brace patterns,
+            ``::``-separated alternatives of those (webdataset's syntax, e.g.
+            ``data/small_obj::data/large_obj``), or a list of such.
         split: keep only shards of this split (``"train"``): the manifest's
             ``split``, else the one in the file name ``{recipe}-{split}-{shard:06d}.tar``.
 
@@ -60,9 +61,10 @@ def resolve_shards(urls: str | os.PathLike | Sequence[str | os.PathLike], split:
         BadInput: nothing matched (the message names what was given).
     """
     given = [urls] if isinstance(urls, (str, os.PathLike)) else list(urls)
+    # "::" joins alternatives in webdataset's syntax; splitting first lets them be dataset directories too.
+    given = [part for item in given for part in os.fspath(item).split("::")]
     out: list[str] = []
     for item in given:
-        item = os.fspath(item)
         if os.path.isdir(item):
             listed = _manifest_shards(Path(item), split)
             if listed is None:
