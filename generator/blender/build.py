@@ -29,7 +29,7 @@ _PATTERN_NODES = {
 
 @dataclass
 class BuiltScene:
-    """A scene built from a spec: the bpy scene and its (only) camera object."""
+    """A scene built from a spec: the bpy scene and the spec's camera object in it."""
 
     scene: bpy.types.Scene
     camera: bpy.types.Object
@@ -45,14 +45,28 @@ def build_scene(spec: SceneSpec, *, threads: int = 0) -> BuiltScene:
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.data.scenes[0]
     scene.name = f"dfdgen_{spec.index:08d}"
+    return build_into(scene, scene.collection, spec, threads=threads)
+
+
+def build_into(
+    scene: bpy.types.Scene, collection: bpy.types.Collection, spec: SceneSpec, *, threads: int = 0
+) -> BuiltScene:
+    """Build ``spec`` into an existing ``scene``, leaving everything else in the file as it is.
+
+    The spec's objects, lights and camera are linked to ``collection`` (which
+    must be in ``scene``); the scene gets the spec's render settings, a new
+    world and the new camera as its active camera. The Blender add-on builds
+    into its own collection of the user's scene this way; :func:`build_scene`
+    into an empty scene.
+    """
     configure_render(scene, spec.render, threads)
     scene.world = _world(spec.world)
     for obj in spec.objects:
-        scene.collection.objects.link(_mesh_object(obj))
+        collection.objects.link(_mesh_object(obj))
     for light in spec.lights:
-        scene.collection.objects.link(_light(light))
+        collection.objects.link(_light(light))
     camera = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
-    scene.collection.objects.link(camera)
+    collection.objects.link(camera)
     set_camera_pose(camera, spec.camera)
     apply_camera(camera, spec.lens, spec.frames[0].focus_distance_m, use_dof=True)
     scene.camera = camera  # the camera bpy.ops.render.render uses for this scene
@@ -116,11 +130,15 @@ def set_beauty_sampling(scene: bpy.types.Scene, render: RenderSpec) -> None:
       square, like a sensor pixel; Cycles fixes the box width at 1 px. A wider
       filter (Blackman-Harris, 1.5 px) would add blur on top of the defocus.
     - ``seed`` from the spec; ``max_bounces`` caps all light-path bounces.
+    - ``sampling_pattern='TABULATED_SOBOL'``: set, not left to the scene: the
+      factory startup scene has it, a scene made by ``bpy.data.scenes.new``
+      (as the add-on renders in) has 'AUTOMATIC', which gives other pixels.
     """
     cycles = scene.cycles
     cycles.samples = render.samples
     cycles.seed = render.seed
     cycles.use_adaptive_sampling = False
+    cycles.sampling_pattern = "TABULATED_SOBOL"
     cycles.use_denoising = False
     cycles.pixel_filter_type = "BOX"
     cycles.max_bounces = render.max_bounces

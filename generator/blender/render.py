@@ -8,10 +8,12 @@ scratch multilayer EXR (float32, uncompressed) and read back with OpenEXR.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Generator, TypeVar
 
 import bpy
 import numpy as np
@@ -28,6 +30,10 @@ from generator.spec import SceneSpec
 #: there, not an average across an edge. (Cycles fixes the box filter at 1 px,
 #: leaving where a lone sample lands to its sampler.)
 DEPTH_FILTER_WIDTH_PX = 0.01
+
+#: (scene time s, focus distance m): what a render depends on besides depth of field.
+View = tuple[float, float]
+T = TypeVar("T")
 
 _COMBINED = "ViewLayer.Combined"  # RGBA, linear
 _DEPTH = "ViewLayer.Depth.Z"  # planar depth, metres
@@ -70,18 +76,56 @@ def render_scene(spec: SceneSpec, *, threads: int = 0, scratch_dir: Path | None 
     """
     start = time.perf_counter()
     built = build_scene(spec, threads=threads)
-    # A view is what a render depends on besides depth of field: scene time and focus distance.
-    views = [(frame.time_s, frame.focus_distance_m) for frame in spec.frames]
-    depth_views = views if spec.depth_per_frame else views[:1]
     with tempfile.TemporaryDirectory(prefix="dfdgen-", dir=scratch_dir) as folder:
-        renderer = _Renderer(built, spec.lens, Path(folder) / "render.exr")
-        # Depth first, through a pinhole at the lens centre (DoF off); then the
-        # all-in-focus image and the focus frames, changing only the camera.
-        set_depth_sampling(built.scene)
-        depth = {v: _depth(renderer.render(v[1], use_dof=False)) for v in dict.fromkeys(depth_views)}
-        set_beauty_sampling(built.scene, spec.render)
-        aif = _rgb(renderer.render(views[0][1], use_dof=False)) if spec.render.aif else None
-        rgb = {v: _rgb(renderer.render(v[1], use_dof=True)) for v in dict.fromkeys(views)}
+        rendered = run_to_end(render_views(built, spec, Path(folder)))
+    return dataclasses.replace(rendered, total_seconds=time.perf_counter() - start)
+
+
+def _views(spec: SceneSpec) -> tuple[list[View], list[View]]:
+    """The views of the focus frames, in frame order, and those of the depth maps.
+
+    A view is what a render depends on besides depth of field: scene time (s)
+    and focus distance (m).
+    """
+    views = [(frame.time_s, frame.focus_distance_m) for frame in spec.frames]
+    return views, views if spec.depth_per_frame else views[:1]
+
+
+def render_count(spec: SceneSpec) -> int:
+    """Number of Cycles renders :func:`render_views` makes for ``spec`` (distinct views only)."""
+    views, depth_views = _views(spec)
+    return len(set(depth_views)) + int(spec.render.aif) + len(set(views))
+
+
+def render_views(built: BuiltScene, spec: SceneSpec, scratch: Path) -> Generator[int, None, RenderedScene]:
+    """Render ``spec``'s depth, all-in-focus image and focus frames in ``built``, one Cycles render per step.
+
+    The work of :func:`render_scene` on a scene built already (by
+    :func:`generator.blender.build.build_into` too), as a generator, so that a
+    caller with a UI can show progress and stop between renders. Yields, after
+    each render, how many are done (of :func:`render_count`); returns the
+    :class:`RenderedScene` (``total_seconds``: time spent in the generator).
+    ``scratch`` is an existing folder for the scratch EXR.
+    """
+    start = time.perf_counter()
+    views, depth_views = _views(spec)
+    renderer = _Renderer(built, spec.lens, scratch / "render.exr")
+    # Depth first, through a pinhole at the lens centre (DoF off); then the
+    # all-in-focus image and the focus frames, changing only the camera.
+    set_depth_sampling(built.scene)
+    depth = {}
+    for view in dict.fromkeys(depth_views):
+        depth[view] = _depth(renderer.render(view[1], use_dof=False))
+        yield renderer.renders
+    set_beauty_sampling(built.scene, spec.render)
+    aif = None
+    if spec.render.aif:
+        aif = _rgb(renderer.render(views[0][1], use_dof=False))
+        yield renderer.renders
+    rgb = {}
+    for view in dict.fromkeys(views):
+        rgb[view] = _rgb(renderer.render(view[1], use_dof=True))
+        yield renderer.renders
     return RenderedScene(
         frames=[rgb[v] for v in views],
         depth=[depth[v] for v in depth_views],
@@ -89,6 +133,15 @@ def render_scene(spec: SceneSpec, *, threads: int = 0, scratch_dir: Path | None 
         cycles_seconds=renderer.seconds,
         total_seconds=time.perf_counter() - start,
     )
+
+
+def run_to_end(steps: Generator[Any, None, T]) -> T:
+    """Run a generator such as :func:`render_views` to its end and return its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
 
 
 def save_blend(spec: SceneSpec, path: Path) -> None:
@@ -112,10 +165,10 @@ def set_depth_sampling(scene: bpy.types.Scene) -> None:
 
 
 class _Renderer:
-    """Renders a built scene to one scratch EXR and reads it back; totals the time inside Cycles."""
+    """Renders a built scene to one scratch EXR and reads it back; counts renders and totals the time inside Cycles."""
 
     def __init__(self, built: BuiltScene, lens: Lens, path: Path):
-        self.built, self.lens, self.path, self.seconds = built, lens, path, 0.0
+        self.built, self.lens, self.path, self.seconds, self.renders = built, lens, path, 0.0, 0
         render = built.scene.render
         render.filepath = str(path)
         render.use_file_extension = False  # write exactly `path`
@@ -134,6 +187,7 @@ class _Renderer:
         start = time.perf_counter()
         bpy.ops.render.render(write_still=True, scene=self.built.scene.name)
         self.seconds += time.perf_counter() - start
+        self.renders += 1
         with OpenEXR.File(str(self.path)) as exr:
             return {name: channel.pixels for part in exr.parts for name, channel in part.channels.items()}
 
