@@ -20,10 +20,11 @@ from typing import Any, Callable
 
 from tqdm import tqdm
 
-from generator.errors import BadInput, OutputError
+from generator.errors import BadInput
 from generator.executors import render_task, run_scenes
+from generator.files import output_file
 from generator.recipe import Recipe, recipe_from_dict
-from generator.sampling import sample_scene
+from generator.sampling import check_scene_index, sample_scene
 from generator.shards import DatasetDir
 
 
@@ -139,13 +140,11 @@ def save_scene_blend(recipe: Recipe, index: int, path: str | Path) -> Path:
     Runs Blender in this process (bpy is imported here, on first use).
 
     Raises:
-        BadInput: ``index`` is not a scene of the recipe; OutputError: ``path``'s folder is missing.
+        BadInput: ``index`` is not a scene of the recipe; OutputError: ``path`` is a
+            folder or its folder is missing.
     """
-    if not 0 <= index < recipe.count:
-        raise BadInput(f"scene {index} is not in recipe '{recipe.name}' (scenes 0 to {recipe.count - 1})")
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise OutputError(f"cannot save {path}: folder {path.parent} does not exist")
+    check_scene_index(recipe, index)
+    path = output_file(path)
     from generator.blender.render import save_blend
 
     save_blend(sample_scene(recipe, index), path)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from generator import lens as lensmod
+from generator.errors import BadInput
 from generator.focus import focus_ramp
 from generator.recipe import SPLITS, IntRange, MaterialsRecipe, Range, Recipe, SceneRecipe
 from generator.spec import (
@@ -74,6 +75,16 @@ def scene_split(recipe: Recipe, index: int) -> str:
     edges = np.cumsum(fractions) / fractions.sum()
     # side="right" never picks a split of fraction 0 (its edge equals the previous one).
     return SPLITS[min(int(np.searchsorted(edges, draw, side="right")), len(SPLITS) - 1)]
+
+
+def check_scene_index(recipe: Recipe, index: int) -> None:
+    """Refuse an ``index`` that is not a scene of ``recipe`` (scenes are 0 to ``count - 1``).
+
+    Raises:
+        BadInput: naming the recipe and its range of scenes.
+    """
+    if not 0 <= index < recipe.count:
+        raise BadInput(f"scene {index} is not in recipe '{recipe.name}' (scenes 0 to {recipe.count - 1})")
 
 
 def sample_scene(recipe: Recipe, index: int) -> SceneSpec:

@@ -28,13 +28,10 @@ import webdataset as wds
 
 import generator
 from generator.errors import OutputError
+from generator.files import PARTIAL, TAR_MODE, TAR_MTIME, TAR_OWNER, write_atomic
 
 MANIFEST = "manifest.json"
 RECIPE = "recipe.yaml"
-PARTIAL = ".partial"
-#: Fixed tar member mtime (2020-01-01T00:00:00Z): tars must not depend on the clock.
-#: Not 0, which GNU tar flags as an "implausibly old time stamp" on extraction.
-TAR_MTIME = 1_577_836_800
 _TAR_BLOCK = 512
 
 
@@ -52,16 +49,6 @@ def sample_tar_bytes(sample: Mapping[str, Any]) -> int:
     """Bytes a sample adds to a tar: per member a 512-byte header plus data padded to 512."""
     sizes = [len(v) for k, v in sample.items() if not k.startswith("_")]
     return sum(_TAR_BLOCK + -(-n // _TAR_BLOCK) * _TAR_BLOCK for n in sizes)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``path`` via a temp file and ``os.replace``: readers see old or new, never half."""
-    tmp = path.with_name(path.name + PARTIAL)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -270,7 +257,7 @@ class DatasetDir:
         number = sum(s["split"] == split for s in self.shards)
         name = shard_name(self.recipe.name, split, number)
         file = open(self.path / (name + PARTIAL), "wb")
-        writer = wds.TarWriter(file, user="dfdgen", group="dfdgen", mode=0o444, mtime=TAR_MTIME, encoder=False)
+        writer = wds.TarWriter(file, user=TAR_OWNER, group=TAR_OWNER, mode=TAR_MODE, mtime=TAR_MTIME, encoder=False)
         self._open[split] = shard = _OpenShard(name, split, file, writer)
         return shard
 
