@@ -3,17 +3,14 @@
 (Their shapes on synthetic stacks are tested with every baseline in
 test_baselines_ddff.py.) The CoC head options, the loss's masks, and on the
 tiny Cycles-rendered dataset: a few steps lower the loss, four scenes are
-overfitted, and ``dfdgen train/eval`` run each model.
+overfitted (the commands run them in test_baselines_ddff.py).
 """
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from test_baselines_ddff import SMALL, _batch, _fit, four_scenes, one_thread  # noqa: F401  (fixtures)
-from test_train_cli import _run
 
 MODELS = ("recurrent_ae", "defocusnet")
 
@@ -66,21 +63,3 @@ def test_overfits_four_scenes(torch, four_scenes, one_thread, name):  # noqa: F8
     delta1 = depth_metrics(out["depth"], four_scenes["depth"], four_scenes["valid"])["delta1"]
     print(f"{name}: delta1 {delta1:.3f} after 700 steps")
     assert delta1 >= 0.9, delta1
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_cli_train_eval(tiny_dataset, tmp_path, torch, name):
-    run = tmp_path / "run"
-    config = [f"model.config.{key}={json.dumps(value)}" for key, value in SMALL[name].items()]
-    result = _run("train", "--shards", tiny_dataset, "--model", name, "--out", run, "--max-steps", 3,
-                  "--set", "data.crop=[32, 32]", "--set", "data.batch_size=2", "--set", "data.workers=0",
-                  "--set", "model.config.coc_head=true", *(arg for kv in config for arg in ("--set", kv)))
-    assert result.exit_code == 0, result.output
-    assert f"trained {name} to step 3" in result.output
-
-    report = tmp_path / "metrics.json"
-    result = _run("eval", "--shards", tiny_dataset, "--checkpoint", run / "ckpt" / "last.pt", "--split", "train",
-                  "--json", report)
-    assert result.exit_code == 0, result.output
-    metrics = json.loads(report.read_text())
-    assert metrics["model"] == name and 0 <= metrics["metrics"]["delta1"] <= 1

@@ -35,6 +35,21 @@ def _train(shards, out, *args):
     return _run("train", "--shards", shards, "--model", "sdgs", "--out", out, *SMALL, *args)
 
 
+def checkpoint_loss(shards, checkpoint) -> float:
+    """The training loss of ``checkpoint``'s model on one fixed batch of ``shards`` (4 stacks of
+    the train split, full frames, ramp 0, no flips), in eval mode with seed 0."""
+    import torch
+
+    from dfd_models.checkpoint import load_model
+    from dfd_models.data import make_loader
+
+    batch = next(iter(make_loader(shards, 4, None, split="train", flip=False, ramp=0, shuffle=0, num_workers=0)))
+    model, _ = load_model(checkpoint)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        return float(model.losses(batch, model(batch))["total"])
+
+
 @pytest.fixture(scope="module")
 def trained(tiny_dataset, tmp_path_factory, torch):
     """A run of 16 steps with checkpoints every 4 (RUN directory)."""
@@ -62,9 +77,7 @@ def frame_pngs(tiny_dataset, tmp_path_factory):
 def test_train_writes_the_run_and_lowers_the_loss(trained, tiny_dataset, torch):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from dfd_models.checkpoint import load_model
     from dfd_models.config import TrainConfig
-    from dfd_models.data import make_loader
 
     ckpts = sorted(p.name for p in (trained / "ckpt").iterdir())
     assert ckpts == ["last.pt"] + [f"step_{s:07d}.pt" for s in range(4, 17, 4)]
@@ -81,17 +94,7 @@ def test_train_writes_the_run_and_lowers_the_loss(trained, tiny_dataset, torch):
     assert len(events.Scalars("loss/total")) == 4
     assert set(events.Tags()["images"]) == {"frames", "depth/predicted", "depth/true"}
 
-    # The training loss of one fixed batch (4 stacks, full frames, the same frame pairs) falls.
-    batch = next(iter(make_loader(tiny_dataset, 4, None, split="train", flip=False, ramp=0, shuffle=0,
-                                  num_workers=0)))
-
-    def loss(path):
-        model, _ = load_model(path)
-        torch.manual_seed(0)
-        with torch.no_grad():
-            return float(model.losses(batch, model(batch))["total"])
-
-    early, late = loss(trained / "ckpt" / "step_0000004.pt"), loss(trained / "ckpt" / "last.pt")
+    early, late = (checkpoint_loss(tiny_dataset, trained / "ckpt" / name) for name in ("step_0000004.pt", "last.pt"))
     assert late < 0.99 * early, (early, late)
 
 
