@@ -45,9 +45,9 @@ from generator.errors import BadInput, RecipeError
 from generator.focus import SCHEDULES
 from generator.lens import LENS_MODELS
 from generator.overrides import parse_override
-from generator.spec import LIGHTS, MATERIALS, SHAPES
+from generator.spec import IMAGE_MATERIAL, LIGHTS, MATERIALS, MESH_SHAPE, SHAPES, WORLDS
 
-#: Material families objects may use: everything but the unlit emitter.
+#: Procedural material families objects may use: everything but the unlit emitter.
 SURFACE_MATERIALS = tuple(m for m in MATERIALS if m != "emission")
 #: Families with a fine pattern; the wall must show defocus everywhere, so no
 #: plain colour or smooth gradient there.
@@ -147,15 +147,20 @@ class ObjectsRecipe:
         count: number of objects per scene.
         size_m: largest extent of an object, metres.
         depth_m: planar depth of an object's centre, metres.
-        shapes: shape families to draw from (:data:`generator.spec.SHAPES`).
+        shapes: shape families to draw from (:data:`generator.spec.SHAPES`, and
+            ``mesh``: a file from ``assets.meshes``).
         deform_probability: chance that an object is twisted, tapered or displaced.
+        non_overlapping: keep objects' bounding spheres apart (at time 0); an object
+            that finds no free place in :data:`generator.sampling.PLACEMENT_TRIES`
+            draws is left out.
     """
 
     count: IntRange = _f(IntRange(3, 8), ge=0)
     size_m: Range = _f(Range(0.05, 0.2), gt=0)
     depth_m: Range = _f(Range(0.4, 1.2), gt=0)
-    shapes: tuple[str, ...] = _f(SHAPES, choices=SHAPES)
+    shapes: tuple[str, ...] = _f(SHAPES, choices=(*SHAPES, MESH_SHAPE))
     deform_probability: float = _f(0.5, ge=0, le=1)
+    non_overlapping: bool = _f(False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,11 +169,12 @@ class WallRecipe:
 
     Attributes:
         distance_m: planar depth of the wall, metres.
-        materials: material families of the wall (textured ones only).
+        materials: material families of the wall (textured ones only, and ``image``:
+            a file from ``assets.textures``).
     """
 
     distance_m: Range = _f(Range(2.0, 2.0), gt=0)
-    materials: tuple[str, ...] = _f(TEXTURED_MATERIALS, choices=TEXTURED_MATERIALS)
+    materials: tuple[str, ...] = _f(TEXTURED_MATERIALS, choices=(*TEXTURED_MATERIALS, IMAGE_MATERIAL))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,19 +182,32 @@ class MaterialsRecipe:
     """Procedural materials of the objects (and texture settings of the wall).
 
     Attributes:
-        families: material families objects draw from.
+        families: material families objects draw from (and ``image``: a file from
+            ``assets.textures``, box-projected at a random scale and rotation).
+        textureless_fraction: share of objects given a plain colour (``diffuse``, no
+            bump) whatever ``families`` says: textureless surfaces are where depth
+            from defocus has no cue, so a dataset should hold some.
         texture_period_px: size of one texture period in the image, pixels, at the
             surface's depth; small values give the fine texture defocus shows on.
+        image_period_px: size of one repeat of an ``image`` texture in the image, pixels.
+        ramp_stops: stops of the random colour ramp a pattern is mapped through.
         detail: texture detail (octaves) where the family has one.
         distortion: pattern distortion where the family has one.
         roughness: BSDF roughness.
+        metallic: BSDF metallic.
+        bump: strength of the bump mapping driven by the pattern (0 = smooth).
     """
 
-    families: tuple[str, ...] = _f(SURFACE_MATERIALS, choices=SURFACE_MATERIALS)
+    families: tuple[str, ...] = _f(SURFACE_MATERIALS, choices=(*SURFACE_MATERIALS, IMAGE_MATERIAL))
+    textureless_fraction: float = _f(0.0, ge=0, le=1)
     texture_period_px: Range = _f(Range(3.0, 16.0), gt=0)
+    image_period_px: Range = _f(Range(64.0, 256.0), gt=0)
+    ramp_stops: IntRange = _f(IntRange(2, 2), ge=2, le=8)
     detail: Range = _f(Range(1.0, 8.0), ge=0, le=15)
     distortion: Range = _f(Range(0.0, 1.0), ge=0)
     roughness: Range = _f(Range(0.2, 0.9), ge=0, le=1)
+    metallic: Range = _f(Range(0.0, 0.0), ge=0, le=1)
+    bump: Range = _f(Range(0.0, 0.0), ge=0, le=1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -209,18 +228,31 @@ class LightsRecipe:
         count: number of lights per scene (0: the world lights the scene alone).
         kinds: light kinds to draw from (:data:`generator.spec.LIGHTS`).
         energy: energy range per kind.
+        temperature_k: colour temperature, kelvin (the colour of a black body at it).
     """
 
     count: IntRange = _f(IntRange(1, 3), ge=0)
     kinds: tuple[str, ...] = _f(LIGHTS, choices=LIGHTS)
     energy: LightEnergyRecipe = _f(LightEnergyRecipe)
+    temperature_k: Range = _f(Range(6500.0, 6500.0), ge=1000, le=40000)
 
 
 @dataclass(frozen=True, kw_only=True)
 class WorldRecipe:
-    """Uniform background light; ``strength`` is Blender's world strength."""
+    """Background light.
 
+    Attributes:
+        kinds: world families (:data:`generator.spec.WORLDS`): ``uniform`` colour,
+            procedural ``sky``, ``hdri`` (a file from ``assets.environments``).
+        strength: Blender's world strength.
+        sun_elevation_deg: sun elevation of a ``sky``, degrees above the horizon.
+        turbidity: haze of a ``sky`` (2 clear .. 10 hazy).
+    """
+
+    kinds: tuple[str, ...] = _f(("uniform",), choices=WORLDS)
     strength: Range = _f(Range(0.1, 0.6), ge=0)
+    sun_elevation_deg: Range = _f(Range(5.0, 60.0), ge=-90, le=90)
+    turbidity: Range = _f(Range(2.0, 6.0), ge=1, le=10)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -232,6 +264,70 @@ class SceneRecipe:
     materials: MaterialsRecipe = _f(MaterialsRecipe)
     lights: LightsRecipe = _f(LightsRecipe)
     world: WorldRecipe = _f(WorldRecipe)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AssetsRecipe:
+    """User asset folders (not searched recursively). Relative paths are relative to the
+    recipe file's folder (to the current directory for built-in recipes) and stored resolved.
+
+    Attributes:
+        meshes: folders of ``.obj``/``.ply``/``.stl``/``.glb`` meshes (shape ``mesh``).
+        textures: folders of ``.png``/``.jpg`` images (material ``image``).
+        environments: folders of ``.exr``/``.hdr`` environment maps (world ``hdri``).
+    """
+
+    meshes: tuple[str, ...] | None = _f(None)
+    textures: tuple[str, ...] | None = _f(None)
+    environments: tuple[str, ...] | None = _f(None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ObjectMotionRecipe:
+    """Objects' constant velocities.
+
+    Attributes:
+        moving_fraction: share of objects that move (the wall never does).
+        speed_m_s: speed, m/s, in a random direction; reduced where needed so the
+            object's centre stays in view and in the depth range all sequence long.
+        angular_speed_rad_s: rate of change of the Euler angles, rad/s (random direction).
+    """
+
+    moving_fraction: float = _f(1.0, ge=0, le=1)
+    speed_m_s: Range = _f(Range(0.0, 0.2), ge=0)
+    angular_speed_rad_s: Range = _f(Range(0.0, 1.0), ge=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CameraMotionRecipe:
+    """Camera drift (constant velocity from the start pose) and per-frame jitter.
+
+    Attributes:
+        drift_m_s: translation speed, m/s, in a random direction.
+        drift_rad_s: rate of change of the Euler angles, rad/s (random direction).
+        jitter_m: standard deviation of a per-frame random offset of the position, metres.
+        jitter_rad: standard deviation of a per-frame random offset of each Euler angle, radians.
+    """
+
+    drift_m_s: Range = _f(Range(0.0, 0.0), ge=0)
+    drift_rad_s: Range = _f(Range(0.0, 0.0), ge=0)
+    jitter_m: float = _f(0.0, ge=0)
+    jitter_rad: float = _f(0.0, ge=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MotionRecipe:
+    """A dynamic scene: time advances 1/fps per frame through all ramps (DESIGN.md section 4).
+
+    Attributes:
+        fps: frames per second.
+        objects: object velocities.
+        camera: camera drift and jitter.
+    """
+
+    fps: float = _f(gt=0)
+    objects: ObjectMotionRecipe = _f(ObjectMotionRecipe)
+    camera: CameraMotionRecipe = _f(CameraMotionRecipe)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -269,6 +365,8 @@ class Recipe:
     lens: LensRecipe = _f()
     focus: FocusRecipe = _f()
     scene: SceneRecipe = _f(SceneRecipe)
+    assets: AssetsRecipe = _f(AssetsRecipe)
+    motion: MotionRecipe | None = _f(None)
     outputs: OutputsRecipe = _f(OutputsRecipe)
     shards: ShardsRecipe = _f(ShardsRecipe)
 
@@ -480,6 +578,16 @@ def _check_consistency(recipe: Recipe) -> None:
             f"> the largest focal length ({longest_f_m:g} m)",
         )
 
+    scene, assets = recipe.scene, recipe.assets
+    for path, families, family, folder in (
+        ("scene.objects.shapes", scene.objects.shapes, MESH_SHAPE, "meshes"),
+        ("scene.materials.families", scene.materials.families, IMAGE_MATERIAL, "textures"),
+        ("scene.wall.materials", scene.wall.materials, IMAGE_MATERIAL, "textures"),
+        ("scene.world.kinds", scene.world.kinds, "hdri", "environments"),
+    ):
+        if family in families and getattr(assets, folder) is None:
+            raise RecipeError(path, list(families), f"'{family}' needs folders in assets.{folder}")
+
 
 # --- public API ---------------------------------------------------------------------
 
@@ -529,9 +637,12 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
                 node[part] = value
                 break
             cls = typing.get_type_hints(cls)[part]
+            cls = next((a for a in typing.get_args(cls) if dataclasses.is_dataclass(a)), cls)  # "Section | None"
             if not dataclasses.is_dataclass(cls):
                 raise RecipeError(path, node.get(part), f"a value, not a section: cannot set {key}")
-            node = node.setdefault(part, {})
+            if node.get(part) is None:  # absent, or an optional section left out
+                node[part] = {}
+            node = node[part]
             if not isinstance(node, dict):
                 raise RecipeError(path, node, "a mapping")
     return out
@@ -574,4 +685,11 @@ def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise BadInput(f"recipe {file} is not a readable YAML file: {exc}") from None
     _require_mapping(data, str(file))
-    return recipe_from_dict(apply_overrides(data, overrides), source=str(file))
+    recipe = recipe_from_dict(apply_overrides(data, overrides), source=str(file))
+    base = file.parent if isinstance(file, Path) else Path.cwd()
+    folders = {
+        f.name: tuple(str((base / folder).resolve()) for folder in getattr(recipe.assets, f.name))
+        for f in dataclasses.fields(AssetsRecipe)
+        if getattr(recipe.assets, f.name) is not None
+    }
+    return dataclasses.replace(recipe, assets=AssetsRecipe(**folders))

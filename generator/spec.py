@@ -24,11 +24,22 @@ from generator import lens as lensmod
 
 Vec3 = tuple[float, float, float]
 
-#: Procedural object families the builder knows (mesh primitives and deformations).
-SHAPES = ("cube", "uv_sphere", "ico_sphere", "cylinder", "cone", "torus", "plane", "monkey")
+#: Procedural object families the builder knows: unit primitives, superquadrics,
+#: extruded star polygons, low-poly rocks, smooth blobs and thin rods and rings
+#: (their parameters in ``ObjectSpec.shape_params``, see :mod:`generator.blender.mesh`).
+SHAPES = (
+    "cube", "uv_sphere", "ico_sphere", "cylinder", "cone", "torus", "plane", "monkey",
+    "superquadric", "extrusion", "rock", "blob", "rod", "ring",
+)
+#: Shape of an object whose geometry is a user mesh file (``ObjectSpec.asset``).
+MESH_SHAPE = "mesh"
 #: Procedural material families; "emission" is an unlit emitter, "diffuse" a plain colour.
 MATERIALS = ("noise", "voronoi", "checker", "wave", "brick", "magic", "gradient", "diffuse", "emission")
+#: Material family of a user image texture (``MaterialSpec.image``).
+IMAGE_MATERIAL = "image"
 LIGHTS = ("point", "sun", "area", "spot")
+#: World families: uniform colour, procedural sky (Hosek-Wilkie), user environment map.
+WORLDS = ("uniform", "sky", "hdri")
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,13 @@ class MaterialSpec:
         distortion: pattern distortion where the family has one.
         roughness: principled BSDF roughness in [0, 1].
         emission_strength: W/m^2-ish Blender emission strength (``emission`` only).
+        ramp: colour ramp the pattern's [0, 1] value is mapped through, as
+            (position, r, g, b) stops in increasing position (linear RGB);
+            empty: ``color_a`` at 0 to ``color_b`` at 1.
+        metallic: principled BSDF metallic in [0, 1].
+        bump: strength in [0, 1] of the bump mapping driven by the pattern (0 = smooth).
+        image: the image file of an ``image`` material (absolute path).
+        rotation: rotation of the image texture about each projection axis, radians.
     """
 
     kind: str
@@ -53,6 +71,11 @@ class MaterialSpec:
     distortion: float = 0.0
     roughness: float = 0.5
     emission_strength: float = 0.0
+    ramp: tuple[tuple[float, float, float, float], ...] = ()
+    metallic: float = 0.0
+    bump: float = 0.0
+    image: str = ""
+    rotation: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -61,15 +84,19 @@ class ObjectSpec:
 
     Attributes:
         name: unique object name in the scene.
-        shape: one of :data:`SHAPES`; primitives have unit size (radius or half-size 1 m)
-            before ``scale``.
-        location: world position of the object's origin, metres.
-        rotation: XYZ Euler angles, radians.
+        shape: one of :data:`SHAPES` or :data:`MESH_SHAPE`; every shape has unit size
+            (largest half-extent 1 m) before ``scale``.
+        location: world position of the object's origin at time 0, metres.
+        rotation: XYZ Euler angles at time 0, radians.
         scale: per-axis scale (so a sphere of radius r has scale (r, r, r)).
         twist: simple-deform twist angle, radians (0 = none).
         taper: simple-deform taper factor (0 = none).
         displace: displacement strength along normals, object units (0 = none).
         material: the surface.
+        shape_params: the shape's parameters (see :func:`generator.blender.mesh.build_mesh`).
+        asset: the mesh file of a ``mesh`` object (absolute path).
+        velocity: linear velocity of the origin, m/s (world frame).
+        angular_velocity: rate of change of the XYZ Euler angles, rad/s.
     """
 
     name: str
@@ -81,6 +108,16 @@ class ObjectSpec:
     twist: float = 0.0
     taper: float = 0.0
     displace: float = 0.0
+    shape_params: tuple[float, ...] = ()
+    asset: str = ""
+    velocity: Vec3 = (0.0, 0.0, 0.0)
+    angular_velocity: Vec3 = (0.0, 0.0, 0.0)
+
+    def pose_at(self, time_s: float) -> tuple[Vec3, Vec3]:
+        """(location m, XYZ Euler rotation rad) at ``time_s`` seconds: constant velocities from time 0."""
+        location = tuple(float(p + v * time_s) for p, v in zip(self.location, self.velocity))
+        rotation = tuple(float(r + w * time_s) for r, w in zip(self.rotation, self.angular_velocity))
+        return location, rotation
 
 
 @dataclass(frozen=True)
@@ -97,10 +134,27 @@ class LightSpec:
 
 @dataclass(frozen=True)
 class WorldSpec:
-    """Uniform background emission (linear RGB, strength)."""
+    """The world (background) light.
 
+    Attributes:
+        kind: one of :data:`WORLDS`.
+        color: linear RGB of a ``uniform`` world.
+        strength: Blender's background strength (multiplies every kind).
+        sun_elevation, sun_azimuth: sun direction of a ``sky``, radians (azimuth
+            about world Z from +X).
+        turbidity: atmospheric turbidity of a ``sky`` (2 clear .. 10 hazy).
+        image: environment map file of an ``hdri`` world (absolute path).
+        rotation: rotation of the ``hdri`` map about world Z, radians.
+    """
+
+    kind: str = "uniform"
     color: Vec3 = (0.05, 0.05, 0.05)
     strength: float = 1.0
+    sun_elevation: float = 0.5
+    sun_azimuth: float = 0.0
+    turbidity: float = 3.0
+    image: str = ""
+    rotation: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -113,12 +167,17 @@ class CameraSpec:
 
 @dataclass(frozen=True)
 class FrameSpec:
-    """One focus frame: its place in the sequence and its focus distance (metres, planar)."""
+    """One focus frame: its place in the sequence, scene time (s) and focus distance (metres, planar).
+
+    ``camera`` is the camera pose of this frame when the camera moves (drift,
+    jitter); ``None`` means the scene's :attr:`SceneSpec.camera`.
+    """
 
     index: int
     ramp: int
     time_s: float
     focus_distance_m: float
+    camera: CameraSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +228,10 @@ class SceneSpec:
         """
         return self.lens.model != "blender" or len({f.time_s for f in self.frames}) > 1
 
+    def camera_at(self, frame: FrameSpec) -> CameraSpec:
+        """The camera pose of ``frame``."""
+        return frame.camera or self.camera
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of built-in types (tuples become lists)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -181,15 +244,16 @@ class SceneSpec:
     def from_dict(cls, data: dict[str, Any]) -> "SceneSpec":
         """Inverse of :meth:`to_dict`."""
         def vec(v):
-            return tuple(float(x) for x in v)
-
-        def obj(d):
-            d = dict(d)
-            d["material"] = MaterialSpec(**{k: vec(v) if isinstance(v, list) else v for k, v in d["material"].items()})
-            return ObjectSpec(**{k: vec(v) if isinstance(v, list) else v for k, v in d.items()})
+            return tuple(vec(x) if isinstance(x, list) else float(x) for x in v)
 
         def simple(kind, d):
             return kind(**{k: vec(v) if isinstance(v, list) else v for k, v in d.items()})
+
+        def obj(d):
+            return simple(ObjectSpec, {**d, "material": simple(MaterialSpec, d["material"])})
+
+        def frame(d):
+            return FrameSpec(**{**d, "camera": d.get("camera") and simple(CameraSpec, d["camera"])})
 
         return cls(
             index=data["index"],
@@ -198,7 +262,7 @@ class SceneSpec:
             render=RenderSpec(**data["render"]),
             lens=lensmod.Lens(**data["lens"]),
             camera=simple(CameraSpec, data["camera"]),
-            frames=tuple(FrameSpec(**f) for f in data["frames"]),
+            frames=tuple(frame(f) for f in data["frames"]),
             objects=tuple(obj(o) for o in data["objects"]),
             lights=tuple(simple(LightSpec, d) for d in data["lights"]),
             world=simple(WorldSpec, data["world"]),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 
 from generator.lens import Lens, blender_camera
+from generator.sampling import shape_params
 from generator.spec import (
     MATERIALS,
     SHAPES,
@@ -22,8 +24,9 @@ from generator.spec import (
 )
 
 
-def _scene(model: str = "thin_lens", width: int = 40, height: int = 30) -> SceneSpec:
+def _scene(model: str = "thin_lens", width: int = 40, height: int = 30, world: WorldSpec | None = None) -> SceneSpec:
     """Every shape, material family, deformation and light kind, in front of a textured wall."""
+    rng = np.random.default_rng(0)
     objects = [
         ObjectSpec(
             name=f"{shape}_{i}",
@@ -38,7 +41,11 @@ def _scene(model: str = "thin_lens", width: int = 40, height: int = 30) -> Scene
                 scale=8.0,
                 distortion=0.5,
                 emission_strength=2.0,
+                ramp=((0.0, 0.9, 0.5, 0.2), (0.4, 0.1, 0.1, 0.1), (1.0, 0.1, 0.2, 0.6)) if i % 2 else (),
+                metallic=0.3 * (i % 2),
+                bump=0.5 * (i % 3 == 1),
             ),
+            shape_params=shape_params(rng, shape),
             twist=0.8 if i % 3 == 0 else 0.0,
             taper=0.5 if i % 3 == 1 else 0.0,
             displace=0.1 if i % 3 == 2 else 0.0,
@@ -69,7 +76,7 @@ def _scene(model: str = "thin_lens", width: int = 40, height: int = 30) -> Scene
         frames=tuple(FrameSpec(index=k, ramp=0, time_s=0.0, focus_distance_m=f) for k, f in enumerate((0.8, 3.0))),
         objects=tuple(objects) + (wall,),
         lights=lights,
-        world=WorldSpec(color=(0.2, 0.3, 0.4), strength=0.5),
+        world=world or WorldSpec(color=(0.2, 0.3, 0.4), strength=0.5),
     )
 
 
@@ -146,17 +153,41 @@ def test_scene_contents_match_spec(bpy):
         assert extent == pytest.approx(1.0, abs=0.02) or obj_spec.displace or obj_spec.twist or obj_spec.taper
         assert not obj.modifiers  # deformations are baked into the mesh
         assert "custom_normal" in obj.data.attributes and obj.data.normals_domain == "POINT"
-        nodes = {n.bl_idname for n in obj.material_slots[0].material.node_tree.nodes}
-        if obj_spec.material.kind == "emission":
+        tree = obj.material_slots[0].material.node_tree
+        nodes = {n.bl_idname for n in tree.nodes}
+        material = obj_spec.material
+        if material.kind == "emission":
             assert "ShaderNodeEmission" in nodes and "ShaderNodeBsdfPrincipled" not in nodes
-        else:
-            assert "ShaderNodeBsdfPrincipled" in nodes
+            continue
+        bsdf = next(n for n in tree.nodes if n.bl_idname == "ShaderNodeBsdfPrincipled")
+        assert bsdf.inputs["Metallic"].default_value == pytest.approx(material.metallic)
+        assert ("ShaderNodeBump" in nodes) == (material.bump > 0 and material.kind != "diffuse")
+        if material.kind != "diffuse":
+            ramp = next(n for n in tree.nodes if n.bl_idname == "ShaderNodeValToRGB").color_ramp
+            stops = material.ramp or ((0.0, *material.color_a), (1.0, *material.color_b))
+            got = [(e.position, *e.color[:3]) for e in ramp.elements]
+            np.testing.assert_allclose(got, stops, atol=1e-6)
     for light_spec in spec.lights:
         light = scene.objects[f"light_{light_spec.kind}"].data
         assert light.type == light_spec.kind.upper() and light.energy == pytest.approx(light_spec.energy)
     background = next(n for n in scene.world.node_tree.nodes if n.bl_idname == "ShaderNodeBackground")
     assert tuple(background.inputs["Color"].default_value)[:3] == pytest.approx(spec.world.color)
     assert background.inputs["Strength"].default_value == pytest.approx(spec.world.strength)
+
+
+def test_sky_world_reaches_blender_and_lights_the_scene(bpy):
+    from generator.blender.build import build_scene
+    from generator.blender.render import render_scene
+
+    sky = WorldSpec(kind="sky", strength=0.3, sun_elevation=0.6, sun_azimuth=1.0, turbidity=4.0)
+    spec = dataclasses.replace(_scene(width=16, height=12, world=sky), lights=())
+    node = next(n for n in build_scene(spec).scene.world.node_tree.nodes if n.bl_idname == "ShaderNodeTexSky")
+    assert node.sky_type == "HOSEK_WILKIE" and node.turbidity == pytest.approx(4.0)
+    expected = (math.cos(0.6) * math.cos(1.0), math.cos(0.6) * math.sin(1.0), math.sin(0.6))
+    assert tuple(node.sun_direction) == pytest.approx(expected, abs=1e-6)
+    dark = dataclasses.replace(spec, world=dataclasses.replace(sky, strength=0.0))
+    lit, unlit = (render_scene(s).frames[0].mean() for s in (spec, dark))
+    assert lit - unlit > 0.01  # the sky adds light (the emitting objects shine in both)
 
 
 def _mesh_arrays(mesh) -> list[np.ndarray]:
@@ -182,7 +213,7 @@ def test_meshes_are_identical_from_build_to_build(bpy, shape):
     for deformed in (False, True):
         spec = ObjectSpec(
             name="o", shape=shape, location=(0.0, 0.0, 0.0), rotation=(0.0, 0.0, 0.0), scale=(1.0, 1.0, 1.0),
-            material=MaterialSpec(kind="diffuse"),
+            material=MaterialSpec(kind="diffuse"), shape_params=shape_params(np.random.default_rng(1), shape),
             twist=0.5 * deformed, taper=0.2 * deformed, displace=0.05 * deformed,
         )
         first, second = _mesh_arrays(build_mesh(spec)), _mesh_arrays(build_mesh(spec))
@@ -227,8 +258,6 @@ def test_rendering_is_deterministic_and_thread_independent(bpy):
 
 def test_repeated_views_are_rendered_once(bpy, monkeypatch):
     """Ramps repeating the same focus distances cost one render per distinct view."""
-    import dataclasses
-
     from generator.blender import render as render_module
 
     calls = []

@@ -68,7 +68,7 @@ MALFORMED = [
     ("small_obj", "splits", {"train": 0.8, "val": 0.1, "test": 0.2}, "splits"),
     ("small_obj", "splits.test", -0.1, "splits.test"),
     ("small_obj", "scene.objects.shapes", [], "scene.objects.shapes"),
-    ("small_obj", "scene.objects.shapes", ["cube", "blob"], "scene.objects.shapes[1]"),
+    ("small_obj", "scene.objects.shapes", ["cube", "teapot"], "scene.objects.shapes[1]"),
     ("small_obj", "scene.objects.shapes", "cube", "scene.objects.shapes"),
     ("small_obj", "scene.objects.count", [2.5, 4], "scene.objects.count[0]"),
     ("small_obj", "scene.objects.depth_m", [0.3, 1.9], "scene.objects.depth_m"),  # behind the wall

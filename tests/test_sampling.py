@@ -11,8 +11,15 @@ import pytest
 
 from generator import lens as lensmod
 from generator.recipe import load_recipe
-from generator.sampling import aim_rotation, sample_scene, scene_seed, scene_split
-from generator.spec import LIGHTS, SceneSpec, euler_xyz_matrix, world_to_camera
+from generator.sampling import (
+    aim_rotation,
+    blackbody_rgb,
+    bounding_radius,
+    sample_scene,
+    scene_seed,
+    scene_split,
+)
+from generator.spec import LIGHTS, SHAPES, SceneSpec, euler_xyz_matrix, world_to_camera
 
 N_VARIETY = 200
 
@@ -149,9 +156,73 @@ def test_every_family_occurs(drawn):
     assert {o.material.kind for o in objects} == set(recipe.scene.materials.families)
     assert {w.material.kind for w in walls} == set(recipe.scene.wall.materials)
     assert {light.kind for s in scenes for light in s.lights} == set(recipe.scene.lights.kinds) == set(LIGHTS)
+    assert {s.world.kind for s in scenes} == set(recipe.scene.world.kinds) == {"uniform", "sky"}
     assert any(o.twist for o in objects) and any(o.taper for o in objects) and any(o.displace for o in objects)
     counts = [len(s.objects) - 1 for s in scenes]
     assert min(counts) == recipe.scene.objects.count.min and max(counts) == recipe.scene.objects.count.max
+
+
+def test_new_families_and_their_parameters(drawn):
+    """Every procedural shape family is in the built-in recipes and occurs with parameters in range;
+    colour ramps, metallic, bump and light colour temperature vary as the recipe says."""
+    recipe, scenes = drawn
+    assert set(recipe.scene.objects.shapes) == set(SHAPES)
+    objects = [o for s in scenes for o in s.objects if o.name != "wall"]
+    params = {shape: [o.shape_params for o in objects if o.shape == shape] for shape in SHAPES}
+    assert all(p == () for shape in ("cube", "torus", "monkey") for p in params[shape])
+    assert all(len(p) == 2 and all(0.3 <= e <= 2.0 for e in p) for p in params["superquadric"])
+    assert 3 in {len(p) for p in params["extrusion"]}  # triangular prisms occur
+    assert all(3 <= len(p) <= 12 and 0.35 <= min(p) and max(p) <= 1.0 for p in params["extrusion"])
+    assert all(len(p) == 42 and 0.7 <= min(p) and max(p) <= 1.3 for p in params["rock"])
+    assert all(len(p) % 5 == 0 and 2 <= len(p) // 5 <= 6 for p in params["blob"])
+    assert all(len(p) == 1 and 0.03 <= p[0] <= 0.12 for shape in ("rod", "ring") for p in params[shape])
+    materials = [o.material for o in objects]
+    plain = sum(m.kind == "diffuse" for m in materials) / len(materials)
+    # textureless_fraction 0.1 plus 'diffuse' drawn as one of 8 families from the other 90 %.
+    assert plain == pytest.approx(0.1 + 0.9 / 8, abs=0.04)
+    patterned = [m for m in materials if m.kind not in ("diffuse",)]
+    assert {len(m.ramp) for m in patterned} == {2, 3, 4}
+    for m in patterned:
+        positions = [stop[0] for stop in m.ramp]
+        assert positions[0] == 0.0 and positions[-1] == 1.0 and positions == sorted(positions)
+        assert (m.ramp[0][1:], m.ramp[-1][1:]) == (m.color_a, m.color_b)
+    spread = recipe.scene.materials
+    assert all(spread.metallic.min <= m.metallic <= spread.metallic.max for m in materials)
+    assert all(m.bump == 0.0 for m in materials if m.kind == "diffuse")
+    assert max(m.bump for m in materials) > 0.4 and max(m.metallic for m in materials) > 0.4
+    colours = np.array([light.color for s in scenes for light in s.lights])
+    assert colours.max(axis=1) == pytest.approx(1.0)
+    assert (colours[:, 2] < 0.6).any() and (colours[:, 0] < 0.9).any()  # warm and cool lights
+    skies = [s.world for s in scenes if s.world.kind == "sky"]
+    assert all(np.radians(5) - 1e-9 <= w.sun_elevation <= np.radians(60) + 1e-9 and 2 <= w.turbidity <= 6 for w in skies)
+
+
+def test_blackbody_colours():
+    """Warm light is red, hot light blue; 6500 K is near white (close to D65)."""
+    warm, white, cool = (np.array(blackbody_rgb(t)) for t in (2700, 6500, 12000))
+    assert warm[0] == 1.0 and warm[2] < 0.5
+    assert cool[2] == 1.0 and cool[0] < 0.9
+    assert white.min() > 0.9
+
+
+def test_non_overlapping_placement():
+    recipe = load_recipe("large_obj", ["scene.objects.non_overlapping=true", "scene.objects.count=[4, 8]"])
+    loose = load_recipe("large_obj", ["scene.objects.count=[4, 8]"])
+    kept = drawn = overlaps = 0
+    for i in range(40):
+        objects = sample_scene(recipe, i).objects[1:]
+        for a_i, a in enumerate(objects):
+            for b in objects[a_i + 1:]:
+                assert np.linalg.norm(np.subtract(a.location, b.location)) >= bounding_radius(a) + bounding_radius(b)
+        kept += len(objects)
+        others = sample_scene(loose, i).objects[1:]
+        drawn += len(others)
+        overlaps += sum(
+            np.linalg.norm(np.subtract(a.location, b.location)) < bounding_radius(a) + bounding_radius(b)
+            for a_i, a in enumerate(others) for b in others[a_i + 1:]
+        )
+    assert overlaps > 0, "the test recipe should overlap without the option"
+    assert 0.5 * drawn < kept <= drawn  # crowded scenes lose some objects, not most
 
 
 def test_objects_respect_ranges_and_are_in_view(drawn):

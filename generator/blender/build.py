@@ -7,13 +7,14 @@ object-space position). Geometry is built by :mod:`generator.blender.mesh`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import bpy
 
 from generator.blender.camera import apply_camera, set_camera_pose
 from generator.blender.mesh import build_mesh
-from generator.spec import LightSpec, MaterialSpec, ObjectSpec, RenderSpec, SceneSpec, WorldSpec
+from generator.spec import IMAGE_MATERIAL, LightSpec, MaterialSpec, ObjectSpec, RenderSpec, SceneSpec, WorldSpec
 
 # Material kind -> (Blender texture node, output socket holding the pattern in [0, 1]).
 _PATTERN_NODES = {
@@ -24,7 +25,13 @@ _PATTERN_NODES = {
     "brick": ("ShaderNodeTexBrick", "Factor"),
     "magic": ("ShaderNodeTexMagic", "Factor"),
     "gradient": ("ShaderNodeTexGradient", "Factor"),
+    IMAGE_MATERIAL: ("ShaderNodeTexImage", "Color"),
 }
+#: Height of the bump map, as a fraction of the texture period (1 / ``MaterialSpec.scale``
+#: object units): the pattern's [0, 1] value lifts the surface by at most this much.
+BUMP_HEIGHT_PERIODS = 0.1
+#: Blend width of the box projection of image textures (0 = hard seams between the six sides).
+IMAGE_BOX_BLEND = 0.2
 
 
 @dataclass
@@ -33,6 +40,7 @@ class BuiltScene:
 
     scene: bpy.types.Scene
     camera: bpy.types.Object
+    objects: dict[str, bpy.types.Object] = field(default_factory=dict)  # spec name -> object (names may clash in a user's file)
 
 
 def build_scene(spec: SceneSpec, *, threads: int = 0) -> BuiltScene:
@@ -61,16 +69,31 @@ def build_into(
     """
     configure_render(scene, spec.render, threads)
     scene.world = _world(spec.world)
-    for obj in spec.objects:
-        collection.objects.link(_mesh_object(obj))
+    objects = {obj.name: _mesh_object(obj) for obj in spec.objects}
+    for obj in objects.values():
+        collection.objects.link(obj)
     for light in spec.lights:
         collection.objects.link(_light(light))
     camera = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
     collection.objects.link(camera)
-    set_camera_pose(camera, spec.camera)
+    set_camera_pose(camera, spec.camera_at(spec.frames[0]))
     apply_camera(camera, spec.lens, spec.frames[0].focus_distance_m, use_dof=True)
     scene.camera = camera  # the camera bpy.ops.render.render uses for this scene
-    return BuiltScene(scene=scene, camera=camera)
+    built = BuiltScene(scene=scene, camera=camera, objects=objects)
+    pose_objects(built, spec, spec.frames[0].time_s)
+    return built
+
+
+def pose_objects(built: BuiltScene, spec: SceneSpec, time_s: float) -> None:
+    """Move the spec's moving objects to their poses at ``time_s`` seconds (:meth:`ObjectSpec.pose_at`).
+
+    Set directly, not keyframed: each frame is an instant (no motion blur), and
+    persistent data then only refits the moved objects' BVH between renders.
+    """
+    for obj_spec in spec.objects:
+        if any(obj_spec.velocity) or any(obj_spec.angular_velocity):
+            obj = built.objects[obj_spec.name]
+            obj.location, obj.rotation_euler = obj_spec.pose_at(time_s)
 
 
 # --------------------------------------------------------------------------- render settings
@@ -148,13 +171,40 @@ def set_beauty_sampling(scene: bpy.types.Scene, render: RenderSpec) -> None:
 
 
 def _world(world: WorldSpec) -> bpy.types.World:
-    """Uniform background: a Background shader of ``world.color`` and ``world.strength``."""
+    """The world: a Background shader of ``world.strength`` whose colour is
+
+    - ``uniform``: ``world.color``;
+    - ``sky``: a Hosek-Wilkie sky texture (an analytic model, evaluated per ray:
+      no precomputed table) with the sun at ``sun_elevation``/``sun_azimuth``;
+    - ``hdri``: the environment map ``world.image`` (equirectangular), turned
+      by ``world.rotation`` about world Z.
+    """
     out = bpy.data.worlds.new("world")
     nodes, links = out.node_tree.nodes, out.node_tree.links
     nodes.clear()
     background = nodes.new("ShaderNodeBackground")
-    background.inputs["Color"].default_value = (*world.color, 1.0)
     background.inputs["Strength"].default_value = world.strength
+    if world.kind == "sky":
+        sky = nodes.new("ShaderNodeTexSky")
+        sky.sky_type = "HOSEK_WILKIE"
+        sky.turbidity = world.turbidity
+        sky.sun_direction = (
+            math.cos(world.sun_elevation) * math.cos(world.sun_azimuth),
+            math.cos(world.sun_elevation) * math.sin(world.sun_azimuth),
+            math.sin(world.sun_elevation),
+        )
+        links.new(sky.outputs["Color"], background.inputs["Color"])
+    elif world.kind == "hdri":
+        environment = nodes.new("ShaderNodeTexEnvironment")
+        environment.image = bpy.data.images.load(world.image, check_existing=True)
+        environment.interpolation = "Linear"
+        mapping = nodes.new("ShaderNodeMapping")
+        mapping.inputs["Rotation"].default_value = (0.0, 0.0, world.rotation)
+        links.new(nodes.new("ShaderNodeTexCoord").outputs["Generated"], mapping.inputs["Vector"])
+        links.new(mapping.outputs["Vector"], environment.inputs["Vector"])
+        links.new(environment.outputs["Color"], background.inputs["Color"])
+    else:
+        background.inputs["Color"].default_value = (*world.color, 1.0)
     links.new(background.outputs["Background"], nodes.new("ShaderNodeOutputWorld").inputs["Surface"])
     return out
 
@@ -202,8 +252,12 @@ def _material(spec: MaterialSpec, name: str) -> bpy.types.Material:
     ``emission``: a pure Emission shader (``color_a`` x ``emission_strength``), no
     reflection. ``diffuse``: Principled BSDF of ``color_a``. Patterns: a texture
     node on Object coordinates (object space, so ``scale`` is cycles per metre
-    before the object's scale) whose [0, 1] output mixes ``color_a`` -> ``color_b``
-    into the Principled BSDF base colour.
+    before the object's scale) whose [0, 1] output goes through a Color Ramp
+    (``spec.ramp``, linear interpolation; ``color_a`` -> ``color_b`` without one)
+    into the Principled BSDF base colour. ``image``: the image file, box-projected
+    (:func:`_image_coordinates`), as the base colour. Every textured kind drives a
+    Bump node of strength ``spec.bump`` (none at 0) with its pattern; ``metallic``
+    and ``roughness`` go to the BSDF.
     """
     mat = bpy.data.materials.new(name)
     nodes, links = mat.node_tree.nodes, mat.node_tree.links
@@ -218,6 +272,7 @@ def _material(spec: MaterialSpec, name: str) -> bpy.types.Material:
 
     bsdf = nodes.new("ShaderNodeBsdfPrincipled")
     bsdf.inputs["Roughness"].default_value = spec.roughness
+    bsdf.inputs["Metallic"].default_value = spec.metallic
     links.new(bsdf.outputs["BSDF"], output.inputs["Surface"])
     if spec.kind == "diffuse":
         bsdf.inputs["Base Color"].default_value = (*spec.color_a, 1.0)
@@ -225,26 +280,44 @@ def _material(spec: MaterialSpec, name: str) -> bpy.types.Material:
 
     node_type, socket = _PATTERN_NODES[spec.kind]
     pattern = nodes.new(node_type)
-    links.new(_pattern_coordinates(nodes, links, spec), pattern.inputs["Vector"])
-    for input_name, value in (("Scale", spec.scale), ("Detail", spec.detail), ("Distortion", spec.distortion)):
-        if input_name in pattern.inputs:
-            pattern.inputs[input_name].default_value = value
-    if spec.kind == "magic":
-        pattern.turbulence_depth = min(10, max(0, round(spec.detail)))  # magic's "detail" is an integer depth
-
-    mix = nodes.new("ShaderNodeMix")
-    mix.data_type = "RGBA"
-    mix.clamp_factor = True
-    _socket(mix.inputs, "A_Color").default_value = (*spec.color_a, 1.0)
-    _socket(mix.inputs, "B_Color").default_value = (*spec.color_b, 1.0)
-    links.new(pattern.outputs[socket], _socket(mix.inputs, "Factor_Float"))
-    links.new(_socket(mix.outputs, "Result_Color"), bsdf.inputs["Base Color"])
+    if spec.kind == IMAGE_MATERIAL:
+        pattern.image = bpy.data.images.load(spec.image, check_existing=True)
+        pattern.projection = "BOX"
+        pattern.projection_blend = IMAGE_BOX_BLEND
+        links.new(_image_coordinates(nodes, links, spec), pattern.inputs["Vector"])
+        links.new(pattern.outputs[socket], bsdf.inputs["Base Color"])
+    else:
+        links.new(_pattern_coordinates(nodes, links, spec), pattern.inputs["Vector"])
+        for input_name, value in (("Scale", spec.scale), ("Detail", spec.detail), ("Distortion", spec.distortion)):
+            if input_name in pattern.inputs:
+                pattern.inputs[input_name].default_value = value
+        if spec.kind == "magic":
+            pattern.turbulence_depth = min(10, max(0, round(spec.detail)))  # magic's "detail" is an integer depth
+        ramp = nodes.new("ShaderNodeValToRGB")
+        stops = spec.ramp or ((0.0, *spec.color_a), (1.0, *spec.color_b))
+        for position, *_ in stops[1:-1]:
+            ramp.color_ramp.elements.new(position)
+        for element, (position, *rgb) in zip(ramp.color_ramp.elements, stops):  # elements are kept sorted
+            element.position, element.color = position, (*rgb, 1.0)
+        links.new(pattern.outputs[socket], ramp.inputs["Fac"])
+        links.new(ramp.outputs["Color"], bsdf.inputs["Base Color"])
+    if spec.bump > 0:
+        bump = nodes.new("ShaderNodeBump")
+        bump.inputs["Strength"].default_value = spec.bump
+        bump.inputs["Distance"].default_value = BUMP_HEIGHT_PERIODS / spec.scale
+        links.new(pattern.outputs[socket], bump.inputs["Height"])
+        links.new(bump.outputs["Normal"], bsdf.inputs["Normal"])
     return mat
 
 
-def _socket(sockets, identifier: str) -> bpy.types.NodeSocket:
-    """The socket with this identifier: the Mix node has several sockets per name (one per data type)."""
-    return next(s for s in sockets if s.identifier == identifier)
+def _image_coordinates(nodes, links, spec: MaterialSpec) -> bpy.types.NodeSocket:
+    """Object coordinates turned by ``spec.rotation`` about each axis and multiplied by
+    ``spec.scale``: the image repeats ``scale`` times per object unit."""
+    mapping = nodes.new("ShaderNodeMapping")
+    mapping.inputs["Rotation"].default_value = (spec.rotation,) * 3
+    mapping.inputs["Scale"].default_value = (spec.scale,) * 3
+    links.new(nodes.new("ShaderNodeTexCoord").outputs["Object"], mapping.inputs["Vector"])
+    return mapping.outputs["Vector"]
 
 
 def _pattern_coordinates(nodes, links, spec: MaterialSpec) -> bpy.types.NodeSocket:

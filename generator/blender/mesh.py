@@ -20,7 +20,8 @@ import mathutils
 import mathutils.noise
 import numpy as np
 
-from generator.spec import ObjectSpec
+from generator.assets import load_mesh
+from generator.spec import MESH_SHAPE, ObjectSpec
 
 #: Edges with a larger dihedral angle are shaded sharp (split), smaller ones smooth.
 SMOOTH_ANGLE_RAD = math.radians(30.0)
@@ -31,6 +32,10 @@ DEFORM_FACES = 10_000
 DISPLACE_NOISE_SCALE = 0.5
 #: Torus proportions: ring radius + tube radius = 1, so the torus fits the unit size.
 TORUS_RADII = (0.75, 0.25)
+#: Vertices of a rock: an icosahedron subdivided once (one radius factor each in ``shape_params``).
+ROCK_VERTICES = 42
+#: Numbers per bump of a blob in ``shape_params``: direction (3), amplitude, angular width.
+BLOB_BUMP_PARAMS = 5
 
 #: A mesh as arrays: vertex positions [V, 3] (float64, metres), triangles [T, 3]
 #: and quads [Q, 4] (vertex indices, counter-clockwise seen from outside).
@@ -38,8 +43,19 @@ Geometry = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def build_mesh(spec: ObjectSpec) -> bpy.types.Mesh:
-    """The mesh of ``spec``: unit primitive, deformed, sharp edges split, normals stored."""
-    verts, tris, quads = _primitive(spec.shape)
+    """The mesh of ``spec``: unit-size shape, deformed, sharp edges split, normals stored.
+
+    ``spec.shape_params`` by shape (all lengths relative to the unit size):
+    ``superquadric`` (e1, e2) the latitude and longitude exponents (1, 1 is a
+    sphere, < 1 boxy, 2 an octahedron); ``extrusion`` the radii of a star
+    polygon's corners at equal angles, extruded along local Z; ``rock``
+    :data:`ROCK_VERTICES` radius factors of a once-subdivided icosahedron (flat
+    shaded); ``blob`` bumps on a sphere, :data:`BLOB_BUMP_PARAMS` numbers each;
+    ``rod`` (radius,) of a cylinder of length 2; ``ring`` (tube radius,) of a
+    torus of outer radius 1. ``mesh`` objects load ``spec.asset``
+    (:func:`generator.assets.load_mesh`); the other shapes take no parameters.
+    """
+    verts, tris, quads = _shape(spec)
     if spec.displace or spec.twist or spec.taper:
         # Enough vertices for the deformation to bend.
         while 2 * (len(tris) + len(quads)) < DEFORM_FACES:
@@ -79,6 +95,81 @@ def _to_mesh(name: str, verts: np.ndarray, tris: np.ndarray, quads: np.ndarray) 
     mesh.polygons.foreach_set("loop_start", starts)
     mesh.update(calc_edges=True)
     return mesh
+
+
+def _shape(spec: ObjectSpec) -> Geometry:
+    """Unit-size geometry of ``spec.shape`` with its ``shape_params`` (see :func:`build_mesh`)."""
+    shape, params = spec.shape, np.asarray(spec.shape_params, dtype=np.float64)
+    if shape == MESH_SHAPE:
+        verts, tris = load_mesh(spec.asset)
+        return verts, tris, np.zeros((0, 4), dtype=np.int64)
+    if shape == "superquadric":
+        return _superquadric(*params)
+    if shape == "extrusion":
+        return _extrusion(params)
+    if shape == "rock":
+        verts, tris, quads = _icosphere()
+        return _unit_size(verts * params[:, None]), tris, quads
+    if shape == "blob":
+        return _blob(params.reshape(-1, BLOB_BUMP_PARAMS))
+    if shape == "rod":
+        verts, tris, quads = _primitive("cylinder")
+        return verts * [params[0], params[0], 1.0], tris, quads
+    if shape == "ring":
+        return _torus(1.0 - params[0], params[0], segments=64, sides=12)
+    return _primitive(shape)
+
+
+def _unit_size(verts: np.ndarray) -> np.ndarray:
+    """``verts`` scaled about the origin so that the largest |coordinate| is 1."""
+    return verts / np.abs(verts).max()
+
+
+def _superquadric(e1: float, e2: float) -> Geometry:
+    """Superquadric sign(c)|c|^e on the unit sphere's grid: x = C(eta)^e1 C(w)^e2, y = C(eta)^e1 S(w)^e2, z = S(eta)^e1."""
+    verts, tris, quads = _uv_sphere(segments=48, rings=24)
+    ring = np.hypot(verts[:, 0], verts[:, 1])  # cos(latitude)
+    safe = np.where(ring > 0, ring, 1.0)
+    power = lambda t, e: np.sign(t) * np.abs(t) ** e  # noqa: E731
+    out = np.stack([power(ring, e1) * power(verts[:, 0] / safe, e2),
+                    power(ring, e1) * power(verts[:, 1] / safe, e2),
+                    power(verts[:, 2], e1)], -1)
+    return out, tris, quads
+
+
+def _extrusion(radii: np.ndarray) -> Geometry:
+    """A star polygon (corner i at angle 2 pi i / n, radius radii[i]) extruded from z = -1 to 1; fan caps."""
+    n = len(radii)
+    angle = 2.0 * np.pi * np.arange(n) / n
+    ring = np.stack([radii * np.cos(angle), radii * np.sin(angle)], -1) / radii.max()
+    verts = np.concatenate([np.c_[ring, -np.ones(n)], np.c_[ring, np.ones(n)], [[0.0, 0.0, -1.0], [0.0, 0.0, 1.0]]])
+    i, j = np.arange(n), (np.arange(n) + 1) % n
+    quads = np.stack([i, j, n + j, n + i], -1)
+    tris = np.concatenate([np.stack([np.full(n, 2 * n), j, i], -1), np.stack([np.full(n, 2 * n + 1), n + i, n + j], -1)])
+    return verts, tris, quads
+
+
+def _icosphere() -> Geometry:
+    """Unit sphere of :data:`ROCK_VERTICES` vertices: an icosahedron, each triangle split in four."""
+    phi = (1.0 + math.sqrt(5.0)) / 2.0
+    verts = np.array([[-1, phi, 0], [1, phi, 0], [-1, -phi, 0], [1, -phi, 0], [0, -1, phi], [0, 1, phi],
+                      [0, -1, -phi], [0, 1, -phi], [phi, 0, -1], [phi, 0, 1], [-phi, 0, -1], [-phi, 0, 1]], dtype=np.float64)
+    tris = np.array([[0, 11, 5], [0, 5, 1], [0, 1, 7], [0, 7, 10], [0, 10, 11], [1, 5, 9], [5, 11, 4], [11, 10, 2],
+                     [10, 7, 6], [7, 1, 8], [3, 9, 4], [3, 4, 2], [3, 2, 6], [3, 6, 8], [3, 8, 9], [4, 9, 5],
+                     [2, 4, 11], [6, 2, 10], [8, 6, 7], [9, 8, 1]], dtype=np.int64)
+    verts, tris, quads = _subdivide(verts, tris, np.zeros((0, 4), dtype=np.int64))
+    return verts / np.linalg.norm(verts, axis=1, keepdims=True), tris, quads
+
+
+def _blob(bumps: np.ndarray) -> Geometry:
+    """Unit sphere whose radius at direction p is 1 + sum_k a_k exp((p . d_k - 1) / w_k), scaled to unit size.
+
+    ``bumps`` [K, 5]: direction d_k (normalised here), amplitude a_k, angular width w_k.
+    """
+    verts, tris, quads = _uv_sphere(segments=48, rings=24)
+    directions = bumps[:, :3] / np.linalg.norm(bumps[:, :3], axis=1, keepdims=True)
+    radius = 1.0 + (bumps[:, 3] * np.exp((verts @ directions.T - 1.0) / bumps[:, 4])).sum(axis=1)
+    return _unit_size(verts * radius[:, None]), tris, quads
 
 
 def _primitive(shape: str) -> Geometry:

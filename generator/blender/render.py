@@ -19,10 +19,10 @@ import bpy
 import numpy as np
 import OpenEXR
 
-from generator.blender.build import BuiltScene, build_scene, set_beauty_sampling
-from generator.blender.camera import CLIP_END_M, apply_camera
+from generator.blender.build import BuiltScene, build_scene, pose_objects, set_beauty_sampling
+from generator.blender.camera import CLIP_END_M, apply_camera, set_camera_pose
 from generator.lens import Lens
-from generator.spec import SceneSpec
+from generator.spec import FrameSpec, SceneSpec
 
 #: Width (pixels) of the Gaussian pixel filter used for depth: Cycles' minimum.
 #: With one sample per pixel, the camera ray then passes within 0.005 px of the
@@ -109,21 +109,28 @@ def render_views(built: BuiltScene, spec: SceneSpec, scratch: Path) -> Generator
     """
     start = time.perf_counter()
     views, depth_views = _views(spec)
+    frame_of: dict[View, FrameSpec] = {}
+    for view, frame in zip(views, spec.frames):
+        frame_of.setdefault(view, frame)
     renderer = _Renderer(built, spec.lens, scratch / "render.exr")
     # Depth first, through a pinhole at the lens centre (DoF off); then the
-    # all-in-focus image and the focus frames, changing only the camera.
+    # all-in-focus image and the focus frames, changing only the camera (and,
+    # in a dynamic scene, the poses at each frame's time).
     set_depth_sampling(built.scene)
     depth = {}
     for view in dict.fromkeys(depth_views):
+        _pose(built, spec, frame_of[view])
         depth[view] = _depth(renderer.render(view[1], use_dof=False))
         yield renderer.renders
     set_beauty_sampling(built.scene, spec.render)
     aif = None
     if spec.render.aif:
+        _pose(built, spec, spec.frames[0])
         aif = _rgb(renderer.render(views[0][1], use_dof=False))
         yield renderer.renders
     rgb = {}
     for view in dict.fromkeys(views):
+        _pose(built, spec, frame_of[view])
         rgb[view] = _rgb(renderer.render(view[1], use_dof=True))
         yield renderer.renders
     return RenderedScene(
@@ -133,6 +140,12 @@ def render_views(built: BuiltScene, spec: SceneSpec, scratch: Path) -> Generator
         cycles_seconds=renderer.seconds,
         total_seconds=time.perf_counter() - start,
     )
+
+
+def _pose(built: BuiltScene, spec: SceneSpec, frame: FrameSpec) -> None:
+    """Put the camera and the moving objects where they are in ``frame`` (its camera pose and time)."""
+    set_camera_pose(built.camera, spec.camera_at(frame))
+    pose_objects(built, spec, frame.time_s)
 
 
 def run_to_end(steps: Generator[Any, None, T]) -> T:

@@ -1,0 +1,315 @@
+"""User assets: mesh, texture and environment-map folders named by a recipe's ``assets`` section.
+
+Pure Python (numpy, Pillow, OpenEXR); no bpy. The render command checks every
+file here before anything is rendered or written (:func:`check_assets`), so an
+empty folder or a corrupt file is a bad-input error (exit status 2) naming the
+file, not a failed scene later. The mesh readers are also what the builder
+uses (:func:`load_mesh`), so a mesh that passes the check is the mesh rendered.
+
+Meshes are read with small numpy readers rather than Blender's importers, so
+they can be checked without Blender and give the same arrays in every process:
+Wavefront ``.obj`` (``v`` and ``f`` lines), ``.ply`` (ASCII and binary),
+``.stl`` (ASCII and binary) and binary glTF ``.glb`` (triangle primitives of the
+default scene with their node transforms). Faces are fanned into triangles;
+the result is centred on its bounding box and scaled to unit size (largest
+half-extent 1, like the procedural shapes), so the recipe's size range applies.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import OpenEXR
+from PIL import Image
+
+from generator.errors import BadInput
+
+#: File types per asset kind (lower-case suffixes).
+MESH_SUFFIXES = (".obj", ".ply", ".stl", ".glb")
+TEXTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
+ENVIRONMENT_SUFFIXES = (".exr", ".hdr")
+
+
+class AssetError(BadInput):
+    """An asset folder or file cannot be used (exit status 2)."""
+
+
+def asset_files(folders: tuple[str, ...], suffixes: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """Absolute paths of the files with ``suffixes`` in ``folders`` (not recursive), sorted by path.
+
+    Raises:
+        AssetError: a folder is missing, unreadable, or holds no such file.
+    """
+    found = []
+    for folder in folders:
+        try:
+            names = os.listdir(folder)
+        except OSError as exc:
+            raise AssetError(f"{what} folder {folder} cannot be read: {exc.strerror or exc}") from None
+        files = sorted(str(Path(folder, n).resolve()) for n in names
+                       if n.lower().endswith(suffixes) and Path(folder, n).is_file())
+        if not files:
+            raise AssetError(f"{what} folder {folder} holds no {'/'.join(suffixes)} file")
+        found.extend(files)
+    return tuple(sorted(found))
+
+
+# --- meshes ---------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=64)
+def load_mesh(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices [V, 3] float64 (unit size, centred) and triangles [T, 3] int64 of a mesh file.
+
+    Cached: a worker builds the same asset in many scenes. Callers must not modify the arrays.
+
+    Raises:
+        AssetError: unreadable, unsupported or corrupt file, or no triangle in it.
+    """
+    try:
+        data = Path(path).read_bytes()
+        reader = {".obj": _read_obj, ".ply": _read_ply, ".stl": _read_stl, ".glb": _read_glb}[Path(path).suffix.lower()]
+        verts, faces = reader(data)
+        verts = np.asarray(verts, dtype=np.float64).reshape(-1, 3)
+        tris = _fan(faces)
+    except AssetError:
+        raise
+    except (OSError, KeyError, ValueError, IndexError, TypeError, struct.error, UnicodeDecodeError) as exc:
+        raise AssetError(f"mesh {path} cannot be read: {type(exc).__name__}: {exc}") from None
+    if len(tris) == 0 or not np.all(np.isfinite(verts)):
+        raise AssetError(f"mesh {path} has no triangles or non-finite vertices")
+    if tris.min() < 0 or tris.max() >= len(verts):
+        raise AssetError(f"mesh {path} has faces that index missing vertices")
+    used = verts[np.unique(tris)]
+    low, high = used.min(axis=0), used.max(axis=0)
+    half = (high - low).max() / 2
+    if not half > 0:
+        raise AssetError(f"mesh {path} is degenerate (all vertices at one point)")
+    verts = (verts - (low + high) / 2) / half
+    verts.flags.writeable = tris.flags.writeable = False
+    return verts, tris
+
+
+def _fan(faces) -> np.ndarray:
+    """Polygons (vertex index lists, or an [F, 3] array) -> triangles [T, 3] by fanning from the first corner."""
+    if isinstance(faces, np.ndarray):
+        return faces.astype(np.int64).reshape(-1, 3)
+    tris = [(f[0], f[i], f[i + 1]) for f in faces for i in range(1, len(f) - 1)]
+    return np.array(tris, dtype=np.int64).reshape(-1, 3)
+
+
+def _read_obj(data: bytes):
+    """Wavefront OBJ: ``v x y z`` and ``f a/b/c ...`` (1-based or negative indices)."""
+    verts, faces = [], []
+    for line in data.decode("utf-8").splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        if parts[0] == "v":
+            verts.append([float(x) for x in parts[1:4]])
+        elif parts[0] == "f":
+            idx = [int(p.split("/")[0]) for p in parts[1:]]
+            faces.append([i - 1 if i > 0 else len(verts) + i for i in idx])
+    return verts, faces
+
+
+_PLY_TYPES = {"char": "i1", "uchar": "u1", "short": "i2", "ushort": "u2", "int": "i4", "uint": "u4",
+              "float": "f4", "double": "f8", "int8": "i1", "uint8": "u1", "int16": "i2", "uint16": "u2",
+              "int32": "i4", "uint32": "u4", "float32": "f4", "float64": "f8"}
+
+
+def _read_ply(data: bytes):
+    """PLY (ascii, binary_little_endian, binary_big_endian): ``vertex`` x, y, z and ``face`` vertex_indices."""
+    end = data.index(b"end_header")
+    header = data[:end].decode("ascii").split("\n")
+    body = data[data.index(b"\n", end) + 1:]
+    if header[0].strip() != "ply":
+        raise ValueError("not a PLY file")
+    fmt, elements = None, []  # elements: [name, count, [(name, type) or (name, count type, item type)]]
+    for line in header[1:]:
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "format":
+            fmt = words[1]
+        elif words[0] == "element":
+            elements.append([words[1], int(words[2]), []])
+        elif words[0] == "property":
+            elements[-1][2].append((words[-1], *words[1:-1]))
+    order = {"binary_little_endian": "<", "binary_big_endian": ">"}
+    if fmt == "ascii":
+        tokens, pos = body.decode("ascii").split(), 0
+    elif fmt not in order:
+        raise ValueError(f"unknown PLY format {fmt!r}")
+    verts, faces = None, []
+    for name, count, props in elements:
+        rows = []
+        for _ in range(count):
+            row = {}
+            for prop in props:
+                if prop[1] == "list":
+                    if fmt == "ascii":
+                        n = int(tokens[pos]); row[prop[0]] = [float(t) for t in tokens[pos + 1:pos + 1 + n]]; pos += 1 + n
+                    else:
+                        count_type, item = np.dtype(order[fmt] + _PLY_TYPES[prop[2]]), np.dtype(order[fmt] + _PLY_TYPES[prop[3]])
+                        n = int(np.frombuffer(body, count_type, 1, pos)[0]); pos += count_type.itemsize
+                        row[prop[0]] = np.frombuffer(body, item, n, pos).tolist(); pos += n * item.itemsize
+                elif fmt == "ascii":
+                    row[prop[0]] = float(tokens[pos]); pos += 1
+                else:
+                    kind = np.dtype(order[fmt] + _PLY_TYPES[prop[1]])
+                    row[prop[0]] = float(np.frombuffer(body, kind, 1, pos)[0]); pos += kind.itemsize
+            rows.append(row)
+        if name == "vertex":
+            verts = [[r["x"], r["y"], r["z"]] for r in rows]
+        elif name == "face":
+            key = "vertex_indices" if not rows or "vertex_indices" in rows[0] else "vertex_index"
+            faces = [[int(i) for i in r[key]] for r in rows]
+    if verts is None:
+        raise ValueError("no vertex element")
+    return verts, faces
+
+
+def _read_stl(data: bytes):
+    """STL: binary (80-byte header, count, 50-byte records) or ASCII (``vertex`` lines)."""
+    if len(data) >= 84:
+        (count,) = struct.unpack("<I", data[80:84])
+        if len(data) == 84 + 50 * count:
+            records = np.frombuffer(data, np.dtype([("n", "<f4", 3), ("v", "<f4", (3, 3)), ("a", "<u2")]), count, 84)
+            return records["v"].reshape(-1, 3), np.arange(3 * count).reshape(-1, 3)
+    text = data.decode("ascii")
+    if not text.lstrip().startswith("solid"):
+        raise ValueError("neither a binary STL (size does not match its triangle count) nor an ASCII one")
+    verts = [[float(x) for x in line.split()[1:4]] for line in text.splitlines() if line.strip().startswith("vertex")]
+    if len(verts) % 3:
+        raise ValueError("ASCII STL with a vertex count that is not a multiple of 3")
+    return verts, np.arange(len(verts)).reshape(-1, 3)
+
+
+_GLB_COMPONENTS = {5121: "u1", 5123: "u2", 5125: "u4", 5126: "f4"}
+_GLB_WIDTH = {"SCALAR": 1, "VEC3": 3}
+
+
+def _read_glb(data: bytes):
+    """Binary glTF 2.0: triangle primitives (mode 4) of the default scene, node transforms applied."""
+    magic, version, _ = struct.unpack("<4sII", data[:12])
+    if magic != b"glTF" or version != 2:
+        raise ValueError("not a binary glTF 2.0 file")
+    json_len, json_type = struct.unpack("<I4s", data[12:20])
+    if json_type != b"JSON":
+        raise ValueError("first chunk is not JSON")
+    doc = json.loads(data[20:20 + json_len])
+    pos = 20 + json_len
+    binary = b""
+    if pos + 8 <= len(data):
+        bin_len, _ = struct.unpack("<I4s", data[pos:pos + 8])
+        binary = data[pos + 8:pos + 8 + bin_len]
+
+    def accessor(index: int) -> np.ndarray:
+        acc = doc["accessors"][index]
+        view = doc["bufferViews"][acc["bufferView"]]
+        width = _GLB_WIDTH[acc["type"]]
+        kind = np.dtype("<" + _GLB_COMPONENTS[acc["componentType"]])
+        stride = view.get("byteStride") or kind.itemsize * width
+        start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
+        rows = [np.frombuffer(binary, kind, width, start + i * stride) for i in range(acc["count"])]
+        return np.array(rows).reshape(acc["count"], width)
+
+    verts, tris = [], []
+
+    def visit(node_index: int, parent: np.ndarray) -> None:
+        node = doc["nodes"][node_index]
+        matrix = parent @ _node_matrix(node)
+        if "mesh" in node:
+            for prim in doc["meshes"][node["mesh"]]["primitives"]:
+                if prim.get("mode", 4) != 4:
+                    continue
+                points = accessor(prim["attributes"]["POSITION"]).astype(np.float64)
+                index = accessor(prim["indices"]).ravel() if "indices" in prim else np.arange(len(points))
+                tris.append(index.astype(np.int64).reshape(-1, 3) + sum(len(v) for v in verts))
+                verts.append(points @ matrix[:3, :3].T + matrix[:3, 3])
+        for child in node.get("children", []):
+            visit(child, matrix)
+
+    scene = doc["scenes"][doc.get("scene", 0)]
+    for root in scene["nodes"]:
+        visit(root, np.eye(4))
+    if not verts:
+        raise ValueError("no triangle primitive in the default scene")
+    return np.concatenate(verts), np.concatenate(tris)
+
+
+def _node_matrix(node: dict) -> np.ndarray:
+    """4x4 local transform of a glTF node: ``matrix`` (column-major) or T * R * S."""
+    if "matrix" in node:
+        return np.array(node["matrix"], dtype=np.float64).reshape(4, 4).T
+    x, y, z, w = node.get("rotation", (0.0, 0.0, 0.0, 1.0))
+    rot = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                    [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                    [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    out = np.eye(4)
+    out[:3, :3] = rot * np.asarray(node.get("scale", (1.0, 1.0, 1.0)))
+    out[:3, 3] = node.get("translation", (0.0, 0.0, 0.0))
+    return out
+
+
+# --- images ---------------------------------------------------------------------------
+
+
+def check_texture(path: str) -> None:
+    """Decode an image texture fully (Pillow), so a truncated or corrupt file fails here.
+
+    Raises:
+        AssetError: the file is not a readable image.
+    """
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise AssetError(f"texture {path} cannot be read: {exc}") from None
+
+
+def check_environment(path: str) -> None:
+    """Check an environment map: an OpenEXR file with R, G and B channels, or a Radiance ``.hdr``
+    whose header and resolution line parse (its pixels are decoded by Blender).
+
+    Raises:
+        AssetError: the file is not such a map.
+    """
+    if path.lower().endswith(".hdr"):
+        with open(path, "rb") as stream:
+            head = stream.read(4096)
+        lines = head.split(b"\n")
+        size = next((i for i, line in enumerate(lines) if not line.strip()), None)
+        if not head.startswith((b"#?RADIANCE", b"#?RGBE")) or size is None or size + 1 >= len(lines) \
+                or len(lines[size + 1].split()) != 4:
+            raise AssetError(f"environment map {path} is not a Radiance HDR file")
+        return
+    try:
+        with OpenEXR.File(path, separate_channels=True) as exr:
+            channels = exr.channels()
+            missing = {"R", "G", "B"} - set(channels)
+            pixels = [np.asarray(channels[c].pixels) for c in ("R", "G", "B") if c in channels]
+    except Exception as exc:  # noqa: BLE001 - OpenEXR raises bare RuntimeErrors and more
+        raise AssetError(f"environment map {path} cannot be read: {exc}") from None
+    if missing or any(p.size == 0 for p in pixels):
+        raise AssetError(f"environment map {path} lacks channels {sorted(missing)} or pixels")
+
+
+def check_assets(meshes: tuple[str, ...], textures: tuple[str, ...], environments: tuple[str, ...]) -> None:
+    """Read every listed asset file once (meshes parsed, images decoded).
+
+    Raises:
+        AssetError: the first unusable file, by name.
+    """
+    for path in meshes:
+        load_mesh(path)
+    for path in textures:
+        check_texture(path)
+    for path in environments:
+        check_environment(path)
