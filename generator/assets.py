@@ -21,7 +21,9 @@ import functools
 import json
 import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import OpenEXR
@@ -79,7 +81,7 @@ def load_mesh(path: str) -> tuple[np.ndarray, np.ndarray]:
         tris = _fan(faces)
     except AssetError:
         raise
-    except (OSError, KeyError, ValueError, IndexError, TypeError, struct.error, UnicodeDecodeError) as exc:
+    except (OSError, KeyError, ValueError, IndexError, TypeError, StopIteration, struct.error, UnicodeDecodeError) as exc:
         raise AssetError(f"mesh {path} cannot be read: {type(exc).__name__}: {exc}") from None
     if len(tris) == 0 or not np.all(np.isfinite(verts)):
         raise AssetError(f"mesh {path} has no triangles or non-finite vertices")
@@ -143,8 +145,20 @@ def _read_ply(data: bytes):
             elements[-1][2].append((words[-1], *words[1:-1]))
     order = {"binary_little_endian": "<", "binary_big_endian": ">"}
     if fmt == "ascii":
-        tokens, pos = body.decode("ascii").split(), 0
-    elif fmt not in order:
+        tokens = iter(body.decode("ascii").split())
+
+        def read(kind: str, n: int) -> list[float]:
+            return [float(next(tokens)) for _ in range(n)]
+    elif fmt in order:
+        pos = 0
+
+        def read(kind: str, n: int) -> list[float]:
+            nonlocal pos
+            dtype = np.dtype(order[fmt] + _PLY_TYPES[kind])
+            values = np.frombuffer(body, dtype, n, pos).tolist()
+            pos += n * dtype.itemsize
+            return values
+    else:
         raise ValueError(f"unknown PLY format {fmt!r}")
     verts, faces = None, []
     for name, count, props in elements:
@@ -152,18 +166,10 @@ def _read_ply(data: bytes):
         for _ in range(count):
             row = {}
             for prop in props:
-                if prop[1] == "list":
-                    if fmt == "ascii":
-                        n = int(tokens[pos]); row[prop[0]] = [float(t) for t in tokens[pos + 1:pos + 1 + n]]; pos += 1 + n
-                    else:
-                        count_type, item = np.dtype(order[fmt] + _PLY_TYPES[prop[2]]), np.dtype(order[fmt] + _PLY_TYPES[prop[3]])
-                        n = int(np.frombuffer(body, count_type, 1, pos)[0]); pos += count_type.itemsize
-                        row[prop[0]] = np.frombuffer(body, item, n, pos).tolist(); pos += n * item.itemsize
-                elif fmt == "ascii":
-                    row[prop[0]] = float(tokens[pos]); pos += 1
+                if prop[1] == "list":  # ("vertex_indices", "list", count type, item type)
+                    row[prop[0]] = read(prop[3], int(read(prop[2], 1)[0]))
                 else:
-                    kind = np.dtype(order[fmt] + _PLY_TYPES[prop[1]])
-                    row[prop[0]] = float(np.frombuffer(body, kind, 1, pos)[0]); pos += kind.itemsize
+                    row[prop[0]] = read(prop[1], 1)[0]
             rows.append(row)
         if name == "vertex":
             verts = [[r["x"], r["y"], r["z"]] for r in rows]
@@ -301,15 +307,47 @@ def check_environment(path: str) -> None:
         raise AssetError(f"environment map {path} lacks channels {sorted(missing)} or pixels")
 
 
-def check_assets(meshes: tuple[str, ...], textures: tuple[str, ...], environments: tuple[str, ...]) -> None:
-    """Read every listed asset file once (meshes parsed, images decoded).
+class AssetFolders(Protocol):
+    """What :meth:`AssetFiles.of` needs from a recipe's ``assets`` section: folder lists or None."""
 
-    Raises:
-        AssetError: the first unusable file, by name.
-    """
-    for path in meshes:
-        load_mesh(path)
-    for path in textures:
-        check_texture(path)
-    for path in environments:
-        check_environment(path)
+    meshes: tuple[str, ...] | None
+    textures: tuple[str, ...] | None
+    environments: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class AssetFiles:
+    """A recipe's asset files by kind: absolute paths, sorted; empty where it names no folder."""
+
+    meshes: tuple[str, ...]
+    textures: tuple[str, ...]
+    environments: tuple[str, ...]
+
+    @classmethod
+    def of(cls, folders: AssetFolders) -> "AssetFiles":
+        """List the files of ``folders`` (see :func:`asset_files`).
+
+        Raises:
+            AssetError: a named folder is missing, unreadable or holds no file of its kind.
+        """
+        def files(names, suffixes, what):
+            return asset_files(names, suffixes, what) if names is not None else ()
+
+        return cls(
+            files(folders.meshes, MESH_SUFFIXES, "mesh"),
+            files(folders.textures, TEXTURE_SUFFIXES, "texture"),
+            files(folders.environments, ENVIRONMENT_SUFFIXES, "environment map"),
+        )
+
+    def check(self) -> None:
+        """Read every file once (meshes parsed, images decoded).
+
+        Raises:
+            AssetError: the first unusable file, by name.
+        """
+        for path in self.meshes:
+            load_mesh(path)
+        for path in self.textures:
+            check_texture(path)
+        for path in self.environments:
+            check_environment(path)

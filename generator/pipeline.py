@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from tqdm import tqdm
 
+from generator.assets import AssetFiles
 from generator.errors import BadInput
 from generator.executors import render_task, run_scenes
 from generator.files import output_file
@@ -90,7 +91,8 @@ def render_dataset(
             (the default is :func:`render_task` of this recipe).
 
     Raises:
-        BadInput: invalid ``count``, ``workers``, ``threads`` or ``recycle_every``;
+        BadInput: an unusable asset folder or file (:class:`generator.assets.AssetError`);
+            invalid ``count``, ``workers``, ``threads`` or ``recycle_every``;
             OutputError: unusable ``out_dir``.
         KeyboardInterrupt: after stopping cleanly (complete shards kept, partial ones removed).
     """
@@ -100,6 +102,8 @@ def render_dataset(
             raise BadInput(f"{name} must be >= {least}, got {value}")
     if count is not None:
         recipe = recipe_from_dict({**recipe.to_dict(), "count": count}, source="count")
+    # Every asset file is read here, so a corrupt one is bad input before anything renders or is written.
+    AssetFiles.of(recipe.assets).check()
     out = DatasetDir(out_dir, recipe, max_samples=recipe.shards.max_samples,
                      max_bytes=recipe.shards.max_bytes, overwrite=overwrite)
     todo = [i for i in range(recipe.count) if i not in out.done]
@@ -140,10 +144,11 @@ def save_scene_blend(recipe: Recipe, index: int, path: str | Path) -> Path:
     Runs Blender in this process (bpy is imported here, on first use).
 
     Raises:
-        BadInput: ``index`` is not a scene of the recipe; OutputError: ``path`` is a
-            folder or its folder is missing.
+        BadInput: ``index`` is not a scene of the recipe, or an asset is unusable;
+            OutputError: ``path`` is a folder or its folder is missing.
     """
     check_scene_index(recipe, index)
+    AssetFiles.of(recipe.assets).check()
     path = output_file(path)
     from generator.blender.render import save_blend
 

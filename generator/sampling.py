@@ -27,12 +27,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from generator import lens as lensmod
-from generator.assets import ENVIRONMENT_SUFFIXES, MESH_SUFFIXES, TEXTURE_SUFFIXES, asset_files
+from generator.assets import AssetFiles
 from generator.errors import BadInput
 from generator.focus import focus_ramp
 from generator.recipe import (
     SPLITS,
-    AssetsRecipe,
     CameraMotionRecipe,
     IntRange,
     MaterialsRecipe,
@@ -129,7 +128,7 @@ def sample_scene(recipe: Recipe, index: int) -> SceneSpec:
     """
     seed = scene_seed(recipe.seed, index)
     rng = np.random.default_rng(_seed_sequence(recipe.seed, index))
-    assets = _Assets.of(recipe.assets)
+    assets = AssetFiles.of(recipe.assets)
     lens = _sample_lens(rng, recipe)
     frames = _sample_frames(rng, recipe)
     camera = CameraSpec()
@@ -250,26 +249,6 @@ def _direction(rng: np.random.Generator) -> np.ndarray:
     """A unit vector, uniform on the sphere."""
     v = rng.normal(size=3)
     return v / np.linalg.norm(v)
-
-
-@dataclass(frozen=True)
-class _Assets:
-    """The recipe's asset files, by kind (absolute paths, sorted; empty without folders)."""
-
-    meshes: tuple[str, ...]
-    textures: tuple[str, ...]
-    environments: tuple[str, ...]
-
-    @classmethod
-    def of(cls, recipe: AssetsRecipe) -> "_Assets":
-        def files(folders, suffixes, what):
-            return asset_files(folders, suffixes, what) if folders is not None else ()
-
-        return cls(
-            files(recipe.meshes, MESH_SUFFIXES, "mesh"),
-            files(recipe.textures, TEXTURE_SUFFIXES, "texture"),
-            files(recipe.environments, ENVIRONMENT_SUFFIXES, "environment map"),
-        )
 
 
 # --- lens, frames, view -------------------------------------------------------------
@@ -408,7 +387,7 @@ def _sample_material(
     )
 
 
-def _sample_wall(rng: np.random.Generator, scene: SceneRecipe, view: _View, assets: _Assets) -> ObjectSpec:
+def _sample_wall(rng: np.random.Generator, scene: SceneRecipe, view: _View, assets: AssetFiles) -> ObjectSpec:
     """A textured plane facing the camera at the wall distance, overfilling the widest view.
 
     The plane primitive lies in its local XY with normal +Z; given the camera's
@@ -441,7 +420,7 @@ def bounding_radius(obj: ObjectSpec) -> float:
     return max(obj.scale) * (math.sqrt(3.0) * (1.0 + abs(obj.taper)) + obj.displace)
 
 
-def _sample_objects(rng: np.random.Generator, scene: SceneRecipe, view: _View, assets: _Assets) -> tuple[ObjectSpec, ...]:
+def _sample_objects(rng: np.random.Generator, scene: SceneRecipe, view: _View, assets: AssetFiles) -> tuple[ObjectSpec, ...]:
     """The foreground objects; with ``non_overlapping``, an object whose bounding sphere
     meets an earlier one's is drawn again at another place, and left out after
     :data:`PLACEMENT_TRIES` draws."""
@@ -466,7 +445,7 @@ def _sample_position(rng: np.random.Generator, scene: SceneRecipe, view: _View) 
     return view.unproject(u, v, depth, view.narrow_k)
 
 
-def _sample_object(rng: np.random.Generator, scene: SceneRecipe, view: _View, assets: _Assets, name: str) -> ObjectSpec:
+def _sample_object(rng: np.random.Generator, scene: SceneRecipe, view: _View, assets: AssetFiles, name: str) -> ObjectSpec:
     """A random shape of random size and pose, its centre at a random depth and image position.
 
     ``size_m`` is the largest extent: every shape is 2 units across, so the
@@ -521,7 +500,7 @@ def _sample_light(rng: np.random.Generator, scene: SceneRecipe, view: _View) -> 
     )
 
 
-def _sample_world(rng: np.random.Generator, world: WorldRecipe, assets: _Assets) -> WorldSpec:
+def _sample_world(rng: np.random.Generator, world: WorldRecipe, assets: AssetFiles) -> WorldSpec:
     """A world of a random kind: uniform near-white colour, sky (sun direction, turbidity) or environment map."""
     kind = _pick(rng, world.kinds)
     strength = _uniform(rng, world.strength)
