@@ -3,7 +3,9 @@
 The summary is computed from the samples' metadata only (no image decoding);
 the contact sheet decodes a few samples and lays out, per sample, its frames of
 ramp 0 in focus order, the colourised depth and the CoC map of the nearest- and
-farthest-focused frame of that ramp.
+farthest-focused frame of that ramp. A dynamic sample (frames at different
+times) shows its sequence over time instead: frames spread from the first to
+the last, and the depth of the first and the last frame.
 """
 
 from __future__ import annotations
@@ -135,31 +137,55 @@ def summarize(data_dir: str | Path) -> Summary:
     return summary
 
 
+#: Frames a dynamic sample shows on the contact sheet, spread evenly over its sequence.
+SEQUENCE_TILES = 6
+
+
+def _srgb8(rgb: np.ndarray) -> np.ndarray:
+    return (linear_to_srgb(rgb) * 255 + 0.5).astype(np.uint8)
+
+
+def _depth_tile(depth: np.ndarray, label: str) -> tuple[str, np.ndarray]:
+    valid = depth > 0
+    lo, hi = (float(depth[valid].min()), float(depth[valid].max())) if valid.any() else (0.0, 1.0)
+    return f"{label} {lo:.2f}-{hi:.2f}m", colorize(depth, lo, hi, ~valid)
+
+
+def _sequence_tiles(dec) -> list[tuple[str, np.ndarray]]:
+    """A dynamic sample over time: :data:`SEQUENCE_TILES` frames from first to last, then the
+    depth of the first and the last frame (per-frame depth: a dynamic scene has one per frame)."""
+    frames = dec.meta["frames"]
+    shown = sorted(set(np.linspace(0, len(frames) - 1, min(SEQUENCE_TILES, len(frames))).round().astype(int)))
+    tiles = [(f"t={frames[i]['time_s']:.2f}s F={frames[i]['focus_distance_m']:.2f}m", _srgb8(dec.frames[i]))
+             for i in shown]
+    return tiles + [_depth_tile(dec.depth[i], f"depth t={frames[i]['time_s']:.2f}s") for i in (shown[0], shown[-1])]
+
+
 def _sheet_row(sample: dict[str, Any], tile: int) -> list[tuple[str, np.ndarray]]:
-    """Labelled [tile, tile, 3] uint8 images of one sample: frames, depth, CoC maps."""
+    """Labelled [tile, tile, 3] uint8 images of one sample: frames, depth, CoC maps
+    (or, for a dynamic sample, :func:`_sequence_tiles`)."""
     dec = decode_sample(sample)
     meta = dec.meta
+    if len({fr["time_s"] for fr in meta["frames"]}) > 1:
+        return [(label, _resize(im, tile)) for label, im in _sequence_tiles(dec)]
     ramp0 = sorted(
         (i for i, fr in enumerate(meta["frames"]) if fr["ramp"] == meta["frames"][0]["ramp"]),
         key=lambda i: meta["frames"][i]["focus_distance_m"],
     )
-    tiles = [
-        (f"F={meta['frames'][i]['focus_distance_m']:.2f}m",
-         (linear_to_srgb(dec.frames[i]) * 255 + 0.5).astype(np.uint8))
-        for i in ramp0
-    ]
+    tiles = [(f"F={meta['frames'][i]['focus_distance_m']:.2f}m", _srgb8(dec.frames[i])) for i in ramp0]
     lm = meta["lens"]
     lens = lensmod.Lens(lm["model"], lm["focal_length_m"], lm["f_number"], lm["sensor_width_m"])
-    depth = dec.depth[ramp0[0]] if meta["depth"]["per_frame"] else dec.depth[0]
-    valid = depth > 0
-    lo, hi = (float(depth[valid].min()), float(depth[valid].max())) if valid.any() else (0.0, 1.0)
-    tiles.append((f"depth {lo:.2f}-{hi:.2f}m", colorize(depth, lo, hi, ~valid)))
+    tiles.append(_depth_tile(dec.depth[ramp0[0]] if meta["depth"]["per_frame"] else dec.depth[0], "depth"))
     for i in (ramp0[0], ramp0[-1]):
         focus = meta["frames"][i]["focus_distance_m"]
         d = dec.depth[i] if meta["depth"]["per_frame"] else dec.depth[0]
         coc = lensmod.coc_map_px(lens, d, focus, meta["image"]["width"])
         tiles.append((f"CoC F={focus:.2f} max {coc.max():.0f}px", colorize(coc, 0.0, max(float(coc.max()), 1.0), d <= 0)))
-    return [(label, np.asarray(Image.fromarray(im).resize((tile, tile), Image.NEAREST))) for label, im in tiles]
+    return [(label, _resize(im, tile)) for label, im in tiles]
+
+
+def _resize(image: np.ndarray, tile: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(image).resize((tile, tile), Image.NEAREST))
 
 
 def contact_sheet(data_dir: str | Path, out_png: str | Path, *, samples: int = 4, tile: int = 128) -> Path:
@@ -167,7 +193,8 @@ def contact_sheet(data_dir: str | Path, out_png: str | Path, *, samples: int = 4
 
     Each row is one sample: ramp-0 frames in focus order, colourised depth
     (viridis, near = dark), and CoC maps (pixels) of the nearest and farthest
-    focus of that ramp. Labels are drawn above every tile.
+    focus of that ramp; a dynamic sample's row shows frames over time and the
+    depth at its start and end instead. Labels are drawn above every tile.
     """
     rows = []
     for n, sample in enumerate(iter_samples(Path(data_dir))):

@@ -177,7 +177,7 @@ def _frame_meta(spec: SceneSpec, frame) -> dict[str, Any]:
         "time_s": frame.time_s,
         "focus_distance_m": frame.focus_distance_m,
         "K": lensmod.intrinsics(spec.lens, frame.focus_distance_m, width, height).tolist(),
-        "world_to_camera": world_to_camera(spec.camera).tolist(),
+        "world_to_camera": world_to_camera(spec.camera_at(frame)).tolist(),
         "blender_camera": {
             "lens_mm": cam.lens_mm,
             "fstop": cam.fstop,
@@ -193,22 +193,25 @@ def wall_depth_m(spec: SceneSpec) -> float | None:
     The wall (:func:`generator.sampling._sample_wall`) is a ``plane`` object named
     :data:`WALL_NAME`, undeformed, whose normal lies along the optical axis: every
     point of it then has the same planar depth z in the OpenCV camera frame, so a
-    pixel sees the wall exactly where its depth equals this value. The camera pose
-    is one per scene and the lens model changes only K (breathing), never the
-    camera frame, and the wall does not move, so the value holds for every frame.
+    pixel sees the wall exactly where its depth equals this value. The lens model
+    changes only K (breathing), never the camera frame, and the wall does not
+    move, so the value holds for every frame as long as the camera pose does.
 
-    Returns None when there is no such object, or it is deformed or tilted (normal
-    off the optical axis by more than 1e-9): its depth would then vary over the
-    image and no single value identifies its pixels.
+    Returns None when there is no such object, or it is deformed, or tilted (normal
+    off the optical axis by more than 1e-9) in some frame, or its depth differs
+    between frames (a moving camera): no single value then identifies its pixels.
     """
     wall = next((o for o in spec.objects if o.name == WALL_NAME and o.shape == "plane"), None)
     if wall is None or wall.twist or wall.taper or wall.displace:
         return None
-    w2c = world_to_camera(spec.camera)
-    normal = w2c[:3, :3] @ euler_xyz_matrix(wall.rotation)[:, 2]  # plane primitive: local +Z
-    if np.hypot(normal[0], normal[1]) > _WALL_TILT:
-        return None
-    return float((w2c @ np.append(wall.location, 1.0))[2])
+    depths = set()
+    for camera in dict.fromkeys(spec.camera_at(frame) for frame in spec.frames):
+        w2c = world_to_camera(camera)
+        normal = w2c[:3, :3] @ euler_xyz_matrix(wall.rotation)[:, 2]  # plane primitive: local +Z
+        if np.hypot(normal[0], normal[1]) > _WALL_TILT:
+            return None
+        depths.add(float((w2c @ np.append(wall.location, 1.0))[2]))
+    return depths.pop() if len(depths) == 1 else None
 
 
 def sample_metadata(spec: SceneSpec, rendered: Rendered, recipe: RecipeInfo) -> dict[str, Any]:
