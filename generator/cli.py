@@ -12,6 +12,7 @@ are spawned processes that re-import the main script, i.e. this module.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import click
 
 from generator import __version__
 from generator.errors import DfdgenError
+from generator.executors import DEVICES, EXECUTORS
 
 
 @contextlib.contextmanager
@@ -30,6 +32,15 @@ def library_errors():
         error = click.ClickException(str(exc))
         error.exit_code = exc.exit_code
         raise error from exc
+
+
+@contextlib.contextmanager
+def warnings_as_messages():
+    """Show the library's warnings (e.g. no GPU for ``--device gpu``) as ``Warning: <message>`` on stderr,
+    not in Python's ``file:line: RuntimeWarning`` form."""
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, *_: click.echo(f"Warning: {message}", err=True)
+        yield
 
 
 @click.group(name="dfdgen", context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,7 +56,7 @@ def main() -> None:
               help="Output directory.  [default: data/<recipe name>]")
 @click.option("-n", "count", type=click.IntRange(min=1), metavar="N", help="Number of scenes (overrides the recipe's count).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, metavar="K",
-              help="Worker processes, each running its own Blender.")
+              help="Worker processes, each running its own Blender (with --executor ray: scenes in flight).")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, metavar="T",
               help="Cycles threads per worker; 0 = the cores shared evenly among the workers.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
@@ -53,12 +64,18 @@ def main() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace the data of another recipe in --out (other files stay).")
 @click.option("--recycle-every", type=click.IntRange(min=1), default=50, show_default=True, metavar="N",
               help="Scenes a worker renders before it is replaced (bounds memory).")
+@click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
+              help="Render in local worker processes, or as Ray tasks (pip install 'dfdgen[ray]').")
+@click.option("--ray-address", metavar="ADDR",
+              help="Ray cluster for --executor ray: auto, HOST:PORT or ray://HOST:PORT.  [default: a local Ray]")
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
+              help="Cycles device; gpu = OptiX, else CUDA, else the CPU with a warning.")
 @click.option("--save-blend", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
               help="Only build one scene and save it as a .blend file (no dataset is rendered).")
 @click.option("--scene", "scene_index", type=click.IntRange(min=0), metavar="I",
               help="Scene index for --save-blend.  [default: 0]")
 def render(recipe_path, out_dir, count, workers, threads, overrides, overwrite, recycle_every,
-           save_blend, scene_index):
+           executor, ray_address, device, save_blend, scene_index):
     """Render a recipe's focal stacks into WebDataset shards in DIR.
 
     A rerun with the same recipe resumes where the last run stopped; Ctrl-C
@@ -79,8 +96,10 @@ def render(recipe_path, out_dir, count, workers, threads, overrides, overwrite, 
             return
         out_dir = out_dir or Path("data") / recipe.name
         try:
-            summary = render_dataset(recipe, out_dir, workers=workers, threads=threads,
-                                     overwrite=overwrite, recycle_every=recycle_every)
+            with warnings_as_messages():
+                summary = render_dataset(recipe, out_dir, workers=workers, threads=threads,
+                                         overwrite=overwrite, recycle_every=recycle_every,
+                                         executor=executor, ray_address=ray_address, device=device)
         except KeyboardInterrupt:
             click.echo(f"interrupted: finished shards kept in {out_dir}; run the same command to resume", err=True)
             click.get_current_context().exit(130)

@@ -12,6 +12,10 @@ that dies (segfault, OOM kill) breaks the pool: it is restarted and the scenes
 that were in flight are retried one at a time (the crash then counts as an
 attempt only of a scene that ran alone), so a scene that kills its worker is
 told apart from the innocent ones that ran beside it.
+
+Where tasks run is a *pool*: :class:`ProcessPool` (local worker processes, the
+default) or :class:`generator.ray_executor.RayPool` (Ray workers on a cluster);
+:func:`run_scenes`, its ordering, window and retries are the same for both.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from generator.recipe import Recipe
 from generator.sample import encode_sample
@@ -51,8 +55,11 @@ class SceneResult:
     attempts: int
 
 
-def render_task(recipe: Recipe, index: int, *, threads: int = 0) -> dict[str, Any]:
+def render_task(recipe: Recipe, index: int, *, threads: int = 0, device: str = "cpu") -> dict[str, Any]:
     """Worker task: draw scene ``index``, render it with Cycles, encode it as a sample (member -> bytes).
+
+    ``threads``: Cycles CPU threads (0 = all cores); ``device``: ``cpu`` or ``gpu``
+    (see :func:`generator.blender.device.select_device`).
 
     Imports bpy on first use, so only worker processes ever load Blender (and
     this module stays free of heavy imports such as webdataset, which pulls in torch).
@@ -60,10 +67,21 @@ def render_task(recipe: Recipe, index: int, *, threads: int = 0) -> dict[str, An
     from generator.blender.render import render_scene
 
     spec = sample_scene(recipe, index)
-    return encode_sample(spec, render_scene(spec, threads=threads), recipe)
+    return encode_sample(spec, render_scene(spec, threads=threads, device=device), recipe)
 
 
-def _init_worker() -> None:
+def gpu_probe_task(_index: int) -> str | None:
+    """Worker task: the GPU backend Cycles would use in this worker (``'OPTIX'``, ``'CUDA'``), or None.
+
+    Run once through the pool before a ``--device gpu`` run, so that a missing
+    GPU is reported by the parent before rendering starts.
+    """
+    from generator.blender.device import gpu_backend
+
+    return gpu_backend()
+
+
+def init_worker() -> None:
     """Worker initializer.
 
     Ctrl-C reaches the whole process group; only the parent acts on it. Blender
@@ -81,26 +99,75 @@ def _init_worker() -> None:
     sys.path[:] = [p for p in sys.path if not os.path.isfile(os.path.join(p, "bpy", "__init__.py"))]
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, BrokenProcessPool):
-        return "the worker process died (crash or out of memory)"
-    return f"{type(exc).__name__}: {exc}"
+#: Why a scene failed when its worker process died.
+WORKER_DIED = "the worker process died (crash or out of memory)"
+#: Where scenes render: local worker processes (:class:`ProcessPool`), or a Ray
+#: cluster (:class:`generator.ray_executor.RayPool`).
+EXECUTORS = ("local", "ray")
+#: What Cycles renders on (:mod:`generator.blender.device`).
+DEVICES = ("cpu", "gpu")
+#: The warning of a ``--device gpu`` run that renders on the CPU for want of a GPU.
+NO_GPU = "--device gpu: Cycles finds no OptiX or CUDA GPU here; rendering on the CPU instead"
 
 
-class _Pool:
-    """A ProcessPoolExecutor that can be replaced when broken and killed on Ctrl-C."""
+class Pool(Protocol):
+    """Where :func:`run_scenes` runs tasks.
 
-    def __init__(self, workers: int, recycle_every: int):
+    Attributes:
+        workers: tasks the pool runs at once (and :func:`run_scenes` keeps in flight).
+        threads: Cycles threads each task renders with (>= 1).
+    """
+
+    workers: int
+    threads: int
+
+    def submit(self, task: Callable[[int], Any], index: int) -> Future:
+        """Start ``task(index)``; the future holds its result or the exception that ended it."""
+
+    def describe(self, exc: BaseException) -> str:
+        """Why a task failed, in one line, for the manifest."""
+
+    def close(self) -> None:
+        """Release the workers after the last result (nothing is in flight)."""
+
+    def kill(self) -> None:
+        """Stop now: abandon the tasks in flight."""
+
+
+class ProcessPool:
+    """Local worker processes: a ProcessPoolExecutor that is replaced when broken and killed on Ctrl-C.
+
+    Args:
+        workers: worker processes.
+        recycle_every: tasks a worker process runs before it is replaced.
+        threads: Cycles threads per task; 0 = this machine's cores shared evenly among the workers.
+    """
+
+    def __init__(self, workers: int, recycle_every: int, *, threads: int = 0):
         self.workers, self.recycle_every = workers, recycle_every
+        self.threads = threads or max(1, (os.cpu_count() or 1) // workers)  # K workers x all cores would thrash
         self.pool = self._new()
 
     def _new(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
+            initializer=init_worker,
             max_tasks_per_child=self.recycle_every,
         )
+
+    def submit(self, task: Callable[[int], Any], index: int) -> Future:
+        try:
+            return self.pool.submit(task, index)
+        except BrokenProcessPool:  # a worker died while idle: nothing in flight to blame
+            self.restart()
+            return self.pool.submit(task, index)
+
+    def describe(self, exc: BaseException) -> str:
+        return WORKER_DIED if isinstance(exc, BrokenProcessPool) else f"{type(exc).__name__}: {exc}"
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
 
     def restart(self) -> None:
         """Replace a broken pool.
@@ -131,24 +198,28 @@ def run_scenes(
     recycle_every: int = 50,
     window: int | None = None,
     on_complete: Callable[[SceneResult], None] | None = None,
+    pool: Pool | None = None,
 ) -> Iterator[SceneResult]:
     """Run ``task(i)`` for every scene index and yield the results in the order given.
 
     Args:
         task: picklable callable, ``task(index) -> sample``; runs in a worker process.
         indices: scene indices, in the order results are wanted.
-        workers: worker processes (>= 1).
-        recycle_every: scenes a worker renders before it is replaced (>= 1).
+        workers: worker processes (>= 1) of the default pool.
+        recycle_every: scenes a worker of the default pool renders before it is replaced (>= 1).
         window: how far (in scenes) submission may run ahead of the oldest result
             not yet yielded; bounds the finished samples held in memory. Default 8 x workers.
         on_complete: called with every result as soon as it is final (for progress bars).
+        pool: where the tasks run; default: a :class:`ProcessPool` of ``workers`` and
+            ``recycle_every``. Closed (or killed) at the end either way.
 
     On KeyboardInterrupt (or the consumer closing the generator) the workers are
     killed and nothing more is yielded.
     """
     order = list(indices)
+    pool = pool or ProcessPool(workers, recycle_every)
+    workers = pool.workers
     window = window or 8 * workers
-    pool = _Pool(workers, recycle_every)
     inflight: dict[Future, int] = {}
     finished: dict[int, SceneResult] = {}
     attempts = {i: 0 for i in order}
@@ -158,12 +229,7 @@ def run_scenes(
 
     def submit(index: int) -> None:
         attempts[index] += 1
-        try:
-            future = pool.pool.submit(task, index)
-        except BrokenProcessPool:  # a worker died while idle: nothing in flight to blame
-            pool.restart()
-            future = pool.pool.submit(task, index)
-        inflight[future] = index
+        inflight[pool.submit(task, index)] = index
 
     def settle(future: Future) -> None:
         """Record a finished future: a result, a retry, or a final failure."""
@@ -175,7 +241,7 @@ def run_scenes(
             (isolate if isinstance(exc, BrokenProcessPool) else retry).append(index)
             return
         else:
-            result = SceneResult(index, None, _describe(exc), attempts[index])
+            result = SceneResult(index, None, pool.describe(exc), attempts[index])
         finished[index] = result
         if on_complete:
             on_complete(result)
@@ -208,7 +274,7 @@ def run_scenes(
                 pool.restart()
             for future in done:
                 settle(future)
-        pool.pool.shutdown(wait=True)
+        pool.close()
     except BaseException:
         pool.kill()
         raise

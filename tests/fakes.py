@@ -103,18 +103,26 @@ def slow_task(seconds: float, recipe: Recipe, index: int) -> dict:
     return fake_task(recipe, index)
 
 
+#: Seconds a "hang-once" scene of :func:`flaky_task` waits for its worker to be killed.
+HANG_S = 120.0
+
+
 def flaky_task(log_dir: str, fail: dict[int, str], recipe: Recipe, index: int) -> dict:
     """Like :func:`fake_task`, but scene ``i`` misbehaves as ``fail[i]`` says:
     ``"raise"`` always raises, ``"raise-once"`` / ``"die-once"`` raise / kill the
-    worker process on the first attempt only, ``"die"`` always kills it.
-    Every attempt is logged as a file in ``log_dir`` (workers are separate processes)."""
+    worker process on the first attempt only, ``"die"`` always kills it,
+    ``"hang-once"`` sleeps :data:`HANG_S` on the first attempt (for a test to kill its worker).
+    Every attempt is logged as a file ``{index}-{attempt}`` in ``log_dir`` holding the
+    worker's pid (workers are separate processes)."""
     attempt = len(list(Path(log_dir).glob(f"{index}-*"))) + 1
-    (Path(log_dir) / f"{index}-{attempt}").touch()
+    (Path(log_dir) / f"{index}-{attempt}").write_text(str(os.getpid()))
     mode = fail.get(index, "")
     if mode == "raise" or (mode == "raise-once" and attempt == 1):
         raise RuntimeError(f"injected failure in scene {index}")
     if mode == "die" or (mode == "die-once" and attempt == 1):
         os._exit(3)
+    if mode == "hang-once" and attempt == 1:
+        time.sleep(HANG_S)
     return fake_task(recipe, index)
 
 

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 import generator
 import generator.pipeline
+from conftest import require
 from fakes import tiny_recipe, write_tiny_recipe
 from generator.cli import main
 from generator.pipeline import RunSummary
@@ -50,6 +51,9 @@ BAD_OPTIONS = {
     "--scene without --save-blend": (["--scene", "1"], "--save-blend"),
     "--save-blend scene out of range": (["--save-blend", "x.blend", "--scene", "99"], "scene 99"),
     "-n not a number": (["-n", "ten"], "'-n'"),
+    "--executor bogus": (["--executor", "bogus"], "--executor"),
+    "--device bogus": (["--device", "bogus"], "--device"),
+    "--ray-address without ray": (["--ray-address", "auto"], "--executor ray"),
 }
 
 
@@ -75,6 +79,24 @@ def test_bad_option_exits_2_and_writes_nothing(tmp_path, case, monkeypatch):
     out = tmp_path / "out"
     _check_refused(_run("render", "--recipe", recipe, "--out", out, *options), text, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1", "nohost"])
+def test_unusable_ray_address_exits_2_and_writes_nothing(tmp_path, address):
+    require("ray")
+    recipe = write_tiny_recipe(tmp_path / "tiny.yaml")
+    out = tmp_path / "out"
+    result = _run("render", "--recipe", recipe, "--out", out, "--executor", "ray", "--ray-address", address)
+    _check_refused(result, f"--ray-address {address}", out)
+
+
+def test_executor_ray_without_ray_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails as if it were not installed
+    monkeypatch.delitem(sys.modules, "generator.ray_executor", raising=False)
+    recipe = write_tiny_recipe(tmp_path / "tiny.yaml")
+    result = _run("render", "--recipe", recipe, "--out", tmp_path / "out", "--executor", "ray")
+    assert result.exit_code == 1 and "pip install 'dfdgen[ray]'" in result.output, result.output
+    assert not (tmp_path / "out").exists()
 
 
 def test_bad_files_and_paths(tmp_path):

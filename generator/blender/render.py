@@ -21,6 +21,7 @@ import OpenEXR
 
 from generator.blender.build import BuiltScene, build_scene, pose_objects, set_beauty_sampling
 from generator.blender.camera import CLIP_END_M, apply_camera, set_camera_pose
+from generator.blender.device import select_device
 from generator.lens import Lens
 from generator.spec import FrameSpec, SceneSpec
 
@@ -61,7 +62,9 @@ class RenderedScene:
     total_seconds: float
 
 
-def render_scene(spec: SceneSpec, *, threads: int = 0, scratch_dir: Path | None = None) -> RenderedScene:
+def render_scene(
+    spec: SceneSpec, *, threads: int = 0, device: str = "cpu", scratch_dir: Path | None = None
+) -> RenderedScene:
     """Build ``spec`` and render its depth, optional all-in-focus image and focus frames.
 
     Frames that share a focus distance and time (the repeated ramps of a static
@@ -71,11 +74,14 @@ def render_scene(spec: SceneSpec, *, threads: int = 0, scratch_dir: Path | None 
     Args:
         spec: the scene.
         threads: Cycles CPU threads, 0 = all cores (the pixels do not depend on it).
+        device: ``cpu`` or ``gpu`` (:func:`generator.blender.device.select_device`;
+            without a GPU: a warning and the CPU).
         scratch_dir: where the scratch EXR goes (a private temporary folder is
             made inside it and removed afterwards); default: the system temp dir.
     """
     start = time.perf_counter()
     built = build_scene(spec, threads=threads)
+    select_device(built.scene, device)
     with tempfile.TemporaryDirectory(prefix="dfdgen-", dir=scratch_dir) as folder:
         rendered = run_to_end(render_views(built, spec, Path(folder)))
     return dataclasses.replace(rendered, total_seconds=time.perf_counter() - start)

@@ -1,0 +1,153 @@
+"""Scale-out and devices: the Ray executor and ``--device gpu`` give the local CPU executor's bytes.
+
+Ray runs as a local instance of 2 CPUs (a small object store, no dashboard),
+started once for this module and shut down at its end. Renders are tiny
+(32 x 32 px, 4 samples, 2 frames per scene).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import webdataset as wds
+from click.testing import CliRunner
+
+from conftest import require
+from fakes import dir_bytes, fake_task, flaky_task, tiny_recipe, write_tiny_recipe
+from generator.cli import main
+from generator.executors import NO_GPU
+from generator.pipeline import render_dataset
+
+TESTS = Path(__file__).parent
+#: Scenes of the tiny recipe rendered with Cycles by every executor here.
+COUNT = 4
+
+
+def _render_cli(*args) -> str:
+    result = CliRunner().invoke(main, ["render", *map(str, args)])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def local_cpu(bpy, tmp_path_factory):
+    """The tiny recipe (:data:`COUNT` scenes) rendered by the local executor on the CPU: (recipe path, output dir)."""
+    work = tmp_path_factory.mktemp("scale_out")
+    recipe = write_tiny_recipe(work / "tiny.yaml", {"count": COUNT})
+    _render_cli("--recipe", recipe, "--out", work / "local")
+    return recipe, work / "local"
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A local Ray instance for this module: 2 CPUs, 100 MB object store, no dashboard.
+
+    The workers find ``fakes`` (the tests' task module) through PYTHONPATH.
+    Ray's processes are gone after ``ray.shutdown()``: nothing is left behind.
+    """
+    ray = require("ray")
+    ray.init(num_cpus=2, object_store_memory=100 * 2**20, include_dashboard=False, logging_level="WARNING",
+             runtime_env={"env_vars": {"PYTHONPATH": str(TESTS)}})
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_executor_gives_the_local_bytes(local_cpu, ray_local, tmp_path):
+    recipe, local = local_cpu
+    output = _render_cli("--recipe", recipe, "--out", tmp_path / "ray", "--executor", "ray", "--workers", "2",
+                         "--recycle-every", "1")
+    assert f"{COUNT} scenes rendered" in output
+    assert dir_bytes(tmp_path / "ray") == dir_bytes(local)
+
+
+def test_killed_ray_worker_scene_is_rerun_and_written_once(ray_local, tmp_path):
+    recipe = tiny_recipe("count=8")
+    render_dataset(recipe, tmp_path / "local", task=functools.partial(fake_task, recipe), progress=False)
+    log = tmp_path / "attempts"
+    log.mkdir()
+    victim = 3  # hangs on its first attempt until its worker is killed
+    task = functools.partial(flaky_task, str(log), {victim: "hang-once"}, recipe)
+
+    def kill_victim_worker():
+        deadline = time.monotonic() + 60
+        first = log / f"{victim}-1"
+        while time.monotonic() < deadline and not (first.exists() and first.read_text()):
+            time.sleep(0.05)
+        os.kill(int(first.read_text()), signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_victim_worker, daemon=True)
+    killer.start()
+    summary = render_dataset(recipe, tmp_path / "ray", task=task, workers=2, executor="ray", progress=False)
+    killer.join()
+    assert summary.rendered == 8 and summary.failed == ()
+    assert sorted(p.name for p in log.iterdir() if p.name.startswith(f"{victim}-")) == [f"{victim}-1", f"{victim}-2"]
+    manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
+    keys = [s["__key__"] for shard in manifest["shards"]
+            for s in wds.WebDataset(str(tmp_path / "ray" / shard["name"]), shardshuffle=False)]
+    assert sorted(keys) == [f"{i:08d}" for i in range(8)]  # every scene, exactly once
+    assert dir_bytes(tmp_path / "ray") == dir_bytes(tmp_path / "local")
+
+
+def test_ray_retries_once_then_records_like_local(ray_local, tmp_path):
+    recipe = tiny_recipe("count=6")
+    log = tmp_path / "attempts"
+    log.mkdir()
+    fail = {1: "raise", 2: "raise-once", 3: "die-once", 5: "die"}
+    summary = render_dataset(recipe, tmp_path / "out", task=functools.partial(flaky_task, str(log), fail, recipe),
+                             workers=2, executor="ray", progress=False)
+    runs = {i: len(list(log.glob(f"{i}-*"))) for i in range(6)}
+    assert runs == {0: 1, 1: 2, 2: 2, 3: 2, 4: 1, 5: 2}  # a Ray worker's death is charged to its own scene only
+    assert [i for i, _ in summary.failed] == [1, 5]
+    reasons = dict(summary.failed)
+    assert reasons[1] == "RuntimeError: injected failure in scene 1"
+    assert "worker process died" in reasons[5]
+
+
+def test_ray_address_while_ray_runs_here_is_refused(ray_local, tmp_path):
+    recipe = write_tiny_recipe(tmp_path / "tiny.yaml")
+    result = CliRunner().invoke(main, ["render", "--recipe", str(recipe), "--out", str(tmp_path / "out"),
+                                       "--executor", "ray", "--ray-address", "auto"])
+    assert result.exit_code == 2 and "--ray-address auto" in result.output, result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_device_gpu_without_a_gpu_warns_and_renders_the_cpu_bytes(local_cpu, tmp_path):
+    from generator.blender.device import gpu_backend
+
+    if gpu_backend() is not None:
+        pytest.skip("this machine has a GPU: --device gpu renders on it")
+    recipe, local = local_cpu
+    output = _render_cli("--recipe", recipe, "--out", tmp_path / "gpu", "--device", "gpu")
+    assert f"Warning: {NO_GPU}" in output
+    assert dir_bytes(tmp_path / "gpu") == dir_bytes(local)
+
+
+def test_select_device(bpy):
+    from generator.blender.device import gpu_backend, select_device
+
+    scene = bpy.data.scenes.new("device_test")
+    try:
+        assert select_device(scene, "cpu") == "CPU" and scene.cycles.device == "CPU"
+        backend = gpu_backend()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            chosen = select_device(scene, "gpu")
+        if backend is None:
+            assert chosen == "CPU" and scene.cycles.device == "CPU"
+            assert [str(w.message) for w in caught] == [NO_GPU]
+        else:
+            assert chosen == backend and scene.cycles.device == "GPU" and not caught
+            devices = bpy.context.preferences.addons["cycles"].preferences.get_devices_for_type(backend)
+            assert all(d.use == (d.type == backend) for d in devices)
+        with pytest.raises(ValueError, match="bogus"):
+            select_device(scene, "bogus")
+    finally:
+        bpy.data.scenes.remove(scene)
