@@ -125,6 +125,21 @@ def inspect(data_dir, sheet, samples):
             click.echo(f"contact sheet: {contact_sheet(data_dir, sheet, samples=samples)}")
 
 
+@main.command()
+@click.argument("data_dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR")
+@click.option("--format", "fmt", type=click.Choice(["fod500"]), required=True,
+              help="Layout to write: fod500 = {scene:06d}_{k:02d}All.tif frames and {scene:06d}Dpt.exr depth.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, metavar="OUT",
+              help="New (or empty) folder to write.")
+def export(data_dir, fmt, out_dir):
+    """Export a rendered dataset DIR to another layout that existing depth-from-focus code reads."""
+    from generator.export import export_dataset
+
+    with library_errors():
+        count = export_dataset(data_dir, out_dir, fmt)
+    click.echo(f"exported {count} scenes to {out_dir} ({fmt})")
+
+
 #: Entry-point group through which other packages add commands (a sequence of
 #: click commands per entry point; dfd_models declares its train/eval/predict in
 #: pyproject.toml), so generator never imports them by name. Each command module

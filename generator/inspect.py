@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 
 from generator import lens as lensmod
 from generator.errors import BadInput
-from generator.sample import decode_sample, linear_to_srgb
+from generator.sample import decode_sample, srgb8
 from generator.shards import MANIFEST
 
 # Viridis at 6 stops (sRGB): perceptually ordered, readable by colour-blind people.
@@ -141,10 +141,6 @@ def summarize(data_dir: str | Path) -> Summary:
 SEQUENCE_TILES = 6
 
 
-def _srgb8(rgb: np.ndarray) -> np.ndarray:
-    return (linear_to_srgb(rgb) * 255 + 0.5).astype(np.uint8)
-
-
 def _depth_tile(depth: np.ndarray, label: str) -> tuple[str, np.ndarray]:
     valid = depth > 0
     lo, hi = (float(depth[valid].min()), float(depth[valid].max())) if valid.any() else (0.0, 1.0)
@@ -156,7 +152,7 @@ def _sequence_tiles(dec) -> list[tuple[str, np.ndarray]]:
     depth of the first and the last frame (per-frame depth: a dynamic scene has one per frame)."""
     frames = dec.meta["frames"]
     shown = sorted(set(np.linspace(0, len(frames) - 1, min(SEQUENCE_TILES, len(frames))).round().astype(int)))
-    tiles = [(f"t={frames[i]['time_s']:.2f}s F={frames[i]['focus_distance_m']:.2f}m", _srgb8(dec.frames[i]))
+    tiles = [(f"t={frames[i]['time_s']:.2f}s F={frames[i]['focus_distance_m']:.2f}m", srgb8(dec.frames[i]))
              for i in shown]
     return tiles + [_depth_tile(dec.depth[i], f"depth t={frames[i]['time_s']:.2f}s") for i in (shown[0], shown[-1])]
 
@@ -172,7 +168,7 @@ def _sheet_row(sample: dict[str, Any], tile: int) -> list[tuple[str, np.ndarray]
         (i for i, fr in enumerate(meta["frames"]) if fr["ramp"] == meta["frames"][0]["ramp"]),
         key=lambda i: meta["frames"][i]["focus_distance_m"],
     )
-    tiles = [(f"F={meta['frames'][i]['focus_distance_m']:.2f}m", _srgb8(dec.frames[i])) for i in ramp0]
+    tiles = [(f"F={meta['frames'][i]['focus_distance_m']:.2f}m", srgb8(dec.frames[i])) for i in ramp0]
     lm = meta["lens"]
     lens = lensmod.Lens(lm["model"], lm["focal_length_m"], lm["f_number"], lm["sensor_width_m"])
     tiles.append(_depth_tile(dec.depth[ramp0[0]] if meta["depth"]["per_frame"] else dec.depth[0], "depth"))

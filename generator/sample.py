@@ -78,6 +78,11 @@ def _quantize(srgb: np.ndarray, bits: int) -> np.ndarray:
     return np.floor(srgb * top + 0.5).astype(np.uint8 if bits == 8 else np.uint16)
 
 
+def srgb8(rgb: np.ndarray) -> np.ndarray:
+    """8-bit sRGB codes [..., 3] uint8 of linear RGB, exactly as the ``png8`` encoding stores them."""
+    return _quantize(linear_to_srgb(rgb), 8)
+
+
 def _png8(rgb_u8: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rgb_u8).save(buf, format="PNG", compress_level=_PNG_LEVEL)
@@ -144,7 +149,7 @@ def _encode_rgb(rgb: np.ndarray, kind: str) -> tuple[str, bytes]:
     if kind == "png16":
         return "png", _png16(_quantize(linear_to_srgb(rgb), 16))
     if kind == "png8":
-        return "png", _png8(_quantize(linear_to_srgb(rgb), 8))
+        return "png", _png8(srgb8(rgb))
     raise ValueError(f"unknown rgb encoding {kind!r}; expected png8, png16 or exr")
 
 

@@ -1,0 +1,145 @@
+"""``dfdgen export --format fod500``: the published FoD500 layout, read back with OpenEXR's classic
+InputFile API and a loader written to that layout; bad input exits 2 and writes nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import Imath
+import numpy as np
+import OpenEXR
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from fakes import fake_render, make_spec, tiny_recipe
+from generator.cli import main
+from generator.sample import decode_sample, encode_sample, srgb8
+from generator.shards import DatasetDir
+from generator.spec import FrameSpec
+
+# Capture order is not focus order: the export must sort the frames.
+FOCUS = (0.7, 0.1, 1.5, 0.3, 0.15)
+
+
+def _spec(index: int, *, size: int = 256, frames: int = 5, model: str = "blender", **changes):
+    spec = make_spec(index, model=model, width=size, height=size)
+    focus = FOCUS[:frames] if frames <= 5 else np.geomspace(0.1, 1.5, frames)
+    ramp = tuple(FrameSpec(index=k, ramp=0, time_s=0.0, focus_distance_m=float(f)) for k, f in enumerate(focus))
+    second = tuple(dataclasses.replace(f, index=f.index + len(ramp), ramp=1) for f in ramp)  # a second ramp, not exported
+    return dataclasses.replace(spec, frames=ramp + second, **changes)
+
+
+def _dataset(folder: Path, specs) -> dict[int, dict]:
+    """Shards of fake renders of ``specs``; returns each scene's sample."""
+    recipe = tiny_recipe()
+    out = DatasetDir(folder, recipe, max_samples=2, max_bytes=10**9)
+    samples = {}
+    for spec in specs:
+        samples[spec.index] = encode_sample(spec, fake_render(spec), recipe)
+        out.add(spec.index, spec.split, samples[spec.index])
+    out.finish()
+    return samples
+
+
+def _export(*args):
+    return CliRunner().invoke(main, ["export", *map(str, args)])
+
+
+def load_fod500(folder: Path, n_stack: int = 5):
+    """A loader written to the published FoD500 layout, as the DefocusNet / DFV loaders read it:
+    sorted globs of ``*All.tif`` and ``*Dpt.exr``, ``n_stack`` frames per depth map, depth from
+    channel R as HALF through OpenEXR's classic InputFile API."""
+    frames = sorted(folder.glob("*All.tif"))
+    depths = sorted(folder.glob("*Dpt.exr"))
+    assert len(frames) == n_stack * len(depths)
+    for i, depth_path in enumerate(depths):
+        exr = OpenEXR.InputFile(str(depth_path))
+        window = exr.header()["dataWindow"]
+        size = (window.max.y - window.min.y + 1, window.max.x - window.min.x + 1)
+        depth = np.frombuffer(exr.channel("R", Imath.PixelType(Imath.PixelType.HALF)), dtype=np.float16).reshape(size)
+        stack = np.stack([np.asarray(Image.open(p)) for p in frames[i * n_stack:(i + 1) * n_stack]])
+        yield depth_path.name[:6], stack.astype(np.float32) / 255.0, depth.astype(np.float32)
+
+
+def test_fod500_export_layout_and_contents(tmp_path):
+    samples = _dataset(tmp_path / "data", [_spec(0), _spec(1), _spec(4, model="thin_lens")])  # scene 2, 3 failed
+    result = _export(tmp_path / "data", "--format", "fod500", "--out", tmp_path / "fod")
+    assert result.exit_code == 0, result.output
+    assert "exported 3 scenes" in result.output
+    names = sorted(p.name for p in (tmp_path / "fod").iterdir())
+    assert names == sorted([f"{s:06d}_{k:02d}All.tif" for s in (0, 1, 4) for k in range(5)]
+                           + [f"{s:06d}Dpt.exr" for s in (0, 1, 4)])
+    for name in names:
+        assert re.fullmatch(r"\d{6}(_\d{2}All\.tif|Dpt\.exr)", name)
+
+    loaded = list(load_fod500(tmp_path / "fod"))
+    assert [key for key, _, _ in loaded] == ["000000", "000001", "000004"]
+    for key, stack, depth in loaded:
+        decoded = decode_sample(samples[int(key)])
+        exr = OpenEXR.InputFile(str(tmp_path / "fod" / f"{key}Dpt.exr"))
+        channels = exr.header()["channels"]
+        assert sorted(channels) == ["B", "G", "R"]
+        assert all(str(c.type) == "HALF" for c in channels.values())
+        half = Imath.PixelType(Imath.PixelType.HALF)
+        assert exr.channel("G", half) == exr.channel("B", half) == exr.channel("R", half)
+        assert stack.shape == (5, 256, 256, 3) and depth.shape == (256, 256)
+        # Frames in increasing focus distance: the k-th file is the k-th nearest focus of ramp 0.
+        ramp0 = [i for i, f in enumerate(decoded.meta["frames"]) if f["ramp"] == 0]
+        by_focus = sorted(ramp0, key=lambda i: decoded.meta["frames"][i]["focus_distance_m"])
+        assert [decoded.meta["frames"][i]["focus_distance_m"] for i in by_focus] == sorted(FOCUS)
+        for k, i in enumerate(by_focus):
+            np.testing.assert_array_equal(stack[k], srgb8(decoded.frames[i]) / np.float32(255.0))
+        # Depth: the only map (blender lens), or the nearest-focused frame's (thin-lens breathing).
+        expected = decoded.depth[by_focus[0]] if decoded.meta["depth"]["per_frame"] else decoded.depth[0]
+        np.testing.assert_array_equal(depth, expected.astype(np.float16).astype(np.float32))
+        assert (depth == 0).any() and depth.max() > 1.0  # fake depth has a sky corner and metres
+
+
+def test_export_into_an_existing_empty_folder(tmp_path):
+    _dataset(tmp_path / "data", [_spec(0)])
+    (tmp_path / "fod").mkdir()
+    assert _export(tmp_path / "data", "--format", "fod500", "--out", tmp_path / "fod").exit_code == 0
+    assert len(list((tmp_path / "fod").iterdir())) == 6
+
+
+@pytest.mark.parametrize("problem", [
+    "not a dataset", "out not empty", "out is a file", "wrong format", "wrong size", "three frames per ramp",
+    "dynamic", "fails on the last scene",
+])
+def test_bad_export_exits_2_and_writes_nothing(tmp_path, problem):
+    data, out = tmp_path / "data", tmp_path / "fod"
+    specs = {
+        "wrong size": [_spec(0, size=64)],
+        "three frames per ramp": [_spec(0, frames=3)],
+        "dynamic": [dataclasses.replace(_spec(0), frames=tuple(
+            dataclasses.replace(f, time_s=f.index / 25) for f in _spec(0).frames))],
+        "fails on the last scene": [_spec(0), _spec(1), _spec(2, size=128)],
+    }.get(problem, [_spec(0)])
+    if problem == "not a dataset":
+        data.mkdir()
+        (data / "something.tar").write_bytes(b"not ours")
+    else:
+        _dataset(data, specs)
+    if problem == "out not empty":
+        out.mkdir()
+        (out / "keep.txt").write_text("mine")
+    if problem == "out is a file":
+        out.write_text("a file")
+    fmt = "fod5000" if problem == "wrong format" else "fod500"
+    result = _export(data, "--format", fmt, "--out", out)
+    assert result.exit_code == 2, result.output
+    expected = {"not a dataset": "not a dfdgen dataset", "out not empty": "not an empty folder",
+                "out is a file": "not an empty folder", "wrong format": "fod5000", "wrong size": "64x64",
+                "three frames per ramp": "3 frames per ramp",
+                "dynamic": "dynamic", "fails on the last scene": "128x128"}[problem]
+    assert expected in result.output, result.output
+    if problem == "out not empty":
+        assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    elif problem == "out is a file":
+        assert out.read_text() == "a file"
+    else:
+        assert not out.exists()
+    assert not (tmp_path / "fod.partial").exists()
