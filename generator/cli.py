@@ -140,6 +140,29 @@ def export(data_dir, fmt, out_dir):
     click.echo(f"exported {count} scenes to {out_dir} ({fmt})")
 
 
+@main.group()
+def addon() -> None:
+    """The Blender add-on (a sidebar panel to build, preview and render scenes)."""
+
+
+@addon.command("build")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("dist"), show_default=True,
+              metavar="DIR", help="Folder for the extension zip (created if missing).")
+@click.option("--platform", "platforms", multiple=True, metavar="NAME",
+              help="Blender platform to bundle wheels for, e.g. windows-x64 (repeatable).  [default: this machine's]")
+def addon_build(out_dir, platforms):
+    """Build the add-on as a Blender extension zip, and validate it with Blender's own tool.
+
+    Install the zip in Blender: Edit > Preferences > Get Extensions > Install from Disk.
+    """
+    from generator.extension import build_extension
+
+    with library_errors():
+        built = build_extension(out_dir, platforms)
+    click.echo(f"extension for {', '.join(built.platforms)}: {built.path} "
+               f"({built.path.stat().st_size / 1e6:.1f} MB, wheels: {', '.join(built.wheels)})")
+
+
 #: Entry-point group through which other packages add commands (a sequence of
 #: click commands per entry point; dfd_models declares its train/eval/predict in
 #: pyproject.toml), so generator never imports them by name. Each command module

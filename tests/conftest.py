@@ -58,3 +58,19 @@ def tiny_dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny64")
     render_dataset(load_recipe("small_obj", TINY_DATASET), out, workers=2, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def addon_zip(tmp_path_factory):
+    """The Blender extension zip, built once per test session by ``dfdgen addon build``
+    (for this machine's platform; wheels come from pip's cache or the package index)."""
+    require("bpy")  # Blender's extension tool ships in the bpy wheel
+    from click.testing import CliRunner
+
+    from generator.cli import main
+
+    out = tmp_path_factory.mktemp("addon")
+    result = CliRunner().invoke(main, ["addon", "build", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    (path,) = out.glob("*.zip")
+    return path
