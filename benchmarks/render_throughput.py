@@ -1,4 +1,4 @@
-"""Render throughput and pipeline overhead of one small_obj scene (issue: render core).
+"""Render throughput and pipeline overhead of small_obj scenes, or of other recipes to compare.
 
 For each image size, in one process (bpy imported once, outside the timing):
 
@@ -15,7 +15,13 @@ The first scene of each size is a warm-up (kernel and texture caches), the
 next ``--scenes`` are measured. Ratios are measured within one run, since the
 machine is shared and absolute times are noisy.
 
-    python benchmarks/render_throughput.py [--sizes 128 256] [--samples 64] [--scenes 2]
+With several ``--recipe``s, each size is measured for each recipe (same size,
+samples and ramps) and the last column gives its frames/s relative to the
+first recipe's: e.g. ``--recipe small_obj dynamic`` shows what motion costs
+(a dynamic scene renders every frame and depth map, a static one only the
+distinct focus distances).
+
+    python benchmarks/render_throughput.py [--recipe small_obj dynamic] [--sizes 128 256] [--samples 64] [--scenes 2]
 """
 
 from __future__ import annotations
@@ -32,9 +38,9 @@ from generator.sampling import sample_scene
 from generator.shards import DatasetDir
 
 
-def measure(size: int, samples: int, scenes: int, ramps: int, threads: int) -> dict[str, float]:
-    """Wall and Cycles seconds of rendering ``scenes`` small_obj scenes into a shard."""
-    recipe = load_recipe("small_obj", [
+def measure(recipe_name: str, size: int, samples: int, scenes: int, ramps: int, threads: int) -> dict[str, float]:
+    """Wall and Cycles seconds of rendering ``scenes`` scenes of a recipe into a shard."""
+    recipe = load_recipe(recipe_name, [
         f"image.width={size}", f"image.height={size}", f"image.samples={samples}",
         f"focus.ramps={ramps}", f"count={scenes + 1}", "splits={train: 1.0, val: 0.0, test: 0.0}",
     ])
@@ -61,6 +67,8 @@ def measure(size: int, samples: int, scenes: int, ramps: int, threads: int) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", nargs="+", default=["small_obj"],
+                        help="recipes to measure; the ratio column compares each with the first")
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--scenes", type=int, default=2, help="measured scenes per size")
@@ -68,13 +76,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="Cycles threads, 0 = all cores")
     args = parser.parse_args()
 
-    print(f"small_obj, {args.samples} samples, {args.ramps} ramps x 5 frames, {args.scenes} scenes per size")
-    print(f"{'size':>9} {'frames':>6} {'renders':>7} {'wall s':>8} {'cycles s':>8} {'frames/s':>8} "
-          f"{'renders/s':>9} {'overhead':>8}")
+    print(f"{', '.join(args.recipe)}: {args.samples} samples, {args.ramps} ramps x 5 frames, "
+          f"{args.scenes} scenes per size")
+    print(f"{'recipe':>12} {'size':>9} {'frames':>6} {'renders':>7} {'wall s':>8} {'cycles s':>8} {'frames/s':>8} "
+          f"{'renders/s':>9} {'overhead':>8} {'ratio':>6}")
     for size in args.sizes:
-        m = measure(size, args.samples, args.scenes, args.ramps, args.threads)
-        print(f"{size:>4}x{size:<4} {m['frames']:>6.0f} {m['renders']:>7.0f} {m['wall']:>8.2f} {m['cycles']:>8.2f} "
-              f"{m['frames'] / m['wall']:>8.2f} {m['renders'] / m['wall']:>9.2f} {m['wall'] / m['cycles']:>8.3f}")
+        first = None
+        for name in args.recipe:
+            m = measure(name, size, args.samples, args.scenes, args.ramps, args.threads)
+            rate = m["frames"] / m["wall"]
+            first = first or rate
+            print(f"{name:>12} {size:>4}x{size:<4} {m['frames']:>6.0f} {m['renders']:>7.0f} {m['wall']:>8.2f} "
+                  f"{m['cycles']:>8.2f} {rate:>8.2f} {m['renders'] / m['wall']:>9.2f} {m['wall'] / m['cycles']:>8.3f} "
+                  f"{rate / first:>6.2f}")
 
 
 if __name__ == "__main__":
