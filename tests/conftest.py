@@ -39,12 +39,14 @@ def torch():
 
 #: The tiny rendered dataset shared by the training tests: 8 scenes, 64 x 64 px,
 #: one ramp of 3 frames, all in the train split, 2 samples per shard (4 shards,
-#: enough for 2 DDP ranks x 2 loader workers).
+#: enough for 2 DDP ranks x 2 loader workers). Every surface is textured: the
+#: overfit tests need a defocus cue everywhere (plain surfaces have none).
 TINY_DATASET = (
     "name=tiny64", "count=8", "image.width=64", "image.height=64", "image.samples=8",
     "focus.ramps=1", "focus.frames_per_ramp=3", "scene.objects.count=[2, 4]",
     "scene.lights.count=1", "splits={train: 1.0, val: 0.0, test: 0.0}",
     "shards.max_samples=2", "outputs.aif=true",
+    "scene.materials.textureless_fraction=0", "scene.materials.families=[noise, voronoi, checker, wave, brick, magic]",
 )
 
 
