@@ -29,8 +29,7 @@ import bpy
 import numpy as np
 import yaml
 
-from generator.blender.build import build_into
-from generator.blender.camera import keyframe_focus
+from generator.blender.build import build_into, keyframe_sequence
 from generator.blender.render import RenderedScene, render_count, render_views
 from generator.errors import BadInput, OutputError
 from generator.files import output_file, sample_tar, write_atomic
@@ -201,7 +200,7 @@ def generate(scene: bpy.types.Scene, settings) -> SceneSpec:
     collection = bpy.data.collections.new(COLLECTION)
     scene.collection.children.link(collection)
     built = build_into(scene, collection, spec)
-    keyframe_focus(built.camera, spec.lens, [frame.focus_distance_m for frame in spec.frames], FIRST_FRAME)
+    keyframe_sequence(built, spec, FIRST_FRAME)
     scene.frame_start, scene.frame_end = FIRST_FRAME, FIRST_FRAME + len(spec.frames) - 1
     scene.frame_set(FIRST_FRAME)
     settings.collection, settings.world, settings.spec_json = collection, scene.world, spec.to_json()

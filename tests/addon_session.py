@@ -57,10 +57,11 @@ def data_counts() -> dict[str, int]:
     return {kind: len(getattr(bpy.data, kind)) for kind in kinds}
 
 
-def run(operator: str, **kwargs) -> dict:
-    """Call ``bpy.ops.dfdgen.<operator>``; its result, or the error it reported (as the UI shows it)."""
+def run(operator: str, *how: str, **kwargs) -> dict:
+    """Call ``bpy.ops.dfdgen.<operator>`` (``how``: e.g. 'INVOKE_DEFAULT', as a button does);
+    its result, or the error it reported (as the UI shows it)."""
     try:
-        return {"result": sorted(getattr(bpy.ops.dfdgen, operator)(**kwargs))}
+        return {"result": sorted(getattr(bpy.ops.dfdgen, operator)(*how, **kwargs))}
     except RuntimeError as exc:  # bpy.ops turns an ERROR report into RuntimeError("Error: <message>")
         return {"error": str(exc).removeprefix("Error: ").strip()}
 
@@ -177,6 +178,8 @@ result["scrubbed"] = camera_values(scene)
 settings.focus_step = 1
 settings.preview_size, settings.preview_samples = CONFIG["preview_size"], 2
 result["render_preview"] = run("render_preview")
+# As a button calls it: invoke, which in background mode (no window to run a modal loop in) renders at once.
+result["render_preview_invoked"] = run("render_preview", "INVOKE_DEFAULT")
 image = bpy.data.images["dfdgen preview"]
 pixels = numpy.array(image.pixels[:], dtype=numpy.float32).reshape(image.size[1], image.size[0], 4)
 result["preview"] = {"size": list(image.size), "rgb_max": float(pixels[..., :3].max()),
@@ -219,6 +222,20 @@ result["unchanged_by_errors"] = settings.spec_json == spec_before
 result["samples_after_errors"] = sorted(p.name for p in Path(CONFIG["sample_dir"]).iterdir())
 
 result["draw_after_generate"] = check_draw()
+
+# --- a dynamic recipe: scrubbing the timeline plays the motion too --------------------------------
+settings.recipe_file, settings.scene_index = CONFIG["dynamic_recipe"], 0
+result["generate_dynamic"] = run("generate")
+result["dynamic_spec"] = settings.spec_json
+result["dynamic_steps"] = []
+for step in range(len(json.loads(settings.spec_json)["frames"])):
+    scene.frame_set(1 + step)
+    result["dynamic_steps"].append({
+        "camera": [list(scene.camera.location), list(scene.camera.rotation_euler)],
+        "objects": {o.name: [list(o.location), list(o.rotation_euler)] for o in settings.collection.objects
+                    if o.type == "MESH"},
+        **camera_values(scene),
+    })
 
 # --- unregister, register again ----------------------------------------------------------------
 addon_utils.disable(module, default_set=True)

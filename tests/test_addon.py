@@ -34,6 +34,8 @@ PREVIEW_SIZE = 24
 OPERATORS = ["generate", "load_recipe", "render_preview", "render_sample", "save_recipe", "step_seed"]
 #: What the recipe becomes once the panel moved to the next seed and changed the f-number.
 PANEL = ("seed=1", "lens.f_number=[2.0, 2.0]")
+#: The built-in dynamic recipe, one ramp of 3 frames.
+DYNAMIC = ("count=2", "focus.ramps=1", "focus.frames_per_ramp=3")
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +49,9 @@ def session(addon_zip, tmp_path_factory):
         "zip": str(addon_zip), "repo_dir": str(work / "repo"), "recipe": str(recipe), "index": INDEX,
         "f_number": F_NUMBER, "preview_size": PREVIEW_SIZE, "sample_dir": str(work / "samples"),
         "saved_recipe": str(work / "saved.yaml"), "missing_recipe": str(work / "missing.yaml"),
-        "result": str(work / "result.json"),
+        "result": str(work / "result.json"), "dynamic_recipe": str(work / "dynamic.yaml"),
     }
+    (work / "dynamic.yaml").write_text(load_recipe("dynamic", DYNAMIC).to_yaml())
     (work / "config.json").write_text(json.dumps(config))
     env = {**os.environ, "BLENDER_USER_RESOURCES": str(work / "user")}
     script = Path(__file__).with_name("addon_session.py")
@@ -136,9 +139,25 @@ def test_focus_step_and_timeline_set_the_camera(session):
     assert result["scrubbed"] == {k: v for k, v in result["steps"][0].items() if k != "step"}
 
 
+def test_timeline_plays_the_motion_of_a_dynamic_recipe(session):
+    _, _, result = session
+    assert result["generate_dynamic"] == {"result": ["FINISHED"]}
+    spec = SceneSpec.from_dict(json.loads(result["dynamic_spec"]))
+    assert spec == sample_scene(load_recipe("dynamic", DYNAMIC), 0)
+    moving = [o for o in spec.objects if any(o.velocity) or any(o.angular_velocity)]
+    assert moving and len({spec.camera_at(f) for f in spec.frames}) > 1  # the test needs motion to see
+    for frame, seen in zip(spec.frames, result["dynamic_steps"], strict=True):
+        camera = spec.camera_at(frame)
+        # Blender stores these as float32.
+        np.testing.assert_allclose(seen["camera"], [camera.location, camera.rotation], rtol=1e-6, atol=1e-7)
+        assert seen["focus_distance_m"] == pytest.approx(frame.focus_distance_m, rel=1e-6)
+        for obj in moving:
+            np.testing.assert_allclose(seen["objects"][obj.name], obj.pose_at(frame.time_s), rtol=1e-6, atol=1e-7)
+
+
 def test_render_preview_image(session):
     _, _, result = session
-    assert result["render_preview"] == {"result": ["FINISHED"]}
+    assert result["render_preview"] == result["render_preview_invoked"] == {"result": ["FINISHED"]}
     assert result["preview"]["size"] == [PREVIEW_SIZE, PREVIEW_SIZE]  # 32 x 32 scaled to 24 on the longer side
     assert result["preview"]["rgb_max"] > 0 and result["preview"]["rgb_std"] > 0
 

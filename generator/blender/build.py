@@ -11,8 +11,9 @@ import math
 from dataclasses import dataclass, field
 
 import bpy
+from bpy_extras import anim_utils
 
-from generator.blender.camera import apply_camera, set_camera_pose
+from generator.blender.camera import FOCUS_DATA_PATHS, apply_camera, set_camera_pose
 from generator.blender.mesh import build_mesh
 from generator.spec import IMAGE_MATERIAL, LightSpec, MaterialSpec, ObjectSpec, RenderSpec, SceneSpec, WorldSpec
 
@@ -90,10 +91,42 @@ def pose_objects(built: BuiltScene, spec: SceneSpec, time_s: float) -> None:
     Set directly, not keyframed: each frame is an instant (no motion blur), and
     persistent data then only refits the moved objects' BVH between renders.
     """
-    for obj_spec in spec.objects:
-        if any(obj_spec.velocity) or any(obj_spec.angular_velocity):
-            obj = built.objects[obj_spec.name]
-            obj.location, obj.rotation_euler = obj_spec.pose_at(time_s)
+    for obj_spec, obj in _moving(built, spec):
+        obj.location, obj.rotation_euler = obj_spec.pose_at(time_s)
+
+
+def _moving(built: BuiltScene, spec: SceneSpec) -> list[tuple[ObjectSpec, bpy.types.Object]]:
+    """(spec, Blender object) of every object that moves (a velocity or an angular velocity)."""
+    return [(o, built.objects[o.name]) for o in spec.objects if any(o.velocity) or any(o.angular_velocity)]
+
+
+def keyframe_sequence(built: BuiltScene, spec: SceneSpec, first_frame: int) -> None:
+    """Keyframe the spec's frames on the timeline, for a viewer: frame ``i`` at timeline frame ``first_frame + i``.
+
+    Per frame: the camera's focus values (:data:`FOCUS_DATA_PATHS`, from
+    :func:`apply_camera`, depth of field on), and where things move, the
+    camera pose and the moving objects' poses at the frame's time. Keys are
+    constant, so each timeline frame shows one frame exactly and scrubbing
+    plays the focus sweep (and the motion). Renders do not use these keys:
+    they set every value per frame (:mod:`generator.blender.render`).
+    """
+    cameras = [spec.camera_at(frame) for frame in spec.frames]
+    moving = _moving(built, spec)
+    animated = {built.camera.data, *([built.camera] if len(set(cameras)) > 1 else []), *(o for _, o in moving)}
+    for i, (frame, camera) in enumerate(zip(spec.frames, cameras)):
+        set_camera_pose(built.camera, camera)
+        pose_objects(built, spec, frame.time_s)
+        apply_camera(built.camera, spec.lens, frame.focus_distance_m, use_dof=True)
+        for path in FOCUS_DATA_PATHS:
+            built.camera.data.keyframe_insert(path, frame=first_frame + i)
+        for obj in animated - {built.camera.data}:
+            obj.keyframe_insert("location", frame=first_frame + i)
+            obj.keyframe_insert("rotation_euler", frame=first_frame + i)
+    for datablock in animated:
+        animation = datablock.animation_data
+        for curve in anim_utils.action_get_channelbag_for_slot(animation.action, animation.action_slot).fcurves:
+            for key in curve.keyframe_points:
+                key.interpolation = "CONSTANT"
 
 
 # --------------------------------------------------------------------------- render settings

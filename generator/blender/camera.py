@@ -7,10 +7,7 @@ CoC and K recorded in the metadata are, by construction, the ones rendered.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import bpy
-from bpy_extras import anim_utils
 
 from generator.lens import BlenderCamera, Lens, blender_camera
 from generator.spec import CameraSpec
@@ -76,21 +73,3 @@ def apply_camera(cam_obj: bpy.types.Object, lens: Lens, focus_m: float, use_dof:
 #: to the next (the others are the same for every frame of a scene).
 FOCUS_DATA_PATHS = ("lens", "dof.aperture_fstop", "dof.focus_distance")
 
-
-def keyframe_focus(cam_obj: bpy.types.Object, lens: Lens, focus_m: Sequence[float], first_frame: int) -> None:
-    """Keyframe a focus sequence on the timeline: focus distance ``focus_m[i]`` (metres) at frame ``first_frame + i``.
-
-    Each frame gets :func:`apply_camera`'s values (depth of field on) for
-    :data:`FOCUS_DATA_PATHS`, with constant interpolation, so every timeline
-    frame shows exactly one focus step and scrubbing plays the sequence (in
-    the viewport's rendered mode, or with F12). The camera is left at the last step.
-    """
-    data = cam_obj.data
-    for i, focus in enumerate(focus_m):
-        apply_camera(cam_obj, lens, focus, use_dof=True)
-        for path in FOCUS_DATA_PATHS:
-            data.keyframe_insert(path, frame=first_frame + i)
-    channels = anim_utils.action_get_channelbag_for_slot(data.animation_data.action, data.animation_data.action_slot)
-    for curve in channels.fcurves:
-        for key in curve.keyframe_points:
-            key.interpolation = "CONSTANT"
