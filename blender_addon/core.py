@@ -85,8 +85,9 @@ def load_settings(settings) -> Recipe:
 
 
 def _number(value: float) -> str:
-    """A panel value (float32) as the shortest decimal that reads back as it (2.8, not 2.799999952)."""
-    return str(np.float32(value))
+    """A panel value (float32) as the shortest decimal that reads back as it (2.8, not 2.799999952),
+    positional, because YAML reads ``1e-05`` as a string."""
+    return np.format_float_positional(np.float32(value), unique=True, trim="0")
 
 
 def overrides(settings, base: Recipe) -> list[str]:

@@ -166,7 +166,7 @@ class DFDGEN_OT_render_preview(_Rendering, bpy.types.Operator):
 
     def finish(self, context, job: core.RenderJob) -> str:
         image = core.show_preview(job.result.frames[0])
-        for area in context.screen.areas if context.screen else ():
+        for area in (context.screen.areas if context.screen else ()):  # none in background mode
             if area.type == "IMAGE_EDITOR":
                 area.spaces.active.image = image
         return f"preview of focus step {self._step}: {image.size[0]} x {image.size[1]} px, image '{image.name}'"

@@ -52,6 +52,9 @@ class DFDGEN_PT_lens(_DfdPanel, bpy.types.Panel):
 
     def draw(self, context):
         layout, settings = self.layout, context.scene.dfdgen
+        if not settings.base_recipe:  # nothing to edit before the recipe's values are in the panel
+            layout.label(text="Generate or Reload to load the recipe's lens")
+            return
         layout.prop(settings, "lens_model")
         for name in core.LENS_RANGES:
             layout.prop(settings, name)

@@ -42,8 +42,10 @@ DYNAMIC = ("count=2", "focus.ramps=1", "focus.frames_per_ramp=3")
 def session(addon_zip, tmp_path_factory):
     """(work folder, recipe path, what the add-on session saw)."""
     work = tmp_path_factory.mktemp("addon_session")
+    # A sensor width that float32 (the panel's precision) cannot hold: left alone in the
+    # panel, it must reach the saved recipe unrounded.
     recipe = write_tiny_recipe(work / "tiny.yaml", {"seed": 0, "count": 2, "outputs.aif": True,
-                                                    "shards.max_samples": 1})
+                                                    "shards.max_samples": 1, "lens.sensor_width_mm": 36.123456789})
     (work / "samples").mkdir()
     config = {
         "zip": str(addon_zip), "repo_dir": str(work / "repo"), "recipe": str(recipe), "index": INDEX,
