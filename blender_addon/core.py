@@ -157,7 +157,8 @@ def remove_with_dependents(seeds: set[bpy.types.ID]) -> None:
         if isinstance(datablock, bpy.types.Object):
             # A scene lists every object of its view layers among the object's users; what
             # holds an object is its collections (the scene itself only for its master collection).
-            used_by -= {u for u in used_by if isinstance(u, bpy.types.Scene) and datablock.name not in u.collection.objects}
+            used_by -= {u for u in used_by
+                        if isinstance(u, bpy.types.Scene) and datablock.name not in u.collection.objects}
     owned = set(seeds)
     grew = True
     while grew:
