@@ -30,6 +30,11 @@ from generator.shards import DatasetDir
 
 
 
+#: The warning of a run whose recipe turns the denoiser on (``image.denoise``).
+DENOISE = ("recipe image.denoise is on: the denoiser alters the defocus blur and invents detail, "
+           "so the frames are no longer what the lens renders")
+
+
 @dataclass(frozen=True)
 class RunSummary:
     """What :func:`render_dataset` did.
@@ -102,6 +107,8 @@ def render_dataset(
         device: ``cpu`` or ``gpu`` (OptiX, else CUDA). Without a GPU the run warns
             (:data:`NO_GPU`, a RuntimeWarning) and renders on the CPU.
 
+    Warns (RuntimeWarning) :data:`DENOISE` when the recipe turns the denoiser on.
+
     Raises:
         BadInput: an unusable asset folder or file (:class:`generator.assets.AssetError`);
             invalid ``count``, ``workers``, ``threads``, ``recycle_every``,
@@ -123,6 +130,8 @@ def render_dataset(
         recipe = recipe_from_dict({**recipe.to_dict(), "count": count}, source="count")
     # Every asset file is read here, so a corrupt one is bad input before anything renders or is written.
     AssetFiles.of(recipe.assets).check()
+    if recipe.image.denoise:
+        warnings.warn(DENOISE, RuntimeWarning, stacklevel=2)
     with contextlib.ExitStack() as stack:
         # Ray first: an unreachable cluster is refused before anything is written.
         pool = stack.enter_context(_pool(executor, workers, threads, recycle_every, device, ray_address))

@@ -96,12 +96,24 @@ class SplitsRecipe:
 
 @dataclass(frozen=True, kw_only=True)
 class ImageRecipe:
-    """Image size (pixels), Cycles samples per pixel and light bounces."""
+    """Image size (pixels), Cycles samples per pixel, light bounces, and how samples are spent.
+
+    Attributes:
+        adaptive_threshold: Cycles' adaptive-sampling noise threshold; a pixel stops
+            once its noise estimate is below it (0 = off: every pixel gets ``samples``).
+        adaptive_min_samples: samples every pixel gets before adaptive sampling may stop
+            it; 0 = ``samples // 4`` (see :func:`generator.blender.build.set_beauty_sampling`).
+        denoise: run OpenImageDenoise on RGB frames; off by default, since a denoiser
+            invents detail and alters the defocus blur the frames are for (a run warns).
+    """
 
     width: int = _f(ge=8, le=8192)
     height: int = _f(ge=8, le=8192)
     samples: int = _f(ge=1)
     max_bounces: int = _f(4, ge=0)
+    adaptive_threshold: float = _f(0.0, ge=0, le=1)
+    adaptive_min_samples: int = _f(0, ge=0)
+    denoise: bool = _f(False)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -192,6 +192,9 @@ class RenderSpec:
         aif: also render the all-in-focus image (camera of frame 0, DoF off).
         rgb: RGB encoding, ``png8`` | ``png16`` | ``exr`` (linear).
         coc: also store per-frame CoC maps (pixels) computed from depth.
+        adaptive_threshold: adaptive-sampling noise threshold, 0 = off (fixed ``samples``).
+        adaptive_min_samples: samples before adaptive sampling may stop a pixel, 0 = ``samples // 4``.
+        denoise: OpenImageDenoise on RGB frames.
     """
 
     width: int
@@ -202,6 +205,9 @@ class RenderSpec:
     aif: bool = False
     rgb: str = "png8"
     coc: bool = False
+    adaptive_threshold: float = 0.0
+    adaptive_min_samples: int = 0
+    denoise: bool = False
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,10 @@ BAD_RECIPES = {
     "unknown schedule": ({"focus.schedule": "spiral"}, "focus.schedule"),
     "splits do not sum to 1": ({"splits.train": 0.5}, "splits"),
     "bool as int": ({"image.samples": True}, "image.samples"),
+    "negative adaptive threshold": ({"image.adaptive_threshold": -0.1}, "image.adaptive_threshold"),
+    "adaptive threshold above 1": ({"image.adaptive_threshold": 2}, "image.adaptive_threshold"),
+    "negative adaptive min samples": ({"image.adaptive_min_samples": -1}, "image.adaptive_min_samples"),
+    "denoise not a bool": ({"image.denoise": "maybe"}, "image.denoise"),
 }
 
 BAD_OPTIONS = {

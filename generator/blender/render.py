@@ -178,6 +178,8 @@ def set_depth_sampling(scene: bpy.types.Scene) -> None:
     """
     cycles = scene.cycles
     cycles.samples = 1
+    cycles.use_adaptive_sampling = False  # the recipe's RGB settings must not reach depth
+    cycles.use_denoising = False
     cycles.pixel_filter_type = "GAUSSIAN"
     cycles.filter_width = DEPTH_FILTER_WIDTH_PX
     cycles.max_bounces = 0
