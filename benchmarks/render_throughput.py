@@ -32,19 +32,21 @@ import time
 from pathlib import Path
 
 from generator.blender.render import render_scene
+from generator.executors import DEVICES
 from generator.recipe import load_recipe
 from generator.sample import encode_sample
 from generator.sampling import sample_scene
 from generator.shards import DatasetDir
 
 
-def measure(recipe_name: str, size: int, samples: int, scenes: int, ramps: int, threads: int) -> dict[str, float]:
+def measure(recipe_name: str, size: int, samples: int, scenes: int, ramps: int, threads: int,
+            device: str = "cpu") -> dict[str, float]:
     """Wall and Cycles seconds of rendering ``scenes`` scenes of a recipe into a shard."""
     recipe = load_recipe(recipe_name, [
         f"image.width={size}", f"image.height={size}", f"image.samples={samples}",
         f"focus.ramps={ramps}", f"count={scenes + 1}", "splits={train: 1.0, val: 0.0, test: 0.0}",
     ])
-    render_scene(sample_scene(recipe, 0), threads=threads)  # warm-up
+    render_scene(sample_scene(recipe, 0), threads=threads, device=device)  # warm-up
     with tempfile.TemporaryDirectory() as tmp:
         out = DatasetDir(Path(tmp), recipe, max_samples=recipe.shards.max_samples,
                          max_bytes=recipe.shards.max_bytes)
@@ -52,7 +54,7 @@ def measure(recipe_name: str, size: int, samples: int, scenes: int, ramps: int, 
         start = time.perf_counter()
         for index in range(1, scenes + 1):
             spec = sample_scene(recipe, index)
-            rendered = render_scene(spec, threads=threads)
+            rendered = render_scene(spec, threads=threads, device=device)
             out.add(index, spec.split, encode_sample(spec, rendered, recipe))
             if not 0 < rendered.cycles_seconds <= rendered.total_seconds:  # the ratio would mean nothing
                 raise RuntimeError(f"render time accounting is off: {rendered.cycles_seconds} s in Cycles "
@@ -74,16 +76,18 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=2, help="measured scenes per size")
     parser.add_argument("--ramps", type=int, default=5, help="focus ramps per scene (5 frames each)")
     parser.add_argument("--threads", type=int, default=0, help="Cycles threads, 0 = all cores")
+    parser.add_argument("--device", choices=DEVICES, default="cpu",
+                        help="Cycles device (gpu: OptiX, else CUDA; run once per device to compare frames/s)")
     args = parser.parse_args()
 
     print(f"{', '.join(args.recipe)}: {args.samples} samples, {args.ramps} ramps x 5 frames, "
-          f"{args.scenes} scenes per size")
+          f"{args.scenes} scenes per size, device {args.device}")
     print(f"{'recipe':>12} {'size':>9} {'frames':>6} {'renders':>7} {'wall s':>8} {'cycles s':>8} {'frames/s':>8} "
           f"{'renders/s':>9} {'overhead':>8} {'ratio':>6}")
     for size in args.sizes:
         first = None
         for name in args.recipe:
-            m = measure(name, size, args.samples, args.scenes, args.ramps, args.threads)
+            m = measure(name, size, args.samples, args.scenes, args.ramps, args.threads, args.device)
             rate = m["frames"] / m["wall"]
             first = first or rate
             print(f"{name:>12} {size:>4}x{size:<4} {m['frames']:>6.0f} {m['renders']:>7.0f} {m['wall']:>8.2f} "

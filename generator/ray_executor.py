@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator
 import ray
 import ray.exceptions
 
-from generator.errors import BadInput
+from generator.errors import BadInput, DfdgenError
 from generator.executors import WORKER_DIED, init_worker
 
 #: Bytes of Ray's object store when dfdgen starts a local Ray: finished samples
@@ -54,6 +54,7 @@ def ray_session(address: str | None) -> Iterator[None]:
     Raises:
         BadInput: ``address`` is malformed, nothing answers there (the message names
             it), or Ray is initialised here already and an address is given.
+        DfdgenError: a local Ray does not start.
     """
     if ray.is_initialized():
         if address is not None:
@@ -69,6 +70,8 @@ def ray_session(address: str | None) -> Iterator[None]:
         else:
             ray.init(address=address, logging_level="WARNING")
     except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
+        if address is None:
+            raise DfdgenError(f"cannot start a local Ray ({exc})") from exc
         raise BadInput(f"--ray-address {address}: cannot connect to a Ray cluster there ({exc})") from exc
     try:
         yield

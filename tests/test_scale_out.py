@@ -7,6 +7,7 @@ started once for this module and shut down at its end. Renders are tiny
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import os
@@ -109,6 +110,16 @@ def test_ray_retries_once_then_records_like_local(ray_local, tmp_path):
     reasons = dict(summary.failed)
     assert reasons[1] == "RuntimeError: injected failure in scene 1"
     assert "worker process died" in reasons[5]
+
+
+def test_ray_worker_processes_are_recycled(ray_local, tmp_path):
+    recipe = tiny_recipe("count=6")
+    log = tmp_path / "attempts"
+    log.mkdir()
+    render_dataset(recipe, tmp_path / "out", task=functools.partial(flaky_task, str(log), {}, recipe),
+                   workers=2, recycle_every=2, executor="ray", progress=False)
+    scenes_per_process = collections.Counter(p.read_text() for p in log.iterdir())
+    assert sum(scenes_per_process.values()) == 6 and max(scenes_per_process.values()) <= 2
 
 
 def test_ray_address_while_ray_runs_here_is_refused(ray_local, tmp_path):
