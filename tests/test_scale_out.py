@@ -12,6 +12,8 @@ import functools
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -22,7 +24,7 @@ import webdataset as wds
 from click.testing import CliRunner
 
 from conftest import require
-from fakes import dir_bytes, fake_task, flaky_task, tiny_recipe, write_tiny_recipe
+from fakes import dir_bytes, fake_task, flaky_task, listed_shards, tiny_recipe, write_tiny_recipe
 from generator.cli import main
 from generator.executors import NO_GPU
 from generator.pipeline import render_dataset
@@ -128,6 +130,40 @@ def test_ray_address_while_ray_runs_here_is_refused(ray_local, tmp_path):
                                        "--executor", "ray", "--ray-address", "auto"])
     assert result.exit_code == 2 and "--ray-address auto" in result.output, result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_stops_a_ray_run_cleanly_and_leaves_no_process(bpy, tmp_path):
+    require("ray")
+    recipe = write_tiny_recipe(tmp_path / "tiny.yaml", {"count": 40})
+    out = tmp_path / "out"
+    command = [sys.executable, "-c", "from generator.cli import main; main()", "render", "--recipe", str(recipe),
+               "--out", str(out), "--executor", "ray", "--workers", "2"]  # starts its own local Ray
+    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not listed_shards(out) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
+        output = proc.communicate(timeout=120)[0].decode()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130 and "interrupted" in output, output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(p.name for p in out.glob("*.tar*")) == sorted(s["name"] for s in manifest["shards"])
+    deadline = time.monotonic() + 30
+    while _group_alive(proc.pid) and time.monotonic() < deadline:  # Ray's daemons were in the run's group
+        time.sleep(0.2)
+    assert not _group_alive(proc.pid)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_device_gpu_without_a_gpu_warns_and_renders_the_cpu_bytes(local_cpu, tmp_path):
