@@ -124,6 +124,18 @@ def test_ray_worker_processes_are_recycled(ray_local, tmp_path):
     assert sum(scenes_per_process.values()) == 6 and max(scenes_per_process.values()) <= 2
 
 
+def test_ray_device_gpu_without_a_gpu_warns_and_uses_the_cpu(bpy, ray_local, tmp_path):
+    from generator.blender.device import gpu_backend
+
+    if gpu_backend() is not None or ray_local.cluster_resources().get("GPU"):
+        pytest.skip("this machine has a GPU: --device gpu renders on it")
+    recipe = tiny_recipe("count=2")
+    with pytest.warns(RuntimeWarning, match="--device gpu"):
+        summary = render_dataset(recipe, tmp_path, task=functools.partial(fake_task, recipe), executor="ray",
+                                 device="gpu", progress=False)
+    assert summary.rendered == 2
+
+
 def test_ray_address_while_ray_runs_here_is_refused(ray_local, tmp_path):
     recipe = write_tiny_recipe(tmp_path / "tiny.yaml")
     result = CliRunner().invoke(main, ["render", "--recipe", str(recipe), "--out", str(tmp_path / "out"),
