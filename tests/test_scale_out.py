@@ -54,7 +54,8 @@ def ray_local():
     """A local Ray instance for this module: 2 CPUs, 100 MB object store, no dashboard.
 
     The workers find ``fakes`` (the tests' task module) through PYTHONPATH.
-    Ray's processes are gone after ``ray.shutdown()``: nothing is left behind.
+    ``ray.shutdown()`` at the end stops every process this ``ray.init`` started
+    (the Ctrl-C test checks the same of a run's own local Ray).
     """
     ray = require("ray")
     ray.init(num_cpus=2, object_store_memory=100 * 2**20, include_dashboard=False, logging_level="WARNING",
