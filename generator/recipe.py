@@ -344,11 +344,12 @@ class MotionRecipe:
 
 @dataclass(frozen=True, kw_only=True)
 class OutputsRecipe:
-    """Extra outputs: all-in-focus image, RGB encoding, per-frame CoC maps."""
+    """Extra outputs: all-in-focus image, RGB encoding, per-frame CoC maps and motion vectors."""
 
     aif: bool = _f(False)
     rgb: str = _f("png8", choices=RGB_FORMATS)
     coc: bool = _f(False)
+    motion: bool = _f(False)
 
 
 @dataclass(frozen=True, kw_only=True)

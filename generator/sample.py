@@ -24,6 +24,8 @@ from PIL import Image
 
 import generator
 from generator import lens as lensmod
+from generator.flow import CHANNELS as FLOW_CHANNELS
+from generator.flow import forward_flow
 from generator.spec import SceneSpec, euler_xyz_matrix, world_to_camera
 
 #: Version of the sample layout and metadata schema below.
@@ -42,6 +44,7 @@ class Rendered(Protocol):
 
     frames: Sequence[np.ndarray]  # each [H, W, 3] float32, linear RGB, in spec.frames order
     depth: Sequence[np.ndarray]  # each [H, W] float32, planar metres, 0 = invalid
+    object_index: Sequence[np.ndarray] | None  # per depth map, [H, W]; needed when spec.render.motion
     aif: np.ndarray | None  # [H, W, 3] float32 linear RGB
 
 
@@ -272,6 +275,11 @@ def _check_shapes(spec: SceneSpec, rendered: Rendered) -> None:
     images = [*rendered.frames, *([rendered.aif] if rendered.aif is not None else [])]
     if any(im.shape != (*hw, 3) for im in images) or any(d.shape != hw for d in rendered.depth):
         raise ValueError(f"scene {spec.index}: image or depth shape differs from {hw}")
+    if spec.render.motion and (
+        rendered.object_index is None
+        or [m.shape for m in rendered.object_index] != [d.shape for d in rendered.depth]
+    ):
+        raise ValueError(f"scene {spec.index}: motion vectors need one {hw} object-index map per depth map")
 
 
 def encode_sample(spec: SceneSpec, rendered: Rendered, recipe: RecipeInfo) -> dict[str, Any]:
@@ -280,7 +288,10 @@ def encode_sample(spec: SceneSpec, rendered: Rendered, recipe: RecipeInfo) -> di
     Members: ``json``; ``fNNN.png`` (or ``fNNN.exr`` for ``rgb: exr``);
     ``depth.exr`` or ``fNNN.depth.exr`` (channel ``Z``, planar metres, 0 = invalid);
     ``aif.png`` / ``aif.exr`` when rendered; ``fNNN.coc.exr`` (channel ``Y``, CoC
-    diameter in pixels from :func:`generator.lens.coc_map_px`) when ``spec.render.coc``.
+    diameter in pixels from :func:`generator.lens.coc_map_px`) when ``spec.render.coc``;
+    ``fNNN.motion.exr`` (channels ``X``, ``Y``: pixels, ``Z``: metres; motion to the
+    next frame from :func:`generator.flow.forward_flow`) for every frame but the
+    last when ``spec.render.motion``.
     """
     _check_shapes(spec, rendered)
     meta = sample_metadata(spec, rendered, recipe)
@@ -304,6 +315,11 @@ def encode_sample(spec: SceneSpec, rendered: Rendered, recipe: RecipeInfo) -> di
             depth = rendered.depth[i if spec.depth_per_frame else 0]
             coc = lensmod.coc_map_px(spec.lens, depth, frame.focus_distance_m, spec.render.width)
             sample[f"f{frame.index:03d}.coc.exr"] = write_exr_bytes({"Y": coc})
+    if spec.render.motion:
+        for i, frame in enumerate(spec.frames[:-1]):
+            at = i if spec.depth_per_frame else 0
+            flow = forward_flow(spec, i, rendered.depth[at], rendered.object_index[at])
+            sample[f"f{frame.index:03d}.motion.exr"] = write_exr_bytes(dict(zip(FLOW_CHANNELS, np.moveaxis(flow, -1, 0))))
     return sample
 
 
@@ -318,6 +334,8 @@ class DecodedSample:
         depth: [H, W] float32 planar metres (0 = invalid); one map, or one per frame.
         aif: [H, W, 3] float32 linear RGB, or ``None``.
         coc: per frame, [H, W] float32 CoC diameter in pixels, or ``None``.
+        motion: per frame but the last, [H, W, 3] float32 motion to the next frame
+            (du, dv pixels; dz metres), or ``None``.
     """
 
     key: str
@@ -326,6 +344,7 @@ class DecodedSample:
     depth: list[np.ndarray]
     aif: np.ndarray | None
     coc: list[np.ndarray] | None
+    motion: list[np.ndarray] | None = None
 
 
 def _member(sample: Mapping[str, Any], stem: str) -> tuple[bytes, str] | None:
@@ -345,6 +364,10 @@ def decode_sample(sample: Mapping[str, Any]) -> DecodedSample:
     depth = [read_exr_bytes(sample[name])["Z"] for name in depth_names]
     aif = _member(sample, "aif")
     coc = [read_exr_bytes(sample[f"{s}.coc.exr"])["Y"] for s in stems] if f"{stems[0]}.coc.exr" in sample else None
+    motion = None
+    if f"{stems[0]}.motion.exr" in sample:
+        maps = [read_exr_bytes(sample[f"{s}.motion.exr"]) for s in stems[:-1]]
+        motion = [np.stack([m[c] for c in FLOW_CHANNELS], axis=-1) for m in maps]
     return DecodedSample(
         key=sample["__key__"],
         meta=meta,
@@ -352,4 +375,5 @@ def decode_sample(sample: Mapping[str, Any]) -> DecodedSample:
         depth=depth,
         aif=decode_rgb(*aif) if aif else None,
         coc=coc,
+        motion=motion,
     )

@@ -153,6 +153,7 @@ def sample_scene(recipe: Recipe, index: int) -> SceneSpec:
         aif=recipe.outputs.aif,
         rgb=recipe.outputs.rgb,
         coc=recipe.outputs.coc,
+        motion=recipe.outputs.motion,
         adaptive_threshold=recipe.image.adaptive_threshold,
         adaptive_min_samples=recipe.image.adaptive_min_samples,
         denoise=recipe.image.denoise,

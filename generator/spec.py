@@ -192,6 +192,7 @@ class RenderSpec:
         aif: also render the all-in-focus image (camera of frame 0, DoF off).
         rgb: RGB encoding, ``png8`` | ``png16`` | ``exr`` (linear).
         coc: also store per-frame CoC maps (pixels) computed from depth.
+        motion: also store per-frame motion vectors to the next frame (:mod:`generator.flow`).
         adaptive_threshold: adaptive-sampling noise threshold, 0 = off (fixed ``samples``).
         adaptive_min_samples: samples before adaptive sampling may stop a pixel, 0 = ``samples // 4``.
         denoise: OpenImageDenoise on RGB frames.
@@ -205,6 +206,7 @@ class RenderSpec:
     aif: bool = False
     rgb: str = "png8"
     coc: bool = False
+    motion: bool = False
     adaptive_threshold: float = 0.0
     adaptive_min_samples: int = 0
     denoise: bool = False

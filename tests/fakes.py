@@ -54,6 +54,7 @@ class FakeRendered:
     frames: list
     depth: list
     aif: np.ndarray | None = None
+    object_index: list | None = None
     cycles_seconds: float = 0.0
     total_seconds: float = 0.0
 
@@ -88,7 +89,9 @@ def fake_render(spec: SceneSpec) -> FakeRendered:
     for d in depth:
         d[:3, :3] = 0.0
     aif = rng.random((h, w, 3), dtype=np.float32) if spec.render.aif else None
-    return FakeRendered(frames, depth, aif)
+    # every pixel on the first object, whatever it is
+    object_index = [np.ones((h, w), np.float32) for _ in depth] if spec.render.motion else None
+    return FakeRendered(frames, depth, aif, object_index)
 
 
 def fake_task(recipe: Recipe, index: int) -> dict:

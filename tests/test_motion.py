@@ -205,3 +205,78 @@ def test_moving_object_depth_and_position_follow_its_velocity(bpy):
     np.testing.assert_allclose(moved[:, :2], expected[:, :2], atol=1.0 + 1e-6)
     np.testing.assert_allclose(measured[:, 2], predicted[:, 2], rtol=0.01)  # within 1 %
     np.testing.assert_allclose(moved[:, 2], expected[:, 2], rtol=0.01)
+
+
+# --------------------------------------------------------------------------- motion vectors
+
+
+def test_motion_vectors_are_stored_for_every_frame_but_the_last_and_only_when_asked():
+    recipe = tiny_recipe()
+    still = make_spec(model="blender")
+    assert not any(k.endswith(".motion.exr") for k in encode_sample(still, fake_render(still), recipe))
+    assert decode_sample(encode_sample(still, fake_render(still), recipe)).motion is None
+    moving = _dynamic(dataclasses.replace(still, render=dataclasses.replace(still.render, motion=True)))
+    sample = encode_sample(moving, fake_render(moving), recipe)
+    assert sorted(k for k in sample if k.endswith(".motion.exr")) == [f"f{i:03d}.motion.exr" for i in range(3)]
+    decoded = decode_sample(sample)
+    assert len(decoded.motion) == 3 and all(m.shape == (24, 32, 3) for m in decoded.motion)
+    sky = decoded.depth[0] == 0
+    assert sky.any() and not decoded.motion[0][sky].any()  # no surface, no motion
+    # The camera drifts 5 mm right per frame: the cube (one object, at rest) moves left in the image.
+    assert (decoded.motion[0][~sky][:, 0] < 0).all()
+    with pytest.raises(ValueError, match="object-index"):
+        encode_sample(moving, dataclasses.replace(fake_render(moving), object_index=None), recipe)
+
+
+def test_dynamic_recipe_asks_for_motion_vectors(dynamic):
+    assert sample_scene(dynamic, 0).render.motion and not sample_scene(load_recipe("small_obj"), 0).render.motion
+
+
+def _warp(mask: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels (rows, cols) of ``mask`` moved by ``flow`` to the nearest pixel, and which land in the image."""
+    vs, us = np.nonzero(mask)
+    cols = np.floor(us + 0.5 + flow[vs, us, 0]).astype(int)
+    rows = np.floor(vs + 0.5 + flow[vs, us, 1]).astype(int)
+    inside = (rows >= 0) & (rows < mask.shape[0]) & (cols >= 0) & (cols < mask.shape[1])
+    return (rows[inside], cols[inside]), inside
+
+
+def test_motion_vectors_carry_each_pixel_to_where_its_surface_is_rendered_next(bpy):
+    """Measured on the renders: the spinning, moving plate's pixels moved by their vectors land on
+    the plate's pixels of the next frame's depth map, at the depth the vectors predict; so do the
+    wall's (the camera drifts, and the thin lens breathes as the focus changes)."""
+    from generator.blender.render import render_scene
+
+    base = _plate_scene()
+    wall, plate = base.objects
+    spec = dataclasses.replace(
+        base,
+        lens=lensmod.Lens("thin_lens", 0.035, 4.0, 0.036),
+        render=dataclasses.replace(base.render, motion=True),
+        objects=(wall, dataclasses.replace(plate, angular_velocity=(0.0, 2.0, 0.0))),  # 0.2 rad/frame about the view axis
+    )
+    decoded = decode_sample(encode_sample(spec, render_scene(spec), tiny_recipe()))
+    assert len(decoded.motion) == len(spec.frames) - 1
+    for t, flow in enumerate(decoded.motion):
+        now, later = decoded.depth[t], decoded.depth[t + 1]
+        plate_now, plate_later = (now > 0) & (now < 2.0), (later > 0) & (later < 2.0)
+        landed, inside = _warp(plate_now, flow)
+        assert inside.all()
+        warped = np.zeros_like(plate_now)
+        warped[landed] = True
+        iou = (warped & plate_later).sum() / (warped | plate_later).sum()
+        still = (plate_now & plate_later).sum() / (plate_now | plate_later).sum()
+        print(f"\nframe {t}: IoU of the plate moved by its vectors {iou:.3f}, left where it was {still:.3f}")
+        assert iou > 0.9 and iou > still + 0.2
+        # The depth each vector predicts is the depth rendered where it lands (away from the edges).
+        vs, us = np.nonzero(plate_now)
+        core = plate_later[landed]
+        predicted = now[vs, us][inside][core] + flow[vs, us, 2][inside][core]
+        np.testing.assert_allclose(later[landed][core], predicted, rtol=0.01)
+        # The wall (drift and breathing only) stays wall, at its depth.
+        landed, inside = _warp(now > 2.0, flow)
+        on_wall = later[landed] > 2.0
+        assert on_wall.mean() > 0.97
+        vs, us = np.nonzero(now > 2.0)
+        predicted = now[vs, us][inside][on_wall] + flow[vs, us, 2][inside][on_wall]
+        np.testing.assert_allclose(later[landed][on_wall], predicted, rtol=1e-3)

@@ -71,7 +71,8 @@ def build_into(
     configure_render(scene, spec.render, threads)
     scene.world = _world(spec.world)
     objects = {obj.name: _mesh_object(obj) for obj in spec.objects}
-    for obj in objects.values():
+    for k, obj in enumerate(objects.values(), start=1):
+        obj.pass_index = k  # the object-index pass names spec.objects[k - 1] (generator.flow)
         collection.objects.link(obj)
     for light in spec.lights:
         collection.objects.link(_light(light))

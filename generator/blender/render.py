@@ -38,6 +38,7 @@ T = TypeVar("T")
 
 _COMBINED = "ViewLayer.Combined"  # RGBA, linear
 _DEPTH = "ViewLayer.Depth.Z"  # planar depth, metres
+_OBJECT_INDEX = "ViewLayer.Object Index.X"  # Object.pass_index of the surface hit
 
 
 @dataclass
@@ -48,6 +49,8 @@ class RenderedScene:
         frames: one linear-RGB image per ``spec.frames`` entry, in order; float32 [H, W, 3].
         depth: planar depth in metres, 0 where there is no surface; float32 [H, W].
             One map, or one per frame when ``spec.depth_per_frame``.
+        object_index: per depth map, the object seen at each pixel centre, float32
+            [H, W] (k = ``spec.objects[k - 1]``, 0 = none), when ``spec.render.motion``; else ``None``.
         aif: the all-in-focus image (camera of frame 0, no depth of field), float32
             [H, W, 3], when ``spec.render.aif``; else ``None``.
         cycles_seconds: wall time spent inside ``bpy.ops.render.render`` (which
@@ -57,6 +60,7 @@ class RenderedScene:
 
     frames: list[np.ndarray]
     depth: list[np.ndarray]
+    object_index: list[np.ndarray] | None
     aif: np.ndarray | None
     cycles_seconds: float
     total_seconds: float
@@ -118,15 +122,18 @@ def render_views(built: BuiltScene, spec: SceneSpec, scratch: Path) -> Generator
     frame_of: dict[View, FrameSpec] = {}
     for view, frame in zip(views, spec.frames):
         frame_of.setdefault(view, frame)
-    renderer = _Renderer(built, spec.lens, scratch / "render.exr")
+    renderer = _Renderer(built, spec.lens, scratch / "render.exr", object_index=spec.render.motion)
     # Depth first, through a pinhole at the lens centre (DoF off); then the
     # all-in-focus image and the focus frames, changing only the camera (and,
     # in a dynamic scene, the poses at each frame's time).
     set_depth_sampling(built.scene)
-    depth = {}
+    depth, object_index = {}, {}
     for view in dict.fromkeys(depth_views):
         _pose(built, spec, frame_of[view])
-        depth[view] = _depth(renderer.render(view[1], use_dof=False))
+        channels = renderer.render(view[1], use_dof=False)
+        depth[view] = _depth(channels)
+        if spec.render.motion:
+            object_index[view] = channels[_OBJECT_INDEX]
         yield renderer.renders
     set_beauty_sampling(built.scene, spec.render)
     aif = None
@@ -142,6 +149,7 @@ def render_views(built: BuiltScene, spec: SceneSpec, scratch: Path) -> Generator
     return RenderedScene(
         frames=[rgb[v] for v in views],
         depth=[depth[v] for v in depth_views],
+        object_index=[object_index[v] for v in depth_views] if object_index else None,
         aif=aif,
         cycles_seconds=renderer.seconds,
         total_seconds=time.perf_counter() - start,
@@ -188,7 +196,7 @@ def set_depth_sampling(scene: bpy.types.Scene) -> None:
 class _Renderer:
     """Renders a built scene to one scratch EXR and reads it back; counts renders and totals the time inside Cycles."""
 
-    def __init__(self, built: BuiltScene, lens: Lens, path: Path):
+    def __init__(self, built: BuiltScene, lens: Lens, path: Path, object_index: bool = False):
         self.built, self.lens, self.path, self.seconds, self.renders = built, lens, path, 0.0, 0
         render = built.scene.render
         render.filepath = str(path)
@@ -201,6 +209,7 @@ class _Renderer:
         view_layer = built.scene.view_layers[0]
         view_layer.use_pass_combined = True
         view_layer.use_pass_z = True
+        view_layer.use_pass_object_index = object_index
 
     def render(self, focus_m: float, use_dof: bool) -> dict[str, np.ndarray]:
         """Set the camera, render once; every EXR channel by name (``'ViewLayer.Combined'`` is [H, W, 4])."""
