@@ -8,7 +8,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ConvBlock", "UNet"]
+__all__ = ["ConvBlock", "UNet", "zero_head"]
+
+
+def zero_head(in_channels: int, out_channels: int) -> nn.Conv2d:
+    """A 1 x 1 convolution whose weights and bias start at zero: an untrained network built on it
+    outputs zeros, so every head starts at its neutral value (a depth logit of 0 is the middle of
+    the depth range; the baselines thus all start from the same prediction)."""
+    head = nn.Conv2d(in_channels, out_channels, 1)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    return head
 
 
 class ConvBlock(nn.Sequential):
@@ -55,9 +65,7 @@ class UNet(nn.Module):
         self.decoder = nn.ModuleList(
             ConvBlock(channels[k] + channels[k - 1], channels[k - 1]) for k in range(len(channels) - 1, 0, -1)
         )
-        self.head = nn.Conv2d(channels[0], out_channels, 1)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        self.head = zero_head(channels[0], out_channels)
 
     @property
     def size_multiple(self) -> int:

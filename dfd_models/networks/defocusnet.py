@@ -34,8 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dfd_models.networks.base import register
-from dfd_models.networks.blocks import ConvBlock
-from dfd_models.networks.recurrent_ae import init_depth_head
+from dfd_models.networks.blocks import ConvBlock, zero_head
 from dfd_models.networks.supervised import SupervisedDepthModel
 
 __all__ = ["DefocusNet", "PoolNet"]
@@ -116,8 +115,7 @@ class DefocusNet(SupervisedDepthModel):
         self.coc_net = PoolNet(3, self.config["coc_channels"])
         self.coc_out = nn.Conv2d(self.coc_net.out_channels, 1, 1)
         self.depth_net = PoolNet(2, self.config["depth_channels"])
-        self.depth_out = nn.Conv2d(self.depth_net.out_channels, 1, 1)
-        init_depth_head(self.depth_out, self)
+        self.depth_out = zero_head(self.depth_net.out_channels, 1)
         self.size_multiple = max(self.coc_net.size_multiple, self.depth_net.size_multiple)
 
     def stages(self, frames: Tensor, focus_m: Tensor) -> dict[str, Tensor]:

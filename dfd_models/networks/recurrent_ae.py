@@ -13,7 +13,8 @@ order (increasing focus distance).
               features: h_k(t) = GRU_k(e_k(t), h_k(t-1)), h_k(-1) = 0
     decoder   from the deepest state up: 2 x 2 transposed convolution (stride 2) + batch
               norm + ReLU, concatenated with the level's state, 3 x 3 conv + BN + ReLU;
-              a 1 x 1 head gives the depth logit
+              a 1 x 1 head gives the depth logit (it starts at zero: the middle of the depth
+              range, where every baseline starts)
     depth     the decoder on the states after the LAST frame, h_k(T-1): one depth map per
               stack, on the grid of frame T // 2 (the loader's ``ref_frame``; the memory sees
               the whole stack, so static and moving sequences are handled alike)
@@ -30,15 +31,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import math
-
 import torch
 from torch import Tensor, nn
 
 from dfd_models.networks.base import register
+from dfd_models.networks.blocks import zero_head
 from dfd_models.networks.supervised import SupervisedDepthModel
 
-__all__ = ["ConvGRUCell", "RecurrentAE", "StackDecoder", "init_depth_head"]
+__all__ = ["ConvGRUCell", "RecurrentAE", "StackDecoder"]
 
 
 def conv_bn(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
@@ -95,21 +95,13 @@ class StackDecoder(nn.Module):
             for k in range(len(channels) - 2, -1, -1)
         )
         self.fuse = nn.ModuleList(conv_bn(2 * channels[k], channels[k]) for k in range(len(channels) - 2, -1, -1))
-        self.head = nn.Conv2d(channels[0], out_channels, 1)
+        self.head = zero_head(channels[0], out_channels)
 
     def forward(self, features: Sequence[Tensor]) -> Tensor:
         x = features[-1]
         for up, fuse, skip in zip(self.up, self.fuse, reversed(features[:-1])):
             x = fuse(torch.cat([up(x), skip], 1))
         return self.head(x)
-
-
-def init_depth_head(head: nn.Conv2d, model: SupervisedDepthModel) -> None:
-    """Start a depth head at the geometric mean of the model's depth range: zero weights, and the
-    bias the logit of sqrt(min_depth_m max_depth_m) (:meth:`SupervisedDepthModel.depth_logit`)."""
-    z0 = math.sqrt(model.config["min_depth_m"] * model.config["max_depth_m"])
-    nn.init.zeros_(head.weight)
-    nn.init.constant_(head.bias, float(model.depth_logit(torch.tensor(z0))))
 
 
 @register
@@ -142,7 +134,6 @@ class RecurrentAE(SupervisedDepthModel):
         )
         self.memory = nn.ModuleList(ConvGRUCell(c, c) for c in channels)
         self.depth_decoder = StackDecoder(channels, 1)
-        init_depth_head(self.depth_decoder.head, self)
         self.coc_decoder = StackDecoder(channels, 1) if self.config["coc_head"] else None
         self.size_multiple = 2 ** (len(channels) - 1)
 

@@ -50,7 +50,7 @@ from generator.lens import LENS_MODELS
 from dfd_models.lens import LensParams, coc_px
 from dfd_models.losses import masked_mean, masked_mse
 from dfd_models.networks.base import DepthModel, lens_from_batch
-from dfd_models.networks.blocks import ConvBlock
+from dfd_models.networks.blocks import ConvBlock, zero_head
 
 __all__ = ["COC_LOSSES", "Decoder", "Encoder", "SupervisedDepthModel"]
 
@@ -109,9 +109,7 @@ class Decoder(nn.Module):
         self.blocks = nn.ModuleList(
             ConvBlock(channels[k] + channels[k - 1], channels[k - 1]) for k in range(len(channels) - 1, 0, -1)
         )
-        self.head = nn.Conv2d(channels[0], out_channels, 1)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        self.head = zero_head(channels[0], out_channels)
 
     def forward(self, features: Sequence[Tensor]) -> Tensor:
         skips = list(features)
