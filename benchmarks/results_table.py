@@ -227,11 +227,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.large_scenes and any(row.large for row in rows):
         datasets["large_obj"] = (args.out_dir / "data_large",
                                  recipe_overrides(args.large_scenes, args.size, args.samples))
-    recipe_lines, render_cmds = [], []
+    recipe_lines, render_cmds, reused = [], [], 0
     start = time.perf_counter()
     for name, (data, sets) in datasets.items():
         recipe = load_recipe(name, sets)
-        print(render_dataset(recipe, data, workers=args.render_workers).line(), flush=True)
+        summary = render_dataset(recipe, data, workers=args.render_workers)
+        print(summary.line(), flush=True)
+        reused += summary.skipped
         recipe_lines.append(f"Recipe `{name}` with `{' '.join(sets)}`, sha256 `{recipe.sha256}`.")
         render_cmds.append(shlex.join([_dfdgen(), "render", "--recipe", name, "--out", str(data),
                                        "--workers", str(args.render_workers)] + [a for o in sets for a in ("--set", o)]))
@@ -258,7 +260,8 @@ def main(argv: list[str] | None = None) -> None:
              f"{FRAMES} frames per stack, {args.samples} Cycles samples; {args.steps} training steps of batch "
              f"{args.batch_size} random {args.crop}x{args.crop} crops per model, evaluated on full "
              f"{args.size}x{args.size} test frames, on {device}, {platform.machine()}; dataset render "
-             f"{render_s:.0f} s; dfdgen commit {_commit()}. The published numbers come from 256x256 crops of a far "
+             f"{render_s:.0f} s ({reused} scenes reused from an earlier run); dfdgen commit {_commit()}. "
+             f"Command: `python benchmarks/results_table.py {shlex.join(sys.argv[1:] if argv is None else argv)}`. The published numbers come from 256x256 crops of a far "
              f"larger dataset and far longer training: this reduced run compares the models with each other on "
              f"dfdgen data, it does not reproduce the published table.")
     text = format_results(results, skipped, scale=scale, recipe_line="\n\n".join(recipe_lines),
