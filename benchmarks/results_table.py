@@ -261,7 +261,8 @@ def main(argv: list[str] | None = None) -> None:
              f"{args.batch_size} random {args.crop}x{args.crop} crops per model, evaluated on full "
              f"{args.size}x{args.size} test frames, on {device}, {platform.machine()}; dataset render "
              f"{render_s:.0f} s ({reused} scenes reused from an earlier run); dfdgen commit {_commit()}. "
-             f"Command: `python benchmarks/results_table.py {shlex.join(sys.argv[1:] if argv is None else argv)}`. The published numbers come from 256x256 crops of a far "
+             f"Command: `python benchmarks/results_table.py {shlex.join(sys.argv[1:] if argv is None else argv)}`. "
+             f"The published numbers come from 256x256 crops of a far "
              f"larger dataset and far longer training: this reduced run compares the models with each other on "
              f"dfdgen data, it does not reproduce the published table.")
     text = format_results(results, skipped, scale=scale, recipe_line="\n\n".join(recipe_lines),

@@ -107,6 +107,20 @@ def _lens(torch):
     return LensParams("thin_lens", torch.tensor(0.05), torch.tensor(2.0), torch.tensor(0.036 / 256 * W))
 
 
+@pytest.mark.parametrize("name", ["recurrent_ae", "defocusnet"])
+def test_untrained_single_head_baselines_start_in_the_middle_of_the_depth_range(torch, name):
+    """A depth head with no focus prior starts at (min + max) / 2 everywhere, not near one end
+    (a recurrent AE starting at 0.55 m never reached small_obj's 1.5-2 m wall at lr 2e-4)."""
+    from dfd_models.networks import build_model
+
+    model = build_model(name, _small(name, coc_head=True)).eval()
+    with torch.no_grad():
+        depth = model(_batch(torch, b=2, t=3))["depth"]
+    cfg = model.config
+    middle = torch.full_like(depth, (cfg["min_depth_m"] + cfg["max_depth_m"]) / 2)
+    torch.testing.assert_close(depth, middle)
+
+
 def test_losses_ignore_invalid_and_wall_pixels(torch):
     from dfd_models.networks import build_model
 

@@ -14,7 +14,7 @@ order (increasing focus distance).
     decoder   from the deepest state up: 2 x 2 transposed convolution (stride 2) + batch
               norm + ReLU, concatenated with the level's state, 3 x 3 conv + BN + ReLU;
               a 1 x 1 head gives the depth logit (it starts at zero: the middle of the depth
-              range, where every baseline starts)
+              range)
     depth     the decoder on the states after the LAST frame, h_k(T-1): one depth map per
               stack, on the grid of frame T // 2 (the loader's ``ref_frame``; the memory sees
               the whole stack, so static and moving sequences are handled alike)
