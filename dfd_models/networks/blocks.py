@@ -13,8 +13,9 @@ __all__ = ["ConvBlock", "UNet", "zero_head"]
 
 def zero_head(in_channels: int, out_channels: int) -> nn.Conv2d:
     """A 1 x 1 convolution whose weights and bias start at zero: an untrained network built on it
-    outputs zeros, so every head starts at its neutral value (a depth logit of 0 is the middle of
-    the depth range, not near either end of it)."""
+    outputs zeros, so every head starts at its neutral value (for the supervised baselines' depth
+    logit, :meth:`~dfd_models.networks.supervised.SupervisedDepthModel.depth_from_logit`, the
+    middle of the depth range, not near either end of it)."""
     head = nn.Conv2d(in_channels, out_channels, 1)
     nn.init.zeros_(head.weight)
     nn.init.zeros_(head.bias)
