@@ -12,8 +12,8 @@ process (bpy imported once, outside every timing):
   Cycles' default sampling (adaptive, threshold 0.01, OpenImageDenoise) at
   ``--naive-samples`` (Cycles' default is 4096), render, write an EXR.
 - naive-fixed: the same with a fixed ``--naive-fixed-samples`` and OpenImageDenoise.
-- dfdgen: :func:`generator.blender.render.render_scene` + :func:`generator.sample.encode_sample`
-  (build once, persistent data, depth with DoF off, every frame changing only
+- dfdgen: :func:`generator.executors.render_sample`, what ``dfdgen render`` runs
+  per scene (build once, persistent data, depth with DoF off, every frame changing only
   the camera, no denoiser) at each of ``--samples``; with ``--adaptive T`` also
   adaptive sampling at threshold T (recipe ``image.adaptive_threshold``).
 - dfdgen with each naive loop's own sampling and OpenImageDenoise (recipe
@@ -55,9 +55,9 @@ import numpy as np
 import OpenEXR
 
 from generator.blender.camera import apply_camera
-from generator.blender.render import render_scene
+from generator.executors import render_sample
 from generator.recipe import load_recipe
-from generator.sample import encode_sample, linear_to_srgb
+from generator.sample import linear_to_srgb
 from generator.sampling import sample_scene
 from generator.spec import SceneSpec
 from quiet import results_stream
@@ -75,8 +75,7 @@ def with_render(spec: SceneSpec, **changes) -> SceneSpec:
 def dfdgen_way(spec: SceneSpec, recipe) -> tuple[list[np.ndarray], float]:
     """sRGB frames and wall seconds per frame of dfdgen's renderer (render + encode)."""
     start = time.perf_counter()
-    rendered = render_scene(spec)
-    encode_sample(spec, rendered, recipe)
+    _, rendered = render_sample(spec, recipe)
     seconds = time.perf_counter() - start
     return [linear_to_srgb(f) for f in rendered.frames], seconds / len(spec.frames)
 

@@ -9,19 +9,25 @@ For each image size, in one process (bpy imported once, outside the timing):
   sample, writing it into a shard);
 - overhead = that total wall time / the time spent inside Cycles' render calls
   (``RenderedScene.cycles_seconds``) for the same images. 1.00 means every
-  second went into Cycles; the goal is <= 1.10 at 256 x 256, 64 samples.
+  second went into Cycles; the goal is <= 1.10 at 256 x 256, 64 samples;
+- encode s: time spent encoding the sample after the last render, on the
+  render thread (:func:`generator.executors.render_sample`, what ``dfdgen
+  render`` runs: images are encoded on a background thread while the next view
+  renders). ``--encoding background inline`` measures both ways in one run;
+  ``inline`` encodes every image after the last render.
 
 The first scene of each size is a warm-up (kernel and texture caches), the
 next ``--scenes`` are measured. Ratios are measured within one run, since the
 machine is shared and absolute times are noisy.
 
-With several ``--recipe``s, each size is measured for each recipe (same size,
-samples and ramps) and the last column gives its frames/s relative to the
-first recipe's: e.g. ``--recipe small_obj dynamic`` shows what motion costs
+With several ``--recipe``s (or ``--encoding``s), each size is measured for each
+(same size, samples and ramps) and the last column gives its frames/s relative
+to the first row's: e.g. ``--recipe small_obj dynamic`` shows what motion costs
 (a dynamic scene renders every frame and depth map, a static one only the
 distinct focus distances).
 
     python benchmarks/render_throughput.py [--recipe small_obj dynamic] [--sizes 128 256] [--samples 64] [--scenes 2]
+        [--encoding background inline]
 """
 
 from __future__ import annotations
@@ -32,16 +38,15 @@ import time
 from pathlib import Path
 
 from generator.blender.render import render_scene
-from generator.executors import DEVICES
+from generator.executors import DEVICES, render_sample
 from generator.recipe import load_recipe
-from generator.sample import encode_sample
 from generator.sampling import sample_scene
 from generator.shards import DatasetDir
 
 
 def measure(recipe_name: str, size: int, samples: int, scenes: int, ramps: int, threads: int,
-            device: str = "cpu") -> dict[str, float]:
-    """Wall and Cycles seconds of rendering ``scenes`` scenes of a recipe into a shard."""
+            device: str = "cpu", background_encoding: bool = True) -> dict[str, float]:
+    """Wall, Cycles and encoding seconds of rendering ``scenes`` scenes of a recipe into a shard."""
     recipe = load_recipe(recipe_name, [
         f"image.width={size}", f"image.height={size}", f"image.samples={samples}",
         f"focus.ramps={ramps}", f"count={scenes + 1}", "splits={train: 1.0, val: 0.0, test: 0.0}",
@@ -50,12 +55,15 @@ def measure(recipe_name: str, size: int, samples: int, scenes: int, ramps: int, 
     with tempfile.TemporaryDirectory() as tmp:
         out = DatasetDir(Path(tmp), recipe, max_samples=recipe.shards.max_samples,
                          max_bytes=recipe.shards.max_bytes)
-        cycles = frames = renders = 0.0
+        cycles = frames = renders = encode = 0.0
         start = time.perf_counter()
         for index in range(1, scenes + 1):
             spec = sample_scene(recipe, index)
-            rendered = render_scene(spec, threads=threads, device=device)
-            out.add(index, spec.split, encode_sample(spec, rendered, recipe))
+            begin = time.perf_counter()
+            sample, rendered = render_sample(spec, recipe, threads=threads, device=device,
+                                             background_encoding=background_encoding)
+            encode += time.perf_counter() - begin - rendered.total_seconds
+            out.add(index, spec.split, sample)
             if not 0 < rendered.cycles_seconds <= rendered.total_seconds:  # the ratio would mean nothing
                 raise RuntimeError(f"render time accounting is off: {rendered.cycles_seconds} s in Cycles "
                                    f"of {rendered.total_seconds} s in total")
@@ -64,7 +72,7 @@ def measure(recipe_name: str, size: int, samples: int, scenes: int, ramps: int, 
             renders += len({(f.time_s, f.focus_distance_m) for f in spec.frames})
         out.finish()
         wall = time.perf_counter() - start
-    return {"frames": frames, "renders": renders, "wall": wall, "cycles": cycles}
+    return {"frames": frames, "renders": renders, "wall": wall, "cycles": cycles, "encode": encode}
 
 
 def main() -> None:
@@ -76,23 +84,27 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=2, help="measured scenes per size")
     parser.add_argument("--ramps", type=int, default=5, help="focus ramps per scene (5 frames each)")
     parser.add_argument("--threads", type=int, default=0, help="Cycles threads, 0 = all cores")
+    parser.add_argument("--encoding", nargs="+", choices=["background", "inline"], default=["background"],
+                        help="where images are encoded: on a thread while the next view renders, or after the last")
     parser.add_argument("--device", choices=DEVICES, default="cpu",
                         help="Cycles device (gpu: OptiX, else CUDA; run once per device to compare frames/s)")
     args = parser.parse_args()
 
     print(f"{', '.join(args.recipe)}: {args.samples} samples, {args.ramps} ramps x 5 frames, "
           f"{args.scenes} scenes per size, device {args.device}")
-    print(f"{'recipe':>12} {'size':>9} {'frames':>6} {'renders':>7} {'wall s':>8} {'cycles s':>8} {'frames/s':>8} "
-          f"{'renders/s':>9} {'overhead':>8} {'ratio':>6}")
+    print(f"{'recipe':>12} {'encoding':>10} {'size':>9} {'frames':>6} {'renders':>7} {'wall s':>8} {'cycles s':>8} "
+          f"{'encode s':>8} {'frames/s':>8} {'renders/s':>9} {'overhead':>8} {'ratio':>6}")
     for size in args.sizes:
         first = None
         for name in args.recipe:
-            m = measure(name, size, args.samples, args.scenes, args.ramps, args.threads, args.device)
-            rate = m["frames"] / m["wall"]
-            first = first or rate
-            print(f"{name:>12} {size:>4}x{size:<4} {m['frames']:>6.0f} {m['renders']:>7.0f} {m['wall']:>8.2f} "
-                  f"{m['cycles']:>8.2f} {rate:>8.2f} {m['renders'] / m['wall']:>9.2f} {m['wall'] / m['cycles']:>8.3f} "
-                  f"{rate / first:>6.2f}")
+            for encoding in args.encoding:
+                m = measure(name, size, args.samples, args.scenes, args.ramps, args.threads, args.device,
+                            background_encoding=encoding == "background")
+                rate = m["frames"] / m["wall"]
+                first = first or rate
+                print(f"{name:>12} {encoding:>10} {size:>4}x{size:<4} {m['frames']:>6.0f} {m['renders']:>7.0f} "
+                      f"{m['wall']:>8.2f} {m['cycles']:>8.2f} {m['encode']:>8.3f} {rate:>8.2f} "
+                      f"{m['renders'] / m['wall']:>9.2f} {m['wall'] / m['cycles']:>8.3f} {rate / first:>6.2f}")
 
 
 if __name__ == "__main__":

@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from generator.recipe import Recipe
-from generator.sample import encode_sample
+from generator.sample import Encoder, encode_sample
 from generator.sampling import sample_scene
+from generator.spec import SceneSpec
 
 #: Attempts per scene: the first try and one retry (DESIGN.md section 8).
 MAX_ATTEMPTS = 2
@@ -60,14 +61,32 @@ def render_task(recipe: Recipe, index: int, *, threads: int = 0, device: str = "
 
     ``threads``: Cycles CPU threads (0 = all cores); ``device``: ``cpu`` or ``gpu``
     (see :func:`generator.blender.device.select_device`).
+    """
+    sample, _ = render_sample(sample_scene(recipe, index), recipe, threads=threads, device=device)
+    return sample
+
+
+def render_sample(
+    spec: SceneSpec, recipe: Recipe, *, threads: int = 0, device: str = "cpu", background_encoding: bool = True
+) -> tuple[dict[str, Any], Any]:
+    """Render ``spec`` with Cycles and encode it as a sample: (member -> bytes, the ``RenderedScene``).
+
+    The depth pass's members (depth, CoC and motion EXRs) and each image are
+    encoded on a background thread as soon as they are rendered, while Cycles
+    renders the next view (:class:`generator.sample.Encoder`): after the last
+    render only its image and the metadata are left. ``background_encoding=False``
+    encodes everything on this thread after the last render instead (the same
+    bytes; for benchmarks).
 
     Imports bpy on first use, so only worker processes ever load Blender (and
     this module stays free of heavy imports such as webdataset, which pulls in torch).
     """
     from generator.blender.render import render_scene
 
-    spec = sample_scene(recipe, index)
-    return encode_sample(spec, render_scene(spec, threads=threads, device=device), recipe)
+    with Encoder(spec, background=background_encoding) as encoder:
+        rendered = render_scene(spec, threads=threads, device=device,
+                                listener=encoder if background_encoding else None)
+        return encode_sample(spec, rendered, recipe, encoder), rendered
 
 
 def gpu_probe_task(_index: int) -> str | None:

@@ -15,8 +15,9 @@ import io
 import json
 import struct
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 import OpenEXR
@@ -173,6 +174,91 @@ def _linear_lut(bits: int) -> np.ndarray:
     return srgb_to_linear(np.arange(1 << bits) / ((1 << bits) - 1)).astype(np.float32)
 
 
+class Encoder:
+    """Encodes one scene's members, each from distinct arrays once, optionally off the render thread.
+
+    A renderer hands it the depth pass (:meth:`depth_pass`) and every image
+    (:meth:`image`) as soon as they are rendered
+    (:class:`generator.blender.render.RenderListener`). With ``background=True``
+    a worker thread encodes them, and derives the CoC maps and motion vectors
+    from the depth pass, while Cycles renders the next view (a Cycles render
+    releases the GIL); :func:`encode_sample` then only collects the bytes.
+    Work is keyed by the arrays' identity, so the repeated ramps of a static
+    scene, which share one array, are encoded once. The bytes never depend on
+    where or when a member was encoded. Use as a context manager (the thread
+    stops on exit).
+
+    Args:
+        spec: the scene whose members are encoded.
+        background: encode on a worker thread (else on the caller's, when asked).
+    """
+
+    def __init__(self, spec: SceneSpec, *, background: bool = False):
+        self.spec = spec
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="dfdgen-encode") if background else None
+        # key -> (the arrays it reads, kept so that their ids stay unique; the member's future bytes)
+        self._jobs: dict[tuple, tuple[tuple[np.ndarray, ...], Future]] = {}
+
+    def __enter__(self) -> "Encoder":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=True, cancel_futures=True)
+
+    def image(self, rgb: np.ndarray) -> Future:
+        """Encode a linear RGB image [H, W, 3] in the spec's ``rgb`` encoding: a future (extension, bytes)."""
+        return self._job(("rgb",), (rgb,), _encode_rgb, rgb, self.spec.render.rgb)
+
+    def depth_pass(self, depth: Sequence[np.ndarray], object_index: Sequence[np.ndarray] | None) -> dict[str, Future]:
+        """The members made from the depth pass: member name -> future bytes.
+
+        ``depth``: the planar depth maps in metres (one, or one per frame, as in
+        :class:`Rendered`); ``object_index``: per depth map, when ``spec.render.motion``.
+        Depth maps as ``depth.exr`` / ``fNNN.depth.exr``, then ``fNNN.coc.exr``
+        and ``fNNN.motion.exr`` when the spec asks for them.
+        """
+        spec = self.spec
+        members: dict[str, Future] = {}
+        if spec.depth_per_frame:
+            for frame, d in zip(spec.frames, depth):
+                members[f"f{frame.index:03d}.depth.exr"] = self._job(("depth",), (d,), write_exr_bytes, {"Z": d})
+        else:
+            members["depth.exr"] = self._job(("depth",), (depth[0],), write_exr_bytes, {"Z": depth[0]})
+        for i, frame in enumerate(spec.frames):
+            d = depth[i if spec.depth_per_frame else 0]
+            if spec.render.coc:
+                members[f"f{frame.index:03d}.coc.exr"] = self._job(("coc", i), (d,), _coc_exr, spec, i, d)
+            if spec.render.motion and i < len(spec.frames) - 1:
+                index = object_index[i if spec.depth_per_frame else 0]
+                members[f"f{frame.index:03d}.motion.exr"] = self._job(
+                    ("motion", i), (d, index), _motion_exr, spec, i, d, index)
+        return members
+
+    def _job(self, kind: tuple, arrays: tuple[np.ndarray, ...], work: Callable[..., Any], *args: Any) -> Future:
+        """The future of ``work(*args)``, started once per ``kind`` and ``arrays``."""
+        key = (*kind, *map(id, arrays))
+        if key not in self._jobs:
+            if self._thread is not None:
+                future = self._thread.submit(work, *args)
+            else:  # now, on this thread (an exception is raised here, to the caller)
+                future = Future()
+                future.set_result(work(*args))
+            self._jobs[key] = (arrays, future)
+        return self._jobs[key][1]
+
+
+def _coc_exr(spec: SceneSpec, i: int, depth: np.ndarray) -> bytes:
+    """Frame ``i``'s CoC diameter map (pixels) from its depth map, as an EXR (channel ``Y``)."""
+    return write_exr_bytes({"Y": lensmod.coc_map_px(spec.lens, depth, spec.frames[i].focus_distance_m, spec.render.width)})
+
+
+def _motion_exr(spec: SceneSpec, i: int, depth: np.ndarray, object_index: np.ndarray) -> bytes:
+    """Frame ``i``'s motion to the next frame (:func:`generator.flow.forward_flow`) as an EXR."""
+    flow = forward_flow(spec, i, depth, object_index)
+    return write_exr_bytes(dict(zip(FLOW_CHANNELS, np.moveaxis(flow, -1, 0))))
+
+
 # --- metadata --------------------------------------------------------------
 
 
@@ -282,7 +368,9 @@ def _check_shapes(spec: SceneSpec, rendered: Rendered) -> None:
         raise ValueError(f"scene {spec.index}: motion vectors need one {hw} object-index map per depth map")
 
 
-def encode_sample(spec: SceneSpec, rendered: Rendered, recipe: RecipeInfo) -> dict[str, Any]:
+def encode_sample(
+    spec: SceneSpec, rendered: Rendered, recipe: RecipeInfo, encoder: Encoder | None = None
+) -> dict[str, Any]:
     """Encode one rendered scene as a flat WebDataset sample (member name -> bytes).
 
     Members: ``json``; ``fNNN.png`` (or ``fNNN.exr`` for ``rgb: exr``);
@@ -292,34 +380,25 @@ def encode_sample(spec: SceneSpec, rendered: Rendered, recipe: RecipeInfo) -> di
     ``fNNN.motion.exr`` (channels ``X``, ``Y``: pixels, ``Z``: metres; motion to the
     next frame from :func:`generator.flow.forward_flow`) for every frame but the
     last when ``spec.render.motion``.
+
+    ``encoder`` (of this spec) may hold members encoded already, as they were
+    rendered; by default each is encoded here.
     """
     _check_shapes(spec, rendered)
+    encoder = encoder or Encoder(spec)
+    if encoder.spec != spec:
+        raise ValueError(f"scene {spec.index}: the encoder was made for another scene spec")
     meta = sample_metadata(spec, rendered, recipe)
     sample: dict[str, Any] = {
         "__key__": sample_key(spec.index),
         "json": json.dumps(meta, sort_keys=True, indent=1, allow_nan=False).encode("utf-8"),
     }
-    for frame, rgb in zip(spec.frames, rendered.frames):
-        ext, data = _encode_rgb(rgb, spec.render.rgb)
-        sample[f"f{frame.index:03d}.{ext}"] = data
-    if spec.depth_per_frame:
-        for frame, depth in zip(spec.frames, rendered.depth):
-            sample[f"f{frame.index:03d}.depth.exr"] = write_exr_bytes({"Z": depth})
-    else:
-        sample["depth.exr"] = write_exr_bytes({"Z": rendered.depth[0]})
-    if rendered.aif is not None:
-        ext, data = _encode_rgb(rendered.aif, spec.render.rgb)
-        sample[f"aif.{ext}"] = data
-    if spec.render.coc:
-        for i, frame in enumerate(spec.frames):
-            depth = rendered.depth[i if spec.depth_per_frame else 0]
-            coc = lensmod.coc_map_px(spec.lens, depth, frame.focus_distance_m, spec.render.width)
-            sample[f"f{frame.index:03d}.coc.exr"] = write_exr_bytes({"Y": coc})
-    if spec.render.motion:
-        for i, frame in enumerate(spec.frames[:-1]):
-            at = i if spec.depth_per_frame else 0
-            flow = forward_flow(spec, i, rendered.depth[at], rendered.object_index[at])
-            sample[f"f{frame.index:03d}.motion.exr"] = write_exr_bytes(dict(zip(FLOW_CHANNELS, np.moveaxis(flow, -1, 0))))
+    images = [(f"f{frame.index:03d}", rgb) for frame, rgb in zip(spec.frames, rendered.frames)]
+    for stem, rgb in images + ([("aif", rendered.aif)] if rendered.aif is not None else []):
+        ext, data = encoder.image(rgb).result()
+        sample[f"{stem}.{ext}"] = data
+    for name, data in encoder.depth_pass(rendered.depth, rendered.object_index).items():
+        sample[name] = data.result()
     return sample
 
 

@@ -1,16 +1,20 @@
 """How RGB samples are spent (recipe ``image.adaptive_threshold``, ``adaptive_min_samples``, ``denoise``):
-the settings reach Cycles, never touch depth, and the denoiser warns."""
+the settings reach Cycles, never touch depth, and the denoiser warns; and how a sample is encoded
+(each distinct image once, off the render thread, the same bytes)."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
+import time
 import warnings
 
 import numpy as np
 import pytest
 
-from fakes import TINY, fake_task, make_spec, tiny_recipe
+from fakes import TINY, FakeRendered, fake_render, fake_task, make_spec, tiny_recipe
+from generator import sample as samplemod
 from generator.pipeline import DENOISE, render_dataset
 from generator.recipe import load_recipe
 from generator.sampling import sample_scene
@@ -61,3 +65,71 @@ def test_denoise_warns_and_only_then(tmp_path):
             render_dataset(recipe, tmp_path / str(denoise), task=functools.partial(fake_task, recipe),
                            progress=False)
         assert [str(w.message) for w in caught if w.category is RuntimeWarning] == expected
+
+
+def _count_rgb_encodings(monkeypatch) -> list:
+    """Patch the RGB codec to record (thread name, start time) of every image it encodes."""
+    calls, encode = [], samplemod._encode_rgb
+
+    def recorded(rgb, kind):
+        calls.append((threading.current_thread().name, time.perf_counter()))
+        return encode(rgb, kind)
+
+    monkeypatch.setattr(samplemod, "_encode_rgb", recorded)
+    return calls
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_repeated_ramps_are_encoded_once_with_the_same_bytes(monkeypatch, background):
+    spec = make_spec(aif=True, coc=True)
+    fresh = fake_render(spec)
+    expected = samplemod.encode_sample(spec, fresh, tiny_recipe())
+    # A static scene's renderer hands repeated views one shared array: frames 0 and 2 here.
+    shared = FakeRendered([fresh.frames[0], fresh.frames[1], fresh.frames[0], fresh.frames[3]], fresh.depth, fresh.aif)
+    expected["f002.png"] = expected["f000.png"]
+    calls = _count_rgb_encodings(monkeypatch)
+    with samplemod.Encoder(spec, background=background) as encoder:
+        encoder.depth_pass(shared.depth, None)  # as the renderer does, while rendering on
+        encoder.image(shared.frames[1])
+        assert samplemod.encode_sample(spec, shared, tiny_recipe(), encoder) == expected
+    assert len(calls) == 4  # three distinct frames and the all-in-focus image, not five
+    with pytest.raises(ValueError, match="another scene"):
+        samplemod.encode_sample(spec, shared, tiny_recipe(), samplemod.Encoder(make_spec(index=4)))
+
+
+def test_depth_pass_members_encoded_early_are_the_members_encoded_late():
+    recipe = load_recipe("dynamic", ["image.width=32", "image.height=24", "outputs.coc=true"])
+    spec = sample_scene(recipe, 2)
+    rendered = fake_render(spec)
+    with samplemod.Encoder(spec, background=True) as encoder:
+        early = encoder.depth_pass(rendered.depth, rendered.object_index)
+        sample = samplemod.encode_sample(spec, rendered, recipe, encoder)
+    names = {n for n in sample if n.endswith((".depth.exr", ".coc.exr", ".motion.exr"))}
+    assert set(early) == names and len(names) == 3 * len(spec.frames) - 1
+    assert sample == samplemod.encode_sample(spec, rendered, recipe)
+
+
+def test_images_are_encoded_while_the_next_view_renders(bpy, monkeypatch):
+    from generator.blender import render as rendermod
+    from generator.executors import render_sample
+
+    recipe = load_recipe("small_obj", TINY)
+    spec = sample_scene(recipe, 1)
+    returned = []
+    render_scene = rendermod.render_scene
+
+    def timed(*args, **kwargs):
+        result = render_scene(*args, **kwargs)
+        returned.append(time.perf_counter())
+        return result
+
+    monkeypatch.setattr(rendermod, "render_scene", timed)
+    calls = _count_rgb_encodings(monkeypatch)
+    sample, rendered = render_sample(spec, recipe, threads=1)
+    # Every distinct image was encoded once, off the render thread, and the first
+    # ones while Cycles still rendered (before render_scene returned).
+    views = {(f.time_s, f.focus_distance_m) for f in spec.frames}
+    assert len(calls) == len({id(f) for f in rendered.frames}) + (rendered.aif is not None) == len(views) + spec.render.aif
+    assert all(name.startswith("dfdgen-encode") for name, _ in calls)
+    assert calls[0][1] < returned[0]
+    assert sample == samplemod.encode_sample(spec, rendered, recipe)  # the same bytes as encoding afterwards

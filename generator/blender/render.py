@@ -13,7 +13,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generator, TypeVar
+from typing import Any, Generator, Protocol, Sequence, TypeVar
 
 import bpy
 import numpy as np
@@ -35,6 +35,17 @@ DEPTH_FILTER_WIDTH_PX = 0.01
 #: (scene time s, focus distance m): what a render depends on besides depth of field.
 View = tuple[float, float]
 T = TypeVar("T")
+
+
+class RenderListener(Protocol):
+    """Told of each render's product as soon as it exists (e.g. :class:`generator.sample.Encoder`,
+    which encodes it while the next view renders). The arrays are those :class:`RenderedScene` will hold."""
+
+    def depth_pass(self, depth: Sequence[np.ndarray], object_index: Sequence[np.ndarray] | None) -> Any:
+        """The depth maps (planar metres, [H, W]) and object-index maps, as in :class:`RenderedScene`."""
+
+    def image(self, rgb: np.ndarray) -> Any:
+        """A rendered image (the all-in-focus one or a focus frame), linear RGB [H, W, 3]."""
 
 _COMBINED = "ViewLayer.Combined"  # RGBA, linear
 _DEPTH = "ViewLayer.Depth.Z"  # planar depth, metres
@@ -67,7 +78,12 @@ class RenderedScene:
 
 
 def render_scene(
-    spec: SceneSpec, *, threads: int = 0, device: str = "cpu", scratch_dir: Path | None = None
+    spec: SceneSpec,
+    *,
+    threads: int = 0,
+    device: str = "cpu",
+    scratch_dir: Path | None = None,
+    listener: RenderListener | None = None,
 ) -> RenderedScene:
     """Build ``spec`` and render its depth, optional all-in-focus image and focus frames.
 
@@ -82,12 +98,14 @@ def render_scene(
             without a GPU: a warning and the CPU).
         scratch_dir: where the scratch EXR goes (a private temporary folder is
             made inside it and removed afterwards); default: the system temp dir.
+        listener: told of the depth pass and of each distinct image as soon as
+            it is rendered (:class:`RenderListener`), e.g. to encode it while the next renders.
     """
     start = time.perf_counter()
     built = build_scene(spec, threads=threads)
     select_device(built.scene, device)
     with tempfile.TemporaryDirectory(prefix="dfdgen-", dir=scratch_dir) as folder:
-        rendered = run_to_end(render_views(built, spec, Path(folder)))
+        rendered = run_to_end(render_views(built, spec, Path(folder), listener))
     return dataclasses.replace(rendered, total_seconds=time.perf_counter() - start)
 
 
@@ -107,7 +125,9 @@ def render_count(spec: SceneSpec) -> int:
     return len(set(depth_views)) + int(spec.render.aif) + len(set(views))
 
 
-def render_views(built: BuiltScene, spec: SceneSpec, scratch: Path) -> Generator[int, None, RenderedScene]:
+def render_views(
+    built: BuiltScene, spec: SceneSpec, scratch: Path, listener: RenderListener | None = None
+) -> Generator[int, None, RenderedScene]:
     """Render ``spec``'s depth, all-in-focus image and focus frames in ``built``, one Cycles render per step.
 
     The work of :func:`render_scene` on a scene built already (by
@@ -115,7 +135,8 @@ def render_views(built: BuiltScene, spec: SceneSpec, scratch: Path) -> Generator
     caller with a UI can show progress and stop between renders. Yields, after
     each render, how many are done (of :func:`render_count`); returns the
     :class:`RenderedScene` (``total_seconds``: time spent in the generator).
-    ``scratch`` is an existing folder for the scratch EXR.
+    ``scratch`` is an existing folder for the scratch EXR; ``listener`` as in
+    :func:`render_scene`.
     """
     start = time.perf_counter()
     views, depth_views = _views(spec)
@@ -135,21 +156,29 @@ def render_views(built: BuiltScene, spec: SceneSpec, scratch: Path) -> Generator
         if spec.render.motion:
             object_index[view] = channels[_OBJECT_INDEX]
         yield renderer.renders
+    depth_maps = [depth[v] for v in depth_views]
+    object_index_maps = [object_index[v] for v in depth_views] if object_index else None
+    if listener:
+        listener.depth_pass(depth_maps, object_index_maps)
     set_beauty_sampling(built.scene, spec.render)
     aif = None
     if spec.render.aif:
         _pose(built, spec, spec.frames[0])
         aif = _rgb(renderer.render(views[0][1], use_dof=False))
+        if listener:
+            listener.image(aif)
         yield renderer.renders
     rgb = {}
     for view in dict.fromkeys(views):
         _pose(built, spec, frame_of[view])
         rgb[view] = _rgb(renderer.render(view[1], use_dof=True))
+        if listener:
+            listener.image(rgb[view])
         yield renderer.renders
     return RenderedScene(
         frames=[rgb[v] for v in views],
-        depth=[depth[v] for v in depth_views],
-        object_index=[object_index[v] for v in depth_views] if object_index else None,
+        depth=depth_maps,
+        object_index=object_index_maps,
         aif=aif,
         cycles_seconds=renderer.seconds,
         total_seconds=time.perf_counter() - start,
