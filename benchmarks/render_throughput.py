@@ -20,23 +20,27 @@ The first scene of each size is a warm-up (kernel and texture caches), the
 next ``--scenes`` are measured. Ratios are measured within one run, since the
 machine is shared and absolute times are noisy.
 
-With several ``--recipe``s (or ``--encoding``s), each size is measured for each
-(same size, samples and ramps) and the last column gives its frames/s relative
-to the first row's: e.g. ``--recipe small_obj dynamic`` shows what motion costs
-(a dynamic scene renders every frame and depth map, a static one only the
+With several ``--recipe``s (or ``--device``s, ``--encoding``s), each size is
+measured for each (same size, samples and ramps) and the last column gives its
+frames/s relative to the first row's: ``--device cpu gpu`` gives GPU / CPU
+frames/s (a machine without a GPU says so in the header and renders the gpu
+rows on the CPU); ``--recipe small_obj dynamic`` shows what motion costs (a
+dynamic scene renders every frame and depth map, a static one only the
 distinct focus distances).
 
     python benchmarks/render_throughput.py [--recipe small_obj dynamic] [--sizes 128 256] [--samples 64] [--scenes 2]
-        [--encoding background inline]
+        [--encoding background inline] [--device cpu gpu]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 import time
 from pathlib import Path
 
+from generator.blender.device import gpu_backend
 from generator.blender.render import render_scene
 from generator.executors import DEVICES, render_sample
 from generator.recipe import load_recipe
@@ -86,25 +90,25 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="Cycles threads, 0 = all cores")
     parser.add_argument("--encoding", nargs="+", choices=["background", "inline"], default=["background"],
                         help="where images are encoded: on a thread while the next view renders, or after the last")
-    parser.add_argument("--device", choices=DEVICES, default="cpu",
-                        help="Cycles device (gpu: OptiX, else CUDA; run once per device to compare frames/s)")
+    parser.add_argument("--device", nargs="+", choices=DEVICES, default=["cpu"],
+                        help="Cycles devices (gpu: OptiX, else CUDA); --device cpu gpu gives GPU / CPU frames/s")
     args = parser.parse_args()
 
+    backend = {"cpu": "CPU", "gpu": gpu_backend() or "none: CPU"}
     print(f"{', '.join(args.recipe)}: {args.samples} samples, {args.ramps} ramps x 5 frames, "
-          f"{args.scenes} scenes per size, device {args.device}")
-    print(f"{'recipe':>12} {'encoding':>10} {'size':>9} {'frames':>6} {'renders':>7} {'wall s':>8} {'cycles s':>8} "
-          f"{'encode s':>8} {'frames/s':>8} {'renders/s':>9} {'overhead':>8} {'ratio':>6}")
+          f"{args.scenes} scenes per size, devices {', '.join(f'{d} ({backend[d]})' for d in args.device)}")
+    print(f"{'recipe':>12} {'device':>6} {'encoding':>10} {'size':>9} {'frames':>6} {'renders':>7} {'wall s':>8} "
+          f"{'cycles s':>8} {'encode s':>8} {'frames/s':>8} {'renders/s':>9} {'overhead':>8} {'ratio':>6}")
     for size in args.sizes:
         first = None
-        for name in args.recipe:
-            for encoding in args.encoding:
-                m = measure(name, size, args.samples, args.scenes, args.ramps, args.threads, args.device,
-                            background_encoding=encoding == "background")
-                rate = m["frames"] / m["wall"]
-                first = first or rate
-                print(f"{name:>12} {encoding:>10} {size:>4}x{size:<4} {m['frames']:>6.0f} {m['renders']:>7.0f} "
-                      f"{m['wall']:>8.2f} {m['cycles']:>8.2f} {m['encode']:>8.3f} {rate:>8.2f} "
-                      f"{m['renders'] / m['wall']:>9.2f} {m['wall'] / m['cycles']:>8.3f} {rate / first:>6.2f}")
+        for name, device, encoding in itertools.product(args.recipe, args.device, args.encoding):
+            m = measure(name, size, args.samples, args.scenes, args.ramps, args.threads, device,
+                        background_encoding=encoding == "background")
+            rate = m["frames"] / m["wall"]
+            first = first or rate
+            print(f"{name:>12} {device:>6} {encoding:>10} {size:>4}x{size:<4} {m['frames']:>6.0f} {m['renders']:>7.0f} "
+                  f"{m['wall']:>8.2f} {m['cycles']:>8.2f} {m['encode']:>8.3f} {rate:>8.2f} "
+                  f"{m['renders'] / m['wall']:>9.2f} {m['wall'] / m['cycles']:>8.3f} {rate / first:>6.2f}")
 
 
 if __name__ == "__main__":
