@@ -36,6 +36,10 @@ DEPTH_FILTER_WIDTH_PX = 0.01
 View = tuple[float, float]
 T = TypeVar("T")
 
+_COMBINED = "ViewLayer.Combined"  # RGBA, linear
+_DEPTH = "ViewLayer.Depth.Z"  # planar depth, metres
+_OBJECT_INDEX = "ViewLayer.Object Index.X"  # Object.pass_index of the surface hit
+
 
 class RenderListener(Protocol):
     """Told of each render's product as soon as it exists (e.g. :class:`generator.sample.Encoder`,
@@ -46,10 +50,6 @@ class RenderListener(Protocol):
 
     def image(self, rgb: np.ndarray) -> Any:
         """A rendered image (the all-in-focus one or a focus frame), linear RGB [H, W, 3]."""
-
-_COMBINED = "ViewLayer.Combined"  # RGBA, linear
-_DEPTH = "ViewLayer.Depth.Z"  # planar depth, metres
-_OBJECT_INDEX = "ViewLayer.Object Index.X"  # Object.pass_index of the surface hit
 
 
 @dataclass
