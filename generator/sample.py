@@ -226,13 +226,12 @@ class Encoder:
         else:
             members["depth.exr"] = self._job(("depth",), (depth[0],), write_exr_bytes, {"Z": depth[0]})
         for i, frame in enumerate(spec.frames):
-            d = depth[i if spec.depth_per_frame else 0]
+            at = i if spec.depth_per_frame else 0  # the depth map (and object-index map) of frame i
             if spec.render.coc:
-                members[f"f{frame.index:03d}.coc.exr"] = self._job(("coc", i), (d,), _coc_exr, spec, i, d)
+                members[f"f{frame.index:03d}.coc.exr"] = self._job(("coc", i), (depth[at],), _coc_exr, spec, i, depth[at])
             if spec.render.motion and i < len(spec.frames) - 1:
-                index = object_index[i if spec.depth_per_frame else 0]
-                members[f"f{frame.index:03d}.motion.exr"] = self._job(
-                    ("motion", i), (d, index), _motion_exr, spec, i, d, index)
+                maps = (depth[at], object_index[at])
+                members[f"f{frame.index:03d}.motion.exr"] = self._job(("motion", i), maps, _motion_exr, spec, i, *maps)
         return members
 
     def _job(self, kind: tuple, arrays: tuple[np.ndarray, ...], work: Callable[..., Any], *args: Any) -> Future:
