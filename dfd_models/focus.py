@@ -1,0 +1,123 @@
+"""Focal stacks without learning: one pixel grid, a focus measure, depth from focus, a sharp composite.
+
+The frames of a stack share the camera pose but, under ``thin_lens`` focus
+breathing, not K. Pixel x of frame r sees the ray K_r^-1 x whatever its depth,
+which frame t images at K_t K_r^-1 x, so :func:`warp_to_frame` puts every frame
+on frame r's grid exactly (bilinear resampling; no depth needed).
+
+The focus measure is the energy of the Laplacian, sum over a w x w window of
+(laplacian of the luminance)^2 ("LAP2" in Pertuz, Puig and Garcia, "Analysis of
+focus measure operators for shape-from-focus", Pattern Recognition 46(5), 2013,
+after Subbarao, Choi and Nikzad 1993), one of the best-ranked operators of that
+survey under noise. Depth from focus (:func:`dff_depth`) takes, per pixel, the
+frame of highest measure and refines it with the vertex of the parabola through
+that frame and its two neighbours in diopters (1/F), the axis in which the CoC
+is linear (DESIGN.md 3); :func:`sharp_composite` takes the colour of that frame.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["dff_depth", "focus_measure", "sharp_composite", "warp_to_frame"]
+
+#: Rec. 709 luminance weights of linear RGB.
+LUMA = (0.2126, 0.7152, 0.0722)
+#: Focus-measure window, pixels (odd).
+WINDOW_PX = 9
+
+
+def warp_to_frame(images: Tensor, K: Tensor, ref: int) -> Tensor:
+    """Every frame of a stack resampled onto frame ``ref``'s pixel grid (no camera motion).
+
+    Args:
+        images: frames (or any per-frame maps) of one camera pose.  # [B, T, C, H, W]
+        K: intrinsics of each frame, pixels.  # [B, T, 3, 3]
+        ref: the frame whose grid the result uses.
+    Returns:
+        the frames on frame ``ref``'s grid; outside a frame's view, its border pixels repeat.  # [B, T, C, H, W]
+    """
+    b, t, c, h, w = images.shape
+    v, u = torch.meshgrid(torch.arange(h, dtype=K.dtype, device=K.device) + 0.5,
+                          torch.arange(w, dtype=K.dtype, device=K.device) + 0.5, indexing="ij")
+    pixels = torch.stack([u, v, torch.ones_like(u)], -1).reshape(1, 1, h * w, 3)  # [1, 1, HW, 3]
+    to_t = K @ torch.linalg.inv(K[:, ref : ref + 1])  # [B, T, 3, 3]: ref pixel -> frame t pixel
+    src = pixels @ to_t.transpose(-1, -2)  # [B, T, HW, 3]
+    xy = src[..., :2] / src[..., 2:]
+    grid = torch.stack([2 * xy[..., 0] / w - 1, 2 * xy[..., 1] / h - 1], -1)  # align_corners=False convention
+    out = F.grid_sample(images.reshape(b * t, c, h, w), grid.reshape(b * t, h, w, 2).to(images.dtype),
+                        mode="bilinear", padding_mode="border", align_corners=False)
+    return out.reshape(b, t, c, h, w)
+
+
+def focus_measure(images: Tensor, window: int = WINDOW_PX) -> Tensor:
+    """Energy of the Laplacian of the luminance over a ``window`` x ``window`` box, per pixel.
+
+    Args:
+        images: linear RGB.  # [..., 3, H, W]
+    Returns:
+        the measure (mean over the window; reflected borders).  # [..., 1, H, W]
+    """
+    lead, (h, w) = images.shape[:-3], images.shape[-2:]
+    luma = (images.reshape(-1, 3, h, w) * images.new_tensor(LUMA)[:, None, None]).sum(1, keepdim=True)
+    kernel = images.new_tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])[None, None]
+    lap = F.conv2d(F.pad(luma, (1, 1, 1, 1), mode="reflect"), kernel)
+    pad = window // 2
+    energy = F.avg_pool2d(F.pad(lap.square(), (pad, pad, pad, pad), mode="reflect"), window, stride=1)
+    return energy.reshape(*lead, 1, h, w)
+
+
+def _sharpest(frames: Tensor, K: Tensor, ref: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(warped frames [B, T, 3, H, W], focus measure [B, T, H, W], index of the sharpest frame [B, H, W])."""
+    warped = warp_to_frame(frames, K, ref)
+    measure = focus_measure(warped)[:, :, 0]  # [B, T, H, W]
+    return warped, measure, measure.argmax(1)
+
+
+def dff_depth(frames: Tensor, focus_m: Tensor, K: Tensor, ref: int) -> Tensor:
+    """Classical depth from focus on frame ``ref``'s grid (module docstring).
+
+    Per pixel: the frame t* of highest :func:`focus_measure`; for 0 < t* < T - 1 the
+    diopter x = 1/F at the vertex of the parabola through (x_t, m_t) for t = t* - 1, t*,
+    t* + 1 (clamped to [x_{t*+1}, x_{t*-1}]); depth 1 / x. At either end of the stack,
+    and for T < 3, the sharpest frame's focus distance.
+
+    Args:
+        frames: linear RGB, sorted by focus distance.  # [B, T, 3, H, W]
+        focus_m: focus distances, metres, increasing.  # [B, T]
+        K: intrinsics, pixels.  # [B, T, 3, 3]
+        ref: the frame whose grid the depth is on.
+    Returns:
+        planar depth, metres, within [focus_m.min, focus_m.max].  # [B, 1, H, W]
+    """
+    _, measure, best = _sharpest(frames, K, ref)
+    t = frames.shape[1]
+    diopter = (1 / focus_m)[:, :, None, None].expand_as(measure)  # [B, T, H, W]
+    x1 = diopter.gather(1, best[:, None])[:, 0]
+    if t < 3:
+        return (1 / x1)[:, None]
+    mid = best.clamp(1, t - 2)[:, None]
+    (x0, y0), (xc, yc), (x2, y2) = [
+        (diopter.gather(1, mid + d)[:, 0], measure.gather(1, mid + d)[:, 0]) for d in (-1, 0, 1)]
+    # Vertex of the parabola through three points (x0, y0), (xc, yc), (x2, y2).
+    num = (xc - x0) ** 2 * (yc - y2) - (xc - x2) ** 2 * (yc - y0)
+    den = (xc - x0) * (yc - y2) - (xc - x2) * (yc - y0)
+    vertex = xc - 0.5 * num / torch.where(den.abs() > 1e-12, den, torch.ones_like(den))
+    lo, hi = torch.minimum(x0, x2), torch.maximum(x0, x2)
+    refined = torch.where(den.abs() > 1e-12, torch.minimum(torch.maximum(vertex, lo), hi), xc)
+    inner = (best > 0) & (best < t - 1)
+    return (1 / torch.where(inner, refined, x1))[:, None]
+
+
+def sharp_composite(frames: Tensor, K: Tensor, ref: int) -> Tensor:
+    """An all-in-focus estimate on frame ``ref``'s grid: each pixel's colour from its sharpest frame.
+
+    Args and shapes as :func:`dff_depth`.
+    Returns:
+        linear RGB.  # [B, 3, H, W]
+    """
+    warped, _, best = _sharpest(frames, K, ref)
+    index = best[:, None, None].expand(-1, 1, 3, -1, -1)  # [B, 1, 3, H, W]
+    return warped.gather(1, index)[:, 0]
