@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["dff_depth", "focus_measure", "sharp_composite", "warp_to_frame"]
+__all__ = ["dff_depth", "focus_measure", "sharp_composite", "warp_to_frame", "warp_to_grid"]
 
 #: Rec. 709 luminance weights of linear RGB.
 LUMA = (0.2126, 0.7152, 0.0722)
@@ -29,27 +29,42 @@ LUMA = (0.2126, 0.7152, 0.0722)
 WINDOW_PX = 9
 
 
+def warp_to_grid(images: Tensor, K_src: Tensor, K_dst: Tensor) -> Tensor:
+    """Images on a source frame's pixel grid resampled onto a destination frame's (same camera pose).
+
+    Destination pixel x sees the ray K_dst^-1 x, which the source images at K_src K_dst^-1 x
+    (bilinear; outside the source's view its border pixels repeat).
+
+    Args:
+        images: images or maps.  # [N, C, H, W]
+        K_src, K_dst: intrinsics, pixels.  # [N, 3, 3]
+    Returns:
+        the images on the destination grid.  # [N, C, H, W]
+    """
+    _, _, h, w = images.shape
+    v, u = torch.meshgrid(torch.arange(h, dtype=K_src.dtype, device=K_src.device) + 0.5,
+                          torch.arange(w, dtype=K_src.dtype, device=K_src.device) + 0.5, indexing="ij")
+    pixels = torch.stack([u, v, torch.ones_like(u)], -1).reshape(1, h * w, 3)  # [1, HW, 3]
+    src = pixels @ (K_src @ torch.linalg.inv(K_dst)).transpose(-1, -2)  # [N, HW, 3]
+    xy = src[..., :2] / src[..., 2:]
+    grid = torch.stack([2 * xy[..., 0] / w - 1, 2 * xy[..., 1] / h - 1], -1)  # align_corners=False convention
+    return F.grid_sample(images, grid.reshape(-1, h, w, 2).to(images.dtype), mode="bilinear",
+                         padding_mode="border", align_corners=False)
+
+
 def warp_to_frame(images: Tensor, K: Tensor, ref: int) -> Tensor:
-    """Every frame of a stack resampled onto frame ``ref``'s pixel grid (no camera motion).
+    """Every frame of a stack resampled onto frame ``ref``'s pixel grid (:func:`warp_to_grid`).
 
     Args:
         images: frames (or any per-frame maps) of one camera pose.  # [B, T, C, H, W]
         K: intrinsics of each frame, pixels.  # [B, T, 3, 3]
         ref: the frame whose grid the result uses.
     Returns:
-        the frames on frame ``ref``'s grid; outside a frame's view, its border pixels repeat.  # [B, T, C, H, W]
+        the frames on frame ``ref``'s grid.  # [B, T, C, H, W]
     """
-    b, t, c, h, w = images.shape
-    v, u = torch.meshgrid(torch.arange(h, dtype=K.dtype, device=K.device) + 0.5,
-                          torch.arange(w, dtype=K.dtype, device=K.device) + 0.5, indexing="ij")
-    pixels = torch.stack([u, v, torch.ones_like(u)], -1).reshape(1, 1, h * w, 3)  # [1, 1, HW, 3]
-    to_t = K @ torch.linalg.inv(K[:, ref : ref + 1])  # [B, T, 3, 3]: ref pixel -> frame t pixel
-    src = pixels @ to_t.transpose(-1, -2)  # [B, T, HW, 3]
-    xy = src[..., :2] / src[..., 2:]
-    grid = torch.stack([2 * xy[..., 0] / w - 1, 2 * xy[..., 1] / h - 1], -1)  # align_corners=False convention
-    out = F.grid_sample(images.reshape(b * t, c, h, w), grid.reshape(b * t, h, w, 2).to(images.dtype),
-                        mode="bilinear", padding_mode="border", align_corners=False)
-    return out.reshape(b, t, c, h, w)
+    b, t = images.shape[:2]
+    dst = K[:, ref : ref + 1].expand(b, t, 3, 3)
+    return warp_to_grid(images.flatten(0, 1), K.flatten(0, 1), dst.flatten(0, 1)).reshape(images.shape)
 
 
 def focus_measure(images: Tensor, window: int = WINDOW_PX) -> Tensor:
