@@ -1,4 +1,4 @@
-"""Depth metrics on valid pixels (DESIGN.md section 7), exact over a whole dataset.
+"""Depth metrics on valid pixels (DESIGN.md section 7), exact over a whole dataset, per region.
 
 With p the predicted and g the true planar depth (metres) at the n valid pixels
 (summed over every image seen):
@@ -9,6 +9,7 @@ With p the predicted and g the true planar depth (metres) at the n valid pixels
     RMSE-log = sqrt(1/n sum (ln p - ln g)^2)    (natural log)
     delta_k  = 1/n #{max(p / g, g / p) < 1.25^k},  k = 1, 2, 3   (a fraction)
     accuracy = 100 delta_1                      (percent)
+    InvMAE   = 1/n sum |1/p - 1/g|              InvRMSE  = sqrt(1/n sum (1/p - 1/g)^2)   (1/m)
 
 and, given the dataset's maximum depth D (the recipe's), the errors of depth
 normalised to [0, 1] as in the DDFF / LSTM-DDFF / recurrent-AE table:
@@ -18,6 +19,12 @@ normalised to [0, 1] as in the DDFF / LSTM-DDFF / recurrent-AE table:
 These are the definitions of Eigen et al. 2014 as used by monodepth2 and
 ZoeDepth. :class:`DepthMetrics` accumulates sums over pixels (in float64), so a
 dataset's metrics are the pixel-weighted ones, not a mean of per-batch means.
+
+:class:`RegionMetrics` scores the same prediction over each region of
+:data:`REGIONS`: ``all`` (every valid pixel) and ``objects`` (valid pixels off
+the background wall). A wall that fills 90 % of the frame lets a constant
+prediction at the wall's depth score delta_1 0.9 on ``all``; on ``objects`` it
+scores what it is worth.
 """
 
 from __future__ import annotations
@@ -27,13 +34,18 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["DELTA_BASE", "TOTALS", "DepthMetrics", "depth_metrics"]
+__all__ = ["DELTA_BASE", "REGIONS", "TOTALS", "DepthMetrics", "RegionMetrics", "depth_metrics"]
 
 #: delta_k counts max(p / g, g / p) < DELTA_BASE ** k.
 DELTA_BASE = 1.25
 
 #: What :attr:`DepthMetrics.totals` holds, in order: the pixel count, then sums over pixels.
-TOTALS = ("count", "sq", "abs", "abs_rel", "sq_rel", "sq_log", "delta1", "delta2", "delta3")
+TOTALS = ("count", "sq", "abs", "abs_rel", "sq_rel", "sq_log", "delta1", "delta2", "delta3",
+          "inv_abs", "inv_sq")
+
+#: The regions :class:`RegionMetrics` scores, in order, and the pixels of each. ``objects``
+#: is every valid pixel when the data has no wall (the loader's all-False ``wall`` mask).
+REGIONS = {"all": "valid pixels", "objects": "valid pixels off the background wall"}
 
 
 class DepthMetrics:
@@ -53,7 +65,7 @@ class DepthMetrics:
         max_depth_m: D for ``mse_norm`` and ``rms_norm``; None leaves them out.
 
     Attributes:
-        totals: float64 count of valid pixels and sums over them, named by :data:`TOTALS`.  # [9]
+        totals: float64 count of valid pixels and sums over them, named by :data:`TOTALS`.  # [11]
     """
 
     def __init__(self, max_depth_m: float | None = None):
@@ -80,7 +92,7 @@ class DepthMetrics:
         p, g = pred[mask].double(), gt[mask].double()  # [n]
         if not bool(torch.all(torch.isfinite(p) & (p > 0))):
             raise ValueError("predicted depth must be finite and > 0 on valid pixels")
-        err = p - g
+        err, inv_err = p - g, 1.0 / p - 1.0 / g
         ratio = torch.maximum(p / g, g / p)
         batch_sums = {
             "count": torch.ones_like(p),
@@ -90,6 +102,8 @@ class DepthMetrics:
             "sq_rel": err.square() / g,
             "sq_log": (p.log() - g.log()).square(),
             **{f"delta{k}": (ratio < DELTA_BASE**k).double() for k in (1, 2, 3)},
+            "inv_abs": inv_err.abs(),
+            "inv_sq": inv_err.square(),
         }
         self.totals += torch.stack([batch_sums[key].sum() for key in TOTALS]).cpu()
 
@@ -99,8 +113,8 @@ class DepthMetrics:
         Returns:
             ``mse``, ``rmse``, ``mae`` (metres^2 or metres), ``abs_rel``, ``sq_rel``
             (metres), ``rmse_log``, ``delta1``, ``delta2``, ``delta3`` (fractions),
-            ``accuracy`` (percent), ``n_pixels``; and ``mse_norm``, ``rms_norm`` when
-            ``max_depth_m`` is set.
+            ``accuracy`` (percent), ``inv_mae``, ``inv_rmse`` (1/metres), ``n_pixels``;
+            and ``mse_norm``, ``rms_norm`` when ``max_depth_m`` is set.
         Raises:
             ValueError: no valid pixel has been seen.
         """
@@ -119,6 +133,8 @@ class DepthMetrics:
             "delta2": mean["delta2"],
             "delta3": mean["delta3"],
             "accuracy": 100.0 * mean["delta1"],
+            "inv_mae": mean["inv_abs"],
+            "inv_rmse": math.sqrt(mean["inv_sq"]),
             "n_pixels": count,
         }
         if self.max_depth_m is not None:
@@ -134,3 +150,75 @@ def depth_metrics(
     metrics = DepthMetrics(max_depth_m)
     metrics.update(pred, gt, valid)
     return metrics.compute()
+
+
+class RegionMetrics:
+    """One :class:`DepthMetrics` per region of :data:`REGIONS`, fed the same predictions.
+
+    Example::
+
+        metrics = RegionMetrics(max_depth_m=2.0)
+        for batch in loader:
+            metrics.update(depth, batch["depth"], batch["valid"], batch["wall"])
+        scores = metrics.compute()   # {"all": {...}, "objects": {...} or None}
+        metrics.absent()             # {} or {"objects": "no valid pixel ..."}
+
+    A region other than ``all`` that no pixel fell in is left out (``None`` in
+    :meth:`compute`, its reason in :meth:`absent`), so an image of the wall alone
+    does not stop the scoring of the rest. Under DDP, sum the ranks'
+    :attr:`totals` before :meth:`compute`, as for :class:`DepthMetrics`.
+
+    Args:
+        max_depth_m: D for ``mse_norm`` and ``rms_norm``; None leaves them out.
+
+    Attributes:
+        regions: the accumulator of each region, by name, in :data:`REGIONS` order.
+    """
+
+    def __init__(self, max_depth_m: float | None = None):
+        self.regions = {name: DepthMetrics(max_depth_m) for name in REGIONS}
+
+    @property
+    def totals(self) -> Tensor:
+        """Each region's :attr:`DepthMetrics.totals`, rows in :data:`REGIONS` order; summable.  # [2, 11]"""
+        return torch.stack([metrics.totals for metrics in self.regions.values()])
+
+    @totals.setter
+    def totals(self, value: Tensor) -> None:
+        if value.shape != (len(REGIONS), len(TOTALS)):
+            raise ValueError(f"totals must be [{len(REGIONS)}, {len(TOTALS)}], got {tuple(value.shape)}")
+        for metrics, row in zip(self.regions.values(), value.double().cpu()):
+            metrics.totals = row.clone()
+
+    @torch.no_grad()
+    def update(self, pred: Tensor, gt: Tensor, valid: Tensor | None = None, wall: Tensor | None = None) -> None:
+        """Add one batch to every region.
+
+        Args:
+            pred, gt, valid: as for :meth:`DepthMetrics.update`.
+            wall: pixels that see the background wall (the loader's ``wall``); None =
+                no wall pixel (as the loader's all-False mask for recipes without a wall).  # like gt
+        Raises:
+            ValueError: see :meth:`DepthMetrics.update`; ``wall`` of another shape than ``gt``.
+        """
+        if wall is not None and wall.shape != gt.shape:
+            raise ValueError(f"wall must have gt's shape {tuple(gt.shape)}, got {tuple(wall.shape)}")
+        mask = gt > 0 if valid is None else valid.bool() & (gt > 0)
+        self.regions["all"].update(pred, gt, mask)
+        self.regions["objects"].update(pred, gt, mask if wall is None else mask & ~wall.bool())
+
+    def absent(self) -> dict[str, str]:
+        """The regions without a pixel so far, each with the reason, in words."""
+        return {name: f"no {REGIONS[name]} among the pixels scored"
+                for name, metrics in self.regions.items() if float(metrics.totals[0]) == 0}
+
+    def compute(self) -> dict[str, dict[str, float] | None]:
+        """The metrics of each region (keys of :meth:`DepthMetrics.compute`), ``None`` for
+        a region without a pixel (see :meth:`absent`).
+
+        Raises:
+            ValueError: no valid pixel at all (region ``all`` is empty).
+        """
+        absent = self.absent()
+        return {name: None if name in absent and name != "all" else metrics.compute()
+                for name, metrics in self.regions.items()}

@@ -78,3 +78,98 @@ def test_bad_input(torch, metrics):
         metrics.depth_metrics(gt, torch.zeros_like(gt))
     with pytest.raises(ValueError, match="max_depth_m"):
         metrics.DepthMetrics(max_depth_m=0.0)
+
+
+def test_inverse_depth_errors(torch, metrics):
+    """inv_mae = mean |1/p - 1/g| and inv_rmse = sqrt(mean (1/p - 1/g)^2), in 1/m."""
+    gt = torch.tensor([1.0, 2.0, 0.5, 4.0], dtype=torch.float64).reshape(1, 1, 2, 2)
+    pred = torch.tensor([2.0, 2.0, 1.0, 1.0], dtype=torch.float64).reshape(1, 1, 2, 2)
+    out = metrics.depth_metrics(pred, gt)
+    inv_errors = [0.5, 0.0, 1.0, 0.75]  # |1/2 - 1|, 0, |1 - 2|, |1 - 1/4|
+    assert out["inv_mae"] == pytest.approx(sum(inv_errors) / 4)
+    assert out["inv_rmse"] == pytest.approx(math.sqrt(sum(e * e for e in inv_errors) / 4))
+    assert out["inv_mae"] != pytest.approx(out["mae"])  # mae = (1 + 0 + 0.5 + 3) / 4
+
+
+def _hand_made(torch):
+    """A 2 x 3 image: two wall pixels at 2 m (top left), three object pixels, one without a surface."""
+    gt = torch.tensor([[2.0, 2.0, 1.0], [0.5, 1.0, 0.0]], dtype=torch.float64).reshape(1, 1, 2, 3)
+    pred = torch.tensor([[2.0, 2.6, 1.2], [1.0, 1.0, 3.0]], dtype=torch.float64).reshape(1, 1, 2, 3)
+    wall = torch.tensor([[True, True, False], [False, False, False]]).reshape(1, 1, 2, 3)
+    return pred, gt, gt > 0, wall
+
+
+def test_regions_on_a_hand_made_prediction(torch, metrics):
+    """all: ratios 1, 1.3, 1.2, 2, 1; objects: the last three valid pixels (1.2, 2, 1)."""
+    pred, gt, valid, wall = _hand_made(torch)
+    acc = metrics.RegionMetrics(max_depth_m=2.0)
+    acc.update(pred, gt, valid, wall)
+    scores = acc.compute()
+    assert list(scores) == ["all", "objects"] and acc.absent() == {}
+    every, objects = scores["all"], scores["objects"]
+    assert every["n_pixels"] == 5 and objects["n_pixels"] == 3
+    assert every["abs_rel"] == pytest.approx((0 + 0.3 + 0.2 + 1.0 + 0) / 5)
+    assert objects["abs_rel"] == pytest.approx((0.2 + 1.0 + 0) / 3)
+    assert every["delta1"] == pytest.approx(3 / 5) and objects["delta1"] == pytest.approx(2 / 3)
+    assert every["inv_mae"] == pytest.approx((0 + 3 / 26 + 1 / 6 + 1 + 0) / 5)  # |1/2.6 - 1/2| = 3/26
+    assert objects["inv_mae"] == pytest.approx((1 / 6 + 1 + 0) / 3)
+    assert objects["inv_rmse"] == pytest.approx(math.sqrt((1 / 36 + 1 + 0) / 3))
+    assert objects["mae"] == pytest.approx(0.7 / 3) and objects["rms_norm"] == pytest.approx(objects["rmse"] / 2)
+    assert every == pytest.approx(metrics.depth_metrics(pred, gt, valid, max_depth_m=2.0), rel=1e-12)
+
+
+def test_constant_at_the_wall_scores_well_only_on_all(torch, metrics):
+    """A 10 x 10 frame, 90 % wall at 2 m, 10 object pixels at 0.5..0.9 m; predict 2 m everywhere."""
+    gt = torch.full((1, 1, 10, 10), 2.0)
+    gt[0, 0, 0, :] = torch.linspace(0.5, 0.9, 10)
+    wall = gt == 2.0
+    acc = metrics.RegionMetrics()
+    acc.update(torch.full_like(gt, 2.0), gt, gt > 0, wall)
+    scores = acc.compute()
+    assert scores["all"]["delta1"] == pytest.approx(0.9) and scores["all"]["n_pixels"] == 100
+    assert scores["objects"]["delta1"] == 0.0 and scores["objects"]["n_pixels"] == 10
+    assert scores["objects"]["abs_rel"] > 1.2 and scores["objects"]["inv_mae"] > 0.6
+    assert scores["objects"]["abs_rel"] == pytest.approx(10 * scores["all"]["abs_rel"])  # wall pixels err 0
+
+
+def test_regions_without_a_wall_or_without_objects(torch, metrics):
+    pred, gt, valid, wall = _hand_made(torch)
+    no_wall = metrics.RegionMetrics()  # a recipe without a wall: the loader's mask is all False
+    no_wall.update(pred, gt, valid, torch.zeros_like(wall))
+    scores = no_wall.compute()
+    assert scores["objects"] == scores["all"] and scores["all"]["n_pixels"] == 5
+    none_given = metrics.RegionMetrics()
+    none_given.update(pred, gt, valid)
+    assert none_given.compute() == scores
+
+    only_wall = metrics.RegionMetrics()  # every valid pixel on the wall: objects absent, all scored
+    only_wall.update(pred, gt, valid & wall, wall)
+    scores = only_wall.compute()
+    assert scores["objects"] is None and scores["all"]["n_pixels"] == 2
+    assert "off the background wall" in only_wall.absent()["objects"] and list(only_wall.absent()) == ["objects"]
+
+    empty = metrics.RegionMetrics()
+    empty.update(pred, gt, torch.zeros_like(valid), wall)
+    with pytest.raises(ValueError, match="no valid pixels"):
+        empty.compute()
+    with pytest.raises(ValueError, match="wall"):
+        empty.update(pred, gt, valid, wall[..., :2])
+
+
+def test_region_totals_sum_across_ranks(torch, metrics):
+    """DDP: the totals of two accumulators (two ranks' halves) summed give the whole's metrics."""
+    gt = _depth(torch, seed=4, shape=(4, 1, 6, 6)).double()
+    pred = gt * 1.2
+    wall = torch.rand(gt.shape, generator=torch.Generator().manual_seed(5)) > 0.5
+    ranks = [metrics.RegionMetrics(), metrics.RegionMetrics()]
+    ranks[0].update(pred[:1], gt[:1], None, wall[:1])
+    ranks[1].update(pred[1:], gt[1:], None, wall[1:])
+    merged = metrics.RegionMetrics()
+    merged.totals = ranks[0].totals + ranks[1].totals
+    whole = metrics.RegionMetrics()
+    whole.update(pred, gt, None, wall)
+    assert merged.totals.shape == (2, len(metrics.TOTALS))
+    for region, scores in whole.compute().items():
+        assert merged.compute()[region] == pytest.approx(scores, rel=1e-12)
+    with pytest.raises(ValueError, match="totals"):
+        merged.totals = torch.zeros(len(metrics.TOTALS))
