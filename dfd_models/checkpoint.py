@@ -45,7 +45,8 @@ FORMAT_VERSION = 1
 def dataset_info(shards: str | Path) -> dict[str, Any]:
     """What a dataset directory's ``manifest.json`` says about its data, for checkpoints
     and metrics: ``{"recipe": {"name", "sha256"}, "lens": the recipe's lens section,
-    "max_depth_m": the farthest wall distance, metres}``; ``{}`` for shards without one.
+    "max_depth_m": the farthest wall distance, metres, "image": {"width", "height"}
+    in pixels (when the recipe has them)}``; ``{}`` for shards without one.
 
     Raises:
         BadInput: a manifest without a readable recipe.
@@ -56,11 +57,15 @@ def dataset_info(shards: str | Path) -> dict[str, Any]:
     try:
         recipe = json.loads(manifest.read_text())["recipe"]
         wall = recipe["config"]["scene"]["wall"]["distance_m"]
-        return {
+        image = recipe["config"].get("image", {})
+        info = {
             "recipe": {"name": recipe["name"], "sha256": recipe["sha256"]},
             "lens": recipe["config"]["lens"],
             "max_depth_m": float(max(wall) if isinstance(wall, list) else wall),
         }
+        if "width" in image and "height" in image:
+            info["image"] = {"width": int(image["width"]), "height": int(image["height"])}
+        return info
     except (ValueError, KeyError, TypeError) as exc:
         raise BadInput(f"{manifest}: cannot read its recipe ({exc!r})") from exc
 

@@ -17,8 +17,34 @@ from pathlib import Path
 import click
 
 #: Metric keys in the order the table shows them (others follow).
-_TABLE_ORDER = ("abs_rel", "sq_rel", "rmse", "rmse_log", "mae", "mse", "delta1", "delta2", "delta3",
-                "accuracy", "mse_norm", "rms_norm", "n_pixels")
+_TABLE_ORDER = ("abs_rel", "sq_rel", "rmse", "rmse_log", "mae", "mse", "inv_mae", "inv_rmse", "delta1", "delta2",
+                "delta3", "accuracy", "mse_norm", "rms_norm", "n_pixels")
+
+
+def _model_rows() -> list[tuple[str, str]]:
+    """(name, first line of its docstring) of every registered model, for ``dfdgen train --help``.
+
+    Imports the registry (and torch) only when called; without torch, one row says so.
+    """
+    try:
+        from dfd_models.networks import MODELS
+    except ImportError as exc:
+        return [("(none)", f"the models need the training dependencies (torch): {exc}")]
+    rows = []
+    for name in sorted(MODELS):
+        lines = (MODELS[name].__doc__ or "").strip().splitlines()
+        rows.append((name, lines[0].replace(" (module docstring)", "") if lines else ""))
+    return rows
+
+
+class _TrainCommand(click.Command):
+    """A command whose help ends with the registered models (listed when the help is shown,
+    so importing this module imports no torch)."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Models (--model)"):
+            formatter.write_dl(_model_rows())
+        super().format_epilog(ctx, formatter)
 
 
 def _is_main_process() -> bool:
@@ -26,9 +52,10 @@ def _is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-@click.command()
+@click.command(cls=_TrainCommand)
 @click.option("--shards", metavar="DIR", help="Dataset directory (or shard pattern)  [config: data.shards].")
-@click.option("--model", "model_name", metavar="NAME", help="Registered model, e.g. sdgs  [config: model.name].")
+@click.option("--model", "model_name", metavar="NAME",
+              help="Registered model (listed below), e.g. sdgs  [config: model.name].")
 @click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path), metavar="RUN",
               help="Run directory: config.yaml, ckpt/, tb/.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), metavar="YAML",
@@ -89,21 +116,34 @@ def train(shards, model_name, run_dir, config_path, overrides, max_steps, epochs
 @click.option("--max-depth", "max_depth_m", type=click.FloatRange(min=0, min_open=True), metavar="M",
               help="Depth (m) the normalised metrics divide by.  [default: the data recipe's farthest wall]")
 def eval_(shards, checkpoint, split, json_path, batch_size, workers, device, max_depth_m):
-    """Depth metrics of a checkpoint over a whole split (every valid pixel, full frames)."""
+    """Depth metrics of a checkpoint over a whole split (full frames), side by side for every
+    valid pixel (all) and for the valid pixels off the background wall (objects)."""
     from dfd_models.evaluate import evaluate
     from generator.cli import library_errors
 
     with library_errors():
         result = evaluate(checkpoint, shards, split=split, batch_size=batch_size, workers=workers,
                           device=device, max_depth_m=max_depth_m)
-    metrics = result["metrics"]
+    regions = result["regions"]
     click.echo(f"{result['model']} step {result['step']} on {result['samples']} samples of split {split!r}:")
-    for name in sorted(metrics, key=lambda k: (_TABLE_ORDER + (k,)).index(k)):
-        click.echo(f"  {name:<10} {metrics[name]:.6g}")
+    click.echo("  " + f"{'metric':<10}" + "".join(f" {region:>12}" for region in regions))
+    for name in sorted(regions["all"], key=lambda k: (_TABLE_ORDER + (k,)).index(k)):
+        cells = [_cell(name, None if values is None else values.get(name)) for values in regions.values()]
+        click.echo(f"  {name:<10}" + "".join(f" {cell:>12}" for cell in cells))
+    click.echo(f"  objects are {100 * result['objects_fraction']:.1f} % of the valid pixels")
+    for region, reason in result["absent_regions"].items():
+        click.echo(f"  {region}: not scored, {reason}")
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=2) + "\n")
         click.echo(f"wrote {json_path}")
+
+
+def _cell(name: str, value: float | None) -> str:
+    """One value of the eval table: ``-`` for none, the pixel count as an integer, else 6 digits."""
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if name == "n_pixels" else f"{value:.6g}"
 
 
 @click.command()

@@ -4,8 +4,9 @@ The model is rebuilt from the checkpoint's config and run once over every
 sample of the split, in shard order, on full frames (no crop, no flip, ramp 0
 of each sequence). Depth comes from the model's ``predict`` (images, focus,
 lens and K only; never the ground truth), and the metrics of DESIGN.md
-section 7 are accumulated over every valid pixel of the split
-(:class:`dfd_models.metrics.DepthMetrics`).
+section 7 are accumulated over every valid pixel of the split, and over the
+valid pixels off the background wall (regions ``all`` and ``objects`` of
+:class:`dfd_models.metrics.RegionMetrics`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from generator.errors import BadInput
 from dfd_models.checkpoint import dataset_info, load_model
 from dfd_models.data import make_loader, resolve_shards
 from dfd_models.lens import LensParams
-from dfd_models.metrics import DepthMetrics
+from dfd_models.metrics import RegionMetrics
 from dfd_models.networks import DepthModel, lens_from_batch
 from dfd_models.train import pick_device, to_device
 
@@ -73,8 +74,12 @@ def evaluate(
             normalised metrics are left out when neither is known.
 
     Returns:
-        ``{"metrics": {name: value}, "checkpoint", "model", "step", "shards",
-        "split", "samples", "max_depth_m"}`` (plain JSON-able values).
+        ``{"metrics": {name: value}, "regions": {"all": {...}, "objects": {...} or None},
+        "absent_regions": {region: reason}, "objects_fraction", "checkpoint", "model",
+        "step", "shards", "split", "samples", "max_depth_m"}`` (plain JSON-able values):
+        ``metrics`` is region ``all`` (every valid pixel); ``objects`` (valid pixels off
+        the wall) is None, with its reason in ``absent_regions``, when the split has
+        none; ``objects_fraction`` is the fraction of valid pixels that are objects.
 
     Raises:
         BadInput: not a dfdgen checkpoint, no shards of the split, or no valid pixel in them.
@@ -86,20 +91,24 @@ def evaluate(
     urls = resolve_shards(shards, split)
     loader = make_loader(urls, batch_size, None, flip=False, ramp=0, shuffle=0,
                          num_workers=min(workers, len(urls)), rank=0, world_size=1)
-    metrics = DepthMetrics(max_depth_m)
+    metrics = RegionMetrics(max_depth_m)
     samples = 0
     with torch.no_grad():
         for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress, dynamic_ncols=True):
             batch = to_device(batch, target)
             depth = predict_depth(model, batch["frames"], batch["focus_m"], lens_from_batch(batch), batch["K"])
-            metrics.update(depth.float(), batch["depth"], batch["valid"])
+            metrics.update(depth.float(), batch["depth"], batch["valid"], batch["wall"])
             samples += len(batch["key"])
     try:
-        values = metrics.compute()
+        regions = metrics.compute()
     except ValueError as exc:
         raise BadInput(f"split {split!r} of {shards}: {exc}") from exc
+    objects = regions["objects"]
     return {
-        "metrics": values,
+        "metrics": regions["all"],
+        "regions": regions,
+        "absent_regions": metrics.absent(),
+        "objects_fraction": (objects["n_pixels"] if objects else 0.0) / regions["all"]["n_pixels"],
         "checkpoint": str(checkpoint),
         "model": ckpt["config"]["model"]["name"],
         "step": ckpt["step"],

@@ -23,7 +23,7 @@ SMALL = (
     "--set", "model.config.channels=[8, 16]", "--set", "optim.warmup_steps=2",
 )
 METRICS = {"mse", "rmse", "mae", "abs_rel", "sq_rel", "rmse_log", "delta1", "delta2", "delta3", "accuracy",
-           "mse_norm", "rms_norm", "n_pixels"}
+           "inv_mae", "inv_rmse", "mse_norm", "rms_norm", "n_pixels"}
 LENS = ("--lens-focal-length-mm", "50", "--f-number", "2")  # the tiny recipe's sensor width is fixed
 
 
@@ -86,6 +86,7 @@ def test_train_writes_the_run_and_lowers_the_loss(trained, tiny_dataset, torch):
     assert last["config"] == config.to_dict() and last["step"] == 16
     assert config.model.config["channels"] == [8, 16] and config.data.shards == str(tiny_dataset)
     assert last["data"]["recipe"]["name"] == "tiny64" and last["data"]["max_depth_m"] == 2.0
+    assert last["data"]["image"] == {"width": 64, "height": 64}
 
     events = EventAccumulator(str(trained / "tb"))
     events.Reload()
@@ -149,6 +150,35 @@ def test_eval_prints_and_writes_every_metric(trained, tiny_dataset, tmp_path):
     assert all(np.isfinite(v) for v in report["metrics"].values())
 
 
+def test_eval_scores_all_pixels_and_objects(trained, tiny_dataset, tmp_path, torch):
+    """Regions all (every valid pixel) and objects (valid, off the wall): JSON, counts and table."""
+    from dfd_models.data import make_loader
+
+    out = tmp_path / "metrics.json"
+    result = _run("eval", "--shards", tiny_dataset, "--checkpoint", trained / "ckpt" / "last.pt", "--split", "train",
+                  "--json", out)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert list(report["regions"]) == ["all", "objects"] and report["absent_regions"] == {}
+    assert report["regions"]["all"] == report["metrics"] and set(report["regions"]["objects"]) == METRICS
+    valid = objects = 0
+    for batch in make_loader(tiny_dataset, 4, None, split="train", flip=False, ramp=0, shuffle=0, num_workers=0):
+        scored = batch["valid"] & (batch["depth"] > 0)
+        valid += int(scored.sum())
+        objects += int((scored & ~batch["wall"]).sum())
+    assert 0 < objects < valid  # the tiny recipe has a wall and objects in front of it
+    assert report["regions"]["all"]["n_pixels"] == valid and report["regions"]["objects"]["n_pixels"] == objects
+    assert report["objects_fraction"] == pytest.approx(objects / valid)
+    assert report["regions"]["objects"] != report["regions"]["all"]
+
+    lines = [line.split() for line in result.output.splitlines()]
+    assert ["metric", "all", "objects"] in lines
+    rows = lines[lines.index(["metric", "all", "objects"]) + 1:]
+    table = {row[0]: row[1:] for row in rows if row and row[0] in METRICS}
+    assert set(table) == METRICS and table["n_pixels"] == [str(valid), str(objects)]
+    assert float(table["inv_mae"][1]) == pytest.approx(report["regions"]["objects"]["inv_mae"], rel=1e-5)
+
+
 def test_predict_writes_depth_exr_and_png(trained, frame_pngs, tmp_path):
     out = tmp_path / "pred"
     result = _run("predict", *frame_pngs, "--checkpoint", trained / "ckpt" / "last.pt",
@@ -196,11 +226,33 @@ def _check_exit_2(result, *texts):
     (("--set", "optim.amp=fp16"), ("optim.amp", "CUDA")),
     (("--set", "train.device=cuda"), ("train.device", "no CUDA")),
     (("--epochs", 2), ("data.epoch_len",)),
+    (("--set", "data.crop=[32, 96]"), ("data.crop", "[32, 96]", "64 x 64")),
 ])
 def test_train_bad_config_exits_2_and_writes_nothing(tiny_dataset, tmp_path, torch, args, texts):
     out = tmp_path / "run"
     _check_exit_2(_train(tiny_dataset, out, "--max-steps", 1, *args), *texts)
     assert not out.exists()
+
+
+def test_train_crop_larger_than_the_images_exits_2(tiny_dataset, tmp_path, torch):
+    """The default crop (128 x 128) on 64 px shards: refused before any step, nothing written."""
+    out = tmp_path / "run"
+    result = _run("train", "--shards", tiny_dataset, "--model", "sdgs", "--out", out, "--max-steps", 3)
+    _check_exit_2(result, "data.crop", "[128, 128]", "64 x 64")
+    assert "Traceback" not in result.output and not out.exists()
+
+
+def test_train_help_and_unknown_model_list_every_model(tiny_dataset, tmp_path, torch):
+    from dfd_models.networks import MODELS
+
+    result = _run("train", "--help")
+    assert result.exit_code == 0, result.output
+    models = result.output.split("Models (--model):")[1].split()
+    assert set(MODELS) <= set(models), result.output
+    assert "Siamese" in result.output  # each model's one-line description
+    _check_exit_2(_run("train", "--shards", tiny_dataset, "--model", "nope", "--out", tmp_path / "run",
+                       "--max-steps", 1), "model.name", "'nope'", *sorted(MODELS))
+    assert not (tmp_path / "run").exists()
 
 
 def test_train_bad_paths_and_models_exit_2(tiny_dataset, trained, tmp_path, torch):
