@@ -12,8 +12,9 @@ classes), so it loads with ``torch.load(weights_only=True)``::
                     of it already used (a resumed run skips those)
     model           state_dict of the bare model (no DDP ``module.`` prefix)
     optimizer, scheduler
-                    their state_dicts
-    scaler          GradScaler state_dict, or None (no fp16)
+                    their state_dicts; None for a model that is fitted, not
+                    trained (``trainable`` False, saved at step 0)
+    scaler          GradScaler state_dict, or None (no fp16, or fitted)
     rng             per rank, {"python", "numpy", "torch", "cuda"} generator states
 
 Files are written atomically (a temporary file renamed into place), so a crash

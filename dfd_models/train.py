@@ -19,6 +19,17 @@ shards (the loader splits them by rank). Every rank starts from the same
 weights (DDP broadcasts rank 0's); only rank 0 writes the run directory. A
 resumed multi-process run needs ``RUN`` on a file system every rank can read.
 
+Models that are not trained (``trainable`` False: the reference predictors
+``constant`` and ``dff``, :mod:`dfd_models.networks.reference`) get no
+optimizer: :func:`train` calls ``model.fit`` once with one pass over the
+training split (full frames, no flips, ``data.ramp`` as configured, no shuffle)
+and writes ``config.yaml`` and a checkpoint at step 0 (no optimizer step was
+taken; ``optimizer``, ``scheduler`` and ``scaler`` are None) as
+``ckpt/step_0000000.pt`` and ``ckpt/last.pt``; no TensorBoard log.
+``train.max_steps`` and ``train.epochs`` do not apply (the log line says so).
+Under DDP rank 0 fits on the whole split while the others wait; ``--resume``
+fits again (the same pass, the same result).
+
 Reproducibility: torch, numpy and Python are seeded with ``train.seed + rank``,
 the data order with ``train.seed``; a checkpoint holds every rank's generator
 states and the position in the epoch, so a run resumed on as many processes
@@ -31,6 +42,7 @@ import itertools
 import math
 import os
 import random
+import sys
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -409,9 +421,10 @@ def _restore(run: RunDir, model: nn.Module, opt: Optimisation, proc: Process, se
     return Position(checkpoint["step"], checkpoint["epoch"], checkpoint["batch_in_epoch"]), checkpoint["data"]
 
 
-def _save(run: RunDir, config: TrainConfig, data: dict, model: nn.Module, opt: Optimisation, pos: Position,
-          rng: list[dict]) -> Path:
-    """Write ``ckpt/step_XXXXXXX.pt`` and ``ckpt/last.pt`` (rank 0), with every rank's ``rng`` states."""
+def _save(run: RunDir, config: TrainConfig, data: dict, model: nn.Module, opt: Optimisation | None,
+          pos: Position, rng: list[dict]) -> Path:
+    """Write ``ckpt/step_XXXXXXX.pt`` and ``ckpt/last.pt`` (rank 0), with every rank's ``rng`` states
+    (``opt`` None, for a fitted model: no optimizer, schedule or scaler state)."""
     run.ckpt.mkdir(parents=True, exist_ok=True)
     payload = {
         "config": config.to_dict(),
@@ -420,9 +433,9 @@ def _save(run: RunDir, config: TrainConfig, data: dict, model: nn.Module, opt: O
         "epoch": pos.epoch,
         "batch_in_epoch": pos.batch_in_epoch,
         "model": model.state_dict(),
-        "optimizer": opt.optimizer.state_dict(),
-        "scheduler": opt.scheduler.state_dict(),
-        "scaler": opt.scaler.state_dict() if opt.scaler.is_enabled() else None,
+        "optimizer": opt.optimizer.state_dict() if opt is not None else None,
+        "scheduler": opt.scheduler.state_dict() if opt is not None else None,
+        "scaler": opt.scaler.state_dict() if opt is not None and opt.scaler.is_enabled() else None,
         "rng": rng,
     }
     path = run.step_checkpoint(pos.step)
@@ -449,6 +462,51 @@ def _batches(loader: FocalStackLoader, pos: Position, where: str) -> Iterator[di
         pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
 
 
+def _fit_reference(config: TrainConfig, run: RunDir, proc: Process, started: float) -> TrainSummary:
+    """:func:`train` for a model that is not trained (``trainable`` False; module docstring).
+
+    Rank 0 fits the model on one pass over the whole training split and writes the
+    run directory (only once the fit is done: an interrupted fit leaves nothing);
+    the other ranks wait for it.
+
+    Raises:
+        BadInput: the training data cannot fit the model (e.g. no valid pixel).
+    """
+    data_cfg = config.data
+    seed_everything(config.train.seed)
+    model = build_model(config.model.name, config.model.config).to(proc.device)
+    saved = None
+    if proc.is_main:
+        loader = make_loader(
+            data_cfg.shards, data_cfg.batch_size, None, split=data_cfg.split, flip=False, ramp=data_cfg.ramp,
+            shuffle=0, num_workers=data_cfg.workers, seed=config.train.seed, skip_corrupt=data_cfg.skip_corrupt,
+            rank=0, world_size=1)
+        stacks = 0
+
+        def counted() -> Iterator[dict]:
+            nonlocal stacks
+            for batch in loader:
+                stacks += len(batch["key"])
+                yield batch
+
+        where = f"{data_cfg.shards} (split {data_cfg.split!r})"
+        try:
+            fitted = model.fit(counted())
+        except ValueError as exc:
+            raise BadInput(f"model {config.model.name} cannot be fitted on {where}: {exc}") from exc
+        run.path.mkdir(parents=True, exist_ok=True)
+        write_atomic(run.config, config.to_yaml().encode("utf-8"))
+        saved = _save(run, config, dataset_info(data_cfg.shards), model, None, Position(), [rng_state()])
+        values = ", ".join(f"{name} {value:.6g}" for name, value in fitted.items())
+        read = f"fitted on one pass over {stacks} stacks of {where}" if stacks else "nothing to fit, no data read"
+        print(f"{config.model.name} has no trainable parameters: {read}" + (f" ({values})" if values else "")
+              + f" in {time.perf_counter() - started:.1f} s; train.max_steps and train.epochs do not apply",
+              file=sys.stderr, flush=True)
+    if proc.world_size > 1:
+        dist.barrier()
+    return TrainSummary(run.path, 0, saved, {}, time.perf_counter() - started)
+
+
 def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> TrainSummary:
     """Train ``config.model`` on ``config.data`` and write the run directory ``run_dir``.
 
@@ -468,6 +526,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
     try:
         if proc.is_main:
             run.check(resume)
+        if not MODELS[config.model.name].trainable:
+            return _fit_reference(config, run, proc, started)
         total = total_steps(config)
         seed_everything(config.train.seed + proc.rank)
         model = build_model(config.model.name, config.model.config).to(proc.device)

@@ -21,12 +21,28 @@ The batch is the dict documented in :func:`dfd_models.data.stages.to_tensors`
 (``frames`` [B, T, 3, H, W] linear RGB sorted by focus, ``focus_m`` [B, T],
 ``K`` [B, T, 3, 3], ``depth``/``valid`` [B, 1, H, W] of frame ``ref_frame``
 = T // 2, lens fields [B]).
+
+Models that are not trained (``trainable = False``: the reference predictors of
+:mod:`dfd_models.networks.reference`, which have no parameters) take no step.
+The trainer builds no optimizer for them and never calls :meth:`~DepthModel.forward`
+or :meth:`~DepthModel.losses`; it calls ``model.fit(batches)`` once, with one
+pass over the training split, and saves the model's state_dict (what ``fit``
+set lives in buffers) as an ordinary checkpoint at step 0, which
+``dfd_models.checkpoint.load_model`` rebuilds like any other::
+
+    model = build_model("constant")
+    model.fit(batches)                       # e.g. the median training depth
+    depth = model.predict(frames, focus_m, lens, K)
+
+Their ``forward`` is ``{"depth": predict(...)}`` on a batch and their ``losses``
+raises ``NotImplementedError``.
 """
 
 from __future__ import annotations
 
 import abc
 import copy
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import torch
@@ -52,6 +68,8 @@ class DepthModel(nn.Module, abc.ABC):
             its config sets it per instance (read ``model.size_multiple``).
         min_frames: the fewest frames T :meth:`forward` accepts in a training batch
             (:meth:`predict` may accept fewer; see the subclass).
+        trainable: False for a model with nothing to optimise, which the trainer
+            fits (:meth:`fit`) instead of training (module docstring).
 
     ``self.config`` is the complete configuration (defaults merged with the
     overrides given), plain JSON-able data: save it with every checkpoint and
@@ -68,6 +86,7 @@ class DepthModel(nn.Module, abc.ABC):
     supervised: ClassVar[bool]
     size_multiple: ClassVar[int] = 1
     min_frames: ClassVar[int] = 1
+    trainable: ClassVar[bool] = True
 
     def __init__(self, config: dict | None = None):
         super().__init__()
@@ -136,6 +155,21 @@ class DepthModel(nn.Module, abc.ABC):
         Returns:
             planar depth of frame T // 2, metres, > 0.  # [B, 1, H, W]
         """
+
+    def fit(self, batches: Iterable[dict]) -> dict[str, float]:
+        """Set a model that is not trained (``trainable`` False) from the training data.
+
+        The trainer calls it once, in place of the optimisation loop, with one pass
+        over the training split: loader batches (CPU tensors, full frames, no flips),
+        produced lazily, so a model reads only what it uses; this default, for a
+        model with nothing to fit, reads none. Trainable models are never fitted.
+
+        Returns:
+            what was fitted, as named numbers for the trainer's log line.
+        Raises:
+            ValueError: the data cannot fit the model (e.g. no valid pixel).
+        """
+        return {}
 
     def check_frames(self, frames: Tensor, focus_m: Tensor, K: Tensor, *, min_frames: int) -> None:
         """Raise ValueError unless frames [B, T, 3, H, W], focus_m [B, T], K [B, T, 3, 3] fit together,

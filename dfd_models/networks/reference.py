@@ -1,0 +1,133 @@
+"""Reference predictors: depth without learning, scored beside the networks (DESIGN.md section 7).
+
+A model that does not beat these has not learned:
+
+- ``constant``: one depth everywhere, the median valid depth of the training
+  split (exact: the median over every valid pixel of frame T // 2 of every
+  training stack, numpy's definition, the mean of the two middle values for an
+  even count). Fitted from labels, so ``supervised``.
+- ``dff``: classical depth from focus, :func:`dfd_models.focus.dff_depth`: the
+  frames put on frame T // 2's grid (exact under focus breathing), the energy of
+  the Laplacian as focus measure ("LAP2" in Pertuz, Puig and Garcia, "Analysis of
+  focus measure operators for shape-from-focus", Pattern Recognition 46(5),
+  2013), the sharpest frame per pixel refined by a parabola in diopters. Nothing
+  to fit; depth lies within the stack's focus range, so it is > 0.
+
+Neither has a trainable parameter (``trainable = False``, :class:`ReferenceModel`):
+``dfdgen train`` builds no optimizer for them; it calls :meth:`DepthModel.fit`
+once with one pass over the training split and writes an ordinary checkpoint at
+step 0 (see :mod:`dfd_models.train`), so ``dfdgen eval``, ``dfdgen predict`` and
+the results table treat them as any model. ``constant`` keeps its value in
+buffers, so it is in the checkpoint's ``model`` state_dict.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from dfd_models.focus import dff_depth
+from dfd_models.lens import LensParams
+from dfd_models.networks.base import DepthModel, lens_from_batch, register
+
+__all__ = ["Constant", "DepthFromFocus", "ReferenceModel"]
+
+
+class ReferenceModel(DepthModel):
+    """A predictor without trainable parameters: fitted (:meth:`fit`), never optimised.
+
+    :meth:`forward` is :meth:`predict` on a batch (``{"depth"}``, for code that
+    looks at a batch's outputs); :meth:`losses` raises, since there is nothing
+    to optimise. No config keys.
+    """
+
+    trainable = False
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        return {}
+
+    def forward(self, batch: dict) -> dict[str, Tensor]:
+        return {"depth": self.predict(batch["frames"], batch["focus_m"], lens_from_batch(batch), batch["K"])}
+
+    def losses(self, batch: dict, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        raise NotImplementedError(f"model {self.name!r} is a reference predictor: it is fitted (fit), "
+                                  "not trained, and has no losses")
+
+
+@register
+class Constant(ReferenceModel):
+    """The training split's median valid depth, everywhere (module docstring).
+
+    Buffers (in the state_dict): ``depth_m`` float64 [] (NaN until fitted) and
+    ``n_pixels`` int64 [] (valid pixels the median was taken over; 0 = not fitted).
+
+    :meth:`fit` keeps every valid depth of the pass in memory (4 bytes a pixel:
+    1000 stacks of 256 x 256 px need about 260 MB) to take the exact median.
+    """
+
+    name = "constant"
+    supervised = True  # fitting reads batch["depth"] and batch["valid"]
+
+    def __init__(self, config: dict | None = None):
+        super().__init__(config)
+        self.register_buffer("depth_m", torch.tensor(math.nan, dtype=torch.float64))
+        self.register_buffer("n_pixels", torch.tensor(0, dtype=torch.int64))
+
+    @property
+    def fitted(self) -> bool:
+        return int(self.n_pixels) > 0
+
+    def fit(self, batches: Iterable[dict]) -> dict[str, float]:
+        """The median of the valid depths (``depth`` of frame T // 2 where ``valid``) of ``batches``.
+
+        Raises:
+            ValueError: the batches hold no valid pixel.
+        """
+        values = []
+        for batch in batches:
+            depth, valid = batch["depth"], batch["valid"]  # [B, 1, H, W]
+            values.append(depth[valid.bool() & (depth > 0)].detach().to("cpu", torch.float32))
+        n = sum(v.numel() for v in values)
+        if n == 0:
+            raise ValueError("no valid pixel in the training data: no median depth to predict")
+        every = torch.cat(values)  # [n]
+        lower = every.kthvalue((n + 1) // 2).values.double()  # 1-based ranks of the two middle values
+        upper = every.kthvalue(n // 2 + 1).values.double()
+        self.depth_m.fill_((lower + upper) / 2)
+        self.n_pixels.fill_(n)
+        return {"depth_m": float(self.depth_m), "pixels": float(n)}
+
+    def predict(self, frames: Tensor, focus_m: Tensor, lens: LensParams, K: Tensor) -> Tensor:
+        """The fitted depth on every pixel of frame T // 2.  # [B, 1, H, W] float32
+
+        Raises:
+            RuntimeError: the model is not fitted (``dfdgen train --model constant`` fits it).
+        """
+        self.check_frames(frames, focus_m, K, min_frames=1)
+        if not self.fitted:
+            raise RuntimeError("model 'constant' is not fitted: fit it on training data first "
+                               "(dfdgen train --model constant), or load a checkpoint of a fitted one")
+        b, _, _, h, w = frames.shape
+        return self.depth_m.to(device=frames.device, dtype=torch.float32).expand(b, 1, h, w).clone()
+
+
+@register
+class DepthFromFocus(ReferenceModel):
+    """Classical depth from focus: the sharpest frame per pixel, refined in diopters; nothing to fit.
+
+    :func:`dfd_models.focus.dff_depth` (module docstring). Any T >= 1 (T < 3: the sharpest frame's focus distance, no refinement; T = 1:
+    that frame's focus distance everywhere).
+    """
+
+    name = "dff"
+    supervised = False
+
+    def predict(self, frames: Tensor, focus_m: Tensor, lens: LensParams, K: Tensor) -> Tensor:
+        self.check_frames(frames, focus_m, K, min_frames=1)
+        ref = frames.shape[1] // 2
+        return dff_depth(frames.float(), focus_m.float(), K.float(), ref=ref).float()

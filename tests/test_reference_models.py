@@ -1,0 +1,254 @@
+"""The reference predictors ``constant`` and ``dff`` (dfd_models.networks.reference): fitted, not
+trained, through ``dfdgen train`` / ``dfdgen eval`` / ``dfdgen predict``; depth from focus on a
+Cycles stack of planes (tests/planes_stack.py) and on synthetic stacks; the frame warp."""
+
+from __future__ import annotations
+
+import json
+import math
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from generator.cli import main
+from generator.sample import read_exr_bytes
+from planes_stack import PLANE_DEPTHS_M, plane_interior, render_planes_stack
+
+LENS = ("--lens-focal-length-mm", "50", "--f-number", "2")  # the tiny recipe's sensor width is fixed
+
+
+def _run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _train_depths(shards: Path) -> np.ndarray:
+    """Every valid planar depth (float64) of frame T // 2 (the middle of ramp 0 by focus) of every
+    train-split sample, read from the shards' members directly (not through the loader)."""
+    values = []
+    for path in sorted(Path(shards).glob("*-train-*.tar")):
+        with tarfile.open(path) as tar:
+            members = {m.name: m for m in tar.getmembers()}
+            for name in sorted(n for n in members if n.endswith(".json")):
+                key = name[: -len(".json")]
+                meta = json.loads(tar.extractfile(members[name]).read())
+                ramp = sorted((f for f in meta["frames"] if f["ramp"] == 0), key=lambda f: f["focus_distance_m"])
+                member = f"{key}.depth.exr" if f"{key}.depth.exr" in members else \
+                    f"{key}.f{ramp[len(ramp) // 2]['index']:03d}.depth.exr"
+                depth = read_exr_bytes(tar.extractfile(members[member]).read())["Z"]
+                values.append(depth[depth > 0].astype(np.float64))
+    return np.concatenate(values)
+
+
+# --- through the command line, on the tiny dataset ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_dataset, tmp_path_factory, torch):
+    """Run directories of ``dfdgen train`` for constant and dff, by model name."""
+    runs = {}
+    for name in ("constant", "dff"):
+        run = tmp_path_factory.mktemp(name) / "run"
+        result = _run("train", "--shards", tiny_dataset, "--model", name, "--out", run, "--max-steps", 5,
+                      "--set", "data.workers=0")
+        assert result.exit_code == 0, result.output
+        assert f"{name} has no trainable parameters" in result.output, result.output
+        assert "train.max_steps and train.epochs do not apply" in result.output
+        assert f"trained {name} to step 0" in result.output
+        runs[name] = run
+    return runs
+
+
+def test_fit_writes_a_step_0_checkpoint_without_optimizer(fitted, torch):
+    from dfd_models.checkpoint import load_model
+
+    for name, run in fitted.items():
+        assert sorted(p.name for p in (run / "ckpt").iterdir()) == ["last.pt", "step_0000000.pt"]
+        assert (run / "config.yaml").is_file() and not (run / "tb").exists()
+        ckpt = torch.load(run / "ckpt" / "last.pt", weights_only=True)
+        assert ckpt["step"] == 0 and ckpt["optimizer"] is None and ckpt["scheduler"] is None
+        assert ckpt["scaler"] is None and ckpt["config"]["model"]["name"] == name
+        model, _ = load_model(run / "ckpt" / "last.pt")
+        assert model.name == name and not model.trainable and not list(model.parameters())
+    assert set(torch.load(fitted["dff"] / "ckpt" / "last.pt", weights_only=True)["model"]) == set()
+
+
+def test_constant_is_the_exact_median_of_the_training_depths(fitted, tiny_dataset, torch):
+    ckpt = torch.load(fitted["constant"] / "ckpt" / "last.pt", weights_only=True)
+    depths = _train_depths(tiny_dataset)
+    assert int(ckpt["model"]["n_pixels"]) == depths.size
+    assert float(ckpt["model"]["depth_m"]) == float(np.median(depths))
+
+
+def test_eval_scores_the_fitted_references(fitted, tiny_dataset, tmp_path):
+    depths = _train_depths(tiny_dataset)
+    median = np.float64(np.float32(np.median(depths)))  # predict outputs float32
+    for name, run in fitted.items():
+        out = tmp_path / f"{name}.json"
+        result = _run("eval", "--shards", tiny_dataset, "--checkpoint", run / "ckpt" / "last.pt", "--split", "train",
+                      "--workers", 0, "--json", out)
+        assert result.exit_code == 0, result.output
+        report = json.loads(out.read_text())
+        assert report["model"] == name and report["step"] == 0 and report["samples"] == 8
+        metrics = report["metrics"]
+        assert all(math.isfinite(v) for v in metrics.values()) and metrics["n_pixels"] == depths.size
+        if name == "constant":  # independently: the metrics of one depth everywhere
+            assert metrics["abs_rel"] == pytest.approx(np.mean(np.abs(median - depths) / depths), rel=1e-9)
+            assert metrics["mae"] == pytest.approx(np.mean(np.abs(median - depths)), rel=1e-9)
+
+
+def test_predict_and_resume_of_a_fitted_constant(fitted, tiny_dataset, tmp_path, torch):
+    run = fitted["constant"]
+    value = float(torch.load(run / "ckpt" / "last.pt", weights_only=True)["model"]["depth_m"])
+    with tarfile.open(next(Path(tiny_dataset).glob("*-train-000000.tar"))) as tar:
+        (tmp_path / "frame.png").write_bytes(tar.extractfile("00000000.f001.png").read())
+    result = _run("predict", tmp_path / "frame.png", "--checkpoint", run / "ckpt" / "last.pt",
+                  "--focus-distance", 0.5, *LENS, "--out", tmp_path / "pred")
+    assert result.exit_code == 0, result.output
+    depth = read_exr_bytes((tmp_path / "pred" / "frame.depth.exr").read_bytes())["Z"]
+    assert depth.shape == (64, 64) and np.all(depth == np.float32(value))
+
+    result = _run("train", "--out", run, "--resume")  # fits again: the same pass, the same value
+    assert result.exit_code == 0, result.output
+    again = torch.load(run / "ckpt" / "last.pt", weights_only=True)
+    assert float(again["model"]["depth_m"]) == value and again["step"] == 0
+
+
+# --- the models themselves -------------------------------------------------------------------
+
+
+def test_reference_models_are_registered_fit_and_refuse_to_train(torch):
+    from dfd_models.networks import MODELS, build_model
+
+    assert MODELS["constant"].supervised and not MODELS["dff"].supervised
+    assert not MODELS["constant"].trainable and not MODELS["dff"].trainable and MODELS["sdgs"].trainable
+    frames, focus = torch.rand(2, 3, 3, 8, 12), torch.tensor([[0.4, 0.6, 1.0]] * 2)
+    K = torch.tensor([[100.0, 0, 6], [0, 100.0, 4], [0, 0, 1]]).expand(2, 3, 3, 3)
+    constant = build_model("constant")
+    with pytest.raises(RuntimeError, match="not fitted"):
+        constant.predict(frames, focus, None, K)
+    depth = torch.tensor([1.0, 2.0, 3.0, 4.0, 0.0, 9.0]).reshape(1, 1, 2, 3)
+    valid = torch.tensor([True, True, True, True, False, False]).reshape(1, 1, 2, 3)
+    assert constant.fit(iter([{"depth": depth, "valid": valid}])) == {"depth_m": 2.5, "pixels": 4.0}
+    rebuilt = build_model("constant")
+    rebuilt.load_state_dict(constant.state_dict())
+    out = rebuilt.predict(frames, focus, None, K)
+    assert out.shape == (2, 1, 8, 12) and out.dtype == torch.float32 and torch.all(out == 2.5)
+    with pytest.raises(ValueError, match="no valid pixel"):
+        build_model("constant").fit(iter([{"depth": depth, "valid": torch.zeros_like(valid)}]))
+    with pytest.raises(NotImplementedError, match="reference predictor"):
+        constant.losses({}, {})
+
+    dff = build_model("dff")
+    assert dff.fit(iter(())) == {}
+    d = dff.predict(frames, focus, None, K)
+    assert d.shape == (2, 1, 8, 12) and torch.all((d >= 0.4 - 1e-6) & (d <= 1.0 + 1e-6))
+    one = dff.predict(frames[:, :1], focus[:, :1], None, K[:, :1])  # one frame: its focus distance
+    assert torch.allclose(one, torch.full_like(one, 0.4))
+
+
+# --- depth from focus on Cycles renders ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["thin_lens", "blender"])
+def test_dff_recovers_the_depth_of_rendered_planes(bpy, torch, model):
+    from dfd_models.networks import build_model, lens_from_batch
+
+    batch = render_planes_stack(model=model)
+    assert batch["frames"].shape == (1, 7, 3, 64, 64) and batch["ref_frame"].item() == 3
+    inside = plane_interior(batch, margin=6)
+    for i in range(len(PLANE_DEPTHS_M)):  # every plane is seen, with an interior to score
+        assert (inside & (batch["planes"] == i + 1)).sum() >= 150, i
+    with torch.no_grad():
+        depth = build_model("dff").predict(batch["frames"], batch["focus_m"], lens_from_batch(batch), batch["K"])
+    rel = (depth - batch["depth"]).abs() / batch["depth"]
+    per_plane = [float(rel[inside & (batch["planes"] == i + 1)].mean()) for i in range(len(PLANE_DEPTHS_M))]
+    abs_rel = float(rel[inside].mean())
+    print(f"\ndff on Cycles planes ({model}): AbsRel {abs_rel:.4f}; per plane "
+          + ", ".join(f"{z} m {e:.4f}" for z, e in zip(PLANE_DEPTHS_M, per_plane)))
+    assert abs_rel < 0.10, (abs_rel, per_plane)
+    assert max(per_plane) < 0.10, per_plane
+
+
+# --- depth from focus and the warp on synthetic stacks -------------------------------------------
+
+
+def _gaussian_blur(image, sigma: float):
+    """[C, H, W] blurred by a Gaussian of ``sigma`` px (separable, reflected borders; 0 = unchanged)."""
+    import torch
+    import torch.nn.functional as F
+
+    if sigma < 1e-6:
+        return image.clone()
+    radius = min(int(math.ceil(4 * sigma)), 15)
+    x = torch.arange(-radius, radius + 1, dtype=image.dtype)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    c = image.shape[0]
+    out = F.pad(image[None], (radius, radius, 0, 0), mode="reflect")
+    out = F.conv2d(out, kernel.reshape(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    out = F.pad(out, (0, 0, radius, radius), mode="reflect")
+    return F.conv2d(out, kernel.reshape(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)[0]
+
+
+def test_dff_finds_the_frame_where_the_blur_vanishes(torch):
+    from dfd_models.focus import dff_depth, sharp_composite
+
+    h, w, t = 48, 64, 7
+    texture = _gaussian_blur(torch.rand(3, h, w, generator=torch.Generator().manual_seed(0)), 1.5)  # no white noise
+    diopters = torch.linspace(3.0, 0.5, t, dtype=torch.float64)  # focus 0.33 .. 2 m
+    focus = (1 / diopters).float()
+    step = float(diopters[0] - diopters[1])
+    # Left half: in focus exactly at frame 2; right half: 30 % of the way from frame 4 to frame 5.
+    truth = {"left": float(diopters[2]), "right": float(diopters[4]) - 0.3 * step}
+    px_per_diopter = 2.5  # blur sigma per dioptre of defocus
+    frames = torch.empty(1, t, 3, h, w)
+    for k in range(t):
+        for side, cols in (("left", slice(0, w // 2)), ("right", slice(w // 2, w))):
+            sigma = px_per_diopter * abs(truth[side] - float(diopters[k]))
+            frames[0, k, :, :, cols] = _gaussian_blur(texture, sigma)[:, :, cols]
+    K = torch.tensor([[80.0, 0, w / 2], [0, 80.0, h / 2], [0, 0, 1]]).expand(1, t, 3, 3)
+    depth = dff_depth(frames, focus[None], K, ref=t // 2)[0, 0]  # [H, W]
+    left, right = depth[8:-8, 6 : w // 2 - 6], depth[8:-8, w // 2 + 6 : -6]  # away from the seam
+    # Frames 1 and 3 are equally blurred: the parabola's vertex is frame 2 itself.
+    assert torch.allclose(left, torch.full_like(left, float(focus[2])), rtol=1e-4)
+    # Sharpest at frame 4, refined towards frame 5 (the parabola through a peaked measure curve
+    # is biased to the sharpest frame: measured 0.15 of a step here, for the true 0.3).
+    toward_5 = (float(diopters[4]) - 1 / right.double()) / step
+    assert torch.all((toward_5 > 0.05) & (toward_5 < 0.5)), (float(toward_5.min()), float(toward_5.max()))
+    # The composite takes each pixel from its sharpest frame: frame 2 on the left (unblurred there; resampled
+    # at its own pixel centres, so equal up to rounding).
+    composite = sharp_composite(frames, K, ref=t // 2)[0]
+    assert torch.allclose(composite[:, 8:-8, 6 : w // 2 - 6], frames[0, 2, :, 8:-8, 6 : w // 2 - 6], atol=1e-6)
+
+
+def test_warp_is_exact_for_a_pure_k_scaling(torch):
+    """An image linear in the ray direction, seen by frames whose K differ by their focal length, is
+    resampled onto the reference grid exactly (bilinear interpolation is exact for linear images)."""
+    from dfd_models.focus import warp_to_frame
+
+    h, w, ref = 40, 48, 1
+    scales = (0.9, 1.0, 0.95, 1.12)  # focal length / the reference's
+    K = torch.zeros(1, len(scales), 3, 3, dtype=torch.float64)
+    for k, s in enumerate(scales):
+        K[0, k] = torch.tensor([[100.0 * s, 0, w / 2], [0, 100.0 * s, h / 2], [0, 0, 1]], dtype=torch.float64)
+    v, u = torch.meshgrid(torch.arange(h, dtype=torch.float64) + 0.5, torch.arange(w, dtype=torch.float64) + 0.5,
+                          indexing="ij")
+    coeffs = torch.tensor([[0.2, 1.5, -0.7], [0.5, -0.4, 2.0], [0.9, 0.3, 0.3]], dtype=torch.float64)  # a + bX + cY
+
+    def image(k):  # what frame k sees: a function of the ray (X, Y, 1) = K_k^-1 (u, v, 1)
+        x, y = (u - K[0, k, 0, 2]) / K[0, k, 0, 0], (v - K[0, k, 1, 2]) / K[0, k, 1, 1]
+        return torch.stack([a + b * x + c * y for a, b, c in coeffs])  # [3, H, W]
+
+    frames = torch.stack([image(k) for k in range(len(scales))])[None]  # [1, T, 3, H, W]
+    warped = warp_to_frame(frames, K, ref)
+    for k, s in enumerate(scales):
+        if s <= 1:  # a wider view: the whole reference grid lies inside frame k
+            assert torch.allclose(warped[0, k], frames[0, ref], atol=1e-9), k
+        else:  # a narrower view: exact where frame k sees the reference pixel
+            inside = ((u - w / 2).abs() * s <= w / 2 - 0.5) & ((v - h / 2).abs() * s <= h / 2 - 0.5)
+            assert inside.sum() > 0.7 * h * w
+            assert torch.allclose(warped[0, k][:, inside], frames[0, ref][:, inside], atol=1e-9), k
+    assert torch.allclose(warp_to_frame(frames, K[:, ref : ref + 1].expand_as(K), ref), frames, atol=1e-9)
