@@ -86,8 +86,10 @@ def focus_measure(images: Tensor, window: int = WINDOW_PX) -> Tensor:
 
 def _sharpest(frames: Tensor, K: Tensor, ref: int) -> tuple[Tensor, Tensor, Tensor]:
     """(warped frames [B, T, 3, H, W], focus measure [B, T, H, W], index of the sharpest frame [B, H, W])."""
+    # The measure is taken on each frame's own grid and then resampled: resampling the frames
+    # first would smooth every frame but ``ref`` and pull the argmax towards it.
     warped = warp_to_frame(frames, K, ref)
-    measure = focus_measure(warped)[:, :, 0]  # [B, T, H, W]
+    measure = warp_to_frame(focus_measure(frames), K, ref)[:, :, 0]  # [B, T, H, W]
     return warped, measure, measure.argmax(1)
 
 
