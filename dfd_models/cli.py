@@ -18,7 +18,7 @@ import click
 
 #: Metric keys in the order the table shows them (others follow).
 _TABLE_ORDER = ("abs_rel", "sq_rel", "rmse", "rmse_log", "mae", "mse", "inv_mae", "inv_rmse", "delta1", "delta2",
-                "delta3", "accuracy", "mse_norm", "rms_norm", "n_pixels")
+                "delta3", "accuracy", "pearson", "mse_norm", "rms_norm", "n_pixels")
 
 
 def _model_rows() -> list[tuple[str, str]]:

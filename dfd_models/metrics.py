@@ -10,6 +10,7 @@ With p the predicted and g the true planar depth (metres) at the n valid pixels
     delta_k  = 1/n #{max(p / g, g / p) < 1.25^k},  k = 1, 2, 3   (a fraction)
     accuracy = 100 delta_1                      (percent)
     InvMAE   = 1/n sum |1/p - 1/g|              InvRMSE  = sqrt(1/n sum (1/p - 1/g)^2)   (1/m)
+    Pearson  = cov(p, g) / (std(p) std(g))      (pooled over every pixel; 0 for a constant p)
 
 and, given the dataset's maximum depth D (the recipe's), the errors of depth
 normalised to [0, 1] as in the DDFF / LSTM-DDFF / recurrent-AE table:
@@ -41,11 +42,19 @@ DELTA_BASE = 1.25
 
 #: What :attr:`DepthMetrics.totals` holds, in order: the pixel count, then sums over pixels.
 TOTALS = ("count", "sq", "abs", "abs_rel", "sq_rel", "sq_log", "delta1", "delta2", "delta3",
-          "inv_abs", "inv_sq")
+          "inv_abs", "inv_sq", "p", "g", "pp", "gg", "pg")
 
 #: The regions :class:`RegionMetrics` scores, in order, and the pixels of each. ``objects``
 #: is every valid pixel when the data has no wall (the loader's all-False ``wall`` mask).
 REGIONS = {"all": "valid pixels", "objects": "valid pixels off the background wall"}
+
+
+def _pearson(mean: dict[str, float]) -> float:
+    """Pearson correlation of p and g from the means of p, g, p^2, g^2, p g (0 if either is constant)."""
+    var_p, var_g = mean["pp"] - mean["p"] ** 2, mean["gg"] - mean["g"] ** 2
+    if var_p <= 1e-12 * max(mean["pp"], 1e-300) or var_g <= 1e-12 * max(mean["gg"], 1e-300):
+        return 0.0
+    return (mean["pg"] - mean["p"] * mean["g"]) / math.sqrt(var_p * var_g)
 
 
 class DepthMetrics:
@@ -65,7 +74,7 @@ class DepthMetrics:
         max_depth_m: D for ``mse_norm`` and ``rms_norm``; None leaves them out.
 
     Attributes:
-        totals: float64 count of valid pixels and sums over them, named by :data:`TOTALS`.  # [11]
+        totals: float64 count of valid pixels and sums over them, named by :data:`TOTALS`.  # [16]
     """
 
     def __init__(self, max_depth_m: float | None = None):
@@ -104,6 +113,7 @@ class DepthMetrics:
             **{f"delta{k}": (ratio < DELTA_BASE**k).double() for k in (1, 2, 3)},
             "inv_abs": inv_err.abs(),
             "inv_sq": inv_err.square(),
+            "p": p, "g": g, "pp": p * p, "gg": g * g, "pg": p * g,
         }
         self.totals += torch.stack([batch_sums[key].sum() for key in TOTALS]).cpu()
 
@@ -113,7 +123,7 @@ class DepthMetrics:
         Returns:
             ``mse``, ``rmse``, ``mae`` (metres^2 or metres), ``abs_rel``, ``sq_rel``
             (metres), ``rmse_log``, ``delta1``, ``delta2``, ``delta3`` (fractions),
-            ``accuracy`` (percent), ``inv_mae``, ``inv_rmse`` (1/metres), ``n_pixels``;
+            ``accuracy`` (percent), ``inv_mae``, ``inv_rmse`` (1/metres), ``pearson``, ``n_pixels``;
             and ``mse_norm``, ``rms_norm`` when ``max_depth_m`` is set.
         Raises:
             ValueError: no valid pixel has been seen.
@@ -135,6 +145,7 @@ class DepthMetrics:
             "accuracy": 100.0 * mean["delta1"],
             "inv_mae": mean["inv_abs"],
             "inv_rmse": math.sqrt(mean["inv_sq"]),
+            "pearson": _pearson(mean),
             "n_pixels": count,
         }
         if self.max_depth_m is not None:

@@ -173,3 +173,24 @@ def test_region_totals_sum_across_ranks(torch, metrics):
         assert merged.compute()[region] == pytest.approx(scores, rel=1e-12)
     with pytest.raises(ValueError, match="totals"):
         merged.totals = torch.zeros(len(metrics.TOTALS))
+
+
+def test_pearson_is_pooled_over_batches_and_zero_for_a_constant(torch):
+    """Pearson of depth pooled over two batches equals numpy's over all their pixels; an affine
+    map of the truth scores 1, its negation -1, a constant 0."""
+    import numpy as np
+
+    from dfd_models.metrics import DepthMetrics
+
+    gen = torch.Generator().manual_seed(0)
+    gt = [0.5 + torch.rand(1, 1, 4, 5, generator=gen, dtype=torch.float64) for _ in range(2)]
+    pred = [g + 0.3 * torch.rand(g.shape, generator=gen, dtype=torch.float64) for g in gt]
+    metrics = DepthMetrics()
+    for p, g in zip(pred, gt):
+        metrics.update(p, g)
+    want = np.corrcoef(torch.cat([p.flatten() for p in pred]).numpy(), torch.cat([g.flatten() for g in gt]).numpy())
+    assert metrics.compute()["pearson"] == pytest.approx(want[0, 1], rel=1e-9)
+    for mapped, r in ((0.5 * gt[0] + 0.1, 1.0), (3.0 - gt[0], -1.0), (torch.full_like(gt[0], 1.2), 0.0)):
+        one = DepthMetrics()
+        one.update(mapped, gt[0])
+        assert one.compute()["pearson"] == pytest.approx(r, abs=1e-9)
