@@ -1,28 +1,38 @@
-"""The results table (issue 6): every depth model trained and evaluated on one small_obj split.
+"""The results table (issues 6 and 14): every depth model beside the reference predictors, on one split.
 
-Renders a reduced-scale ``small_obj`` dataset (reused when ``OUT/data`` already
-holds the same recipe: the generator resumes), trains each registered model
-with one ``dfdgen train`` command, evaluates it with ``dfdgen eval --json`` on
-the test split, and writes ``docs/RESULTS.md``: MSE and RMS of depth normalised
-to [0, 1] by the recipe's farthest wall and accuracy (delta1, %) as in the
-published DDFF / LSTM-DDFF / recurrent-AE table, plus AbsRel and delta1, beside
-the published synthetic numbers, with the exact commands, the recipe sha256 and
-the scale.
+Renders a reduced-scale dataset of ``--recipe`` (``small_obj``, the thesis's
+setting, or ``fod500``, DefocusNet's; reused when ``OUT/data`` already holds the
+same recipe: the generator resumes), fits the two reference predictors
+(``constant``: the training split's median depth; ``dff``: classical depth from
+focus) and trains every network with one ``dfdgen train`` command each, evaluates
+each with ``dfdgen eval --json`` on the test split, and writes ``--results``:
 
-The recipe is ``small_obj`` with one ramp of 5 frames per scene (the published
-input: one focus stack of 4-5 frames), ``--size`` square images, ``--samples``
-Cycles samples and an 80 / 20 train / test split. Models train on random
-``--crop`` crops (the published runs used 256 px crops of larger frames) with
-random flips, with their default configs but a warmup of a tenth of the steps
-(the default 100 would take most of a short run); evaluation scores every valid
-pixel of the full test frames, wall included, so the supervised models train on
-the wall too. With ``--large-scenes N`` the same overrides render ``large_obj``
-and the recurrent AE trains once more on small+large (the published fourth row),
-evaluated on the same small_obj test split.
+- the main table: every row scored on two regions, ``objects`` (valid pixels off
+  the background wall) and ``all`` (every valid pixel), so a model that only
+  learns the wall cannot hide behind it; AbsRel, delta1, the error of inverse depth
+  and the Pearson correlation of depth with the truth on objects; AbsRel, delta1
+  and the normalised RMS of the published DDFF table on all pixels;
+- the published synthetic numbers (video depth-from-defocus work; DEReD and
+  DefocusNet on DefocusNet's data for ``fod500``);
+- an ablation of ``sdgs``: each of its design choices removed in turn (same data,
+  steps, batch and crop);
+- a PNG figure (``--figure``) of a few test stacks: input frame, true depth and
+  every model's depth on one colour scale;
+- the budget (scenes, size, samples, steps, wall time, machine), the recipe
+  sha256 and every command.
 
-    python benchmarks/results_table.py                               # 200 + 100 scenes, 128 px
-    python benchmarks/results_table.py --scenes 6 --large-scenes 4 --size 32 --crop 32 --steps 3 \
-        --out-dir /tmp/rt                                            # smoke run
+The recipe gets one ramp of 5 frames per scene, ``--size`` square images,
+``--samples`` Cycles samples and an 80 / 20 train / test split. Networks train on
+random ``--crop`` crops with random flips, their default configs and a warmup of a
+tenth of the steps; the supervised ones leave the wall out of their loss (config
+``mask_wall``, as the thesis trained them) unless ``--no-mask-wall``. With
+``--large-scenes N`` (``small_obj`` only) ``large_obj`` is rendered with the same
+overrides and the recurrent AE trains once more on small+large (the published
+fourth row), evaluated on the same small_obj test split.
+
+    python benchmarks/results_table.py                               # 160 scenes, 64 px, 800 steps
+    python benchmarks/results_table.py --scenes 6 --large-scenes 0 --size 32 --crop 32 --steps 3 \
+        --ablation-steps 2 --out-dir /tmp/rt                         # smoke run
 """
 
 from __future__ import annotations
@@ -36,35 +46,53 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from dfd_models.networks import MODELS
 from generator.pipeline import render_dataset
 from generator.recipe import load_recipe
 
 
-
 @dataclass(frozen=True)
 class Row:
-    """One row of the table: a model trained on small_obj, or on small+large (``large``)."""
+    """One row: a model trained on the recipe's data (or on small+large, ``large``) with ``sets`` overrides."""
 
     model: str
     label: str
     large: bool = False
+    sets: tuple[str, ...] = ()
+    run_name: str | None = None
 
     @property
     def run(self) -> str:
         """Run directory name under ``OUT/runs``."""
-        return f"{self.model}+large" if self.large else self.model
+        return self.run_name or (f"{self.model}+large" if self.large else self.model)
 
 
+#: Reference predictors: no trainable parameters. Every table shows them.
+REFERENCES = [Row("constant", "constant (training median)"), Row("dff", "classical depth from focus")]
 #: Rows in table order.
-ROWS = [Row("ddff", "DDFF"), Row("lstm_ddff", "LSTM-DDFF"), Row("recurrent_ae", "recurrent AE"),
-        Row("recurrent_ae", "recurrent AE, small+large objects", large=True),
-        Row("defocusnet", "DefocusNet (PoolNet)"), Row("sdgs", "SDGS (self-supervised)")]
+ROWS = REFERENCES + [
+    Row("ddff", "DDFF"), Row("lstm_ddff", "LSTM-DDFF"), Row("recurrent_ae", "recurrent AE"),
+    Row("recurrent_ae", "recurrent AE, small+large objects", large=True),
+    Row("defocusnet", "DefocusNet (PoolNet)"), Row("sdgs", "SDGS (self-supervised)"),
+]
+#: sdgs with one design choice removed each (dfd_models/networks/sdgs.py), same budget as ``sdgs``.
+ABLATIONS = [
+    Row("sdgs", "radiance = the input frame, not the stack's sharpest pixels",
+        sets=("model.config.radiance=frame",), run_name="sdgs-radiance_frame"),
+    Row("sdgs", "re-renders the input frame and one other, not every frame",
+        sets=("model.config.render_frames=pair",), run_name="sdgs-render_pair"),
+    Row("sdgs", "sees the middle frame, not the nearest-focus one",
+        sets=("model.config.input_frame=middle",), run_name="sdgs-input_middle"),
+    Row("sdgs", "photometric error on linear RGB (gamma 1)",
+        sets=("model.config.photometric_gamma=1.0",), run_name="sdgs-linear"),
+]
 #: Published synthetic test numbers (MSE and RMS of depth normalised to [0, 1], accuracy %).
 PUBLISHED = {
     "DDFF": (1.8e-3, 0.041, 86.78),
@@ -72,10 +100,17 @@ PUBLISHED = {
     "recurrent AE": (3.4e-3, 0.058, 69.02),
     "recurrent AE, small+large objects": (3.2e-3, 0.056, 70.77),
 }
+#: Published numbers on DefocusNet's synthetic data (what fod500 imitates): delta1, RMSE (m), AbsRel.
+PUBLISHED_FOD = {
+    "DEReD (self-supervised; Si et al., CVPR 2023)": (0.746, 0.351, 0.177),
+    "DefocusNet (supervised; Maximov et al., CVPR 2020), as reported by DEReD": (0.912, None, None),
+}
 #: Frames per focus stack (one ramp per scene).
 FRAMES = 5
 #: Share of the scenes in the test split (the rest train).
 TEST_SHARE = 0.2
+#: Test stacks drawn in the figure.
+FIGURE_STACKS = 4
 
 
 @dataclass
@@ -85,22 +120,24 @@ class ModelResult:
     Attributes:
         row: the table row run.
         train_cmd, eval_cmd: the commands as run (shell-quoted).
-        train_s: wall-clock seconds of ``dfdgen train``.
-        metrics: ``dfdgen eval``'s metrics (``mse_norm``, ``rms_norm``, ``accuracy``, ...).
+        train_s: wall-clock seconds of ``dfdgen train`` (fitting, for the references).
+        regions: ``dfdgen eval``'s metrics per region (``all``, ``objects``; None if absent).
+        checkpoint: the checkpoint evaluated.
     """
 
     row: Row
     train_cmd: str
     eval_cmd: str
     train_s: float
-    metrics: dict
+    regions: dict
+    checkpoint: Path = field(default=Path())
 
 
-def recipe_overrides(scenes: int, size: int, samples: int) -> list[str]:
-    """``--set`` overrides of ``small_obj`` for the benchmark's dataset."""
+def recipe_overrides(recipe: str, scenes: int, size: int, samples: int) -> list[str]:
+    """``--set`` overrides of ``recipe`` for the benchmark's dataset (fod500 keeps its 5-frame list)."""
+    ramp = [] if recipe == "fod500" else ["focus.ramps=1", f"focus.frames_per_ramp={FRAMES}"]
     return [f"count={scenes}", f"image.width={size}", f"image.height={size}", f"image.samples={samples}",
-            "focus.ramps=1", f"focus.frames_per_ramp={FRAMES}",
-            f"splits={{train: {1 - TEST_SHARE}, val: 0.0, test: {TEST_SHARE}}}"]
+            *ramp, f"splits={{train: {1 - TEST_SHARE}, val: 0.0, test: {TEST_SHARE}}}"]
 
 
 def _dfdgen() -> str:
@@ -122,68 +159,146 @@ def _run(cmd: list[str], log: Path) -> float:
 
 
 def train_and_eval(row: Row, train_data: str, test_data: Path, runs: Path, *, steps: int, batch_size: int,
-                   crop: int) -> ModelResult:
-    """Train ``row``'s model for ``steps`` steps from scratch on ``train_data`` (a directory, or
-    ``::``-joined directories) into ``runs/row.run``, then evaluate it on ``test_data``'s test split."""
+                   crop: int, mask_wall: bool) -> ModelResult:
+    """Train (or fit) ``row``'s model from scratch on ``train_data`` (a directory, or ``::``-joined
+    directories) into ``runs/row.run``, then evaluate it on ``test_data``'s test split."""
     run_dir = runs / row.run
     shutil.rmtree(run_dir, ignore_errors=True)  # the benchmark's own run: always a fresh one
     run_dir.mkdir(parents=True)
     train_cmd = [_dfdgen(), "train", "--shards", train_data, "--model", row.model, "--out", str(run_dir),
-                 "--max-steps", str(steps), "--seed", "0", "--set", f"data.crop=[{crop}, {crop}]",
-                 "--set", f"data.batch_size={batch_size}", "--set", "data.workers=1",
-                 "--set", f"optim.warmup_steps={steps // 10}",
-                 "--set", f"train.ckpt_every={steps}", "--set", "train.image_every=0"]
-    if MODELS[row.model].supervised:
-        # dfdgen eval scores every valid pixel, the wall included: train on the same pixels.
-        train_cmd += ["--set", "model.config.mask_wall=false"]
+                 "--max-steps", str(steps), "--seed", "0"]
+    if MODELS[row.model].trainable:
+        train_cmd += ["--set", f"data.crop=[{crop}, {crop}]", "--set", f"data.batch_size={batch_size}",
+                      "--set", "data.workers=1", "--set", f"optim.warmup_steps={steps // 10}",
+                      "--set", f"train.ckpt_every={steps}", "--set", "train.image_every=0"]
+        if MODELS[row.model].supervised:
+            train_cmd += ["--set", f"model.config.mask_wall={str(mask_wall).lower()}"]
+    for override in row.sets:
+        train_cmd += ["--set", override]
     train_s = _run(train_cmd, run_dir / "train.log")
     result_json = run_dir / "eval.json"
-    eval_cmd = [_dfdgen(), "eval", "--shards", str(test_data), "--checkpoint", str(run_dir / "ckpt" / "last.pt"),
+    checkpoint = run_dir / "ckpt" / "last.pt"
+    eval_cmd = [_dfdgen(), "eval", "--shards", str(test_data), "--checkpoint", str(checkpoint),
                 "--split", "test", "--workers", "1", "--json", str(result_json)]
     _run(eval_cmd, run_dir / "eval.log")
-    metrics = json.loads(result_json.read_text())["metrics"]
-    return ModelResult(row, shlex.join(train_cmd), shlex.join(eval_cmd), train_s, metrics)
+    regions = json.loads(result_json.read_text())["regions"]
+    return ModelResult(row, shlex.join(train_cmd), shlex.join(eval_cmd), train_s, regions, checkpoint)
 
 
-def format_results(results: list[ModelResult], skipped: list[str], *, scale: str, recipe_line: str,
-                   render_cmd: str) -> str:
-    """The Markdown of ``docs/RESULTS.md``.
+def _cells(regions: dict) -> str:
+    """The metric cells of one row: objects AbsRel, delta1, InvMAE, Pearson | all AbsRel, delta1, RMS_norm, acc."""
+    objects, every = regions.get("objects"), regions["all"]
+    obj = ("- | " * 4) if objects is None else (
+        f"{objects['abs_rel']:.3f} | {objects['delta1']:.3f} | {objects['inv_mae']:.3f} | {objects['pearson']:.2f} | ")
+    return (obj + f"{every['abs_rel']:.3f} | {every['delta1']:.3f} | {every.get('rms_norm', float('nan')):.3f} | "
+            f"{every['accuracy']:.2f}")
+
+
+_HEADER = ["| model | objects AbsRel | objects delta1 | objects InvMAE 1/m | objects Pearson | "
+           "all AbsRel | all delta1 | all RMS (norm.) | all accuracy % | train s |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+
+
+def format_results(results: list[ModelResult], skipped: list[str], *, recipe: str, scale: str, recipe_line: str,
+                   render_cmd: str, ablations: list[ModelResult] = (), ablation_scale: str = "",
+                   figure: str | None = None, notes: list[str] = ()) -> str:
+    """The Markdown of the results page.
 
     Args:
-        results: the models run, in table order.
+        results: the rows run, in table order (references first).
         skipped: one line per row not run, saying why.
+        recipe: the recipe's name (the page's title and published numbers follow it).
         scale: one line stating scenes, image size, samples, steps, the machine and the commit.
         recipe_line: the recipes' names, overrides and sha256.
         render_cmd: the ``dfdgen render`` commands equivalent to the benchmark's
             ``render_dataset`` calls (same recipes, same bytes), one per line.
+        ablations: the sdgs ablation's rows: the full model at the ablation's budget first,
+            then each variant.
+        ablation_scale: the ablation's budget.
+        figure: file name of the figure, relative to the page.
+        notes: paragraphs added after the main table.
     """
     lines = [
-        "# Results: depth models on small_obj (synthetic)",
+        f"# Results: depth models on {recipe} (synthetic)",
         "",
         "Produced by `benchmarks/results_table.py`. **Scale:** " + scale,
         "",
-        "MSE and RMS are of depth normalised to [0, 1] by the recipe's farthest wall "
-        "(`mse_norm`, `rms_norm` of `dfdgen eval`); accuracy is delta1 (max(p/g, g/p) < 1.25) in %. "
-        "Every valid pixel of the test split is scored, the background wall included.",
+        "Every row is scored on the test split over two regions: **objects** (valid pixels that are not the "
+        "background wall) and **all** valid pixels. The wall fills most of the frame, so a constant depth "
+        "scores well on *all* and not at all on *objects*: a row is a result only where it beats both "
+        "reference predictors, `constant` (the training split's median depth) and `dff` (classical depth "
+        "from focus: energy of the Laplacian, sharpest frame, parabola in diopters; no learning), on objects. "
+        "AbsRel = mean |p - g| / g; delta1 = share of pixels with max(p/g, g/p) < 1.25; InvMAE = mean "
+        "|1/p - 1/g| (1/m; defocus is linear in 1/z); Pearson = correlation of predicted and true depth "
+        "pooled over the region's pixels; RMS (norm.) = RMS of depth normalised by the recipe's farthest "
+        "wall and accuracy = 100 delta1, as in the DDFF / LSTM-DDFF / recurrent-AE table. "
+        "`dff` and `constant` have no training steps; `sdgs` never reads depth or an all-in-focus image.",
         "",
-        "| model | MSE | RMS | accuracy % | AbsRel | delta1 | train s |",
-        "|---|---|---|---|---|---|---|",
+        *_HEADER,
     ]
     for r in results:
-        m = r.metrics
-        lines.append(f"| {r.row.label} (`{r.row.run}`) | {m['mse_norm']:.2e} | {m['rms_norm']:.3f} | "
-                     f"{m['accuracy']:.2f} | {m['abs_rel']:.3f} | {m['delta1']:.3f} | {r.train_s:.0f} |")
-    lines += ["", "Published synthetic test numbers (the video depth-from-defocus work, its full scale):", "",
-              "| model | MSE | RMS | accuracy % |", "|---|---|---|---|"]
-    lines += [f"| {label} | {mse:.1e} | {rms:.3f} | {acc:.2f} |" for label, (mse, rms, acc) in PUBLISHED.items()]
+        lines.append(f"| {r.row.label} (`{r.row.run}`) | {_cells(r.regions)} | {r.train_s:.0f} |")
     if skipped:
         lines += [""] + [f"- {line}" for line in skipped]
+    lines += [""] + [f"{note}\n" for note in notes]
+    if figure:
+        lines += [f"![input frame, true depth and each model's depth]({figure})", "",
+                  f"`{figure}`: test stacks, one per row: the frame focused nearest (sRGB), the true depth, then "
+                  "each model's depth, all on one colour scale per row (viridis, near = dark; invalid = black).", ""]
+    if ablations:
+        lines += ["## Ablation of sdgs", "", "The first row is `sdgs` as built; each other row removes one of its "
+                  f"design choices (`dfd_models/networks/sdgs.py`); same data and budget ({ablation_scale}).", "",
+                  *_HEADER]
+        lines += [f"| {r.row.label} (`{r.row.run}`) | {_cells(r.regions)} | {r.train_s:.0f} |" for r in ablations]
+        lines.append("")
+    if recipe == "fod500":
+        lines += ["Published numbers on DefocusNet's synthetic data (full scale, 256 px; not this run):", "",
+                  "| model | delta1 | RMSE m | AbsRel |", "|---|---|---|---|"]
+        lines += [f"| {label} | {d1:.3f} | {'-' if rmse is None else f'{rmse:.3f}'} | "
+                  f"{'-' if rel is None else f'{rel:.3f}'} |" for label, (d1, rmse, rel) in PUBLISHED_FOD.items()]
+    else:
+        lines += ["Published synthetic test numbers (the video depth-from-defocus work, its full scale, all pixels):",
+                  "", "| model | MSE | RMS | accuracy % |", "|---|---|---|---|"]
+        lines += [f"| {label} | {mse:.1e} | {rms:.3f} | {acc:.2f} |" for label, (mse, rms, acc) in PUBLISHED.items()]
     lines += ["", "## Data", "", recipe_line, "Rendered in-process by `generator.pipeline.render_dataset`; "
               "the equivalent commands (same recipes, same bytes):", "", "```", render_cmd, "```", "",
               "## Commands", ""]
-    for r in results:
+    for r in [*results, *ablations]:
         lines += [f"`{r.row.run}`:", "", "```", r.train_cmd, r.eval_cmd, "```", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def write_figure(results: list[ModelResult], data: Path, path: Path, stacks: int = FIGURE_STACKS) -> None:
+    """A PNG grid, one test stack per row: input frame (nearest focus), true depth, each model's depth.
+
+    Depth is coloured on one scale per row, from the nearest to the farthest true depth of that stack.
+    """
+    from dfd_models.checkpoint import load_model
+    from dfd_models.data import make_loader, resolve_shards
+    from dfd_models.evaluate import predict_depth
+    from dfd_models.networks import lens_from_batch
+    from generator.inspect import colorize
+    from generator.sample import linear_to_srgb
+
+    loader = make_loader(resolve_shards(data, "test"), stacks, None, flip=False, ramp=0, shuffle=0, num_workers=0,
+                         rank=0, world_size=1)
+    batch = next(iter(loader))
+    models = [load_model(r.checkpoint)[0] for r in results]
+    with torch.no_grad():
+        preds = [predict_depth(m, batch["frames"], batch["focus_m"], lens_from_batch(batch), batch["K"])
+                 for m in models]
+    rows = []
+    for i in range(batch["frames"].shape[0]):
+        true, valid = batch["depth"][i, 0].numpy(), batch["valid"][i, 0].numpy()
+        low, high = float(true[valid].min()), float(true[valid].max())
+        frame = linear_to_srgb(np.clip(batch["frames"][i, 0].permute(1, 2, 0).numpy(), 0, 1))
+        tiles = [(frame * 255 + 0.5).astype(np.uint8), colorize(true, low, high, invalid=~valid)]
+        tiles += [colorize(p[i, 0].float().numpy(), low, high) for p in preds]
+        gap = np.full((true.shape[0], 2, 3), 255, np.uint8)
+        rows.append(np.concatenate([t for tile in tiles for t in (tile, gap)][:-1], axis=1))
+    grid = np.concatenate([r for row in rows for r in (row, np.full((2,) + row.shape[1:], 255, np.uint8))][:-1])
+    scale = max(1, 96 // batch["frames"].shape[-1])  # small frames drawn larger
+    Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST).save(path)
 
 
 def _commit() -> str:
@@ -201,32 +316,42 @@ def _commit() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenes", type=int, default=200, help="small_obj scenes rendered (train + test)")
-    parser.add_argument("--large-scenes", type=int, default=100,
-                        help="large_obj scenes rendered for the small+large row (0: no such row)")
-    parser.add_argument("--size", type=int, default=128, help="image width and height, pixels")
-    parser.add_argument("--crop", type=int, default=64, help="training crop width and height, pixels")
-    parser.add_argument("--samples", type=int, default=16, help="Cycles samples per pixel")
-    parser.add_argument("--steps", type=int, default=2000, help="training steps per model")
-    parser.add_argument("--batch-size", type=int, default=8, help="stacks per training batch")
+    parser.add_argument("--recipe", choices=("small_obj", "fod500"), default="small_obj", help="the dataset's recipe")
+    parser.add_argument("--scenes", type=int, default=160, help="scenes rendered (train + test)")
+    parser.add_argument("--large-scenes", type=int, default=0,
+                        help="large_obj scenes rendered for the small+large row (small_obj only; 0: no such row)")
+    parser.add_argument("--size", type=int, default=64, help="image width and height, pixels")
+    parser.add_argument("--crop", type=int, default=32, help="training crop width and height, pixels")
+    parser.add_argument("--samples", type=int, default=64, help="Cycles samples per pixel")
+    parser.add_argument("--steps", type=int, default=800, help="training steps per network")
+    parser.add_argument("--ablation-steps", type=int, default=None,
+                        help="training steps of each sdgs ablation row (default --steps; 0: no ablation)")
+    parser.add_argument("--batch-size", type=int, default=4, help="stacks per training batch")
+    parser.add_argument("--no-mask-wall", dest="mask_wall", action="store_false",
+                        help="supervised networks also train on the wall (default: masked, as the thesis)")
     parser.add_argument("--models", nargs="+", metavar="RUN", help="only these rows (run names, e.g. ddff "
-                        "recurrent_ae+large); the table then lists only them")
+                        "recurrent_ae+large); the references always run")
     parser.add_argument("--render-workers", type=int, default=2, help="Blender worker processes")
     parser.add_argument("--out-dir", type=Path, default=Path("runs/results_table"), help="data and runs go here")
     parser.add_argument("--results", type=Path, default=Path("docs/RESULTS.md"), help="the Markdown written")
+    parser.add_argument("--figure", type=Path, default=None,
+                        help="the PNG written (default: beside --results, RESULTS_<recipe>.png)")
     args = parser.parse_args(argv)
     if args.crop > args.size:
         parser.error(f"--crop {args.crop} is larger than --size {args.size}")
-    rows = [row for row in ROWS if args.models is None or row.run in args.models]
-    unknown = set(args.models or ()) - {row.run for row in ROWS}
+    known = {row.run for row in ROWS}
+    unknown = set(args.models or ()) - known
     if unknown:
-        parser.error(f"unknown --models {sorted(unknown)}; rows: {[row.run for row in ROWS]}")
+        parser.error(f"unknown --models {sorted(unknown)}; rows: {sorted(known)}")
+    rows = [row for row in ROWS if row in REFERENCES or args.models is None or row.run in args.models]
+    ablation_steps = args.steps if args.ablation_steps is None else args.ablation_steps
+    figure = args.figure or args.results.parent / f"RESULTS_{args.recipe}.png"
 
-    overrides = recipe_overrides(args.scenes, args.size, args.samples)
-    datasets = {"small_obj": (args.out_dir / "data", overrides)}
-    if args.large_scenes and any(row.large for row in rows):
+    overrides = recipe_overrides(args.recipe, args.scenes, args.size, args.samples)
+    datasets = {args.recipe: (args.out_dir / "data", overrides)}
+    if args.recipe == "small_obj" and args.large_scenes and any(row.large for row in rows):
         datasets["large_obj"] = (args.out_dir / "data_large",
-                                 recipe_overrides(args.large_scenes, args.size, args.samples))
+                                 recipe_overrides("large_obj", args.large_scenes, args.size, args.samples))
     recipe_lines, render_cmds, reused = [], [], 0
     start = time.perf_counter()
     for name, (data, sets) in datasets.items():
@@ -239,37 +364,54 @@ def main(argv: list[str] | None = None) -> None:
                                        "--workers", str(args.render_workers)] + [a for o in sets for a in ("--set", o)]))
     render_s = time.perf_counter() - start
 
-    small = datasets["small_obj"][0]
-    results, skipped = [], []
+    main_data = datasets[args.recipe][0]
+    results, skipped, ablations = [], [], []
+
+    def run(row: Row, steps: int) -> ModelResult:
+        train_data = f"{main_data}::{datasets['large_obj'][0]}" if row.large else str(main_data)
+        result = train_and_eval(row, train_data, main_data, args.out_dir / "runs", steps=steps,
+                                batch_size=args.batch_size, crop=args.crop, mask_wall=args.mask_wall)
+        objects = result.regions.get("objects") or {}
+        print(f"{row.run}: objects {json.dumps({k: objects.get(k) for k in ('abs_rel', 'delta1', 'pearson')})}",
+              flush=True)
+        return result
+
     for row in rows:
         if row.model not in MODELS:
             skipped.append(f"`{row.run}` skipped: not registered in `dfd_models.networks.MODELS`.")
-            continue
-        if row.large and "large_obj" not in datasets:
+        elif row.large and "large_obj" not in datasets:
             skipped.append(f"`{row.run}` skipped: no large_obj scenes (--large-scenes 0).")
-            continue
-        train_data = f"{small}::{datasets['large_obj'][0]}" if row.large else str(small)
-        results.append(train_and_eval(row, train_data, small, args.out_dir / "runs", steps=args.steps,
-                                      batch_size=args.batch_size, crop=args.crop))
-        print(f"{row.run}: {json.dumps({k: results[-1].metrics[k] for k in ('mse_norm', 'rms_norm', 'accuracy')})}")
+        else:
+            results.append(run(row, args.steps))
+    if ablation_steps and any(r.row.run == "sdgs" for r in results):
+        full = next(r for r in results if r.row.run == "sdgs")
+        if ablation_steps != args.steps:  # the full model at the ablation's budget, so the rows compare
+            full = run(Row("sdgs", "sdgs, as built", run_name=f"sdgs-{ablation_steps}steps"), ablation_steps)
+        ablations = [full] + [run(row, ablation_steps) for row in ABLATIONS]
+    write_figure(results, main_data, figure)
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
     large = f" plus {args.large_scenes} large_obj scenes (same split) for the small+large row" if len(datasets) > 1 else ""
-    scale = (f"{args.scenes} small_obj scenes ({round(args.scenes * (1 - TEST_SHARE))} train / "
+    wall = sum(r.train_s for r in [*results, *ablations])
+    scale = (f"{args.scenes} {args.recipe} scenes ({round(args.scenes * (1 - TEST_SHARE))} train / "
              f"{round(args.scenes * TEST_SHARE)} test, as split by the recipe){large}, {args.size}x{args.size} px, "
              f"{FRAMES} frames per stack, {args.samples} Cycles samples; {args.steps} training steps of batch "
-             f"{args.batch_size} random {args.crop}x{args.crop} crops per model, evaluated on full "
-             f"{args.size}x{args.size} test frames, on {device}, {platform.machine()}; dataset render "
-             f"{render_s:.0f} s ({reused} scenes reused from an earlier run); dfdgen commit {_commit()}. "
+             f"{args.batch_size} random {args.crop}x{args.crop} crops per network (supervised ones with the wall "
+             f"{'masked' if args.mask_wall else 'in'} their loss), evaluated on full "
+             f"{args.size}x{args.size} test frames; on {device}, {platform.machine()}; training and fitting "
+             f"{wall:.0f} s in all, dataset render {render_s:.0f} s ({reused} scenes reused from an earlier run); "
+             f"dfdgen commit {_commit()}. "
              f"Command: `python benchmarks/results_table.py {shlex.join(sys.argv[1:] if argv is None else argv)}`. "
-             f"The published numbers come from 256x256 crops of a far "
-             f"larger dataset and far longer training: this reduced run compares the models with each other on "
-             f"dfdgen data, it does not reproduce the published table.")
-    text = format_results(results, skipped, scale=scale, recipe_line="\n\n".join(recipe_lines),
-                          render_cmd="\n".join(render_cmds))
+             f"Published numbers come from far larger datasets, 256 px and far longer training: this reduced run "
+             f"compares the models with each other and with the references on dfdgen data.")
+    text = format_results(results, skipped, recipe=args.recipe, scale=scale, recipe_line="\n\n".join(recipe_lines),
+                          render_cmd="\n".join(render_cmds), ablations=ablations,
+                          ablation_scale=f"{ablation_steps} training steps each, batch {args.batch_size}, "
+                                         f"{args.crop}x{args.crop} crops",
+                          figure=os.path.relpath(figure, args.results.parent))
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(text)
-    print(f"wrote {args.results}")
+    print(f"wrote {args.results} and {figure}")
 
 
 if __name__ == "__main__":

@@ -20,25 +20,61 @@ def table(torch):
     return module
 
 
-def test_table_rows_published_numbers_commands_and_skips(table):
-    metrics = {"mse_norm": 1.234e-3, "rms_norm": 0.0351, "accuracy": 91.5, "abs_rel": 0.0712, "delta1": 0.915}
-    ddff, both = table.ROWS[0], next(row for row in table.ROWS if row.large)
-    results = [table.ModelResult(ddff, "dfdgen train --model ddff", "dfdgen eval --checkpoint x", 12.3, metrics),
-               table.ModelResult(both, "dfdgen train --model recurrent_ae", "dfdgen eval", 4.0, metrics)]
-    text = table.format_results(results, ["`defocusnet` skipped: why"], scale="3 scenes",
-                                recipe_line="sha256 `abc`", render_cmd="dfdgen render --recipe small_obj")
-    assert "| DDFF (`ddff`) | 1.23e-03 | 0.035 | 91.50 | 0.071 | 0.915 | 12 |" in text
-    assert "| recurrent AE, small+large objects (`recurrent_ae+large`) | 1.23e-03 |" in text
+def _regions(abs_rel: float, objects: bool = True) -> dict:
+    every = {"abs_rel": abs_rel, "delta1": 0.915, "rms_norm": 0.0351, "accuracy": 91.5, "inv_mae": 0.2,
+             "pearson": 0.0}
+    return {"all": every, "objects": {**every, "abs_rel": 2 * abs_rel, "delta1": 0.5, "pearson": 0.71}
+            if objects else None}
+
+
+def test_table_rows_regions_references_ablation_published_numbers_and_commands(table):
+    constant, ddff, both = table.ROWS[0], table.ROWS[2], next(row for row in table.ROWS if row.large)
+    sdgs = next(row for row in table.ROWS if row.model == "sdgs")
+    results = [table.ModelResult(constant, "dfdgen train --model constant", "dfdgen eval --checkpoint c", 1.0,
+                                 _regions(0.3)),
+               table.ModelResult(ddff, "dfdgen train --model ddff", "dfdgen eval --checkpoint x", 12.3,
+                                 _regions(0.0712)),
+               table.ModelResult(both, "dfdgen train --model recurrent_ae", "dfdgen eval", 4.0,
+                                 _regions(0.1, objects=False)),
+               table.ModelResult(sdgs, "dfdgen train --model sdgs", "dfdgen eval", 9.0, _regions(0.2))]
+    ablations = [results[-1], table.ModelResult(table.ABLATIONS[0], "dfdgen train --model sdgs --set "
+                                                "model.config.radiance=frame", "dfdgen eval", 8.0, _regions(0.4))]
+    text = table.format_results(results, ["`defocusnet` skipped: why"], recipe="small_obj", scale="3 scenes",
+                                recipe_line="sha256 `abc`", render_cmd="dfdgen render --recipe small_obj",
+                                ablations=ablations, ablation_scale="2 steps", figure="RESULTS_small_obj.png")
+    assert "| DDFF (`ddff`) | 0.142 | 0.500 | 0.200 | 0.71 | 0.071 | 0.915 | 0.035 | 91.50 | 12 |" in text
+    assert "| constant (training median) (`constant`) | 0.600 |" in text
+    assert "| recurrent AE, small+large objects (`recurrent_ae+large`) | - | - | - | - | 0.100 |" in text
+    assert "## Ablation of sdgs" in text and "(2 steps)" in text
+    assert "| radiance = the input frame, not the stack's sharpest pixels (`sdgs-radiance_frame`) | 0.800 |" in text
+    assert text.count("(`sdgs`) | 0.400 |") == 2  # the main table and the ablation's first row
     assert "| LSTM-DDFF | 1.1e-03 | 0.033 | 94.98 |" in text and "| recurrent AE | 3.4e-03 | 0.058 | 69.02 |" in text
     assert "- `defocusnet` skipped: why" in text and "**Scale:** 3 scenes" in text
+    assert "![input frame, true depth and each model's depth](RESULTS_small_obj.png)" in text
     for line in ("dfdgen train --model ddff", "dfdgen eval --checkpoint x", "sha256 `abc`",
-                 "dfdgen render --recipe small_obj"):
+                 "dfdgen render --recipe small_obj", "--set model.config.radiance=frame"):
         assert line in text
+    fod = table.format_results(results[:1], [], recipe="fod500", scale="s", recipe_line="r", render_cmd="c")
+    assert "| DEReD (self-supervised; Si et al., CVPR 2023) | 0.746 | 0.351 | 0.177 |" in fod
+    assert "| LSTM-DDFF |" not in fod and "Ablation" not in fod
+
+
+def test_every_row_and_ablation_is_a_registered_model_with_valid_overrides(table):
+    from dfd_models.networks import MODELS
+
+    assert [row.model for row in table.REFERENCES] == ["constant", "dff"]
+    assert all(not MODELS[row.model].trainable for row in table.REFERENCES)
+    for row in table.ABLATIONS:
+        key, value = row.sets[0].split("=")
+        config = {key.rsplit(".", 1)[1]: float(value) if value[0].isdigit() else value}
+        assert MODELS["sdgs"].resolve_config(config) != MODELS["sdgs"].default_config()
+    assert len({row.run for row in table.ROWS + table.ABLATIONS}) == len(table.ROWS + table.ABLATIONS)
 
 
 def test_recipe_overrides_load(table):
     from generator.recipe import load_recipe
 
-    for name in ("small_obj", "large_obj"):
-        recipe = load_recipe(name, table.recipe_overrides(10, 48, 4))
+    for name in ("small_obj", "large_obj", "fod500"):
+        recipe = load_recipe(name, table.recipe_overrides(name, 10, 48, 4))
         assert (recipe.count, recipe.image.width, recipe.image.height, recipe.focus.ramps) == (10, 48, 48, 1)
+        assert recipe.focus.frames_per_ramp == table.FRAMES

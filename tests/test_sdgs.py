@@ -235,6 +235,7 @@ def test_toy_planes_depth_recovered_from_the_rerendering_loss(torch):
 
 
 def test_forward_losses_predict_shapes(torch, networks):
+    from dfd_models.focus import sharp_composite, warp_to_grid
     from dfd_models.networks.sdgs import SDGS
 
     torch.manual_seed(0)
@@ -243,32 +244,46 @@ def test_forward_losses_predict_shapes(torch, networks):
     outputs = model(batch)
     b, t = 2, 3
     shapes = {
-        "depth": (b, 1, H, W), "frame_index": (b, 2), "depths": (b, 2, 1, H, W), "inv_depths": (b, 2, 1, H, W),
-        "defocus_px": (b, 2, 1, H, W), "radiance": (b, 2, 3, H, W), "rendered": (b, 2, 3, H, W),
-        "rendered_depth": (b, 2, 1, H, W), "overlap": (b, 2, 1, H, W),
+        "depth": (b, 1, H, W), "input_depth": (b, 1, H, W), "inv_depth": (b, 1, H, W),
+        "defocus_px": (b, t, 1, H, W), "radiance": (b, 3, H, W), "rendered": (b, t, 3, H, W),
+        "rendered_mask": (b, t, 1, H, W),
     }  # fmt: skip
-    assert {k: tuple(v.shape) for k, v in outputs.items()} == shapes
-    assert (outputs["frame_index"][:, 0] == t // 2).all() and (outputs["frame_index"][:, 1] != t // 2).all()
-    torch.testing.assert_close(outputs["depth"], outputs["depths"][:, 0])
-    assert all(v.dtype == torch.float32 for k, v in outputs.items() if k not in ("frame_index", "overlap"))
+    assert {k: tuple(v.shape) for k, v in outputs.items() if k != "input_frame"} == shapes
+    assert outputs["input_frame"] == 0  # the frame focused nearest
+    assert all(v.dtype == torch.float32 for k, v in outputs.items()
+               if k not in ("input_frame", "rendered_mask"))  # fmt: skip
     lo, hi = model.config["min_depth_m"], model.config["max_depth_m"]
-    assert ((outputs["depths"] >= lo) & (outputs["depths"] <= hi)).all()
-    # an untrained model starts at the geometric mean of the depth range, radiance = image
-    torch.testing.assert_close(outputs["depths"], torch.full_like(outputs["depths"], math.sqrt(lo * hi)))
-    torch.testing.assert_close(outputs["radiance"][:, 0], batch["frames"][:, t // 2])
+    assert ((outputs["depth"] >= lo) & (outputs["depth"] <= hi)).all()
+    # an untrained model starts at the geometric mean of the depth range
+    torch.testing.assert_close(outputs["input_depth"], torch.full_like(outputs["input_depth"], math.sqrt(lo * hi)))
+    # every frame is re-rendered, from a radiance composed of the stack's sharpest pixels
+    assert outputs["rendered_mask"].flatten(2).any(-1).all()
+    torch.testing.assert_close(outputs["radiance"], sharp_composite(batch["frames"], batch["K"], 0))
 
     terms = model.losses(batch, outputs)
-    assert set(terms) == {"photometric", "coc", "agreement", "smoothness", "total"}
+    assert set(terms) == {"photometric", "coc", "smoothness", "total"}
     assert all(v.dim() == 0 and torch.isfinite(v) for v in terms.values())
     terms["total"].backward()
-    assert all(p.grad is not None for p in model.depth_net.head.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.depth_net.head.parameters())
+    assert all(p.grad is not None for p in model.defocus_net.head.parameters())
 
     lens = networks.lens_from_batch(batch)
-    one = model.predict(batch["frames"][:, 1:2], batch["focus_m"][:, 1:2], lens, batch["K"][:, 1:2])
+    one = model.predict(batch["frames"][:, :1], batch["focus_m"][:, :1], lens, batch["K"][:, :1])
     assert one.shape == (b, 1, H, W) and (one > 0).all()
-    # of a stack, predict uses the middle frame alone
-    stack = model.predict(batch["frames"], batch["focus_m"], lens, batch["K"])
-    torch.testing.assert_close(stack, one)
+    # of a stack, predict sees the nearest-focus frame alone and returns depth on frame T // 2's grid
+    with torch.no_grad():
+        for p in model.depth_net.head.parameters():
+            p.normal_(0, 0.3)  # a depth that varies, so the resampling shows
+        one = model.predict(batch["frames"][:, :1], batch["focus_m"][:, :1], lens, batch["K"][:, :1])
+        stack = model.predict(batch["frames"], batch["focus_m"], lens, batch["K"])
+        noisy = {**batch, "frames": batch["frames"].clone()}
+        noisy["frames"][:, 1:] = torch.rand_like(noisy["frames"][:, 1:])  # the other frames do not matter
+        again = model.predict(noisy["frames"], noisy["focus_m"], lens, noisy["K"])
+    torch.testing.assert_close(stack, warp_to_grid(one, batch["K"][:, 0], batch["K"][:, t // 2]))
+    torch.testing.assert_close(again, stack)
+    assert not torch.allclose(stack, one)
+    middle = networks.build_model("sdgs", {"splat_backend": "torch", "input_frame": "middle"})
+    assert middle(batch)["input_frame"] == t // 2
     # batch size and image size are not baked in
     frames = batch["frames"][:1, :1, :, :16, :24]
     small = model.predict(frames, batch["focus_m"][:1, :1], _lens(torch), batch["K"][:1, :1])
@@ -277,20 +292,27 @@ def test_forward_losses_predict_shapes(torch, networks):
         model.predict(batch["frames"][:, :1, :, :12], batch["focus_m"][:, :1], lens, batch["K"][:, :1])
     with pytest.raises(ValueError, match="at least 2 frames"):
         model({**batch, **{key: batch[key][:, :1] for key in ("frames", "focus_m", "K")}})
+    with pytest.raises(ValueError, match="render_frames"):
+        networks.build_model("sdgs", {"render_frames": "some"})
     assert SDGS.supervised is False
 
 
 def test_pairs_are_seeded(torch, networks):
-    """j is drawn from torch's global generator: the same seed, the same pairs."""
-    model = networks.build_model("sdgs", {"channels": [4, 8, 8, 8], "splat_backend": "torch"})
+    """With ``render_frames: pair`` the other frame is drawn from torch's global generator: the
+    same seed, the same frames; never the input frame alone, and not always the same one."""
+    model = networks.build_model("sdgs", {"channels": [4, 8, 8, 8], "splat_backend": "torch",
+                                          "render_frames": "pair"})  # fmt: skip
     batch = _synthetic_batch(torch, b=6, focus=(0.4, 0.5, 0.7, 0.9, 1.2))
-    batch["frames"] = batch["frames"][..., :8, :8]  # the draw does not depend on the size
+    batch["frames"], batch["K"] = batch["frames"][..., :8, :8], batch["K"]
     draws = []
     for _ in range(2):
         torch.manual_seed(3)
         with torch.no_grad():
-            draws.append(torch.cat([model(batch)["frame_index"][:, 1] for _ in range(3)]))
-    assert torch.equal(draws[0], draws[1]) and len(draws[0].unique()) > 1 and (draws[0] != 2).all()
+            masks = [model(batch)["rendered_mask"].flatten(2).any(-1) for _ in range(3)]  # [B, T] each
+        draws.append(torch.cat(masks))
+    assert torch.equal(draws[0], draws[1])
+    assert (draws[0].sum(1) == 2).all() and draws[0][:, 0].all()
+    assert len(draws[0][:, 1:].float().argmax(1).unique()) > 1
 
 
 # --- the model on the tiny rendered dataset -------------------------------------------

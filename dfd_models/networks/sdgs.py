@@ -1,43 +1,58 @@
 """``sdgs``: self-supervised depth from defocus with a Siamese defocus network and 3DGS re-rendering.
 
-Training sees two frames i, j of one focal stack (same camera pose, focus F_i and
-F_j), never ground-truth depth nor an all-in-focus image. Each frame goes through
-the same two networks (shared weights, the Siamese branches):
+Inference (:meth:`SDGS.predict`) needs one defocused image with its focus distance
+and lens. Two networks, each seeing that single image:
 
-    DefocusNet: (image, lens code) -> defocus map c (unsigned CoC diameter, pixels),
-                                      sharp radiance R (all-in-focus estimate, linear RGB)
+    DefocusNet: (image, lens code) -> defocus map c (unsigned CoC diameter, pixels)
     DepthNet:   (image, c, lens code) -> inverse depth in [1/max_depth, 1/min_depth]
 
 The lens code is what the lens does to this frame: the signed CoC (pixels, from
 :func:`dfd_models.lens.coc_signed_px`) a point would have at ``min_depth_m`` and at
 ``max_depth_m``, divided by ``coc_scale_px``. Since the CoC is affine in 1/z, the
-two numbers fix c(z) = k (1/F - 1/z), k = A L / p, for every depth: they carry
-the focus distance, aperture, focal length and pixel pitch in the one combination
-the image depends on. Both are broadcast as two constant channels.
+two numbers fix c(z) = k (1/F - 1/z), k = A L / p, for every depth: they carry the
+focus distance, aperture, focal length and pixel pitch in the one combination the
+image depends on. Both are broadcast as two constant channels.
 
-Each branch's depth and radiance become one Gaussian per pixel (:func:`pixel_gaussians`),
-rendered by :func:`dfd_models.splat.render_defocus` through the lens at the OTHER
-frame's focus distance and K (:func:`rerender`). The loss (:meth:`SDGS.losses`), each
-term a mean over the pixels of both branches:
+The image is frame r of a stack: ``input_frame: nearest`` (default) takes the frame
+focused nearest (r = 0), ``middle`` frame T // 2. With the focus at the near end of
+the ramp every surface lies at or behind the plane of focus, so the blur grows with
+depth and one image determines it; from the middle of the ramp a point in front of
+the plane of focus blurs like one behind it. Depth is returned on frame T // 2's
+grid (resampled exactly from frame r's, :func:`dfd_models.focus.warp_to_grid`), the
+frame whose ground truth the loader returns.
 
-    photometric  pe(branch i rendered at F_j, K_j; frame j) and pe(branch j at F_i, K_i; frame i),
-                 pe = alpha (1 - SSIM) / 2 + (1 - alpha) L1 (monodepth2 eq. 1), on the pixels
-                 both frames see (:func:`overlap_mask`)
-    coc          |c - |coc_px(lens, z, F)|| / coc_scale_px: the defocus map is the lens-model
-                 CoC (DESIGN.md 3) of the branch's own predicted depth z
-    agreement    |ln z_i->j - ln z_j| and |ln z_j->i - ln z_i|, z_a->b the depth of branch a
-                 rendered into frame b's pixel grid (exact under focus breathing), on the overlap
+Training sees the whole focal stack (frames t = 0..T-1, focus F_t, K_t) and never
+ground-truth depth nor an all-in-focus image. The defocus branches are Siamese: the
+same DefocusNet (shared weights) runs on every frame, giving c_t. The supervision
+re-renders the stack with the 3D Gaussian splatting renderer: one Gaussian per pixel
+of frame r at the predicted depth (:func:`pixel_gaussians`), coloured by a sharp
+radiance R, rendered at every frame's focus distance and K (:func:`rerender`). R is
+``radiance: stack`` (default), each pixel's colour from its sharpest frame
+(:func:`dfd_models.focus.sharp_composite`, a training-time estimator that sees all
+frames, no parameters), or ``frame``, frame r itself (ablation). The loss
+(:meth:`SDGS.losses`):
+
+    photometric  mean over the frames t rendered (``render_frames: all`` = every frame,
+                 frame r included; ``pair`` = frame r and one other drawn per stack) of
+                 pe(g(render_t), g(frame_t)) on the pixels frame t shares with frame r
+                 (:func:`overlap_mask`); pe = alpha (1 - SSIM) / 2 + (1 - alpha) L1
+                 (monodepth2 eq. 1) and g(x) = (x + 1e-3)^gamma (``photometric_gamma``,
+                 1/2.2: sRGB-like, so dark texture counts as much as bright)
+    coc          mean over the frames of |c_t - |coc_px(lens, z, F_t)|| / coc_scale_px, c_t
+                 resampled onto frame r's grid: every defocus map is the lens-model CoC
+                 (DESIGN.md 3) of the one predicted depth at that frame's focus
     smoothness   edge-aware smoothness of inverse depth (monodepth2 eq. 3)
-    total        w_photometric photometric + w_coc coc + w_agreement agreement + w_smoothness smoothness
+    total        w_photometric photometric + w_coc coc + w_smoothness smoothness
 
-Frame i is always the stack's middle frame T // 2 (the loader's ``ref_frame``, so
-``outputs["depth"]`` is comparable with ``batch["depth"]``, as monodepth2's target
-frame); j is drawn per stack, uniformly among the other frames, from torch's
-global CPU generator (deterministic under ``torch.manual_seed``).
+Why this and not a pair of single-image branches each re-rendered into the other
+(measured in issue 14): with one target frame a constant depth near the middle focus
+and radiance = the input frame cost almost nothing, and front cannot be told from
+behind. Every frame of the stack must be explained by one sharp radiance and one
+depth, which no constant does.
 
-At inference (:meth:`SDGS.predict`) one image with its focus distance and lens is
-enough: T = 1 is allowed, and of a longer stack only frame T // 2 is used.
-Image height and width must be multiples of 2^(len(channels) - 1) (8 by default).
+Draws (the other frame of ``pair``) come from torch's global CPU generator
+(deterministic under ``torch.manual_seed``). Image height and width must be
+multiples of 2^(len(channels) - 1) (8 by default).
 """
 
 from __future__ import annotations
@@ -49,13 +64,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dfd_models.focus import sharp_composite, warp_to_grid
 from dfd_models.lens import LensParams, coc_px, coc_signed_px
 from dfd_models.losses import edge_aware_smoothness, masked_mean, photometric_error
 from dfd_models.networks.base import DepthModel, lens_from_batch, register
 from dfd_models.networks.blocks import UNet
 from dfd_models.splat import Camera, Gaussians, RenderOutput, SplatConfig, render_defocus
 
-__all__ = ["SDGS", "overlap_mask", "pixel_gaussians", "rerender"]
+__all__ = ["INPUT_FRAMES", "RADIANCES", "RENDER_FRAMES", "SDGS", "overlap_mask", "pixel_gaussians", "rerender"]
+
+#: Config ``input_frame``: which frame of a stack the networks see.
+INPUT_FRAMES = ("nearest", "middle")
+#: Config ``radiance``: the sharp radiance the re-rendering uses in training.
+RADIANCES = ("stack", "frame")
+#: Config ``render_frames``: which frames the photometric loss re-renders.
+RENDER_FRAMES = ("all", "pair")
 
 
 def _pixel_centres(height: int, width: int, like: Tensor) -> Tensor:
@@ -177,6 +200,11 @@ def overlap_mask(K_src: Tensor, K_dst: Tensor, height: int, width: int) -> Tenso
     return inside.reshape(-1, 1, height, width)
 
 
+def _input_index(choice: str, frames: int) -> int:
+    """Index of the frame the networks see: 0 (``nearest``) or T // 2 (``middle``)."""
+    return 0 if choice == "nearest" else frames // 2
+
+
 def _repeat_lens(lens: LensParams, repeats: int) -> LensParams:
     """The lens with every [B] field repeated element-wise to [B * repeats] (scalars kept)."""
 
@@ -186,10 +214,9 @@ def _repeat_lens(lens: LensParams, repeats: int) -> LensParams:
     return LensParams(lens.model, rep(lens.focal_length_m), rep(lens.f_number), rep(lens.sensor_width_m))
 
 
-def _pairs(x: Tensor, index: Tensor) -> Tensor:
-    """Frames ``index`` [B, 2] of each stack of ``x`` [B, T, ...], flattened to [2B, ...] (stack-major)."""
-    rows = torch.arange(x.shape[0], device=x.device)[:, None]
-    return x[rows, index].flatten(0, 1)
+def _gamma(image: Tensor, gamma: float) -> Tensor:
+    """(x + 1e-3)^gamma of a linear image (the offset keeps the gradient finite at black)."""
+    return image if gamma == 1.0 else (image.clamp_min(0) + 1e-3) ** gamma
 
 
 @register
@@ -198,25 +225,30 @@ class SDGS(DepthModel):
 
     Config keys (:meth:`default_config`):
         min_depth_m, max_depth_m: depth range, metres; depth = 1 / (1/max + (1/min - 1/max) sigmoid(y)).
+        depth_init_m: the depth an untrained DepthNet predicts, metres (0: the geometric mean of
+            the range); away from the input frame's focus, where the CoC's gradient vanishes.
         channels: U-Net widths per level of both networks (4 levels: H, W multiples of 8).
         coc_scale_px: CoC normaliser, pixels (defocus map = coc_scale_px softplus(y); lens code / it).
+        input_frame, radiance, render_frames: see :data:`INPUT_FRAMES`, :data:`RADIANCES`,
+            :data:`RENDER_FRAMES` and the module docstring.
         gaussian_scale_px: splat standard deviation, pixels (1 / sqrt(2 pi): one pixel of weight).
         splat_eps2d: the renderer's low-pass variance, pixels^2 (0: splats are already pixel-sized).
         splat_alpha_min: the renderer's alpha threshold (:func:`rerender` says why 1e-4, not
             3DGS's 1/255; the gsplat backend needs 1/255, ``"auto"`` picks torch otherwise).
         splat_backend: ``"auto"``, ``"torch"`` or ``"gsplat"`` (dfd_models.splat).
         ssim_alpha: SSIM weight of the photometric error (0.85).
-        w_photometric, w_coc, w_agreement, w_smoothness: loss weights.
+        photometric_gamma: exponent of the encoding the photometric error compares (1 = linear).
+        w_photometric, w_coc, w_smoothness: loss weights.
 
-    Outputs of :meth:`forward` (B stacks; the axis of size 2 is the pair (i, j) of branches):
-        ``depth`` [B, 1, H, W]: depth of frame i = T // 2, metres.
-        ``frame_index`` [B, 2] int64: (i, j).
-        ``depths`` [B, 2, 1, H, W], ``inv_depths`` [B, 2, 1, H, W] (1/m): each branch's depth.
-        ``defocus_px`` [B, 2, 1, H, W]: each branch's defocus map (unsigned CoC, pixels).
-        ``radiance`` [B, 2, 3, H, W]: each branch's sharp radiance.
-        ``rendered`` [B, 2, 3, H, W]: branch i rendered as frame j, branch j as frame i.
-        ``rendered_depth`` [B, 2, 1, H, W]: the same for depth (metres).
-        ``overlap`` [B, 2, 1, H, W] bool: pixels of the rendered frame the branch's frame sees.
+    Outputs of :meth:`forward` (B stacks, T frames, r the input frame):
+        ``depth`` [B, 1, H, W]: depth on frame T // 2's grid, metres.
+        ``input_depth``, ``inv_depth`` [B, 1, H, W]: depth (m) and inverse depth (1/m) on frame r's grid.
+        ``input_frame`` int: r.
+        ``defocus_px`` [B, T, 1, H, W]: every frame's defocus map (unsigned CoC, pixels, its own grid).
+        ``radiance`` [B, 3, H, W]: the sharp radiance re-rendered (frame r's grid).
+        ``rendered`` [B, T, 3, H, W]: the radiance rendered as every frame.
+        ``rendered_mask`` [B, T, 1, H, W] bool: pixels the photometric loss scores (frames
+            rendered and seen from frame r; all False for frames ``pair`` leaves out).
     """
 
     name = "sdgs"
@@ -228,16 +260,20 @@ class SDGS(DepthModel):
         return {
             "min_depth_m": 0.1,
             "max_depth_m": 3.0,
+            "depth_init_m": 0.0,
             "channels": [16, 32, 48, 64],
             "coc_scale_px": 8.0,
+            "input_frame": "nearest",
+            "radiance": "stack",
+            "render_frames": "all",
             "gaussian_scale_px": 1 / math.sqrt(2 * math.pi),
             "splat_eps2d": 0.0,
             "splat_alpha_min": 1e-4,
             "splat_backend": "auto",
             "ssim_alpha": 0.85,
+            "photometric_gamma": 1 / 2.2,
             "w_photometric": 1.0,
             "w_coc": 0.05,
-            "w_agreement": 0.1,
             "w_smoothness": 0.001,
         }
 
@@ -246,13 +282,18 @@ class SDGS(DepthModel):
         cfg = self.config
         if not 0 < cfg["min_depth_m"] < cfg["max_depth_m"]:
             raise ValueError(f"need 0 < min_depth_m < max_depth_m, got {cfg['min_depth_m']}, {cfg['max_depth_m']}")
-        # DefocusNet: image (3) + lens code (2) -> defocus (1) + radiance residual (3).
-        self.defocus_net = UNet(3 + 2, 1 + 3, cfg["channels"])
+        z0 = cfg["depth_init_m"] or math.sqrt(cfg["min_depth_m"] * cfg["max_depth_m"])
+        if not cfg["min_depth_m"] < z0 < cfg["max_depth_m"]:
+            raise ValueError(f"depth_init_m must lie inside (min_depth_m, max_depth_m), got {z0}")
+        for key, allowed in (("input_frame", INPUT_FRAMES), ("radiance", RADIANCES),
+                             ("render_frames", RENDER_FRAMES)):
+            if cfg[key] not in allowed:
+                raise ValueError(f"config key {key!r} of model 'sdgs' must be one of {allowed}, got {cfg[key]!r}")
+        # DefocusNet: image (3) + lens code (2) -> defocus (1).
+        self.defocus_net = UNet(3 + 2, 1, cfg["channels"])
         # DepthNet: image (3) + defocus (1) + lens code (2) -> inverse-depth logit (1).
         self.depth_net = UNet(3 + 1 + 2, 1, cfg["channels"])
-        # Start at the geometric mean of the depth range rather than at the mean inverse depth
-        # (which sits near min_depth): sigmoid(y0) = (1/z0 - 1/max) / (1/min - 1/max).
-        z0 = math.sqrt(cfg["min_depth_m"] * cfg["max_depth_m"])
+        # sigmoid(y0) = (1/z0 - 1/max) / (1/min - 1/max)
         s0 = (1 / z0 - 1 / cfg["max_depth_m"]) / (1 / cfg["min_depth_m"] - 1 / cfg["max_depth_m"])
         nn.init.constant_(self.depth_net.head.bias, math.log(s0 / (1 - s0)))
         self.size_multiple = self.defocus_net.size_multiple
@@ -270,106 +311,126 @@ class SDGS(DepthModel):
         depths = depths.to(focus_m.device).expand(focus_m.shape[0], 2)  # [N, 2]
         return coc_signed_px(lens, depths, focus_m, width_px) / self.config["coc_scale_px"]
 
-    def branch(self, image: Tensor, focus_m: Tensor, lens: LensParams) -> dict[str, Tensor]:
-        """One Siamese branch: defocus, radiance and depth of single frames.
+    def _code(self, image: Tensor, focus_m: Tensor, lens: LensParams) -> Tensor:
+        """The lens code as two constant channels.  # [N, 2, H, W]"""
+        n, _, h, w = image.shape
+        return self.lens_code(lens, focus_m, w)[:, :, None, None].expand(n, 2, h, w).to(image.dtype)
+
+    def defocus(self, image: Tensor, focus_m: Tensor, lens: LensParams) -> Tensor:
+        """One Siamese defocus branch: the defocus map (unsigned CoC, pixels) of single frames.
 
         Args:
             image: linear RGB.  # [N, 3, H, W]
             focus_m: focus distance, metres.  # [N]
             lens: fields [] or [N], pixel pitch for width W.
         Returns:
-            ``defocus_px`` [N, 1, H, W], ``radiance`` [N, 3, H, W], ``inv_depth``, ``depth``
-            [N, 1, H, W] (1/m, m); float32.
+            float32.  # [N, 1, H, W]
         """
-        n, _, h, w = image.shape
-        code = self.lens_code(lens, focus_m, w)[:, :, None, None].expand(n, 2, h, w).to(image.dtype)
-        out = self.defocus_net(torch.cat([image, code], 1)).float()  # [N, 4, H, W]
-        scale = self.config["coc_scale_px"]
-        defocus = scale * F.softplus(out[:, :1])
-        radiance = image + out[:, 1:]
-        logit = self.depth_net(torch.cat([image, (defocus / scale).to(image.dtype), code], 1)).float()
+        out = self.defocus_net(torch.cat([image, self._code(image, focus_m, lens)], 1)).float()
+        return self.config["coc_scale_px"] * F.softplus(out)
+
+    def depth(self, image: Tensor, defocus_px: Tensor, focus_m: Tensor, lens: LensParams) -> Tensor:
+        """DepthNet: inverse depth (1/m, float32) of single frames from the image and its defocus map.
+
+        Args as :meth:`defocus`; ``defocus_px`` [N, 1, H, W].  # -> [N, 1, H, W]
+        """
+        scaled = (defocus_px / self.config["coc_scale_px"]).to(image.dtype)
+        logit = self.depth_net(torch.cat([image, scaled, self._code(image, focus_m, lens)], 1)).float()
         inv_near, inv_far = 1 / self.config["min_depth_m"], 1 / self.config["max_depth_m"]
-        inv_depth = inv_far + (inv_near - inv_far) * torch.sigmoid(logit)
-        return {"defocus_px": defocus, "radiance": radiance, "inv_depth": inv_depth, "depth": 1 / inv_depth}
+        return inv_far + (inv_near - inv_far) * torch.sigmoid(logit)
 
     def forward(self, batch: dict) -> dict[str, Tensor]:
         frames, focus, K = batch["frames"], batch["focus_m"], batch["K"]  # [B, T, 3, H, W], [B, T], [B, T, 3, 3]
         self.check_frames(frames, focus, K, min_frames=self.min_frames)
         b, t, _, h, w = frames.shape
-        ref = t // 2
-        other = torch.randint(t - 1, (b,))  # global CPU generator
-        other = (other + (other >= ref).long()).to(frames.device)
-        index = torch.stack([torch.full_like(other, ref), other], 1)  # [B, 2] = (i, j)
-        swap = index.flip(1)  # the other frame of each branch
+        r = _input_index(self.config["input_frame"], t)
+        lens = lens_from_batch(batch)  # fields [B]
+        defocus = self.defocus(frames.flatten(0, 1), focus.flatten(), _repeat_lens(lens, t))  # [B T, 1, H, W]
+        defocus = defocus.reshape(b, t, 1, h, w)
+        return self.reconstruct(batch, self.depth(frames[:, r], defocus[:, r], focus[:, r], lens), defocus)
 
-        lens = _repeat_lens(lens_from_batch(batch), 2)  # fields [2B]
-        out = self.branch(_pairs(frames, index), _pairs(focus, index), lens)  # [2B, ...]
+    def reconstruct(self, batch: dict, inv_depth: Tensor, defocus_px: Tensor) -> dict[str, Tensor]:
+        """The outputs of :meth:`forward` for a given inverse depth and defocus maps: the stack
+        re-rendered from them (what :meth:`losses` scores; also used to fit free depth maps).
+
+        Args:
+            inv_depth: inverse depth on the input frame's grid, 1/m.  # [B, 1, H, W]
+            defocus_px: every frame's defocus map, pixels.  # [B, T, 1, H, W]
+        """
+        cfg = self.config
+        frames, focus, K = batch["frames"], batch["focus_m"], batch["K"]
+        b, t, _, h, w = frames.shape
+        r, mid = _input_index(cfg["input_frame"], t), t // 2
+        depth = 1 / inv_depth
+        if cfg["render_frames"] == "all":
+            rendered_frames = torch.ones(b, t, dtype=torch.bool, device=frames.device)
+        else:  # frame r and one other per stack
+            other = torch.randint(t - 1, (b,))  # global CPU generator
+            other = (other + (other >= r).long()).to(frames.device)
+            rendered_frames = F.one_hot(other, t).bool()
+            rendered_frames[:, r] = True
+        with torch.autocast(frames.device.type, enabled=False), torch.no_grad():
+            radiance = (sharp_composite(frames.float(), K.float(), r) if cfg["radiance"] == "stack"
+                        else frames[:, r].float())
         with torch.autocast(frames.device.type, enabled=False):  # geometry in float32
-            lens32 = lens.to(dtype=torch.float32)
-            k_src, k_dst = _pairs(K, index).float(), _pairs(K, swap).float()  # [2B, 3, 3]
+            lens32 = _repeat_lens(lens_from_batch(batch), t).to(dtype=torch.float32)
+            k_src = K[:, r : r + 1].expand(b, t, 3, 3).flatten(0, 1).float()  # [B T, 3, 3]
+            k_dst = K.flatten(0, 1).float()
             render = rerender(
-                out["depth"],
-                out["radiance"],
+                depth.repeat_interleave(t, 0),
+                radiance.repeat_interleave(t, 0),
                 k_src,
                 k_dst,
-                _pairs(focus, swap).float(),
+                focus.flatten().float(),
                 lens32,
-                scale_px=self.config["gaussian_scale_px"],
+                scale_px=cfg["gaussian_scale_px"],
                 splat=self.splat,
-                backend=self.config["splat_backend"],
+                backend=cfg["splat_backend"],
             )
-            overlap = overlap_mask(k_src, k_dst, h, w)
-
-        def pairs(x: Tensor) -> Tensor:  # [2B, ...] -> [B, 2, ...]
-            return x.reshape((b, 2) + x.shape[1:])
-
+            overlap = overlap_mask(k_src, k_dst, h, w).reshape(b, t, 1, h, w)
+            depth_mid = depth if r == mid else warp_to_grid(depth, K[:, r].float(), K[:, mid].float())
         return {
-            "depth": pairs(out["depth"])[:, 0],
-            "frame_index": index,
-            "depths": pairs(out["depth"]),
-            "inv_depths": pairs(out["inv_depth"]),
-            "defocus_px": pairs(out["defocus_px"]),
-            "radiance": pairs(out["radiance"]),
-            "rendered": pairs(render.color),
-            "rendered_depth": pairs(render.depth),
-            "overlap": pairs(overlap),
+            "depth": depth_mid,
+            "input_depth": depth,
+            "inv_depth": inv_depth,
+            "input_frame": r,
+            "defocus_px": defocus_px,
+            "radiance": radiance,
+            "rendered": render.color.reshape(b, t, 3, h, w),
+            "rendered_mask": overlap & rendered_frames[:, :, None, None, None],
         }
 
     def losses(self, batch: dict, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
         """Self-supervised terms (module docstring); reads only frames, focus, K and the lens."""
         cfg = self.config
-        index = outputs["frame_index"]  # [B, 2]
-        frames, focus = batch["frames"].float(), batch["focus_m"].float()
-        width = frames.shape[-1]
-        target = _pairs(frames, index.flip(1))  # [2B, 3, H, W]: the frame each branch is rendered as
-        image = _pairs(frames, index)  # [2B, 3, H, W]: each branch's own frame
-        overlap = outputs["overlap"].flatten(0, 1)  # [2B, 1, H, W]
+        frames, focus, K = batch["frames"].float(), batch["focus_m"].float(), batch["K"].float()
+        b, t, _, h, w = frames.shape
+        r, gamma = outputs["input_frame"], cfg["photometric_gamma"]
+        error = photometric_error(_gamma(outputs["rendered"].flatten(0, 1), gamma),
+                                  _gamma(frames.flatten(0, 1), gamma), cfg["ssim_alpha"])  # [B T, 1, H, W]
+        photometric = masked_mean(error, outputs["rendered_mask"].flatten(0, 1))
 
-        def flat(key: str) -> Tensor:
-            return outputs[key].flatten(0, 1)
+        lens = _repeat_lens(lens_from_batch(batch), t).to(dtype=torch.float32)
+        depth = outputs["input_depth"].repeat_interleave(t, 0)  # [B T, 1, H, W]
+        lens_coc = coc_px(lens, depth, focus.flatten(), w)  # every frame's CoC of the one depth, frame r's grid
+        k_src, k_dst = K.flatten(0, 1), K[:, r : r + 1].expand(b, t, 3, 3).flatten(0, 1)
+        defocus = warp_to_grid(outputs["defocus_px"].flatten(0, 1), k_src, k_dst)
+        coc = (defocus - lens_coc).abs().mean() / cfg["coc_scale_px"]
 
-        photometric = masked_mean(photometric_error(flat("rendered"), target, cfg["ssim_alpha"]), overlap)
+        smoothness = edge_aware_smoothness(outputs["inv_depth"], frames[:, r])
 
-        lens = _repeat_lens(lens_from_batch(batch), 2).to(dtype=torch.float32)
-        lens_coc = coc_px(lens, flat("depths"), _pairs(focus, index), width)  # [2B, 1, H, W]
-        coc = (flat("defocus_px") - lens_coc).abs().mean() / cfg["coc_scale_px"]
-
-        # rendered_depth[:, 0] (branch i seen from frame j) against depths[:, 1] (branch j), and back.
-        seen = outputs["rendered_depth"].flatten(0, 1).clamp_min(cfg["min_depth_m"])
-        log_gap = (seen.log() - outputs["depths"].flip(1).flatten(0, 1).log()).abs()
-        agreement = masked_mean(log_gap, overlap)
-
-        smoothness = edge_aware_smoothness(flat("inv_depths"), image)
-
-        terms = {"photometric": photometric, "coc": coc, "agreement": agreement, "smoothness": smoothness}
+        terms = {"photometric": photometric, "coc": coc, "smoothness": smoothness}
         terms["total"] = sum(cfg[f"w_{name}"] * value for name, value in terms.items())
         return terms
 
     def predict(self, frames: Tensor, focus_m: Tensor, lens: LensParams, K: Tensor) -> Tensor:
-        """Depth of frame T // 2 from that single image (T = 1 allowed); K is not needed by sdgs.
+        """Depth from one image of the stack, frame r (``input_frame``; T = 1 allowed), on frame T // 2's grid.
 
         Args and returns as :meth:`DepthModel.predict`.  # [B, T, 3, H, W] -> [B, 1, H, W]
         """
         self.check_frames(frames, focus_m, K, min_frames=1)
-        ref = frames.shape[1] // 2
-        return self.branch(frames[:, ref], focus_m[:, ref], lens)["depth"]
+        t = frames.shape[1]
+        r, mid = _input_index(self.config["input_frame"], t), t // 2
+        image, focus = frames[:, r], focus_m[:, r]
+        depth = 1 / self.depth(image, self.defocus(image, focus, lens), focus, lens)
+        return depth if r == mid else warp_to_grid(depth, K[:, r].float(), K[:, mid].float())
