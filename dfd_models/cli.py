@@ -97,8 +97,8 @@ def train(shards, model_name, run_dir, config_path, overrides, max_steps, epochs
             click.get_current_context().exit(130)
     if _is_main_process():
         loss = summary.last_losses.get("total")
-        click.echo(f"trained {config.model.name} to step {summary.steps} in {summary.seconds:.1f} s"
-                   + (f", loss {loss:.4g}" if loss is not None else ""))
+        done = f"trained {config.model.name} to step {summary.steps}" if summary.steps else f"fitted {config.model.name}"
+        click.echo(f"{done} in {summary.seconds:.1f} s" + (f", loss {loss:.4g}" if loss is not None else ""))
         click.echo(f"checkpoint: {summary.last_checkpoint}")
 
 

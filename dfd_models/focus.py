@@ -9,13 +9,17 @@ The focus measure is the energy of the Laplacian, sum over a w x w window of
 (laplacian of the luminance)^2 ("LAP2" in Pertuz, Puig and Garcia, "Analysis of
 focus measure operators for shape-from-focus", Pattern Recognition 46(5), 2013,
 after Subbarao, Choi and Nikzad 1993), one of the best-ranked operators of that
-survey under noise. Depth from focus (:func:`dff_depth`) takes, per pixel, the
+survey under noise, taken on the luminance smoothed by a Gaussian of 1 px (a
+Laplacian of Gaussian): Cycles' noise is per pixel and largest in the most
+defocused frames, where the plain Laplacian reads it as sharp detail. Depth from focus (:func:`dff_depth`) takes, per pixel, the
 frame of highest measure and refines it with the vertex of the parabola through
 that frame and its two neighbours in diopters (1/F), the axis in which the CoC
 is linear (DESIGN.md 3); :func:`sharp_composite` takes the colour of that frame.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +31,20 @@ __all__ = ["dff_depth", "focus_measure", "sharp_composite", "warp_to_frame", "wa
 LUMA = (0.2126, 0.7152, 0.0722)
 #: Focus-measure window, pixels (odd).
 WINDOW_PX = 9
+#: Std of the Gaussian the luminance is smoothed with before the Laplacian, pixels.
+SMOOTH_PX = 1.0
+
+
+def gaussian_blur(images: Tensor, sigma_px: float) -> Tensor:
+    """Separable Gaussian blur of std ``sigma_px`` pixels (3 sigma support, reflected borders).  # [N, C, H, W]"""
+    reach = math.ceil(3 * sigma_px)
+    x = torch.arange(-reach, reach + 1, dtype=images.dtype, device=images.device)
+    kernel = torch.exp(-0.5 * (x / sigma_px) ** 2)
+    kernel = kernel / kernel.sum()
+    c = images.shape[1]
+    out = F.pad(images, (reach, reach, reach, reach), mode="reflect")
+    out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 def warp_to_grid(images: Tensor, K_src: Tensor, K_dst: Tensor) -> Tensor:
@@ -67,8 +85,12 @@ def warp_to_frame(images: Tensor, K: Tensor, ref: int) -> Tensor:
     return warp_to_grid(images.flatten(0, 1), K.flatten(0, 1), dst.flatten(0, 1)).reshape(images.shape)
 
 
-def focus_measure(images: Tensor, window: int = WINDOW_PX) -> Tensor:
-    """Energy of the Laplacian of the luminance over a ``window`` x ``window`` box, per pixel.
+def focus_measure(images: Tensor, window: int = WINDOW_PX, sigma_px: float = SMOOTH_PX) -> Tensor:
+    """Energy of the Laplacian of the Gaussian-smoothed luminance over a ``window`` x ``window`` box.
+
+    The smoothing (std ``sigma_px``; 0 = none) keeps path-tracing noise, which is
+    independent per pixel and strongest in the most defocused frames, from reading as
+    sharp detail (module docstring).
 
     Args:
         images: linear RGB.  # [..., 3, H, W]
@@ -77,6 +99,8 @@ def focus_measure(images: Tensor, window: int = WINDOW_PX) -> Tensor:
     """
     lead, (h, w) = images.shape[:-3], images.shape[-2:]
     luma = (images.reshape(-1, 3, h, w) * images.new_tensor(LUMA)[:, None, None]).sum(1, keepdim=True)
+    if sigma_px > 0:
+        luma = gaussian_blur(luma, sigma_px)
     kernel = images.new_tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])[None, None]
     lap = F.conv2d(F.pad(luma, (1, 1, 1, 1), mode="reflect"), kernel)
     pad = window // 2
@@ -128,13 +152,13 @@ def dff_depth(frames: Tensor, focus_m: Tensor, K: Tensor, ref: int) -> Tensor:
     return (1 / torch.where(inner, refined, x1))[:, None]
 
 
-def sharp_composite(frames: Tensor, K: Tensor, ref: int) -> Tensor:
+def sharp_composite(frames: Tensor, K: Tensor, ref: int) -> tuple[Tensor, Tensor]:
     """An all-in-focus estimate on frame ``ref``'s grid: each pixel's colour from its sharpest frame.
 
     Args and shapes as :func:`dff_depth`.
     Returns:
-        linear RGB.  # [B, 3, H, W]
+        (linear RGB [B, 3, H, W], index of the frame each pixel came from [B, 1, H, W] int64).
     """
     warped, _, best = _sharpest(frames, K, ref)
     index = best[:, None, None].expand(-1, 1, 3, -1, -1)  # [B, 1, 3, H, W]
-    return warped.gather(1, index)[:, 0]
+    return warped.gather(1, index)[:, 0], best[:, None]

@@ -56,7 +56,7 @@ def fitted(tiny_dataset, tmp_path_factory, torch):
         assert result.exit_code == 0, result.output
         assert f"{name} has no trainable parameters" in result.output, result.output
         assert "train.max_steps and train.epochs do not apply" in result.output
-        assert f"trained {name} to step 0" in result.output
+        assert f"fitted {name} in" in result.output
         runs[name] = run
     return runs
 
@@ -220,8 +220,9 @@ def test_dff_finds_the_frame_where_the_blur_vanishes(torch):
     assert torch.all((toward_5 > 0.05) & (toward_5 < 0.5)), (float(toward_5.min()), float(toward_5.max()))
     # The composite takes each pixel from its sharpest frame: frame 2 on the left (unblurred there; resampled
     # at its own pixel centres, so equal up to rounding).
-    composite = sharp_composite(frames, K, ref=t // 2)[0]
-    assert torch.allclose(composite[:, 8:-8, 6 : w // 2 - 6], frames[0, 2, :, 8:-8, 6 : w // 2 - 6], atol=1e-6)
+    composite, source = sharp_composite(frames, K, ref=t // 2)
+    assert torch.allclose(composite[0, :, 8:-8, 6 : w // 2 - 6], frames[0, 2, :, 8:-8, 6 : w // 2 - 6], atol=1e-6)
+    assert (source[0, 0, 8:-8, 6 : w // 2 - 6] == 2).all()
 
 
 def test_warp_is_exact_for_a_pure_k_scaling(torch):

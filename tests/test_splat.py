@@ -352,3 +352,36 @@ def test_gsplat_backend_matches_reference(torch):
     for name, a, b in zip(fields + ("focus",), ref_grads, fast_grads):
         rel = (a - b).norm() / a.norm()
         assert rel < 1e-2, (name, rel.item())
+
+
+def test_coc_floor_adds_only_the_rest_of_the_blur(torch):
+    """A splat whose colour already carries blur f renders like one blurred by sqrt(c^2 - f^2):
+    Gaussian blurs add in variance; a floor at or above c adds no blur at all."""
+    from dfd_models.lens import LensParams
+    from dfd_models.splat import Camera, Gaussians, SplatConfig, render_defocus
+
+    lens = LensParams("blender", torch.tensor(0.05), torch.tensor(1.0), torch.tensor(0.036))
+    size, z, focus = 48, 1.0, 0.4
+    K = torch.tensor([[100.0, 0, size / 2], [0, 100.0, size / 2], [0, 0, 1]])
+    g = Gaussians(torch.tensor([[0.0, 0.0, z]]), torch.full((1, 3), 0.4 * z / 100.0), torch.tensor([[1.0, 0, 0, 0]]),
+                  torch.ones(1), torch.ones(1, 1))
+    config = SplatConfig(eps2d=0.0, alpha_min=1e-4)
+    full = render_defocus(g, Camera(size, size, K=K), torch.tensor(focus), lens, config=config)
+    c = float(full.coc_px.abs())
+    assert c > 4  # a clearly defocused splat
+
+    def std(image):
+        kernel = image[0, 0] / image.sum()
+        u = torch.arange(size) + 0.5
+        mean = (kernel.sum(0) * u).sum()
+        return float(((kernel.sum(0) * (u - mean) ** 2).sum()).sqrt())
+
+    floor = 0.6 * c
+    part = render_defocus(g, Camera(size, size, K=K), torch.tensor(focus), lens, config=config,
+                          coc_floor_px=torch.tensor([[floor]]))
+    want = math.sqrt(0.4**2 + (c * c - floor * floor) / 16)
+    assert std(part.color) == pytest.approx(want, rel=0.03) and std(part.color) < 0.9 * std(full.color)
+    none = render_defocus(g, Camera(size, size, K=K), torch.tensor(focus), lens, config=config,
+                          coc_floor_px=torch.tensor([[1.5 * c]]))
+    sharp = render_defocus(g, Camera(size, size, K=K), config=config)
+    torch.testing.assert_close(none.color, sharp.color)

@@ -27,20 +27,28 @@ same DefocusNet (shared weights) runs on every frame, giving c_t. The supervisio
 re-renders the stack with the 3D Gaussian splatting renderer: one Gaussian per pixel
 of frame r at the predicted depth (:func:`pixel_gaussians`), coloured by a sharp
 radiance R, rendered at every frame's focus distance and K (:func:`rerender`). R is
-``radiance: stack`` (default), each pixel's colour from its sharpest frame
+``radiance: stack`` (default), each pixel's colour from its sharpest frame s(p)
 (:func:`dfd_models.focus.sharp_composite`, a training-time estimator that sees all
-frames, no parameters), or ``frame``, frame r itself (ablation). The loss
-(:meth:`SDGS.losses`):
+frames, no parameters), or ``frame``, frame r itself (ablation). Either way R at p
+is already blurred by frame s(p)'s CoC, so each splat gets only the rest of frame
+t's blur: variance (c_t(z)^2 - c_s(z)^2) / 16 (``coc_floor_px`` of
+:func:`dfd_models.splat.render_defocus`; Gaussian blurs add in variance), which is
+linear in 1/z. The loss (:meth:`SDGS.losses`):
 
     photometric  mean over the frames t rendered (``render_frames: all`` = every frame,
                  frame r included; ``pair`` = frame r and one other drawn per stack) of
-                 pe(g(render_t), g(frame_t)) on the pixels frame t shares with frame r
-                 (:func:`overlap_mask`); pe = alpha (1 - SSIM) / 2 + (1 - alpha) L1
-                 (monodepth2 eq. 1) and g(x) = (x + 1e-3)^gamma (``photometric_gamma``,
-                 1/2.2: sRGB-like, so dark texture counts as much as bright)
+                 pe(P g(render_t), P g(frame_t)); pe = alpha (1 - SSIM) / 2 + (1 - alpha) L1
+                 (monodepth2 eq. 1); g(x) = (x + 1e-3)^gamma (``photometric_gamma``, 1/2.2:
+                 sRGB-like, so dark texture counts as much as bright); P = average pooling by
+                 ``photometric_pool`` (4): path-tracing noise is independent per pixel while
+                 defocus spans pixels, and on small_obj at 64 spp the true depth scored no
+                 better than a constant at full resolution. A pixel counts only where its
+                 blur disc (the CoC of its rendered depth) lies inside frame r's view, since
+                 the splats that would blur into it from outside are missing
     coc          mean over the frames of |c_t - |coc_px(lens, z, F_t)|| / coc_scale_px, c_t
                  resampled onto frame r's grid: every defocus map is the lens-model CoC
-                 (DESIGN.md 3) of the one predicted depth at that frame's focus
+                 (DESIGN.md 3) of the one predicted depth at that frame's focus (z held
+                 fixed: the maps learn from the depth, the depth from the re-rendering)
     smoothness   edge-aware smoothness of inverse depth (monodepth2 eq. 3)
     total        w_photometric photometric + w_coc coc + w_smoothness smoothness
 
@@ -71,7 +79,8 @@ from dfd_models.networks.base import DepthModel, lens_from_batch, register
 from dfd_models.networks.blocks import UNet
 from dfd_models.splat import Camera, Gaussians, RenderOutput, SplatConfig, render_defocus
 
-__all__ = ["INPUT_FRAMES", "RADIANCES", "RENDER_FRAMES", "SDGS", "overlap_mask", "pixel_gaussians", "rerender"]
+__all__ = ["INPUT_FRAMES", "RADIANCES", "RENDER_FRAMES", "SDGS", "overlap_margin", "overlap_mask", "pixel_gaussians",
+           "rerender"]
 
 #: Config ``input_frame``: which frame of a stack the networks see.
 INPUT_FRAMES = ("nearest", "middle")
@@ -136,6 +145,7 @@ def rerender(
     splat: SplatConfig,
     backend: str = "auto",
     size: tuple[int, int] | None = None,
+    coc_floor_px: Tensor | None = None,
 ) -> RenderOutput:
     """The image seen in one frame re-rendered as another frame of the same stack.
 
@@ -164,6 +174,8 @@ def rerender(
         lens: the lens; fields [] or [B], pixel pitch for width W (see ``lens_from_batch``).
         scale_px, splat, backend: splat size (pixels), rasterisation constants, backend.
         size: destination (height, width), pixels; None = the source's.
+        coc_floor_px: blur the source colours already carry, CoC diameter in pixels
+            (:func:`dfd_models.splat.render_defocus`); None = sharp.  # [B, 1, H, W]
     Returns:
         RenderOutput with ``color`` normalised, ``depth`` the expected source depth
         seen from the destination grid, ``alpha`` the accumulated opacity.  # [B, ., H, W]
@@ -176,28 +188,39 @@ def rerender(
         lens,
         config=splat,
         backend=backend,
+        coc_floor_px=None if coc_floor_px is None else coc_floor_px.flatten(1),
     )
     color = out.color / out.alpha.clamp_min(splat.alpha_min)
     return RenderOutput(color=color, alpha=out.alpha, depth=out.depth, coc_px=out.coc_px)
 
 
-def overlap_mask(K_src: Tensor, K_dst: Tensor, height: int, width: int) -> Tensor:
-    """Pixels of the destination frame that the source frame also sees (no camera motion).
+def overlap_margin(K_src: Tensor, K_dst: Tensor, height: int, width: int) -> Tensor:
+    """How far inside the source frame's view each destination pixel lies (no camera motion).
 
     A destination pixel centre x_d = [u + 0.5, v + 0.5, 1] is the ray K_dst^-1 x_d, seen in
-    the source at x_s = K_src K_dst^-1 x_d whatever its depth; it overlaps when x_s lies in
-    [0, W] x [0, H]. Focus breathing changes K, so frames of one stack overlap only in part.
+    the source at x_s = K_src K_dst^-1 x_d whatever its depth; its margin is the distance
+    from x_s to the nearest edge of [0, W] x [0, H], source pixels, negative outside. Focus
+    breathing changes K, so frames of one stack overlap only in part.
 
     Args:
         K_src, K_dst: intrinsics.  # [B, 3, 3]
     Returns:
-        bool mask.  # [B, 1, H, W]
+        margin, pixels.  # [B, 1, H, W]
     """
     pixels = _pixel_centres(height, width, K_src)  # [1, HW, 3]
     src = pixels @ (K_src @ torch.linalg.inv(K_dst)).transpose(-1, -2)  # [B, HW, 3]
     x, y = src[..., 0] / src[..., 2], src[..., 1] / src[..., 2]
-    inside = (x >= 0) & (x <= width) & (y >= 0) & (y <= height)  # [B, HW]
-    return inside.reshape(-1, 1, height, width)
+    margin = torch.minimum(torch.minimum(x, width - x), torch.minimum(y, height - y))  # [B, HW]
+    return margin.reshape(-1, 1, height, width)
+
+
+def overlap_mask(K_src: Tensor, K_dst: Tensor, height: int, width: int) -> Tensor:
+    """Pixels of the destination frame that the source frame also sees: margin >= 0 (:func:`overlap_margin`).
+
+    Returns:
+        bool mask.  # [B, 1, H, W]
+    """
+    return overlap_margin(K_src, K_dst, height, width) >= 0
 
 
 def _input_index(choice: str, frames: int) -> int:
@@ -226,7 +249,10 @@ class SDGS(DepthModel):
     Config keys (:meth:`default_config`):
         min_depth_m, max_depth_m: depth range, metres; depth = 1 / (1/max + (1/min - 1/max) sigmoid(y)).
         depth_init_m: the depth an untrained DepthNet predicts, metres (0: the geometric mean of
-            the range); away from the input frame's focus, where the CoC's gradient vanishes.
+            the range). 2 m: behind the focus range of the recipes, so the far background starts
+            in its own basin (measured: started at 0.55 m, small_obj's wall settles at 0.47 m, a
+            local minimum behind a barrier where frames focus on it) and nearer surfaces move
+            in, along the side where blur grows with depth.
         channels: U-Net widths per level of both networks (4 levels: H, W multiples of 8).
         coc_scale_px: CoC normaliser, pixels (defocus map = coc_scale_px softplus(y); lens code / it).
         input_frame, radiance, render_frames: see :data:`INPUT_FRAMES`, :data:`RADIANCES`,
@@ -238,6 +264,7 @@ class SDGS(DepthModel):
         splat_backend: ``"auto"``, ``"torch"`` or ``"gsplat"`` (dfd_models.splat).
         ssim_alpha: SSIM weight of the photometric error (0.85).
         photometric_gamma: exponent of the encoding the photometric error compares (1 = linear).
+        photometric_pool: average-pooling factor of the images the photometric error compares.
         w_photometric, w_coc, w_smoothness: loss weights.
 
     Outputs of :meth:`forward` (B stacks, T frames, r the input frame):
@@ -248,7 +275,7 @@ class SDGS(DepthModel):
         ``radiance`` [B, 3, H, W]: the sharp radiance re-rendered (frame r's grid).
         ``rendered`` [B, T, 3, H, W]: the radiance rendered as every frame.
         ``rendered_mask`` [B, T, 1, H, W] bool: pixels the photometric loss scores (frames
-            rendered and seen from frame r; all False for frames ``pair`` leaves out).
+            rendered, blur disc inside frame r's view; all False for frames ``pair`` leaves out).
     """
 
     name = "sdgs"
@@ -260,7 +287,7 @@ class SDGS(DepthModel):
         return {
             "min_depth_m": 0.1,
             "max_depth_m": 3.0,
-            "depth_init_m": 0.0,
+            "depth_init_m": 2.0,
             "channels": [16, 32, 48, 64],
             "coc_scale_px": 8.0,
             "input_frame": "nearest",
@@ -272,6 +299,7 @@ class SDGS(DepthModel):
             "splat_backend": "auto",
             "ssim_alpha": 0.85,
             "photometric_gamma": 1 / 2.2,
+            "photometric_pool": 4,
             "w_photometric": 1.0,
             "w_coc": 0.05,
             "w_smoothness": 0.001,
@@ -370,10 +398,19 @@ class SDGS(DepthModel):
             rendered_frames = F.one_hot(other, t).bool()
             rendered_frames[:, r] = True
         with torch.autocast(frames.device.type, enabled=False), torch.no_grad():
-            radiance = (sharp_composite(frames.float(), K.float(), r) if cfg["radiance"] == "stack"
-                        else frames[:, r].float())
+            if cfg["radiance"] == "stack":
+                radiance, source = sharp_composite(frames.float(), K.float(), r)  # [B, 3, H, W], [B, 1, H, W]
+            else:
+                radiance, source = frames[:, r].float(), torch.full((b, 1, h, w), r, device=frames.device)
         with torch.autocast(frames.device.type, enabled=False):  # geometry in float32
-            lens32 = _repeat_lens(lens_from_batch(batch), t).to(dtype=torch.float32)
+            lens = lens_from_batch(batch).to(dtype=torch.float32)
+            lens32 = _repeat_lens(lens, t)
+            # The radiance is blurred already, by the CoC of the stack's frame nearest in focus at
+            # this depth (the sharpest one, for a composite that is right): the renderer adds
+            # only the rest of frame t's blur. (The frame the composite actually took the pixel
+            # from would let any depth that blurs that frame heavily render every frame unblurred.)
+            coc_all = torch.stack([coc_signed_px(lens, depth, focus[:, s].float(), w) for s in range(t)], 1)
+            floor = coc_all.abs().amin(1, keepdim=True).expand(b, t, 1, h, w).flatten(0, 1)  # [B T, 1, H, W]
             k_src = K[:, r : r + 1].expand(b, t, 3, 3).flatten(0, 1).float()  # [B T, 3, 3]
             k_dst = K.flatten(0, 1).float()
             render = rerender(
@@ -386,8 +423,13 @@ class SDGS(DepthModel):
                 scale_px=cfg["gaussian_scale_px"],
                 splat=self.splat,
                 backend=cfg["splat_backend"],
+                coc_floor_px=floor,
             )
-            overlap = overlap_mask(k_src, k_dst, h, w).reshape(b, t, 1, h, w)
+            # A pixel is scored where its whole blur disc lies inside the source's view: nearer
+            # the edge, the splats that would blur into it from outside the view are missing.
+            reach = coc_px(lens32, render.depth.detach().clamp_min(cfg["min_depth_m"]), focus.flatten().float(), w)
+            margin = overlap_margin(k_src, k_dst, h, w)
+            overlap = (margin >= reach / 2 + 2 * cfg["gaussian_scale_px"]).reshape(b, t, 1, h, w)
             depth_mid = depth if r == mid else warp_to_grid(depth, K[:, r].float(), K[:, mid].float())
         return {
             "depth": depth_mid,
@@ -406,12 +448,19 @@ class SDGS(DepthModel):
         frames, focus, K = batch["frames"].float(), batch["focus_m"].float(), batch["K"].float()
         b, t, _, h, w = frames.shape
         r, gamma = outputs["input_frame"], cfg["photometric_gamma"]
-        error = photometric_error(_gamma(outputs["rendered"].flatten(0, 1), gamma),
-                                  _gamma(frames.flatten(0, 1), gamma), cfg["ssim_alpha"])  # [B T, 1, H, W]
-        photometric = masked_mean(error, outputs["rendered_mask"].flatten(0, 1))
+        rendered, target = outputs["rendered"].flatten(0, 1), frames.flatten(0, 1)
+        mask = outputs["rendered_mask"].flatten(0, 1)
+        pool = cfg["photometric_pool"]
+        if pool > 1:  # path-tracing noise is per pixel, defocus spans pixels
+            rendered, target = F.avg_pool2d(rendered, pool), F.avg_pool2d(target, pool)
+            mask = -F.max_pool2d(-mask.float(), pool) > 0  # a pooled pixel counts if all its pixels do
+        error = photometric_error(_gamma(rendered, gamma), _gamma(target, gamma), cfg["ssim_alpha"])
+        photometric = masked_mean(error, mask)
 
         lens = _repeat_lens(lens_from_batch(batch), t).to(dtype=torch.float32)
-        depth = outputs["input_depth"].repeat_interleave(t, 0)  # [B T, 1, H, W]
+        # The defocus maps learn from the depth, not the other way round: pulled towards a map, the
+        # depth would be dragged to wherever the CoC matches it, e.g. towards a plane of focus.
+        depth = outputs["input_depth"].detach().repeat_interleave(t, 0)  # [B T, 1, H, W]
         lens_coc = coc_px(lens, depth, focus.flatten(), w)  # every frame's CoC of the one depth, frame r's grid
         k_src, k_dst = K.flatten(0, 1), K[:, r : r + 1].expand(b, t, 3, 3).flatten(0, 1)
         defocus = warp_to_grid(outputs["defocus_px"].flatten(0, 1), k_src, k_dst)

@@ -154,6 +154,7 @@ def render_defocus(
     config: SplatConfig = SplatConfig(),
     background: Tensor | None = None,
     backend: str = "auto",
+    coc_floor_px: Tensor | None = None,
 ) -> RenderOutput:
     """Render Gaussians as seen through ``lens`` focused at ``focus_m`` (all in focus if no lens).
 
@@ -165,6 +166,10 @@ def render_defocus(
         config: rasterisation constants.
         background: colour behind the splats.  # [C] or [B, C]
         backend: ``"auto"``, ``"torch"`` or ``"gsplat"``.
+        coc_floor_px: blur each Gaussian's colour already carries, as a CoC diameter in pixels
+            (e.g. a radiance taken from a frame that is itself slightly defocused); the
+            renderer adds only the rest, variance max(c^2 - floor^2, 0) / 16, so that a
+            splat's total blur is its CoC c (Gaussian blurs add in variance).  # [B, N]
     Returns:
         :class:`RenderOutput` with B the common batch size of the inputs (1 if none is batched).
     """
@@ -218,7 +223,10 @@ def render_defocus(
     else:
         coc = coc_signed_px(lens, safe, focus, camera.width) * visible  # [B, N]
     opacities = _batched(gaussians.opacities, 1, batch) * visible  # [B, N]
-    conics, opacities, covars2d = _torch_impl._add_defocus(covars2d, opacities, coc * coc / 16, config.eps2d)
+    coc_var = coc * coc / 16
+    if coc_floor_px is not None:
+        coc_var = (coc_var - _batched(coc_floor_px.to(dtype), 1, batch).square() / 16).clamp_min(0)
+    conics, opacities, covars2d = _torch_impl._add_defocus(covars2d, opacities, coc_var, config.eps2d)
     radii = _torch_impl._support_radii(covars2d, opacities, config.alpha_min)  # [B, N, 2]
 
     # Expected depth rides along as one more colour channel.

@@ -1,0 +1,115 @@
+"""Training cost at the results table's size: steps/s of every network and of each sdgs variant, and
+the splat re-rendering's forward + backward time per frame.
+
+One process, one machine, the same batches for every row (read once from ``--shards``,
+``--crop`` crops of batch ``--batch-size``), so the ratios compare like with like:
+
+- steps/s: AdamW steps (forward, losses, backward, step) of each registered network with
+  its default config, and of ``sdgs`` with each of the results table's ablation overrides;
+  the ratio is to ``sdgs`` as built.
+- splat ms: :func:`dfd_models.networks.sdgs.rerender` of the batch's stacks at their true
+  depth (so the blur is the data's) into every frame, forward + backward, per rendered frame.
+
+    python benchmarks/train_throughput.py --shards runs/results_table/data [--crop 32] [--batch-size 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from dfd_models.data import make_loader, resolve_shards
+from dfd_models.networks import MODELS, build_model, lens_from_batch
+from dfd_models.networks.sdgs import SDGS, _repeat_lens, rerender
+from dfd_models.splat import SplatConfig
+
+
+def _ablations() -> list[tuple[str, dict]]:
+    """(run name, sdgs config overrides) of the results table's ablation rows."""
+    path = Path(__file__).with_name("results_table.py")
+    spec = importlib.util.spec_from_file_location("results_table", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    rows = []
+    for row in module.ABLATIONS:
+        key, value = row.sets[0].split("=", 1)
+        rows.append((row.run, {key.rsplit(".", 1)[1]: float(value) if value[0].isdigit() else value}))
+    return rows
+
+
+def steps_per_second(name: str, config: dict, batches: list[dict], steps: int) -> float:
+    """AdamW steps per second of model ``name`` over ``batches`` in turn (after one untimed step)."""
+    torch.manual_seed(0)
+    model = build_model(name, config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step(batch: dict) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        model.losses(batch, model(batch))["total"].backward()
+        optimizer.step()
+
+    step(batches[0])
+    start = time.perf_counter()
+    for i in range(steps):
+        step(batches[i % len(batches)])
+    return steps / (time.perf_counter() - start)
+
+
+def splat_ms_per_frame(batches: list[dict], repeats: int) -> float:
+    """Forward + backward of sdgs' re-rendering at the true depth into every frame, ms per frame."""
+    cfg = SDGS.default_config()
+    splat = SplatConfig(eps2d=cfg["splat_eps2d"], alpha_min=cfg["splat_alpha_min"])
+    frames, seconds = 0, 0.0
+    for batch in batches[:repeats]:
+        b, t, _, h, w = batch["frames"].shape
+        depth = batch["depth"].clamp_min(0.1).repeat_interleave(t, 0).requires_grad_()
+        colors = batch["frames"][:, 0].repeat_interleave(t, 0).requires_grad_()
+        start = time.perf_counter()
+        out = rerender(depth, colors, batch["K"][:, :1].expand(b, t, 3, 3).flatten(0, 1), batch["K"].flatten(0, 1),
+                       batch["focus_m"].flatten(), _repeat_lens(lens_from_batch(batch), t),
+                       scale_px=cfg["gaussian_scale_px"], splat=splat, backend="torch")
+        (out.color.sum() + out.depth.sum()).backward()
+        seconds += time.perf_counter() - start
+        frames += b * t
+    return 1000 * seconds / frames
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shards", type=Path, required=True, help="dataset directory (its train split is read)")
+    parser.add_argument("--crop", type=int, default=32, help="crop width and height, pixels")
+    parser.add_argument("--batch-size", type=int, default=4, help="stacks per batch")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per row")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    loader = make_loader(resolve_shards(args.shards, "train"), args.batch_size, (args.crop, args.crop), flip=False,
+                         ramp=0, shuffle=0, num_workers=0, rank=0, world_size=1, seed=0)
+    batches = [batch for _, batch in zip(range(4), loader)]
+    b, t, _, h, w = batches[0]["frames"].shape
+    print(f"{len(batches)} batches of {b} stacks x {t} frames, {h}x{w} px, from {args.shards}; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    rows = [(name, name, {}) for name, cls in sorted(MODELS.items()) if cls.trainable]
+    rows += [(run, "sdgs", overrides) for run, overrides in _ablations()]
+    rates = {run: steps_per_second(name, config, batches, args.steps) for run, name, config in rows}
+    print(f"{'row':<22} {'steps/s':>8} {'x sdgs':>7}")
+    for run, rate in rates.items():
+        print(f"{run:<22} {rate:8.2f} {rate / rates['sdgs']:7.2f}")
+    ms = splat_ms_per_frame(batches, repeats=len(batches))
+    print(f"splat re-render at the true depth, forward + backward: {ms:.1f} ms per {h}x{w} frame "
+          f"({ms * t:.0f} ms per stack of {t}; sdgs renders {t} frames per stack, "
+          f"'render_frames: pair' {min(t, 2)})")
+    if not math.isfinite(ms):
+        raise SystemExit("splat timing failed")
+
+
+if __name__ == "__main__":
+    main()
