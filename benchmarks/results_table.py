@@ -159,12 +159,14 @@ def _run(cmd: list[str], log: Path) -> float:
 
 
 def train_and_eval(row: Row, train_data: str, test_data: Path, runs: Path, *, steps: int, batch_size: int,
-                   crop: int, mask_wall: bool) -> ModelResult:
+                   crop: int, mask_wall: bool, reuse: bool = False) -> ModelResult:
     """Train (or fit) ``row``'s model from scratch on ``train_data`` (a directory, or ``::``-joined
-    directories) into ``runs/row.run``, then evaluate it on ``test_data``'s test split."""
+    directories) into ``runs/row.run``, then evaluate it on ``test_data``'s test split.
+
+    With ``reuse``, a run directory that finished the same train command before (its
+    ``done.json``) is not trained again: its evaluation and wall time are read back.
+    """
     run_dir = runs / row.run
-    shutil.rmtree(run_dir, ignore_errors=True)  # the benchmark's own run: always a fresh one
-    run_dir.mkdir(parents=True)
     train_cmd = [_dfdgen(), "train", "--shards", train_data, "--model", row.model, "--out", str(run_dir),
                  "--max-steps", str(steps), "--seed", "0"]
     if MODELS[row.model].trainable:
@@ -175,13 +177,20 @@ def train_and_eval(row: Row, train_data: str, test_data: Path, runs: Path, *, st
             train_cmd += ["--set", f"model.config.mask_wall={str(mask_wall).lower()}"]
     for override in row.sets:
         train_cmd += ["--set", override]
+    result_json, checkpoint, done = run_dir / "eval.json", run_dir / "ckpt" / "last.pt", run_dir / "done.json"
+    if reuse and done.is_file() and json.loads(done.read_text()).get("train_cmd") == train_cmd:
+        record = json.loads(done.read_text())
+        print(f"{row.run}: reused (same command, {record['train_s']:.0f} s when run)", flush=True)
+        return ModelResult(row, shlex.join(train_cmd), record["eval_cmd"], record["train_s"],
+                           json.loads(result_json.read_text())["regions"], checkpoint)
+    shutil.rmtree(run_dir, ignore_errors=True)  # the benchmark's own run: always a fresh one
+    run_dir.mkdir(parents=True)
     train_s = _run(train_cmd, run_dir / "train.log")
-    result_json = run_dir / "eval.json"
-    checkpoint = run_dir / "ckpt" / "last.pt"
     eval_cmd = [_dfdgen(), "eval", "--shards", str(test_data), "--checkpoint", str(checkpoint),
                 "--split", "test", "--workers", "1", "--json", str(result_json)]
     _run(eval_cmd, run_dir / "eval.log")
     regions = json.loads(result_json.read_text())["regions"]
+    done.write_text(json.dumps({"train_cmd": train_cmd, "eval_cmd": shlex.join(eval_cmd), "train_s": train_s}))
     return ModelResult(row, shlex.join(train_cmd), shlex.join(eval_cmd), train_s, regions, checkpoint)
 
 
@@ -331,6 +340,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="supervised networks also train on the wall (default: masked, as the thesis)")
     parser.add_argument("--models", nargs="+", metavar="RUN", help="only these rows (run names, e.g. ddff "
                         "recurrent_ae+large); the references always run")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep rows whose run directory finished the same train command (dfdgen commit aside)")
     parser.add_argument("--render-workers", type=int, default=2, help="Blender worker processes")
     parser.add_argument("--out-dir", type=Path, default=Path("runs/results_table"), help="data and runs go here")
     parser.add_argument("--results", type=Path, default=Path("docs/RESULTS.md"), help="the Markdown written")
@@ -370,7 +381,8 @@ def main(argv: list[str] | None = None) -> None:
     def run(row: Row, steps: int) -> ModelResult:
         train_data = f"{main_data}::{datasets['large_obj'][0]}" if row.large else str(main_data)
         result = train_and_eval(row, train_data, main_data, args.out_dir / "runs", steps=steps,
-                                batch_size=args.batch_size, crop=args.crop, mask_wall=args.mask_wall)
+                                batch_size=args.batch_size, crop=args.crop, mask_wall=args.mask_wall,
+                                reuse=args.reuse)
         objects = result.regions.get("objects") or {}
         print(f"{row.run}: objects {json.dumps({k: objects.get(k) for k in ('abs_rel', 'delta1', 'pearson')})}",
               flush=True)
