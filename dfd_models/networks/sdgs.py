@@ -249,7 +249,7 @@ class SDGS(DepthModel):
     Config keys (:meth:`default_config`):
         min_depth_m, max_depth_m: depth range, metres; depth = 1 / (1/max + (1/min - 1/max) sigmoid(y)).
         depth_init_m: the depth an untrained DepthNet predicts, metres (0: the geometric mean of
-            the range). 2 m: behind the focus range of the recipes, so the far background starts
+            the range; at least 5 % inside the range). 2 m: behind the focus range of the recipes, so the far background starts
             in its own basin (measured: started at 0.55 m, small_obj's wall settles at 0.47 m, a
             local minimum behind a barrier where frames focus on it) and nearer surfaces move
             in, along the side where blur grows with depth.
@@ -310,9 +310,10 @@ class SDGS(DepthModel):
         cfg = self.config
         if not 0 < cfg["min_depth_m"] < cfg["max_depth_m"]:
             raise ValueError(f"need 0 < min_depth_m < max_depth_m, got {cfg['min_depth_m']}, {cfg['max_depth_m']}")
+        if cfg["depth_init_m"] < 0:
+            raise ValueError(f"depth_init_m must be >= 0 (0: the geometric mean of the range), got {cfg['depth_init_m']}")
         z0 = cfg["depth_init_m"] or math.sqrt(cfg["min_depth_m"] * cfg["max_depth_m"])
-        if not cfg["min_depth_m"] < z0 < cfg["max_depth_m"]:
-            raise ValueError(f"depth_init_m must lie inside (min_depth_m, max_depth_m), got {z0}")
+        z0 = min(max(z0, 1.05 * cfg["min_depth_m"]), cfg["max_depth_m"] / 1.05)  # inside the range
         for key, allowed in (("input_frame", INPUT_FRAMES), ("radiance", RADIANCES),
                              ("render_frames", RENDER_FRAMES)):
             if cfg[key] not in allowed:
