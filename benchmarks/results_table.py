@@ -210,7 +210,7 @@ _HEADER = ["| model | objects AbsRel | objects delta1 | objects InvMAE 1/m | obj
 
 def format_results(results: list[ModelResult], skipped: list[str], *, recipe: str, scale: str, recipe_line: str,
                    render_cmd: str, ablations: list[ModelResult] = (), ablation_scale: str = "",
-                   figure: str | None = None, notes: list[str] = ()) -> str:
+                   figure: str | None = None) -> str:
     """The Markdown of the results page.
 
     Args:
@@ -225,7 +225,6 @@ def format_results(results: list[ModelResult], skipped: list[str], *, recipe: st
             then each variant.
         ablation_scale: the ablation's budget.
         figure: file name of the figure, relative to the page.
-        notes: paragraphs added after the main table.
     """
     lines = [
         f"# Results: depth models on {recipe} (synthetic)",
@@ -249,7 +248,7 @@ def format_results(results: list[ModelResult], skipped: list[str], *, recipe: st
         lines.append(f"| {r.row.label} (`{r.row.run}`) | {_cells(r.regions)} | {r.train_s:.0f} |")
     if skipped:
         lines += [""] + [f"- {line}" for line in skipped]
-    lines += [""] + [f"{note}\n" for note in notes]
+    lines.append("")
     if figure:
         lines += [f"![input frame, true depth and each model's depth]({figure})", "",
                   f"`{figure}`: test stacks, one per row: the frame focused nearest (sRGB), the true depth, then "

@@ -211,7 +211,8 @@ def test_dff_finds_the_frame_where_the_blur_vanishes(torch):
             frames[0, k, :, :, cols] = _gaussian_blur(texture, sigma)[:, :, cols]
     K = torch.tensor([[80.0, 0, w / 2], [0, 80.0, h / 2], [0, 0, 1]]).expand(1, t, 3, 3)
     depth = dff_depth(frames, focus[None], K, ref=t // 2)[0, 0]  # [H, W]
-    left, right = depth[8:-8, 6 : w // 2 - 6], depth[8:-8, w // 2 + 6 : -6]  # away from the seam
+    # away from the seam by more than the measure's reach (9 px window, 1 px smoothing: 7 px)
+    left, right = depth[8:-8, 8 : w // 2 - 8], depth[8:-8, w // 2 + 8 : -8]
     # Frames 1 and 3 are equally blurred: the parabola's vertex is frame 2 itself.
     assert torch.allclose(left, torch.full_like(left, float(focus[2])), rtol=1e-4)
     # Sharpest at frame 4, refined towards frame 5 (the parabola through a peaked measure curve
@@ -221,8 +222,8 @@ def test_dff_finds_the_frame_where_the_blur_vanishes(torch):
     # The composite takes each pixel from its sharpest frame: frame 2 on the left (unblurred there; resampled
     # at its own pixel centres, so equal up to rounding).
     composite, source = sharp_composite(frames, K, ref=t // 2)
-    assert torch.allclose(composite[0, :, 8:-8, 6 : w // 2 - 6], frames[0, 2, :, 8:-8, 6 : w // 2 - 6], atol=1e-6)
-    assert (source[0, 0, 8:-8, 6 : w // 2 - 6] == 2).all()
+    assert torch.allclose(composite[0, :, 8:-8, 8 : w // 2 - 8], frames[0, 2, :, 8:-8, 8 : w // 2 - 8], atol=1e-6)
+    assert (source[0, 0, 8:-8, 8 : w // 2 - 8] == 2).all()
 
 
 def test_warp_is_exact_for_a_pure_k_scaling(torch):
