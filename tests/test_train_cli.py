@@ -23,7 +23,7 @@ SMALL = (
     "--set", "model.config.channels=[8, 16]", "--set", "optim.warmup_steps=2",
 )
 METRICS = {"mse", "rmse", "mae", "abs_rel", "sq_rel", "rmse_log", "delta1", "delta2", "delta3", "accuracy",
-           "inv_mae", "inv_rmse", "mse_norm", "rms_norm", "n_pixels"}
+           "inv_mae", "inv_rmse", "pearson", "mse_norm", "rms_norm", "n_pixels"}
 LENS = ("--lens-focal-length-mm", "50", "--f-number", "2")  # the tiny recipe's sensor width is fixed
 
 
