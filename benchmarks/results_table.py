@@ -404,11 +404,13 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
     large = f" plus {args.large_scenes} large_obj scenes (same split) for the small+large row" if len(datasets) > 1 else ""
     wall = sum(r.train_s for r in [*results, *ablations])
-    scale = (f"{args.scenes} {args.recipe} scenes ({round(args.scenes * (1 - TEST_SHARE))} train / "
-             f"{round(args.scenes * TEST_SHARE)} test, as split by the recipe){large}, {args.size}x{args.size} px, "
+    manifest = json.loads((main_data / "manifest.json").read_text())
+    per_split = {split: sum(s["samples"] for s in manifest["shards"] if s["split"] == split) for split in ("train", "test")}
+    scale = (f"{args.scenes} {args.recipe} scenes ({per_split['train']} train / {per_split['test']} test, each "
+             f"scene's split drawn by the recipe){large}, {args.size}x{args.size} px, "
              f"{FRAMES} frames per stack, {args.samples} Cycles samples; {args.steps} training steps of batch "
-             f"{args.batch_size} random {args.crop}x{args.crop} crops per network (supervised ones with the wall "
-             f"{'masked' if args.mask_wall else 'in'} their loss), evaluated on full "
+             f"{args.batch_size} random {args.crop}x{args.crop} crops per network (the supervised ones with the wall "
+             f"{'left out of' if args.mask_wall else 'in'} their loss), evaluated on full "
              f"{args.size}x{args.size} test frames; on {device}, {platform.machine()}; training and fitting "
              f"{wall:.0f} s in all, dataset render {render_s:.0f} s ({reused} scenes reused from an earlier run); "
              f"dfdgen commit {_commit()}. "
