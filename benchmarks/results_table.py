@@ -252,7 +252,9 @@ def format_results(results: list[ModelResult], skipped: list[str], *, recipe: st
     if figure:
         lines += [f"![input frame, true depth and each model's depth]({figure})", "",
                   f"`{figure}`: test stacks, one per row: the frame focused nearest (sRGB), the true depth, then "
-                  "each model's depth, all on one colour scale per row (viridis, near = dark; invalid = black).", ""]
+                  f"the depth of {', '.join(f'`{r.row.run}`' for r in results)}, left to right, all on one colour "
+                  "scale per row (viridis from the stack's nearest to its farthest true depth: near = dark; "
+                  "invalid = black).", ""]
     if ablations:
         lines += ["## Ablation of sdgs", "", "The first row is `sdgs` as built; each other row removes one of its "
                   f"design choices (`dfd_models/networks/sdgs.py`); same data and budget ({ablation_scale}).", "",
