@@ -273,7 +273,8 @@ class SDGS(DepthModel):
         ``input_frame`` int: r.
         ``defocus_px`` [B, T, 1, H, W]: every frame's defocus map (unsigned CoC, pixels, its own grid).
         ``radiance`` [B, 3, H, W]: the sharp radiance re-rendered (frame r's grid).
-        ``rendered`` [B, T, 3, H, W]: the radiance rendered as every frame.
+        ``rendered`` [B, T, 3, H, W]: the radiance rendered as every frame (zeros for the frames
+            ``pair`` does not render).
         ``rendered_mask`` [B, T, 1, H, W] bool: pixels the photometric loss scores (frames
             rendered, blur disc inside frame r's view; all False for frames ``pair`` leaves out).
     """
@@ -391,36 +392,36 @@ class SDGS(DepthModel):
         b, t, _, h, w = frames.shape
         r, mid = _input_index(cfg["input_frame"], t), t // 2
         depth = 1 / inv_depth
+        rows = torch.arange(b, device=frames.device)[:, None]
         if cfg["render_frames"] == "all":
-            rendered_frames = torch.ones(b, t, dtype=torch.bool, device=frames.device)
+            index = torch.arange(t, device=frames.device).expand(b, t)  # [B, n]: the frames rendered
         else:  # frame r and one other per stack
             other = torch.randint(t - 1, (b,))  # global CPU generator
             other = (other + (other >= r).long()).to(frames.device)
-            rendered_frames = F.one_hot(other, t).bool()
-            rendered_frames[:, r] = True
+            index = torch.stack([torch.full_like(other, r), other], 1)
+        n = index.shape[1]
         with torch.autocast(frames.device.type, enabled=False), torch.no_grad():
-            if cfg["radiance"] == "stack":
-                radiance, source = sharp_composite(frames.float(), K.float(), r)  # [B, 3, H, W], [B, 1, H, W]
-            else:
-                radiance, source = frames[:, r].float(), torch.full((b, 1, h, w), r, device=frames.device)
+            radiance = (sharp_composite(frames.float(), K.float(), r)[0] if cfg["radiance"] == "stack"
+                        else frames[:, r].float())  # [B, 3, H, W]
         with torch.autocast(frames.device.type, enabled=False):  # geometry in float32
             lens = lens_from_batch(batch).to(dtype=torch.float32)
-            lens32 = _repeat_lens(lens, t)
+            lens_n = _repeat_lens(lens, n)
             # The radiance is blurred already, by the CoC of the stack's frame nearest in focus at
             # this depth (the sharpest one, for a composite that is right): the renderer adds
             # only the rest of frame t's blur. (The frame the composite actually took the pixel
             # from would let any depth that blurs that frame heavily render every frame unblurred.)
             coc_all = torch.stack([coc_signed_px(lens, depth, focus[:, s].float(), w) for s in range(t)], 1)
-            floor = coc_all.abs().amin(1, keepdim=True).expand(b, t, 1, h, w).flatten(0, 1)  # [B T, 1, H, W]
-            k_src = K[:, r : r + 1].expand(b, t, 3, 3).flatten(0, 1).float()  # [B T, 3, 3]
-            k_dst = K.flatten(0, 1).float()
+            floor = coc_all.abs().amin(1, keepdim=True).expand(b, n, 1, h, w).flatten(0, 1)  # [B n, 1, H, W]
+            k_src = K[:, r : r + 1].expand(b, n, 3, 3).flatten(0, 1).float()  # [B n, 3, 3]
+            k_dst = K[rows, index].flatten(0, 1).float()
+            focus_dst = focus[rows, index].flatten().float()
             render = rerender(
-                depth.repeat_interleave(t, 0),
-                radiance.repeat_interleave(t, 0),
+                depth.repeat_interleave(n, 0),
+                radiance.repeat_interleave(n, 0),
                 k_src,
                 k_dst,
-                focus.flatten().float(),
-                lens32,
+                focus_dst,
+                lens_n,
                 scale_px=cfg["gaussian_scale_px"],
                 splat=self.splat,
                 backend=cfg["splat_backend"],
@@ -428,9 +429,12 @@ class SDGS(DepthModel):
             )
             # A pixel is scored where its whole blur disc lies inside the source's view: nearer
             # the edge, the splats that would blur into it from outside the view are missing.
-            reach = coc_px(lens32, render.depth.detach().clamp_min(cfg["min_depth_m"]), focus.flatten().float(), w)
+            reach = coc_px(lens_n, render.depth.detach().clamp_min(cfg["min_depth_m"]), focus_dst, w)
             margin = overlap_margin(k_src, k_dst, h, w)
-            overlap = (margin >= reach / 2 + 2 * cfg["gaussian_scale_px"]).reshape(b, t, 1, h, w)
+            rendered = render.color.new_zeros(b, t, 3, h, w)
+            rendered[rows, index] = render.color.reshape(b, n, 3, h, w)
+            mask = torch.zeros(b, t, 1, h, w, dtype=torch.bool, device=frames.device)
+            mask[rows, index] = (margin >= reach / 2 + 2 * cfg["gaussian_scale_px"]).reshape(b, n, 1, h, w)
             depth_mid = depth if r == mid else warp_to_grid(depth, K[:, r].float(), K[:, mid].float())
         return {
             "depth": depth_mid,
@@ -439,8 +443,8 @@ class SDGS(DepthModel):
             "input_frame": r,
             "defocus_px": defocus_px,
             "radiance": radiance,
-            "rendered": render.color.reshape(b, t, 3, h, w),
-            "rendered_mask": overlap & rendered_frames[:, :, None, None, None],
+            "rendered": rendered,
+            "rendered_mask": mask,
         }
 
     def losses(self, batch: dict, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
