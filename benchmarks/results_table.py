@@ -60,13 +60,19 @@ from generator.recipe import load_recipe
 
 @dataclass(frozen=True)
 class Row:
-    """One row: a model trained on the recipe's data (or on small+large, ``large``) with ``sets`` overrides."""
+    """One row: a model trained on the recipe's data (or on small+large, ``large``), its config
+    updated with ``config`` (``model.config`` keys)."""
 
     model: str
     label: str
     large: bool = False
-    sets: tuple[str, ...] = ()
+    config: tuple[tuple[str, object], ...] = ()
     run_name: str | None = None
+
+    @property
+    def sets(self) -> list[str]:
+        """The ``--set`` overrides of ``config``."""
+        return [f"model.config.{key}={value}" for key, value in self.config]
 
     @property
     def run(self) -> str:
@@ -85,13 +91,13 @@ ROWS = REFERENCES + [
 #: sdgs with one design choice removed each (dfd_models/networks/sdgs.py), same budget as ``sdgs``.
 ABLATIONS = [
     Row("sdgs", "radiance = the input frame, not the stack's sharpest pixels",
-        sets=("model.config.radiance=frame",), run_name="sdgs-radiance_frame"),
+        config=(("radiance", "frame"),), run_name="sdgs-radiance_frame"),
     Row("sdgs", "re-renders the input frame and one other, not every frame",
-        sets=("model.config.render_frames=pair",), run_name="sdgs-render_pair"),
+        config=(("render_frames", "pair"),), run_name="sdgs-render_pair"),
     Row("sdgs", "sees the middle frame, not the nearest-focus one",
-        sets=("model.config.input_frame=middle",), run_name="sdgs-input_middle"),
+        config=(("input_frame", "middle"),), run_name="sdgs-input_middle"),
     Row("sdgs", "photometric error on linear RGB (gamma 1)",
-        sets=("model.config.photometric_gamma=1.0",), run_name="sdgs-linear"),
+        config=(("photometric_gamma", 1.0),), run_name="sdgs-linear"),
 ]
 #: Published synthetic test numbers (MSE and RMS of depth normalised to [0, 1], accuracy %).
 PUBLISHED = {

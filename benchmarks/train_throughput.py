@@ -37,11 +37,7 @@ def _ablations() -> list[tuple[str, dict]]:
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
-    rows = []
-    for row in module.ABLATIONS:
-        key, value = row.sets[0].split("=", 1)
-        rows.append((row.run, {key.rsplit(".", 1)[1]: float(value) if value[0].isdigit() else value}))
-    return rows
+    return [(row.run, dict(row.config)) for row in module.ABLATIONS]
 
 
 def steps_per_second(name: str, config: dict, batches: list[dict], steps: int) -> float:

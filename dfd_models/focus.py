@@ -11,10 +11,12 @@ focus measure operators for shape-from-focus", Pattern Recognition 46(5), 2013,
 after Subbarao, Choi and Nikzad 1993), one of the best-ranked operators of that
 survey under noise, taken on the luminance smoothed by a Gaussian of 1 px (a
 Laplacian of Gaussian): Cycles' noise is per pixel and largest in the most
-defocused frames, where the plain Laplacian reads it as sharp detail. Depth from focus (:func:`dff_depth`) takes, per pixel, the
-frame of highest measure and refines it with the vertex of the parabola through
-that frame and its two neighbours in diopters (1/F), the axis in which the CoC
-is linear (DESIGN.md 3); :func:`sharp_composite` takes the colour of that frame.
+defocused frames, where the plain Laplacian reads it as sharp detail.
+
+Depth from focus (:func:`dff_depth`) takes, per pixel, the frame of highest
+measure and refines it with the vertex of the parabola through that frame and
+its two neighbours in diopters (1/F), the axis in which the CoC is linear
+(DESIGN.md 3); :func:`sharp_composite` takes the colour of that frame.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["dff_depth", "focus_measure", "sharp_composite", "warp_to_frame", "warp_to_grid"]
+__all__ = ["dff_depth", "focus_measure", "gaussian_blur", "sharp_composite", "warp_to_frame", "warp_to_grid"]
 
 #: Rec. 709 luminance weights of linear RGB.
 LUMA = (0.2126, 0.7152, 0.0722)
@@ -36,7 +38,9 @@ SMOOTH_PX = 1.0
 
 
 def gaussian_blur(images: Tensor, sigma_px: float) -> Tensor:
-    """Separable Gaussian blur of std ``sigma_px`` pixels (3 sigma support, reflected borders).  # [N, C, H, W]"""
+    """Separable Gaussian blur of std ``sigma_px`` pixels (3 sigma support, reflected borders; 0 = none).  # [N, C, H, W]"""
+    if sigma_px <= 0:
+        return images
     reach = math.ceil(3 * sigma_px)
     x = torch.arange(-reach, reach + 1, dtype=images.dtype, device=images.device)
     kernel = torch.exp(-0.5 * (x / sigma_px) ** 2)
@@ -152,13 +156,13 @@ def dff_depth(frames: Tensor, focus_m: Tensor, K: Tensor, ref: int) -> Tensor:
     return (1 / torch.where(inner, refined, x1))[:, None]
 
 
-def sharp_composite(frames: Tensor, K: Tensor, ref: int) -> tuple[Tensor, Tensor]:
+def sharp_composite(frames: Tensor, K: Tensor, ref: int) -> Tensor:
     """An all-in-focus estimate on frame ``ref``'s grid: each pixel's colour from its sharpest frame.
 
     Args and shapes as :func:`dff_depth`.
     Returns:
-        (linear RGB [B, 3, H, W], index of the frame each pixel came from [B, 1, H, W] int64).
+        linear RGB.  # [B, 3, H, W]
     """
     warped, _, best = _sharpest(frames, K, ref)
     index = best[:, None, None].expand(-1, 1, 3, -1, -1)  # [B, 1, 3, H, W]
-    return warped.gather(1, index)[:, 0], best[:, None]
+    return warped.gather(1, index)[:, 0]

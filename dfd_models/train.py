@@ -534,12 +534,13 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
         crop, multiple = data_cfg.crop, model.size_multiple
         if crop is not None and (crop[0] % multiple or crop[1] % multiple):
             raise ConfigError("data.crop", crop, f"multiples of {multiple} (what model {config.model.name} needs)")
-        image = dataset_info(data_cfg.shards).get("image")  # known for a dataset directory
+        info = dataset_info(data_cfg.shards)
+        image = info.get("image")  # known for a dataset directory
         if crop is not None and image and (crop[0] > image["height"] or crop[1] > image["width"]):
             raise ConfigError("data.crop", crop, f"[height, width] at most the image size, {image['height']} x "
                               f"{image['width']} px in {data_cfg.shards} (or null for full frames)")
         opt = make_optimisation(model, config, proc.device)
-        pos, data = _restore(run, model, opt, proc, config.train.seed) if resume else (Position(), dataset_info(data_cfg.shards))
+        pos, data = _restore(run, model, opt, proc, config.train.seed) if resume else (Position(), info)
         stepper = model if proc.world_size == 1 else DistributedDataParallel(
             model, device_ids=[proc.device.index] if proc.device.type == "cuda" else None)
         loader = make_loader(

@@ -65,9 +65,8 @@ def test_every_row_and_ablation_is_a_registered_model_with_valid_overrides(table
     assert [row.model for row in table.REFERENCES] == ["constant", "dff"]
     assert all(not MODELS[row.model].trainable for row in table.REFERENCES)
     for row in table.ABLATIONS:
-        key, value = row.sets[0].split("=")
-        config = {key.rsplit(".", 1)[1]: float(value) if value[0].isdigit() else value}
-        assert MODELS["sdgs"].resolve_config(config) != MODELS["sdgs"].default_config()
+        assert MODELS["sdgs"].resolve_config(dict(row.config)) != MODELS["sdgs"].default_config()
+        assert row.sets == [f"model.config.{key}={value}" for key, value in row.config]
     assert len({row.run for row in table.ROWS + table.ABLATIONS}) == len(table.ROWS + table.ABLATIONS)
 
 

@@ -401,7 +401,7 @@ class SDGS(DepthModel):
             index = torch.stack([torch.full_like(other, r), other], 1)
         n = index.shape[1]
         with torch.autocast(frames.device.type, enabled=False), torch.no_grad():
-            radiance = (sharp_composite(frames.float(), K.float(), r)[0] if cfg["radiance"] == "stack"
+            radiance = (sharp_composite(frames.float(), K.float(), r) if cfg["radiance"] == "stack"
                         else frames[:, r].float())  # [B, 3, H, W]
         with torch.autocast(frames.device.type, enabled=False):  # geometry in float32
             lens = lens_from_batch(batch).to(dtype=torch.float32)
