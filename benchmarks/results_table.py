@@ -90,6 +90,14 @@ ROWS = REFERENCES + [
 ]
 #: sdgs with one design choice removed each (dfd_models/networks/sdgs.py), same budget as ``sdgs``.
 ABLATIONS = [
+    Row("sdgs", "no re-rendering sweep: depth and defocus maps learn from the splat re-rendering alone",
+        config=(("w_sweep", 0.0),), run_name="sdgs-no_sweep"),
+    Row("sdgs", "sweep pixels not balanced across inverse depth (the wall outweighs the objects)",
+        config=(("balance_bins", 0),), run_name="sdgs-no_balance"),
+    Row("sdgs", "DepthNet predicts depth freely, not as a correction of the defocus map's 1/F - c/k",
+        config=(("depth_from_defocus", False),), run_name="sdgs-free_depth"),
+    Row("sdgs", "no single-image blur features (focus-measure ratios across scales)",
+        config=(("blur_scales_px", "[]"),), run_name="sdgs-no_blur_features"),
     Row("sdgs", "radiance = the input frame, not the stack's sharpest pixels",
         config=(("radiance", "frame"),), run_name="sdgs-radiance_frame"),
     Row("sdgs", "re-renders the input frame and one other, not every frame",
@@ -165,7 +173,7 @@ def _run(cmd: list[str], log: Path) -> float:
 
 
 def train_and_eval(row: Row, train_data: str, test_data: Path, runs: Path, *, steps: int, batch_size: int,
-                   crop: int, mask_wall: bool, reuse: bool = False) -> ModelResult:
+                   crop: int, lr: float, mask_wall: bool, reuse: bool = False) -> ModelResult:
     """Train (or fit) ``row``'s model from scratch on ``train_data`` (a directory, or ``::``-joined
     directories) into ``runs/row.run``, then evaluate it on ``test_data``'s test split.
 
@@ -177,7 +185,7 @@ def train_and_eval(row: Row, train_data: str, test_data: Path, runs: Path, *, st
                  "--max-steps", str(steps), "--seed", "0"]
     if MODELS[row.model].trainable:
         train_cmd += ["--set", f"data.crop=[{crop}, {crop}]", "--set", f"data.batch_size={batch_size}",
-                      "--set", "data.workers=1", "--set", f"optim.warmup_steps={steps // 10}",
+                      "--set", "data.workers=1", "--set", f"optim.lr={lr:g}", "--set", f"optim.warmup_steps={steps // 10}",
                       "--set", f"train.ckpt_every={steps}", "--set", "train.image_every=0"]
         if MODELS[row.model].supervised:
             train_cmd += ["--set", f"model.config.mask_wall={str(mask_wall).lower()}"]
@@ -340,9 +348,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--crop", type=int, default=32, help="training crop width and height, pixels")
     parser.add_argument("--samples", type=int, default=64, help="Cycles samples per pixel")
     parser.add_argument("--steps", type=int, default=800, help="training steps per network")
+    parser.add_argument("--sdgs-steps", type=int, default=None,
+                        help="training steps of sdgs (default --steps; a step re-renders every frame, 10-20x "
+                             "the cost of a supervised step on the CPU)")
     parser.add_argument("--ablation-steps", type=int, default=None,
                         help="training steps of each sdgs ablation row (default --steps; 0: no ablation)")
     parser.add_argument("--batch-size", type=int, default=4, help="stacks per training batch")
+    parser.add_argument("--lr", type=float, default=1e-3,
+                        help="peak learning rate of every trained network (the training default, 2e-4, is "
+                             "for long runs: at a few hundred steps it left every baseline behind dff)")
     parser.add_argument("--no-mask-wall", dest="mask_wall", action="store_false",
                         help="supervised networks also train on the wall (default: masked, as the thesis)")
     parser.add_argument("--models", nargs="+", metavar="RUN", help="only these rows (run names, e.g. ddff "
@@ -362,7 +376,8 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown --models {sorted(unknown)}; rows: {sorted(known)}")
     rows = [row for row in ROWS if row in REFERENCES or args.models is None or row.run in args.models]
-    ablation_steps = args.steps if args.ablation_steps is None else args.ablation_steps
+    sdgs_steps = args.steps if args.sdgs_steps is None else args.sdgs_steps
+    ablation_steps = sdgs_steps if args.ablation_steps is None else args.ablation_steps
     figure = args.figure or args.results.parent / f"RESULTS_{args.recipe}.png"
 
     overrides = recipe_overrides(args.recipe, args.scenes, args.size, args.samples)
@@ -388,7 +403,7 @@ def main(argv: list[str] | None = None) -> None:
     def run(row: Row, steps: int) -> ModelResult:
         train_data = f"{main_data}::{datasets['large_obj'][0]}" if row.large else str(main_data)
         result = train_and_eval(row, train_data, main_data, args.out_dir / "runs", steps=steps,
-                                batch_size=args.batch_size, crop=args.crop, mask_wall=args.mask_wall,
+                                batch_size=args.batch_size, crop=args.crop, lr=args.lr, mask_wall=args.mask_wall,
                                 reuse=args.reuse)
         objects = result.regions.get("objects") or {}
         print(f"{row.run}: objects {json.dumps({k: objects.get(k) for k in ('abs_rel', 'delta1', 'pearson')})}",
@@ -401,10 +416,10 @@ def main(argv: list[str] | None = None) -> None:
         elif row.large and "large_obj" not in datasets:
             skipped.append(f"`{row.run}` skipped: no large_obj scenes (--large-scenes 0).")
         else:
-            results.append(run(row, args.steps))
+            results.append(run(row, sdgs_steps if row.model == "sdgs" else args.steps))
     if ablation_steps and any(r.row.run == "sdgs" for r in results):
         full = next(r for r in results if r.row.run == "sdgs")
-        if ablation_steps != args.steps:  # the full model at the ablation's budget, so the rows compare
+        if ablation_steps != sdgs_steps:  # the full model at the ablation's budget, so the rows compare
             full = run(Row("sdgs", "sdgs, as built", run_name=f"sdgs-{ablation_steps}steps"), ablation_steps)
         ablations = [full] + [run(row, ablation_steps) for row in ABLATIONS]
     write_figure(results, main_data, figure)
@@ -416,8 +431,8 @@ def main(argv: list[str] | None = None) -> None:
     per_split = {split: sum(s["samples"] for s in manifest["shards"] if s["split"] == split) for split in ("train", "test")}
     scale = (f"{args.scenes} {args.recipe} scenes ({per_split['train']} train / {per_split['test']} test, each "
              f"scene's split drawn by the recipe){large}, {args.size}x{args.size} px, "
-             f"{FRAMES} frames per stack, {args.samples} Cycles samples; {args.steps} training steps of batch "
-             f"{args.batch_size} random {args.crop}x{args.crop} crops per network (the supervised ones with the wall "
+             f"{FRAMES} frames per stack, {args.samples} Cycles samples; {args.steps} training steps ({sdgs_steps} for sdgs) of batch "
+             f"{args.batch_size} (peak learning rate {args.lr:g}, cosine) random {args.crop}x{args.crop} crops per network (the supervised ones with the wall "
              f"{'left out of' if args.mask_wall else 'in'} their loss), evaluated on full "
              f"{args.size}x{args.size} test frames; on {device}, {platform.machine()}; training and fitting "
              f"{wall:.0f} s in all, dataset render {render_s:.0f} s ({reused} scenes reused from an earlier run); "

@@ -27,7 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["dff_depth", "focus_measure", "gaussian_blur", "sharp_composite", "warp_to_frame", "warp_to_grid"]
+from dfd_models.lens import LensParams, coc_px
+
+__all__ = ["defocus_sweep", "dff_depth", "focus_measure", "gaussian_blur", "sharp_composite", "warp_to_frame", "warp_to_grid"]
 
 #: Rec. 709 luminance weights of linear RGB.
 LUMA = (0.2126, 0.7152, 0.0722)
@@ -35,20 +37,31 @@ LUMA = (0.2126, 0.7152, 0.0722)
 WINDOW_PX = 9
 #: Std of the Gaussian the luminance is smoothed with before the Laplacian, pixels.
 SMOOTH_PX = 1.0
+#: Depth hypotheses of :func:`defocus_sweep`.
+SWEEP_HYPOTHESES = 32
 
 
-def gaussian_blur(images: Tensor, sigma_px: float) -> Tensor:
-    """Separable Gaussian blur of std ``sigma_px`` pixels (3 sigma support, reflected borders; 0 = none).  # [N, C, H, W]"""
-    if sigma_px <= 0:
+def gaussian_blur(images: Tensor, sigma_px: float | Tensor) -> Tensor:
+    """Separable Gaussian blur of std ``sigma_px`` pixels (3 sigma support, reflected borders; 0 = none).
+
+    Args:
+        images: images.  # [N, C, H, W]
+        sigma_px: one std for every image, or one per image ([N]; 0 leaves that image as it is).
+    Returns:
+        the blurred images.  # [N, C, H, W]
+    """
+    n, c, h, w = images.shape
+    sigma = torch.as_tensor(sigma_px, dtype=images.dtype, device=images.device).reshape(-1, 1)  # [N or 1, 1]
+    top = float(sigma.max())
+    if top <= 0:
         return images
-    reach = math.ceil(3 * sigma_px)
+    reach = min(math.ceil(3 * top), h - 1, w - 1)  # reflection needs reach < size
     x = torch.arange(-reach, reach + 1, dtype=images.dtype, device=images.device)
-    kernel = torch.exp(-0.5 * (x / sigma_px) ** 2)
-    kernel = kernel / kernel.sum()
-    c = images.shape[1]
-    out = F.pad(images, (reach, reach, reach, reach), mode="reflect")
-    out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    kernel = torch.exp(-0.5 * (x / sigma.clamp_min(1e-6)) ** 2)  # [N or 1, 2 reach + 1]; a delta at sigma 0
+    kernel = (kernel / kernel.sum(-1, keepdim=True)).expand(n, -1).repeat_interleave(c, 0)  # [N C, taps]
+    out = F.pad(images.reshape(1, n * c, h, w), (reach, reach, reach, reach), mode="reflect")
+    out = F.conv2d(out, kernel[:, None, None, :], groups=n * c)
+    return F.conv2d(out, kernel[:, None, :, None], groups=n * c).reshape(n, c, h, w)
 
 
 def warp_to_grid(images: Tensor, K_src: Tensor, K_dst: Tensor) -> Tensor:
@@ -166,3 +179,96 @@ def sharp_composite(frames: Tensor, K: Tensor, ref: int) -> Tensor:
     warped, _, best = _sharpest(frames, K, ref)
     index = best[:, None, None].expand(-1, 1, 3, -1, -1)  # [B, 1, 3, H, W]
     return warped.gather(1, index)[:, 0]
+
+
+def sweep_blur_px(lens: LensParams, depth_m: Tensor, focus_m: Tensor, K: Tensor, ref: int, width_px: int,
+                  splat_px: float) -> Tensor:
+    """Std of the Gaussian that re-renders the sharp composite on a plane at ``depth_m`` as each frame.
+
+        sigma_t = sqrt(s^2 + max(c_t^2 - c_min^2, 0) / 16),   c_min = min over frames of c_t
+
+    c_t the lens CoC (pixels of frame ``ref``'s grid: frame t's CoC scaled by its focal length
+    ratio) and s the splats' std: what :func:`dfd_models.splat.render_defocus` does to
+    pixel-aligned splats of std s on one plane, with ``coc_floor_px`` = c_min.
+
+    Args:
+        depth_m: plane depths, metres.  # [B, D]
+        focus_m, K: the stack's focus distances [B, T] (metres) and intrinsics [B, T, 3, 3].
+    Returns:
+        sigma, pixels.  # [B, T, D]
+    """
+    scale = K[:, ref, 0, 0][:, None] / K[:, :, 0, 0]  # [B, T]: frame t's pixels in frame ref's
+    t = focus_m.shape[1]
+    coc = torch.stack([coc_px(lens, depth_m, focus_m[:, i], width_px) * scale[:, i : i + 1] for i in range(t)], 1)
+    return (splat_px**2 + (coc.square() - coc.square().amin(1, keepdim=True)) / 16).sqrt()
+
+
+def defocus_sweep(
+    frames: Tensor,
+    focus_m: Tensor,
+    K: Tensor,
+    lens: LensParams,
+    ref: int,
+    *,
+    min_depth_m: float,
+    max_depth_m: float,
+    hypotheses: int = SWEEP_HYPOTHESES,
+    window: int = WINDOW_PX,
+    gamma: float = 1 / 2.2,
+    splat_px: float = 1 / math.sqrt(2 * math.pi),
+) -> tuple[Tensor, Tensor]:
+    """Depth from defocus by re-rendering: the depth whose blur explains every frame best.
+
+    Analysis by synthesis over fronto-parallel hypotheses z_d, uniform in 1/z over
+    [min_depth_m, max_depth_m]: the stack's sharp composite R (:func:`sharp_composite`)
+    placed at z_d and re-rendered as each frame t is R blurred by a Gaussian
+    (:func:`sweep_blur_px`): what :func:`dfd_models.splat.render_defocus` gives for
+    pixel-aligned splats on one plane (tests/test_sdgs.py checks the two agree), so the
+    sweep minimises the re-rendering error sdgs trains with, globally, per pixel window. The cost of z_d at a pixel is the L1 error of
+    the gamma-encoded re-rendering against every frame (on frame ``ref``'s grid), summed
+    over frames and averaged over a ``window`` x ``window`` box; each pixel takes the
+    hypothesis of least cost, refined by the vertex of the parabola through it and its
+    neighbours (in 1/z). Unlike depth from focus it uses how much every frame is blurred,
+    not only which frame is sharpest, so depth beyond the focus range (a far wall) is
+    found too; unlike a gradient step on the same error it cannot stop in a local minimum.
+
+    The confidence is 1 - min / mean of the pixel's costs over the hypotheses, in [0, 1]:
+    near 0 where no hypothesis explains the frames better than another (textureless surfaces).
+
+    Args:
+        frames: linear RGB, sorted by focus distance.  # [B, T, 3, H, W]
+        focus_m: focus distances, metres.  # [B, T]
+        K: intrinsics, pixels.  # [B, T, 3, 3]
+        lens: the lens, fields [] or [B], pixel pitch for width W.
+        ref: the frame whose grid the depth is on.
+        min_depth_m, max_depth_m: the hypotheses' range, metres.
+        hypotheses: number of depth planes D.
+        window: cost-aggregation box, pixels (odd).
+        gamma: exponent of the encoding compared, (x + 1e-3)^gamma (1 = linear).
+        splat_px: the splats' own std s, pixels.
+    Returns:
+        (planar depth in metres, confidence).  # [B, 1, H, W] each
+    """
+    b, t, _, h, w = frames.shape
+    warped, _, best = _sharpest(frames, K, ref)
+    radiance = warped.gather(1, best[:, None, None].expand(-1, 1, 3, -1, -1))[:, 0]  # [B, 3, H, W]
+    targets = (warped.clamp_min(0) + 1e-3) ** gamma
+    inv = torch.linspace(1 / max_depth_m, 1 / min_depth_m, hypotheses, dtype=frames.dtype, device=frames.device)
+    sigma = sweep_blur_px(lens, (1 / inv).expand(b, hypotheses), focus_m, K, ref, w, splat_px)  # [B, T, D]
+    cost = frames.new_empty(b, hypotheses, h, w)
+    pad = window // 2
+    for d in range(hypotheses):
+        rendered = gaussian_blur(radiance.repeat_interleave(t, 0), sigma[:, :, d].flatten())  # [B T, 3, H, W]
+        error = ((rendered.clamp_min(0) + 1e-3) ** gamma - targets.flatten(0, 1)).abs().mean(1, keepdim=True)
+        error = F.avg_pool2d(F.pad(error, (pad, pad, pad, pad), mode="reflect"), window, stride=1)
+        cost[:, d] = error.reshape(b, t, h, w).sum(1)
+    low = cost.argmin(1, keepdim=True)  # [B, 1, H, W]
+    mid = low.clamp(1, hypotheses - 2)
+    y0, yc, y2 = (cost.gather(1, mid + k) for k in (-1, 0, 1))
+    curvature = y0 - 2 * yc + y2
+    step = inv[1] - inv[0]
+    offset = torch.where(curvature > 0, 0.5 * (y0 - y2) / curvature.clamp_min(1e-12), torch.zeros_like(yc))
+    inner = (low > 0) & (low < hypotheses - 1)
+    best_inv = torch.where(inner, inv[mid] + offset.clamp(-0.5, 0.5) * step, inv[low])
+    confidence = 1 - cost.amin(1, keepdim=True) / cost.mean(1, keepdim=True).clamp_min(1e-12)
+    return 1 / best_inv, confidence

@@ -71,10 +71,8 @@ class DDFF(SupervisedDepthModel):
         x = self.frames_with_focus(frames, focus)  # [BT, 4, H, W]
         features = self.encoder(x)
         out = self.depth_decoder(features).float().unflatten(0, (b, t))  # [B, T, 2, H, W]
-        scores, offsets = out[:, :, :1], out[:, :, 1:]
-        prior = self.depth_logit(focus.float())[:, :, None, None, None]  # [B, T, 1, 1, 1]
-        logit = (torch.softmax(scores, 1) * (prior + offsets)).sum(1)  # [B, 1, H, W]
-        outputs = {"depth": self.depth_from_logit(logit), "scores": scores}
+        logit = self.focus_weighted_logit(out, focus)  # [B, 1, H, W]
+        outputs = {"depth": self.depth_from_logit(logit), "scores": out[:, :, :1]}
         if self.coc_decoder is not None:
             outputs["coc"] = self.coc_from_logit(self.coc_decoder(features)).unflatten(0, (b, t))
         return outputs

@@ -173,6 +173,23 @@ class SupervisedDepthModel(DepthModel):
         near, far = self.config["min_depth_m"], self.config["max_depth_m"]
         return near + (far - near) * torch.sigmoid(logit.float())
 
+    def focus_weighted_logit(self, out: Tensor, focus_m: Tensor) -> Tensor:
+        """DDFF's stack combination: per frame t a focus score s_t and a depth-logit offset v_t,
+
+            y = sum_t softmax_t(s_t) (logit(F_t) + v_t)
+
+        so the sharpest frame's focus distance is the depth where the offsets are zero.
+
+        Args:
+            out: [s_t, v_t] per frame.  # [B, T, 2, H, W]
+            focus_m: focus distances, metres.  # [B, T]
+        Returns:
+            the depth logit y.  # [B, 1, H, W]
+        """
+        scores, offsets = out[:, :, :1].float(), out[:, :, 1:].float()
+        prior = self.depth_logit(focus_m.float())[:, :, None, None, None]  # [B, T, 1, 1, 1]
+        return (torch.softmax(scores, 1) * (prior + offsets)).sum(1)
+
     def depth_logit(self, depth_m: Tensor) -> Tensor:
         """The inverse of :meth:`depth_from_logit`, depth clamped into the range first.  # shape of depth_m"""
         near, far = self.config["min_depth_m"], self.config["max_depth_m"]
