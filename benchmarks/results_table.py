@@ -97,7 +97,7 @@ ABLATIONS = [
     Row("sdgs", "DepthNet predicts depth freely, not as a correction of the defocus map's 1/F - c/k",
         config=(("depth_from_defocus", False),), run_name="sdgs-free_depth"),
     Row("sdgs", "no single-image blur features (focus-measure ratios across scales)",
-        config=(("blur_scales_px", "[]"),), run_name="sdgs-no_blur_features"),
+        config=(("blur_scales_px", []),), run_name="sdgs-no_blur_features"),
     Row("sdgs", "radiance = the input frame, not the stack's sharpest pixels",
         config=(("radiance", "frame"),), run_name="sdgs-radiance_frame"),
     Row("sdgs", "re-renders the input frame and one other, not every frame",

@@ -37,7 +37,8 @@ def test_table_rows_regions_references_ablation_published_numbers_and_commands(t
                table.ModelResult(both, "dfdgen train --model recurrent_ae", "dfdgen eval", 4.0,
                                  _regions(0.1, objects=False)),
                table.ModelResult(sdgs, "dfdgen train --model sdgs", "dfdgen eval", 9.0, _regions(0.2))]
-    ablations = [results[-1], table.ModelResult(table.ABLATIONS[0], "dfdgen train --model sdgs --set "
+    radiance_frame = next(row for row in table.ABLATIONS if row.run == "sdgs-radiance_frame")
+    ablations = [results[-1], table.ModelResult(radiance_frame, "dfdgen train --model sdgs --set "
                                                 "model.config.radiance=frame", "dfdgen eval", 8.0, _regions(0.4))]
     text = table.format_results(results, ["`defocusnet` skipped: why"], recipe="small_obj", scale="3 scenes",
                                 recipe_line="sha256 `abc`", render_cmd="dfdgen render --recipe small_obj",
