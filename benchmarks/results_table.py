@@ -354,9 +354,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ablation-steps", type=int, default=None,
                         help="training steps of each sdgs ablation row (default --steps; 0: no ablation)")
     parser.add_argument("--batch-size", type=int, default=4, help="stacks per training batch")
-    parser.add_argument("--lr", type=float, default=1e-3,
-                        help="peak learning rate of every trained network (the training default, 2e-4, is "
-                             "for long runs: at a few hundred steps it left every baseline behind dff)")
+    parser.add_argument("--lr", type=float, default=3e-4, help="peak learning rate of the supervised networks")
+    parser.add_argument("--sdgs-lr", type=float, default=1e-3, help="peak learning rate of sdgs")
     parser.add_argument("--no-mask-wall", dest="mask_wall", action="store_false",
                         help="supervised networks also train on the wall (default: masked, as the thesis)")
     parser.add_argument("--models", nargs="+", metavar="RUN", help="only these rows (run names, e.g. ddff "
@@ -403,7 +402,8 @@ def main(argv: list[str] | None = None) -> None:
     def run(row: Row, steps: int) -> ModelResult:
         train_data = f"{main_data}::{datasets['large_obj'][0]}" if row.large else str(main_data)
         result = train_and_eval(row, train_data, main_data, args.out_dir / "runs", steps=steps,
-                                batch_size=args.batch_size, crop=args.crop, lr=args.lr, mask_wall=args.mask_wall,
+                                batch_size=args.batch_size, crop=args.crop,
+                                lr=args.sdgs_lr if row.model == "sdgs" else args.lr, mask_wall=args.mask_wall,
                                 reuse=args.reuse)
         objects = result.regions.get("objects") or {}
         print(f"{row.run}: objects {json.dumps({k: objects.get(k) for k in ('abs_rel', 'delta1', 'pearson')})}",
@@ -432,7 +432,7 @@ def main(argv: list[str] | None = None) -> None:
     scale = (f"{args.scenes} {args.recipe} scenes ({per_split['train']} train / {per_split['test']} test, each "
              f"scene's split drawn by the recipe){large}, {args.size}x{args.size} px, "
              f"{FRAMES} frames per stack, {args.samples} Cycles samples; {args.steps} training steps ({sdgs_steps} for sdgs) of batch "
-             f"{args.batch_size} (peak learning rate {args.lr:g}, cosine) random {args.crop}x{args.crop} crops per network (the supervised ones with the wall "
+             f"{args.batch_size} (AdamW, cosine, peak learning rate {args.lr:g}; {args.sdgs_lr:g} for sdgs) random {args.crop}x{args.crop} crops per network (the supervised ones with the wall "
              f"{'left out of' if args.mask_wall else 'in'} their loss), evaluated on full "
              f"{args.size}x{args.size} test frames; on {device}, {platform.machine()}; training and fitting "
              f"{wall:.0f} s in all, dataset render {render_s:.0f} s ({reused} scenes reused from an earlier run); "
