@@ -81,7 +81,8 @@ class Row:
 
 
 #: Reference predictors: no trainable parameters. Every table shows them.
-REFERENCES = [Row("constant", "constant (training median)"), Row("dff", "classical depth from focus")]
+REFERENCES = [Row("constant", "constant (training median)"), Row("dff", "classical depth from focus"),
+              Row("dfd_sweep", "depth from defocus by re-rendering sweep (sdgs's teacher)")]
 #: Rows in table order.
 ROWS = REFERENCES + [
     Row("ddff", "DDFF"), Row("lstm_ddff", "LSTM-DDFF"), Row("recurrent_ae", "recurrent AE"),

@@ -148,6 +148,16 @@ def test_reference_models_are_registered_fit_and_refuse_to_train(torch):
     one = dff.predict(frames[:, :1], focus[:, :1], None, K[:, :1])  # one frame: its focus distance
     assert torch.allclose(one, torch.full_like(one, 0.4))
 
+    from dfd_models.lens import LensParams
+
+    sweep = build_model("dfd_sweep")
+    assert not sweep.trainable and not sweep.supervised and sweep.fit(iter(())) == {}
+    lens = LensParams("blender", torch.tensor(0.05), torch.tensor(2.0), torch.tensor(0.036))
+    d = sweep.predict(frames, focus, lens, K)
+    assert d.shape == (2, 1, 8, 12) and torch.all((d >= 0.1 - 1e-5) & (d <= 3.0 + 1e-4))
+    with pytest.raises(ValueError):
+        sweep.predict(frames[:, :1], focus[:, :1], lens, K[:, :1])  # one frame has no defocus to compare
+
 
 # --- depth from focus on Cycles renders ---------------------------------------------------------
 

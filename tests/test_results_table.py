@@ -28,7 +28,8 @@ def _regions(abs_rel: float, objects: bool = True) -> dict:
 
 
 def test_table_rows_regions_references_ablation_published_numbers_and_commands(table):
-    constant, ddff, both = table.ROWS[0], table.ROWS[2], next(row for row in table.ROWS if row.large)
+    constant, ddff = table.ROWS[0], next(row for row in table.ROWS if row.model == "ddff")
+    both = next(row for row in table.ROWS if row.large)
     sdgs = next(row for row in table.ROWS if row.model == "sdgs")
     results = [table.ModelResult(constant, "dfdgen train --model constant", "dfdgen eval --checkpoint c", 1.0,
                                  _regions(0.3)),
@@ -63,7 +64,7 @@ def test_table_rows_regions_references_ablation_published_numbers_and_commands(t
 def test_every_row_and_ablation_is_a_registered_model_with_valid_overrides(table):
     from dfd_models.networks import MODELS
 
-    assert [row.model for row in table.REFERENCES] == ["constant", "dff"]
+    assert [row.model for row in table.REFERENCES] == ["constant", "dff", "dfd_sweep"]
     assert all(not MODELS[row.model].trainable for row in table.REFERENCES)
     for row in table.ABLATIONS:
         assert MODELS["sdgs"].resolve_config(dict(row.config)) != MODELS["sdgs"].default_config()

@@ -12,6 +12,11 @@ A model that does not beat these has not learned:
   focus measure operators for shape-from-focus", Pattern Recognition 46(5),
   2013), the sharpest frame per pixel refined by a parabola in diopters. Nothing
   to fit; depth lies within the stack's focus range, so it is > 0.
+- ``dfd_sweep``: depth from defocus by re-rendering,
+  :func:`dfd_models.focus.defocus_sweep` (the sharp composite re-rendered as every
+  frame from 32 planes, the best plane per window), over ``sdgs``'s depth range:
+  the label-free teacher ``sdgs`` trains with, scored on its own so a reader sees
+  how much of it the single-image network keeps. Nothing to fit; needs T >= 2.
 
 Neither has a trainable parameter (``trainable = False``, :class:`ReferenceModel`):
 ``dfdgen train`` builds no optimizer for them; it calls :meth:`DepthModel.fit`
@@ -30,11 +35,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dfd_models.focus import dff_depth
+from dfd_models.focus import defocus_sweep, dff_depth
 from dfd_models.lens import LensParams
 from dfd_models.networks.base import DepthModel, lens_from_batch, register
 
-__all__ = ["Constant", "DepthFromFocus", "ReferenceModel"]
+__all__ = ["Constant", "DefocusSweep", "DepthFromFocus", "ReferenceModel"]
 
 
 class ReferenceModel(DepthModel):
@@ -131,3 +136,27 @@ class DepthFromFocus(ReferenceModel):
         self.check_frames(frames, focus_m, K, min_frames=1)
         ref = frames.shape[1] // 2
         return dff_depth(frames.float(), focus_m.float(), K.float(), ref=ref).float()
+
+
+@register
+class DefocusSweep(ReferenceModel):
+    """Depth from defocus by a re-rendering sweep over fronto-parallel planes; nothing to fit.
+
+    :func:`dfd_models.focus.defocus_sweep` on frame T // 2's grid, with ``sdgs``'s depth range,
+    splat size and photometric encoding (its defaults, :meth:`SDGS.default_config`). T >= 2.
+    """
+
+    name = "dfd_sweep"
+    supervised = False
+    min_frames = 2
+
+    def predict(self, frames: Tensor, focus_m: Tensor, lens: LensParams, K: Tensor) -> Tensor:
+        from dfd_models.networks.sdgs import SDGS  # the teacher's settings have one owner
+
+        self.check_frames(frames, focus_m, K, min_frames=self.min_frames)
+        cfg = SDGS.default_config()
+        depth, _ = defocus_sweep(frames.float(), focus_m.float(), K.float(), lens.to(dtype=torch.float32),
+                                 frames.shape[1] // 2, min_depth_m=cfg["min_depth_m"],
+                                 max_depth_m=cfg["max_depth_m"], hypotheses=cfg["sweep_hypotheses"],
+                                 gamma=cfg["photometric_gamma"], splat_px=cfg["gaussian_scale_px"])
+        return depth
