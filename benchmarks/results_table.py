@@ -186,7 +186,8 @@ def train_and_eval(row: Row, train_data: str, test_data: Path, runs: Path, *, st
                  "--max-steps", str(steps), "--seed", "0"]
     if MODELS[row.model].trainable:
         train_cmd += ["--set", f"data.crop=[{crop}, {crop}]", "--set", f"data.batch_size={batch_size}",
-                      "--set", "data.workers=1", "--set", f"optim.lr={lr:g}", "--set", f"optim.warmup_steps={steps // 10}",
+                      "--set", "data.workers=1", "--set", f"optim.lr={lr:g}",
+                      "--set", f"optim.warmup_steps={steps // 10}",
                       "--set", f"train.ckpt_every={steps}", "--set", "train.image_every=0"]
         if MODELS[row.model].supervised:
             train_cmd += ["--set", f"model.config.mask_wall={str(mask_wall).lower()}"]
@@ -433,7 +434,8 @@ def main(argv: list[str] | None = None) -> None:
     scale = (f"{args.scenes} {args.recipe} scenes ({per_split['train']} train / {per_split['test']} test, each "
              f"scene's split drawn by the recipe){large}, {args.size}x{args.size} px, "
              f"{FRAMES} frames per stack, {args.samples} Cycles samples; {args.steps} training steps ({sdgs_steps} for sdgs) of batch "
-             f"{args.batch_size} (AdamW, cosine, peak learning rate {args.lr:g}; {args.sdgs_lr:g} for sdgs) random {args.crop}x{args.crop} crops per network (the supervised ones with the wall "
+             f"{args.batch_size} (AdamW, cosine, peak learning rate {args.lr:g}; {args.sdgs_lr:g} for sdgs) random "
+             f"{args.crop}x{args.crop} crops per network (the supervised ones with the wall "
              f"{'left out of' if args.mask_wall else 'in'} their loss), evaluated on full "
              f"{args.size}x{args.size} test frames; on {device}, {platform.machine()}; training and fitting "
              f"{wall:.0f} s in all, dataset render {render_s:.0f} s ({reused} scenes reused from an earlier run); "

@@ -29,7 +29,8 @@ from torch import Tensor
 
 from dfd_models.lens import LensParams, coc_px
 
-__all__ = ["defocus_sweep", "dff_depth", "focus_measure", "gaussian_blur", "sharp_composite", "warp_to_frame", "warp_to_grid"]
+__all__ = ["defocus_sweep", "dff_depth", "focus_measure", "gamma_encode", "gaussian_blur", "sharp_composite",
+           "sweep_blur_px", "warp_to_frame", "warp_to_grid"]
 
 #: Rec. 709 luminance weights of linear RGB.
 LUMA = (0.2126, 0.7152, 0.0722)
@@ -62,6 +63,12 @@ def gaussian_blur(images: Tensor, sigma_px: float | Tensor) -> Tensor:
     out = F.pad(images.reshape(1, n * c, h, w), (reach, reach, reach, reach), mode="reflect")
     out = F.conv2d(out, kernel[:, None, None, :], groups=n * c)
     return F.conv2d(out, kernel[:, None, :, None], groups=n * c).reshape(n, c, h, w)
+
+
+def gamma_encode(image: Tensor, gamma: float) -> Tensor:
+    """(x + 1e-3)^gamma of a linear image, negatives clamped (the offset keeps the gradient finite
+    at black); gamma 1 returns the image as it is.  # shape of image"""
+    return image if gamma == 1.0 else (image.clamp_min(0) + 1e-3) ** gamma
 
 
 def warp_to_grid(images: Tensor, K_src: Tensor, K_dst: Tensor) -> Tensor:
@@ -134,6 +141,21 @@ def _sharpest(frames: Tensor, K: Tensor, ref: int) -> tuple[Tensor, Tensor, Tens
     return warped, measure, measure.argmax(1)
 
 
+def _composite(warped: Tensor, best: Tensor) -> Tensor:
+    """Each pixel's colour from frame ``best`` of the warped stack.  # [B, T, 3, H, W], [B, H, W] -> [B, 3, H, W]"""
+    return warped.gather(1, best[:, None, None].expand(-1, 1, 3, -1, -1))[:, 0]
+
+
+def _parabola_vertex(x0: Tensor, y0: Tensor, xc: Tensor, yc: Tensor, x2: Tensor, y2: Tensor) -> Tensor:
+    """Abscissa of the vertex of the parabola through three points, clamped to [min(x0, x2), max(x0, x2)];
+    xc where the three are collinear."""
+    num = (xc - x0) ** 2 * (yc - y2) - (xc - x2) ** 2 * (yc - y0)
+    den = (xc - x0) * (yc - y2) - (xc - x2) * (yc - y0)
+    vertex = xc - 0.5 * num / torch.where(den.abs() > 1e-12, den, torch.ones_like(den))
+    lo, hi = torch.minimum(x0, x2), torch.maximum(x0, x2)
+    return torch.where(den.abs() > 1e-12, torch.minimum(torch.maximum(vertex, lo), hi), xc)
+
+
 def dff_depth(frames: Tensor, focus_m: Tensor, K: Tensor, ref: int) -> Tensor:
     """Classical depth from focus on frame ``ref``'s grid (module docstring).
 
@@ -159,12 +181,7 @@ def dff_depth(frames: Tensor, focus_m: Tensor, K: Tensor, ref: int) -> Tensor:
     mid = best.clamp(1, t - 2)[:, None]
     (x0, y0), (xc, yc), (x2, y2) = [
         (diopter.gather(1, mid + d)[:, 0], measure.gather(1, mid + d)[:, 0]) for d in (-1, 0, 1)]
-    # Vertex of the parabola through three points (x0, y0), (xc, yc), (x2, y2).
-    num = (xc - x0) ** 2 * (yc - y2) - (xc - x2) ** 2 * (yc - y0)
-    den = (xc - x0) * (yc - y2) - (xc - x2) * (yc - y0)
-    vertex = xc - 0.5 * num / torch.where(den.abs() > 1e-12, den, torch.ones_like(den))
-    lo, hi = torch.minimum(x0, x2), torch.maximum(x0, x2)
-    refined = torch.where(den.abs() > 1e-12, torch.minimum(torch.maximum(vertex, lo), hi), xc)
+    refined = _parabola_vertex(x0, y0, xc, yc, x2, y2)
     inner = (best > 0) & (best < t - 1)
     return (1 / torch.where(inner, refined, x1))[:, None]
 
@@ -177,8 +194,7 @@ def sharp_composite(frames: Tensor, K: Tensor, ref: int) -> Tensor:
         linear RGB.  # [B, 3, H, W]
     """
     warped, _, best = _sharpest(frames, K, ref)
-    index = best[:, None, None].expand(-1, 1, 3, -1, -1)  # [B, 1, 3, H, W]
-    return warped.gather(1, index)[:, 0]
+    return _composite(warped, best)
 
 
 def sweep_blur_px(lens: LensParams, depth_m: Tensor, focus_m: Tensor, K: Tensor, ref: int, width_px: int,
@@ -251,24 +267,21 @@ def defocus_sweep(
     """
     b, t, _, h, w = frames.shape
     warped, _, best = _sharpest(frames, K, ref)
-    radiance = warped.gather(1, best[:, None, None].expand(-1, 1, 3, -1, -1))[:, 0]  # [B, 3, H, W]
-    targets = (warped.clamp_min(0) + 1e-3) ** gamma
+    radiance = _composite(warped, best)  # [B, 3, H, W]
+    targets = gamma_encode(warped, gamma)
     inv = torch.linspace(1 / max_depth_m, 1 / min_depth_m, hypotheses, dtype=frames.dtype, device=frames.device)
     sigma = sweep_blur_px(lens, (1 / inv).expand(b, hypotheses), focus_m, K, ref, w, splat_px)  # [B, T, D]
     cost = frames.new_empty(b, hypotheses, h, w)
     pad = window // 2
     for d in range(hypotheses):
         rendered = gaussian_blur(radiance.repeat_interleave(t, 0), sigma[:, :, d].flatten())  # [B T, 3, H, W]
-        error = ((rendered.clamp_min(0) + 1e-3) ** gamma - targets.flatten(0, 1)).abs().mean(1, keepdim=True)
+        error = (gamma_encode(rendered, gamma) - targets.flatten(0, 1)).abs().mean(1, keepdim=True)
         error = F.avg_pool2d(F.pad(error, (pad, pad, pad, pad), mode="reflect"), window, stride=1)
         cost[:, d] = error.reshape(b, t, h, w).sum(1)
     low = cost.argmin(1, keepdim=True)  # [B, 1, H, W]
     mid = low.clamp(1, hypotheses - 2)
-    y0, yc, y2 = (cost.gather(1, mid + k) for k in (-1, 0, 1))
-    curvature = y0 - 2 * yc + y2
-    step = inv[1] - inv[0]
-    offset = torch.where(curvature > 0, 0.5 * (y0 - y2) / curvature.clamp_min(1e-12), torch.zeros_like(yc))
+    (x0, y0), (xc, yc), (x2, y2) = ((inv[mid + k], cost.gather(1, mid + k)) for k in (-1, 0, 1))
     inner = (low > 0) & (low < hypotheses - 1)
-    best_inv = torch.where(inner, inv[mid] + offset.clamp(-0.5, 0.5) * step, inv[low])
+    best_inv = torch.where(inner, _parabola_vertex(x0, y0, xc, yc, x2, y2), inv[low])
     confidence = 1 - cost.amin(1, keepdim=True) / cost.mean(1, keepdim=True).clamp_min(1e-12)
     return 1 / best_inv, confidence

@@ -16,6 +16,6 @@ from dfd_models.networks import ddff  # noqa: F401  (registers "ddff")
 from dfd_models.networks import lstm_ddff  # noqa: F401  (registers "lstm_ddff")
 from dfd_models.networks import recurrent_ae  # noqa: F401  (registers "recurrent_ae")
 from dfd_models.networks import defocusnet  # noqa: F401  (registers "defocusnet")
-from dfd_models.networks import reference  # noqa: F401  (registers "constant" and "dff")
+from dfd_models.networks import reference  # noqa: F401  (registers "constant", "dff" and "dfd_sweep")
 
 __all__ = ["MODELS", "DepthModel", "build_model", "lens_from_batch", "register"]

@@ -38,6 +38,7 @@ from torch import Tensor
 from dfd_models.focus import defocus_sweep, dff_depth
 from dfd_models.lens import LensParams
 from dfd_models.networks.base import DepthModel, lens_from_batch, register
+from dfd_models.networks.sdgs import SDGS  # the sweep's settings are sdgs's (one owner)
 
 __all__ = ["Constant", "DefocusSweep", "DepthFromFocus", "ReferenceModel"]
 
@@ -151,8 +152,6 @@ class DefocusSweep(ReferenceModel):
     min_frames = 2
 
     def predict(self, frames: Tensor, focus_m: Tensor, lens: LensParams, K: Tensor) -> Tensor:
-        from dfd_models.networks.sdgs import SDGS  # the teacher's settings have one owner
-
         self.check_frames(frames, focus_m, K, min_frames=self.min_frames)
         cfg = SDGS.default_config()
         depth, _ = defocus_sweep(frames.float(), focus_m.float(), K.float(), lens.to(dtype=torch.float32),

@@ -93,15 +93,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dfd_models.focus import defocus_sweep, focus_measure, sharp_composite, warp_to_grid
+from dfd_models.focus import defocus_sweep, focus_measure, gamma_encode, sharp_composite, warp_to_grid
 from dfd_models.lens import LensParams, coc_px, coc_signed_px
 from dfd_models.losses import edge_aware_smoothness, masked_mean, photometric_error
 from dfd_models.networks.base import DepthModel, lens_from_batch, register
 from dfd_models.networks.blocks import UNet
 from dfd_models.splat import Camera, Gaussians, RenderOutput, SplatConfig, render_defocus
 
-__all__ = ["INPUT_FRAMES", "RADIANCES", "RENDER_FRAMES", "SDGS", "blur_features", "overlap_margin", "overlap_mask", "pixel_gaussians",
-           "rerender"]
+__all__ = ["INPUT_FRAMES", "RADIANCES", "RENDER_FRAMES", "SDGS", "blur_features", "overlap_margin", "overlap_mask",
+           "pixel_gaussians", "rerender"]
 
 #: Config ``input_frame``: which frame of a stack the networks see.
 INPUT_FRAMES = ("nearest", "middle", "farthest")
@@ -288,11 +288,6 @@ def _balance(inv_depth: Tensor, low: float, high: float, bins: int) -> Tensor:
     counts = torch.bincount(index.flatten(), minlength=bins).to(inv_depth.dtype)
     occupied = (counts > 0).sum()
     return (index.numel() / (occupied * counts.clamp_min(1)))[index]
-
-
-def _gamma(image: Tensor, gamma: float) -> Tensor:
-    """(x + 1e-3)^gamma of a linear image (the offset keeps the gradient finite at black)."""
-    return image if gamma == 1.0 else (image.clamp_min(0) + 1e-3) ** gamma
 
 
 @register
@@ -528,6 +523,7 @@ class SDGS(DepthModel):
         """Self-supervised terms (module docstring); reads only frames, focus, K and the lens."""
         cfg = self.config
         frames, focus, K = batch["frames"].float(), batch["focus_m"].float(), batch["K"].float()
+        lens = lens_from_batch(batch).to(dtype=torch.float32)  # fields [B]
         b, t, _, h, w = frames.shape
         r, gamma = outputs["input_frame"], cfg["photometric_gamma"]
         rendered, target = outputs["rendered"].flatten(0, 1), frames.flatten(0, 1)
@@ -536,14 +532,14 @@ class SDGS(DepthModel):
         if pool > 1:  # path-tracing noise is per pixel, defocus spans pixels
             rendered, target = F.avg_pool2d(rendered, pool), F.avg_pool2d(target, pool)
             mask = -F.max_pool2d(-mask.float(), pool) > 0  # a pooled pixel counts if all its pixels do
-        error = photometric_error(_gamma(rendered, gamma), _gamma(target, gamma), cfg["ssim_alpha"])
+        error = photometric_error(gamma_encode(rendered, gamma), gamma_encode(target, gamma), cfg["ssim_alpha"])
         photometric = masked_mean(error, mask)
 
         weight = torch.ones_like(outputs["inv_depth"])
         if cfg["w_sweep"] > 0:
             with torch.no_grad():
                 sweep_depth, weight = defocus_sweep(
-                    frames, focus, K, lens_from_batch(batch).to(dtype=torch.float32), r,
+                    frames, focus, K, lens, r,
                     min_depth_m=cfg["min_depth_m"], max_depth_m=cfg["max_depth_m"],
                     hypotheses=cfg["sweep_hypotheses"], gamma=gamma, splat_px=cfg["gaussian_scale_px"])
             if cfg["balance_bins"]:
@@ -553,9 +549,8 @@ class SDGS(DepthModel):
         # The defocus maps learn from a depth, not the other way round: pulled towards a map, the
         # depth would be dragged to wherever the CoC matches it, e.g. towards a plane of focus. That
         # depth is the sweep's (weighted by its confidence) when there is one, else the prediction.
-        lens = _repeat_lens(lens_from_batch(batch), t).to(dtype=torch.float32)
         depth = sweep_depth if cfg["w_sweep"] > 0 else outputs["input_depth"].detach()
-        lens_coc = coc_px(lens, depth.repeat_interleave(t, 0), focus.flatten(), w)  # every frame's, frame r's grid
+        lens_coc = coc_px(_repeat_lens(lens, t), depth.repeat_interleave(t, 0), focus.flatten(), w)  # every frame's, frame r's grid
         k_src, k_dst = K.flatten(0, 1), K[:, r : r + 1].expand(b, t, 3, 3).flatten(0, 1)
         defocus = warp_to_grid(outputs["defocus_px"].flatten(0, 1), k_src, k_dst)
         coc = (weight.repeat_interleave(t, 0) * (defocus - lens_coc).abs()).mean() / cfg["coc_scale_px"]
