@@ -24,7 +24,6 @@ leaves the previous checkpoint readable.
 from __future__ import annotations
 
 import io
-import json
 import random
 from collections.abc import Iterable
 from pathlib import Path
@@ -36,7 +35,8 @@ from torch import nn
 
 import generator
 from generator.errors import BadInput
-from generator.shards import MANIFEST, write_atomic
+from generator.files import write_atomic
+from generator.shards import MANIFEST, read_manifest
 from dfd_models.networks import DepthModel, build_model
 
 FORMAT = "dfdgen.checkpoint"
@@ -56,7 +56,7 @@ def dataset_info(shards: str | Path) -> dict[str, Any]:
     if not manifest.is_file():
         return {}
     try:
-        recipe = json.loads(manifest.read_text())["recipe"]
+        recipe = read_manifest(shards)["recipe"]
         wall = recipe["config"]["scene"]["wall"]["distance_m"]
         image = recipe["config"].get("image", {})
         info = {

@@ -2,6 +2,21 @@
 
 from __future__ import annotations
 
+#: Characters of a value echoed in a message, at most: a hostile input must not flood the terminal.
+BRIEF_CHARS = 200
+
+
+def printable(text: str, limit: int = BRIEF_CHARS) -> str:
+    """``text`` for a message: control and other non-printable characters escaped, cut to ``limit``."""
+    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
+def brief(value: object, limit: int = BRIEF_CHARS) -> str:
+    """``repr(value)`` for a message (:func:`printable`)."""
+    return printable(repr(value), limit)
+
+
 
 class DfdgenError(Exception):
     """Base class of every error dfdgen reports to a user."""
@@ -28,7 +43,7 @@ class FieldError(BadInput):
 
     def __init__(self, path: str, value: object, allowed: str):
         self.path, self.value, self.allowed = path, value, allowed
-        super().__init__(f"{self.what} '{path}': got {value!r}; {allowed}")
+        super().__init__(f"{self.what} '{printable(str(path), 80)}': got {brief(value)}; {allowed}")
 
 
 class RecipeError(FieldError):
@@ -57,4 +72,4 @@ class CorruptShard(DfdgenError):
     def __init__(self, shard: str, member: str | None, reason: str):
         self.shard, self.member, self.reason = shard, member, reason
         where = f"{shard}:{member}" if member else shard
-        super().__init__(f"corrupt shard {where}: {reason}")
+        super().__init__(printable(f"corrupt shard {where}: {reason}", 2 * BRIEF_CHARS))

@@ -49,18 +49,32 @@ def output_file(path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def sample_tar(sample: Mapping[str, Any]) -> bytes:
-    """One WebDataset sample as tar bytes, member for member as a dfdgen shard holds it.
+def tar_members(sample: Mapping[str, Any]) -> bytes:
+    """One WebDataset sample's tar members (headers and padded data), without the end-of-archive marker.
 
-    Members are ``KEY.NAME`` in sorted name order with the fixed mtime, owner
-    and mode above (``webdataset.TarWriter``'s order, with the arguments
-    :mod:`generator.shards` gives it), so a one-sample shard has these bytes.
+    Members are ``KEY.NAME`` in sorted name order with the fixed mtime, owner and
+    mode above: ``webdataset.TarWriter``'s bytes for the same sample. Shards are
+    these blocks one sample after another, then :func:`tar_end`, so a shard can be
+    appended to one sample at a time and resumed after a crash.
     """
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w|") as tar:
-        for name in sorted(k for k in sample if not k.startswith("_")):
-            info = tarfile.TarInfo(f"{sample['__key__']}.{name}")
-            info.size, info.mtime, info.mode = len(sample[name]), TAR_MTIME, TAR_MODE
-            info.uname = info.gname = TAR_OWNER
-            tar.addfile(info, io.BytesIO(sample[name]))
-    return buffer.getvalue()
+    tar = tarfile.open(fileobj=buffer, mode="w")
+    for name in sorted(k for k in sample if not k.startswith("_")):
+        info = tarfile.TarInfo(f"{sample['__key__']}.{name}")
+        info.size, info.mtime, info.mode = len(sample[name]), TAR_MTIME, TAR_MODE
+        info.uname = info.gname = TAR_OWNER
+        tar.addfile(info, io.BytesIO(sample[name]))
+    return buffer.getvalue()[: tar.offset]
+
+
+def tar_end(offset: int) -> bytes:
+    """The end of a tar whose members fill ``offset`` bytes: two zero blocks, then zeros up to
+    a whole record (20 blocks), as ``tarfile`` closes an archive."""
+    end = offset + 2 * tarfile.BLOCKSIZE
+    return bytes(2 * tarfile.BLOCKSIZE + -end % tarfile.RECORDSIZE)
+
+
+def sample_tar(sample: Mapping[str, Any]) -> bytes:
+    """One WebDataset sample as a whole tar, byte for byte as a one-sample dfdgen shard."""
+    members = tar_members(sample)
+    return members + tar_end(len(members))

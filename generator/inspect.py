@@ -10,19 +10,19 @@ the last, and the depth of the first and the last frame.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-import webdataset as wds
 from PIL import Image, ImageDraw
 
 from generator import lens as lensmod
-from generator.errors import BadInput
-from generator.sample import decode_sample, srgb8
-from generator.shards import MANIFEST
+from generator.errors import BadInput, CorruptShard, brief
+from generator.sample import decode_sample, sample_key, srgb8
+from generator.shards import manifest_shards, read_manifest, read_shard
 
 # Viridis at 6 stops (sRGB): perceptually ordered, readable by colour-blind people.
 _VIRIDIS = np.array(
@@ -42,19 +42,15 @@ def colorize(values: np.ndarray, vmin: float, vmax: float, invalid: np.ndarray |
     return rgb.astype(np.uint8)
 
 
-def _shard_paths(data_dir: Path) -> list[str]:
-    manifest = data_dir / MANIFEST
-    if not manifest.is_file():
-        raise BadInput(f"{data_dir} is not a dfdgen dataset: no {MANIFEST}")
-    shards = json.loads(manifest.read_text())["shards"]
-    return [str(data_dir / s["name"]) for s in shards]
-
-
 def iter_samples(data_dir: Path) -> Iterator[dict[str, Any]]:
-    """Raw samples (member name -> bytes) of every complete shard, in manifest order."""
-    paths = _shard_paths(data_dir)
-    if paths:
-        yield from wds.WebDataset(paths, shardshuffle=False, empty_check=False)
+    """Raw samples (member name -> bytes) of every complete shard, in manifest order.
+
+    Raises:
+        BadInput: no dfdgen manifest (:func:`generator.shards.read_manifest`).
+        CorruptShard: a shard is missing, cut or damaged.
+    """
+    for path in manifest_shards(data_dir):
+        yield from read_shard(str(path))
 
 
 @dataclass
@@ -128,13 +124,65 @@ class Summary:
 
 
 def summarize(data_dir: str | Path) -> Summary:
-    """Summary of the dataset in ``data_dir`` (metadata only)."""
+    """Summary of the dataset in ``data_dir`` (metadata only).
+
+    Raises:
+        BadInput: not a dfdgen dataset. CorruptShard: a shard or a sample's metadata is damaged.
+    """
     data_dir = Path(data_dir)
     summary = Summary()
     for sample in iter_samples(data_dir):
-        summary.add(json.loads(sample["json"]))
-    summary.failed = len(json.loads((data_dir / MANIFEST).read_text()).get("failed", {}))
+        try:
+            summary.add(json.loads(sample["json"]))
+        except Exception as exn:  # any damage to the metadata: one line naming it
+            raise CorruptShard(sample["__url__"], f"{sample['__key__']}.json", f"bad metadata ({brief(exn)})") from None
+    summary.failed = len(read_manifest(data_dir)["failed"])
     return summary
+
+
+def verify(data_dir: str | Path) -> tuple[int, list[str]]:
+    """Check every shard of ``data_dir`` against its manifest and decode every member.
+
+    Per listed shard: its size and sha256 equal the manifest's, it reads to its
+    end-of-archive marker, it holds exactly the listed scenes (keys in order), and
+    every sample decodes (:func:`generator.sample.decode_sample`: metadata, every
+    frame, depth, all-in-focus, CoC and motion member).
+
+    Returns:
+        (samples checked, one line per problem found; empty when the dataset is intact).
+    Raises:
+        BadInput: not a dfdgen dataset.
+    """
+    data_dir = Path(data_dir)
+    listed = {s["name"]: s for s in read_manifest(data_dir)["shards"]}
+    problems, checked = [], 0
+    for path in manifest_shards(data_dir):
+        entry = listed[path.name]
+        if not path.is_file():
+            problems.append(f"{path}: missing")
+            continue
+        with open(path, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        if (path.stat().st_size, digest) != (entry.get("bytes"), entry.get("sha256")):
+            problems.append(f"{path}: {path.stat().st_size} bytes, sha256 {digest[:12]}; the manifest lists "
+                            f"{entry.get('bytes')} bytes, sha256 {str(entry.get('sha256'))[:12]}")
+        keys = []
+        try:
+            for sample in read_shard(str(path)):
+                keys.append(sample["__key__"])
+                try:
+                    decode_sample(sample)
+                except Exception as exn:
+                    problems.append(f"{path}:{sample['__key__']}: cannot decode ({brief(exn)})")
+                checked += 1
+        except CorruptShard as exn:
+            problems.append(str(exn))
+            continue
+        expected = [sample_key(i) for i in entry.get("scenes", [])]
+        if keys != expected:
+            problems.append(f"{path}: holds samples {keys[:4]}{'...' if len(keys) > 4 else ''}; "
+                            f"the manifest lists {expected[:4]}{'...' if len(expected) > 4 else ''}")
+    return checked, problems
 
 
 #: Frames a dynamic sample shows on the contact sheet, spread evenly over its sequence.

@@ -2,16 +2,27 @@
 
 Layout (DESIGN.md section 5)::
 
-    DIR/{recipe}-{split}-{shard:06d}.tar   complete shards, byte-reproducible
-    DIR/manifest.json                      what is done (schema: :meth:`DatasetDir._manifest`)
-    DIR/recipe.yaml                        the recipe that made them
+    DIR/{recipe}-{split}-{shard:06d}.tar          complete shards, byte-reproducible
+    DIR/{recipe}-{split}-{shard:06d}.tar.partial  shards being written (listed in progress.json)
+    DIR/manifest.json                             what is done (schema: :meth:`DatasetDir._manifest`)
+    DIR/progress.json                             the shards being written and the scenes in them
+    DIR/recipe.yaml                               the recipe that made them
 
-Crash safety: a shard is written to ``NAME.tar.partial`` and renamed into place
-when complete; the manifest is then rewritten atomically (temp file +
-``os.replace``). A rerun with the same recipe resumes: scenes in listed shards
-(and scenes recorded as failed) are skipped, everything else is removed and
-rendered again. Shard boundaries depend only on the scene order and the
-recipe's limits, so a resumed run ends byte-identical to an uninterrupted one.
+Crash safety: dfdgen claims a file before it creates it, so it never deletes,
+overwrites or reads as its own a file it did not write. A shard being written
+is listed in ``progress.json`` before its ``.partial`` file is created; each
+sample is appended to it (tar members only, :func:`generator.files.tar_members`),
+flushed, and then recorded there with the byte length of the complete samples.
+A shard is closed by finishing its tar, listing it in the manifest and renaming
+it into place. A rerun with the same recipe resumes at scene granularity:
+listed shards and recorded failures are kept, each ``.partial`` file is cut back
+to its recorded length and appended to, and only the scenes in none of them are
+rendered. Shard boundaries depend only on the scene order and the recipe's
+limits, so a resumed run ends byte-identical to an uninterrupted one.
+
+Names read back from a manifest or ``progress.json`` are data: one that is not
+a shard name of dfdgen's (:data:`SHARD_NAME`) is refused, so a dataset cannot
+point dfdgen at a path outside its folder or at a ``pipe:`` command.
 """
 
 from __future__ import annotations
@@ -22,17 +33,23 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+import tarfile
+import zlib
+from typing import Any, BinaryIO, Iterator, Mapping
 
-import webdataset as wds
+from webdataset.gopen import gopen
+from webdataset.tariterators import base_plus_ext
 
 import generator
-from generator.errors import OutputError
-from generator.files import PARTIAL, TAR_MODE, TAR_MTIME, TAR_OWNER, write_atomic
+from generator.errors import BadInput, CorruptShard, OutputError, brief
+from generator.files import PARTIAL, tar_end, tar_members, write_atomic
 
 MANIFEST = "manifest.json"
+PROGRESS = "progress.json"
 RECIPE = "recipe.yaml"
-_TAR_BLOCK = 512
+#: The file names dfdgen gives shards: ``{recipe}-{split}-{shard:06d}.tar``, the recipe name as
+#: :class:`generator.recipe.Recipe` allows it (no path separator, no ``:``).
+SHARD_NAME = re.compile(r"(?P<recipe>[A-Za-z0-9_][A-Za-z0-9_-]*)-(?P<split>train|val|test)-(?P<shard>\d{6})\.tar")
 
 
 def shard_name(recipe_name: str, split: str, number: int) -> str:
@@ -40,27 +57,126 @@ def shard_name(recipe_name: str, split: str, number: int) -> str:
     return f"{recipe_name}-{split}-{number:06d}.tar"
 
 
-def _shard_pattern(recipe_name: str) -> re.Pattern:
-    """Our shard names (complete or partial) for a recipe name."""
-    return re.compile(re.escape(recipe_name) + r"-[^/]+-\d{6}\.tar(" + re.escape(PARTIAL) + ")?")
+def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """The manifest of dataset ``directory``, its shard list checked (:func:`manifest_shards`).
+
+    Raises:
+        BadInput: no manifest, not dfdgen's JSON, or a shard entry that is not one of
+            dfdgen's shard names (``../x``, an absolute path, ``pipe:cmd``).
+    """
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise BadInput(f"{directory} is not a dfdgen dataset: no {MANIFEST}")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if manifest["generator"]["name"] != "dfdgen":
+            raise ValueError("not written by dfdgen")
+        _check_entries(manifest["shards"], path)
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exn:
+        raise BadInput(f"{path} is not a dfdgen manifest ({brief(exn)})") from None
+    return manifest
 
 
-def sample_tar_bytes(sample: Mapping[str, Any]) -> int:
-    """Bytes a sample adds to a tar: per member a 512-byte header plus data padded to 512."""
-    sizes = [len(v) for k, v in sample.items() if not k.startswith("_")]
-    return sum(_TAR_BLOCK + -(-n // _TAR_BLOCK) * _TAR_BLOCK for n in sizes)
+def _check_entries(entries: Any, where: Path) -> None:
+    """Every entry a mapping whose ``name`` is a dfdgen shard name; raises ValueError."""
+    if not isinstance(entries, list):
+        raise ValueError(f"shards must be a list in {where}")
+    for entry in entries:
+        name = entry["name"]
+        if not isinstance(name, str) or not SHARD_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not a dfdgen shard name")
+
+
+def manifest_shards(directory: str | os.PathLike[str], split: str | None = None) -> list[Path]:
+    """Absolute paths of the complete shards the manifest of ``directory`` lists (of ``split``),
+    in manifest order. Each is a dfdgen shard name inside ``directory`` (:func:`read_manifest`).
+
+    Raises:
+        BadInput: as :func:`read_manifest`; or a listed shard resolves outside ``directory``
+            (a symbolic link).
+    """
+    folder = Path(directory).resolve()
+    paths = []
+    for shard in read_manifest(directory)["shards"]:
+        if split is None or shard.get("split") == split:
+            path = folder / shard["name"]
+            if path.resolve().parent != folder:
+                raise BadInput(f"shard {path} listed in {folder / MANIFEST} lies outside {folder}")
+            paths.append(path)
+    return paths
+
+
+#: A URL with a scheme (``pipe:``, ``http://``), as opposed to a local path.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")
+
+
+class _CheckedTarInfo(tarfile.TarInfo):
+    """TarInfo that turns the header errors tarfile treats as a quiet end of the
+    archive (a cut or damaged header after the first member) into errors, so a
+    truncated shard is never read as a shorter valid one. The end-of-archive
+    zero block still ends it."""
+
+    @classmethod
+    def fromtarfile(cls, tar):
+        try:
+            return super().fromtarfile(tar)
+        except tarfile.EOFHeaderError:
+            raise
+        except (tarfile.EmptyHeaderError, tarfile.TruncatedHeaderError) as exn:
+            raise tarfile.ReadError(f"archive ends without its end marker ({exn})") from None
+        except tarfile.InvalidHeaderError as exn:
+            raise tarfile.ReadError(f"damaged header ({exn})") from None
+
+
+def read_shard(url: str) -> Iterator[dict[str, Any]]:
+    """Flat samples (``__key__``, ``__url__``, member suffix -> bytes) of one shard, in tar order.
+
+    A local path is opened as a file; only a URL with a scheme (``pipe:``, ``http://``)
+    goes through webdataset's ``gopen``. Links and other non-regular members are
+    skipped. A shard that cannot be opened or read to its end-of-archive marker (cut,
+    damaged header) raises :class:`CorruptShard` naming the last member read;
+    the samples before the break have been yielded.
+    """
+    member = None
+    try:
+        stream = gopen(url) if _URL.match(url) else open(url, "rb")
+    except OSError as exn:
+        raise CorruptShard(url, None, f"cannot open ({exn})") from exn
+    with stream:
+        sample = None
+        try:
+            tar = tarfile.open(fileobj=stream, mode="r|*", tarinfo=_CheckedTarInfo)
+            for info in tar:
+                member = info.name
+                key, suffix = base_plus_ext(member)
+                if not info.isreg() or key is None:
+                    continue
+                data = tar.extractfile(info).read()
+                if sample is not None and sample["__key__"] != key:
+                    yield sample
+                    sample = None
+                if sample is None:
+                    sample = {"__key__": key, "__url__": url}
+                sample[suffix] = data
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exn:
+            where = "at or after this member" if member else "from its start"
+            raise CorruptShard(url, member, f"tar unreadable {where}: {exn}") from exn
+        if sample is not None:
+            yield sample
 
 
 @dataclass
 class _OpenShard:
-    """A shard being written (to its ``.partial`` file)."""
+    """A shard being written to its ``.partial`` file; ``size`` bytes of complete samples so far."""
 
     name: str
     split: str
-    file: Any
-    writer: wds.TarWriter
+    file: BinaryIO
     scenes: list[int] = field(default_factory=list)
     size: int = 0
+
+    def entry(self) -> dict[str, Any]:
+        return {"name": self.name, "split": self.split, "scenes": self.scenes, "bytes": self.size}
 
 
 class DatasetDir:
@@ -75,10 +191,12 @@ class DatasetDir:
         recipe: has ``name``, ``sha256``, ``seed``, ``count``, ``to_dict()``, ``to_yaml()``.
         max_samples: samples per shard (>= 1).
         max_bytes: bytes per shard, or ``None`` for no limit.
-        overwrite: delete dfdgen's files of any previous run first (the user's other files stay).
+        overwrite: delete the files the previous run's manifest claims first (nothing else).
 
     Raises:
-        OutputError: ``out_dir`` is unusable, or holds another recipe's data and not ``overwrite``.
+        OutputError: ``out_dir`` is unusable, holds another recipe's data and not
+            ``overwrite``, or holds a file named like a shard of this recipe that no
+            manifest claims. Nothing is changed then.
     """
 
     def __init__(self, out_dir, recipe, *, max_samples: int, max_bytes: int | None = None,
@@ -90,15 +208,16 @@ class DatasetDir:
         self.failed: dict[int, str] = {}
         self._open: dict[str, _OpenShard] = {}
         try:
-            previous = self._read_manifest()
-            if overwrite:
-                self._remove_ours(previous)
+            previous = self._read_previous()
+            if previous is not None and not overwrite:
+                self._check_same_recipe(previous[0])
+            self._check_unclaimed(previous)
+            if previous is not None and overwrite:
+                self._remove_claimed(*previous)
                 previous = None
-            elif previous is not None:
-                self._check_same_recipe(previous)
-                self.shards, self.failed = previous["shards"], {f["scene"]: f["reason"] for f in previous["failed"]}
-            self._clean_leftovers()
             self.path.mkdir(parents=True, exist_ok=True)
+            if previous is not None:
+                self._resume(*previous)
             write_atomic(self.path / RECIPE, recipe.to_yaml().encode("utf-8"))
             self._write_manifest(complete=False)
         except OSError as exc:
@@ -106,20 +225,26 @@ class DatasetDir:
 
     # --- state on disk -----------------------------------------------------
 
-    def _read_manifest(self) -> dict[str, Any] | None:
+    def _read_previous(self) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        """The previous run's manifest and progress entries, or ``None`` without a manifest."""
         if self.path.exists() and not self.path.is_dir():
             raise OutputError(f"output path {self.path} exists and is not a directory")
-        path = self.path / MANIFEST
-        if not path.exists():
+        if not (self.path / MANIFEST).exists():
             return None
         try:
-            manifest = json.loads(path.read_text())
-            ours = manifest.get("generator", {}).get("name") == "dfdgen"
-        except (ValueError, UnicodeDecodeError, AttributeError):
-            ours = False
-        if not ours:  # someone else's file: never replace it, even with --overwrite
-            raise OutputError(f"{path} was not written by dfdgen; choose another --out")
-        return manifest
+            manifest = read_manifest(self.path)
+        except BadInput:  # someone else's file: never replace it, even with --overwrite
+            raise OutputError(f"{self.path / MANIFEST} was not written by dfdgen or is damaged; "
+                              f"choose another --out") from None
+        progress: list[dict[str, Any]] = []
+        path = self.path / PROGRESS
+        if path.exists():
+            try:
+                progress = json.loads(path.read_text(encoding="utf-8"))["open"]
+                _check_entries(progress, path)
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exn:
+                raise OutputError(f"{path} is damaged ({brief(exn)}); use --overwrite") from None
+        return manifest, progress
 
     def _check_same_recipe(self, previous: dict[str, Any]) -> None:
         old, new = previous["recipe"], self.recipe
@@ -129,54 +254,67 @@ class DatasetDir:
                 f"not of recipe '{new.name}' (sha256 {new.sha256[:12]}); "
                 f"choose another --out or pass --overwrite to replace it"
             )
-        for shard in previous["shards"]:
-            path = self.path / shard["name"]
+
+    def _claimed(self, previous: tuple[dict[str, Any], list[dict[str, Any]]] | None) -> set[str]:
+        """File names in the directory that a previous run's manifest or progress claims."""
+        if previous is None:
+            return set()
+        manifest, progress = previous
+        names = {s["name"] for s in manifest["shards"]} | {s["name"] for s in progress}
+        return names | {n + PARTIAL for n in names}
+
+    def _check_unclaimed(self, previous) -> None:
+        """Refuse a directory holding files named like this recipe's shards that no manifest claims
+        (or a recipe.yaml of other content without a manifest): they are not provably ours."""
+        if not self.path.is_dir():
+            return
+        claimed = self._claimed(previous)
+        for p in sorted(self.path.iterdir()):
+            match = SHARD_NAME.fullmatch(p.name.removesuffix(PARTIAL))
+            if match and match["recipe"] == self.recipe.name and p.name not in claimed:
+                raise OutputError(
+                    f"{self.path} holds {p.name}, which dfdgen's {MANIFEST} does not claim; "
+                    f"choose another --out or move it away"
+                )
+        recipe_file = self.path / RECIPE
+        if previous is None and recipe_file.exists() and not (self.path / MANIFEST).exists() \
+                and recipe_file.read_bytes() != self.recipe.to_yaml().encode("utf-8"):
+            raise OutputError(f"{self.path} holds {RECIPE}, which dfdgen's {MANIFEST} does not claim; "
+                              f"choose another --out")
+
+    def _remove_claimed(self, manifest: dict[str, Any], progress: list[dict[str, Any]]) -> None:
+        """--overwrite: delete exactly the files the previous manifest and progress claim."""
+        for name in sorted(self._claimed((manifest, progress))):
+            path = self.path / name
+            if path.is_file() and not path.is_symlink() and path.resolve().parent == self.path.resolve():
+                path.unlink()
+        for name in (PROGRESS, MANIFEST, RECIPE, PROGRESS + PARTIAL, MANIFEST + PARTIAL, RECIPE + PARTIAL):
+            (self.path / name).unlink(missing_ok=True)
+
+    def _resume(self, manifest: dict[str, Any], progress: list[dict[str, Any]]) -> None:
+        """Take over the previous run: its complete shards, failures and partial shards."""
+        self.failed = {f["scene"]: f["reason"] for f in manifest["failed"]}
+        for shard in manifest["shards"]:
+            path, partial = self.path / shard["name"], self.path / (shard["name"] + PARTIAL)
+            if not path.exists() and partial.is_file() and partial.stat().st_size == shard["bytes"]:
+                os.replace(partial, path)  # listed, then interrupted before the rename
             if not path.is_file() or path.stat().st_size != shard["bytes"]:
                 raise OutputError(f"shard {path} listed in {MANIFEST} is missing or truncated; use --overwrite")
-
-    def _unlisted(self, names: set[str]) -> list[Path]:
-        """Files in the directory that dfdgen wrote for recipe ``names`` but the manifest does not list."""
-        if not self.path.is_dir():
-            return []
+            self.shards.append(shard)
         listed = {s["name"] for s in self.shards}
-        patterns = [_shard_pattern(n) for n in names]
-        return [
-            p for p in self.path.iterdir()
-            if p.name not in listed and any(pat.fullmatch(p.name) for pat in patterns)
-        ]
-
-    def _remove_ours(self, previous: dict[str, Any] | None) -> None:
-        names = {self.recipe.name} | ({previous["recipe"]["name"]} if previous else set())
-        listed = [self.path / s["name"] for s in previous["shards"]] if previous else []
-        fixed = [self.path / n for n in (MANIFEST, RECIPE, MANIFEST + PARTIAL, RECIPE + PARTIAL)]
-        for path in [*listed, *self._unlisted(names), *fixed]:
-            path.unlink(missing_ok=True)
-
-    def _clean_leftovers(self) -> None:
-        """Remove partial shards and shards renamed into place after the last manifest write.
-
-        Without a manifest, complete-looking shards of this recipe's name, or a
-        recipe.yaml with other content, are not provably ours: refuse rather
-        than delete, overwrite or mix them.
-        """
-        strays = self._unlisted({self.recipe.name})
-        if not (self.path / MANIFEST).exists():
-            unclaimed = [p for p in strays if not p.name.endswith(PARTIAL)]
-            recipe_file = self.path / RECIPE
-            if recipe_file.exists() and recipe_file.read_text() != self.recipe.to_yaml():
-                unclaimed.append(recipe_file)
-            if unclaimed:
-                raise OutputError(
-                    f"{self.path} holds {unclaimed[0].name}, which dfdgen's {MANIFEST} does not claim; "
-                    f"choose another --out or pass --overwrite to replace it"
-                )
-        self._remove_unlisted()
-
-    def _remove_unlisted(self) -> None:
-        """Delete this recipe's shard files (partial or complete) that the manifest does not list."""
-        for path in self._unlisted({self.recipe.name}):
-            path.unlink()
-        (self.path / (MANIFEST + PARTIAL)).unlink(missing_ok=True)
+        for entry in progress:
+            partial = self.path / (entry["name"] + PARTIAL)
+            if entry["name"] in listed or entry["split"] in self._open:
+                continue
+            if partial.is_file() and partial.stat().st_size >= entry["bytes"]:
+                file = open(partial, "r+b")
+                file.truncate(entry["bytes"])  # drop the sample that was being appended
+                file.seek(entry["bytes"])
+                self._open[entry["split"]] = _OpenShard(entry["name"], entry["split"], file,
+                                                        list(entry["scenes"]), entry["bytes"])
+            else:
+                partial.unlink(missing_ok=True)
+        self._write_progress()
 
     def _manifest(self, complete: bool) -> dict[str, Any]:
         """The manifest: deterministic (no clock, no host), so reruns compare equal.
@@ -202,36 +340,49 @@ class DatasetDir:
         text = json.dumps(self._manifest(complete), sort_keys=True, indent=1, allow_nan=False)
         write_atomic(self.path / MANIFEST, text.encode("utf-8"))
 
+    def _write_progress(self) -> None:
+        """Record the open shards (small, rewritten after every sample); none open: no file."""
+        if self._open:
+            entries = [s.entry() for s in sorted(self._open.values(), key=lambda s: s.name)]
+            write_atomic(self.path / PROGRESS, json.dumps({"open": entries}, sort_keys=True).encode("utf-8"))
+        else:
+            (self.path / PROGRESS).unlink(missing_ok=True)
+
     # --- progress ------------------------------------------------------------
 
     @property
     def scenes_in_shards(self) -> set[int]:
+        """Scenes in complete shards."""
         return {i for s in self.shards for i in s["scenes"]}
 
     @property
     def done(self) -> set[int]:
-        """Scenes that need no rendering: in a complete shard or recorded as failed."""
-        return self.scenes_in_shards | set(self.failed)
+        """Scenes that need no rendering: written to a shard (complete or open) or recorded as failed."""
+        return self.scenes_in_shards | {i for s in self._open.values() for i in s.scenes} | set(self.failed)
 
     # --- writing -------------------------------------------------------------
 
     def add(self, index: int, split: str, sample: Mapping[str, Any]) -> None:
-        """Append a sample (member name -> bytes) to its split's current shard."""
-        size = sample_tar_bytes(sample)
+        """Append a sample (member name -> bytes) to its split's current shard, durably."""
+        data = tar_members(sample)
         shard = self._open.get(split)
         if shard and (len(shard.scenes) >= self.max_samples
-                      or (self.max_bytes is not None and shard.size + size > self.max_bytes)):
+                      or (self.max_bytes is not None and shard.size + len(data) > self.max_bytes)):
             self._close(shard)
             shard = None
         if shard is None:
             shard = self._start(split)
-        shard.writer.write(dict(sample))
+        shard.file.write(data)
+        shard.file.flush()
+        os.fsync(shard.file.fileno())
         shard.scenes.append(index)
-        shard.size += size
+        shard.size += len(data)
+        self._write_progress()
 
     def fail(self, index: int, reason: str) -> None:
-        """Record scene ``index`` as failed (written with the next manifest)."""
+        """Record scene ``index`` as failed (in the manifest at once: failures are rare)."""
         self.failed[index] = reason
+        self._write_manifest(complete=False)
 
     def finish(self) -> None:
         """Close every open shard and mark the manifest complete."""
@@ -240,38 +391,47 @@ class DatasetDir:
         self._write_manifest(complete=len(self.done) >= self.recipe.count)
 
     def abort(self) -> None:
-        """Drop the incomplete shards; the listed ones and the manifest stay valid.
+        """Stop writing: the open shards keep their complete samples for a rerun to resume.
 
-        Files are found by name, not only through ``_open``: an interrupt can land
-        between creating a shard file and recording it, or between renaming a
-        complete shard and listing it.
+        Settles what an interrupt cut short: a shard listed but not yet renamed is renamed,
+        and a shard claimed but not yet created is unclaimed.
         """
-        for shard in self._open.values():
-            shard.writer.close()  # its bytes go with the file
-            shard.file.close()
+        listed = {s["name"] for s in self.shards}
+        for name in listed:
+            final, partial = self.path / name, self.path / (name + PARTIAL)
+            if not final.exists() and partial.exists():
+                os.replace(partial, final)
+        for split, shard in list(self._open.items()):
+            if shard.file is not None:
+                shard.file.close()
+            if shard.file is None or shard.name in listed:
+                del self._open[split]
+        self._write_progress()
         self._open.clear()
-        self._remove_unlisted()
-        self._write_manifest(complete=False)
 
     def _start(self, split: str) -> _OpenShard:
         number = sum(s["split"] == split for s in self.shards)
         name = shard_name(self.recipe.name, split, number)
-        file = open(self.path / (name + PARTIAL), "wb")
-        writer = wds.TarWriter(file, user=TAR_OWNER, group=TAR_OWNER, mode=TAR_MODE, mtime=TAR_MTIME, encoder=False)
-        self._open[split] = shard = _OpenShard(name, split, file, writer)
+        for taken in (self.path / name, self.path / (name + PARTIAL)):
+            if taken.exists():  # unclaimed (claimed ones are resumed): never overwrite it
+                raise OutputError(f"{taken} appeared while rendering; dfdgen does not overwrite it")
+        self._open[split] = shard = _OpenShard(name, split, None)  # type: ignore[arg-type]
+        self._write_progress()  # claimed before it is created
+        shard.file = open(self.path / (name + PARTIAL), "xb")
         return shard
 
     def _close(self, shard: _OpenShard) -> None:
-        """Finish a shard's tar, rename it into place, then record it in the manifest."""
-        shard.writer.close()
+        """Finish a shard's tar, list it in the manifest, then rename it into place."""
+        shard.file.write(tar_end(shard.size))
         shard.file.flush()
         os.fsync(shard.file.fileno())
         shard.file.close()
         tmp, final = self.path / (shard.name + PARTIAL), self.path / shard.name
         with open(tmp, "rb") as f:
             digest = hashlib.file_digest(f, "sha256").hexdigest()
-        os.replace(tmp, final)
-        del self._open[shard.split]
         self.shards.append({"name": shard.name, "split": shard.split, "samples": len(shard.scenes),
-                            "bytes": final.stat().st_size, "sha256": digest, "scenes": shard.scenes})
+                            "bytes": tmp.stat().st_size, "sha256": digest, "scenes": shard.scenes})
         self._write_manifest(complete=False)
+        del self._open[shard.split]
+        self._write_progress()
+        os.replace(tmp, final)

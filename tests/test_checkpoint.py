@@ -120,7 +120,7 @@ def test_dataset_info_reads_the_manifest_recipe(ckpt, tmp_path):
     assert ckpt.dataset_info(tmp_path) == {}
     lens = {"model": "blender", "focal_length_mm": 50.0, "f_number": [1.4, 2.8], "sensor_width_mm": 36.0}
     recipe = {"name": "r", "sha256": "ab", "config": {"lens": lens, "scene": {"wall": {"distance_m": [1.5, 2.5]}}}}
-    (tmp_path / "manifest.json").write_text(json.dumps({"recipe": recipe}))
+    (tmp_path / "manifest.json").write_text(json.dumps({"generator": {"name": "dfdgen"}, "shards": [], "recipe": recipe}))
     assert ckpt.dataset_info(tmp_path) == {"recipe": {"name": "r", "sha256": "ab"}, "lens": lens, "max_depth_m": 2.5}
     (tmp_path / "manifest.json").write_text("{}")
     with pytest.raises(BadInput, match="manifest.json"):

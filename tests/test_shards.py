@@ -20,7 +20,8 @@ from fakes import dir_bytes, fake_task, flaky_task, listed_shards, slow_task, ti
 from generator.errors import BadInput, OutputError
 from generator.executors import run_scenes
 from generator.pipeline import render_dataset
-from generator.shards import MANIFEST, TAR_MTIME, DatasetDir, sample_tar_bytes
+from generator.files import TAR_MTIME, tar_members
+from generator.shards import MANIFEST, PROGRESS, DatasetDir
 
 TESTS = Path(__file__).parent
 
@@ -77,7 +78,7 @@ def _samples(n, size=1000):
 
 def test_shard_limits_and_atomic_manifest(tmp_path):
     recipe = tiny_recipe()
-    per_sample = sample_tar_bytes(_samples(1)[0])
+    per_sample = len(tar_members(_samples(1)[0]))
     out = DatasetDir(tmp_path, recipe, max_samples=10, max_bytes=2 * per_sample)
     assert _manifest(tmp_path)["shards"] == []  # identity recorded before any work
     for i, sample in enumerate(_samples(3)):
@@ -85,22 +86,45 @@ def test_shard_limits_and_atomic_manifest(tmp_path):
     # the third sample would exceed max_bytes: shard 0 was closed, renamed and listed
     assert [s["scenes"] for s in _manifest(tmp_path)["shards"]] == [[0, 1]]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "manifest.json", "recipe.yaml", "small_obj-train-000000.tar", "small_obj-train-000001.tar.partial"]
+        "manifest.json", "progress.json", "recipe.yaml", "small_obj-train-000000.tar",
+        "small_obj-train-000001.tar.partial"]
+    assert json.loads((tmp_path / PROGRESS).read_text())["open"] == [
+        {"name": "small_obj-train-000001.tar", "split": "train", "scenes": [2], "bytes": per_sample}]
     out.add(3, "train", _samples(1, size=10 * per_sample)[0])  # too big alone: gets its own shard
     out.finish()
     assert [s["scenes"] for s in _manifest(tmp_path)["shards"]] == [[0, 1], [2], [3]]
 
 
-def test_resume_after_crash_cleans_leftovers(tmp_path):
+def test_resume_keeps_every_written_scene_and_never_touches_unclaimed_files(tmp_path):
     recipe = tiny_recipe()
     out = DatasetDir(tmp_path, recipe, max_samples=2)
     for i, sample in enumerate(_samples(3)):
         out.add(i, "train", sample)
-    # "crash": shard 1 stays partial; a shard renamed just before the crash is not in the manifest
-    (tmp_path / "small_obj-val-000000.tar").write_bytes(b"unlisted")
+    # "crash" while scene 3 was being appended: its bytes are in the partial file, not in progress.json
+    with open(tmp_path / "small_obj-train-000001.tar.partial", "ab") as f:
+        f.write(b"half a sample")
     again = DatasetDir(tmp_path, recipe, max_samples=2)
-    assert again.done == {0, 1}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "recipe.yaml", "small_obj-train-000000.tar"]
+    assert again.done == {0, 1, 2}  # scene 2, in the open shard, is not rendered again
+    again.add(3, "train", _samples(4)[3])
+    again.finish()
+    whole = tmp_path / "whole"
+    fresh = DatasetDir(whole, recipe, max_samples=2)
+    for i, sample in enumerate(_samples(4)):
+        fresh.add(i, "train", sample)
+    fresh.finish()
+    shards = sorted(p.name for p in tmp_path.glob("*.tar"))
+    assert shards == sorted(p.name for p in whole.glob("*.tar"))
+    assert all((tmp_path / n).read_bytes() == (whole / n).read_bytes() for n in shards)
+    assert not (tmp_path / PROGRESS).exists() and not list(tmp_path.glob("*.partial"))
+
+    # a file named like a shard that no manifest claims is refused, and left as it was
+    stray = tmp_path / "small_obj-val-000000.tar"
+    stray.write_bytes(b"unlisted")
+    with pytest.raises(OutputError, match="does not claim"):
+        DatasetDir(tmp_path, recipe, max_samples=2)
+    with pytest.raises(OutputError, match="does not claim"):
+        DatasetDir(tmp_path, recipe, max_samples=2, overwrite=True)
+    assert stray.read_bytes() == b"unlisted" and (tmp_path / shards[0]).is_file()
 
 
 def test_resumed_run_is_byte_identical(tmp_path):
@@ -171,9 +195,17 @@ def test_ctrl_c_stops_cleanly(tmp_path):
     manifest = _manifest(tmp_path)
     assert not manifest["complete"] and manifest["shards"]
     assert sorted(p.name for p in tmp_path.glob("*.tar")) == sorted(s["name"] for s in manifest["shards"])
-    assert not list(tmp_path.glob("*.partial"))
     for shard in manifest["shards"]:
         assert len(list(wds.WebDataset(str(tmp_path / shard["name"]), shardshuffle=False))) == shard["samples"]
+    # the open shards keep their written scenes for the rerun, which renders only the others
+    open_shards = json.loads((tmp_path / PROGRESS).read_text())["open"]
+    assert sorted(p.name for p in tmp_path.glob("*.partial")) == sorted(s["name"] + ".partial" for s in open_shards)
+    written = len(manifest["scenes_done"]) + sum(len(s["scenes"]) for s in open_shards)
+    summary = _render(recipe, tmp_path)
+    assert (summary.skipped, summary.rendered) == (written, 12 - written)
+    full = tmp_path.parent / (tmp_path.name + "-full")
+    _render(recipe, full)
+    assert dir_bytes(tmp_path) == dir_bytes(full)
 
 
 def test_workers_do_not_change_bytes(tmp_path):

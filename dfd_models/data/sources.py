@@ -3,14 +3,17 @@
 A dataset directory holds ``{recipe}-{split}-{shard:06d}.tar`` and
 ``manifest.json`` (DESIGN.md section 5). :func:`resolve_shards` turns a
 directory, a brace pattern (``data/x-train-{000000..000003}.tar``) or a list of
-paths/URLs into a sorted list of shard URLs. :func:`shard_stream` is the first
-pipeline stage: it orders the shards of one pass and keeps the ones of this DDP
-rank and DataLoader worker.
+paths/URLs into a sorted list of shard URLs. :func:`shard_pass` orders the
+shards of one pass and keeps the ones of this DDP rank and DataLoader worker.
+
+What a directory holds is data: its shards come back as absolute local paths
+(a manifest entry is checked by :func:`generator.shards.manifest_shards`), so a
+file or manifest entry named ``pipe:...`` is never run. Only a URL or ``pipe:``
+the caller writes itself is passed to webdataset as such.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Sequence
@@ -20,8 +23,10 @@ import numpy as np
 from webdataset.shardlists import expand_urls
 
 from generator.errors import BadInput
+from generator.shards import MANIFEST, manifest_shards
 
-#: ``{recipe}-{split}-{shard:06d}.tar``; the recipe name may itself contain dashes.
+#: Shard names a split is read from when a folder has no manifest: dfdgen's, and any
+#: ``{name}-{split}-{shard:06d}.tar`` (the recipe name may itself contain dashes).
 SHARD_NAME = re.compile(r"^(?P<recipe>.+)-(?P<split>[^-]+)-(?P<shard>\d{6})\.tar$")
 
 
@@ -31,16 +36,13 @@ def shard_split(url: str) -> str | None:
     return match["split"] if match else None
 
 
-def _manifest_shards(directory: Path, split: str | None) -> list[str] | None:
-    """Paths of the shards ``directory/manifest.json`` lists (of ``split``), or ``None`` without one."""
-    path = directory / "manifest.json"
-    if not path.is_file():
-        return None
-    try:
-        shards = json.loads(path.read_text())["shards"]
-        return [str(directory / s["name"]) for s in shards if split is None or s["split"] == split]
-    except (ValueError, KeyError, TypeError) as exn:
-        raise BadInput(f"{path}: cannot read its shard list ({exn!r})") from exn
+def _directory_shards(directory: Path, split: str | None) -> list[str]:
+    """Absolute paths of a directory's shards: those its manifest lists, else every ``*.tar`` in it."""
+    if (directory / MANIFEST).exists():
+        return [str(p) for p in manifest_shards(directory, split)]
+    folder = directory.resolve()
+    return [str(folder / p.name) for p in directory.glob("*.tar")
+            if p.is_file() and (split is None or shard_split(p.name) == split)]
 
 
 def resolve_shards(urls: str | os.PathLike | Sequence[str | os.PathLike], split: str | None = None) -> list[str]:
@@ -66,10 +68,7 @@ def resolve_shards(urls: str | os.PathLike | Sequence[str | os.PathLike], split:
     out: list[str] = []
     for item in given:
         if os.path.isdir(item):
-            listed = _manifest_shards(Path(item), split)
-            if listed is None:
-                listed = [str(p) for p in Path(item).glob("*.tar") if split is None or shard_split(p.name) == split]
-            out.extend(sorted(listed))
+            out.extend(sorted(_directory_shards(Path(item), split)))
         else:
             out.extend(url for url in expand_urls(item) if split is None or shard_split(url) == split)
     if not out:

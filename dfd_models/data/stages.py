@@ -18,19 +18,16 @@ Decoding goes through :mod:`generator.sample` (``decode_rgb``,
 from __future__ import annotations
 
 import json
-import tarfile
 import warnings
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
-from webdataset.gopen import gopen
-from webdataset.tariterators import base_plus_ext
 
 from generator.errors import CorruptShard
 from generator.lens import LENS_MODELS
 from generator.sample import decode_rgb, read_exr_bytes
+from generator.shards import read_shard
 from dfd_models.data import transforms
 
 Handler = Callable[[Exception], bool]
@@ -71,54 +68,6 @@ def _guarded(src: Iterable[dict], fn: Callable[[dict], dict], handler: Handler) 
 # --- reading ---------------------------------------------------------------
 
 
-class _CheckedTarInfo(tarfile.TarInfo):
-    """TarInfo that turns the header errors tarfile treats as a quiet end of the
-    archive (a cut or damaged header after the first member) into errors, so a
-    truncated shard is never read as a shorter valid one. The end-of-archive
-    zero block still ends it."""
-
-    @classmethod
-    def fromtarfile(cls, tar):
-        try:
-            return super().fromtarfile(tar)
-        except tarfile.EOFHeaderError:
-            raise
-        except (tarfile.EmptyHeaderError, tarfile.TruncatedHeaderError) as exn:
-            raise tarfile.ReadError(f"archive ends without its end marker ({exn})") from None
-        except tarfile.InvalidHeaderError as exn:
-            raise tarfile.ReadError(f"damaged header ({exn})") from None
-
-
-def _read_tar(url: str) -> Iterator[dict]:
-    """Flat samples (``__key__``, ``__url__``, member suffix -> bytes) of one shard, in tar order."""
-    member = None
-    try:
-        stream = gopen(url)
-    except OSError as exn:
-        raise CorruptShard(url, None, f"cannot open ({exn})") from exn
-    with stream:
-        sample = None
-        try:
-            tar = tarfile.open(fileobj=stream, mode="r|*", tarinfo=_CheckedTarInfo)
-            for info in tar:
-                member = info.name
-                key, suffix = base_plus_ext(member)
-                if not info.isreg() or key is None:
-                    continue
-                data = tar.extractfile(info).read()
-                if sample is not None and sample["__key__"] != key:
-                    yield sample
-                    sample = None
-                if sample is None:
-                    sample = {"__key__": key, "__url__": url}
-                sample[suffix] = data
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as exn:
-            where = "at or after this member" if member else "from its start"
-            raise CorruptShard(url, member, f"tar unreadable {where}: {exn}") from exn
-        if sample is not None:
-            yield sample
-
-
 def tar_samples(src: Iterable[str], *, handler: Handler = reraise) -> Iterator[dict]:
     """Stage: shard URLs -> flat raw samples (member suffix -> bytes, plus ``__key__``, ``__url__``).
 
@@ -130,7 +79,7 @@ def tar_samples(src: Iterable[str], *, handler: Handler = reraise) -> Iterator[d
     """
     for url in src:
         try:
-            yield from _read_tar(url)
+            yield from read_shard(url)
         except Exception as exn:
             if handler(exn):
                 continue
