@@ -27,7 +27,6 @@ from pathlib import Path
 
 import bpy
 import numpy as np
-import yaml
 
 from generator.blender.build import build_into, keyframe_sequence
 from generator.blender.render import RenderedScene, render_count, render_views
@@ -35,6 +34,7 @@ from generator.errors import BadInput, OutputError
 from generator.files import output_file, sample_tar, write_atomic
 from generator.recipe import Recipe, apply_overrides, load_recipe, recipe_from_dict
 from generator.sample import encode_sample, sample_key
+from generator.safe_yaml import load_yaml
 from generator.sampling import check_scene_index, sample_scene
 from generator.spec import SceneSpec
 
@@ -117,7 +117,7 @@ def current_recipe(settings) -> Recipe:
     """
     if settings.loaded_source != recipe_source(settings) or not settings.base_recipe:
         load_settings(settings)
-    data = yaml.safe_load(settings.base_recipe)
+    data = load_yaml(settings.base_recipe, settings.loaded_source)
     base = recipe_from_dict(data, source=settings.loaded_source)
     return recipe_from_dict(apply_overrides(data, overrides(settings, base)), source=settings.loaded_source)
 

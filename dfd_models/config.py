@@ -10,7 +10,7 @@ A config is a :class:`TrainConfig` of four sections; written as YAML::
 :func:`resolve_config` builds one from, in order of precedence (last wins): the
 defaults below, the YAML file, ``--set`` overrides, a command's own options
 (``--model``, ``--max-steps``, ...). ``model.config`` is the
-model's business (``DepthModel.resolve_config`` checks and completes it). Files are read with ``yaml.safe_load``, an
+model's business (``DepthModel.resolve_config`` checks and completes it). Files are read with ``generator.safe_yaml.load_yaml``, an
 override's value is parsed as YAML (``optim.lr=3e-4``, ``data.crop=[64, 64]``,
 ``data.epoch_len=null``). Every error is a :class:`ConfigError` (exit status 2)
 naming the key path, the value and what is allowed.
@@ -35,8 +35,9 @@ from typing import Any
 
 import yaml
 
-from generator.errors import BadInput, FieldError
+from generator.errors import BadInput, FieldError, brief
 from generator.overrides import parse_override
+from generator.safe_yaml import MAX_CHARS, load_yaml
 
 #: ``optim.amp`` choices: ``auto`` = fp16 on CUDA, off on CPU.
 AMP_MODES = ("auto", "off", "bf16", "fp16")
@@ -215,6 +216,8 @@ def _scientific(tp: Any, value: Any) -> Any:
     """A number written ``3e-4`` or ``1e5``, which YAML 1.1 reads as a string, as a float
     (or an int, for an integer key); any other value as it is."""
     kinds = set(typing.get_args(tp)) | {tp}
+    if isinstance(value, float) and value.is_integer() and int in kinds and float not in kinds:
+        return int(value)  # 1e5, a float in YAML 1.2 (generator.safe_yaml), for an integer key
     if not isinstance(value, str) or str in kinds or not kinds & {int, float}:
         return value
     try:
@@ -281,9 +284,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         BadInput: a missing or unreadable file, or YAML that is not a mapping.
     """
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise BadInput(f"config {path} is not a readable YAML file: {exc}") from None
+        with open(path, encoding="utf-8") as stream:
+            text = stream.read(MAX_CHARS + 1)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"config {path} is not a readable text file: {brief(exc)}") from None
+    data = load_yaml(text, f"config {path}")
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -7,8 +7,9 @@ BRIEF_CHARS = 200
 
 
 def printable(text: str, limit: int = BRIEF_CHARS) -> str:
-    """``text`` for a message: control and other non-printable characters escaped, cut to ``limit``."""
-    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    """``text`` for a message: control and other non-printable characters but the newline escaped,
+    cut to ``limit``."""
+    text = "".join(c if c.isprintable() or c == "\n" else c.encode("unicode_escape").decode("ascii") for c in text)
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
-from generator.errors import FieldError
+from generator.errors import BadInput, FieldError
+from generator.safe_yaml import load_yaml
 
 
 def parse_override(item: str, error: type[FieldError], example: str) -> tuple[str, Any]:
@@ -21,6 +20,6 @@ def parse_override(item: str, error: type[FieldError], example: str) -> tuple[st
     if not sep or not key:
         raise error(item, item, f"an override 'key.path=value', e.g. '{example}'")
     try:
-        return key, yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise error(key, text, f"a YAML value ({exc.__class__.__name__})") from None
+        return key, load_yaml(text, f"--set {key}")
+    except BadInput as exc:
+        raise error(key, text, f"a YAML value ({exc})") from None

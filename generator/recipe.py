@@ -2,7 +2,7 @@
 
 A recipe says how many scenes to draw and from which ranges (lens, focus,
 objects, materials, lights), what to render and how to shard it. It is read
-with ``yaml.safe_load`` and checked field by field by one small validator that
+with :func:`generator.safe_yaml.load_yaml` and checked field by field by one small validator that
 is driven by the dataclass annotations below and their ``metadata`` (bounds,
 allowed names), so every error names the dotted field path, the value given
 and what is allowed (DESIGN.md section 8).
@@ -41,10 +41,11 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from generator.errors import BadInput, RecipeError
+from generator.errors import BadInput, RecipeError, brief
 from generator.focus import SCHEDULES
 from generator.lens import LENS_MODELS
 from generator.overrides import parse_override
+from generator.safe_yaml import MAX_CHARS, load_yaml
 from generator.spec import IMAGE_MATERIAL, LIGHTS, MATERIALS, MESH_SHAPE, SHAPES, WORLDS
 
 #: Procedural material families objects may use: everything but the unlit emitter.
@@ -54,6 +55,22 @@ SURFACE_MATERIALS = tuple(m for m in MATERIALS if m != "emission")
 TEXTURED_MATERIALS = tuple(m for m in SURFACE_MATERIALS if m not in ("diffuse", "gradient"))
 RGB_FORMATS = ("png8", "png16", "exr")
 SPLITS = ("train", "val", "test")
+
+# Upper bounds: what one run may ask for, so a recipe from a stranger cannot make
+# dfdgen hang or exhaust memory before (or inside) Blender. Each is far above any
+# dataset made so far; raise one here if a real dataset needs it.
+#: Scenes in one recipe.
+MAX_SCENES = 10_000_000
+#: Cycles samples per pixel.
+MAX_SAMPLES = 65_536
+#: Frames per scene (ramps x frames per ramp).
+MAX_FRAMES = 1024
+#: Pixels per scene over all its frames: about 4 GiB of float32 RGB (a scene's frames
+#: are held in memory together while it is encoded).
+MAX_SCENE_PIXELS = 2**28
+#: Objects and lights per scene.
+MAX_OBJECTS = 1000
+MAX_LIGHTS = 64
 
 
 class Range(NamedTuple):
@@ -74,8 +91,8 @@ def _f(default: Any = dataclasses.MISSING, **meta: Any) -> Any:
     """A recipe field: its default (a section class means "that section's defaults") and checks.
 
     ``meta`` keys: ``gt``, ``ge``, ``le`` (bounds of every number), ``choices``
-    (allowed strings), ``pattern`` (regex a string must match), ``scientific``
-    (an integer that may be written ``1e9``, which YAML reads as a string).
+    (allowed strings), ``pattern`` (regex a string must match). An integer field
+    also takes an integral float (``1e9``).
     """
     if dataclasses.is_dataclass(default):
         return field(default_factory=default, metadata=meta)
@@ -109,10 +126,10 @@ class ImageRecipe:
 
     width: int = _f(ge=8, le=8192)
     height: int = _f(ge=8, le=8192)
-    samples: int = _f(ge=1)
-    max_bounces: int = _f(4, ge=0)
+    samples: int = _f(ge=1, le=MAX_SAMPLES)
+    max_bounces: int = _f(4, ge=0, le=1024)
     adaptive_threshold: float = _f(0.0, ge=0, le=1)
-    adaptive_min_samples: int = _f(0, ge=0)
+    adaptive_min_samples: int = _f(0, ge=0, le=MAX_SAMPLES)
     denoise: bool = _f(False)
 
 
@@ -143,8 +160,8 @@ class FocusRecipe:
         distances_m: the exact focus distances of every ramp, metres (``list`` only).
     """
 
-    ramps: int = _f(ge=1)
-    frames_per_ramp: int = _f(ge=1)
+    ramps: int = _f(ge=1, le=MAX_FRAMES)
+    frames_per_ramp: int = _f(ge=1, le=MAX_FRAMES)
     schedule: str = _f("diopter", choices=SCHEDULES)
     near_m: float | None = _f(None, gt=0)
     far_m: float | None = _f(None, gt=0)
@@ -167,7 +184,7 @@ class ObjectsRecipe:
             draws is left out.
     """
 
-    count: IntRange = _f(IntRange(3, 8), ge=0)
+    count: IntRange = _f(IntRange(3, 8), ge=0, le=MAX_OBJECTS)
     size_m: Range = _f(Range(0.05, 0.2), gt=0)
     depth_m: Range = _f(Range(0.4, 1.2), gt=0)
     shapes: tuple[str, ...] = _f(SHAPES, choices=(*SHAPES, MESH_SHAPE))
@@ -243,7 +260,7 @@ class LightsRecipe:
         temperature_k: colour temperature, kelvin (the colour of a black body at it).
     """
 
-    count: IntRange = _f(IntRange(1, 3), ge=0)
+    count: IntRange = _f(IntRange(1, 3), ge=0, le=MAX_LIGHTS)
     kinds: tuple[str, ...] = _f(LIGHTS, choices=LIGHTS)
     energy: LightEnergyRecipe = _f(LightEnergyRecipe)
     temperature_k: Range = _f(Range(6500.0, 6500.0), ge=1000, le=40000)
@@ -337,7 +354,7 @@ class MotionRecipe:
         camera: camera drift and jitter.
     """
 
-    fps: float = _f(gt=0)
+    fps: float = _f(gt=0, le=10_000)
     objects: ObjectMotionRecipe = _f(ObjectMotionRecipe)
     camera: CameraMotionRecipe = _f(CameraMotionRecipe)
 
@@ -356,8 +373,8 @@ class OutputsRecipe:
 class ShardsRecipe:
     """A shard is closed when it holds ``max_samples`` samples or ``max_bytes`` bytes."""
 
-    max_samples: int = _f(100, ge=1)
-    max_bytes: int = _f(1_000_000_000, ge=1, scientific=True)
+    max_samples: int = _f(100, ge=1, le=1_000_000)
+    max_bytes: int = _f(1_000_000_000, ge=1, le=10**12)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -365,14 +382,14 @@ class Recipe:
     """A validated recipe. Build with :func:`load_recipe` or :func:`recipe_from_dict`.
 
     Attributes:
-        name: dataset name, used in shard file names (letters, digits, ``_``, ``-``).
+        name: dataset name, used in shard file names (letters, digits, ``_``, ``-``; at most 64).
         seed: recipe seed; scene i depends only on (seed, i).
         count: number of scenes.
     """
 
-    name: str = _f(pattern=r"[A-Za-z0-9_][A-Za-z0-9_-]*")
-    seed: int = _f(0, ge=0)
-    count: int = _f(ge=1)
+    name: str = _f(pattern=r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
+    seed: int = _f(0, ge=0, le=2**63 - 1)
+    count: int = _f(ge=1, le=MAX_SCENES)
     splits: SplitsRecipe = _f(SplitsRecipe)
     image: ImageRecipe = _f()
     lens: LensRecipe = _f()
@@ -435,8 +452,6 @@ def _describe(tp: Any, meta: dict[str, Any]) -> str:
     if "choices" in meta:
         return f"one of: {', '.join(meta['choices'])}"
     words = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[tp]
-    if "scientific" in meta:
-        words += " (1e9 style allowed)"
     if "pattern" in meta:
         words += f" matching {meta['pattern']}"
     bounds = [f"{op} {meta[key]}" for key, op in (("gt", ">"), ("ge", ">="), ("le", "<=")) if key in meta]
@@ -445,13 +460,8 @@ def _describe(tp: Any, meta: dict[str, Any]) -> str:
 
 def _scalar(tp: type, value: Any, path: str, meta: dict[str, Any]) -> Any:
     """Check and convert one bool/int/float/str value."""
-    if meta.get("scientific") and isinstance(value, (float, str)):
-        try:
-            number = float(value)
-        except ValueError:
-            number = math.nan
-        if number.is_integer():
-            value = int(number)
+    if tp is int and isinstance(value, float) and value.is_integer():
+        value = int(value)  # 1e9 (YAML 1.2 float, generator.safe_yaml) for an integer field
     if tp is bool:
         ok = isinstance(value, bool)
     elif tp is int:
@@ -540,6 +550,15 @@ def _plain(value: Any) -> Any:
 
 def _check_consistency(recipe: Recipe) -> None:
     """Rules that tie fields together (the validator checks each field alone)."""
+    image, focus = recipe.image, recipe.focus
+    frames = focus.ramps * focus.frames_per_ramp
+    if frames > MAX_FRAMES:
+        raise RecipeError("focus", {"ramps": focus.ramps, "frames_per_ramp": focus.frames_per_ramp},
+                          f"at most {MAX_FRAMES} frames per scene (ramps x frames_per_ramp)")
+    if image.width * image.height * frames > MAX_SCENE_PIXELS:
+        raise RecipeError("image", {"width": image.width, "height": image.height},
+                          f"at most {MAX_SCENE_PIXELS} pixels per scene over its {frames} frames "
+                          f"(width x height x frames; about 4 GiB of float32 RGB)")
     splits = recipe.splits
     total = splits.train + splits.val + splits.test
     if not math.isclose(total, 1.0, abs_tol=1e-9):
@@ -693,10 +712,11 @@ def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
     """
     file = _find(path)
     try:
-        with file.open("r", encoding="utf-8") as stream:  # a stream, so YAML errors name the file
-            data = yaml.safe_load(stream)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise BadInput(f"recipe {file} is not a readable YAML file: {exc}") from None
+        with file.open("r", encoding="utf-8") as stream:
+            text = stream.read(MAX_CHARS + 1)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"recipe {file} is not a readable text file: {brief(exc)}") from None
+    data = load_yaml(text, f"recipe {file}")
     _require_mapping(data, str(file))
     recipe = recipe_from_dict(apply_overrides(data, overrides), source=str(file))
     base = file.parent if isinstance(file, Path) else Path.cwd()

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from generator.errors import BadInput, RecipeError
+from generator.safe_yaml import load_yaml
 from generator.recipe import (
     IntRange,
     Range,
@@ -22,7 +23,7 @@ from generator.recipe import (
 
 def raw(name: str = "small_obj") -> dict:
     """A built-in recipe as plain parsed YAML."""
-    return yaml.safe_load((resources.files("recipes") / f"{name}.yaml").read_text())
+    return load_yaml((resources.files("recipes") / f"{name}.yaml").read_text(), name)
 
 
 def edit(data: dict, dotted: str, value) -> dict:
