@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 
 from generator import __version__
-from generator.errors import DfdgenError
+from generator.errors import EXIT_SCENES_FAILED, DfdgenError, printable
 from generator.executors import DEVICES, EXECUTORS
 
 
@@ -43,6 +43,19 @@ def warnings_as_messages():
         yield
 
 
+class OutPath(click.Path):
+    """``click.Path`` (as :class:`pathlib.Path`) that refuses an empty name, which pathlib
+    would read as the current folder."""
+
+    def __init__(self, **kwargs):
+        super().__init__(path_type=Path, **kwargs)
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():
+            self.fail("an empty name; give a folder or file name", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 @click.group(name="dfdgen", context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="dfdgen")
 def main() -> None:
@@ -52,7 +65,7 @@ def main() -> None:
 @main.command()
 @click.option("--recipe", "recipe_path", required=True, metavar="PATH|NAME",
               help="Recipe YAML file, or the name of a built-in recipe (small_obj, large_obj, fod500).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+@click.option("--out", "out_dir", type=OutPath(file_okay=False), metavar="DIR",
               help="Output directory.  [default: data/<recipe name>]")
 @click.option("-n", "count", type=click.IntRange(min=1), metavar="N", help="Number of scenes (overrides the recipe's count).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, metavar="K",
@@ -105,8 +118,14 @@ def render(recipe_path, out_dir, count, workers, threads, overrides, overwrite, 
             click.get_current_context().exit(130)
     click.echo(f"data in {summary.out_dir}")
     click.echo(summary.line())
-    for index, reason in summary.failed:
-        click.echo(f"scene {index} failed: {reason}", err=True)
+    if summary.failed:
+        for index, reason in summary.failed:
+            click.echo(f"scene {index} failed: {printable(reason.strip().splitlines()[-1] if reason.strip() else reason)}",
+                       err=True)
+        scenes = ", ".join(str(i) for i, _ in summary.failed[:20]) + (", ..." if len(summary.failed) > 20 else "")
+        click.echo(f"Error: {len(summary.failed)} scenes failed ({scenes}); the manifest in {summary.out_dir} "
+                   f"records why (exit status {EXIT_SCENES_FAILED})", err=True)
+        click.get_current_context().exit(EXIT_SCENES_FAILED)
 
 
 @main.command()
@@ -129,7 +148,7 @@ def inspect(data_dir, sheet, samples):
 @click.argument("data_dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR")
 @click.option("--format", "fmt", type=click.Choice(["fod500"]), required=True,
               help="Layout to write: fod500 = {scene:06d}_{k:02d}All.tif frames and {scene:06d}Dpt.exr depth.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, metavar="OUT",
+@click.option("--out", "out_dir", type=OutPath(), required=True, metavar="OUT",
               help="New (or empty) folder to write.")
 def export(data_dir, fmt, out_dir):
     """Export a rendered dataset DIR to another layout that existing depth-from-focus code reads."""

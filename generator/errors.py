@@ -19,6 +19,11 @@ def brief(value: object, limit: int = BRIEF_CHARS) -> str:
 
 
 
+#: Exit status of a render that finished but could not render some scenes (listed on stderr
+#: and in the manifest's ``failed``); 2 is bad input, 1 any other failure, 130 an interrupt.
+EXIT_SCENES_FAILED = 3
+
+
 class DfdgenError(Exception):
     """Base class of every error dfdgen reports to a user."""
 

@@ -284,3 +284,57 @@ def test_unclaimed_shards_and_bad_paths_are_refused(tmp_path):
         with pytest.raises(OutputError, match="afile"):
             _render(tiny_recipe(), bad)
     assert afile.read_text() == "x"
+
+
+def _children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid`` (from /proc)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_sigkill_of_the_parent_leaves_no_worker_behind(tmp_path):
+    """kill -9 of the process that runs render_dataset: its workers (and multiprocessing's
+    resource tracker) end within 10 s, although nothing tells them."""
+    script = textwrap.dedent(f"""
+        import functools, sys
+        sys.path.insert(0, {str(TESTS)!r})
+        from fakes import slow_task, tiny_recipe
+        from generator.pipeline import render_dataset
+        recipe = tiny_recipe("count=40")
+        render_dataset(recipe, {str(tmp_path / "out")!r}, workers=2, progress=False,
+                       task=functools.partial(slow_task, 0.5, recipe))
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    children: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(_children(proc.pid)) < 3 and time.monotonic() < deadline:  # 2 workers + resource tracker
+            time.sleep(0.05)
+        children = _children(proc.pid)
+        assert len(children) >= 3, children
+        proc.kill()  # the parent only, as the OOM killer would
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while any(_alive(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [c for c in children if _alive(c)]
+    finally:
+        for c in children:
+            if _alive(c):
+                os.kill(c, signal.SIGKILL)
