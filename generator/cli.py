@@ -147,16 +147,23 @@ def inspect(data_dir, sheet, samples):
 @main.command()
 @click.argument("data_dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR")
 @click.option("--format", "fmt", type=click.Choice(["fod500"]), required=True,
-              help="Layout to write: fod500 = {scene:06d}_{k:02d}All.tif frames and {scene:06d}Dpt.exr depth.")
+              help="Layout to write: fod500 = {n:06d}_{k:02d}All.tif frames and {n:06d}Dpt.exr depth, "
+                   "train scenes first, then val, then test (the loaders split by index).")
 @click.option("--out", "out_dir", type=OutPath(), required=True, metavar="OUT",
               help="New (or empty) folder to write.")
-def export(data_dir, fmt, out_dir):
+@click.option("--force", is_flag=True,
+              help="Export even where the lens, focus distances or image size differ from what the "
+                   "FoD500 loaders assume.")
+def export(data_dir, fmt, out_dir, force):
     """Export a rendered dataset DIR to another layout that existing depth-from-focus code reads."""
-    from generator.export import export_dataset
+    from generator.export import INDEX_FILE, export_dataset
 
     with library_errors():
-        count = export_dataset(data_dir, out_dir, fmt)
+        ranges = export_dataset(data_dir, out_dir, fmt, force=force)
+    count = sum(last - first + 1 for first, last in ranges.values())
     click.echo(f"exported {count} scenes to {out_dir} ({fmt})")
+    click.echo("indices: " + ", ".join(f"{split} {first:06d}-{last:06d}" for split, (first, last) in ranges.items())
+               + f" (scene of each index: {INDEX_FILE})")
 
 
 @main.group()

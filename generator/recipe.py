@@ -55,6 +55,8 @@ SURFACE_MATERIALS = tuple(m for m in MATERIALS if m != "emission")
 TEXTURED_MATERIALS = tuple(m for m in SURFACE_MATERIALS if m not in ("diffuse", "gradient"))
 RGB_FORMATS = ("png8", "png16", "exr")
 SPLITS = ("train", "val", "test")
+#: Values of ``splits.order``.
+SPLIT_ORDERS = ("random", "contiguous")
 
 # Upper bounds: what one run may ask for, so a recipe from a stranger cannot make
 # dfdgen hang or exhaust memory before (or inside) Blender. Each is far above any
@@ -104,11 +106,20 @@ def _f(default: Any = dataclasses.MISSING, **meta: Any) -> Any:
 
 @dataclass(frozen=True, kw_only=True)
 class SplitsRecipe:
-    """Fraction of scenes in each split; each >= 0, summing to 1."""
+    """Fraction of scenes in each split; each >= 0, summing to 1.
+
+    Attributes:
+        order: how scenes get their split (:func:`generator.sampling.scene_split`):
+            ``random`` (the default when left out) draws each scene's split, so it does
+            not depend on ``count``; ``contiguous`` gives train the first scenes, then val,
+            then test (the first round(train x count) scenes train, ...), as loaders that
+            split by file index expect (FoD500's, see :mod:`generator.export`).
+    """
 
     train: float = _f(0.8, ge=0, le=1)
     val: float = _f(0.1, ge=0, le=1)
     test: float = _f(0.1, ge=0, le=1)
+    order: str | None = _f(None, choices=SPLIT_ORDERS)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -97,14 +97,20 @@ def scene_seed(recipe_seed: int, index: int) -> int:
 def scene_split(recipe: Recipe, index: int) -> str:
     """Split (``train``/``val``/``test``) of scene ``index``.
 
-    Drawn from a child of the scene's SeedSequence, a stream separate from the
-    scene content, so the recipe's fractions are honoured in expectation and a
-    scene keeps its split whatever ``count`` is.
+    ``splits.order`` random (or left out): drawn from a child of the scene's
+    SeedSequence, a stream separate from the scene content, so the recipe's
+    fractions are honoured in expectation and a scene keeps its split whatever
+    ``count`` is. ``contiguous``: scene ``index`` of ``count`` falls in the split
+    whose cumulative fractions, times ``count`` and rounded, bound it, so train is
+    scenes 0 .. round(train count) - 1, then val, then test.
     """
-    (stream,) = _seed_sequence(recipe.seed, index).spawn(1)
-    draw = np.random.default_rng(stream).random()
     fractions = np.array([getattr(recipe.splits, name) for name in SPLITS])
     edges = np.cumsum(fractions) / fractions.sum()
+    if recipe.splits.order == "contiguous":
+        ends = np.rint(edges * recipe.count).astype(int)
+        return SPLITS[min(int(np.searchsorted(ends, index, side="right")), len(SPLITS) - 1)]
+    (stream,) = _seed_sequence(recipe.seed, index).spawn(1)
+    draw = np.random.default_rng(stream).random()
     # side="right" never picks a split of fraction 0 (its edge equals the previous one).
     return SPLITS[min(int(np.searchsorted(edges, draw, side="right")), len(SPLITS) - 1)]
 

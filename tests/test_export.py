@@ -4,6 +4,7 @@ InputFile API and a loader written to that layout; bad input exits 2 and writes 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -16,16 +17,21 @@ from PIL import Image
 
 from fakes import fake_render, make_spec, tiny_recipe
 from generator.cli import main
+from generator.export import INDEX_FILE
 from generator.sample import decode_sample, encode_sample, srgb8
 from generator.shards import DatasetDir
 from generator.spec import FrameSpec
 
 # Capture order is not focus order: the export must sort the frames.
 FOCUS = (0.7, 0.1, 1.5, 0.3, 0.15)
+#: FoD500's camera (recipes/fod500.yaml), which the loaders assume.
+FOD500_LENS = {"focal_length_m": 2.9e-3, "f_number": 1.0, "sensor_width_m": 3.1e-3}
 
 
-def _spec(index: int, *, size: int = 256, frames: int = 5, model: str = "blender", **changes):
-    spec = make_spec(index, model=model, width=size, height=size)
+def _spec(index: int, *, size: int = 256, frames: int = 5, model: str = "blender", split: str = "train",
+          lens=FOD500_LENS, **changes):
+    spec = make_spec(index, model=model, width=size, height=size, split=split)
+    spec = dataclasses.replace(spec, lens=dataclasses.replace(spec.lens, **lens))
     focus = FOCUS[:frames] if frames <= 5 else np.geomspace(0.1, 1.5, frames)
     ramp = tuple(FrameSpec(index=k, ramp=0, time_s=0.0, focus_distance_m=float(f)) for k, f in enumerate(focus))
     second = tuple(dataclasses.replace(f, index=f.index + len(ramp), ramp=1) for f in ramp)  # a second ramp, not exported
@@ -68,17 +74,19 @@ def test_fod500_export_layout_and_contents(tmp_path):
     samples = _dataset(tmp_path / "data", [_spec(0), _spec(1), _spec(4, model="thin_lens")])  # scene 2, 3 failed
     result = _export(tmp_path / "data", "--format", "fod500", "--out", tmp_path / "fod")
     assert result.exit_code == 0, result.output
-    assert "exported 3 scenes" in result.output
-    names = sorted(p.name for p in (tmp_path / "fod").iterdir())
-    assert names == sorted([f"{s:06d}_{k:02d}All.tif" for s in (0, 1, 4) for k in range(5)]
-                           + [f"{s:06d}Dpt.exr" for s in (0, 1, 4)])
+    assert "exported 3 scenes" in result.output and "train 000000-000002" in result.output
+    names = sorted(p.name for p in (tmp_path / "fod").iterdir() if p.name != INDEX_FILE)
+    assert names == sorted([f"{s:06d}_{k:02d}All.tif" for s in range(3) for k in range(5)]
+                           + [f"{s:06d}Dpt.exr" for s in range(3)])
     for name in names:
         assert re.fullmatch(r"\d{6}(_\d{2}All\.tif|Dpt\.exr)", name)
+    index = json.loads((tmp_path / "fod" / INDEX_FILE).read_text())
+    assert index["scenes"] == [0, 1, 4] and index["splits"] == {"train": [0, 2]}
 
     loaded = list(load_fod500(tmp_path / "fod"))
-    assert [key for key, _, _ in loaded] == ["000000", "000001", "000004"]
+    assert [key for key, _, _ in loaded] == ["000000", "000001", "000002"]
     for key, stack, depth in loaded:
-        decoded = decode_sample(samples[int(key)])
+        decoded = decode_sample(samples[index["scenes"][int(key)]])
         exr = OpenEXR.InputFile(str(tmp_path / "fod" / f"{key}Dpt.exr"))
         channels = exr.header()["channels"]
         assert sorted(channels) == ["B", "G", "R"]
@@ -102,7 +110,68 @@ def test_export_into_an_existing_empty_folder(tmp_path):
     _dataset(tmp_path / "data", [_spec(0)])
     (tmp_path / "fod").mkdir()
     assert _export(tmp_path / "data", "--format", "fod500", "--out", tmp_path / "fod").exit_code == 0
-    assert len(list((tmp_path / "fod").iterdir())) == 6
+    assert len(list((tmp_path / "fod").iterdir())) == 7  # 5 frames, depth, the index file
+
+
+def dfv_fod500_split(folder: Path) -> tuple[set[int], set[int]]:
+    """The scene numbers the DFV loader trains and validates on, by its rule: fuy34/DFV
+    ``dataloader/FoD500.py``, ``FoD500Loader`` keeps ``int(f[:6]) < 400`` of FoD500's 500
+    scenes for training, i.e. the first 80 % of the indices (DefocusNet's loader also trains on
+    its first 80 %), scaled here to the exported dataset's size."""
+    numbers = sorted({int(p.name[:6]) for p in folder.glob("*Dpt.exr")})
+    first_test = round(0.8 * len(numbers))
+    return set(numbers[:first_test]), set(numbers[first_test:])
+
+
+def test_dfv_index_split_of_an_export_puts_no_test_scene_in_training(tmp_path):
+    """10 scenes whose dfdgen splits interleave (test scenes 1 and 6): the export numbers
+    train first, so the loader's index rule trains on train scenes only."""
+    splits = ["train", "test", "train", "val", "train", "train", "test", "train", "train", "train"]
+    _dataset(tmp_path / "data", [_spec(i, split=s) for i, s in enumerate(splits)])
+    result = _export(tmp_path / "data", "--format", "fod500", "--out", tmp_path / "fod")
+    assert result.exit_code == 0, result.output
+    assert "train 000000-000006, val 000007-000007, test 000008-000009" in result.output
+    index = json.loads((tmp_path / "fod" / INDEX_FILE).read_text())
+    train, held_out = dfv_fod500_split(tmp_path / "fod")
+    assert "test" not in {splits[index["scenes"][n]] for n in train}
+    assert {splits[index["scenes"][n]] for n in held_out} == {"test"}
+    # numbered by scene instead (the old export), test scene 6 would have been trained on
+    assert splits[6] == "test" and 6 < round(0.8 * len(splits))
+
+
+def test_fod500_recipe_splits_by_contiguous_ranges():
+    from generator.recipe import load_recipe
+    from generator.sampling import scene_split
+
+    recipe = load_recipe("fod500")
+    assert [scene_split(recipe, i) for i in (0, 399, 400, 499)] == ["train", "train", "test", "test"]
+
+
+@pytest.mark.parametrize("lens, frames_focus, message", [
+    ({"focal_length_m": 0.05}, None, "focal length 50mm"),
+    ({"f_number": 2.0}, None, "f-number 2"),
+    ({}, (0.2, 0.3, 0.5, 0.8, 1.2), "focused at [0.2, 0.3, 0.5, 0.8, 1.2] m"),
+])
+def test_export_refuses_another_camera_unless_forced(tmp_path, lens, frames_focus, message):
+    spec = _spec(0, lens={**FOD500_LENS, **lens})
+    if frames_focus:
+        spec = dataclasses.replace(spec, frames=tuple(
+            dataclasses.replace(f, focus_distance_m=frames_focus[f.index % 5]) for f in spec.frames))
+    _dataset(tmp_path / "data", [spec])
+    result = _export(tmp_path / "data", "--format", "fod500", "--out", tmp_path / "fod")
+    assert result.exit_code == 2 and message in result.output and "--force" in result.output, result.output
+    assert not (tmp_path / "fod").exists() and not (tmp_path / "fod.partial").exists()
+    forced = _export(tmp_path / "data", "--format", "fod500", "--out", tmp_path / "fod", "--force")
+    assert forced.exit_code == 0, forced.output
+
+
+def test_export_never_removes_a_partial_folder_it_did_not_make(tmp_path):
+    _dataset(tmp_path / "data", [_spec(0)])
+    (tmp_path / "fod.partial").mkdir()
+    (tmp_path / "fod.partial" / "mine.txt").write_text("mine")
+    result = _export(tmp_path / "data", "--format", "fod500", "--out", tmp_path / "fod")
+    assert result.exit_code == 2 and "fod.partial exists" in result.output, result.output
+    assert (tmp_path / "fod.partial" / "mine.txt").read_text() == "mine" and not (tmp_path / "fod").exists()
 
 
 @pytest.mark.parametrize("problem", [
