@@ -89,7 +89,7 @@ def test_scene_carries_its_seed_and_split(small):
 
 
 def test_splits_follow_the_fractions():
-    recipe = load_recipe("fod500")  # train 0.8, val 0, test 0.2
+    recipe = load_recipe("fod500", ["splits.order=random"])  # train 0.8, val 0, test 0.2
     splits = [scene_split(recipe, i) for i in range(4000)]
     assert "val" not in splits
     assert splits.count("test") / len(splits) == pytest.approx(0.2, abs=0.02)
@@ -97,6 +97,8 @@ def test_splits_follow_the_fractions():
     counts = [scene_split(uneven, i) for i in range(4000)]
     for name, fraction in (("train", 0.5), ("val", 0.3), ("test", 0.2)):
         assert counts.count(name) / len(counts) == pytest.approx(fraction, abs=0.03)
+    ranges = load_recipe("small_obj", ["count=10", "splits={train: 0.5, val: 0.3, test: 0.2, order: contiguous}"])
+    assert [scene_split(ranges, i) for i in range(10)] == ["train"] * 5 + ["val"] * 3 + ["test"] * 2
 
 
 def test_scene_round_trips_through_json(small):
