@@ -53,7 +53,12 @@ def _is_main_process() -> bool:
 
 
 @click.command(cls=_TrainCommand)
-@click.option("--shards", metavar="DIR", help="Dataset directory (or shard pattern)  [config: data.shards].")
+@click.option("--shards", metavar="DIR",
+              help="Dataset directory, or a shard pattern (data/x-train-{000000..000003}.tar); local files, "
+                   "unless a URL or pipe:CMD is written here  [config: data.shards].")
+@click.option("--skip-corrupt", is_flag=True, default=None,
+              help="Skip corrupt samples with a one-line warning each, instead of stopping  "
+                   "[config: data.skip_corrupt].")
 @click.option("--model", "model_name", metavar="NAME",
               help="Registered model (listed below), e.g. sdgs  [config: model.name].")
 @click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path), metavar="RUN",
@@ -69,7 +74,8 @@ def _is_main_process() -> bool:
               help="Also predict each frame's CoC, supervised by the shards' CoC (supervised models)  "
                    "[config: model.config.coc_head].")
 @click.option("--resume", is_flag=True, help="Continue the run in RUN from its last checkpoint.")
-def train(shards, model_name, run_dir, config_path, overrides, max_steps, epochs, seed, coc_head, resume):
+def train(shards, skip_corrupt, model_name, run_dir, config_path, overrides, max_steps, epochs, seed, coc_head,
+          resume):
     """Train a depth model on focal-stack shards; checkpoints and TensorBoard logs go to RUN.
 
     The config is the defaults, then --config, then --set, then the options
@@ -81,12 +87,13 @@ def train(shards, model_name, run_dir, config_path, overrides, max_steps, epochs
     from dfd_models.config import read_yaml
     from dfd_models.train import run_config
     from dfd_models.train import train as run_training
-    from generator.cli import library_errors
+    from generator.cli import library_errors, warnings_as_messages
 
     settings = {"model.name": model_name, "data.shards": None if shards is None else str(shards),
+                "data.skip_corrupt": skip_corrupt,
                 "train.max_steps": max_steps, "train.epochs": epochs, "train.seed": seed,
                 "model.config.coc_head": coc_head}
-    with library_errors():
+    with library_errors(), warnings_as_messages():
         base = read_yaml(config_path) if config_path is not None else None
         config = run_config(run_dir, base, overrides, settings, resume=resume)
         try:
@@ -103,7 +110,11 @@ def train(shards, model_name, run_dir, config_path, overrides, max_steps, epochs
 
 
 @click.command(name="eval")
-@click.option("--shards", required=True, metavar="DIR", help="Dataset directory (or shard pattern).")
+@click.option("--shards", required=True, metavar="DIR",
+              help="Dataset directory, or a shard pattern; local files, unless a URL or pipe:CMD is written here.")
+@click.option("--skip-corrupt", is_flag=True,
+              help="Skip corrupt samples with a one-line warning each (the metrics cover the rest), "
+                   "instead of stopping.")
 @click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               metavar="CKPT", help="A checkpoint of dfdgen train (e.g. RUN/ckpt/last.pt).")
 @click.option("--split", default="test", show_default=True, help="Split to evaluate.")
@@ -115,15 +126,15 @@ def train(shards, model_name, run_dir, config_path, overrides, max_steps, epochs
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--max-depth", "max_depth_m", type=click.FloatRange(min=0, min_open=True), metavar="M",
               help="Depth (m) the normalised metrics divide by.  [default: the data recipe's farthest wall]")
-def eval_(shards, checkpoint, split, json_path, batch_size, workers, device, max_depth_m):
+def eval_(shards, skip_corrupt, checkpoint, split, json_path, batch_size, workers, device, max_depth_m):
     """Depth metrics of a checkpoint over a whole split (full frames), side by side for every
     valid pixel (all) and for the valid pixels off the background wall (objects)."""
     from dfd_models.evaluate import evaluate
-    from generator.cli import library_errors
+    from generator.cli import library_errors, warnings_as_messages
 
-    with library_errors():
+    with library_errors(), warnings_as_messages():
         result = evaluate(checkpoint, shards, split=split, batch_size=batch_size, workers=workers,
-                          device=device, max_depth_m=max_depth_m)
+                          device=device, max_depth_m=max_depth_m, skip_corrupt=skip_corrupt)
     regions = result["regions"]
     click.echo(f"{result['model']} step {result['step']} on {result['samples']} samples of split {split!r}:")
     click.echo("  " + f"{'metric':<10}" + "".join(f" {region:>12}" for region in regions))
@@ -168,7 +179,7 @@ def predict(images, checkpoint, focus_m, lens_model, focal_length_mm, f_number, 
     """Depth maps of IMAGE files (PNG sRGB or EXR linear): NAME.depth.exr (channel Z, metres)
     and NAME.depth.png (colourised) per image in DIR."""
     from dfd_models.predict import predict_images
-    from generator.cli import library_errors
+    from generator.cli import library_errors, warnings_as_messages
 
     with library_errors():
         written = predict_images(checkpoint, images, focus_m, out_dir, lens_model=lens_model,

@@ -62,6 +62,7 @@ def evaluate(
     device: str = "auto",
     max_depth_m: float | None = None,
     progress: bool = True,
+    skip_corrupt: bool = False,
 ) -> dict[str, Any]:
     """Metrics of ``checkpoint``'s model over split ``split`` of ``shards``.
 
@@ -72,6 +73,8 @@ def evaluate(
         max_depth_m: D of the normalised metrics, metres; default: the farthest
             wall of the evaluated data's recipe, else of the training data's; the
             normalised metrics are left out when neither is known.
+        skip_corrupt: warn about and skip corrupt samples and shards (the metrics are then
+            over the rest) instead of stopping with :class:`CorruptShard`.
 
     Returns:
         ``{"metrics": {name: value}, "regions": {"all": {...}, "objects": {...} or None},
@@ -83,6 +86,7 @@ def evaluate(
 
     Raises:
         BadInput: not a dfdgen checkpoint, no shards of the split, or no valid pixel in them.
+        CorruptShard: a damaged shard or sample, naming it (unless ``skip_corrupt``).
     """
     target = pick_device(device)
     model, ckpt = load_model(checkpoint, target)
@@ -90,7 +94,7 @@ def evaluate(
         max_depth_m = dataset_info(shards).get("max_depth_m", ckpt["data"].get("max_depth_m"))
     urls = resolve_shards(shards, split)
     loader = make_loader(urls, batch_size, None, flip=False, ramp=0, shuffle=0,
-                         num_workers=min(workers, len(urls)), rank=0, world_size=1)
+                         num_workers=min(workers, len(urls)), rank=0, world_size=1, skip_corrupt=skip_corrupt)
     metrics = RegionMetrics(max_depth_m)
     samples = 0
     with torch.no_grad():

@@ -29,7 +29,7 @@ import numpy as np
 import OpenEXR
 from PIL import Image
 
-from generator.errors import BadInput
+from generator.errors import BadInput, printable
 
 #: File types per asset kind (lower-case suffixes).
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".glb")
@@ -74,6 +74,9 @@ def load_mesh(path: str) -> tuple[np.ndarray, np.ndarray]:
         AssetError: unreadable, unsupported or corrupt file, or no triangle in it.
     """
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_MESH_BYTES:
+            raise AssetError(f"mesh {path} is {size / 1e6:.0f} MB; meshes are limited to {MAX_MESH_BYTES / 1e6:.0f} MB")
         data = Path(path).read_bytes()
         reader = {".obj": _read_obj, ".ply": _read_ply, ".stl": _read_stl, ".glb": _read_glb}[Path(path).suffix.lower()]
         verts, faces = reader(data)
@@ -81,8 +84,9 @@ def load_mesh(path: str) -> tuple[np.ndarray, np.ndarray]:
         tris = _fan(faces)
     except AssetError:
         raise
-    except (OSError, KeyError, ValueError, IndexError, TypeError, StopIteration, struct.error, UnicodeDecodeError) as exc:
-        raise AssetError(f"mesh {path} cannot be read: {type(exc).__name__}: {exc}") from None
+    except (OSError, KeyError, ValueError, IndexError, TypeError, StopIteration, struct.error, UnicodeDecodeError,
+            RecursionError, OverflowError) as exc:
+        raise AssetError(f"mesh {path} cannot be read: {type(exc).__name__}: {printable(str(exc))}") from None
     if len(tris) == 0 or not np.all(np.isfinite(verts)):
         raise AssetError(f"mesh {path} has no triangles or non-finite vertices")
     if tris.min() < 0 or tris.max() >= len(verts):
@@ -197,6 +201,13 @@ def _read_stl(data: bytes):
     return verts, np.arange(len(verts)).reshape(-1, 3)
 
 
+#: Largest mesh file read, bytes; a mesh is a prop of a scene, not a city.
+MAX_MESH_BYTES = 256_000_000
+#: Deepest glTF node hierarchy, and most node instances a glTF scene may expand to (a node
+#: graph shared by many parents multiplies: a chain of n nodes each listing the next twice is 2^n).
+MAX_GLB_DEPTH = 64
+MAX_GLB_INSTANCES = 10_000
+
 _GLB_COMPONENTS = {5121: "u1", 5123: "u2", 5125: "u4", 5126: "f4"}
 _GLB_WIDTH = {"SCALAR": 1, "VEC3": 3}
 
@@ -223,12 +234,22 @@ def _read_glb(data: bytes):
         kind = np.dtype("<" + _GLB_COMPONENTS[acc["componentType"]])
         stride = view.get("byteStride") or kind.itemsize * width
         start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
+        count = acc["count"]
+        if not 0 < count or start < 0 or start + (count - 1) * stride + kind.itemsize * width > len(binary):
+            raise ValueError(f"accessor {index} reads {count} items past the end of the binary chunk")
         rows = [np.frombuffer(binary, kind, width, start + i * stride) for i in range(acc["count"])]
         return np.array(rows).reshape(acc["count"], width)
 
     verts, tris = [], []
+    instances = 0
 
-    def visit(node_index: int, parent: np.ndarray) -> None:
+    def visit(node_index: int, parent: np.ndarray, path: tuple[int, ...] = ()) -> None:
+        nonlocal instances
+        instances += 1
+        if node_index in path:
+            raise ValueError(f"node {node_index} is its own ancestor (a cycle in the node graph)")
+        if len(path) >= MAX_GLB_DEPTH or instances > MAX_GLB_INSTANCES:
+            raise ValueError(f"node graph deeper than {MAX_GLB_DEPTH} or larger than {MAX_GLB_INSTANCES} instances")
         node = doc["nodes"][node_index]
         matrix = parent @ _node_matrix(node)
         if "mesh" in node:
@@ -240,7 +261,7 @@ def _read_glb(data: bytes):
                 tris.append(index.astype(np.int64).reshape(-1, 3) + sum(len(v) for v in verts))
                 verts.append(points @ matrix[:3, :3].T + matrix[:3, 3])
         for child in node.get("children", []):
-            visit(child, matrix)
+            visit(child, matrix, path + (node_index,))
 
     scene = doc["scenes"][doc.get("scene", 0)]
     for root in scene["nodes"]:

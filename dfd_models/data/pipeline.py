@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from webdataset.filters import batched, shuffle
 from webdataset.utils import pytorch_worker_info
 
+from generator.errors import CorruptShard
 from dfd_models.data import stages
 from dfd_models.data.sources import resolve_shards, shard_pass
 
@@ -121,7 +122,30 @@ class FocalStackDataset(IterableDataset):
         src = stages.to_tensors(src)
         if self.batch_size is not None:
             src = batched(self.batch_size, collation_fn=stages.collate, partial=True)(src)
-        return src
+        return src if info is None else _reported(src)
+
+
+#: Key of the item a dataset yields in place of raising :class:`CorruptShard`.
+CORRUPT = "__corrupt__"
+
+
+def _reported(src: Iterator[dict]) -> Iterator[dict]:
+    """Yield ``src``; a :class:`CorruptShard` becomes one last item ``{CORRUPT: (shard, member,
+    reason)}``. Used in DataLoader workers, which cannot pass the exception itself on (torch
+    rebuilds it from its formatted traceback: ~80 lines), so :class:`FocalStackLoader` raises
+    it again from this item."""
+    try:
+        yield from src
+    except CorruptShard as exn:
+        yield {CORRUPT: (exn.shard, exn.member, exn.reason)}
+
+
+def _raise_corrupt(batches: Iterator[dict]) -> Iterator[dict]:
+    """Pass batches on; raise the :class:`CorruptShard` a dataset reported (:func:`_reported`)."""
+    for batch in batches:
+        if CORRUPT in batch:
+            raise CorruptShard(*batch[CORRUPT])
+        yield batch
 
 
 class FocalStackLoader:
@@ -151,7 +175,7 @@ class FocalStackLoader:
         self.dataset.epoch = self.epoch
         self.epoch += 1
         batches = self.batches_per_epoch if self.batches_per_epoch is not None else sys.maxsize
-        return itertools.islice(iter(self.loader), batches)
+        return itertools.islice(_raise_corrupt(iter(self.loader)), batches)
 
 
 def make_loader(
