@@ -88,6 +88,8 @@ def train(shards, skip_corrupt, model_name, run_dir, config_path, overrides, max
     from dfd_models.train import run_config
     from dfd_models.train import train as run_training
     from generator.cli import library_errors, warnings_as_messages
+    from generator.errors import BadInput, brief
+    from generator.shards import is_url
 
     settings = {"model.name": model_name, "data.shards": None if shards is None else str(shards),
                 "data.skip_corrupt": skip_corrupt,
@@ -95,6 +97,10 @@ def train(shards, skip_corrupt, model_name, run_dir, config_path, overrides, max
                 "model.config.coc_head": coc_head}
     with library_errors(), warnings_as_messages():
         base = read_yaml(config_path) if config_path is not None else None
+        data = (base or {}).get("data")
+        if shards is None and isinstance(data, dict) and is_url(data.get("shards")):
+            raise BadInput(f"config {config_path}: data.shards names a URL or pipe ({brief(data['shards'])}); "
+                           "a config file is data, so only --shards on the command line may do that")
         config = run_config(run_dir, base, overrides, settings, resume=resume)
         try:
             summary = run_training(config, run_dir, resume=resume)

@@ -134,11 +134,22 @@ def render(recipe_path, out_dir, count, workers, threads, overrides, overwrite, 
               help="Also write a contact sheet (frames, colourised depth, CoC maps) to this PNG.")
 @click.option("--samples", type=click.IntRange(min=1), default=4, show_default=True,
               help="Samples on the contact sheet.")
-def inspect(data_dir, sheet, samples):
+@click.option("--verify", is_flag=True,
+              help="Also check every shard against the manifest (size, sha256, scenes) and decode every "
+                   "member; exit 1 naming each problem.")
+def inspect(data_dir, sheet, samples, verify):
     """Summarise a rendered dataset: counts, lens, focus, depth and CoC ranges."""
     from generator.inspect import contact_sheet, summarize
+    from generator.inspect import verify as verify_dataset
 
     with library_errors():
+        if verify:
+            checked, problems = verify_dataset(data_dir)
+            for problem in problems:
+                click.echo(f"Error: {printable(problem)}", err=True)
+            if problems:
+                click.get_current_context().exit(1)
+            click.echo(f"verified {checked} samples: every shard matches {data_dir / 'manifest.json'}")
         click.echo(summarize(data_dir).text())
         if sheet is not None:
             click.echo(f"contact sheet: {contact_sheet(data_dir, sheet, samples=samples)}")

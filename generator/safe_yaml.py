@@ -14,6 +14,7 @@ a dot in a float). :func:`load_yaml` is ``safe_load`` with those four closed:
 
 from __future__ import annotations
 
+import io
 import re
 from typing import Any
 
@@ -79,7 +80,9 @@ def load_yaml(text: str, source: str) -> Any:
     """
     if len(text) > MAX_CHARS:
         raise BadInput(f"{printable(source)} is {len(text)} characters long; YAML input is limited to {MAX_CHARS}")
+    stream = io.StringIO(text)
+    stream.name = printable(source, 120)  # the name YAML's messages give the document
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        return yaml.load(stream, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
     except yaml.YAMLError as exc:
         raise BadInput(f"{printable(source)} is not valid YAML for dfdgen: {printable(str(exc), 400)}") from None

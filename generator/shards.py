@@ -110,6 +110,12 @@ def manifest_shards(directory: str | os.PathLike[str], split: str | None = None)
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")
 
 
+def is_url(text: object) -> bool:
+    """Whether ``text`` (or any string in a list of them) is a URL or ``pipe:`` rather than a local path."""
+    items = text if isinstance(text, (list, tuple)) else [text]
+    return any(isinstance(t, str) and _URL.match(t) is not None for t in items)
+
+
 class _CheckedTarInfo(tarfile.TarInfo):
     """TarInfo that turns the header errors tarfile treats as a quiet end of the
     archive (a cut or damaged header after the first member) into errors, so a
