@@ -165,12 +165,13 @@ def test_default_out_summary_and_ctrl_c(tmp_path, monkeypatch):
 
     monkeypatch.setattr(generator.pipeline, "render_dataset", fake_render_dataset)
     result = _run("render", "--recipe", recipe, "-n", "7", "--set", "image.samples=2", "--workers", "2")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # finished, but a scene failed: not a success
     (got, out_dir, kw), = calls
     assert out_dir == Path("data") / "tiny" and kw["workers"] == 2
     assert got == load_recipe(recipe, ["image.samples=2", "count=7"])
     assert "data in data/tiny" in result.output and "6 scenes rendered" in result.output
     assert "scene 4 failed: RuntimeError: boom" in result.output
+    assert "Error: 1 scenes failed (4); the manifest in data/tiny records why (exit status 3)" in result.output
 
     def interrupted(*args, **kw):
         raise KeyboardInterrupt

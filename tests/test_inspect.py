@@ -59,6 +59,12 @@ def test_cli_inspect(tiny_dataset, tmp_path):
     assert "samples      8 (train 8)" in result.output and (tmp_path / "s.png").is_file()
 
 
+def test_cli_inspect_verify_passes_on_intact_data(tiny_dataset):
+    result = CliRunner().invoke(main, ["inspect", "--verify", str(tiny_dataset)])
+    assert result.exit_code == 0, result.output
+    assert f"verified 8 samples: every shard matches {tiny_dataset / 'manifest.json'}" in result.output
+
+
 def test_cli_inspect_bad_dir(tmp_path):
     result = CliRunner().invoke(main, ["inspect", str(tmp_path)])
     assert result.exit_code == 2 and "not a dfdgen dataset" in result.output

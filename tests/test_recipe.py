@@ -198,9 +198,23 @@ def test_number_or_range_and_scientific_byte_count():
     assert recipe.lens.focal_length_mm == Range(2.9, 2.9)
     assert recipe.lens.f_number.min == recipe.lens.f_number.max == 1.0
     assert recipe.shards.max_bytes == 2_500_000 and isinstance(recipe.shards.max_bytes, int)
-    assert load_recipe("small_obj").shards.max_bytes == 10**9  # written "1e9", a string to YAML
+    assert load_recipe("small_obj").shards.max_bytes == 10**9  # written "1e9": a float in YAML 1.2
     with pytest.raises(RecipeError, match="shards.max_bytes"):
         load_recipe("fod500", ["shards.max_bytes=1.5"])
+
+
+def test_yaml_1_2_floats_are_numbers(tmp_path):
+    """PyYAML (YAML 1.1) reads 5e1 and 1E-3 as strings; dfdgen's loader reads them as numbers."""
+    text = (resources.files("recipes") / "small_obj.yaml").read_text()
+    text = text.replace("f_number: [1.4, 2.8]", "f_number: [5e-1, 28E-1]").replace("count: 1000", "count: 1e3")
+    assert "5e-1" in text and "count: 1e3" in text
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    recipe = load_recipe(path)
+    assert recipe.lens.f_number == Range(0.5, 2.8) and recipe.count == 1000 and isinstance(recipe.count, int)
+    assert load_recipe("small_obj", ["lens.f_number=5e0"]).lens.f_number == Range(5.0, 5.0)
+    with pytest.raises(RecipeError, match="'count': got 1.5"):
+        load_recipe("small_obj", ["count=15e-1"])
 
 
 def test_integers_given_as_floats_become_floats():

@@ -14,7 +14,7 @@ import pytest
 import webdataset as wds
 from click.testing import CliRunner
 
-from fakes import dir_bytes, listed_shards, write_tiny_recipe
+from fakes import dir_bytes, write_tiny_recipe
 from generator import lens as lensmod
 from generator.cli import main
 from generator.recipe import load_recipe
@@ -76,20 +76,34 @@ def test_two_workers_give_identical_bytes(rendered):
     assert dir_bytes(work / "two") == dir_bytes(out)
 
 
+def _written(out) -> set[int]:
+    """Scenes on disk in ``out``: in listed shards, or in open shards (progress.json)."""
+    manifest = json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").exists() else None
+    progress = json.loads((out / "progress.json").read_text())["open"] if (out / "progress.json").exists() else []
+    return set(manifest["scenes_done"] if manifest else []) | {i for s in progress for i in s["scenes"]}
+
+
 def test_killed_run_resumes_to_identical_bytes(rendered):
+    """SIGKILL (the whole process group, as a crash) once a scene sits in an unfinished shard: the
+    rerun renders only the scenes not yet on disk (at most those in flight), to the same bytes."""
     work, recipe, out = rendered
     killed = work / "killed"
     proc = _dfdgen("render", "--recipe", recipe, "--out", killed)
     try:
-        deadline = time.monotonic() + 120
-        while not listed_shards(killed) and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
+        deadline, in_open_shard = time.monotonic() + 120, set()
+        while not in_open_shard and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+            try:
+                progress = json.loads((killed / "progress.json").read_text())["open"]
+            except (OSError, ValueError):  # not there yet, or replaced while read
+                continue
+            in_open_shard = {i for shard in progress for i in shard["scenes"]}
         assert proc.poll() is None, "the run ended before it could be killed"
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-    done = json.loads((killed / "manifest.json").read_text())["scenes_done"]
-    assert 0 < len(done) < COUNT
+    done = _written(killed)
+    assert in_open_shard <= done and 0 < len(done) < COUNT
 
     proc = _dfdgen("render", "--recipe", recipe, "--out", killed)
     output = proc.communicate(timeout=300)[0].decode()
