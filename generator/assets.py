@@ -144,6 +144,8 @@ def _read_ply(data: bytes):
         if words[0] == "format":
             fmt = words[1]
         elif words[0] == "element":
+            if not 0 <= int(words[2]) <= len(body):  # every item takes a byte at least
+                raise ValueError(f"element {words[1]} claims {words[2]} items in {len(body)} bytes")
             elements.append([words[1], int(words[2]), []])
         elif words[0] == "property":
             elements[-1][2].append((words[-1], *words[1:-1]))

@@ -143,6 +143,8 @@ ASSETS = {
     "huge_count_glb": lambda: _glb({**_TRIANGLE, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0}],
                                     "accessors": [{"bufferView": 0, "componentType": 5126, "count": 10**12,
                                                    "type": "VEC3"}]}, _TRIANGLE_BIN),
+    "huge_count_ply": lambda: b"ply\nformat ascii 1.0\nelement vertex 1000000000000\nelement face 0\n"
+                              b"property list uchar int vertex_indices\nend_header\n",
 }
 
 
@@ -178,7 +180,8 @@ def _prepare(case: dict, work: Path, clean: Path | None) -> None:
     for name in setup:
         if name in ASSETS:
             (work / "meshes").mkdir(exist_ok=True)
-            (work / "meshes" / "mesh.glb").write_bytes(ASSETS[name]())
+            suffix = name.rsplit("_", 1)[1]
+            (work / "meshes" / f"mesh.{suffix}").write_bytes(ASSETS[name]())
     if "damage" in case:
         DAMAGE[case["damage"]](work / "data")
 
