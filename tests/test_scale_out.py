@@ -164,7 +164,10 @@ def test_ctrl_c_stops_a_ray_run_cleanly_and_leaves_no_process(bpy, tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130 and "interrupted" in output, output
     manifest = json.loads((out / "manifest.json").read_text())
-    assert sorted(p.name for p in out.glob("*.tar*")) == sorted(s["name"] for s in manifest["shards"])
+    progress = json.loads((out / "progress.json").read_text())["open"] if (out / "progress.json").exists() else []
+    # complete shards, and the open ones with their finished scenes kept for a rerun
+    assert sorted(p.name for p in out.glob("*.tar*")) == sorted(
+        [s["name"] for s in manifest["shards"]] + [s["name"] + ".partial" for s in progress])
     deadline = time.monotonic() + 30
     while _group_alive(proc.pid) and time.monotonic() < deadline:  # Ray's daemons were in the run's group
         time.sleep(0.2)
