@@ -61,13 +61,15 @@ from generator.recipe import load_recipe
 @dataclass(frozen=True)
 class Row:
     """One row: a model trained on the recipe's data (or on small+large, ``large``), its config
-    updated with ``config`` (``model.config`` keys)."""
+    updated with ``config`` (``model.config`` keys), at peak learning rate ``lr`` (None: the
+    command's ``--lr``, or ``--sdgs-lr`` for sdgs)."""
 
     model: str
     label: str
     large: bool = False
     config: tuple[tuple[str, object], ...] = ()
     run_name: str | None = None
+    lr: float | None = None
 
     @property
     def sets(self) -> list[str]:
@@ -85,8 +87,10 @@ REFERENCES = [Row("constant", "constant (training median)"), Row("dff", "classic
               Row("dfd_sweep", "depth from defocus by re-rendering sweep (sdgs's teacher)")]
 #: Rows in table order.
 ROWS = REFERENCES + [
-    Row("ddff", "DDFF"), Row("lstm_ddff", "LSTM-DDFF"), Row("recurrent_ae", "recurrent AE"),
-    Row("recurrent_ae", "recurrent AE, small+large objects", large=True),
+    # recurrent_ae at 1e-3: at 3e-4 it stayed near the objects' mean depth (object delta1 0.35), while ddff
+    # at 1e-3 stalled on a constant; each row keeps the rate at which it learned in a trial run.
+    Row("ddff", "DDFF"), Row("lstm_ddff", "LSTM-DDFF"), Row("recurrent_ae", "recurrent AE", lr=1e-3),
+    Row("recurrent_ae", "recurrent AE, small+large objects", large=True, lr=1e-3),
     Row("defocusnet", "DefocusNet (PoolNet)"), Row("sdgs", "SDGS (self-supervised)"),
 ]
 #: sdgs with one design choice removed each (dfd_models/networks/sdgs.py), same budget as ``sdgs``.
@@ -405,7 +409,8 @@ def main(argv: list[str] | None = None) -> None:
         train_data = f"{main_data}::{datasets['large_obj'][0]}" if row.large else str(main_data)
         result = train_and_eval(row, train_data, main_data, args.out_dir / "runs", steps=steps,
                                 batch_size=args.batch_size, crop=args.crop,
-                                lr=args.sdgs_lr if row.model == "sdgs" else args.lr, mask_wall=args.mask_wall,
+                                lr=row.lr or (args.sdgs_lr if row.model == "sdgs" else args.lr),
+                                mask_wall=args.mask_wall,
                                 reuse=args.reuse)
         objects = result.regions.get("objects") or {}
         print(f"{row.run}: objects {json.dumps({k: objects.get(k) for k in ('abs_rel', 'delta1', 'pearson')})}",
@@ -434,7 +439,8 @@ def main(argv: list[str] | None = None) -> None:
     scale = (f"{args.scenes} {args.recipe} scenes ({per_split['train']} train / {per_split['test']} test, each "
              f"scene's split drawn by the recipe){large}, {args.size}x{args.size} px, "
              f"{FRAMES} frames per stack, {args.samples} Cycles samples; {args.steps} training steps ({sdgs_steps} for sdgs) of batch "
-             f"{args.batch_size} (AdamW, cosine, peak learning rate {args.lr:g}; {args.sdgs_lr:g} for sdgs) random "
+             f"{args.batch_size} (AdamW, cosine, peak learning rate {args.lr:g}; {args.sdgs_lr:g} for sdgs"
+             f"{''.join(f', {r.lr:g} for {r.run}' for r in rows if r.lr and r.model in MODELS)}) random "
              f"{args.crop}x{args.crop} crops per network (the supervised ones with the wall "
              f"{'left out of' if args.mask_wall else 'in'} their loss), evaluated on full "
              f"{args.size}x{args.size} test frames; on {device}, {platform.machine()}; training and fitting "

@@ -18,7 +18,8 @@ MODELS = ("recurrent_ae", "defocusnet")
 def test_coc_head_is_optional_for_recurrent_ae_and_always_on_for_defocusnet(torch):
     from dfd_models.networks import build_model
 
-    plain = build_model("recurrent_ae", SMALL["recurrent_ae"])
+    assert build_model("recurrent_ae").config["coc_head"] is True
+    plain = build_model("recurrent_ae", {**SMALL["recurrent_ae"], "coc_head": False})
     batch = _batch(torch)
     assert "coc" not in plain(batch) and set(plain.losses(batch, plain(batch))) == {"depth", "total"}
     assert build_model("defocusnet").config["coc_head"] is True
