@@ -6,8 +6,8 @@ Both stages are a :class:`PoolNet`: one U-Net branch per frame with shared weigh
 where after each encoder level every branch's features are concatenated with their
 maximum over the stack, so each frame sees what the others see whatever T is.
 
-    stage 1   RGB of each frame -> PoolNet -> 1 x 1 head -> unsigned CoC c_t of every
-              frame, pixels (``outputs["coc"]``)
+    stage 1   RGB of each frame and its focus plane (config ``focus_input``) -> PoolNet ->
+              1 x 1 head -> unsigned CoC c_t of every frame, pixels (``outputs["coc"]``)
     stage 2   [c_t / coc_scale_px, focus plane of F_t] per frame (the focus distance F_t as a
               constant channel, :meth:`SupervisedDepthModel.focus_planes`) -> PoolNet -> max
               over the stack -> 1 x 1 head -> depth on frame T // 2's grid, bounded to
@@ -97,6 +97,12 @@ class DefocusNet(SupervisedDepthModel):
     this model's first-stage loss and always on):
         coc_channels: widths per level of the first (CoC) stage.
         depth_channels: widths per level of the second (depth) stage.
+        focus_input: give the CoC stage each frame's focus distance (as
+            :meth:`~dfd_models.networks.supervised.SupervisedDepthModel.focus_planes`). Its
+            branches share weights and meet only through the stack maximum, so without it a
+            branch cannot tell which frame it sees: FoD500's fixed five focus distances let
+            the original learn them, but a recipe's ramps move them (measured: without it the
+            CoC stage stays at a constant on small_obj).
 
     Outputs of :meth:`forward`: ``depth`` [B, 1, H, W] metres, ``coc`` [B, T, 1, H, W]
     (unsigned CoC of each frame, pixels). :meth:`predict` is the shared one (forward on the frames).
@@ -106,13 +112,14 @@ class DefocusNet(SupervisedDepthModel):
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
-        return {**cls.supervised_config(), "coc_head": True, "coc_channels": [8, 16, 32], "depth_channels": [8, 16, 32]}
+        return {**cls.supervised_config(), "coc_head": True, "coc_channels": [8, 16, 32], "depth_channels": [8, 16, 32],
+                "focus_input": True}
 
     def __init__(self, config: dict | None = None):
         super().__init__(config)
         if not self.config["coc_head"]:
             raise ValueError("defocusnet's first stage is its CoC head: coc_head must be true")
-        self.coc_net = PoolNet(3, self.config["coc_channels"])
+        self.coc_net = PoolNet(3 + int(self.config["focus_input"]), self.config["coc_channels"])
         self.coc_out = nn.Conv2d(self.coc_net.out_channels, 1, 1)
         self.depth_net = PoolNet(2, self.config["depth_channels"])
         self.depth_out = zero_head(self.depth_net.out_channels, 1)
@@ -128,8 +135,9 @@ class DefocusNet(SupervisedDepthModel):
             ``coc`` [B, T, 1, H, W] pixels and ``depth`` [B, 1, H, W] metres, float32.
         """
         b, t, _, h, w = frames.shape
-        coc = self.coc_from_logit(self.coc_out(self.coc_net(frames).flatten(0, 1))).unflatten(0, (b, t))
         focus = self.focus_planes(focus_m, h, w).to(frames.dtype)  # [B, T, 1, H, W]
+        rgb = torch.cat([frames, focus], 2) if self.config["focus_input"] else frames
+        coc = self.coc_from_logit(self.coc_out(self.coc_net(rgb).flatten(0, 1))).unflatten(0, (b, t))
         features = self.depth_net(torch.cat([(coc / self.config["coc_scale_px"]).to(frames.dtype), focus], 2))
         depth = self.depth_from_logit(self.depth_out(features.amax(1)))
         return {"depth": depth, "coc": coc}
