@@ -156,7 +156,7 @@ def recipe_overrides(recipe: str, scenes: int, size: int, samples: int) -> list[
     """``--set`` overrides of ``recipe`` for the benchmark's dataset (fod500 keeps its 5-frame list)."""
     ramp = [] if recipe == "fod500" else ["focus.ramps=1", f"focus.frames_per_ramp={FRAMES}"]
     return [f"count={scenes}", f"image.width={size}", f"image.height={size}", f"image.samples={samples}",
-            *ramp, f"splits={{train: {1 - TEST_SHARE}, val: 0.0, test: {TEST_SHARE}}}"]
+            *ramp, f"splits.train={1 - TEST_SHARE}", "splits.val=0.0", f"splits.test={TEST_SHARE}"]  # order kept
 
 
 def _dfdgen() -> str:
