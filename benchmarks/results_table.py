@@ -82,6 +82,9 @@ class Row:
         return self.run_name or (f"{self.model}+large" if self.large else self.model)
 
 
+#: The results page of each recipe the benchmark is run on (docs/).
+RESULT_PAGES = {"small_obj": "RESULTS.md", "fod500": "RESULTS_fod500.md"}
+
 #: Reference predictors: no trainable parameters. Every table shows them.
 REFERENCES = [Row("constant", "constant (training median)"), Row("dff", "classical depth from focus"),
               Row("dfd_sweep", "depth from defocus by re-rendering sweep (sdgs's teacher)")]
@@ -251,6 +254,8 @@ def format_results(results: list[ModelResult], skipped: list[str], *, recipe: st
         "",
         "Produced by `benchmarks/results_table.py`. **Scale:** " + scale,
         "",
+        f"Pages: {' and '.join(f'[{name}]({page})' for name, page in RESULT_PAGES.items())}.",
+        "",
         "Every row is scored on the test split over two regions: **objects** (valid pixels that are not the "
         "background wall) and **all** valid pixels. The wall fills most of the frame, so a constant depth "
         "scores well on *all* and not at all on *objects*: a row is a result only where it beats both "
@@ -370,7 +375,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="keep rows whose run directory finished the same train command (dfdgen commit aside)")
     parser.add_argument("--render-workers", type=int, default=2, help="Blender worker processes")
     parser.add_argument("--out-dir", type=Path, default=Path("runs/results_table"), help="data and runs go here")
-    parser.add_argument("--results", type=Path, default=Path("docs/RESULTS.md"), help="the Markdown written")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="the Markdown written  [default: docs/RESULTS.md for small_obj, docs/RESULTS_<recipe>.md]")
     parser.add_argument("--figure", type=Path, default=None,
                         help="the PNG written (default: beside --results, RESULTS_<recipe>.png)")
     args = parser.parse_args(argv)
@@ -383,6 +389,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = [row for row in ROWS if row in REFERENCES or args.models is None or row.run in args.models]
     sdgs_steps = args.steps if args.sdgs_steps is None else args.sdgs_steps
     ablation_steps = sdgs_steps if args.ablation_steps is None else args.ablation_steps
+    args.results = args.results or Path("docs") / RESULT_PAGES.get(args.recipe, f"RESULTS_{args.recipe}.md")
     figure = args.figure or args.results.parent / f"RESULTS_{args.recipe}.png"
 
     overrides = recipe_overrides(args.recipe, args.scenes, args.size, args.samples)
