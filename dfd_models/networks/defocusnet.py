@@ -98,11 +98,9 @@ class DefocusNet(SupervisedDepthModel):
         coc_channels: widths per level of the first (CoC) stage.
         depth_channels: widths per level of the second (depth) stage.
         focus_input: give the CoC stage each frame's focus distance (as
-            :meth:`~dfd_models.networks.supervised.SupervisedDepthModel.focus_planes`). Its
-            branches share weights and meet only through the stack maximum, so without it a
-            branch cannot tell which frame it sees: FoD500's fixed five focus distances let
-            the original learn them, but a recipe's ramps move them (measured: without it the
-            CoC stage stays at a constant on small_obj).
+            :meth:`~dfd_models.networks.supervised.SupervisedDepthModel.focus_planes`), as the
+            depth stage has it. Its branches share weights and meet only through the stack
+            maximum, so without it a branch does not know which focus its frame has.
 
     Outputs of :meth:`forward`: ``depth`` [B, 1, H, W] metres, ``coc`` [B, T, 1, H, W]
     (unsigned CoC of each frame, pixels). :meth:`predict` is the shared one (forward on the frames).
