@@ -447,7 +447,7 @@ def main(argv: list[str] | None = None) -> None:
              f"scene's split drawn by the recipe){large}, {args.size}x{args.size} px, "
              f"{FRAMES} frames per stack, {args.samples} Cycles samples; {args.steps} training steps ({sdgs_steps} for sdgs) of batch "
              f"{args.batch_size} (AdamW, cosine, peak learning rate {args.lr:g}; {args.sdgs_lr:g} for sdgs"
-             f"{''.join(f', {r.lr:g} for {r.run}' for r in rows if r.lr and r.model in MODELS)}) random "
+             f"{''.join(f', {r.row.lr:g} for {r.row.run}' for r in results if r.row.lr)}) random "
              f"{args.crop}x{args.crop} crops per network (the supervised ones with the wall "
              f"{'left out of' if args.mask_wall else 'in'} their loss), evaluated on full "
              f"{args.size}x{args.size} test frames; on {device}, {platform.machine()}; training and fitting "
