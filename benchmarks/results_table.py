@@ -443,8 +443,10 @@ def main(argv: list[str] | None = None) -> None:
     wall = sum(r.train_s for r in [*results, *ablations])
     manifest = json.loads((main_data / "manifest.json").read_text())
     per_split = {split: sum(s["samples"] for s in manifest["shards"] if s["split"] == split) for split in ("train", "test")}
-    scale = (f"{args.scenes} {args.recipe} scenes ({per_split['train']} train / {per_split['test']} test, each "
-             f"scene's split drawn by the recipe){large}, {args.size}x{args.size} px, "
+    main_recipe = load_recipe(args.recipe, overrides)
+    order = "drawn at random per scene" if main_recipe.splits.order in (None, "random") else "by scene index, train first"
+    scale = (f"{args.scenes} {args.recipe} scenes ({per_split['train']} train / {per_split['test']} test, splits "
+             f"{order}){large}, {args.size}x{args.size} px, "
              f"{FRAMES} frames per stack, {args.samples} Cycles samples; {args.steps} training steps ({sdgs_steps} for sdgs) of batch "
              f"{args.batch_size} (AdamW, cosine, peak learning rate {args.lr:g}; {args.sdgs_lr:g} for sdgs"
              f"{''.join(f', {r.row.lr:g} for {r.row.run}' for r in results if r.row.lr)}) random "
