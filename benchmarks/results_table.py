@@ -397,10 +397,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.recipe == "small_obj" and args.large_scenes and any(row.large for row in rows):
         datasets["large_obj"] = (args.out_dir / "data_large",
                                  recipe_overrides("large_obj", args.large_scenes, args.size, args.samples))
-    recipe_lines, render_cmds, reused = [], [], 0
+    recipe_lines, render_cmds, reused, recipes = [], [], 0, {}
     start = time.perf_counter()
     for name, (data, sets) in datasets.items():
-        recipe = load_recipe(name, sets)
+        recipes[name] = recipe = load_recipe(name, sets)
         summary = render_dataset(recipe, data, workers=args.render_workers)
         print(summary.line(), flush=True)
         reused += summary.skipped
@@ -443,8 +443,7 @@ def main(argv: list[str] | None = None) -> None:
     wall = sum(r.train_s for r in [*results, *ablations])
     manifest = json.loads((main_data / "manifest.json").read_text())
     per_split = {split: sum(s["samples"] for s in manifest["shards"] if s["split"] == split) for split in ("train", "test")}
-    main_recipe = load_recipe(args.recipe, overrides)
-    order = "drawn at random per scene" if main_recipe.splits.order in (None, "random") else "by scene index, train first"
+    order = "drawn at random per scene" if recipes[args.recipe].splits.order in (None, "random") else "by scene index, train first"
     scale = (f"{args.scenes} {args.recipe} scenes ({per_split['train']} train / {per_split['test']} test, splits "
              f"{order}){large}, {args.size}x{args.size} px, "
              f"{FRAMES} frames per stack, {args.samples} Cycles samples; {args.steps} training steps ({sdgs_steps} for sdgs) of batch "

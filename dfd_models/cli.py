@@ -185,7 +185,7 @@ def predict(images, checkpoint, focus_m, lens_model, focal_length_mm, f_number, 
     """Depth maps of IMAGE files (PNG sRGB or EXR linear): NAME.depth.exr (channel Z, metres)
     and NAME.depth.png (colourised) per image in DIR."""
     from dfd_models.predict import predict_images
-    from generator.cli import library_errors, warnings_as_messages
+    from generator.cli import library_errors
 
     with library_errors():
         written = predict_images(checkpoint, images, focus_m, out_dir, lens_model=lens_model,

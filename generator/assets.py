@@ -239,8 +239,8 @@ def _read_glb(data: bytes):
         count = acc["count"]
         if not 0 < count or start < 0 or start + (count - 1) * stride + kind.itemsize * width > len(binary):
             raise ValueError(f"accessor {index} reads {count} items past the end of the binary chunk")
-        rows = [np.frombuffer(binary, kind, width, start + i * stride) for i in range(acc["count"])]
-        return np.array(rows).reshape(acc["count"], width)
+        rows = [np.frombuffer(binary, kind, width, start + i * stride) for i in range(count)]
+        return np.array(rows).reshape(count, width)
 
     verts, tris = [], []
     instances = 0

@@ -119,9 +119,8 @@ def render(recipe_path, out_dir, count, workers, threads, overrides, overwrite, 
     click.echo(f"data in {summary.out_dir}")
     click.echo(summary.line())
     if summary.failed:
-        for index, reason in summary.failed:
-            click.echo(f"scene {index} failed: {printable(reason.strip().splitlines()[-1] if reason.strip() else reason)}",
-                       err=True)
+        for index, reason in summary.failed:  # a reason may be a traceback: its last line says what
+            click.echo(f"scene {index} failed: {printable((reason.strip().splitlines() or [''])[-1])}", err=True)
         scenes = ", ".join(str(i) for i, _ in summary.failed[:20]) + (", ..." if len(summary.failed) > 20 else "")
         click.echo(f"Error: {len(summary.failed)} scenes failed ({scenes}); the manifest in {summary.out_dir} "
                    f"records why (exit status {EXIT_SCENES_FAILED})", err=True)

@@ -154,10 +154,9 @@ def verify(data_dir: str | Path) -> tuple[int, list[str]]:
         BadInput: not a dfdgen dataset.
     """
     data_dir = Path(data_dir)
-    listed = {s["name"]: s for s in read_manifest(data_dir)["shards"]}
+    manifest = read_manifest(data_dir)
     problems, checked = [], 0
-    for path in manifest_shards(data_dir):
-        entry = listed[path.name]
+    for entry, path in zip(manifest["shards"], manifest_shards(data_dir, manifest=manifest)):
         if not path.is_file():
             problems.append(f"{path}: missing")
             continue

@@ -87,9 +87,11 @@ def _check_entries(entries: Any, where: Path) -> None:
             raise ValueError(f"{name!r} is not a dfdgen shard name")
 
 
-def manifest_shards(directory: str | os.PathLike[str], split: str | None = None) -> list[Path]:
+def manifest_shards(directory: str | os.PathLike[str], split: str | None = None,
+                    manifest: dict[str, Any] | None = None) -> list[Path]:
     """Absolute paths of the complete shards the manifest of ``directory`` lists (of ``split``),
-    in manifest order. Each is a dfdgen shard name inside ``directory`` (:func:`read_manifest`).
+    in manifest order. Each is a dfdgen shard name inside ``directory`` (:func:`read_manifest`;
+    ``manifest``: its result, when the caller has it already).
 
     Raises:
         BadInput: as :func:`read_manifest`; or a listed shard resolves outside ``directory``
@@ -97,7 +99,7 @@ def manifest_shards(directory: str | os.PathLike[str], split: str | None = None)
     """
     folder = Path(directory).resolve()
     paths = []
-    for shard in read_manifest(directory)["shards"]:
+    for shard in (manifest or read_manifest(directory))["shards"]:
         if split is None or shard.get("split") == split:
             path = folder / shard["name"]
             if path.resolve().parent != folder:
@@ -248,6 +250,10 @@ class DatasetDir:
             try:
                 progress = json.loads(path.read_text(encoding="utf-8"))["open"]
                 _check_entries(progress, path)
+                for entry in progress:
+                    if not (isinstance(entry["bytes"], int) and entry["bytes"] >= 0
+                            and all(isinstance(i, int) for i in entry["scenes"])):
+                        raise ValueError(f"entry {entry['name']} has no byte count or scene list")
             except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exn:
                 raise OutputError(f"{path} is damaged ({brief(exn)}); use --overwrite") from None
         return manifest, progress
@@ -300,13 +306,12 @@ class DatasetDir:
     def _resume(self, manifest: dict[str, Any], progress: list[dict[str, Any]]) -> None:
         """Take over the previous run: its complete shards, failures and partial shards."""
         self.failed = {f["scene"]: f["reason"] for f in manifest["failed"]}
-        for shard in manifest["shards"]:
-            path, partial = self.path / shard["name"], self.path / (shard["name"] + PARTIAL)
-            if not path.exists() and partial.is_file() and partial.stat().st_size == shard["bytes"]:
-                os.replace(partial, path)  # listed, then interrupted before the rename
+        self.shards = list(manifest["shards"])
+        self._finish_renames()
+        for shard in self.shards:
+            path = self.path / shard["name"]
             if not path.is_file() or path.stat().st_size != shard["bytes"]:
                 raise OutputError(f"shard {path} listed in {MANIFEST} is missing or truncated; use --overwrite")
-            self.shards.append(shard)
         listed = {s["name"] for s in self.shards}
         for entry in progress:
             partial = self.path / (entry["name"] + PARTIAL)
@@ -346,10 +351,11 @@ class DatasetDir:
         text = json.dumps(self._manifest(complete), sort_keys=True, indent=1, allow_nan=False)
         write_atomic(self.path / MANIFEST, text.encode("utf-8"))
 
-    def _write_progress(self) -> None:
-        """Record the open shards (small, rewritten after every sample); none open: no file."""
-        if self._open:
-            entries = [s.entry() for s in sorted(self._open.values(), key=lambda s: s.name)]
+    def _write_progress(self, *claims: dict[str, Any]) -> None:
+        """Record the open shards and ``claims`` (shards about to be created); small, rewritten
+        after every sample; nothing open: no file."""
+        entries = sorted([s.entry() for s in self._open.values()] + list(claims), key=lambda e: e["name"])
+        if entries:
             write_atomic(self.path / PROGRESS, json.dumps({"open": entries}, sort_keys=True).encode("utf-8"))
         else:
             (self.path / PROGRESS).unlink(missing_ok=True)
@@ -399,21 +405,22 @@ class DatasetDir:
     def abort(self) -> None:
         """Stop writing: the open shards keep their complete samples for a rerun to resume.
 
-        Settles what an interrupt cut short: a shard listed but not yet renamed is renamed,
-        and a shard claimed but not yet created is unclaimed.
+        A shard listed but not yet renamed is renamed. ``progress.json`` stays as it is: it
+        claims every file that may exist, and a rerun skips its entries the manifest lists
+        (:meth:`_resume`).
         """
-        listed = {s["name"] for s in self.shards}
-        for name in listed:
-            final, partial = self.path / name, self.path / (name + PARTIAL)
-            if not final.exists() and partial.exists():
-                os.replace(partial, final)
-        for split, shard in list(self._open.items()):
-            if shard.file is not None:
-                shard.file.close()
-            if shard.file is None or shard.name in listed:
-                del self._open[split]
-        self._write_progress()
+        self._finish_renames()
+        for shard in self._open.values():
+            shard.file.close()
         self._open.clear()
+
+    def _finish_renames(self) -> None:
+        """Rename into place each listed shard an interrupt left as ``.partial`` (the manifest
+        lists a shard before its rename: :meth:`_close`)."""
+        for shard in self.shards:
+            final, partial = self.path / shard["name"], self.path / (shard["name"] + PARTIAL)
+            if not final.exists() and partial.is_file() and partial.stat().st_size == shard["bytes"]:
+                os.replace(partial, final)
 
     def _start(self, split: str) -> _OpenShard:
         number = sum(s["split"] == split for s in self.shards)
@@ -421,9 +428,8 @@ class DatasetDir:
         for taken in (self.path / name, self.path / (name + PARTIAL)):
             if taken.exists():  # unclaimed (claimed ones are resumed): never overwrite it
                 raise OutputError(f"{taken} appeared while rendering; dfdgen does not overwrite it")
-        self._open[split] = shard = _OpenShard(name, split, None)  # type: ignore[arg-type]
-        self._write_progress()  # claimed before it is created
-        shard.file = open(self.path / (name + PARTIAL), "xb")
+        self._write_progress({"name": name, "split": split, "scenes": [], "bytes": 0})  # claimed before created
+        self._open[split] = shard = _OpenShard(name, split, open(self.path / (name + PARTIAL), "xb"))
         return shard
 
     def _close(self, shard: _OpenShard) -> None:

@@ -5,6 +5,7 @@ nothing written, deleted or run outside the folder the command names."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -77,7 +78,7 @@ def _rewrite_member(data: Path, shard: str, member: str, change) -> None:
         for info, content in members:
             if info.name == member:
                 info, content = change(info, content)
-            tar.addfile(info, None if info.issym() else __import__("io").BytesIO(content))
+            tar.addfile(info, None if info.issym() else io.BytesIO(content))
 
 
 def _symlink_member(info, content):
