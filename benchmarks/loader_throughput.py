@@ -1,8 +1,8 @@
 """Focus stacks per second through the training pipeline vs. the raw read + decode bound.
 
-The bound reads the same shards with plain ``tarfile`` and decodes the
+The bound reads the same shards with the format's tar reader (``generator.format.read_shard``) and decodes the
 members the pipeline decodes for one ramp (its frames with
-``generator.sample.decode_rgb``, one depth map, and the AIF image and CoC maps
+``generator.codec.decode_rgb``, one depth map, and the AIF image and CoC maps
 when present, with ``read_exr_bytes``), in the same number of processes, with
 no torch stages. The pipeline adds everything else: shuffle buffer, ramp
 choice and focus sort, random crop and flip with K, tensors, batching and the
@@ -24,7 +24,6 @@ import argparse
 import json
 import multiprocessing
 import resource
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -33,7 +32,8 @@ import numpy as np
 
 from generator.lens import Lens
 from generator.recipe import load_recipe
-from generator.sample import decode_rgb, encode_sample, read_exr_bytes
+from generator.codec import decode_rgb, encode_sample, read_exr_bytes
+from generator.format import AIF, META, coc_member, depth_member, frame_stem, read_shard, rgb_member
 from generator.shards import DatasetDir
 from generator.spec import CameraSpec, FrameSpec, MaterialSpec, ObjectSpec, RenderSpec, SceneSpec
 
@@ -80,26 +80,21 @@ def write_synthetic(out: Path, scenes: int, per_shard: int, frames: int, height:
 
 
 def _raw_decode(url: str) -> int:
-    """Read one shard with tarfile and decode what the pipeline decodes; returns its sample count."""
-    samples: dict[str, dict[str, bytes]] = {}
-    with tarfile.open(url, mode="r|") as tar:
-        for info in tar:
-            key, _, suffix = info.name.partition(".")
-            samples.setdefault(key, {})[suffix] = tar.extractfile(info).read()
-    for sample in samples.values():
-        meta = json.loads(sample["json"])
+    """Read one shard with the format's tar reader and decode what the pipeline decodes, in a
+    plain loop; returns its sample count."""
+    count = 0
+    for sample in read_shard(url):
+        meta = json.loads(sample[META])
         stack = [f for f in meta["frames"] if f["ramp"] == meta["frames"][0]["ramp"]]
-        for frame in stack:
-            stem = f"f{frame['index']:03d}"
-            ext = "exr" if f"{stem}.exr" in sample else "png"
-            decode_rgb(sample[f"{stem}.{ext}"], ext)
-        depth = f"f{stack[len(stack) // 2]['index']:03d}.depth.exr" if meta["depth"]["per_frame"] else "depth.exr"
-        read_exr_bytes(sample[depth])["Z"]
-        for name in [n for n in ("aif.png", "aif.exr") if n in sample]:
-            decode_rgb(sample[name], name[-3:])
-        for frame in [f for f in stack if f"f{f['index']:03d}.coc.exr" in sample]:
-            read_exr_bytes(sample[f"f{frame['index']:03d}.coc.exr"])["Y"]
-    return len(samples)
+        images = [rgb_member(sample, frame_stem(f["index"])) for f in stack] + [rgb_member(sample, AIF)]
+        for name in filter(None, images):
+            decode_rgb(sample[name], name.rsplit(".", 1)[1])
+        ref = stack[len(stack) // 2]["index"] if meta["depth"]["per_frame"] else None
+        read_exr_bytes(sample[depth_member(ref)])["Z"]
+        for name in [coc_member(f["index"]) for f in stack if coc_member(f["index"]) in sample]:
+            read_exr_bytes(sample[name])["Y"]
+        count += 1
+    return count
 
 
 def _cpu_seconds() -> float:
@@ -132,10 +127,11 @@ def bound(urls: list[str], processes: int) -> tuple[int, float, float]:
 
 def pipeline(shards, split, workers: int, args) -> tuple[int, float, float]:
     """One epoch of :func:`dfd_models.data.make_loader`, starting its workers included."""
-    from dfd_models.data import make_loader
+    from dfd_models.data import DataSection, make_loader
 
-    loader = make_loader(shards, args.batch_size, crop=args.crop, split=split, ramp=args.ramp,
-                         shuffle=args.shuffle, num_workers=workers, seed=0)
+    data = DataSection(shards=shards, split=split, crop=args.crop, batch_size=args.batch_size, workers=workers,
+                       ramp=args.ramp, shuffle=args.shuffle)
+    loader = make_loader(data, seed=0)
     return _timed(lambda: sum(batch["frames"].shape[0] for batch in loader))  # frames [B, T, 3, H, W]
 
 

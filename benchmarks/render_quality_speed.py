@@ -12,7 +12,7 @@ process (bpy imported once, outside every timing):
   Cycles' default sampling (adaptive, threshold 0.01, OpenImageDenoise) at
   ``--naive-samples`` (Cycles' default is 4096), render, write an EXR.
 - naive-fixed: the same with a fixed ``--naive-fixed-samples`` and OpenImageDenoise.
-- dfdgen: :func:`generator.executors.render_sample`, what ``dfdgen render`` runs
+- dfdgen: :func:`generator.render_tasks.render_sample`, what ``dfdgen render`` runs
   per scene (build once, persistent data, depth with DoF off, every frame changing only
   the camera, no denoiser) at each of ``--samples``; with ``--adaptive T`` also
   adaptive sampling at threshold T (recipe ``image.adaptive_threshold``).
@@ -55,10 +55,10 @@ import numpy as np
 import OpenEXR
 
 from generator.blender.camera import apply_camera
-from generator.executors import render_sample
+from generator.render_tasks import render_sample
 from generator.recipe import load_recipe
-from generator.sample import linear_to_srgb
-from generator.sampling import sample_scene
+from generator.codec import linear_to_srgb
+from generator.draw import sample_scene
 from generator.spec import SceneSpec
 from quiet import results_stream
 

@@ -11,7 +11,7 @@ For each image size, in one process (bpy imported once, outside the timing):
   (``RenderedScene.cycles_seconds``) for the same images. 1.00 means every
   second went into Cycles; the goal is <= 1.10 at 256 x 256, 64 samples;
 - encode s: time spent encoding the sample after the last render, on the
-  render thread (:func:`generator.executors.render_sample`, what ``dfdgen
+  render thread (:func:`generator.render_tasks.render_sample`, what ``dfdgen
   render`` runs: images are encoded on a background thread while the next view
   renders). ``--encoding background inline`` measures both ways in one run;
   ``inline`` encodes every image after the last render.
@@ -42,9 +42,10 @@ from pathlib import Path
 
 from generator.blender.device import gpu_backend
 from generator.blender.render import render_scene
-from generator.executors import DEVICES, render_sample
+from generator.render_options import DEVICES
+from generator.render_tasks import render_sample
 from generator.recipe import load_recipe
-from generator.sampling import sample_scene
+from generator.draw import sample_scene
 from generator.shards import DatasetDir
 
 

@@ -309,13 +309,13 @@ def write_figure(results: list[ModelResult], data: Path, path: Path, stacks: int
     Depth is coloured on one scale per row, from the nearest to the farthest true depth of that stack.
     """
     from dfd_models.checkpoint import load_model
-    from dfd_models.data import make_loader, resolve_shards
+    from dfd_models.data import DataSection, make_loader, resolve_shards
     from dfd_models.evaluate import predict_depth
     from dfd_models.networks import lens_from_batch
     from generator.inspect import colorize
-    from generator.sample import linear_to_srgb
+    from generator.codec import linear_to_srgb
 
-    loader = make_loader(resolve_shards(data, "test"), stacks, None, flip=False, ramp=0, shuffle=0, num_workers=0,
+    loader = make_loader(DataSection.for_eval(resolve_shards(data, "test"), split=None, batch_size=stacks),
                          rank=0, world_size=1)
     batch = next(iter(loader))
     models = [load_model(r.checkpoint)[0] for r in results]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from dfd_models.data import make_loader, resolve_shards
+from dfd_models.data import DataSection, make_loader, resolve_shards
 from dfd_models.networks import MODELS, build_model, lens_from_batch
 from dfd_models.networks.sdgs import SDGS, _repeat_lens, rerender
 from dfd_models.splat import SplatConfig
@@ -87,8 +87,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    loader = make_loader(resolve_shards(args.shards, "train"), args.batch_size, (args.crop, args.crop), flip=False,
-                         ramp=0, shuffle=0, num_workers=0, rank=0, world_size=1, seed=0)
+    data = DataSection(shards=resolve_shards(args.shards, "train"), split=None, crop=[args.crop, args.crop],
+                       batch_size=args.batch_size, workers=0, ramp=0, flip=False, shuffle=0)
+    loader = make_loader(data, rank=0, world_size=1, seed=0)
     batches = [batch for _, batch in zip(range(4), loader)]
     b, t, _, h, w = batches[0]["frames"].shape
     print(f"{len(batches)} batches of {b} stacks x {t} frames, {h}x{w} px, from {args.shards}; "

@@ -1,7 +1,7 @@
 """A render worker's memory over a long run: resident set size after 20 and after 200 tiny scenes (issue 7).
 
 One worker process (spawned like every render worker, recycling off, so one
-Blender does every scene) runs :func:`generator.executors.render_task` for
+Blender does every scene) runs :func:`generator.render_tasks.render_task` for
 ``--scenes`` scenes of a tiny small_obj recipe and reports its RSS
 (``VmRSS`` of ``/proc/self/status``) after each. Memory is bounded when
 RSS(last) / RSS(20th) stays near 1; the goal is <= 1.2. (Production runs
@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import functools
 
-from generator.executors import render_task, run_scenes
+from generator.render_tasks import render_task
+from generator.scheduler import ProcessPool, run_tasks
 from generator.recipe import Recipe, load_recipe
 
 
@@ -41,8 +42,8 @@ def main() -> None:
     recipe = load_recipe("small_obj", [
         "image.width=32", "image.height=32", "image.samples=4", "focus.ramps=1", "focus.frames_per_ramp=2",
         "scene.objects.count=[1, 4]", f"count={args.scenes}"])
-    results = run_scenes(functools.partial(render_then_rss, recipe), range(args.scenes), workers=1,
-                         recycle_every=args.scenes + 1)
+    results = run_tasks(functools.partial(render_then_rss, recipe), range(args.scenes),
+                        ProcessPool(1, recycle_every=args.scenes + 1))
     rss = []
     for result in results:
         if result.error:

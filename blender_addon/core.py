@@ -2,10 +2,10 @@
 
 Everything comes from the bundled :mod:`generator`, the code the CLI runs:
 the recipe is validated by :mod:`generator.recipe` (so errors read as they
-do on the command line), the scene is :func:`generator.sampling.sample_scene`
+do on the command line), the scene is :func:`generator.draw.sample_scene`
 of (recipe, seed, index), it is built by :func:`generator.blender.build.build_into`
 and rendered by :func:`generator.blender.render.render_views`, and samples are
-encoded by :func:`generator.sample.encode_sample`. Hence a panel sample has
+encoded by :func:`generator.codec.encode_sample`. Hence a panel sample has
 the bytes of the CLI's.
 
 Two kinds of scene:
@@ -31,11 +31,12 @@ import numpy as np
 from generator.blender.build import build_into, keyframe_sequence
 from generator.blender.render import RenderedScene, render_count, render_views
 from generator.errors import BadInput, OutputError
-from generator.files import output_file, sample_tar, write_atomic
+from generator.files import output_file, write_atomic
 from generator.recipe import Recipe, apply_overrides, load_recipe, recipe_from_dict
-from generator.sample import encode_sample, sample_key
+from generator.codec import encode_sample
+from generator.format import sample_key, sample_tar
 from generator.safe_yaml import load_yaml
-from generator.sampling import check_scene_index, sample_scene
+from generator.draw import check_scene_index, sample_scene
 from generator.spec import SceneSpec
 
 #: Name of the collection the generated scene is built into (Blender may add a suffix).

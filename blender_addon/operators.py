@@ -13,7 +13,7 @@ from bpy.props import IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper
 
 from generator.errors import DfdgenError
-from generator.sample import sample_key
+from generator.format import sample_key
 
 from . import core
 

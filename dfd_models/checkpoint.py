@@ -36,7 +36,7 @@ from torch import nn
 import generator
 from generator.errors import BadInput
 from generator.files import write_atomic
-from generator.shards import MANIFEST, read_manifest
+from generator.format import MANIFEST, read_manifest
 from dfd_models.networks import DepthModel, build_model
 
 FORMAT = "dfdgen.checkpoint"

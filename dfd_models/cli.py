@@ -89,7 +89,7 @@ def train(shards, skip_corrupt, model_name, run_dir, config_path, overrides, max
     from dfd_models.train import train as run_training
     from generator.cli import library_errors, warnings_as_messages
     from generator.errors import BadInput, brief
-    from generator.shards import is_url
+    from generator.format import is_url
 
     settings = {"model.name": model_name, "data.shards": None if shards is None else str(shards),
                 "data.skip_corrupt": skip_corrupt,

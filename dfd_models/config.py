@@ -10,8 +10,9 @@ A config is a :class:`TrainConfig` of four sections; written as YAML::
 :func:`resolve_config` builds one from, in order of precedence (last wins): the
 defaults below, the YAML file, ``--set`` overrides, a command's own options
 (``--model``, ``--max-steps``, ...). ``model.config`` is the
-model's business (``DepthModel.resolve_config`` checks and completes it). Files are read with ``generator.safe_yaml.load_yaml``, an
-override's value is parsed as YAML (``optim.lr=3e-4``, ``data.crop=[64, 64]``,
+model's business (``DepthModel.resolve_config`` checks and completes it). Validation is
+:mod:`generator.schema`'s (the recipes' mechanism: frozen sections, the same errors).
+Files are read with ``generator.safe_yaml.load_yaml``, an override's value is parsed as YAML (``optim.lr=3e-4``, ``data.crop=[64, 64]``,
 ``data.epoch_len=null``). Every error is a :class:`ConfigError` (exit status 2)
 naming the key path, the value and what is allowed.
 
@@ -22,22 +23,18 @@ reads it back.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import difflib
-import math
-import types
-import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from generator.errors import BadInput, FieldError, brief
-from generator.overrides import parse_override
 from generator.safe_yaml import MAX_CHARS, load_yaml
+from generator.schema import build, setting
+from generator.schema import apply_overrides as schema_overrides
 
 #: ``optim.amp`` choices: ``auto`` = fp16 on CUDA, off on CPU.
 AMP_MODES = ("auto", "off", "bf16", "fp16")
@@ -49,28 +46,21 @@ class ConfigError(FieldError):
     what = "config key"
 
 
-def _k(default: Any = None, **meta: Any) -> Any:
-    """A config key with its default and checks: ``ge`` (lower bound), ``choices``."""
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelSection:
     """Which network (``dfd_models.networks.MODELS``) and its own keys (see its ``default_config``)."""
 
-    name: str | None = _k()
-    config: dict = _k({})
+    name: str | None = setting(None)
+    config: dict = setting({})
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class DataSection:
     """The training data (:func:`dfd_models.data.make_loader`).
 
     Attributes:
-        shards: dataset directory, brace pattern or URL of the shards.
-        split: split trained on.
+        shards: dataset directory, brace pattern or URL of the shards (a list of them in code).
+        split: split trained on (null: every shard).
         crop: [height, width] of random crops, pixels; null = full frames.
         batch_size: stacks per batch, per process.
         workers: DataLoader worker processes per process.
@@ -82,19 +72,26 @@ class DataSection:
         skip_corrupt: skip corrupt samples with a warning instead of stopping.
     """
 
-    shards: str | None = _k()
-    split: str = _k("train")
-    crop: list[int] | None = _k([128, 128], ge=1)
-    batch_size: int = _k(8, ge=1)
-    workers: int = _k(2, ge=0)
-    ramp: int | str = _k("random", ge=0, choices=("random",))
-    flip: bool = _k(True)
-    shuffle: int = _k(128, ge=0)
-    epoch_len: int | None = _k(None, ge=1)
-    skip_corrupt: bool = _k(False)
+    shards: str | list[str] | None = setting(None)
+    split: str | None = setting("train")
+    crop: list[int] | None = setting([128, 128], ge=1)
+    batch_size: int = setting(8, ge=1)
+    workers: int = setting(2, ge=0)
+    ramp: int | str = setting("random", ge=0, choices=("random",))
+    flip: bool = setting(True)
+    shuffle: int = setting(128, ge=0)
+    epoch_len: int | None = setting(None, ge=1)
+    skip_corrupt: bool = setting(False)
+
+    @classmethod
+    def for_eval(cls, shards: Any, *, split: str | None = "test", batch_size: int = 1, workers: int = 0,
+                 skip_corrupt: bool = False) -> "DataSection":
+        """An evaluation's data: every stack once, in order, whole frames, unflipped, ramp 0."""
+        return cls(shards=shards, split=split, crop=None, batch_size=batch_size, workers=workers, ramp=0,
+                   flip=False, shuffle=0, skip_corrupt=skip_corrupt)
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class OptimSection:
     """AdamW with linear warmup then cosine decay, gradient clipping, mixed precision.
 
@@ -109,16 +106,16 @@ class OptimSection:
             ``bf16`` (CPU or CUDA) or ``fp16`` (CUDA only; with a gradient scaler).
     """
 
-    lr: float = _k(2e-4, ge=0)
-    min_lr: float = _k(0.0, ge=0)
-    weight_decay: float = _k(0.01, ge=0)
-    betas: list[float] = _k([0.9, 0.999], ge=0)
-    warmup_steps: int = _k(100, ge=0)
-    grad_clip: float | None = _k(1.0, ge=0)
-    amp: str = _k("auto", choices=AMP_MODES)
+    lr: float = setting(2e-4, ge=0)
+    min_lr: float = setting(0.0, ge=0)
+    weight_decay: float = setting(0.01, ge=0)
+    betas: list[float] = setting([0.9, 0.999], ge=0)
+    warmup_steps: int = setting(100, ge=0)
+    grad_clip: float | None = setting(1.0, ge=0)
+    amp: str = setting("auto", choices=AMP_MODES)
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainSection:
     """How long to train, what to log and save.
 
@@ -133,23 +130,23 @@ class TrainSection:
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
     """
 
-    max_steps: int | None = _k(None, ge=1)
-    epochs: int | None = _k(None, ge=1)
-    log_every: int = _k(20, ge=1)
-    image_every: int = _k(500, ge=0)
-    ckpt_every: int = _k(1000, ge=1)
-    seed: int = _k(0, ge=0)
-    device: str = _k("auto")
+    max_steps: int | None = setting(None, ge=1)
+    epochs: int | None = setting(None, ge=1)
+    log_every: int = setting(20, ge=1)
+    image_every: int = setting(500, ge=0)
+    ckpt_every: int = setting(1000, ge=1)
+    seed: int = setting(0, ge=0)
+    device: str = setting("auto")
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """A full training config (see the module docstring)."""
 
-    model: ModelSection = field(default_factory=ModelSection)
-    data: DataSection = field(default_factory=DataSection)
-    optim: OptimSection = field(default_factory=OptimSection)
-    train: TrainSection = field(default_factory=TrainSection)
+    model: ModelSection = setting(ModelSection)
+    data: DataSection = setting(DataSection)
+    optim: OptimSection = setting(OptimSection)
+    train: TrainSection = setting(TrainSection)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (dicts, lists, str, numbers, bools, None): YAML- and ``weights_only``-safe."""
@@ -162,119 +159,25 @@ class TrainConfig:
         Raises:
             ConfigError: an unknown key or a value of the wrong type or range.
         """
-        return _build(cls, data, "", where)
+        if not isinstance(data, Mapping):
+            raise ConfigError(where, data, "a mapping of sections")
+        return build(cls, data, ConfigError)
 
     def to_yaml(self) -> str:
         """The config as a YAML document."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-# --- validation ---------------------------------------------------------------------
-
-
-def _join(path: str, key: object) -> str:
-    return f"{path}.{key}" if path else str(key)
-
-
-def _unknown(path: str, value: object, known: Sequence[str]) -> ConfigError:
-    key = path.rsplit(".", 1)[-1]
-    close = difflib.get_close_matches(key, known, n=1)
-    hint = f"did you mean '{close[0]}'? " if close else ""
-    return ConfigError(path, value, f"unknown key; {hint}known keys: {', '.join(known)}")
-
-
-def _describe(tp: Any, meta: Mapping[str, Any]) -> str:
-    """What a key accepts, in words."""
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a, meta) if a is not type(None) else "null" for a in typing.get_args(tp))
-    if typing.get_origin(tp) is list:
-        return f"a list of {_describe(typing.get_args(tp)[0], meta)}"
-    if "choices" in meta:
-        return f"one of: {', '.join(meta['choices'])}"
-    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a mapping"}[tp]
-    return f"{words} >= {meta['ge']}" if "ge" in meta and tp in (int, float) else words
-
-
-def _fits(tp: Any, value: Any, meta: Mapping[str, Any]) -> bool:
-    """Whether ``value`` is of the annotated type ``tp`` and within ``meta``'s checks."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        return any(_fits(a, value, meta) for a in typing.get_args(tp))
-    if origin is list:
-        return isinstance(value, list) and all(_fits(typing.get_args(tp)[0], v, meta) for v in value)
-    if tp is type(None):
-        return value is None
-    if tp in (int, float):
-        number = isinstance(value, int) or (tp is float and isinstance(value, float) and math.isfinite(value))
-        return number and not isinstance(value, bool) and value >= meta.get("ge", -math.inf)
-    if tp is str:
-        return isinstance(value, str) and value in meta.get("choices", (value,))
-    return isinstance(value, tp)
-
-
-def _scientific(tp: Any, value: Any) -> Any:
-    """A number written ``3e-4`` or ``1e5``, which YAML 1.1 reads as a string, as a float
-    (or an int, for an integer key); any other value as it is."""
-    kinds = set(typing.get_args(tp)) | {tp}
-    if isinstance(value, float) and value.is_integer() and int in kinds and float not in kinds:
-        return int(value)  # 1e5, a float in YAML 1.2 (generator.safe_yaml), for an integer key
-    if not isinstance(value, str) or str in kinds or not kinds & {int, float}:
-        return value
-    try:
-        number = float(value)
-    except ValueError:
-        return value
-    if float in kinds:
-        return number
-    return int(number) if number.is_integer() else value
-
-
-def _build(cls: type, data: Any, path: str, where: str) -> Any:
-    """Validate the mapping ``data`` into the dataclass ``cls`` (``path``: its dotted location)."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(path or where, data, "a mapping of keys")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for key, value in data.items():
-        if key not in fields:
-            raise _unknown(_join(path, key), value, list(fields))
-        tp, meta = hints[key], fields[key].metadata
-        if dataclasses.is_dataclass(tp):
-            kwargs[key] = _build(tp, value, _join(path, key), where)
-            continue
-        value = _scientific(tp, value)
-        if not _fits(tp, value, meta):
-            raise ConfigError(_join(path, key), value, _describe(tp, meta))
-        kwargs[key] = float(value) if tp is float and isinstance(value, int) else value
-    return cls(**kwargs)
-
-
 # --- building a config --------------------------------------------------------------
-
-
-def _set(data: dict, key: str, value: Any) -> None:
-    """Set dotted ``key`` in nested ``data``, creating sections; validation comes later."""
-    *parents, last = key.split(".")
-    node = data
-    for depth, part in enumerate(parents):
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(".".join(parents[: depth + 1]), node, f"a section, to set {key}")
-    node[last] = value
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """A copy of plain config ``data`` with ``key.path=value`` overrides (values parsed as YAML).
 
     Raises:
-        ConfigError: an override without ``=`` or with a value that is not YAML.
+        ConfigError: a malformed override, or a key path that is not a config key.
     """
-    out = copy.deepcopy(dict(data))
-    for item in overrides:
-        key, value = parse_override(item, ConfigError, "optim.lr=3e-4")
-        _set(out, key, value)
-    return out
+    return schema_overrides(TrainConfig, data, overrides, ConfigError, "optim.lr=3e-4")
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -318,7 +221,11 @@ def resolve_config(
     data = apply_overrides(base or {}, overrides)
     for key, value in (settings or {}).items():
         if value is not None:
-            _set(data, key, value)
+            *sections, name = key.split(".")
+            node = data
+            for section in sections:
+                node = node.setdefault(section, {})
+            node[name] = value
     config = TrainConfig.from_dict(data, where)
     for key in ("model.name", "data.shards"):
         section, name = key.split(".")

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from generator.errors import BadInput
 from dfd_models.checkpoint import dataset_info, load_model
-from dfd_models.data import make_loader, resolve_shards
+from dfd_models.data import DataSection, make_loader, resolve_shards
 from dfd_models.lens import LensParams
 from dfd_models.metrics import RegionMetrics
 from dfd_models.networks import DepthModel, lens_from_batch
@@ -93,8 +93,9 @@ def evaluate(
     if max_depth_m is None:
         max_depth_m = dataset_info(shards).get("max_depth_m", ckpt["data"].get("max_depth_m"))
     urls = resolve_shards(shards, split)
-    loader = make_loader(urls, batch_size, None, flip=False, ramp=0, shuffle=0,
-                         num_workers=min(workers, len(urls)), rank=0, world_size=1, skip_corrupt=skip_corrupt)
+    data = DataSection.for_eval(urls, split=None, batch_size=batch_size, workers=min(workers, len(urls)),
+                                skip_corrupt=skip_corrupt)
+    loader = make_loader(data, rank=0, world_size=1)
     metrics = RegionMetrics(max_depth_m)
     samples = 0
     with torch.no_grad():

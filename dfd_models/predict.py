@@ -1,7 +1,7 @@
 """Depth maps of image files with a trained checkpoint (``dfdgen predict``).
 
 Each image is read as linear RGB (sRGB PNGs are linearised, as the training data
-is, by :func:`generator.sample.decode_rgb`), given its focus distance, the lens
+is, by :func:`generator.codec.decode_rgb`), given its focus distance, the lens
 and the intrinsics that lens implies (:func:`dfd_models.lens.intrinsics`), and
 predicted on its own (a stack of one frame). Per image ``NAME.png`` the output
 directory receives ``NAME.depth.exr`` (channel ``Z``, float32 planar metres) and
@@ -21,7 +21,7 @@ from PIL import Image
 from generator.errors import BadInput
 from generator.inspect import colorize
 from generator.lens import LENS_MODELS, Lens
-from generator.sample import decode_rgb, write_exr_bytes
+from generator.codec import decode_rgb, write_exr_bytes
 from dfd_models.checkpoint import load_model
 from dfd_models.evaluate import predict_depth
 from dfd_models.lens import LensParams, intrinsics

@@ -38,6 +38,7 @@ continues exactly. Logged losses are rank 0's.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import os
@@ -59,8 +60,8 @@ from tqdm import tqdm
 
 from generator.errors import BadInput, DfdgenError, OutputError
 from generator.inspect import colorize
-from generator.sample import linear_to_srgb
-from generator.shards import write_atomic
+from generator.codec import linear_to_srgb
+from generator.files import write_atomic
 from dfd_models.checkpoint import (dataset_info, load_checkpoint, load_strict, rng_state, save_checkpoint,
                                    set_rng_state)
 from dfd_models.config import ConfigError, TrainConfig, read_yaml, resolve_config
@@ -77,17 +78,14 @@ def complete_model_config(config: TrainConfig) -> TrainConfig:
     """``config`` with ``model.config`` completed with the model's defaults (and checked).
 
     Raises:
-        ConfigError: no model of that name is registered.
-        BadInput: a key of ``model.config`` the model lacks, or a value of the wrong type.
+        ConfigError: no model of that name is registered, a key of ``model.config`` the
+            model lacks, or a value of the wrong type.
     """
     name = config.model.name
     if name not in MODELS:
         raise ConfigError("model.name", name, f"one of the registered models: {', '.join(sorted(MODELS))}")
-    try:
-        config.model.config = MODELS[name].resolve_config(config.model.config)
-    except ValueError as exc:
-        raise BadInput(f"config key 'model.config': {exc}") from None
-    return config
+    model = dataclasses.replace(config.model, config=MODELS[name].resolve_config(config.model.config))
+    return dataclasses.replace(config, model=model)
 
 
 def run_config(
@@ -477,10 +475,9 @@ def _fit_reference(config: TrainConfig, run: RunDir, proc: Process, started: flo
     model = build_model(config.model.name, config.model.config).to(proc.device)
     saved = None
     if proc.is_main:
-        loader = make_loader(
-            data_cfg.shards, data_cfg.batch_size, None, split=data_cfg.split, flip=False, ramp=data_cfg.ramp,
-            shuffle=0, num_workers=data_cfg.workers, seed=config.train.seed, skip_corrupt=data_cfg.skip_corrupt,
-            rank=0, world_size=1)
+        # every training stack once, in order, whole (a fit sees the data as it is)
+        data = dataclasses.replace(data_cfg, crop=None, flip=False, shuffle=0, epoch_len=None)
+        loader = make_loader(data, seed=config.train.seed, rank=0, world_size=1)
         stacks = 0
 
         def counted() -> Iterator[dict]:
@@ -543,11 +540,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
         pos, data = _restore(run, model, opt, proc, config.train.seed) if resume else (Position(), info)
         stepper = model if proc.world_size == 1 else DistributedDataParallel(
             model, device_ids=[proc.device.index] if proc.device.type == "cuda" else None)
-        loader = make_loader(
-            data_cfg.shards, data_cfg.batch_size, tuple(crop) if crop else None, split=data_cfg.split,
-            flip=data_cfg.flip, ramp=data_cfg.ramp, shuffle=data_cfg.shuffle, num_workers=data_cfg.workers,
-            epoch_len=data_cfg.epoch_len, seed=config.train.seed, skip_corrupt=data_cfg.skip_corrupt,
-            pin_memory=proc.device.type == "cuda")
+        loader = make_loader(data_cfg, seed=config.train.seed, pin_memory=proc.device.type == "cuda")
         logger = None
         if proc.is_main:
             run.path.mkdir(parents=True, exist_ok=True)

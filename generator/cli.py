@@ -20,7 +20,7 @@ import click
 
 from generator import __version__
 from generator.errors import EXIT_SCENES_FAILED, DfdgenError, printable
-from generator.executors import DEVICES, EXECUTORS
+from generator.render_options import DEVICES, EXECUTORS, RenderOptions
 
 
 @contextlib.contextmanager
@@ -68,20 +68,20 @@ def main() -> None:
 @click.option("--out", "out_dir", type=OutPath(file_okay=False), metavar="DIR",
               help="Output directory.  [default: data/<recipe name>]")
 @click.option("-n", "count", type=click.IntRange(min=1), metavar="N", help="Number of scenes (overrides the recipe's count).")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, metavar="K",
+@click.option("--workers", type=click.IntRange(min=1), default=RenderOptions.workers, show_default=True, metavar="K",
               help="Worker processes, each running its own Blender (with --executor ray: scenes in flight).")
-@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, metavar="T",
+@click.option("--threads", type=click.IntRange(min=0), default=RenderOptions.threads, show_default=True, metavar="T",
               help="Cycles threads per worker; 0 = the cores shared evenly among the workers.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
               help="Override a recipe field, e.g. --set image.width=64 (repeatable).")
 @click.option("--overwrite", is_flag=True, help="Replace the data of another recipe in --out (other files stay).")
-@click.option("--recycle-every", type=click.IntRange(min=1), default=50, show_default=True, metavar="N",
+@click.option("--recycle-every", type=click.IntRange(min=1), default=RenderOptions.recycle_every, show_default=True, metavar="N",
               help="Scenes a worker renders before it is replaced (bounds memory).")
-@click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
+@click.option("--executor", type=click.Choice(EXECUTORS), default=RenderOptions.executor, show_default=True,
               help="Render in local worker processes, or as Ray tasks (pip install 'dfdgen[ray]').")
 @click.option("--ray-address", metavar="ADDR",
               help="Ray cluster for --executor ray: auto, HOST:PORT or ray://HOST:PORT.  [default: a local Ray]")
-@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
+@click.option("--device", type=click.Choice(DEVICES), default=RenderOptions.device, show_default=True,
               help="Cycles device; gpu = OptiX, else CUDA, else the CPU with a warning.")
 @click.option("--save-blend", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
               help="Only build one scene and save it as a .blend file (no dataset is rendered).")

@@ -58,6 +58,12 @@ class RecipeError(FieldError):
     what = "recipe field"
 
 
+class SpecError(FieldError):
+    """A scene spec read back (the add-on's, a sample's) is invalid."""
+
+    what = "scene spec field"
+
+
 class LensError(BadInput):
     """Lens parameters that no physical lens has (e.g. focus inside the focal length)."""
 

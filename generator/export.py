@@ -49,8 +49,8 @@ from generator.errors import BadInput, CorruptShard, OutputError, brief
 from generator.files import write_atomic
 from generator.inspect import iter_samples
 from generator.recipe import SPLITS
-from generator.sample import decode_rgb, read_exr_bytes, srgb8
-from generator.shards import read_manifest
+from generator.codec import decode_rgb, read_exr_bytes, srgb8
+from generator.format import depth_member, frame_stem, read_manifest, rgb_member
 
 FORMATS = ("fod500",)
 #: The FoD500 camera the published loaders hard-code: frames per scene, image size (pixels),
@@ -160,13 +160,12 @@ def _write_fod500(sample: dict, folder: Path, number: dict[int, int], force: boo
     order = sorted(first_ramp, key=lambda i: meta["frames"][i]["focus_distance_m"])
     scene = number[meta["scene_index"]]
     for k, i in enumerate(order):
-        stem = f"f{meta['frames'][i]['index']:03d}"
-        ext = "png" if f"{stem}.png" in sample else "exr"
-        rgb = srgb8(decode_rgb(sample[f"{stem}.{ext}"], ext))
+        name = rgb_member(sample, frame_stem(meta["frames"][i]["index"]))
+        rgb = srgb8(decode_rgb(sample[name], name.rsplit(".", 1)[1]))
         buffer = io.BytesIO()
         Image.fromarray(rgb).save(buffer, format="TIFF")  # uncompressed, no timestamp
         (folder / f"{scene:06d}_{k:02d}All.tif").write_bytes(buffer.getvalue())
-    nearest = f"f{meta['frames'][order[0]]['index']:03d}.depth.exr"
-    depth = read_exr_bytes(sample[nearest if meta["depth"]["per_frame"] else "depth.exr"])["Z"].astype(np.float16)
+    nearest = meta["frames"][order[0]]["index"] if meta["depth"]["per_frame"] else None
+    depth = read_exr_bytes(sample[depth_member(nearest)])["Z"].astype(np.float16)
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
     OpenEXR.File(header, {"R": depth, "G": depth, "B": depth}).write(str(folder / f"{scene:06d}Dpt.exr"))

@@ -21,8 +21,8 @@ from PIL import Image, ImageDraw
 
 from generator import lens as lensmod
 from generator.errors import BadInput, CorruptShard, brief
-from generator.sample import decode_sample, sample_key, srgb8
-from generator.shards import manifest_shards, read_manifest, read_shard
+from generator.codec import decode_sample, srgb8
+from generator.format import manifest_shards, read_manifest, read_shard, sample_key
 
 # Viridis at 6 stops (sRGB): perceptually ordered, readable by colour-blind people.
 _VIRIDIS = np.array(
@@ -46,7 +46,7 @@ def iter_samples(data_dir: Path) -> Iterator[dict[str, Any]]:
     """Raw samples (member name -> bytes) of every complete shard, in manifest order.
 
     Raises:
-        BadInput: no dfdgen manifest (:func:`generator.shards.read_manifest`).
+        BadInput: no dfdgen manifest (:func:`generator.format.read_manifest`).
         CorruptShard: a shard is missing, cut or damaged.
     """
     for path in manifest_shards(data_dir):
@@ -145,7 +145,7 @@ def verify(data_dir: str | Path) -> tuple[int, list[str]]:
 
     Per listed shard: its size and sha256 equal the manifest's, it reads to its
     end-of-archive marker, it holds exactly the listed scenes (keys in order), and
-    every sample decodes (:func:`generator.sample.decode_sample`: metadata, every
+    every sample decodes (:func:`generator.codec.decode_sample`: metadata, every
     frame, depth, all-in-focus, CoC and motion member).
 
     Returns:

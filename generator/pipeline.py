@@ -3,7 +3,7 @@
 recipe -> scene indices still to do -> worker processes (sample_scene ->
 render_scene -> encode_sample) -> samples in scene order -> shards.
 This module imports no bpy: the workers import the renderer when they first
-run a task (:func:`generator.executors.render_task`).
+run a task (:func:`generator.render_tasks.render_task`).
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ from typing import Any, Callable, ContextManager
 from tqdm import tqdm
 
 from generator.assets import AssetFiles
-from generator.errors import BadInput, DfdgenError
-from generator.executors import DEVICES, EXECUTORS, NO_GPU, Pool, ProcessPool, gpu_probe_task, render_task, run_scenes
+from generator.errors import DfdgenError
+from generator.render_options import NO_GPU, RenderOptions
+from generator.render_tasks import gpu_probe_task, render_task
+from generator.scheduler import Pool, ProcessPool, run_tasks
 from generator.files import output_file
 from generator.recipe import Recipe, recipe_from_dict
-from generator.sampling import check_scene_index, sample_scene
+from generator.draw import check_scene_index, sample_scene
 from generator.shards import DatasetDir
 
 
@@ -71,61 +73,40 @@ def render_dataset(
     out_dir: str | Path,
     *,
     count: int | None = None,
-    workers: int = 1,
-    threads: int = 0,
-    overwrite: bool = False,
     progress: bool = True,
-    recycle_every: int = 50,
     task: Callable[[int], dict[str, Any]] | None = None,
-    executor: str = "local",
-    ray_address: str | None = None,
-    device: str = "cpu",
+    **options: Any,
 ) -> RunSummary:
     """Render scenes ``0 .. count-1`` of ``recipe`` into WebDataset shards in ``out_dir``.
 
     Resumes a previous run of the same recipe in ``out_dir`` (see :mod:`generator.shards`).
-    The shards are byte-identical whatever ``workers``, ``threads``, ``executor`` or
-    interruptions (not ``device``: a GPU gives other pixels than the CPU).
+    The shards are byte-identical whatever the options or interruptions (not
+    ``device``: a GPU gives other pixels than the CPU).
 
     Args:
         recipe: the recipe.
         out_dir: output directory.
         count: number of scenes, overriding ``recipe.count`` (the recipe, and so its
             sha256, changes with it, as with ``--set count=N``).
-        workers: worker processes, each with its own Blender (with Ray: scenes in flight
-            across the cluster).
-        threads: Cycles threads per worker; 0 = the cores shared evenly among the workers
-            (with Ray: the cluster's CPUs, at most one node's; each Ray task declares them).
-        overwrite: replace another recipe's data in ``out_dir``.
         progress: show a progress bar on stderr.
-        recycle_every: scenes per worker process before it is replaced (bounds memory).
         task: picklable ``task(index) -> sample`` to run instead of the Cycles renderer
             (the default is :func:`render_task` of this recipe).
-        executor: ``local`` (worker processes here) or ``ray`` (:mod:`generator.ray_executor`).
-        ray_address: the Ray cluster (``auto``, ``HOST:PORT``, ``ray://HOST:PORT``);
-            None starts a local Ray for the run. Only with ``executor='ray'``.
-        device: ``cpu`` or ``gpu`` (OptiX, else CUDA). Without a GPU the run warns
-            (:data:`NO_GPU`, a RuntimeWarning) and renders on the CPU.
+        options: the fields of :class:`generator.render_options.RenderOptions` (``workers``,
+            ``threads``, ``recycle_every``, ``executor``, ``ray_address``, ``device``,
+            ``overwrite``), its defaults where not given. Without a GPU a ``device='gpu'``
+            run warns (:data:`NO_GPU`, a RuntimeWarning) and renders on the CPU.
 
     Warns (RuntimeWarning) :data:`DENOISE` when the recipe turns the denoiser on.
 
     Raises:
         BadInput: an unusable asset folder or file (:class:`generator.assets.AssetError`);
-            invalid ``count``, ``workers``, ``threads``, ``recycle_every``,
-            ``executor``, ``device`` or ``ray_address`` (also: nothing answers there);
+            an invalid ``count`` or option (also: nothing answers at ``ray_address``);
             OutputError: unusable ``out_dir``. Nothing is written then.
         DfdgenError: ``executor='ray'`` without Ray installed.
         KeyboardInterrupt: after stopping cleanly (complete shards kept, partial ones removed).
     """
     start = time.perf_counter()
-    for name, value, least in (("workers", workers, 1), ("threads", threads, 0), ("recycle_every", recycle_every, 1)):
-        if value < least:
-            raise BadInput(f"{name} must be >= {least}, got {value}")
-    for name, value, allowed in (("executor", executor, EXECUTORS), ("device", device, DEVICES)):
-        if value not in allowed:
-            raise BadInput(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-    if ray_address is not None and executor != "ray":
-        raise BadInput(f"--ray-address {ray_address} is only used with --executor ray")
+    opts = RenderOptions(**options)
     if count is not None:
         recipe = recipe_from_dict({**recipe.to_dict(), "count": count}, source="count")
     # Every asset file is read here, so a corrupt one is bad input before anything renders or is written.
@@ -134,11 +115,11 @@ def render_dataset(
         warnings.warn(DENOISE, RuntimeWarning, stacklevel=2)
     with contextlib.ExitStack() as stack:
         # Ray first: an unreachable cluster is refused before anything is written.
-        pool = stack.enter_context(_pool(executor, workers, threads, recycle_every, device, ray_address))
+        pool = stack.enter_context(_pool(opts))
         try:
             out = DatasetDir(out_dir, recipe, max_samples=recipe.shards.max_samples,
-                             max_bytes=recipe.shards.max_bytes, overwrite=overwrite)
-            device = _usable_device(device, pool)
+                             max_bytes=recipe.shards.max_bytes, overwrite=opts.overwrite)
+            device = _usable_device(opts.device, pool)
         except BaseException:
             pool.kill()
             raise
@@ -156,19 +137,18 @@ def render_dataset(
     )
 
 
-def _pool(executor: str, workers: int, threads: int, recycle_every: int, device: str,
-          ray_address: str | None) -> ContextManager[Pool]:
-    """The pool of ``executor`` (connected to Ray while the context lasts)."""
-    if executor == "local":
-        return contextlib.nullcontext(ProcessPool(workers, recycle_every, threads=threads))
+def _pool(opts: RenderOptions) -> ContextManager[Pool]:
+    """The pool of ``opts.executor`` (connected to Ray while the context lasts)."""
+    if opts.executor == "local":
+        return contextlib.nullcontext(ProcessPool(opts.workers, opts.recycle_every, threads=opts.threads))
     try:
         from generator.ray_executor import ray_pool
     except ImportError as exc:
         if exc.name != "ray":
             raise
         raise DfdgenError("--executor ray needs Ray: pip install 'dfdgen[ray]'") from exc
-    return ray_pool(address=ray_address, workers=workers, threads=threads, recycle_every=recycle_every,
-                    gpu=device == "gpu")
+    return ray_pool(address=opts.ray_address, workers=opts.workers, threads=opts.threads,
+                    recycle_every=opts.recycle_every, gpu=opts.device == "gpu")
 
 
 def _usable_device(device: str, pool: Pool) -> str:
@@ -187,7 +167,7 @@ def _write(out: DatasetDir, recipe: Recipe, todo: list[int], task: Callable[[int
     """Run ``task`` for the ``todo`` scenes in ``pool`` and write each result, in scene order, into ``out``."""
     bar = tqdm(total=recipe.count, initial=recipe.count - len(todo), unit="scene",
                desc=recipe.name, disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    results = run_scenes(task, todo, pool=pool, on_complete=lambda _: bar.update())
+    results = run_tasks(task, todo, pool, on_complete=lambda _: bar.update())
     try:
         with contextlib.closing(results):
             for result in results:

@@ -1,21 +1,22 @@
 """Run scene tasks on Ray (``dfdgen render --executor ray``): the same tasks in another pool.
 
-:class:`RayPool` is a :class:`generator.executors.Pool`, so
-:func:`generator.executors.run_scenes` does on Ray what it does locally:
+:class:`RayPool` is a :class:`generator.scheduler.Pool`, so
+:func:`generator.scheduler.run_tasks` does on Ray what it does locally:
 results stream back to the one process that writes the shards, in scene
-order, and a failed scene is retried once. Shards and manifest are therefore
-byte-identical to the local executor's.
+order, and a failed scene is retried once, a crashed one alone. Shards and
+manifest are therefore byte-identical to the local executor's.
 
 - One scene = one Ray task calling the same task as a local worker
-  (:func:`generator.executors.render_task`). Ray keeps a worker process for the
+  (:func:`generator.render_tasks.render_task`). Ray keeps a worker process for the
   tasks of a run, so Blender is imported once per process; ``max_calls``
   replaces the process after ``recycle_every`` scenes (memory stays bounded).
 - Every task declares what it uses: ``num_cpus`` = its Cycles threads, and a
   share of a GPU for ``--device gpu``; Ray then never starts more renders on
   a node than it has cores (or GPUs).
-- A dead worker fails only its own task (``WorkerCrashedError``). Ray's own
-  retries are off (``max_retries=0``): ``run_scenes`` resubmits the scene once,
-  as it does locally, and Ray runs it on whichever worker of the cluster is free.
+- A dead worker fails only its own task (``WorkerCrashedError``, a crash for
+  :meth:`RayPool.crashed`). Ray's own retries are off (``max_retries=0``):
+  ``run_tasks`` resubmits the scene once, as it does locally, and Ray runs it on
+  whichever worker of the cluster is free.
 
 Importing this module imports ray (``pip install 'dfdgen[ray]'``).
 """
@@ -33,7 +34,7 @@ import ray
 import ray.exceptions
 
 from generator.errors import BadInput, DfdgenError
-from generator.executors import WORKER_DIED, init_worker
+from generator.scheduler import WORKER_DIED, init_worker
 
 #: Bytes of Ray's object store when dfdgen starts a local Ray: finished samples
 #: wait there only until the writer fetches them (at most a window of them).
@@ -109,7 +110,7 @@ def cluster_threads(workers: int) -> int:
 
 @functools.cache
 def _init_once() -> None:
-    """:func:`generator.executors.init_worker`, once per Ray worker process (quiet stdout, clean sys.path)."""
+    """:func:`generator.scheduler.init_worker`, once per Ray worker process (quiet stdout, clean sys.path)."""
     init_worker()
 
 
@@ -144,9 +145,15 @@ class RayPool:
     def describe(self, exc: BaseException) -> str:
         if isinstance(exc, ray.exceptions.RayTaskError):  # the task raised: name its own exception
             exc = exc.cause
-        elif isinstance(exc, ray.exceptions.WorkerCrashedError):
+        elif self.crashed(exc):
             return WORKER_DIED
         return f"{type(exc).__name__}: {exc}"
+
+    def crashed(self, exc: BaseException | None) -> bool:
+        return isinstance(exc, ray.exceptions.WorkerCrashedError)
+
+    def restart(self) -> None:
+        """Nothing to do: Ray replaces a dead worker process itself."""
 
     def close(self) -> None:
         """Nothing to release: Ray keeps its idle workers until the session ends (:func:`ray_session`)."""

@@ -2,10 +2,10 @@
 
 A recipe says how many scenes to draw and from which ranges (lens, focus,
 objects, materials, lights), what to render and how to shard it. It is read
-with :func:`generator.safe_yaml.load_yaml` and checked field by field by one small validator that
-is driven by the dataclass annotations below and their ``metadata`` (bounds,
-allowed names), so every error names the dotted field path, the value given
-and what is allowed (DESIGN.md section 8).
+with :func:`generator.safe_yaml.load_yaml` and checked field by field by
+:mod:`generator.schema` from the dataclass annotations below and their
+:func:`~generator.schema.setting` checks (bounds, allowed names), so every error
+names the dotted field path, the value given and what is allowed (DESIGN.md section 8).
 
 Conventions:
     * lengths are metres (``_m``), except the photographers' millimetres for
@@ -22,18 +22,13 @@ Typical use::
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import difflib
 import hashlib
 import json
 import math
 import os
-import re
-import types
-import typing
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -44,8 +39,9 @@ import yaml
 from generator.errors import BadInput, RecipeError, brief
 from generator.focus import SCHEDULES
 from generator.lens import LENS_MODELS
-from generator.overrides import parse_override
 from generator.safe_yaml import MAX_CHARS, load_yaml
+from generator.schema import NOTHING, build, setting, to_plain
+from generator.schema import apply_overrides as schema_overrides
 from generator.spec import IMAGE_MATERIAL, LIGHTS, MATERIALS, MESH_SHAPE, SHAPES, WORLDS
 
 #: Procedural material families objects may use: everything but the unlit emitter.
@@ -89,18 +85,6 @@ class IntRange(NamedTuple):
     max: int
 
 
-def _f(default: Any = dataclasses.MISSING, **meta: Any) -> Any:
-    """A recipe field: its default (a section class means "that section's defaults") and checks.
-
-    ``meta`` keys: ``gt``, ``ge``, ``le`` (bounds of every number), ``choices``
-    (allowed strings), ``pattern`` (regex a string must match). An integer field
-    also takes an integral float (``1e9``).
-    """
-    if dataclasses.is_dataclass(default):
-        return field(default_factory=default, metadata=meta)
-    return field(default=default, metadata=meta)
-
-
 # --- sections -----------------------------------------------------------------------
 
 
@@ -109,17 +93,17 @@ class SplitsRecipe:
     """Fraction of scenes in each split; each >= 0, summing to 1.
 
     Attributes:
-        order: how scenes get their split (:func:`generator.sampling.scene_split`):
+        order: how scenes get their split (:func:`generator.draw.scene_split`):
             ``random`` (the default when left out) draws each scene's split, so it does
             not depend on ``count``; ``contiguous`` gives train the first scenes, then val,
             then test (the first round(train x count) scenes train, ...), as loaders that
             split by file index expect (FoD500's, see :mod:`generator.export`).
     """
 
-    train: float = _f(0.8, ge=0, le=1)
-    val: float = _f(0.1, ge=0, le=1)
-    test: float = _f(0.1, ge=0, le=1)
-    order: str | None = _f(None, choices=SPLIT_ORDERS)
+    train: float = setting(0.8, ge=0, le=1)
+    val: float = setting(0.1, ge=0, le=1)
+    test: float = setting(0.1, ge=0, le=1)
+    order: str | None = setting(None, choices=SPLIT_ORDERS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,13 +119,13 @@ class ImageRecipe:
             invents detail and alters the defocus blur the frames are for (a run warns).
     """
 
-    width: int = _f(ge=8, le=8192)
-    height: int = _f(ge=8, le=8192)
-    samples: int = _f(ge=1, le=MAX_SAMPLES)
-    max_bounces: int = _f(4, ge=0, le=1024)
-    adaptive_threshold: float = _f(0.0, ge=0, le=1)
-    adaptive_min_samples: int = _f(0, ge=0, le=MAX_SAMPLES)
-    denoise: bool = _f(False)
+    width: int = setting(ge=8, le=8192)
+    height: int = setting(ge=8, le=8192)
+    samples: int = setting(ge=1, le=MAX_SAMPLES)
+    max_bounces: int = setting(4, ge=0, le=1024)
+    adaptive_threshold: float = setting(0.0, ge=0, le=1)
+    adaptive_min_samples: int = setting(0, ge=0, le=MAX_SAMPLES)
+    denoise: bool = setting(False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,10 +139,10 @@ class LensRecipe:
         sensor_width_mm: sensor width, millimetres (fit horizontally).
     """
 
-    model: str = _f("thin_lens", choices=LENS_MODELS)
-    focal_length_mm: Range = _f(gt=0)
-    f_number: Range = _f(gt=0)
-    sensor_width_mm: Range = _f(gt=0)
+    model: str = setting("thin_lens", choices=LENS_MODELS)
+    focal_length_mm: Range = setting(gt=0)
+    f_number: Range = setting(gt=0)
+    sensor_width_mm: Range = setting(gt=0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -171,12 +155,12 @@ class FocusRecipe:
         distances_m: the exact focus distances of every ramp, metres (``list`` only).
     """
 
-    ramps: int = _f(ge=1, le=MAX_FRAMES)
-    frames_per_ramp: int = _f(ge=1, le=MAX_FRAMES)
-    schedule: str = _f("diopter", choices=SCHEDULES)
-    near_m: float | None = _f(None, gt=0)
-    far_m: float | None = _f(None, gt=0)
-    distances_m: tuple[float, ...] | None = _f(None, gt=0)
+    ramps: int = setting(ge=1, le=MAX_FRAMES)
+    frames_per_ramp: int = setting(ge=1, le=MAX_FRAMES)
+    schedule: str = setting("diopter", choices=SCHEDULES)
+    near_m: float | None = setting(None, gt=0)
+    far_m: float | None = setting(None, gt=0)
+    distances_m: tuple[float, ...] | None = setting(None, gt=0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,16 +175,16 @@ class ObjectsRecipe:
             ``mesh``: a file from ``assets.meshes``).
         deform_probability: chance that an object is twisted, tapered or displaced.
         non_overlapping: keep objects' bounding spheres apart (at time 0); an object
-            that finds no free place in :data:`generator.sampling.PLACEMENT_TRIES`
+            that finds no free place in :data:`generator.draw.PLACEMENT_TRIES`
             draws is left out.
     """
 
-    count: IntRange = _f(IntRange(3, 8), ge=0, le=MAX_OBJECTS)
-    size_m: Range = _f(Range(0.05, 0.2), gt=0)
-    depth_m: Range = _f(Range(0.4, 1.2), gt=0)
-    shapes: tuple[str, ...] = _f(SHAPES, choices=(*SHAPES, MESH_SHAPE))
-    deform_probability: float = _f(0.5, ge=0, le=1)
-    non_overlapping: bool = _f(False)
+    count: IntRange = setting(IntRange(3, 8), ge=0, le=MAX_OBJECTS)
+    size_m: Range = setting(Range(0.05, 0.2), gt=0)
+    depth_m: Range = setting(Range(0.4, 1.2), gt=0)
+    shapes: tuple[str, ...] = setting(SHAPES, choices=(*SHAPES, MESH_SHAPE))
+    deform_probability: float = setting(0.5, ge=0, le=1)
+    non_overlapping: bool = setting(False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -213,8 +197,8 @@ class WallRecipe:
             a file from ``assets.textures``).
     """
 
-    distance_m: Range = _f(Range(2.0, 2.0), gt=0)
-    materials: tuple[str, ...] = _f(TEXTURED_MATERIALS, choices=(*TEXTURED_MATERIALS, IMAGE_MATERIAL))
+    distance_m: Range = setting(Range(2.0, 2.0), gt=0)
+    materials: tuple[str, ...] = setting(TEXTURED_MATERIALS, choices=(*TEXTURED_MATERIALS, IMAGE_MATERIAL))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -238,26 +222,26 @@ class MaterialsRecipe:
         bump: strength of the bump mapping driven by the pattern (0 = smooth).
     """
 
-    families: tuple[str, ...] = _f(SURFACE_MATERIALS, choices=(*SURFACE_MATERIALS, IMAGE_MATERIAL))
-    textureless_fraction: float = _f(0.0, ge=0, le=1)
-    texture_period_px: Range = _f(Range(3.0, 16.0), gt=0)
-    image_period_px: Range = _f(Range(64.0, 256.0), gt=0)
-    ramp_stops: IntRange = _f(IntRange(2, 2), ge=2, le=8)
-    detail: Range = _f(Range(1.0, 8.0), ge=0, le=15)
-    distortion: Range = _f(Range(0.0, 1.0), ge=0)
-    roughness: Range = _f(Range(0.2, 0.9), ge=0, le=1)
-    metallic: Range = _f(Range(0.0, 0.0), ge=0, le=1)
-    bump: Range = _f(Range(0.0, 0.0), ge=0, le=1)
+    families: tuple[str, ...] = setting(SURFACE_MATERIALS, choices=(*SURFACE_MATERIALS, IMAGE_MATERIAL))
+    textureless_fraction: float = setting(0.0, ge=0, le=1)
+    texture_period_px: Range = setting(Range(3.0, 16.0), gt=0)
+    image_period_px: Range = setting(Range(64.0, 256.0), gt=0)
+    ramp_stops: IntRange = setting(IntRange(2, 2), ge=2, le=8)
+    detail: Range = setting(Range(1.0, 8.0), ge=0, le=15)
+    distortion: Range = setting(Range(0.0, 1.0), ge=0)
+    roughness: Range = setting(Range(0.2, 0.9), ge=0, le=1)
+    metallic: Range = setting(Range(0.0, 0.0), ge=0, le=1)
+    bump: Range = setting(Range(0.0, 0.0), ge=0, le=1)
 
 
 @dataclass(frozen=True, kw_only=True)
 class LightEnergyRecipe:
     """Light energy per kind: W for point, spot and area lights, W/m^2 for the sun."""
 
-    point: Range = _f(Range(20.0, 150.0), ge=0)
-    spot: Range = _f(Range(30.0, 200.0), ge=0)
-    area: Range = _f(Range(20.0, 150.0), ge=0)
-    sun: Range = _f(Range(1.0, 4.0), ge=0)
+    point: Range = setting(Range(20.0, 150.0), ge=0)
+    spot: Range = setting(Range(30.0, 200.0), ge=0)
+    area: Range = setting(Range(20.0, 150.0), ge=0)
+    sun: Range = setting(Range(1.0, 4.0), ge=0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -271,10 +255,10 @@ class LightsRecipe:
         temperature_k: colour temperature, kelvin (the colour of a black body at it).
     """
 
-    count: IntRange = _f(IntRange(1, 3), ge=0, le=MAX_LIGHTS)
-    kinds: tuple[str, ...] = _f(LIGHTS, choices=LIGHTS)
-    energy: LightEnergyRecipe = _f(LightEnergyRecipe)
-    temperature_k: Range = _f(Range(6500.0, 6500.0), ge=1000, le=40000)
+    count: IntRange = setting(IntRange(1, 3), ge=0, le=MAX_LIGHTS)
+    kinds: tuple[str, ...] = setting(LIGHTS, choices=LIGHTS)
+    energy: LightEnergyRecipe = setting(LightEnergyRecipe)
+    temperature_k: Range = setting(Range(6500.0, 6500.0), ge=1000, le=40000)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -289,21 +273,21 @@ class WorldRecipe:
         turbidity: haze of a ``sky`` (2 clear .. 10 hazy).
     """
 
-    kinds: tuple[str, ...] = _f(("uniform",), choices=WORLDS)
-    strength: Range = _f(Range(0.1, 0.6), ge=0)
-    sun_elevation_deg: Range = _f(Range(5.0, 60.0), ge=-90, le=90)
-    turbidity: Range = _f(Range(2.0, 6.0), ge=1, le=10)
+    kinds: tuple[str, ...] = setting(("uniform",), choices=WORLDS)
+    strength: Range = setting(Range(0.1, 0.6), ge=0)
+    sun_elevation_deg: Range = setting(Range(5.0, 60.0), ge=-90, le=90)
+    turbidity: Range = setting(Range(2.0, 6.0), ge=1, le=10)
 
 
 @dataclass(frozen=True, kw_only=True)
 class SceneRecipe:
     """What a scene holds: objects in front of a wall, their materials, lights and world."""
 
-    objects: ObjectsRecipe = _f(ObjectsRecipe)
-    wall: WallRecipe = _f(WallRecipe)
-    materials: MaterialsRecipe = _f(MaterialsRecipe)
-    lights: LightsRecipe = _f(LightsRecipe)
-    world: WorldRecipe = _f(WorldRecipe)
+    objects: ObjectsRecipe = setting(ObjectsRecipe)
+    wall: WallRecipe = setting(WallRecipe)
+    materials: MaterialsRecipe = setting(MaterialsRecipe)
+    lights: LightsRecipe = setting(LightsRecipe)
+    world: WorldRecipe = setting(WorldRecipe)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -317,9 +301,9 @@ class AssetsRecipe:
         environments: folders of ``.exr``/``.hdr`` environment maps (world ``hdri``).
     """
 
-    meshes: tuple[str, ...] | None = _f(None)
-    textures: tuple[str, ...] | None = _f(None)
-    environments: tuple[str, ...] | None = _f(None)
+    meshes: tuple[str, ...] | None = setting(None)
+    textures: tuple[str, ...] | None = setting(None)
+    environments: tuple[str, ...] | None = setting(None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -333,9 +317,9 @@ class ObjectMotionRecipe:
         angular_speed_rad_s: rate of change of the Euler angles, rad/s (random direction).
     """
 
-    moving_fraction: float = _f(1.0, ge=0, le=1)
-    speed_m_s: Range = _f(Range(0.0, 0.2), ge=0)
-    angular_speed_rad_s: Range = _f(Range(0.0, 1.0), ge=0)
+    moving_fraction: float = setting(1.0, ge=0, le=1)
+    speed_m_s: Range = setting(Range(0.0, 0.2), ge=0)
+    angular_speed_rad_s: Range = setting(Range(0.0, 1.0), ge=0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -349,10 +333,10 @@ class CameraMotionRecipe:
         jitter_rad: standard deviation of a per-frame random offset of each Euler angle, radians.
     """
 
-    drift_m_s: Range = _f(Range(0.0, 0.0), ge=0)
-    drift_rad_s: Range = _f(Range(0.0, 0.0), ge=0)
-    jitter_m: float = _f(0.0, ge=0)
-    jitter_rad: float = _f(0.0, ge=0)
+    drift_m_s: Range = setting(Range(0.0, 0.0), ge=0)
+    drift_rad_s: Range = setting(Range(0.0, 0.0), ge=0)
+    jitter_m: float = setting(0.0, ge=0)
+    jitter_rad: float = setting(0.0, ge=0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -365,27 +349,27 @@ class MotionRecipe:
         camera: camera drift and jitter.
     """
 
-    fps: float = _f(gt=0, le=10_000)
-    objects: ObjectMotionRecipe = _f(ObjectMotionRecipe)
-    camera: CameraMotionRecipe = _f(CameraMotionRecipe)
+    fps: float = setting(gt=0, le=10_000)
+    objects: ObjectMotionRecipe = setting(ObjectMotionRecipe)
+    camera: CameraMotionRecipe = setting(CameraMotionRecipe)
 
 
 @dataclass(frozen=True, kw_only=True)
 class OutputsRecipe:
     """Extra outputs: all-in-focus image, RGB encoding, per-frame CoC maps and motion vectors."""
 
-    aif: bool = _f(False)
-    rgb: str = _f("png8", choices=RGB_FORMATS)
-    coc: bool = _f(False)
-    motion: bool = _f(False)
+    aif: bool = setting(False)
+    rgb: str = setting("png8", choices=RGB_FORMATS)
+    coc: bool = setting(False)
+    motion: bool = setting(False)
 
 
 @dataclass(frozen=True, kw_only=True)
 class ShardsRecipe:
     """A shard is closed when it holds ``max_samples`` samples or ``max_bytes`` bytes."""
 
-    max_samples: int = _f(100, ge=1, le=1_000_000)
-    max_bytes: int = _f(1_000_000_000, ge=1, le=10**12)
+    max_samples: int = setting(100, ge=1, le=1_000_000)
+    max_bytes: int = setting(1_000_000_000, ge=1, le=10**12)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -398,22 +382,22 @@ class Recipe:
         count: number of scenes.
     """
 
-    name: str = _f(pattern=r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
-    seed: int = _f(0, ge=0, le=2**63 - 1)
-    count: int = _f(ge=1, le=MAX_SCENES)
-    splits: SplitsRecipe = _f(SplitsRecipe)
-    image: ImageRecipe = _f()
-    lens: LensRecipe = _f()
-    focus: FocusRecipe = _f()
-    scene: SceneRecipe = _f(SceneRecipe)
-    assets: AssetsRecipe = _f(AssetsRecipe)
-    motion: MotionRecipe | None = _f(None)
-    outputs: OutputsRecipe = _f(OutputsRecipe)
-    shards: ShardsRecipe = _f(ShardsRecipe)
+    name: str = setting(pattern=r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
+    seed: int = setting(0, ge=0, le=2**63 - 1)
+    count: int = setting(ge=1, le=MAX_SCENES)
+    splits: SplitsRecipe = setting(SplitsRecipe)
+    image: ImageRecipe = setting()
+    lens: LensRecipe = setting()
+    focus: FocusRecipe = setting()
+    scene: SceneRecipe = setting(SceneRecipe)
+    assets: AssetsRecipe = setting(AssetsRecipe)
+    motion: MotionRecipe | None = setting(None)
+    outputs: OutputsRecipe = setting(OutputsRecipe)
+    shards: ShardsRecipe = setting(ShardsRecipe)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of built-in types (ranges as ``[min, max]``), the canonical form."""
-        return _plain(self)
+        return to_plain(self)
 
     def to_yaml(self) -> str:
         """Canonical YAML; :func:`recipe_from_dict` of it gives an equal recipe."""
@@ -424,139 +408,6 @@ class Recipe:
         """Hex SHA-256 of the canonical form (sorted-key JSON), so any changed value changes it."""
         text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-# --- the validator ------------------------------------------------------------------
-
-
-class _Nothing:
-    """Stands for a missing value in error messages."""
-
-    def __repr__(self) -> str:
-        return "nothing"
-
-
-_NOTHING = _Nothing()
-
-
-def _join(path: str, key: object) -> str:
-    return f"{path}.{key}" if path else str(key)
-
-
-def _unknown(path: str, value: object, known: Sequence[str]) -> RecipeError:
-    """Error for a key that is not a field, with a "did you mean" from difflib."""
-    key = path.rsplit(".", 1)[-1]
-    close = difflib.get_close_matches(key, known, n=1) or [k for k in known if key and key in k][:1]
-    hint = f"did you mean '{close[0]}'? " if close else ""
-    return RecipeError(path, value, f"unknown field; {hint}known fields: {', '.join(known)}")
-
-
-def _describe(tp: Any, meta: dict[str, Any]) -> str:
-    """What a field accepts, in words, for error messages."""
-    if dataclasses.is_dataclass(tp):
-        return f"a mapping with fields: {', '.join(f.name for f in dataclasses.fields(tp))}"
-    if tp in (Range, IntRange):
-        one = _describe(int if tp is IntRange else float, meta)
-        return f"{one}, or [min, max] of such with min <= max"
-    if typing.get_origin(tp) is tuple:
-        return f"a non-empty list, each {_describe(typing.get_args(tp)[0], meta)}"
-    if "choices" in meta:
-        return f"one of: {', '.join(meta['choices'])}"
-    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[tp]
-    if "pattern" in meta:
-        words += f" matching {meta['pattern']}"
-    bounds = [f"{op} {meta[key]}" for key, op in (("gt", ">"), ("ge", ">="), ("le", "<=")) if key in meta]
-    return " ".join([words, " and ".join(bounds)]).strip()
-
-
-def _scalar(tp: type, value: Any, path: str, meta: dict[str, Any]) -> Any:
-    """Check and convert one bool/int/float/str value."""
-    if tp is int and isinstance(value, float) and value.is_integer():
-        value = int(value)  # 1e9 (YAML 1.2 float, generator.safe_yaml) for an integer field
-    if tp is bool:
-        ok = isinstance(value, bool)
-    elif tp is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)  # YAML true is not 1
-    elif tp is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    else:
-        ok = isinstance(value, str)
-    if ok and tp in (int, float):
-        value = tp(value)
-        ok = (
-            ("gt" not in meta or value > meta["gt"])
-            and ("ge" not in meta or value >= meta["ge"])
-            and ("le" not in meta or value <= meta["le"])
-        )
-    if ok and tp is str:
-        ok = ("choices" not in meta or value in meta["choices"]) and (
-            "pattern" not in meta or re.fullmatch(meta["pattern"], value) is not None
-        )
-    if not ok:
-        raise RecipeError(path, value, _describe(tp, meta))
-    return value
-
-
-def _convert(tp: Any, value: Any, path: str, meta: dict[str, Any]) -> Any:
-    """Check and convert ``value`` to the annotated type ``tp``."""
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, path)
-    args = typing.get_args(tp)
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):  # "X | None"
-        if value is None:
-            return None
-        (tp,) = [a for a in args if a is not type(None)]
-        return _convert(tp, value, path, meta)
-    if tp in (Range, IntRange):
-        one = int if tp is IntRange else float
-        if not isinstance(value, list):
-            value = _scalar(one, value, path, meta)
-            return tp(value, value)
-        if len(value) != 2:
-            raise RecipeError(path, value, _describe(tp, meta))
-        low, high = (_scalar(one, v, f"{path}[{i}]", meta) for i, v in enumerate(value))
-        if low > high:
-            raise RecipeError(path, value, "[min, max] with min <= max")
-        return tp(low, high)
-    if typing.get_origin(tp) is tuple:
-        if not isinstance(value, list) or not value:
-            raise RecipeError(path, value, _describe(tp, meta))
-        return tuple(_scalar(args[0], v, f"{path}[{i}]", meta) for i, v in enumerate(value))
-    return _scalar(tp, value, path, meta)
-
-
-def _build(cls: type, data: Any, path: str) -> Any:
-    """Validate a mapping into the dataclass ``cls``; ``path`` is its dotted location."""
-    if not isinstance(data, dict):
-        raise RecipeError(path, data, _describe(cls, {}))
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key, value in data.items():
-        if key not in fields:
-            raise _unknown(_join(path, key), value, list(fields))
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for name, f in fields.items():
-        where = _join(path, name)
-        if name in data:
-            kwargs[name] = _convert(hints[name], data[name], where, dict(f.metadata))
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise RecipeError(where, _NOTHING, f"required: {_describe(hints[name], f.metadata)}")
-    return cls(**kwargs)
-
-
-def _plain(value: Any) -> Any:
-    """Dataclasses -> dicts (``None`` fields left out), tuples -> lists, [x, x] ranges -> x."""
-    if isinstance(value, (Range, IntRange)) and value.min == value.max:
-        return value.min
-    if dataclasses.is_dataclass(value):
-        return {
-            f.name: _plain(getattr(value, f.name))
-            for f in dataclasses.fields(value)
-            if getattr(value, f.name) is not None
-        }
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _check_consistency(recipe: Recipe) -> None:
@@ -573,7 +424,7 @@ def _check_consistency(recipe: Recipe) -> None:
     splits = recipe.splits
     total = splits.train + splits.val + splits.test
     if not math.isclose(total, 1.0, abs_tol=1e-9):
-        raise RecipeError("splits", _plain(splits), f"fractions that sum to 1 (these sum to {total:g})")
+        raise RecipeError("splits", to_plain(splits), f"fractions that sum to 1 (these sum to {total:g})")
 
     focus, longest_f_m = recipe.focus, recipe.lens.focal_length_mm.max / 1e3
     beyond_f = f"focus distances must exceed the largest focal length, {longest_f_m:g} m"
@@ -582,7 +433,7 @@ def _check_consistency(recipe: Recipe) -> None:
             if getattr(focus, unused) is not None:
                 raise RecipeError(f"focus.{unused}", getattr(focus, unused), "not used by schedule 'list'; remove it")
         if focus.distances_m is None:
-            raise RecipeError("focus.distances_m", _NOTHING, "required by schedule 'list'")
+            raise RecipeError("focus.distances_m", NOTHING, "required by schedule 'list'")
         if len(focus.distances_m) != focus.frames_per_ramp:
             raise RecipeError(
                 "focus.distances_m", list(focus.distances_m), f"{focus.frames_per_ramp} distances (frames_per_ramp)"
@@ -597,7 +448,7 @@ def _check_consistency(recipe: Recipe) -> None:
             raise RecipeError("focus.distances_m", list(focus.distances_m), "only used by schedule 'list'; remove it")
         for needed in ("near_m", "far_m"):
             if getattr(focus, needed) is None:
-                raise RecipeError(f"focus.{needed}", _NOTHING, f"required by schedule '{focus.schedule}'")
+                raise RecipeError(f"focus.{needed}", NOTHING, f"required by schedule '{focus.schedule}'")
         if focus.near_m <= longest_f_m:
             raise RecipeError("focus.near_m", focus.near_m, beyond_f)
         if focus.far_m <= focus.near_m:
@@ -652,7 +503,7 @@ def recipe_from_dict(data: dict[str, Any], source: str = "<dict>") -> Recipe:
         RecipeError: a field is unknown, missing, of the wrong type or out of range.
     """
     _require_mapping(data, source)
-    recipe = _build(Recipe, data, "")
+    recipe = build(Recipe, data, RecipeError, nonempty=True)
     _check_consistency(recipe)
     return recipe
 
@@ -667,28 +518,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     Raises:
         RecipeError: malformed override or a key path that is not a field.
     """
-    out = copy.deepcopy(data)
-    for item in overrides:
-        key, value = parse_override(item, RecipeError, "lens.f_number=2.8")
-        cls, node, parts = Recipe, out, key.split(".")
-        for depth, part in enumerate(parts):
-            path = ".".join(parts[: depth + 1])
-            known = [f.name for f in dataclasses.fields(cls)]
-            if part not in known:
-                raise _unknown(path, value, known)
-            if depth == len(parts) - 1:
-                node[part] = value
-                break
-            cls = typing.get_type_hints(cls)[part]
-            cls = next((a for a in typing.get_args(cls) if dataclasses.is_dataclass(a)), cls)  # "Section | None"
-            if not dataclasses.is_dataclass(cls):
-                raise RecipeError(path, node.get(part), f"a value, not a section: cannot set {key}")
-            if node.get(part) is None:  # absent, or an optional section left out
-                node[part] = {}
-            node = node[part]
-            if not isinstance(node, dict):
-                raise RecipeError(path, node, "a mapping")
-    return out
+    return schema_overrides(Recipe, data, overrides, RecipeError, "lens.f_number=2.8")
 
 
 def builtin_recipes() -> tuple[str, ...]:

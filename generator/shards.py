@@ -4,14 +4,14 @@ Layout (DESIGN.md section 5)::
 
     DIR/{recipe}-{split}-{shard:06d}.tar          complete shards, byte-reproducible
     DIR/{recipe}-{split}-{shard:06d}.tar.partial  shards being written (listed in progress.json)
-    DIR/manifest.json                             what is done (schema: :meth:`DatasetDir._manifest`)
+    DIR/manifest.json                             what is done (schema: :func:`generator.format.manifest_json`)
     DIR/progress.json                             the shards being written and the scenes in them
     DIR/recipe.yaml                               the recipe that made them
 
 Crash safety: dfdgen claims a file before it creates it, so it never deletes,
 overwrites or reads as its own a file it did not write. A shard being written
 is listed in ``progress.json`` before its ``.partial`` file is created; each
-sample is appended to it (tar members only, :func:`generator.files.tar_members`),
+sample is appended to it (tar members only, :func:`generator.format.tar_members`),
 flushed, and then recorded there with the byte length of the complete samples.
 A shard is closed by finishing its tar, listing it in the manifest and renaming
 it into place. A rerun with the same recipe resumes at scene granularity:
@@ -21,7 +21,7 @@ rendered. Shard boundaries depend only on the scene order and the recipe's
 limits, so a resumed run ends byte-identical to an uninterrupted one.
 
 Names read back from a manifest or ``progress.json`` are data: one that is not
-a shard name of dfdgen's (:data:`SHARD_NAME`) is refused, so a dataset cannot
+a shard name of dfdgen's (:data:`generator.format.SHARD_NAME`) is refused, so a dataset cannot
 point dfdgen at a path outside its folder or at a ``pipe:`` command.
 """
 
@@ -30,148 +30,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-import tarfile
-import zlib
-from typing import Any, BinaryIO, Iterator, Mapping
+from typing import Any, BinaryIO, Mapping
 
-from webdataset.gopen import gopen
-from webdataset.tariterators import base_plus_ext
-
-import generator
-from generator.errors import BadInput, CorruptShard, OutputError, brief
-from generator.files import PARTIAL, tar_end, tar_members, write_atomic
-
-MANIFEST = "manifest.json"
-PROGRESS = "progress.json"
-RECIPE = "recipe.yaml"
-#: The file names dfdgen gives shards: ``{recipe}-{split}-{shard:06d}.tar``, the recipe name as
-#: :class:`generator.recipe.Recipe` allows it (no path separator, no ``:``).
-SHARD_NAME = re.compile(r"(?P<recipe>[A-Za-z0-9_][A-Za-z0-9_-]*)-(?P<split>train|val|test)-(?P<shard>\d{6})\.tar")
-
-
-def shard_name(recipe_name: str, split: str, number: int) -> str:
-    """File name of shard ``number`` of a split."""
-    return f"{recipe_name}-{split}-{number:06d}.tar"
-
-
-def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    """The manifest of dataset ``directory``, its shard list checked (:func:`manifest_shards`).
-
-    Raises:
-        BadInput: no manifest, not dfdgen's JSON, or a shard entry that is not one of
-            dfdgen's shard names (``../x``, an absolute path, ``pipe:cmd``).
-    """
-    path = Path(directory) / MANIFEST
-    if not path.is_file():
-        raise BadInput(f"{directory} is not a dfdgen dataset: no {MANIFEST}")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        if manifest["generator"]["name"] != "dfdgen":
-            raise ValueError("not written by dfdgen")
-        _check_entries(manifest["shards"], path)
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exn:
-        raise BadInput(f"{path} is not a dfdgen manifest ({brief(exn)})") from None
-    return manifest
-
-
-def _check_entries(entries: Any, where: Path) -> None:
-    """Every entry a mapping whose ``name`` is a dfdgen shard name; raises ValueError."""
-    if not isinstance(entries, list):
-        raise ValueError(f"shards must be a list in {where}")
-    for entry in entries:
-        name = entry["name"]
-        if not isinstance(name, str) or not SHARD_NAME.fullmatch(name):
-            raise ValueError(f"{name!r} is not a dfdgen shard name")
-
-
-def manifest_shards(directory: str | os.PathLike[str], split: str | None = None,
-                    manifest: dict[str, Any] | None = None) -> list[Path]:
-    """Absolute paths of the complete shards the manifest of ``directory`` lists (of ``split``),
-    in manifest order. Each is a dfdgen shard name inside ``directory`` (:func:`read_manifest`;
-    ``manifest``: its result, when the caller has it already).
-
-    Raises:
-        BadInput: as :func:`read_manifest`; or a listed shard resolves outside ``directory``
-            (a symbolic link).
-    """
-    folder = Path(directory).resolve()
-    paths = []
-    for shard in (manifest or read_manifest(directory))["shards"]:
-        if split is None or shard.get("split") == split:
-            path = folder / shard["name"]
-            if path.resolve().parent != folder:
-                raise BadInput(f"shard {path} listed in {folder / MANIFEST} lies outside {folder}")
-            paths.append(path)
-    return paths
-
-
-#: A URL with a scheme (``pipe:``, ``http://``), as opposed to a local path.
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")
-
-
-def is_url(text: object) -> bool:
-    """Whether ``text`` (or any string in a list of them) is a URL or ``pipe:`` rather than a local path."""
-    items = text if isinstance(text, (list, tuple)) else [text]
-    return any(isinstance(t, str) and _URL.match(t) is not None for t in items)
-
-
-class _CheckedTarInfo(tarfile.TarInfo):
-    """TarInfo that turns the header errors tarfile treats as a quiet end of the
-    archive (a cut or damaged header after the first member) into errors, so a
-    truncated shard is never read as a shorter valid one. The end-of-archive
-    zero block still ends it."""
-
-    @classmethod
-    def fromtarfile(cls, tar):
-        try:
-            return super().fromtarfile(tar)
-        except tarfile.EOFHeaderError:
-            raise
-        except (tarfile.EmptyHeaderError, tarfile.TruncatedHeaderError) as exn:
-            raise tarfile.ReadError(f"archive ends without its end marker ({exn})") from None
-        except tarfile.InvalidHeaderError as exn:
-            raise tarfile.ReadError(f"damaged header ({exn})") from None
-
-
-def read_shard(url: str) -> Iterator[dict[str, Any]]:
-    """Flat samples (``__key__``, ``__url__``, member suffix -> bytes) of one shard, in tar order.
-
-    A local path is opened as a file; only a URL with a scheme (``pipe:``, ``http://``)
-    goes through webdataset's ``gopen``. Links and other non-regular members are
-    skipped. A shard that cannot be opened or read to its end-of-archive marker (cut,
-    damaged header) raises :class:`CorruptShard` naming the last member read;
-    the samples before the break have been yielded.
-    """
-    member = None
-    try:
-        stream = gopen(url) if _URL.match(url) else open(url, "rb")
-    except OSError as exn:
-        raise CorruptShard(url, None, f"cannot open ({exn})") from exn
-    with stream:
-        sample = None
-        try:
-            tar = tarfile.open(fileobj=stream, mode="r|*", tarinfo=_CheckedTarInfo)
-            for info in tar:
-                member = info.name
-                key, suffix = base_plus_ext(member)
-                if not info.isreg() or key is None:
-                    continue
-                data = tar.extractfile(info).read()
-                if sample is not None and sample["__key__"] != key:
-                    yield sample
-                    sample = None
-                if sample is None:
-                    sample = {"__key__": key, "__url__": url}
-                sample[suffix] = data
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as exn:
-            where = "at or after this member" if member else "from its start"
-            raise CorruptShard(url, member, f"tar unreadable {where}: {exn}") from exn
-        if sample is not None:
-            yield sample
-
+from generator.errors import BadInput, OutputError, brief
+from generator.files import PARTIAL, write_atomic
+from generator.format import (MANIFEST, PROGRESS, RECIPE, SHARD_NAME, check_shard_entries, manifest_json, read_manifest,
+                              shard_name,
+                              tar_end, tar_members)
 
 @dataclass
 class _OpenShard:
@@ -249,7 +116,7 @@ class DatasetDir:
         if path.exists():
             try:
                 progress = json.loads(path.read_text(encoding="utf-8"))["open"]
-                _check_entries(progress, path)
+                check_shard_entries(progress, path)
                 for entry in progress:
                     if not (isinstance(entry["bytes"], int) and entry["bytes"] >= 0
                             and all(isinstance(i, int) for i in entry["scenes"])):
@@ -327,29 +194,9 @@ class DatasetDir:
                 partial.unlink(missing_ok=True)
         self._write_progress()
 
-    def _manifest(self, complete: bool) -> dict[str, Any]:
-        """The manifest: deterministic (no clock, no host), so reruns compare equal.
-
-        ``recipe``: name, sha256, seed, count and the full recipe ``config``;
-        ``shards``: [{name, split, samples, bytes, sha256, scenes}] sorted by name;
-        ``failed``: [{scene, reason}]; ``scenes_done``: sorted scene indices in
-        listed shards; ``complete``: every scene is in a shard or failed.
-        """
-        r = self.recipe
-        return {
-            "format_version": 1,
-            "generator": {"name": "dfdgen", "version": generator.__version__},
-            "recipe": {"name": r.name, "sha256": r.sha256, "seed": r.seed, "count": r.count,
-                       "file": RECIPE, "config": r.to_dict()},
-            "shards": sorted(self.shards, key=lambda s: s["name"]),
-            "failed": [{"scene": i, "reason": self.failed[i]} for i in sorted(self.failed)],
-            "scenes_done": sorted(self.scenes_in_shards),
-            "complete": complete,
-        }
-
     def _write_manifest(self, complete: bool) -> None:
-        text = json.dumps(self._manifest(complete), sort_keys=True, indent=1, allow_nan=False)
-        write_atomic(self.path / MANIFEST, text.encode("utf-8"))
+        text = manifest_json(self.recipe, self.shards, self.failed, self.scenes_in_shards, complete)
+        write_atomic(self.path / MANIFEST, text)
 
     def _write_progress(self, *claims: dict[str, Any]) -> None:
         """Record the open shards and ``claims`` (shards about to be created); small, rewritten

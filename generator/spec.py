@@ -1,6 +1,6 @@
 """SceneSpec: one scene as plain, JSON-serialisable data (no bpy, no randomness).
 
-A spec is drawn by :mod:`generator.sampling` and built by
+A spec is drawn by :mod:`generator.draw` and built by
 :mod:`generator.blender.build`; the builder never draws random numbers, so the
 spec alone decides every pixel (with the Cycles seed it carries).
 
@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from generator import lens as lensmod
+from generator.errors import SpecError
+from generator.schema import build
 
 Vec3 = tuple[float, float, float]
 
@@ -250,31 +252,12 @@ class SceneSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SceneSpec":
-        """Inverse of :meth:`to_dict`."""
-        def vec(v):
-            return tuple(vec(x) if isinstance(x, list) else float(x) for x in v)
+        """Inverse of :meth:`to_dict`, checked field by field (:func:`generator.schema.build`).
 
-        def simple(kind, d):
-            return kind(**{k: vec(v) if isinstance(v, list) else v for k, v in d.items()})
-
-        def obj(d):
-            return simple(ObjectSpec, {**d, "material": simple(MaterialSpec, d["material"])})
-
-        def frame(d):
-            return FrameSpec(**{**d, "camera": d.get("camera") and simple(CameraSpec, d["camera"])})
-
-        return cls(
-            index=data["index"],
-            seed=data["seed"],
-            split=data["split"],
-            render=RenderSpec(**data["render"]),
-            lens=lensmod.Lens(**data["lens"]),
-            camera=simple(CameraSpec, data["camera"]),
-            frames=tuple(frame(f) for f in data["frames"]),
-            objects=tuple(obj(o) for o in data["objects"]),
-            lights=tuple(simple(LightSpec, d) for d in data["lights"]),
-            world=simple(WorldSpec, data["world"]),
-        )
+        Raises:
+            SpecError: a missing, unknown or mistyped field.
+        """
+        return build(cls, data, SpecError)
 
 
 def euler_xyz_matrix(rotation: Vec3) -> np.ndarray:

@@ -19,7 +19,7 @@ import yaml
 
 from generator import lens as lensmod
 from generator.recipe import Recipe, load_recipe
-from generator.sample import encode_sample
+from generator.codec import encode_sample
 from generator.spec import CameraSpec, FrameSpec, MaterialSpec, ObjectSpec, RenderSpec, SceneSpec
 
 

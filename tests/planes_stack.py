@@ -137,7 +137,7 @@ def _render(size: int, samples: int, model: str, f_number: float, frames: int, q
     """numpy arrays of :func:`render_planes_stack`'s batch (B left out), rendered once per arguments."""
     from generator.blender.render import render_scene
     from generator.lens import LENS_MODELS, coc_map_px, intrinsics
-    from generator.sample import srgb8, srgb_to_linear
+    from generator.codec import srgb8, srgb_to_linear
 
     spec = planes_scene(size, samples, model, f_number, frames)
     result = render_scene(spec)

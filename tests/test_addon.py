@@ -23,8 +23,8 @@ from fakes import write_tiny_recipe
 from generator import lens as lensmod
 from generator.cli import main
 from generator.recipe import load_recipe
-from generator.sample import decode_sample
-from generator.sampling import sample_scene
+from generator.codec import decode_sample
+from generator.draw import sample_scene
 from generator.spec import SceneSpec
 
 #: The scene the panel shows, and the panel's f-number range (an override of the recipe).

@@ -13,7 +13,7 @@ import pytest
 
 import numpy as np
 
-from generator.sample import read_exr_bytes
+from generator.codec import read_exr_bytes
 from test_train_cli import LENS, _run, checkpoint_loss, frame_pngs  # noqa: F401  (frame_pngs is a fixture)
 
 MODELS = ("ddff", "lstm_ddff")
@@ -166,11 +166,11 @@ def test_coc_target_is_the_lens_coc_or_the_rendered_one(torch):
 @pytest.fixture(scope="module")
 def four_scenes(tiny_dataset, torch):
     """The first four scenes of the tiny dataset, ramp 0, fixed 16 x 16 crops (no flips)."""
-    from dfd_models.data import make_loader
+    from dfd_models.data import DataSection, make_loader
 
     torch.manual_seed(0)
-    return next(iter(make_loader(tiny_dataset, 4, (H, W), split="train", flip=False, ramp=0, shuffle=0,
-                                 num_workers=0)))
+    return next(iter(make_loader(DataSection(shards=tiny_dataset, batch_size=4, crop=[H, W], workers=0, ramp=0,
+                                             flip=False, shuffle=0))))
 
 
 def _fit(torch, model, batch, steps, lr):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from generator.lens import Lens, blender_camera
-from generator.sampling import shape_params
+from generator.draw import shape_params
 from generator.spec import (
     MATERIALS,
     SHAPES,

@@ -184,7 +184,7 @@ def test_default_out_summary_and_ctrl_c(tmp_path, monkeypatch):
 def test_cli_and_worker_modules_import_light():
     """No bpy outside workers; and nothing heavy (webdataset pulls in torch) in what a spawned
     worker imports: the main script (the CLI) and the task's module."""
-    code = ("import sys, generator.cli, generator.executors; "
+    code = ("import sys, generator.cli, generator.render_tasks, generator.scheduler; "
             "print(sorted(m for m in ('bpy', 'webdataset', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

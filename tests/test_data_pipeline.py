@@ -1,5 +1,5 @@
 """Training data pipeline (dfd_models.data): shards written by the generator's
-own writer (generator.sample + generator.shards), read by the training loader."""
+own writer (generator.codec + generator.shards), read by the training loader."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from fakes import FakeRendered, fake_render, make_spec
 from generator.errors import BadInput, CorruptShard
 from generator.recipe import load_recipe
-from generator.sample import decode_sample, encode_sample, linear_to_srgb, srgb_to_linear
+from generator.codec import decode_sample, encode_sample, linear_to_srgb, srgb_to_linear
 from generator.shards import DatasetDir
 from generator.spec import FrameSpec
 
@@ -99,7 +99,8 @@ def test_sample_shapes_dtypes_and_focus_order(tmp_path, data, torch):
     decoded = decode_sample(encode_sample(spec, rendered, RECIPE))
 
     for ramp, order in ((0, [1, 2, 0]), (1, [4, 5, 3])):
-        ds = data.FocalStackDataset(tmp_path / "ds", ramp=ramp, flip=False, shuffle=0)
+        ds = data.FocalStackDataset(data.DataSection(shards=tmp_path / "ds", split=None, crop=None, ramp=ramp, flip=False,
+                                                    shuffle=0), batched=False)
         (s,) = list(ds)
         assert s["key"] == "00000000"
         assert s["frames"].shape == (3, 3, H, W) and s["frames"].dtype == torch.float32
@@ -122,7 +123,8 @@ def test_sample_shapes_dtypes_and_focus_order(tmp_path, data, torch):
 
 def test_static_scene_single_depth_and_batching(tmp_path, data, torch):
     write_dataset(tmp_path / "ds", [make_spec(i, model="blender") for i in range(3)], max_samples=3)
-    (batch,) = list(data.make_loader(tmp_path / "ds", batch_size=4, crop=(16, 20), num_workers=0))
+    (batch,) = list(data.make_loader(data.DataSection(shards=tmp_path / "ds", split=None, batch_size=4, crop=[16, 20],
+                                                     workers=0)))
     assert batch["frames"].shape == (3, 2, 3, 16, 20)
     assert batch["focus_m"].shape == (3, 2) and batch["K"].shape == (3, 2, 3, 3)
     assert batch["depth"].shape == batch["valid"].shape == (3, 1, 16, 20)
@@ -154,7 +156,8 @@ def test_crop_and_flip_move_colour_depth_and_K_together(tmp_path, data):
     meta = decode_sample(encode_sample(spec, rendered, RECIPE)).meta
     seen_flip = set()
     for seed in range(8):
-        ds = data.FocalStackDataset(tmp_path / "ds", crop=(16, 20), ramp=0, shuffle=0, seed=seed)
+        ds = data.FocalStackDataset(data.DataSection(shards=tmp_path / "ds", split=None, crop=[16, 20], ramp=0, shuffle=0),
+                                    batched=False, seed=seed)
         (s,) = list(ds)
         code = np.rint(linear_to_srgb(s["frames"].numpy().transpose(0, 2, 3, 1)) * 255).astype(int)  # [T,h,w,3]
         col, row = code[0, ..., 0], code[0, ..., 1]
@@ -186,7 +189,7 @@ def test_crop_and_flip_move_colour_depth_and_K_together(tmp_path, data):
 
 def test_same_seed_and_epoch_reproduce_the_batches(eight, data, torch):
     def run(seed, epoch):
-        loader = data.make_loader(eight, batch_size=2, crop=(8, 8), split="train", num_workers=2, seed=seed)
+        loader = data.make_loader(data.DataSection(shards=eight, batch_size=2, crop=[8, 8], workers=2), seed=seed)
         loader.set_epoch(epoch)
         return list(loader)
 
@@ -200,7 +203,7 @@ def test_same_seed_and_epoch_reproduce_the_batches(eight, data, torch):
 
 
 def test_two_workers_yield_every_sample_once_per_epoch(eight, data):
-    loader = data.make_loader(eight, batch_size=3, split="train", num_workers=2, seed=5)
+    loader = data.make_loader(data.DataSection(shards=eight, batch_size=3, crop=None, workers=2), seed=5)
     want = [f"{i:08d}" for i in range(8)]
     for _ in range(2):
         assert sorted(keys_of(loader)) == want
@@ -209,18 +212,20 @@ def test_two_workers_yield_every_sample_once_per_epoch(eight, data):
 
 def test_ranks_partition_the_shards(eight, data):
     per_rank = [
-        {s["key"] for s in data.FocalStackDataset(eight, split="train", rank=r, world_size=2, seed=9)}
+        {s["key"] for s in data.FocalStackDataset(data.DataSection(shards=eight, crop=None), batched=False, rank=r,
+                                                  world_size=2, seed=9)}
         for r in range(2)
     ]
     assert len(per_rank[0]) == len(per_rank[1]) == 4
     assert per_rank[0] | per_rank[1] == {f"{i:08d}" for i in range(8)}
     with pytest.raises(ValueError, match="cannot be split across 8 ranks"):
-        data.FocalStackDataset(eight, split="val", rank=0, world_size=8)
+        data.FocalStackDataset(data.DataSection(shards=eight, split="val"), rank=0, world_size=8)
 
 
 @pytest.mark.parametrize("epoch_len, workers", [(6, 2), (21, 0)])
 def test_epoch_length_is_honoured(eight, data, epoch_len, workers):
-    loader = data.make_loader(eight, batch_size=2, split="train", num_workers=workers, epoch_len=epoch_len, shuffle=0)
+    loader = data.make_loader(data.DataSection(shards=eight, batch_size=2, crop=None, workers=workers,
+                                               epoch_len=epoch_len, shuffle=0))
     assert len(loader) == epoch_len // 2
     for _ in range(2):
         batches = list(loader)
@@ -237,8 +242,9 @@ def _member_offsets(path):
         return [(m.name, m.offset, m.offset_data + m.size) for m in tar.getmembers()]
 
 
-def _iterate(data, path, **kw):
-    return [s["key"] for s in data.FocalStackDataset(path, split="train", shuffle=0, flip=False, **kw)]
+def _iterate(data, path, **fields):
+    section = data.DataSection(**{"shards": path, "crop": None, "shuffle": 0, "flip": False, **fields})
+    return [s["key"] for s in data.FocalStackDataset(section, batched=False)]
 
 
 @pytest.mark.parametrize("cut", ["inside a member", "between samples"])
@@ -291,21 +297,22 @@ def test_missing_member_and_bad_json_are_corrupt(tmp_path, data):
     with pytest.warns(RuntimeWarning) as caught:
         assert _iterate(data, tmp_path / "ds", ramp=0, skip_corrupt=True) == ["00000000"]
     messages = sorted(str(w.message) for w in caught)
-    assert "00000001.f001.png: member missing" in messages[0]
+    assert "00000001.f001.png|exr: member missing" in messages[0]
     assert "00000002.json: bad metadata" in messages[1]
 
 
 def test_an_endless_epoch_of_only_corrupt_shards_ends(eight, data):
     for shard in data.resolve_shards(eight, split="train"):
         Path(shard).write_bytes(b"\0garbage" * 100)
-    loader = data.make_loader(eight, batch_size=2, split="train", num_workers=0, epoch_len=8, skip_corrupt=True)
+    loader = data.make_loader(data.DataSection(shards=eight, batch_size=2, crop=None, workers=0, epoch_len=8,
+                                               skip_corrupt=True))
     with pytest.warns(RuntimeWarning, match="tar unreadable from its start"):
         assert list(loader) == []
 
 
 def test_skip_corrupt_does_not_hide_configuration_errors(eight, data):
     with pytest.raises(ValueError, match="crop"):
-        _iterate(data, eight, crop=(64, 64), skip_corrupt=True)
+        _iterate(data, eight, crop=[64, 64], skip_corrupt=True)
 
 
 # --- real renders ---------------------------------------------------------------
@@ -313,7 +320,8 @@ def test_skip_corrupt_does_not_hide_configuration_errors(eight, data):
 
 def test_rendered_dataset_round_trip(tiny_dataset, data, torch):
     """Cycles renders written by ``dfdgen render``'s pipeline, read by the training loader."""
-    loader = data.make_loader(tiny_dataset, batch_size=3, split="train", num_workers=2, flip=False, shuffle=0)
+    loader = data.make_loader(data.DataSection(shards=tiny_dataset, batch_size=3, crop=None, workers=2, flip=False,
+                                               shuffle=0))
     batches = list(loader)
     assert sorted(keys_of(batches)) == [f"{i:08d}" for i in range(8)]
     for batch in batches:

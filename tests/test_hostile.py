@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from fakes import fake_render, make_spec, tiny_recipe
-from generator.sample import encode_sample
+from generator.codec import encode_sample
 from generator.shards import DatasetDir
 
 HOSTILE = Path(__file__).parent / "hostile"

@@ -9,7 +9,7 @@ from PIL import Image
 from generator import lens as lensmod
 from generator.cli import main
 from generator.inspect import colorize, contact_sheet, iter_samples, summarize
-from generator.sample import decode_sample
+from generator.codec import decode_sample
 
 
 def _lens(meta) -> lensmod.Lens:

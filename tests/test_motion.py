@@ -15,8 +15,8 @@ from fakes import fake_render, make_spec, tiny_recipe
 from generator import lens as lensmod
 from generator.inspect import SEQUENCE_TILES, contact_sheet
 from generator.recipe import load_recipe
-from generator.sample import decode_sample, encode_sample, wall_depth_m
-from generator.sampling import IMAGE_MARGIN, sample_scene
+from generator.codec import decode_sample, encode_sample, wall_depth_m
+from generator.draw import IMAGE_MARGIN, sample_scene
 from generator.shards import DatasetDir
 from generator.spec import (
     CameraSpec,

@@ -234,5 +234,5 @@ def test_fod500_is_the_focus_on_defocus_setting():
 
 
 def test_pure_modules_do_not_import_bpy():
-    code = "import sys, generator.recipe, generator.sampling, generator.focus; assert 'bpy' not in sys.modules"
+    code = "import sys, generator.recipe, generator.draw, generator.focus; assert 'bpy' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -18,8 +18,8 @@ from fakes import dir_bytes, write_tiny_recipe
 from generator import lens as lensmod
 from generator.cli import main
 from generator.recipe import load_recipe
-from generator.sample import decode_sample
-from generator.sampling import scene_split
+from generator.codec import decode_sample
+from generator.draw import scene_split
 from generator.spec import SceneSpec
 
 COUNT = 8

@@ -26,7 +26,7 @@ from click.testing import CliRunner
 from conftest import require
 from fakes import dir_bytes, fake_task, flaky_task, listed_shards, tiny_recipe, write_tiny_recipe
 from generator.cli import main
-from generator.executors import NO_GPU
+from generator.render_options import NO_GPU
 from generator.pipeline import render_dataset
 
 TESTS = Path(__file__).parent

@@ -12,6 +12,8 @@ import math
 
 import pytest
 
+from dfd_models.config import ConfigError
+
 H = W = 32  # test image size, pixels (a multiple of sdgs' 8)
 
 
@@ -70,11 +72,11 @@ def test_registry_builds_by_name_and_checks_config(networks):
     params = sum(p.numel() for p in networks.build_model("sdgs").parameters())
     assert 100_000 < params < 1_000_000, params
 
-    with pytest.raises(ValueError, match=r"unknown model 'nope'.*sdgs"):
+    with pytest.raises(ConfigError, match=r"'model.name': got 'nope'; one of the registered models: .*sdgs"):
         networks.build_model("nope")
-    with pytest.raises(ValueError, match=r"unknown config key 'lr'.*max_depth_m"):
+    with pytest.raises(ConfigError, match=r"'model.config.lr': got 0.001; unknown key; .*max_depth_m"):
         networks.build_model("sdgs", {"lr": 1e-3})
-    with pytest.raises(ValueError, match="must be a float"):
+    with pytest.raises(ConfigError, match=r"'model.config.max_depth_m': got 'far'; a number"):
         networks.build_model("sdgs", {"max_depth_m": "far"})
     with pytest.raises(ValueError, match="min_depth_m < max_depth_m"):
         networks.build_model("sdgs", {"min_depth_m": 3.0, "max_depth_m": 2.0})
@@ -370,9 +372,9 @@ def test_pairs_are_seeded(torch, networks):
 @pytest.fixture(scope="module")
 def tiny_batches(tiny_dataset, torch):
     """Two batches of 2 stacks of the tiny dataset, 32 x 32 crops, fixed order."""
-    from dfd_models.data import make_loader
+    from dfd_models.data import DataSection, make_loader
 
-    loader = make_loader(tiny_dataset, batch_size=2, crop=(H, W), split="train", num_workers=0, shuffle=0, seed=0)
+    loader = make_loader(DataSection(shards=tiny_dataset, batch_size=2, crop=[H, W], workers=0, shuffle=0), seed=0)
     batches = []
     for batch in loader:
         batches.append(batch)

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from fakes import TINY, FakeRendered, fake_render, fake_task, make_spec, tiny_recipe
-from generator import sample as samplemod
+from generator import codec
 from generator.pipeline import DENOISE, render_dataset
 from generator.recipe import load_recipe
-from generator.sampling import sample_scene
+from generator.draw import sample_scene
 
 
 def _with(spec, **render):
@@ -69,13 +69,13 @@ def test_denoise_warns_and_only_then(tmp_path):
 
 def _count_rgb_encodings(monkeypatch) -> list:
     """Patch the RGB codec to record (thread name, start time) of every image it encodes."""
-    calls, encode = [], samplemod._encode_rgb
+    calls, encode = [], codec._encode_rgb
 
     def recorded(rgb, kind):
         calls.append((threading.current_thread().name, time.perf_counter()))
         return encode(rgb, kind)
 
-    monkeypatch.setattr(samplemod, "_encode_rgb", recorded)
+    monkeypatch.setattr(codec, "_encode_rgb", recorded)
     return calls
 
 
@@ -83,35 +83,35 @@ def _count_rgb_encodings(monkeypatch) -> list:
 def test_repeated_ramps_are_encoded_once_with_the_same_bytes(monkeypatch, background):
     spec = make_spec(aif=True, coc=True)
     fresh = fake_render(spec)
-    expected = samplemod.encode_sample(spec, fresh, tiny_recipe())
+    expected = codec.encode_sample(spec, fresh, tiny_recipe())
     # A static scene's renderer hands repeated views one shared array: frames 0 and 2 here.
     shared = FakeRendered([fresh.frames[0], fresh.frames[1], fresh.frames[0], fresh.frames[3]], fresh.depth, fresh.aif)
     expected["f002.png"] = expected["f000.png"]
     calls = _count_rgb_encodings(monkeypatch)
-    with samplemod.Encoder(spec, background=background) as encoder:
+    with codec.Encoder(spec, background=background) as encoder:
         encoder.depth_pass(shared.depth, None)  # as the renderer does, while rendering on
         encoder.image(shared.frames[1])
-        assert samplemod.encode_sample(spec, shared, tiny_recipe(), encoder) == expected
+        assert codec.encode_sample(spec, shared, tiny_recipe(), encoder) == expected
     assert len(calls) == 4  # three distinct frames and the all-in-focus image, not five
     with pytest.raises(ValueError, match="another scene"):
-        samplemod.encode_sample(spec, shared, tiny_recipe(), samplemod.Encoder(make_spec(index=4)))
+        codec.encode_sample(spec, shared, tiny_recipe(), codec.Encoder(make_spec(index=4)))
 
 
 def test_depth_pass_members_encoded_early_are_the_members_encoded_late():
     recipe = load_recipe("dynamic", ["image.width=32", "image.height=24", "outputs.coc=true"])
     spec = sample_scene(recipe, 2)
     rendered = fake_render(spec)
-    with samplemod.Encoder(spec, background=True) as encoder:
+    with codec.Encoder(spec, background=True) as encoder:
         early = encoder.depth_pass(rendered.depth, rendered.object_index)
-        sample = samplemod.encode_sample(spec, rendered, recipe, encoder)
+        sample = codec.encode_sample(spec, rendered, recipe, encoder)
     names = {n for n in sample if n.endswith((".depth.exr", ".coc.exr", ".motion.exr"))}
     assert set(early) == names and len(names) == 3 * len(spec.frames) - 1
-    assert sample == samplemod.encode_sample(spec, rendered, recipe)
+    assert sample == codec.encode_sample(spec, rendered, recipe)
 
 
 def test_images_are_encoded_while_the_next_view_renders(bpy, monkeypatch):
     from generator.blender import render as rendermod
-    from generator.executors import render_sample
+    from generator.render_tasks import render_sample
 
     recipe = load_recipe("small_obj", TINY)
     spec = sample_scene(recipe, 1)
@@ -132,4 +132,4 @@ def test_images_are_encoded_while_the_next_view_renders(bpy, monkeypatch):
     assert len(calls) == len({id(f) for f in rendered.frames}) + (rendered.aif is not None) == len(views) + spec.render.aif
     assert all(name.startswith("dfdgen-encode") for name, _ in calls)
     assert calls[0][1] < returned[0]
-    assert sample == samplemod.encode_sample(spec, rendered, recipe)  # the same bytes as encoding afterwards
+    assert sample == codec.encode_sample(spec, rendered, recipe)  # the same bytes as encoding afterwards

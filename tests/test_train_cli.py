@@ -15,7 +15,7 @@ from PIL import Image
 
 from generator.cli import main
 from generator.errors import BadInput
-from generator.sample import read_exr_bytes
+from generator.codec import read_exr_bytes
 
 #: Options that keep sdgs fast on 2 CPU cores.
 SMALL = (
@@ -41,9 +41,9 @@ def checkpoint_loss(shards, checkpoint) -> float:
     import torch
 
     from dfd_models.checkpoint import load_model
-    from dfd_models.data import make_loader
+    from dfd_models.data import DataSection, make_loader
 
-    batch = next(iter(make_loader(shards, 4, None, split="train", flip=False, ramp=0, shuffle=0, num_workers=0)))
+    batch = next(iter(make_loader(DataSection.for_eval(shards, split="train", batch_size=4))))
     model, _ = load_model(checkpoint)
     torch.manual_seed(0)
     with torch.no_grad():
@@ -152,7 +152,7 @@ def test_eval_prints_and_writes_every_metric(trained, tiny_dataset, tmp_path):
 
 def test_eval_scores_all_pixels_and_objects(trained, tiny_dataset, tmp_path, torch):
     """Regions all (every valid pixel) and objects (valid, off the wall): JSON, counts and table."""
-    from dfd_models.data import make_loader
+    from dfd_models.data import DataSection, make_loader
 
     out = tmp_path / "metrics.json"
     result = _run("eval", "--shards", tiny_dataset, "--checkpoint", trained / "ckpt" / "last.pt", "--split", "train",
@@ -162,7 +162,7 @@ def test_eval_scores_all_pixels_and_objects(trained, tiny_dataset, tmp_path, tor
     assert list(report["regions"]) == ["all", "objects"] and report["absent_regions"] == {}
     assert report["regions"]["all"] == report["metrics"] and set(report["regions"]["objects"]) == METRICS
     valid = objects = 0
-    for batch in make_loader(tiny_dataset, 4, None, split="train", flip=False, ramp=0, shuffle=0, num_workers=0):
+    for batch in make_loader(DataSection.for_eval(tiny_dataset, split="train", batch_size=4)):
         scored = batch["valid"] & (batch["depth"] > 0)
         valid += int(scored.sum())
         objects += int((scored & ~batch["wall"]).sum())

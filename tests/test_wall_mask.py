@@ -16,7 +16,7 @@ import pytest
 
 from fakes import fake_render, make_spec
 from generator.recipe import load_recipe
-from generator.sample import decode_sample, encode_sample, wall_depth_m
+from generator.codec import decode_sample, encode_sample, wall_depth_m
 from generator.spec import MaterialSpec, ObjectSpec
 from test_data_pipeline import write_dataset
 
@@ -67,7 +67,8 @@ def test_loader_wall_mask_follows_crop_and_flip(tmp_path, data):
     write_dataset(tmp_path / "ds", [spec], [_render_with_wall(spec)])
     flips = set()
     for seed in range(8):
-        (s,) = list(data.FocalStackDataset(tmp_path / "ds", crop=(16, 20), ramp=0, shuffle=0, seed=seed))
+        (s,) = list(data.FocalStackDataset(data.DataSection(shards=tmp_path / "ds", split=None, crop=[16, 20], ramp=0,
+                                                            shuffle=0), batched=False, seed=seed))
         depth, wall = s["depth"][0].numpy(), s["wall"][0].numpy()
         assert s["wall"].dtype == s["valid"].dtype and s["wall"].shape == s["valid"].shape
         np.testing.assert_array_equal(wall, (depth == np.float32(WALL_M)) | (depth == np.float32(WALL_M * (1 + 5e-5))))
@@ -87,8 +88,8 @@ def test_samples_without_wall_m_have_an_all_false_mask(tmp_path, data, torch):
         return sample
 
     write_dataset(tmp_path / "ds", specs, [_render_with_wall(s) for s in specs], edit=drop_wall_m)
-    (batch,) = list(data.make_loader(tmp_path / "ds", batch_size=2, split="train", num_workers=0, flip=False,
-                                     shuffle=0))
+    (batch,) = list(data.make_loader(data.DataSection(shards=tmp_path / "ds", batch_size=2, crop=None, workers=0,
+                                                     flip=False, shuffle=0)))
     by_key = dict(zip(batch["key"], batch["wall"]))
     assert by_key["00000000"].any() and not by_key["00000001"].any()
 
@@ -97,7 +98,7 @@ def test_cycles_wall_mask_is_where_objects_are_not(bpy, data):
     """Render a small_obj scene, then the same scene without its wall: the mask is
     exactly where the second render sees nothing, in every frame's depth map."""
     from generator.blender.render import render_scene
-    from generator.sampling import sample_scene
+    from generator.draw import sample_scene
 
     recipe = load_recipe("small_obj", ["image.width=32", "image.height=32", "image.samples=1",
                                        "focus.ramps=1", "focus.frames_per_ramp=2", "scene.objects.count=[3, 3]"])

@@ -18,7 +18,7 @@ import itertools
 import random
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from webdataset.filters import batched, shuffle
 from webdataset.utils import pytorch_worker_info
 
 from generator.errors import CorruptShard
+from dfd_models.config import DataSection
 from dfd_models.data import stages
 from dfd_models.data.sources import resolve_shards, shard_pass
 
@@ -35,24 +36,23 @@ class FocalStackDataset(IterableDataset):
     """Focus stacks (or batches of them) from WebDataset shards, one ramp per sample.
 
     Args:
-        urls: shard directory, brace pattern or list (see
-            :func:`dfd_models.data.sources.resolve_shards`).
-        split: keep only shards of this split (``"train"``).
-        crop: (height, width) of a random crop, pixels; ``None`` keeps full frames.
-        flip: random left-right flips (p = 0.5).
-        ramp: which ramp of a sequence is the stack: an index or ``"random"``.
-        shuffle: shuffle buffer size in samples, held encoded (whole sequences,
-            before decoding); the shard order is shuffled per pass too. 0 reads
-            shards and samples in order.
-        batch_size: collate this many samples per item (``None``: single samples).
-            The last batch of a worker's pass may be smaller.
+        data: what to read and how (:class:`dfd_models.config.DataSection`, the one
+            declaration of these options and their defaults): ``shards`` (a directory,
+            brace pattern or list, :func:`dfd_models.data.sources.resolve_shards`),
+            ``split``, ``crop`` ((height, width) of a random crop, pixels; None keeps
+            full frames), ``flip`` (random left-right flips, p = 0.5), ``ramp`` (which
+            ramp of a sequence is the stack: an index or ``"random"``), ``shuffle``
+            (buffer size in samples, held encoded, whole sequences before decoding;
+            the shard order is shuffled per pass too; 0 reads shards and samples in
+            order), ``batch_size`` and ``skip_corrupt`` (warn about and skip corrupt
+            samples/shards instead of raising :class:`generator.errors.CorruptShard`).
+        batched: collate ``data.batch_size`` samples per item (the last batch of a
+            worker's pass may be smaller); False: single samples.
         repeat: cycle through the shards without end (cut by an epoch length
             downstream); else one pass.
         seed: base seed of every random draw.
         rank, world_size: this DDP process and their number; default from
             ``torch.distributed`` (or the ``RANK``/``WORLD_SIZE`` variables).
-        skip_corrupt: warn about and skip corrupt samples/shards instead of raising
-            :class:`generator.errors.CorruptShard`.
 
     Attributes:
         epoch: current epoch, part of every seed; set it before iterating
@@ -64,22 +64,18 @@ class FocalStackDataset(IterableDataset):
 
     def __init__(
         self,
-        urls,
+        data: DataSection,
         *,
-        split: str | None = None,
-        crop: tuple[int, int] | None = None,
-        flip: bool = True,
-        ramp: int | str = "random",
-        shuffle: int = 128,
-        batch_size: int | None = None,
+        batched: bool = True,
         repeat: bool = False,
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
-        skip_corrupt: bool = False,
     ):
         super().__init__()
-        self.urls = resolve_shards(urls, split)
+        if data.shards is None:
+            raise ValueError("data.shards is not set: no shards to read")
+        self.urls = resolve_shards(data.shards, data.split)
         default_rank, default_world, _, _ = pytorch_worker_info()
         self.rank = default_rank if rank is None else rank
         self.world_size = default_world if world_size is None else world_size
@@ -87,10 +83,11 @@ class FocalStackDataset(IterableDataset):
             raise ValueError(f"rank {self.rank} is not in [0, world_size={self.world_size})")
         if len(self.urls) < self.world_size:
             raise ValueError(f"{len(self.urls)} shards cannot be split across {self.world_size} ranks")
-        self.crop, self.flip, self.ramp = crop, flip, ramp
-        self.shuffle, self.batch_size, self.repeat = shuffle, batch_size, repeat
+        self.crop = None if data.crop is None else tuple(data.crop)
+        self.flip, self.ramp, self.shuffle = data.flip, data.ramp, data.shuffle
+        self.batch_size, self.repeat = data.batch_size if batched else None, repeat
         self.seed, self.epoch = seed, 0
-        self.handler = stages.warn_and_skip if skip_corrupt else stages.reraise
+        self.handler = stages.warn_and_skip if data.skip_corrupt else stages.reraise
 
     def _raw_samples(self, worker: int, num_workers: int) -> Iterator[dict]:
         """Encoded samples of this rank's and worker's shards, pass after pass when repeating;
@@ -179,56 +176,36 @@ class FocalStackLoader:
 
 
 def make_loader(
-    urls: str | Sequence[str],
-    batch_size: int,
-    crop: tuple[int, int] | None = None,
+    data: DataSection,
     *,
-    split: str | None = None,
-    flip: bool = True,
-    ramp: int | str = "random",
-    shuffle: int = 128,
-    num_workers: int = 2,
-    epoch_len: int | None = None,
     seed: int = 0,
-    skip_corrupt: bool = False,
     rank: int | None = None,
     world_size: int | None = None,
     pin_memory: bool = False,
 ) -> FocalStackLoader:
-    """A loader of focus-stack batches (see :class:`FocalStackDataset` for the arguments).
+    """A loader of focus-stack batches.
 
     Args:
-        batch_size: samples per batch B; batches are collated in the workers.
-        num_workers: DataLoader worker processes (0: load in this process).
-            Shards are split across ranks, then workers: give at least
-            ``world_size * num_workers`` shards, or some workers idle.
-        epoch_len: samples per epoch on this rank; the epoch is then
-            ``epoch_len // batch_size`` full batches, and the shards are cycled
-            so every rank yields the same number (use it under DDP).
-            ``None``: one pass over this rank's shards, each sample once.
+        data: the data section (:class:`FocalStackDataset`), whole; besides what the
+            dataset reads: ``workers``, DataLoader worker processes (0: load in this
+            process; shards are split across ranks, then workers: give at least
+            ``world_size * workers`` shards, or some workers idle), and ``epoch_len``,
+            samples per epoch on this rank (the epoch is then ``epoch_len //
+            batch_size`` full batches, and the shards are cycled so every rank yields
+            the same number; use it under DDP; None: one pass over this rank's
+            shards, each sample once). :meth:`DataSection.for_eval` gives an
+            evaluation's (full frames, no flips, ramp 0, in order).
+        seed, rank, world_size: as :class:`FocalStackDataset`.
+        pin_memory: the DataLoader's.
 
     Yields dicts of batched tensors: ``frames`` [B, T, 3, H, W], ``focus_m`` [B, T],
     ``K`` [B, T, 3, 3], ``depth``/``valid`` [B, 1, H, W], lens fields [B], ``key`` list.
-    For evaluation use ``crop=None, flip=False, ramp=0, shuffle=0``.
     """
-    if epoch_len is not None and epoch_len < batch_size:
-        raise ValueError(f"epoch_len={epoch_len} holds no full batch of {batch_size}")
-    dataset = FocalStackDataset(
-        urls,
-        split=split,
-        crop=crop,
-        flip=flip,
-        ramp=ramp,
-        shuffle=shuffle,
-        batch_size=batch_size,
-        repeat=epoch_len is not None,
-        seed=seed,
-        rank=rank,
-        world_size=world_size,
-        skip_corrupt=skip_corrupt,
-    )
+    if data.epoch_len is not None and data.epoch_len < data.batch_size:
+        raise ValueError(f"epoch_len={data.epoch_len} holds no full batch of {data.batch_size}")
+    dataset = FocalStackDataset(data, repeat=data.epoch_len is not None, seed=seed, rank=rank, world_size=world_size)
     shards_per_rank = len(dataset.urls) // dataset.world_size
-    if num_workers > shards_per_rank:
-        warnings.warn(f"{num_workers} workers but only {shards_per_rank} shards per rank: some workers idle")
-    loader = DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory)
-    return FocalStackLoader(dataset, loader, None if epoch_len is None else epoch_len // batch_size)
+    if data.workers > shards_per_rank:
+        warnings.warn(f"{data.workers} workers but only {shards_per_rank} shards per rank: some workers idle")
+    loader = DataLoader(dataset, batch_size=None, num_workers=data.workers, pin_memory=pin_memory)
+    return FocalStackLoader(dataset, loader, None if data.epoch_len is None else data.epoch_len // data.batch_size)

@@ -7,7 +7,7 @@ paths/URLs into a sorted list of shard URLs. :func:`shard_pass` orders the
 shards of one pass and keeps the ones of this DDP rank and DataLoader worker.
 
 What a directory holds is data: its shards come back as absolute local paths
-(a manifest entry is checked by :func:`generator.shards.manifest_shards`), so a
+(a manifest entry is checked by :func:`generator.format.manifest_shards`), so a
 file or manifest entry named ``pipe:...`` is never run. Only a URL or ``pipe:``
 the caller writes itself is passed to webdataset as such.
 """
@@ -15,7 +15,6 @@ the caller writes itself is passed to webdataset as such.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,17 +22,7 @@ import numpy as np
 from webdataset.shardlists import expand_urls
 
 from generator.errors import BadInput
-from generator.shards import MANIFEST, manifest_shards
-
-#: Shard names a split is read from when a folder has no manifest: dfdgen's, and any
-#: ``{name}-{split}-{shard:06d}.tar`` (the recipe name may itself contain dashes).
-SHARD_NAME = re.compile(r"^(?P<recipe>.+)-(?P<split>[^-]+)-(?P<shard>\d{6})\.tar$")
-
-
-def shard_split(url: str) -> str | None:
-    """The split named in a shard's file name, or ``None`` if the name has another form."""
-    match = SHARD_NAME.match(os.path.basename(url))
-    return match["split"] if match else None
+from generator.format import MANIFEST, manifest_shards, shard_split
 
 
 def _directory_shards(directory: Path, split: str | None) -> list[str]:

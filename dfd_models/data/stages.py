@@ -11,7 +11,7 @@ a broken shard) and go on, False to stop, or raises. Data problems are raised
 as :class:`generator.errors.CorruptShard` naming the shard and member;
 :func:`reraise` and :func:`warn_and_skip` are the two handlers used.
 
-Decoding goes through :mod:`generator.sample` (``decode_rgb``,
+Decoding goes through :mod:`generator.codec` (``decode_rgb``,
 ``read_exr_bytes``), the same codecs that wrote the members.
 """
 
@@ -26,8 +26,9 @@ import torch
 
 from generator.errors import CorruptShard
 from generator.lens import LENS_MODELS
-from generator.sample import decode_rgb, read_exr_bytes
-from generator.shards import read_shard
+from generator.codec import decode_rgb, read_exr_bytes
+from generator.format import (AIF, META, RGB_EXTENSIONS, coc_member, depth_member, frame_stem, read_shard,
+                              rgb_member)
 from dfd_models.data import transforms
 
 Handler = Callable[[Exception], bool]
@@ -96,15 +97,14 @@ def _member(sample: dict, name: str) -> bytes:
 
 
 def _frame_member(sample: dict, index: int) -> str:
-    """Suffix of frame ``index``'s RGB member: ``fNNN.png`` or ``fNNN.exr``."""
-    exr = f"f{index:03d}.exr"
-    return exr if exr in sample else f"f{index:03d}.png"
+    """Suffix of frame ``index``'s RGB member (``fNNN.png|exr`` when missing, for the error)."""
+    return rgb_member(sample, frame_stem(index)) or f"{frame_stem(index)}.{'|'.join(RGB_EXTENSIONS)}"
 
 
 def _select(sample: dict, ramp: int | str, rng: np.random.Generator) -> dict:
     url, key = sample["__url__"], sample["__key__"]
     try:
-        meta = json.loads(_member(sample, "json"))
+        meta = json.loads(_member(sample, META))
         lens = {name: float(meta["lens"][name]) for name in LENS_FIELDS}
         lens_model = LENS_MODELS.index(meta["lens"]["model"])
         frames = [(f["ramp"], float(f["focus_distance_m"]), int(f["index"]), f["K"]) for f in meta["frames"]]
@@ -113,7 +113,7 @@ def _select(sample: dict, ramp: int | str, rng: np.random.Generator) -> dict:
         wall_m = None if wall_m is None else float(wall_m)
         size = (meta["image"]["height"], meta["image"]["width"])
     except (ValueError, KeyError, TypeError) as exn:
-        raise CorruptShard(url, f"{key}.json", f"bad metadata ({exn!r})") from exn
+        raise CorruptShard(url, f"{key}.{META}", f"bad metadata ({exn!r})") from exn
     ramps = sorted({f[0] for f in frames})
     if ramp == "random":
         ramp = ramps[rng.integers(len(ramps))]
@@ -122,13 +122,13 @@ def _select(sample: dict, ramp: int | str, rng: np.random.Generator) -> dict:
     stack = sorted((f for f in frames if f[0] == ramp), key=lambda f: f[1])  # by focus distance
     ref = len(stack) // 2
     rgb = [_frame_member(sample, index) for _, _, index, _ in stack]
-    depth = f"f{stack[ref][2]:03d}.depth.exr" if per_frame else "depth.exr"
-    aif = next((name for name in ("aif.png", "aif.exr") if name in sample), None)
-    coc = [f"f{index:03d}.coc.exr" for _, _, index, _ in stack]
+    depth = depth_member(stack[ref][2] if per_frame else None)
+    aif = rgb_member(sample, AIF)
+    coc = [coc_member(index) for _, _, index, _ in stack]
     try:
         k = np.array([f[3] for f in stack], dtype=np.float32).reshape(len(stack), 3, 3)  # [T, 3, 3]
     except ValueError as exn:
-        raise CorruptShard(url, f"{key}.json", f"bad K ({exn})") from exn
+        raise CorruptShard(url, f"{key}.{META}", f"bad K ({exn})") from exn
     out = {
         "__key__": key,
         "__url__": url,
@@ -200,7 +200,7 @@ def _decode(stack: dict) -> dict:
 def decode(src: Iterable[dict], *, handler: Handler = reraise) -> Iterator[dict]:
     """Stage: encoded stack -> numpy images (channels last, see :mod:`dfd_models.data.transforms`).
 
-    ``frames`` [T, H, W, 3] float32 linear RGB (``generator.sample.decode_rgb``:
+    ``frames`` [T, H, W, 3] float32 linear RGB (``generator.codec.decode_rgb``:
     sRGB PNGs are linearised, in [0, 1]; EXR frames are as rendered, not clipped),
     ``depth`` [H, W, 1] float32 planar metres (0 = no surface), optional ``aif``
     [H, W, 3] and ``coc`` [T, H, W, 1] (CoC diameter, pixels).
@@ -243,7 +243,7 @@ def wall_mask(depth: np.ndarray, wall_m: float | None) -> np.ndarray:
             (older samples, or no fronto-parallel wall) gives an all-False mask.
 
     Assumes the wall is fronto-parallel, so it has one planar depth everywhere
-    (:func:`generator.sample.wall_depth_m` writes None otherwise), and that no
+    (:func:`generator.codec.wall_depth_m` writes None otherwise), and that no
     object surface lies within :data:`WALL_RTOL` of it.
     """
     if wall_m is None:

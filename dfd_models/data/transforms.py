@@ -13,8 +13,6 @@ its depth and its CoC move together.
 
 from __future__ import annotations
 
-import numpy as np
-
 #: Fields holding images with height and width on axes -3, -2.
 IMAGE_FIELDS = ("frames", "depth", "aif", "coc")
 

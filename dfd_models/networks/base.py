@@ -8,7 +8,7 @@ network.
 
 A training step, whatever the model::
 
-    model = build_model("sdgs", {"min_depth_m": 0.2})   # unknown name or key: ValueError
+    model = build_model("sdgs", {"min_depth_m": 0.2})   # unknown name or key: ConfigError
     outputs = model(batch)                    # batch from dfd_models.data.make_loader
     terms = model.losses(batch, outputs)      # scalar tensors, terms["total"] is optimised
     terms["total"].backward()
@@ -41,7 +41,6 @@ raises ``NotImplementedError``.
 from __future__ import annotations
 
 import abc
-import copy
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -49,6 +48,8 @@ import torch
 from torch import Tensor, nn
 
 from generator.lens import LENS_MODELS
+from generator.schema import build_dict
+from dfd_models.config import ConfigError
 from dfd_models.lens import LensParams
 
 __all__ = ["MODELS", "DepthModel", "build_model", "lens_from_batch", "register"]
@@ -99,28 +100,14 @@ class DepthModel(nn.Module, abc.ABC):
 
     @classmethod
     def resolve_config(cls, overrides: dict | None = None) -> dict[str, Any]:
-        """The defaults updated with ``overrides``.
+        """The defaults updated with ``overrides``, typed like the defaults (:func:`generator.schema.build_dict`:
+        an int for a float default is accepted, and the errors are the training config's).
 
         Raises:
-            ValueError: an override's key is not a key of :meth:`default_config`
-                (naming it and the allowed keys), or its value's type differs from
-                the default's (an int for a float default is accepted).
+            ConfigError: an override's key is not a key of :meth:`default_config` (naming
+                the allowed keys), or its value is not of the default's type.
         """
-        config = copy.deepcopy(cls.default_config())
-        for key, value in (overrides or {}).items():
-            if key not in config:
-                raise ValueError(f"unknown config key {key!r} for model {cls.name!r}; keys: {sorted(config)}")
-            default = config[key]
-            same = isinstance(value, type(default)) or (
-                isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)
-            )
-            if default is not None and not same:
-                raise ValueError(
-                    f"config key {key!r} of model {cls.name!r} must be a {type(default).__name__} "
-                    f"like its default {default!r}, got {value!r}"
-                )
-            config[key] = float(value) if isinstance(default, float) else value
-        return config
+        return build_dict(cls.default_config(), overrides or {}, ConfigError, "model.config")
 
     @abc.abstractmethod
     def forward(self, batch: dict) -> dict[str, Tensor]:
@@ -207,11 +194,11 @@ def build_model(name: str, config: dict | None = None) -> DepthModel:
     """A new model ``name`` with its default config updated by ``config``.
 
     Raises:
-        ValueError: unknown name (naming the registered ones) or config key/type
+        ConfigError: unknown name (naming the registered ones) or config key/type
             (see :meth:`DepthModel.resolve_config`).
     """
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; models: {sorted(MODELS)}")
+        raise ConfigError("model.name", name, f"one of the registered models: {', '.join(sorted(MODELS))}")
     return MODELS[name](config)
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from dfd_models.networks.base import register

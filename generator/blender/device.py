@@ -13,7 +13,7 @@ import warnings
 
 import bpy
 
-from generator.executors import DEVICES, NO_GPU
+from generator.render_options import DEVICES, NO_GPU
 
 #: GPU backends in order of preference: OptiX (RTX ray tracing cores) first, then CUDA.
 GPU_BACKENDS = ("OPTIX", "CUDA")

@@ -42,7 +42,7 @@ _OBJECT_INDEX = "ViewLayer.Object Index.X"  # Object.pass_index of the surface h
 
 
 class RenderListener(Protocol):
-    """Told of each render's product as soon as it exists (e.g. :class:`generator.sample.Encoder`,
+    """Told of each render's product as soon as it exists (e.g. :class:`generator.codec.Encoder`,
     which encodes it while the next view renders). The arrays are those :class:`RenderedScene` will hold."""
 
     def depth_pass(self, depth: Sequence[np.ndarray], object_index: Sequence[np.ndarray] | None) -> Any:

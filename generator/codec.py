@@ -27,11 +27,11 @@ import generator
 from generator import lens as lensmod
 from generator.flow import CHANNELS as FLOW_CHANNELS
 from generator.flow import forward_flow
+from generator.format import (AIF, FORMAT_VERSION, META, coc_member, depth_member, frame_stem, motion_member,
+                              rgb_member, sample_key)
 from generator.spec import SceneSpec, euler_xyz_matrix, world_to_camera
 
-#: Version of the sample layout and metadata schema below.
-FORMAT_VERSION = 1
-#: Name of the background wall object in a spec (:func:`generator.sampling.sample_scene`).
+#: Name of the background wall object in a spec (:func:`generator.draw.sample_scene`).
 WALL_NAME = "wall"
 #: Largest in-plane component of the wall's unit normal in the camera frame for it
 #: to count as fronto-parallel (one planar depth over the whole image).
@@ -55,11 +55,6 @@ class RecipeInfo(Protocol):
     name: str
     sha256: str
     seed: int
-
-
-def sample_key(scene_index: int) -> str:
-    """WebDataset key of a scene: zero-padded, no dots."""
-    return f"{scene_index:08d}"
 
 
 # --- pixel encodings -------------------------------------------------------
@@ -222,16 +217,16 @@ class Encoder:
         members: dict[str, Future] = {}
         if spec.depth_per_frame:
             for frame, d in zip(spec.frames, depth):
-                members[f"f{frame.index:03d}.depth.exr"] = self._job(("depth",), (d,), write_exr_bytes, {"Z": d})
+                members[depth_member(frame.index)] = self._job(("depth",), (d,), write_exr_bytes, {"Z": d})
         else:
-            members["depth.exr"] = self._job(("depth",), (depth[0],), write_exr_bytes, {"Z": depth[0]})
+            members[depth_member(None)] = self._job(("depth",), (depth[0],), write_exr_bytes, {"Z": depth[0]})
         for i, frame in enumerate(spec.frames):
             at = i if spec.depth_per_frame else 0  # the depth map (and object-index map) of frame i
             if spec.render.coc:
-                members[f"f{frame.index:03d}.coc.exr"] = self._job(("coc", i), (depth[at],), _coc_exr, spec, i, depth[at])
+                members[coc_member(frame.index)] = self._job(("coc", i), (depth[at],), _coc_exr, spec, i, depth[at])
             if spec.render.motion and i < len(spec.frames) - 1:
                 maps = (depth[at], object_index[at])
-                members[f"f{frame.index:03d}.motion.exr"] = self._job(("motion", i), maps, _motion_exr, spec, i, *maps)
+                members[motion_member(frame.index)] = self._job(("motion", i), maps, _motion_exr, spec, i, *maps)
         return members
 
     def _job(self, kind: tuple, arrays: tuple[np.ndarray, ...], work: Callable[..., Any], *args: Any) -> Future:
@@ -283,7 +278,7 @@ def _frame_meta(spec: SceneSpec, frame) -> dict[str, Any]:
 def wall_depth_m(spec: SceneSpec) -> float | None:
     """Planar depth of the scene's background wall, metres, or None when it has none.
 
-    The wall (:func:`generator.sampling._sample_wall`) is a ``plane`` object named
+    The wall (:func:`generator.draw._sample_wall`) is a ``plane`` object named
     :data:`WALL_NAME`, undeformed, whose normal lies along the optical axis: every
     point of it then has the same planar depth z in the OpenCV camera frame, so a
     pixel sees the wall exactly where its depth equals this value. The lens model
@@ -390,10 +385,10 @@ def encode_sample(
     meta = sample_metadata(spec, rendered, recipe)
     sample: dict[str, Any] = {
         "__key__": sample_key(spec.index),
-        "json": json.dumps(meta, sort_keys=True, indent=1, allow_nan=False).encode("utf-8"),
+        META: json.dumps(meta, sort_keys=True, indent=1, allow_nan=False).encode("utf-8"),
     }
-    images = [(f"f{frame.index:03d}", rgb) for frame, rgb in zip(spec.frames, rendered.frames)]
-    for stem, rgb in images + ([("aif", rendered.aif)] if rendered.aif is not None else []):
+    images = [(frame_stem(frame.index), rgb) for frame, rgb in zip(spec.frames, rendered.frames)]
+    for stem, rgb in images + ([(AIF, rendered.aif)] if rendered.aif is not None else []):
         ext, data = encoder.image(rgb).result()
         sample[f"{stem}.{ext}"] = data
     for name, data in encoder.depth_pass(rendered.depth, rendered.object_index).items():
@@ -425,33 +420,32 @@ class DecodedSample:
     motion: list[np.ndarray] | None = None
 
 
-def _member(sample: Mapping[str, Any], stem: str) -> tuple[bytes, str] | None:
-    """(bytes, extension) of the member ``stem.png`` or ``stem.exr``, if present."""
-    for ext in ("png", "exr"):
-        if f"{stem}.{ext}" in sample:
-            return sample[f"{stem}.{ext}"], ext
-    return None
+def _image(sample: Mapping[str, Any], stem: str) -> np.ndarray | None:
+    """Image ``stem`` (:func:`generator.format.rgb_member`) decoded, if the sample has it."""
+    name = rgb_member(sample, stem)
+    return None if name is None else decode_rgb(sample[name], name.rsplit(".", 1)[1])
 
 
 def decode_sample(sample: Mapping[str, Any]) -> DecodedSample:
     """Decode a sample as :func:`encode_sample` wrote it (or as stock WebDataset reads it: bytes)."""
-    meta = json.loads(sample["json"])
-    stems = [f"f{fr['index']:03d}" for fr in meta["frames"]]
-    frames = [decode_rgb(*_member(sample, s)) for s in stems]
-    depth_names = [f"{s}.depth.exr" for s in stems] if meta["depth"]["per_frame"] else ["depth.exr"]
+    meta = json.loads(sample[META])
+    indices = [fr["index"] for fr in meta["frames"]]
+    frames = [_image(sample, frame_stem(i)) for i in indices]
+    depth_names = [depth_member(i) for i in indices] if meta["depth"]["per_frame"] else [depth_member(None)]
     depth = [read_exr_bytes(sample[name])["Z"] for name in depth_names]
-    aif = _member(sample, "aif")
-    coc = [read_exr_bytes(sample[f"{s}.coc.exr"])["Y"] for s in stems] if f"{stems[0]}.coc.exr" in sample else None
+    coc = None
+    if coc_member(indices[0]) in sample:
+        coc = [read_exr_bytes(sample[coc_member(i)])["Y"] for i in indices]
     motion = None
-    if f"{stems[0]}.motion.exr" in sample:
-        maps = [read_exr_bytes(sample[f"{s}.motion.exr"]) for s in stems[:-1]]
+    if motion_member(indices[0]) in sample:
+        maps = [read_exr_bytes(sample[motion_member(i)]) for i in indices[:-1]]
         motion = [np.stack([m[c] for c in FLOW_CHANNELS], axis=-1) for m in maps]
     return DecodedSample(
         key=sample["__key__"],
         meta=meta,
         frames=frames,
         depth=depth,
-        aif=decode_rgb(*aif) if aif else None,
+        aif=_image(sample, AIF),
         coc=coc,
         motion=motion,
     )

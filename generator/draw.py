@@ -1,4 +1,4 @@
-"""Scene sampling: (recipe, scene index) -> :class:`~generator.spec.SceneSpec`, deterministically.
+"""Drawing scenes: (recipe, scene index) -> :class:`~generator.spec.SceneSpec`, deterministically.
 
 Scene i depends only on the recipe and i: its seed comes from
 ``SeedSequence(entropy=recipe.seed, spawn_key=(i,))``, so any subset of scenes

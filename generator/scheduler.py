@@ -1,21 +1,23 @@
-"""Run scene tasks in a pool of long-lived worker processes.
+"""Run tasks in a pool of long-lived worker processes, results in the order asked: generic scheduling.
 
-:func:`run_scenes` calls ``task(index)`` (a picklable callable returning a
-sample; by default :func:`render_task`) for each scene index in worker
-processes and yields the results **in the order of the indices given**, so
-what is written never depends on which worker finished first.
+:func:`run_tasks` calls ``task(index)`` (any picklable callable; dfdgen's are in
+:mod:`generator.render_tasks`) for each index in a :class:`Pool` and yields the
+results **in the order of the indices given**, so what is written never depends
+on which worker finished first. Nothing here knows about recipes, scenes or
+Blender.
 
-Workers are started with 'spawn' (bpy must not be forked), ignore SIGINT (the
-parent owns Ctrl-C) and are replaced every ``recycle_every`` scenes so that
-Blender's memory stays bounded. A task that raises is retried once; a worker
-that dies (segfault, OOM kill) breaks the pool: it is restarted and the scenes
-that were in flight are retried one at a time (the crash then counts as an
-attempt only of a scene that ran alone), so a scene that kills its worker is
-told apart from the innocent ones that ran beside it.
+Retries, the same for every pool: a task that raises is retried once. A worker
+that dies (segfault, OOM kill) is a *crash* (:meth:`Pool.crashed`): the
+scheduler then waits for every task in flight, restarts the pool
+(:meth:`Pool.restart`) and retries each crashed task alone; a crash counts as an
+attempt only when one task crashed, so a task that kills its worker is told
+apart from the innocent ones that ran beside it. (A local worker's death fails
+every task of the pool; a Ray worker's death only its own.)
 
-Where tasks run is a *pool*: :class:`ProcessPool` (local worker processes, the
-default) or :class:`generator.ray_executor.RayPool` (Ray workers on a cluster);
-:func:`run_scenes`, its ordering, window and retries are the same for both.
+Pools: :class:`ProcessPool` (local worker processes, started with 'spawn', since
+bpy must not be forked; they ignore SIGINT, the parent owns Ctrl-C, and are
+replaced every ``recycle_every`` tasks so that Blender's memory stays bounded)
+and :class:`generator.ray_executor.RayPool` (Ray workers on a cluster).
 """
 
 from __future__ import annotations
@@ -33,22 +35,17 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
-from generator.recipe import Recipe
-from generator.sample import Encoder, encode_sample
-from generator.sampling import sample_scene
-from generator.spec import SceneSpec
-
-#: Attempts per scene: the first try and one retry (DESIGN.md section 8).
+#: Attempts per task: the first try and one retry (DESIGN.md section 8).
 MAX_ATTEMPTS = 2
 
 
 @dataclass(frozen=True)
-class SceneResult:
-    """The outcome of one scene.
+class TaskResult:
+    """The outcome of one task.
 
     Attributes:
-        index: scene index.
-        sample: the task's return value, or ``None`` when the scene failed.
+        index: the task's index (a scene index, for dfdgen's tasks).
+        sample: the task's return value, or ``None`` when it failed.
         error: why the last attempt failed (``None`` on success).
         attempts: attempts made (1 or 2).
     """
@@ -57,50 +54,6 @@ class SceneResult:
     sample: Any
     error: str | None
     attempts: int
-
-
-def render_task(recipe: Recipe, index: int, *, threads: int = 0, device: str = "cpu") -> dict[str, Any]:
-    """Worker task: draw scene ``index``, render it with Cycles, encode it as a sample (member -> bytes).
-
-    ``threads``: Cycles CPU threads (0 = all cores); ``device``: ``cpu`` or ``gpu``
-    (see :func:`generator.blender.device.select_device`).
-    """
-    sample, _ = render_sample(sample_scene(recipe, index), recipe, threads=threads, device=device)
-    return sample
-
-
-def render_sample(
-    spec: SceneSpec, recipe: Recipe, *, threads: int = 0, device: str = "cpu", background_encoding: bool = True
-) -> tuple[dict[str, Any], Any]:
-    """Render ``spec`` with Cycles and encode it as a sample: (member -> bytes, the ``RenderedScene``).
-
-    The depth pass's members (depth, CoC and motion EXRs) and each image are
-    encoded on a background thread as soon as they are rendered, while Cycles
-    renders the next view (:class:`generator.sample.Encoder`): after the last
-    render only its image and the metadata are left. ``background_encoding=False``
-    encodes everything on this thread after the last render instead (the same
-    bytes; for benchmarks).
-
-    Imports bpy on first use, so only worker processes ever load Blender (and
-    this module stays free of heavy imports such as webdataset, which pulls in torch).
-    """
-    from generator.blender.render import render_scene
-
-    with Encoder(spec, background=background_encoding) as encoder:
-        rendered = render_scene(spec, threads=threads, device=device,
-                                listener=encoder if background_encoding else None)
-        return encode_sample(spec, rendered, recipe, encoder), rendered
-
-
-def gpu_probe_task(_index: int) -> str | None:
-    """Worker task: the GPU backend Cycles would use in this worker (``'OPTIX'``, ``'CUDA'``), or None.
-
-    Run once through the pool before a ``--device gpu`` run, so that a missing
-    GPU is reported by the parent before rendering starts.
-    """
-    from generator.blender.device import gpu_backend
-
-    return gpu_backend()
 
 
 #: Seconds between a worker's checks that its parent still lives (where the kernel cannot tell it).
@@ -152,23 +105,16 @@ def init_worker() -> None:
     sys.path[:] = [p for p in sys.path if not os.path.isfile(os.path.join(p, "bpy", "__init__.py"))]
 
 
-#: Why a scene failed when its worker process died.
+#: Why a task failed when its worker process died.
 WORKER_DIED = "the worker process died (crash or out of memory)"
-#: Where scenes render: local worker processes (:class:`ProcessPool`), or a Ray
-#: cluster (:class:`generator.ray_executor.RayPool`).
-EXECUTORS = ("local", "ray")
-#: What Cycles renders on (:mod:`generator.blender.device`).
-DEVICES = ("cpu", "gpu")
-#: The warning of a ``--device gpu`` run that renders on the CPU for want of a GPU.
-NO_GPU = "--device gpu: Cycles finds no OptiX or CUDA GPU here; rendering on the CPU instead"
 
 
 class Pool(Protocol):
-    """Where :func:`run_scenes` runs tasks.
+    """Where :func:`run_tasks` runs tasks.
 
     Attributes:
-        workers: tasks the pool runs at once (and :func:`run_scenes` keeps in flight).
-        threads: Cycles threads each task renders with (>= 1).
+        workers: tasks the pool runs at once (and :func:`run_tasks` keeps in flight).
+        threads: CPU threads each task may use (>= 1; a render task gives them to Cycles).
     """
 
     workers: int
@@ -179,6 +125,12 @@ class Pool(Protocol):
 
     def describe(self, exc: BaseException) -> str:
         """Why a task failed, in one line, for the manifest."""
+
+    def crashed(self, exc: BaseException | None) -> bool:
+        """Whether ``exc`` (a future's exception) means the task's worker died, rather than the task raising."""
+
+    def restart(self) -> None:
+        """Make the pool usable again after a crash (nothing is in flight)."""
 
     def close(self) -> None:
         """Release the workers after the last result (nothing is in flight)."""
@@ -193,7 +145,7 @@ class ProcessPool:
     Args:
         workers: worker processes.
         recycle_every: tasks a worker process runs before it is replaced.
-        threads: Cycles threads per task; 0 = this machine's cores shared evenly among the workers.
+        threads: CPU threads per task; 0 = this machine's cores shared evenly among the workers.
     """
 
     def __init__(self, workers: int, recycle_every: int, *, threads: int = 0):
@@ -217,7 +169,10 @@ class ProcessPool:
             return self.pool.submit(task, index)
 
     def describe(self, exc: BaseException) -> str:
-        return WORKER_DIED if isinstance(exc, BrokenProcessPool) else f"{type(exc).__name__}: {exc}"
+        return WORKER_DIED if self.crashed(exc) else f"{type(exc).__name__}: {exc}"
+
+    def crashed(self, exc: BaseException | None) -> bool:
+        return isinstance(exc, BrokenProcessPool)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
@@ -243,38 +198,32 @@ class ProcessPool:
             process.join()
 
 
-def run_scenes(
+def run_tasks(
     task: Callable[[int], Any],
     indices: Iterable[int],
+    pool: Pool,
     *,
-    workers: int = 1,
-    recycle_every: int = 50,
     window: int | None = None,
-    on_complete: Callable[[SceneResult], None] | None = None,
-    pool: Pool | None = None,
-) -> Iterator[SceneResult]:
-    """Run ``task(i)`` for every scene index and yield the results in the order given.
+    on_complete: Callable[[TaskResult], None] | None = None,
+) -> Iterator[TaskResult]:
+    """Run ``task(i)`` for every index and yield the results in the order given.
 
     Args:
-        task: picklable callable, ``task(index) -> sample``; runs in a worker process.
-        indices: scene indices, in the order results are wanted.
-        workers: worker processes (>= 1) of the default pool.
-        recycle_every: scenes a worker of the default pool renders before it is replaced (>= 1).
-        window: how far (in scenes) submission may run ahead of the oldest result
-            not yet yielded; bounds the finished samples held in memory. Default 8 x workers.
+        task: picklable callable, ``task(index) -> result``; runs in a worker process.
+        indices: the indices, in the order results are wanted.
+        pool: where the tasks run; closed (or killed) at the end either way.
+        window: how far (in tasks) submission may run ahead of the oldest result
+            not yet yielded; bounds the finished results held in memory. Default 8 x workers.
         on_complete: called with every result as soon as it is final (for progress bars).
-        pool: where the tasks run; default: a :class:`ProcessPool` of ``workers`` and
-            ``recycle_every``. Closed (or killed) at the end either way.
 
     On KeyboardInterrupt (or the consumer closing the generator) the workers are
     killed and nothing more is yielded.
     """
     order = list(indices)
-    pool = pool or ProcessPool(workers, recycle_every)
     workers = pool.workers
     window = window or 8 * workers
     inflight: dict[Future, int] = {}
-    finished: dict[int, SceneResult] = {}
+    finished: dict[int, TaskResult] = {}
     attempts = {i: 0 for i in order}
     retry: deque[int] = deque()  # raised once: retry with the others
     isolate: deque[int] = deque()  # in flight when a worker died: retry alone
@@ -289,12 +238,12 @@ def run_scenes(
         index = inflight.pop(future)
         exc = future.exception()
         if exc is None:
-            result = SceneResult(index, future.result(), None, attempts[index])
+            result = TaskResult(index, future.result(), None, attempts[index])
         elif attempts[index] < MAX_ATTEMPTS:
-            (isolate if isinstance(exc, BrokenProcessPool) else retry).append(index)
+            (isolate if pool.crashed(exc) else retry).append(index)
             return
         else:
-            result = SceneResult(index, None, pool.describe(exc), attempts[index])
+            result = TaskResult(index, None, pool.describe(exc), attempts[index])
         finished[index] = result
         if on_complete:
             on_complete(result)
@@ -317,11 +266,11 @@ def run_scenes(
                     submit(order[next_submit])
                     next_submit += 1
             done, _ = wait(inflight, return_when=FIRST_COMPLETED)
-            if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
-                # A worker died, so every future in flight fails: collect them all.
+            if any(pool.crashed(f.exception()) for f in done):
+                # A worker died (locally, every task in flight fails with it): let all of them end.
                 done, _ = wait(inflight)
-                crashed = [f for f in done if isinstance(f.exception(), BrokenProcessPool)]
-                if len(crashed) > 1:  # which scene killed it is unknown: retry each alone, uncharged
+                crashed = [f for f in done if pool.crashed(f.exception())]
+                if len(crashed) > 1:  # which task killed it is unknown: retry each alone, uncharged
                     for future in crashed:
                         attempts[inflight[future]] -= 1
                 pool.restart()

@@ -15,7 +15,7 @@ from PIL import Image
 
 from fakes import fake_render, make_spec, tiny_recipe
 from generator import lens as lensmod
-from generator.sample import decode_sample, encode_sample, linear_to_srgb, read_exr_bytes, srgb_to_linear
+from generator.codec import decode_sample, encode_sample, linear_to_srgb, read_exr_bytes, srgb_to_linear
 from generator.spec import world_to_camera
 
 

@@ -1,4 +1,4 @@
-"""Scene sampling: determinism, splits, and scenes that respect the recipe's ranges."""
+"""Drawing scenes: determinism, splits, and scenes that respect the recipe's ranges."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from generator import lens as lensmod
 from generator.recipe import load_recipe
-from generator.sampling import (
+from generator.draw import (
     aim_rotation,
     blackbody_rgb,
     bounding_radius,
@@ -56,7 +56,7 @@ def test_global_random_state_does_not_matter(small):
 
 def test_same_scene_in_a_fresh_process(small):
     code = (
-        "from generator.recipe import load_recipe; from generator.sampling import sample_scene; "
+        "from generator.recipe import load_recipe; from generator.draw import sample_scene; "
         "r = load_recipe('small_obj'); print('\\n'.join(sample_scene(r, i).to_json() for i in (0, 5)))"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
