@@ -30,12 +30,13 @@ import numpy as np
 
 from generator.blender.build import build_into, keyframe_sequence
 from generator.blender.render import RenderedScene, render_count, render_views
-from generator.errors import BadInput, OutputError
+from generator.errors import BadInput, OutputError, RecipeError
 from generator.files import output_file, write_atomic
-from generator.recipe import Recipe, apply_overrides, load_recipe, recipe_from_dict
+from generator.recipe import Recipe, load_recipe, recipe_from_dict
 from generator.codec import encode_sample
 from generator.format import sample_key, sample_tar
 from generator.safe_yaml import load_yaml
+from generator.schema import set_value
 from generator.draw import check_scene_index, sample_scene
 from generator.spec import SceneSpec
 
@@ -85,42 +86,44 @@ def load_settings(settings) -> Recipe:
     return recipe
 
 
-def _number(value: float) -> str:
-    """A panel value (float32) as the shortest decimal that reads back as it (2.8, not 2.799999952),
-    positional, because YAML reads ``1e-05`` as a string."""
-    return np.format_float_positional(np.float32(value), unique=True, trim="0")
+def _number(value: float) -> float:
+    """A panel value (float32) as the shortest decimal that reads back as it (2.8, not 2.799999952)."""
+    return float(np.format_float_positional(np.float32(value), unique=True))
 
 
-def overrides(settings, base: Recipe) -> list[str]:
-    """``--set`` overrides for the panel fields that differ from ``base``.
+def panel_fields(settings, data: dict) -> dict[str, object]:
+    """The panel's values (key path -> value) of the fields that differ from the recipe ``data``
+    (its canonical plain form, :meth:`Recipe.to_dict`).
 
     Fields the user left alone give none, so an untouched panel is exactly the
     recipe (same sha256). Floats are compared as float32, the precision of
     Blender's float properties.
     """
-    out = []
-    if settings.seed != base.seed:
-        out.append(f"seed={settings.seed}")
-    if settings.lens_model != base.lens.model:
-        out.append(f"lens.model={settings.lens_model}")
+    lens, out = data["lens"], {}
+    if settings.seed != data["seed"]:
+        out["seed"] = settings.seed
+    if settings.lens_model != lens["model"]:
+        out["lens.model"] = settings.lens_model
     for name in LENS_RANGES:
-        panel, given = tuple(getattr(settings, name)), getattr(base.lens, name)
-        if np.any(np.float32(panel) != np.float32(given)):
-            out.append(f"lens.{name}=[{_number(panel[0])}, {_number(panel[1])}]")
+        panel, given = tuple(getattr(settings, name)), lens[name]
+        if np.any(np.float32(panel) != np.float32(given if isinstance(given, list) else [given, given])):
+            out[f"lens.{name}"] = [_number(panel[0]), _number(panel[1])]
     return out
 
 
 def current_recipe(settings) -> Recipe:
-    """The recipe the panel describes: its recipe (loaded first if another one is chosen) plus its fields.
+    """The recipe the panel describes: its recipe (loaded first if another one is chosen) plus its
+    fields, validated once, with the errors ``dfdgen render --recipe ... --set ...`` gives.
 
     Raises:
-        BadInput, RecipeError: as ``dfdgen render --recipe ... --set ...`` would.
+        BadInput, RecipeError: the recipe or a panel field is invalid.
     """
     if settings.loaded_source != recipe_source(settings) or not settings.base_recipe:
         load_settings(settings)
     data = load_yaml(settings.base_recipe, settings.loaded_source)
-    base = recipe_from_dict(data, source=settings.loaded_source)
-    return recipe_from_dict(apply_overrides(data, overrides(settings, base)), source=settings.loaded_source)
+    for key, value in panel_fields(settings, data).items():
+        set_value(Recipe, data, key, value, RecipeError)
+    return recipe_from_dict(data, source=settings.loaded_source)
 
 
 def current_spec(settings) -> tuple[Recipe, SceneSpec]:

@@ -3,9 +3,8 @@
 
 :mod:`generator.cli` adds them to the ``dfdgen`` group. This module imports no
 torch: each command imports its library module when it runs, so ``dfdgen
-render`` and ``--help`` work without the training dependencies. (It imports
-:func:`generator.cli.library_errors` there too: ``generator.cli`` imports this
-module while it loads.)
+render`` and ``--help`` work without the training dependencies. Errors and warnings
+are reported as ``dfdgen render``'s (:func:`generator.errors.library_errors`).
 """
 
 from __future__ import annotations
@@ -15,6 +14,8 @@ import os
 from pathlib import Path
 
 import click
+
+from generator.errors import library_errors, warnings_as_messages
 
 #: Metric keys in the order the table shows them (others follow).
 _TABLE_ORDER = ("abs_rel", "sq_rel", "rmse", "rmse_log", "mae", "mse", "inv_mae", "inv_rmse", "delta1", "delta2",
@@ -87,7 +88,6 @@ def train(shards, skip_corrupt, model_name, run_dir, config_path, overrides, max
     from dfd_models.config import read_yaml
     from dfd_models.train import run_config
     from dfd_models.train import train as run_training
-    from generator.cli import library_errors, warnings_as_messages
     from generator.errors import BadInput, brief
     from generator.format import is_url
 
@@ -136,7 +136,6 @@ def eval_(shards, skip_corrupt, checkpoint, split, json_path, batch_size, worker
     """Depth metrics of a checkpoint over a whole split (full frames), side by side for every
     valid pixel (all) and for the valid pixels off the background wall (objects)."""
     from dfd_models.evaluate import evaluate
-    from generator.cli import library_errors, warnings_as_messages
 
     with library_errors(), warnings_as_messages():
         result = evaluate(checkpoint, shards, split=split, batch_size=batch_size, workers=workers,
@@ -185,7 +184,6 @@ def predict(images, checkpoint, focus_m, lens_model, focal_length_mm, f_number, 
     """Depth maps of IMAGE files (PNG sRGB or EXR linear): NAME.depth.exr (channel Z, metres)
     and NAME.depth.png (colourised) per image in DIR."""
     from dfd_models.predict import predict_images
-    from generator.cli import library_errors
 
     with library_errors():
         written = predict_images(checkpoint, images, focus_m, out_dir, lens_model=lens_model,

@@ -33,7 +33,7 @@ import yaml
 
 from generator.errors import BadInput, FieldError, brief
 from generator.safe_yaml import MAX_CHARS, load_yaml
-from generator.schema import build, setting
+from generator.schema import build, set_value, setting
 from generator.schema import apply_overrides as schema_overrides
 
 #: ``optim.amp`` choices: ``auto`` = fp16 on CUDA, off on CPU.
@@ -221,11 +221,7 @@ def resolve_config(
     data = apply_overrides(base or {}, overrides)
     for key, value in (settings or {}).items():
         if value is not None:
-            *sections, name = key.split(".")
-            node = data
-            for section in sections:
-                node = node.setdefault(section, {})
-            node[name] = value
+            set_value(TrainConfig, data, key, value, ConfigError)
     config = TrainConfig.from_dict(data, where)
     for key in ("model.name", "data.shards"):
         section, name = key.split(".")

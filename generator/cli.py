@@ -11,36 +11,14 @@ are spawned processes that re-import the main script, i.e. this module.
 
 from __future__ import annotations
 
-import contextlib
-import warnings
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import click
 
 from generator import __version__
-from generator.errors import EXIT_SCENES_FAILED, DfdgenError, printable
+from generator.errors import EXIT_SCENES_FAILED, library_errors, printable, warnings_as_messages
 from generator.render_options import DEVICES, EXECUTORS, RenderOptions
-
-
-@contextlib.contextmanager
-def library_errors():
-    """Report a library error as ``Error: <message>`` with its exit status."""
-    try:
-        yield
-    except DfdgenError as exc:
-        error = click.ClickException(str(exc))
-        error.exit_code = exc.exit_code
-        raise error from exc
-
-
-@contextlib.contextmanager
-def warnings_as_messages():
-    """Show the library's warnings (e.g. no GPU for ``--device gpu``) as ``Warning: <message>`` on stderr,
-    not in Python's ``file:line: RuntimeWarning`` form."""
-    with warnings.catch_warnings():
-        warnings.showwarning = lambda message, *_: click.echo(f"Warning: {message}", err=True)
-        yield
 
 
 class OutPath(click.Path):

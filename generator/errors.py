@@ -1,6 +1,9 @@
-"""Exceptions the library raises; the CLI maps them to exit codes (DESIGN.md 8)."""
+"""Exceptions the library raises, and how the CLI reports them with their exit codes (DESIGN.md 8)."""
 
 from __future__ import annotations
+
+import contextlib
+import warnings
 
 #: Characters of a value echoed in a message, at most: a hostile input must not flood the terminal.
 BRIEF_CHARS = 200
@@ -85,3 +88,30 @@ class CorruptShard(DfdgenError):
         self.shard, self.member, self.reason = shard, member, reason
         where = f"{shard}:{member}" if member else shard
         super().__init__(printable(f"corrupt shard {where}: {reason}", 2 * BRIEF_CHARS))
+
+
+# --- reporting, for the click commands -------------------------------------------
+
+
+@contextlib.contextmanager
+def library_errors():
+    """In a click command: report a library error as ``Error: <message>`` with its exit status."""
+    import click  # here: the add-on imports this module without click
+
+    try:
+        yield
+    except DfdgenError as exc:
+        error = click.ClickException(str(exc))
+        error.exit_code = exc.exit_code
+        raise error from exc
+
+
+@contextlib.contextmanager
+def warnings_as_messages():
+    """Show the library's warnings (e.g. no GPU for ``--device gpu``) as ``Warning: <message>`` on stderr,
+    not in Python's ``file:line: RuntimeWarning`` form (in a click command)."""
+    import click
+
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, *_: click.echo(f"Warning: {message}", err=True)
+        yield

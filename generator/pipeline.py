@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import sys
 import time
 import warnings
@@ -26,8 +25,8 @@ from generator.render_options import NO_GPU, RenderOptions
 from generator.render_tasks import gpu_probe_task, render_task
 from generator.scheduler import Pool, ProcessPool, run_tasks
 from generator.files import output_file
-from generator.recipe import Recipe, recipe_from_dict
-from generator.draw import check_scene_index, sample_scene
+from generator.recipe import Recipe
+from generator.draw import check_scene_index, sample_scene, scene_split
 from generator.shards import DatasetDir
 
 
@@ -72,12 +71,11 @@ def render_dataset(
     recipe: Recipe,
     out_dir: str | Path,
     *,
-    count: int | None = None,
     progress: bool = True,
     task: Callable[[int], dict[str, Any]] | None = None,
     **options: Any,
 ) -> RunSummary:
-    """Render scenes ``0 .. count-1`` of ``recipe`` into WebDataset shards in ``out_dir``.
+    """Render scenes ``0 .. recipe.count-1`` of ``recipe`` into WebDataset shards in ``out_dir``.
 
     Resumes a previous run of the same recipe in ``out_dir`` (see :mod:`generator.shards`).
     The shards are byte-identical whatever the options or interruptions (not
@@ -86,8 +84,6 @@ def render_dataset(
     Args:
         recipe: the recipe.
         out_dir: output directory.
-        count: number of scenes, overriding ``recipe.count`` (the recipe, and so its
-            sha256, changes with it, as with ``--set count=N``).
         progress: show a progress bar on stderr.
         task: picklable ``task(index) -> sample`` to run instead of the Cycles renderer
             (the default is :func:`render_task` of this recipe).
@@ -100,15 +96,13 @@ def render_dataset(
 
     Raises:
         BadInput: an unusable asset folder or file (:class:`generator.assets.AssetError`);
-            an invalid ``count`` or option (also: nothing answers at ``ray_address``);
+            an invalid option (also: nothing answers at ``ray_address``);
             OutputError: unusable ``out_dir``. Nothing is written then.
         DfdgenError: ``executor='ray'`` without Ray installed.
         KeyboardInterrupt: after stopping cleanly (complete shards kept, partial ones removed).
     """
     start = time.perf_counter()
     opts = RenderOptions(**options)
-    if count is not None:
-        recipe = recipe_from_dict({**recipe.to_dict(), "count": count}, source="count")
     # Every asset file is read here, so a corrupt one is bad input before anything renders or is written.
     AssetFiles.of(recipe.assets).check()
     if recipe.image.denoise:
@@ -172,8 +166,7 @@ def _write(out: DatasetDir, recipe: Recipe, todo: list[int], task: Callable[[int
         with contextlib.closing(results):
             for result in results:
                 if result.error is None:
-                    split = json.loads(result.sample["json"])["split"]
-                    out.add(result.index, split, result.sample)
+                    out.add(result.index, scene_split(recipe, result.index), result.sample)
                 else:
                     out.fail(result.index, result.error)
         out.finish()

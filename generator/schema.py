@@ -226,42 +226,53 @@ def _section(tp: Any) -> Any:
     return next((a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)), None)
 
 
+def set_value(cls: type, data: dict[str, Any], key: str, value: Any, error: type[FieldError]) -> None:
+    """Set the dotted ``key`` of plain ``data`` (for dataclass ``cls``) to ``value``, in place.
+
+    The key path must name a field, even one the data leaves at its default; below a
+    ``dict`` field (free keys, e.g. a model's own config) any key may be set. The value
+    is checked later, by :func:`build`.
+
+    Raises:
+        error: a key path that is not a field, or one that goes through a value as if
+            it were a section.
+    """
+    section, node, parts = cls, data, key.split(".")
+    for depth, part in enumerate(parts):
+        path = ".".join(parts[: depth + 1])
+        if section is not None:
+            known = [f.name for f in dataclasses.fields(section)]
+            if part not in known:
+                raise unknown(error, path, value, known)
+        if depth == len(parts) - 1:
+            node[part] = value
+            return
+        if section is not None:
+            tp = typing.get_type_hints(section)[part]
+            if _section(tp) is None and tp is not dict:
+                raise error(path, node.get(part), f"a value, not a section: cannot set {key}")
+            section = _section(tp)  # None below a dict: free keys
+        if node.get(part) is None:  # absent, or an optional section left out
+            node[part] = {}
+        node = node[part]
+        if not isinstance(node, dict):
+            raise error(path, node, f"a mapping, to set {key}")
+
+
 def apply_overrides(cls: type, data: Mapping[str, Any], overrides: Sequence[str], error: type[FieldError],
                     example: str) -> dict[str, Any]:
     """A copy of plain ``data`` (for dataclass ``cls``) with ``key.path=value`` overrides applied.
 
-    Values are parsed as YAML (``lens.f_number=2.8``, ``data.crop=[64, 64]``). The key
-    path must name a field, even one the data leaves at its default; below a ``dict``
-    field (free keys, e.g. a model's own config) any key may be set. ``example`` shows
-    a well-formed override in messages. Validation of the values comes with :func:`build`.
+    Values are parsed as YAML (``lens.f_number=2.8``, ``data.crop=[64, 64]``) and set with
+    :func:`set_value`; ``example`` shows a well-formed override in messages.
 
     Raises:
-        error: a malformed override, a key path that is not a field, or one that
-            goes through a value as if it were a section.
+        error: a malformed override, or as :func:`set_value`.
     """
     out = copy.deepcopy(dict(data))
     for item in overrides:
         key, value = parse_override(item, error, example)
-        section, node, parts = cls, out, key.split(".")
-        for depth, part in enumerate(parts):
-            path = ".".join(parts[: depth + 1])
-            if section is not None:
-                known = [f.name for f in dataclasses.fields(section)]
-                if part not in known:
-                    raise unknown(error, path, value, known)
-            if depth == len(parts) - 1:
-                node[part] = value
-                break
-            if section is not None:
-                tp = typing.get_type_hints(section)[part]
-                if _section(tp) is None and tp is not dict:
-                    raise error(path, node.get(part), f"a value, not a section: cannot set {key}")
-                section = _section(tp)  # None below a dict: free keys
-            if node.get(part) is None:  # absent, or an optional section left out
-                node[part] = {}
-            node = node[part]
-            if not isinstance(node, dict):
-                raise error(path, node, f"a mapping, to set {key}")
+        set_value(cls, out, key, value, error)
     return out
 
 

@@ -20,6 +20,7 @@ import yaml
 from generator import lens as lensmod
 from generator.recipe import Recipe, load_recipe
 from generator.codec import encode_sample
+from generator.draw import scene_split
 from generator.spec import CameraSpec, FrameSpec, MaterialSpec, ObjectSpec, RenderSpec, SceneSpec
 
 
@@ -95,8 +96,9 @@ def fake_render(spec: SceneSpec) -> FakeRendered:
 
 
 def fake_task(recipe: Recipe, index: int) -> dict:
-    """Executor task: encode a fake render of scene ``index``; scenes 1, 4, 7... are "val"."""
-    spec = make_spec(index, split="val" if index % 3 == 1 else "train")
+    """Executor task: encode a fake render of scene ``index``, in the recipe's split for it
+    (:func:`generator.draw.scene_split`: scenes 1 and 4 of :func:`tiny_recipe` are "test")."""
+    spec = make_spec(index, split=scene_split(recipe, index))
     return encode_sample(spec, fake_render(spec), recipe)
 
 

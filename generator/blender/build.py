@@ -209,6 +209,30 @@ def set_beauty_sampling(scene: bpy.types.Scene, render: RenderSpec) -> None:
     cycles.max_bounces = render.max_bounces
 
 
+#: Width (pixels) of the Gaussian pixel filter used for depth: Cycles' minimum.
+#: With one sample per pixel, the camera ray then passes within 0.005 px of the
+#: pixel centre (integer + 0.5, DESIGN.md section 2), so depth is a point sample
+#: there, not an average across an edge. (Cycles fixes the box filter at 1 px,
+#: leaving where a lone sample lands to its sampler.)
+DEPTH_FILTER_WIDTH_PX = 0.01
+
+
+def set_depth_sampling(scene: bpy.types.Scene) -> None:
+    """One sample at the pixel centre, no bounces: only the camera ray's hit matters.
+
+    Cycles writes the Z pass from a pixel's first sample, so one sample per
+    pixel through a :data:`DEPTH_FILTER_WIDTH_PX` Gaussian filter gives the
+    planar depth of the surface seen through the pixel centre.
+    """
+    cycles = scene.cycles
+    cycles.samples = 1
+    cycles.use_adaptive_sampling = False  # the recipe's RGB settings must not reach depth
+    cycles.use_denoising = False
+    cycles.pixel_filter_type = "GAUSSIAN"
+    cycles.filter_width = DEPTH_FILTER_WIDTH_PX
+    cycles.max_bounces = 0
+
+
 # --------------------------------------------------------------------------- world and lights
 
 

@@ -19,18 +19,11 @@ import bpy
 import numpy as np
 import OpenEXR
 
-from generator.blender.build import BuiltScene, build_scene, pose_objects, set_beauty_sampling
+from generator.blender.build import BuiltScene, build_scene, pose_objects, set_beauty_sampling, set_depth_sampling
 from generator.blender.camera import CLIP_END_M, apply_camera, set_camera_pose
 from generator.blender.device import select_device
 from generator.lens import Lens
 from generator.spec import FrameSpec, SceneSpec
-
-#: Width (pixels) of the Gaussian pixel filter used for depth: Cycles' minimum.
-#: With one sample per pixel, the camera ray then passes within 0.005 px of the
-#: pixel centre (integer + 0.5, DESIGN.md section 2), so depth is a point sample
-#: there, not an average across an edge. (Cycles fixes the box filter at 1 px,
-#: leaving where a lone sample lands to its sampler.)
-DEPTH_FILTER_WIDTH_PX = 0.01
 
 #: (scene time s, focus distance m): what a render depends on besides depth of field.
 View = tuple[float, float]
@@ -204,22 +197,6 @@ def save_blend(spec: SceneSpec, path: Path) -> None:
     """Build ``spec`` (camera at frame 0, DoF on) and save it as an uncompressed .blend at ``path``."""
     build_scene(spec)
     bpy.ops.wm.save_as_mainfile(filepath=str(Path(path).resolve()), compress=False, check_existing=False)
-
-
-def set_depth_sampling(scene: bpy.types.Scene) -> None:
-    """One sample at the pixel centre, no bounces: only the camera ray's hit matters.
-
-    Cycles writes the Z pass from a pixel's first sample, so one sample per
-    pixel through a :data:`DEPTH_FILTER_WIDTH_PX` Gaussian filter gives the
-    planar depth of the surface seen through the pixel centre.
-    """
-    cycles = scene.cycles
-    cycles.samples = 1
-    cycles.use_adaptive_sampling = False  # the recipe's RGB settings must not reach depth
-    cycles.use_denoising = False
-    cycles.pixel_filter_type = "GAUSSIAN"
-    cycles.filter_width = DEPTH_FILTER_WIDTH_PX
-    cycles.max_bounces = 0
 
 
 class _Renderer:
