@@ -3,6 +3,11 @@
 Optional heavy dependencies (bpy, torch) are skipped on a developer machine
 that lacks them, but under CI (``CI=true``) a missing one is a failure: a
 green CI must mean every test ran.
+
+Markers (``pyproject.toml``): ``blender`` (renders with Cycles; given here to every test that
+uses a Blender fixture, and by hand to the modules that render in a subprocess), ``slow``
+(trains, or renders many scenes), ``cuda`` (needs a GPU). ``pytest -m "not blender and not
+slow"`` runs the rest in well under a minute; CI runs everything.
 """
 
 from __future__ import annotations
@@ -23,6 +28,16 @@ def require(module: str):
         if IN_CI:
             pytest.fail(f"{module} is required in CI but cannot be imported: {exc}")
         pytest.skip(f"{module} not installed")
+
+
+#: Fixtures that render or build with Blender: a test using one is marked ``blender``.
+BLENDER_FIXTURES = {"bpy", "tiny_dataset", "addon_zip"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if BLENDER_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.blender)
 
 
 @pytest.fixture(scope="session")

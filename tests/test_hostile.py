@@ -23,6 +23,8 @@ from fakes import fake_render, make_spec, tiny_recipe
 from generator.codec import encode_sample
 from generator.shards import DatasetDir
 
+pytestmark = pytest.mark.slow  # every case runs the CLI in a fresh process
+
 HOSTILE = Path(__file__).parent / "hostile"
 CASES = yaml.safe_load((HOSTILE / "cases.yaml").read_text())
 #: Seconds a case may take: a hang (an alias bomb, a 10^12-scene loop) fails instead of stalling the suite.

@@ -29,6 +29,8 @@ from generator.cli import main
 from generator.render_options import NO_GPU
 from generator.pipeline import render_dataset
 
+pytestmark = pytest.mark.slow  # starts Ray
+
 TESTS = Path(__file__).parent
 #: Scenes of the tiny recipe rendered with Cycles by every executor here.
 COUNT = 4

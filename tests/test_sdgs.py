@@ -179,6 +179,7 @@ def test_rerender_blur_has_the_lens_coc(torch, coc):
     assert float(std) == pytest.approx(math.sqrt(args["scale_px"] ** 2 + coc**2 / 16), rel=0.05)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("z", [0.4, 0.8, 2.0])
 def test_defocus_sweep_ranks_planes_as_the_splat_renderer_does(torch, z):
     """The sweep's re-rendering of one plane (a Gaussian blur of std ``sweep_blur_px``) stands in for
@@ -214,6 +215,7 @@ def test_defocus_sweep_ranks_planes_as_the_splat_renderer_does(torch, z):
     assert rms[2] < 0.10 and rms[2] < 0.7 * max(rms[0], rms[4]), rms
 
 
+@pytest.mark.slow
 def test_toy_planes_depth_recovered_from_the_rerendering_loss(torch):
     """Two textured fronto-parallel planes side by side at 0.6 m and 1.0 m, 32 x 32 px, seen at
     focus 0.5, 0.75 and 1.2 m through a 50 mm f/2.8 thin lens (CoC 1-7 px, breathing K): the
@@ -271,6 +273,7 @@ def test_toy_planes_depth_recovered_from_the_rerendering_loss(torch):
 # --- the model on synthetic stacks ---------------------------------------------------
 
 
+@pytest.mark.slow
 def test_forward_losses_predict_shapes(torch, networks):
     from dfd_models.focus import sharp_composite, warp_to_grid
     from dfd_models.networks.sdgs import SDGS
@@ -349,6 +352,7 @@ def test_forward_losses_predict_shapes(torch, networks):
     assert SDGS.supervised is False
 
 
+@pytest.mark.slow
 def test_pairs_are_seeded(torch, networks):
     """With ``render_frames: pair`` the other frame is drawn from torch's global generator: the
     same seed, the same frames; never the input frame alone, and not always the same one."""

@@ -143,6 +143,7 @@ def test_resumed_run_is_byte_identical(tmp_path):
     assert _render(recipe, out).rendered == 0  # complete: nothing to do
 
 
+@pytest.mark.slow
 def test_interrupted_subprocess_resumes_identically(tmp_path):
     """SIGKILL a run (the whole process group, as a crash would) after its first shard; rerun."""
     recipe = tiny_recipe("count=12")
@@ -172,6 +173,7 @@ def test_interrupted_subprocess_resumes_identically(tmp_path):
     assert dir_bytes(out) == dir_bytes(tmp_path / "full")
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly(tmp_path):
     recipe = tiny_recipe("count=12")
     script = textwrap.dedent(f"""
@@ -214,6 +216,7 @@ def test_ctrl_c_stops_cleanly(tmp_path):
     assert dir_bytes(tmp_path) == dir_bytes(full)
 
 
+@pytest.mark.slow
 def test_workers_do_not_change_bytes(tmp_path):
     recipe = tiny_recipe("count=8")
     _render(recipe, tmp_path / "one", workers=1)

@@ -267,6 +267,7 @@ def _quat_mul(torch, q, r):
     ], -1)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_gradcheck_tiny_scene(torch):
     """Gradients w.r.t. means (depth included), scales, quats, opacities, colours and focus."""
     from dfd_models.lens import LensParams
@@ -317,6 +318,7 @@ def _lens(torch):
     return LensParams.from_lens(np_lens.Lens("blender", 0.05, 2.0, 0.036))
 
 
+@pytest.mark.cuda
 def test_gsplat_backend_matches_reference(torch):
     """gsplat (CUDA) agrees with the torch reference: forward and gradients, float32.
 
