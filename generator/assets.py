@@ -6,18 +6,21 @@ empty folder or a corrupt file is a bad-input error (exit status 2) naming the
 file, not a failed scene later. The mesh readers are also what the builder
 uses (:func:`load_mesh`), so a mesh that passes the check is the mesh rendered.
 
-Meshes are read with small numpy readers rather than Blender's importers, so
-they can be checked without Blender and give the same arrays in every process:
-Wavefront ``.obj`` (``v`` and ``f`` lines), ``.ply`` (ASCII and binary),
-``.stl`` (ASCII and binary) and binary glTF ``.glb`` (triangle primitives of the
-default scene with their node transforms). Faces are fanned into triangles;
-the result is centred on its bounding box and scaled to unit size (largest
-half-extent 1, like the procedural shapes), so the recipe's size range applies.
+Meshes are read without Blender's importers, so they can be checked without
+Blender and give the same arrays in every process: ``.stl`` (ASCII and binary)
+through trimesh; Wavefront ``.obj`` (``v`` and ``f`` lines), ``.ply`` (ASCII and
+binary) and binary glTF ``.glb`` (triangle primitives of the default scene with
+their node transforms) through the small numpy readers below, because trimesh
+(5.2) reads those differently (see :func:`_read_stl`). Faces are fanned into
+triangles; the result is centred on its bounding box and scaled to unit size
+(largest half-extent 1, like the procedural shapes), so the recipe's size range
+applies.
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
 import struct
@@ -188,19 +191,30 @@ def _read_ply(data: bytes):
 
 
 def _read_stl(data: bytes):
-    """STL: binary (80-byte header, count, 50-byte records) or ASCII (``vertex`` lines)."""
-    if len(data) >= 84:
-        (count,) = struct.unpack("<I", data[80:84])
-        if len(data) == 84 + 50 * count:
-            records = np.frombuffer(data, np.dtype([("n", "<f4", 3), ("v", "<f4", (3, 3)), ("a", "<u2")]), count, 84)
-            return records["v"].reshape(-1, 3), np.arange(3 * count).reshape(-1, 3)
-    text = data.decode("ascii")
-    if not text.lstrip().startswith("solid"):
-        raise ValueError("neither a binary STL (size does not match its triangle count) nor an ASCII one")
-    verts = [[float(x) for x in line.split()[1:4]] for line in text.splitlines() if line.strip().startswith("vertex")]
-    if len(verts) % 3:
-        raise ValueError("ASCII STL with a vertex count that is not a multiple of 3")
-    return verts, np.arange(len(verts)).reshape(-1, 3)
+    """STL, binary (80-byte header, count, 50-byte records) or ASCII (``solid`` ... ``endsolid``), read by trimesh.
+
+    Only STL goes through trimesh: for the other formats trimesh 5.2 (``process=False,
+    maintain_order=True``) gives other arrays than the readers here, measured on test meshes:
+    OBJ and PLY quads become ``(0, 1, 2), (2, 3, 0)`` and are listed after all triangles
+    (a fan from the first corner here), negative OBJ indices count from the file's end instead
+    of the current vertex, binary PLY with mixed polygon sizes is refused ("unexpected length"),
+    ASCII PLY coordinates are rounded to their declared float32; glTF primitives come in
+    another order, transformed with other rounding (4e-16), a node with two parents is built once,
+    and cycles or 200-deep node chains load silently (the bounds here refuse them by name).
+    """
+    import trimesh.exchange.stl  # here, not at the top: the import takes 0.2 s and most recipes have no STL
+
+    try:
+        loaded = trimesh.exchange.stl.load_stl(io.BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - trimesh raises what numpy and its text decoding raise
+        raise ValueError(f"{type(exc).__name__}: {exc}") from None
+    # Several ASCII solids come as {"geometry": {name: ...}}, in file order; joined as one mesh.
+    solids = list(loaded["geometry"].values()) if "geometry" in loaded else [loaded]
+    if not solids:
+        raise ValueError("neither a binary STL (size does not match its triangle count) nor an ASCII one "
+                         "(solid ... endsolid)")
+    verts = np.concatenate([s["vertices"] for s in solids])
+    return verts, np.arange(len(verts)).reshape(-1, 3)  # trimesh's faces: three new corners per facet, in order
 
 
 #: Largest mesh file read, bytes; a mesh is a prop of a scene, not a city.

@@ -43,9 +43,9 @@ from generator.errors import BadInput, DfdgenError, OutputError
 from generator.files import write_atomic
 
 #: Distributions whose modules :mod:`generator` imports and Blender does not ship
-#: (yaml, OpenEXR, PIL); Blender ships numpy itself, and bundling a second copy
+#: (yaml, OpenEXR, PIL, trimesh); Blender ships numpy itself, and bundling a second copy
 #: would clash with the one bpy is built against.
-BUNDLED = ("PyYAML", "OpenEXR", "Pillow")
+BUNDLED = ("PyYAML", "OpenEXR", "Pillow", "trimesh")
 #: Python of the Blender the add-on targets (Blender 5.0 bundles Python 3.11).
 BLENDER_PYTHON = "3.11"
 #: Blender platform name -> the pip platform tag its wheels need (pip also accepts

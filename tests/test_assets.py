@@ -18,7 +18,7 @@ from generator.assets import AssetError, AssetFiles, load_mesh
 from generator.cli import main
 from generator.errors import RecipeError
 from generator.recipe import load_recipe
-from generator.sampling import sample_scene
+from generator.draw import sample_scene
 
 # A tetrahedron 4 x 2 x 2 units, off the origin: the readers must centre and scale it.
 TETRA = np.array([[10.0, 0.0, 0.0], [14.0, 0.0, 0.0], [10.0, 2.0, 0.0], [10.0, 0.0, 2.0]])
@@ -150,6 +150,48 @@ def test_polygons_are_fanned_into_triangles(assets):
     verts, tris = load_mesh(str(assets["meshes"] / "pyramid.ply"))
     assert tris.shape == (2 + 4, 3)  # the square base is two triangles
     assert verts.max() == pytest.approx(1.0) and verts[:, 2].min() == pytest.approx(-1.0)
+
+
+# A house outline, 2 x 3 x 1 units: a square, a pentagon and a triangle, fanned from each first corner.
+HOUSE = np.array([[0.0, 0.0, 0.0], [2.0, 0.0, 0.0], [2.0, 2.0, 0.0], [0.0, 2.0, 0.0], [1.0, 3.0, 1.0]])
+HOUSE_FACES = [[0, 1, 2, 3], [0, 1, 2, 4, 3], [3, 2, 4]]
+# Worked by hand: centre (1, 1.5, 0.5), largest half-extent 1.5.
+HOUSE_UNIT = np.array([[-2 / 3, -1.0, -1 / 3], [2 / 3, -1.0, -1 / 3], [2 / 3, 1 / 3, -1 / 3], [-2 / 3, 1 / 3, -1 / 3],
+                       [0.0, 1.0, 1 / 3]])
+HOUSE_TRIS = np.array([[0, 1, 2], [0, 2, 3], [0, 1, 2], [0, 2, 4], [0, 4, 3], [3, 2, 4]])
+
+
+@pytest.mark.parametrize("writer", ["obj", "ply_ascii", "ply_binary", "stl_ascii", "stl_binary", "glb"])
+def test_mesh_arrays_are_exactly_the_files_own(tmp_path, writer):
+    """Vertex order, triangle order and corners, dtypes, to the bit: known arrays, not the reader's output."""
+    kind, _, variant = writer.partition("_")
+    path = tmp_path / f"house.{kind}"
+    if kind == "obj":  # the last face by negative indices, counted back from the vertices read so far
+        write_obj(path, HOUSE, HOUSE_FACES[:2])
+        path.write_text(path.read_text() + "f -2 -3 -1\n")
+    elif kind == "ply":  # binary: faces of 4, 5 and 3 corners
+        write_ply(path, variant == "binary", HOUSE, HOUSE_FACES)
+    elif kind == "glb":
+        write_glb(path)
+    else:  # an STL facet lists its corners: three new vertices per triangle, in file order
+        tris = HOUSE[HOUSE_TRIS]
+        if variant == "binary":
+            path.write_bytes(b"\0" * 80 + struct.pack("<I", len(tris))
+                             + b"".join(struct.pack("<3f9fH", 0, 0, 1, *t.ravel(), 0) for t in tris))
+        else:  # two solids, joined in order
+            facets = ["facet normal 0 0 1\nouter loop\n" + "".join(f"vertex {x} {y} {z}\n" for x, y, z in t)
+                      + "endloop\nendfacet\n" for t in tris]
+            path.write_text(f"solid a\n{''.join(facets[:2])}endsolid a\nsolid b\n{''.join(facets[2:])}endsolid b\n")
+    verts, tris = load_mesh(str(path))
+    if kind == "glb":  # write_glb's tetrahedron, its node transform undone by the unit scaling
+        want_verts, want_tris = (TETRA - [12.0, 1.0, 1.0]) / 2.0, np.array(TETRA_FACES)
+    elif kind == "stl":
+        want_verts, want_tris = HOUSE_UNIT[HOUSE_TRIS].reshape(-1, 3), np.arange(18).reshape(6, 3)
+    else:
+        want_verts, want_tris = HOUSE_UNIT, HOUSE_TRIS
+    assert verts.dtype == np.float64 and tris.dtype == np.int64
+    np.testing.assert_array_equal(verts, want_verts)
+    np.testing.assert_array_equal(tris, want_tris)
 
 
 CORRUPT = {
