@@ -54,6 +54,7 @@ import torch
 from PIL import Image
 
 from dfd_models.networks import MODELS
+from generator.format import read_manifest
 from generator.pipeline import render_dataset
 from generator.recipe import load_recipe
 
@@ -441,7 +442,7 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
     large = f" plus {args.large_scenes} large_obj scenes (same split) for the small+large row" if len(datasets) > 1 else ""
     wall = sum(r.train_s for r in [*results, *ablations])
-    manifest = json.loads((main_data / "manifest.json").read_text())
+    manifest = read_manifest(main_data)
     per_split = {split: sum(s["samples"] for s in manifest["shards"] if s["split"] == split) for split in ("train", "test")}
     order = "drawn at random per scene" if recipes[args.recipe].splits.order in (None, "random") else "by scene index, train first"
     scale = (f"{args.scenes} {args.recipe} scenes ({per_split['train']} train / {per_split['test']} test, splits "

@@ -118,6 +118,7 @@ def inspect(data_dir, sheet, samples, verify):
     """Summarise a rendered dataset: counts, lens, focus, depth and CoC ranges."""
     from generator.inspect import contact_sheet, summarize
     from generator.inspect import verify as verify_dataset
+    from generator.format import MANIFEST
 
     with library_errors():
         if verify:
@@ -126,7 +127,7 @@ def inspect(data_dir, sheet, samples, verify):
                 click.echo(f"Error: {printable(problem)}", err=True)
             if problems:
                 click.get_current_context().exit(1)
-            click.echo(f"verified {checked} samples: every shard matches {data_dir / 'manifest.json'}")
+            click.echo(f"verified {checked} samples: every shard matches {data_dir / MANIFEST}")
         click.echo(summarize(data_dir).text())
         if sheet is not None:
             click.echo(f"contact sheet: {contact_sheet(data_dir, sheet, samples=samples)}")

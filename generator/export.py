@@ -50,7 +50,7 @@ from generator.files import write_atomic
 from generator.inspect import iter_samples
 from generator.recipe import SPLITS
 from generator.codec import decode_rgb, read_exr_bytes, srgb8
-from generator.format import depth_member, frame_stem, read_manifest, rgb_member
+from generator.format import META, depth_member, frame_stem, read_manifest, rgb_member
 
 FORMATS = ("fod500",)
 #: The FoD500 camera the published loaders hard-code: frames per scene, image size (pixels),
@@ -144,7 +144,7 @@ def _check_camera(meta: dict, key: str) -> None:
 
 def _write_fod500(sample: dict, folder: Path, number: dict[int, int], force: bool) -> None:
     """Write one sample's FoD500 files into ``folder``, numbered ``number[scene]``."""
-    meta = json.loads(sample["json"])
+    meta = json.loads(sample[META])
     key, image = sample["__key__"], meta["image"]
     if (image["width"], image["height"]) != (FOD500_SIZE, FOD500_SIZE) and not force:
         raise BadInput(f"sample {key} is {image['width']}x{image['height']} px; FoD500 is "

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 from generator import lens as lensmod
 from generator.errors import BadInput, CorruptShard, brief
 from generator.codec import decode_sample, srgb8
-from generator.format import manifest_shards, read_manifest, read_shard, sample_key
+from generator.format import META, manifest_shards, read_manifest, read_shard, sample_key
 
 # Viridis at 6 stops (sRGB): perceptually ordered, readable by colour-blind people.
 _VIRIDIS = np.array(
@@ -133,7 +133,7 @@ def summarize(data_dir: str | Path) -> Summary:
     summary = Summary()
     for sample in iter_samples(data_dir):
         try:
-            summary.add(json.loads(sample["json"]))
+            summary.add(json.loads(sample[META]))
         except Exception as exn:  # any damage to the metadata: one line naming it
             raise CorruptShard(sample["__url__"], f"{sample['__key__']}.json", f"bad metadata ({brief(exn)})") from None
     summary.failed = len(read_manifest(data_dir)["failed"])
