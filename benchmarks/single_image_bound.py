@@ -1,0 +1,101 @@
+"""How much depth one defocused image can give sdgs's networks, given labels: an upper bound.
+
+``sdgs`` infers depth from a single image (its nearest-focus frame): its DefocusNet
+estimates the CoC c of every pixel, and depth follows through the lens,
+1/z = 1/F - c / k (:meth:`dfd_models.networks.sdgs.SDGS.depth`). Trained without
+labels, it can do no better than the same DefocusNet trained *with* them. This script
+trains that DefocusNet supervised on the true CoC of the input frame (L1, object pixels
+weighted 10 : 1 against the wall; from the true depth through the lens, so it never
+sees a self-supervised signal), keeps DepthNet untrained (depth = the lens's
+inverse depth from c), and prints, on the test split's object pixels, CoC error,
+AbsRel and the Pearson correlation of depth: the ceiling of ``sdgs`` on this data
+at this budget. The same numbers on the training split show over-fitting.
+
+    python benchmarks/single_image_bound.py --shards DIR [--steps 3000] [--batch-size 4]
+
+Everything else as ``sdgs`` is built (channels, blur features, lens code). Runs on
+the CPU; a dataset of a few hundred 64 px stacks is held in memory whole.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from dfd_models.config import DataSection
+from dfd_models.data import make_loader
+from dfd_models.lens import LensParams, coc_px
+from dfd_models.metrics import RegionMetrics
+from dfd_models.networks import build_model, lens_from_batch
+from generator.format import read_manifest
+
+
+def split_data(shards: str, split: str) -> tuple[dict, LensParams, torch.Tensor]:
+    """(batch of every stack of ``split``, its lens, the true CoC of frame 0 in pixels)."""
+    count = sum(entry["samples"] for entry in read_manifest(shards)["shards"] if entry["split"] == split)
+    batch = next(iter(make_loader(DataSection.for_eval(shards, split=split, batch_size=count))))
+    lens = lens_from_batch(batch)
+    coc = coc_px(lens, batch["depth"].clamp_min(1e-3), batch["focus_m"][:, 0], batch["frames"].shape[-1])
+    return batch, lens, coc
+
+
+def subset(lens: LensParams, index: torch.Tensor) -> LensParams:
+    return LensParams(lens.model, *(v[index] if v.dim() else v
+                                    for v in (lens.focal_length_m, lens.f_number, lens.sensor_width_m)))
+
+
+def score(model, batch: dict, lens: LensParams, coc: torch.Tensor) -> dict[str, float]:
+    """CoC MAE (px), depth AbsRel and Pearson on object pixels (valid, not the wall)."""
+    model.eval()
+    with torch.no_grad():
+        image, focus = batch["frames"][:, 0], batch["focus_m"][:, 0]
+        predicted = model.defocus(image, focus, lens)
+        depth = 1 / model.depth(image, predicted, focus, lens)
+    model.train()
+    metrics = RegionMetrics()
+    metrics.update(depth, batch["depth"], batch["valid"], batch["wall"])
+    objects = metrics.compute()["objects"]
+    mask = batch["valid"] & ~batch["wall"]
+    return {"coc_mae_px": float((predicted[mask] - coc[mask]).abs().mean()), **objects}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shards", required=True, help="dataset directory (train and test splits)")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (one-cycle)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    torch.manual_seed(args.seed)
+    train, train_lens, train_coc = split_data(args.shards, "train")
+    test, test_lens, test_coc = split_data(args.shards, "test")
+    model = build_model("sdgs", {"splat_backend": "torch"})
+    optimizer = torch.optim.AdamW(model.defocus_net.parameters(), lr=args.lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.lr, total_steps=args.steps, pct_start=0.1)
+    n, size = len(train["key"]), train["frames"].shape[-1]
+    print(f"{n} train / {len(test['key'])} test stacks, {size} px; batch {args.batch_size}, {args.steps} steps, "
+          f"lr {args.lr:g}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print("| step | test CoC MAE px | test AbsRel | test Pearson | train AbsRel | train Pearson | s |")
+    print("|---|---|---|---|---|---|---|")
+    start = time.perf_counter()
+    for step in range(1, args.steps + 1):
+        index = torch.randint(n, (args.batch_size,))
+        image, focus = train["frames"][index, 0], train["focus_m"][index, 0]
+        predicted = model.defocus(image, focus, subset(train_lens, index))
+        weight = train["valid"][index].float() * (1 + 9 * (~train["wall"][index]).float())
+        loss = (weight * (predicted - train_coc[index]).abs()).sum() / weight.sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if step % max(1, args.steps // 4) == 0 or step == args.steps:
+            te, tr = score(model, test, test_lens, test_coc), score(model, train, train_lens, train_coc)
+            print(f"| {step} | {te['coc_mae_px']:.2f} | {te['abs_rel']:.3f} | {te['pearson']:.2f} | "
+                  f"{tr['abs_rel']:.3f} | {tr['pearson']:.2f} | {time.perf_counter() - start:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
