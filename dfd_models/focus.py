@@ -29,7 +29,7 @@ from torch import Tensor
 
 from dfd_models.lens import LensParams, coc_px
 
-__all__ = ["defocus_sweep", "dff_depth", "focus_measure", "gamma_encode", "gaussian_blur", "sharp_composite",
+__all__ = ["blur_features", "defocus_sweep", "dff_depth", "focus_measure", "gamma_encode", "gaussian_blur", "sharp_composite",
            "sweep_blur_px", "warp_to_frame", "warp_to_grid"]
 
 #: Rec. 709 luminance weights of linear RGB.
@@ -130,6 +130,26 @@ def focus_measure(images: Tensor, window: int = WINDOW_PX, sigma_px: float = SMO
     pad = window // 2
     energy = F.avg_pool2d(F.pad(lap.square(), (pad, pad, pad, pad), mode="reflect"), window, stride=1)
     return energy.reshape(*lead, 1, h, w)
+
+
+def blur_features(image: Tensor, scales_px: list[float]) -> Tensor:
+    """Parameter-free blur cues of one image: how the focus measure falls from scale to scale.
+
+    The energy of the Laplacian E_s (:func:`dfd_models.focus.focus_measure`, 7 px window) of the
+    image smoothed by a Gaussian of std s, for each s in ``scales_px``: a surface blurred by a
+    Gaussian of std b keeps E_s about flat for s << b and loses it fast for s >> b, whatever its
+    texture's contrast. Returned: log(E_s / E_s') for consecutive scales (contrast cancels) and
+    log E of the first scale / 10 (is there texture at all).
+
+    Args:
+        image: linear RGB.  # [N, 3, H, W]
+    Returns:
+        float, same dtype as the image.  # [N, len(scales_px), H, W]
+    """
+    with torch.no_grad():
+        logs = [(focus_measure(image.float(), 7, s) + 1e-8).log() for s in scales_px]
+        ratios = [a - b for a, b in zip(logs, logs[1:])]
+        return torch.cat([logs[0] / 10] + ratios, 1).to(image.dtype)
 
 
 def _sharpest(frames: Tensor, K: Tensor, ref: int) -> tuple[Tensor, Tensor, Tensor]:

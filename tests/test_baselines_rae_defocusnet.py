@@ -27,6 +27,21 @@ def test_coc_head_is_optional_for_recurrent_ae_and_always_on_for_defocusnet(torc
         build_model("defocusnet", {"coc_head": False})
 
 
+def test_defocusnet_blur_features_reach_the_coc_stage(torch):
+    """``blur_scales_px`` widens the CoC stage's input by one channel per feature (RGB 3 + focus
+    plane 1 + the features), and the model runs on a stack with them."""
+    from dfd_models.networks import build_model
+
+    widths = {}
+    for scales in ([], [0.5, 1.0, 2.0]):
+        model = build_model("defocusnet", {**SMALL["defocusnet"], "blur_scales_px": scales})
+        widths[len(scales)] = next(model.coc_net.parameters()).shape[1]  # the first convolution's input
+        batch = _batch(torch)
+        out = model.stages(batch["frames"], batch["focus_m"])
+        assert out["coc"].shape[:2] == batch["frames"].shape[:2] and torch.isfinite(out["depth"]).all()
+    assert widths == {0: 4, 3: 4 + 3}  # 4 + the blur features (log energy + 2 ratios)
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_losses_ignore_invalid_pixels(torch, name):
     from dfd_models.networks import build_model

@@ -504,7 +504,7 @@ def test_blur_features_fall_where_the_image_is_blurred(torch):
     scale ratio of :func:`blur_features` (log E_0.5 / E_1) is lower on the blurred half, and the
     two finer ratios do not change when the image's contrast is halved."""
     from dfd_models.focus import gaussian_blur
-    from dfd_models.networks.sdgs import blur_features
+    from dfd_models.focus import blur_features
 
     texture = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(0))
     image = texture.clone()

@@ -6,7 +6,9 @@ Both stages are a :class:`PoolNet`: one U-Net branch per frame with shared weigh
 where after each encoder level every branch's features are concatenated with their
 maximum over the stack, so each frame sees what the others see whatever T is.
 
-    stage 1   RGB of each frame and its focus plane (config ``focus_input``) -> PoolNet ->
+    stage 1   RGB of each frame, its focus plane (config ``focus_input``) and its parameter-free
+              blur features (config ``blur_scales_px``, :func:`dfd_models.focus.blur_features`;
+              [] = none, the paper's input) -> PoolNet ->
               1 x 1 head -> unsigned CoC c_t of every frame, pixels (``outputs["coc"]``)
     stage 2   [c_t / coc_scale_px, focus plane of F_t] per frame (the focus distance F_t as a
               constant channel, :meth:`SupervisedDepthModel.focus_planes`) -> PoolNet -> max
@@ -33,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dfd_models.focus import blur_features
 from dfd_models.networks.base import register
 from dfd_models.networks.blocks import ConvBlock, zero_head
 from dfd_models.networks.supervised import SupervisedDepthModel
@@ -111,13 +114,14 @@ class DefocusNet(SupervisedDepthModel):
     @classmethod
     def default_config(cls) -> dict[str, Any]:
         return {**cls.supervised_config(), "coc_head": True, "coc_channels": [8, 16, 32], "depth_channels": [8, 16, 32],
-                "focus_input": True}
+                "focus_input": True, "blur_scales_px": []}
 
     def __init__(self, config: dict | None = None):
         super().__init__(config)
         if not self.config["coc_head"]:
             raise ValueError("defocusnet's first stage is its CoC head: coc_head must be true")
-        self.coc_net = PoolNet(3 + int(self.config["focus_input"]), self.config["coc_channels"])
+        inputs = 3 + int(self.config["focus_input"]) + len(self.config["blur_scales_px"])
+        self.coc_net = PoolNet(inputs, self.config["coc_channels"])
         self.coc_out = nn.Conv2d(self.coc_net.out_channels, 1, 1)
         self.depth_net = PoolNet(2, self.config["depth_channels"])
         self.depth_out = zero_head(self.depth_net.out_channels, 1)
@@ -134,8 +138,11 @@ class DefocusNet(SupervisedDepthModel):
         """
         b, t, _, h, w = frames.shape
         focus = self.focus_planes(focus_m, h, w).to(frames.dtype)  # [B, T, 1, H, W]
-        rgb = torch.cat([frames, focus], 2) if self.config["focus_input"] else frames
-        coc = self.coc_from_logit(self.coc_out(self.coc_net(rgb).flatten(0, 1))).unflatten(0, (b, t))
+        inputs = [frames, focus] if self.config["focus_input"] else [frames]
+        if self.config["blur_scales_px"]:
+            cues = blur_features(frames.flatten(0, 1), self.config["blur_scales_px"])
+            inputs.append(cues.unflatten(0, (b, t)))
+        coc = self.coc_from_logit(self.coc_out(self.coc_net(torch.cat(inputs, 2)).flatten(0, 1))).unflatten(0, (b, t))
         features = self.depth_net(torch.cat([(coc / self.config["coc_scale_px"]).to(frames.dtype), focus], 2))
         depth = self.depth_from_logit(self.depth_out(features.amax(1)))
         return {"depth": depth, "coc": coc}

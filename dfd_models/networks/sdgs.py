@@ -6,7 +6,7 @@ and lens. Two networks, each seeing that single image:
     DefocusNet: (image, lens code, blur features) -> defocus map c (unsigned CoC diameter, pixels)
     DepthNet:   (image, c, lens code) -> inverse depth in [1/max_depth, 1/min_depth]
 
-The blur features (:func:`blur_features`, ``blur_scales_px``) are parameter-free
+The blur features (:func:`dfd_models.focus.blur_features`, ``blur_scales_px``) are parameter-free
 cues of the one image: the log ratios of its focus measure at consecutive smoothing
 scales, which fall where the image is already blurred whatever the texture's
 contrast. With ``depth_from_defocus`` (default) DepthNet corrects the depth the
@@ -93,14 +93,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dfd_models.focus import defocus_sweep, focus_measure, gamma_encode, sharp_composite, warp_to_grid
+from dfd_models.focus import blur_features, defocus_sweep, gamma_encode, sharp_composite, warp_to_grid
 from dfd_models.lens import LensParams, coc_px, coc_signed_px
 from dfd_models.losses import edge_aware_smoothness, masked_mean, photometric_error
 from dfd_models.networks.base import DepthModel, lens_from_batch, register
 from dfd_models.networks.blocks import UNet
 from dfd_models.splat import Camera, Gaussians, RenderOutput, SplatConfig, render_defocus
 
-__all__ = ["INPUT_FRAMES", "RADIANCES", "RENDER_FRAMES", "SDGS", "blur_features", "overlap_margin", "overlap_mask",
+__all__ = ["INPUT_FRAMES", "RADIANCES", "RENDER_FRAMES", "SDGS", "overlap_margin", "overlap_mask",
            "pixel_gaussians", "rerender"]
 
 #: Config ``input_frame``: which frame of a stack the networks see.
@@ -258,26 +258,6 @@ def _repeat_lens(lens: LensParams, repeats: int) -> LensParams:
     return LensParams(lens.model, rep(lens.focal_length_m), rep(lens.f_number), rep(lens.sensor_width_m))
 
 
-def blur_features(image: Tensor, scales_px: list[float]) -> Tensor:
-    """Parameter-free blur cues of one image: how the focus measure falls from scale to scale.
-
-    The energy of the Laplacian E_s (:func:`dfd_models.focus.focus_measure`, 7 px window) of the
-    image smoothed by a Gaussian of std s, for each s in ``scales_px``: a surface blurred by a
-    Gaussian of std b keeps E_s about flat for s << b and loses it fast for s >> b, whatever its
-    texture's contrast. Returned: log(E_s / E_s') for consecutive scales (contrast cancels) and
-    log E of the first scale / 10 (is there texture at all).
-
-    Args:
-        image: linear RGB.  # [N, 3, H, W]
-    Returns:
-        float, same dtype as the image.  # [N, len(scales_px), H, W]
-    """
-    with torch.no_grad():
-        logs = [(focus_measure(image.float(), 7, s) + 1e-8).log() for s in scales_px]
-        ratios = [a - b for a, b in zip(logs, logs[1:])]
-        return torch.cat([logs[0] / 10] + ratios, 1).to(image.dtype)
-
-
 def _balance(inv_depth: Tensor, low: float, high: float, bins: int) -> Tensor:
     """Per-pixel weights that give every occupied bin of inverse depth the same total weight (mean 1).
 
@@ -316,7 +296,7 @@ class SDGS(DepthModel):
         w_photometric, w_sweep, w_coc, w_smoothness: loss weights (w_sweep 0: no sweep term).
         sweep_hypotheses: depth planes of the sweep.
         depth_from_defocus: DepthNet corrects the defocus map's depth (module docstring).
-        blur_scales_px: smoothing scales of :func:`blur_features`, pixels ([]: none).
+        blur_scales_px: smoothing scales of :func:`dfd_models.focus.blur_features`, pixels ([]: none).
         balance_bins: bins of the sweep's inverse depth given equal weight (0: no balance).
 
     Outputs of :meth:`forward` (B stacks, T frames, r the input frame):
