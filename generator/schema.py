@@ -31,8 +31,8 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from generator.errors import FieldError
-from generator.overrides import parse_override
+from generator.errors import BadInput, FieldError
+from generator.safe_yaml import load_yaml
 
 #: The check keywords of :func:`setting`.
 CHECKS = ("gt", "ge", "le", "choices", "pattern")
@@ -226,6 +226,23 @@ def _section(tp: Any) -> Any:
     return next((a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)), None)
 
 
+def parse_override(item: str, error: type[FieldError], example: str) -> tuple[str, Any]:
+    """Split ``"a.b=value"`` into the key path and the value parsed as YAML.
+
+    Raises:
+        error: no ``=``, an empty key, or a value that is not YAML; ``example``
+            shows a well-formed override in the message.
+    """
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise error(item, item, f"an override 'key.path=value', e.g. '{example}'")
+    try:
+        return key, load_yaml(text, f"--set {key}")
+    except BadInput as exc:
+        raise error(key, text, f"a YAML value ({exc})") from None
+
+
 def set_value(cls: type, data: dict[str, Any], key: str, value: Any, error: type[FieldError]) -> None:
     """Set the dotted ``key`` of plain ``data`` (for dataclass ``cls``) to ``value``, in place.
 
@@ -240,18 +257,19 @@ def set_value(cls: type, data: dict[str, Any], key: str, value: Any, error: type
     section, node, parts = cls, data, key.split(".")
     for depth, part in enumerate(parts):
         path = ".".join(parts[: depth + 1])
-        if section is not None:
+        if section is None:  # below a dict: free keys
+            tp = dict
+        else:
             known = [f.name for f in dataclasses.fields(section)]
             if part not in known:
                 raise unknown(error, path, value, known)
+            tp = typing.get_type_hints(section)[part]
         if depth == len(parts) - 1:
             node[part] = value
             return
-        if section is not None:
-            tp = typing.get_type_hints(section)[part]
-            if _section(tp) is None and tp is not dict:
-                raise error(path, node.get(part), f"a value, not a section: cannot set {key}")
-            section = _section(tp)  # None below a dict: free keys
+        if _section(tp) is None and tp is not dict:
+            raise error(path, node.get(part), f"a value, not a section: cannot set {key}")
+        section = _section(tp)
         if node.get(part) is None:  # absent, or an optional section left out
             node[part] = {}
         node = node[part]
@@ -281,11 +299,12 @@ def _type_of(value: Any) -> Any:
     is one); Any for None or an empty list."""
     if value is None:
         return Any
-    if isinstance(value, list):
-        kinds = {type(v) for v in value}
-        item = float if float in kinds and kinds <= {int, float} else kinds.pop() if len(kinds) == 1 else Any
-        return list[item]
-    return dict if isinstance(value, dict) else type(value)
+    if not isinstance(value, list):
+        return dict if isinstance(value, dict) else type(value)
+    kinds = {type(v) for v in value}
+    if kinds == {int, float}:
+        return list[float]
+    return list[kinds.pop()] if len(kinds) == 1 else list[Any]
 
 
 @functools.cache
