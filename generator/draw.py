@@ -163,6 +163,7 @@ def sample_scene(recipe: Recipe, index: int) -> SceneSpec:
         adaptive_threshold=recipe.image.adaptive_threshold,
         adaptive_min_samples=recipe.image.adaptive_min_samples,
         denoise=recipe.image.denoise,
+        light_paths=recipe.image.light_paths,
     )
     return SceneSpec(
         index=index,

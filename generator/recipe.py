@@ -42,7 +42,7 @@ from generator.lens import LENS_MODELS
 from generator.safe_yaml import MAX_CHARS, load_yaml
 from generator.schema import NOTHING, build, setting, to_plain
 from generator.schema import apply_overrides as schema_overrides
-from generator.spec import IMAGE_MATERIAL, LIGHTS, MATERIALS, MESH_SHAPE, SHAPES, WORLDS
+from generator.spec import IMAGE_MATERIAL, LIGHTS, LightPaths, MATERIALS, MESH_SHAPE, SHAPES, WORLDS
 
 #: Procedural material families objects may use: everything but the unlit emitter.
 SURFACE_MATERIALS = tuple(m for m in MATERIALS if m != "emission")
@@ -117,6 +117,8 @@ class ImageRecipe:
             it; 0 = ``samples // 4`` (see :func:`generator.blender.build.set_beauty_sampling`).
         denoise: run OpenImageDenoise on RGB frames; off by default, since a denoiser
             invents detail and alters the defocus blur the frames are for (a run warns).
+        light_paths: Cycles' path settings (:class:`generator.spec.LightPaths`), which change
+            noise and cost, not the blur.
     """
 
     width: int = setting(ge=8, le=8192)
@@ -126,6 +128,7 @@ class ImageRecipe:
     adaptive_threshold: float = setting(0.0, ge=0, le=1)
     adaptive_min_samples: int = setting(0, ge=0, le=MAX_SAMPLES)
     denoise: bool = setting(False)
+    light_paths: LightPaths = setting(LightPaths)
 
 
 @dataclass(frozen=True, kw_only=True)

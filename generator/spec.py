@@ -22,7 +22,7 @@ import numpy as np
 
 from generator import lens as lensmod
 from generator.errors import SpecError
-from generator.schema import build
+from generator.schema import build, setting
 
 Vec3 = tuple[float, float, float]
 
@@ -182,6 +182,41 @@ class FrameSpec:
     camera: CameraSpec | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class LightPaths:
+    """Cycles light-path settings of RGB frames: they change noise, cost and shading, never the blur.
+
+    Defocus is decided by the camera ray alone (where it leaves the aperture and
+    what it hits); these settings act on the paths after that first hit, so they
+    trade noise against cost (and, for clamping and filter-glossy, a little bias in
+    shading) without moving a CoC. ``benchmarks/render_quality_speed.py`` measures
+    each one's noise per second and its CoC; the defaults are its best measured.
+    Per-type bounce counts are capped by ``image.max_bounces``.
+
+    Attributes:
+        diffuse_bounces, glossy_bounces, transmission_bounces: bounces per BSDF type.
+        transparent_bounces: transparent-surface bounces (alpha; no object is transparent today).
+        clamp_direct, clamp_indirect: largest value of one sample's direct / indirect
+            light (linear radiance; 0 = no clamping): removes fireflies, darkens highlights.
+        filter_glossy: Cycles' "filter glossy" roughness added to glossy bounces after
+            a diffuse or rough one (0 = off): fewer caustic fireflies.
+        caustics: reflective and refractive caustics.
+        light_tree: Cycles' many-light sampling tree.
+        path_guiding: Cycles' path guiding (CPU only; a GPU renders without it).
+    """
+
+    diffuse_bounces: int = setting(4, ge=0, le=1024)
+    glossy_bounces: int = setting(4, ge=0, le=1024)
+    transmission_bounces: int = setting(12, ge=0, le=1024)
+    transparent_bounces: int = setting(8, ge=0, le=1024)
+    clamp_direct: float = setting(0.0, ge=0)
+    clamp_indirect: float = setting(10.0, ge=0)
+    filter_glossy: float = setting(1.0, ge=0, le=10)
+    caustics: bool = setting(True)
+    light_tree: bool = setting(True)
+    path_guiding: bool = setting(False)
+
+
 @dataclass(frozen=True)
 class RenderSpec:
     """Cycles settings that change pixels.
@@ -197,7 +232,8 @@ class RenderSpec:
         motion: also store per-frame motion vectors to the next frame (:mod:`generator.flow`).
         adaptive_threshold: adaptive-sampling noise threshold, 0 = off (fixed ``samples``).
         adaptive_min_samples: samples before adaptive sampling may stop a pixel, 0 = ``samples // 4``.
-        denoise: OpenImageDenoise on RGB frames.
+        denoise: OpenImageDenoise on RGB frames (albedo and normal guides).
+        light_paths: bounces per type, clamping, caustics and the other path settings.
     """
 
     width: int
@@ -212,6 +248,7 @@ class RenderSpec:
     adaptive_threshold: float = 0.0
     adaptive_min_samples: int = 0
     denoise: bool = False
+    light_paths: LightPaths = LightPaths()
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,8 @@
 """Cycles renders what generator.lens says: blur-disc sizes and planar depth, measured from pixels.
 
-CoC: small emissive spheres on a black world (no lights, no bounces) are
-rendered through :func:`render_scene` for both lens models. Each sphere is
-flattened along the viewing axis (scale R x R/1000 x R), so all its emitting
-points lie at one planar depth z and its image is an exact disc of diameter
-d = 2 fx R / z. The rendered blob is then disc(d) * disc(c) * pixel box, whose
-per-axis variance is d^2/16 + c^2/16 + 1/12, so the measured blur diameter is
-c = 4 sqrt(var - d^2/16 - 1/12). (A round sphere's visible cap spans depths
-z - R..z, which would shift the CoC by a few percent close to focus.)
+CoC: the discs of :mod:`generator.calibration` (flattened spheres at one planar
+depth each, on a black world) are rendered through :func:`render_scene` for both
+lens models, and the blur diameter is measured from the blob's second moments.
 
 Depth: planes filling the view; the rendered depth must equal the depth of the
 plane hit by the ray through each pixel centre (integer + 0.5), with K from
@@ -21,6 +16,7 @@ import math
 import numpy as np
 import pytest
 
+from generator.calibration import COC_CASES, FOCAL_M, SENSOR_M, WIDTH, coc_error, coc_probes, measure_coc
 from generator.lens import Lens, coc_px, intrinsics
 from generator.spec import (
     CameraSpec,
@@ -36,111 +32,35 @@ from generator.spec import (
 
 # --------------------------------------------------------------------------- CoC
 
-W, H = 160, 96
-FOCAL_M = 0.05
-SENSOR_M = 0.016  # 100 um pixels at 160 px: f = 500 px, a 18 deg field of view
-SPHERE_IMAGE_DIAMETER_PX = 5.0  # at the nominal focal length
-U_OFFSET_PX = 36.0  # spheres left and right of the centre, at the nominal focal length
-#: (f-number, (left sphere depth, right sphere depth) m, focus distances m):
-#: CoCs from 5 to 57 px over both models.
-COC_CASES = [
-    (1.4, (0.22, 1.5), (0.3, 0.6)),
-    (2.8, (0.3, 2.0), (0.42, 0.8)),
-    (4.0, (0.3, 2.0), (0.42, 0.8)),
-]
-CAMERA = CameraSpec()  # at the origin looking along world +Y: camera z = world y
 
-
-def _sphere_scene(lens: Lens, depths, focus) -> SceneSpec:
-    fpx = FOCAL_M / lens.pixel_pitch_m(W)
-    objects = []
-    for i, (z, side) in enumerate(zip(depths, (-1.0, 1.0))):
-        radius = SPHERE_IMAGE_DIAMETER_PX / 2 * z / fpx
-        objects.append(
-            ObjectSpec(
-                name=f"sphere{i}",
-                shape="uv_sphere",
-                location=(side * U_OFFSET_PX * z / fpx, z, 0.0),
-                rotation=(0.0, 0.0, 0.0),
-                scale=(radius, radius / 1000, radius),
-                material=MaterialSpec(kind="emission", color_a=(1.0, 1.0, 1.0), emission_strength=1.0),
-            )
-        )
-    return SceneSpec(
-        index=0,
-        seed=0,
-        split="test",
-        render=RenderSpec(width=W, height=H, samples=256, seed=1, max_bounces=0),
-        lens=lens,
-        camera=CAMERA,
-        frames=tuple(FrameSpec(index=k, ramp=0, time_s=0.0, focus_distance_m=f) for k, f in enumerate(focus)),
-        objects=tuple(objects),
-        world=WorldSpec(color=(0.0, 0.0, 0.0), strength=0.0),
-    )
-
-
-def _measure_disc(image: np.ndarray, centre, half: int):
-    """Centroid (u, v) and per-axis variances (px^2) of the blob in a window around ``centre``."""
-    u0, v0 = (int(round(c)) for c in centre)
-    window = image[v0 - half : v0 + half + 1, u0 - half : u0 + half + 1]
-    vs, us = np.mgrid[v0 - half : v0 + half + 1, u0 - half : u0 + half + 1] + 0.5
-    total = window.sum()
-    mu, mv = (window * us).sum() / total, (window * vs).sum() / total
-    return (mu, mv), (window * (us - mu) ** 2).sum() / total, (window * (vs - mv) ** 2).sum() / total, window
-
-
-def _coc_rows(model: str):
-    """Render every case for ``model``; one row per (frame, sphere) with measured and predicted values."""
+def coc_rows(model: str, **probe) -> list[dict]:
+    """Render every calibration case for ``model`` and measure its discs (``probe``: of :func:`coc_probes`)."""
     from generator.blender.render import render_scene
 
     rows = []
-    for f_number, depths, focus in COC_CASES:
-        lens = Lens(model, FOCAL_M, f_number, SENSOR_M)
-        spec = _sphere_scene(lens, depths, focus)
-        result = render_scene(spec)
-        w2c = world_to_camera(spec.camera)
-        for frame, image in zip(spec.frames, result.frames):
-            gray = image.mean(axis=2)
-            k = intrinsics(lens, frame.focus_distance_m, W, H)
-            covered = np.zeros(gray.shape, dtype=bool)
-            for obj in spec.objects:
-                x, y, z = w2c[:3, :3] @ obj.location + w2c[:3, 3]
-                centre = (k[0, 0] * x / z + k[0, 2], k[1, 1] * y / z + k[1, 2])
-                disc_px = 2 * k[0, 0] * obj.scale[0] / z
-                predicted = float(coc_px(lens, z, frame.focus_distance_m, W))
-                half = int(math.ceil((predicted + disc_px) / 2 + 3))
-                assert half <= centre[0] <= W - half and half <= centre[1] <= H - half, "disc leaves the frame"
-                (mu, mv), var_u, var_v, window = _measure_disc(gray, centre, half)
-                assert window[0].max() == window[-1].max() == window[:, 0].max() == window[:, -1].max() == 0
-                covered[int(round(centre[1])) - half : int(round(centre[1])) + half + 1,
-                        int(round(centre[0])) - half : int(round(centre[0])) + half + 1] = True
-                blur_var = lambda var: var - disc_px**2 / 16 - 1 / 12  # noqa: E731
-                rows.append(
-                    dict(
-                        model=model, N=f_number, z=z, F=frame.focus_distance_m, predicted=predicted,
-                        measured=4 * math.sqrt((blur_var(var_u) + blur_var(var_v)) / 2),
-                        measured_u=4 * math.sqrt(blur_var(var_u)), measured_v=4 * math.sqrt(blur_var(var_v)),
-                        centroid_error=math.hypot(mu - centre[0], mv - centre[1]),
-                    )
-                )
-            assert gray[~covered].max() == 0, "light outside the measured windows (overlapping discs?)"
+    for spec in coc_probes(model, **probe):
+        rows += measure_coc(spec, render_scene(spec).frames)
     return rows
+
+
+def print_rows(rows: list[dict]) -> None:
+    print(f"\n{'N':>4} {'z m':>5} {'F m':>5} {'predicted':>9} {'measured':>9} {'error':>7}")
+    for r in rows:
+        print(f"{r['N']:4.1f} {r['z']:5.2f} {r['F']:5.2f} {r['predicted']:9.2f} {r['measured']:9.2f} "
+              f"{100 * (r['measured'] / r['predicted'] - 1):6.2f}%")
 
 
 @pytest.mark.parametrize("model", ["thin_lens", "blender"])
 def test_rendered_coc_matches_lens_module(bpy, model):
-    rows = _coc_rows(model)
-    print(f"\n{'model':>9} {'N':>4} {'z m':>5} {'F m':>5} {'predicted':>9} {'measured':>9} {'error':>7}")
-    for r in rows:
-        print(f"{r['model']:>9} {r['N']:4.1f} {r['z']:5.2f} {r['F']:5.2f} {r['predicted']:9.2f} "
-              f"{r['measured']:9.2f} {100 * (r['measured'] / r['predicted'] - 1):6.2f}%")
+    rows = coc_rows(model)
+    print_rows(rows)
     predicted = np.array([r["predicted"] for r in rows])
     assert predicted.min() <= 6 and predicted.max() >= 50, "the cases should span CoCs of about 5 to 60 px"
     for r in rows:
-        tolerance = max(0.03 * r["predicted"], 0.5)
-        assert abs(r["measured"] - r["predicted"]) <= tolerance, r
+        assert r["edge"] == 0 and r["stray"] == 0, "light outside the measuring windows (overlapping discs?)"
+        assert coc_error(r) <= 1, r
         # A round aperture: the same width along both axes.
-        assert abs(r["measured_u"] - r["measured_v"]) <= tolerance, r
+        assert abs(r["measured_u"] - r["measured_v"]) <= max(0.03 * r["predicted"], 0.5), r
         # The blob sits where K and world_to_camera project the sphere (breathing included).
         assert r["centroid_error"] < 0.2, r
 
@@ -153,7 +73,7 @@ def test_thin_lens_coc_is_the_seed_formula():
             for big_f in focus:
                 aperture = FOCAL_M / f_number
                 seed = aperture * FOCAL_M * abs(z - big_f) / (z * (big_f - FOCAL_M))
-                assert coc_px(lens, z, big_f, W) == pytest.approx(seed / (SENSOR_M / W), rel=1e-12)
+                assert coc_px(lens, z, big_f, WIDTH) == pytest.approx(seed / (SENSOR_M / WIDTH), rel=1e-12)
 
 
 # --------------------------------------------------------------------------- depth

@@ -191,7 +191,11 @@ def set_beauty_sampling(scene: bpy.types.Scene, render: RenderSpec) -> None:
     - ``pixel_filter_type='BOX'``: each pixel integrates the image over its own
       square, like a sensor pixel; Cycles fixes the box width at 1 px. A wider
       filter (Blackman-Harris, 1.5 px) would add blur on top of the defocus.
-    - ``seed`` from the spec; ``max_bounces`` caps all light-path bounces.
+    - ``seed`` from the spec; ``max_bounces`` caps all light-path bounces, and
+      ``render.light_paths`` sets the rest (every one set, so a scene made by
+      ``bpy.data.scenes.new`` renders as the factory scene does).
+    - The denoiser's guides are albedo and normal: Cycles takes them from the same
+      lens-sampled camera rays as the colour, so they carry the same blur.
     - ``sampling_pattern='TABULATED_SOBOL'``: set, not left to the scene: the
       factory startup scene has it, a scene made by ``bpy.data.scenes.new``
       (as the add-on renders in) has 'AUTOMATIC', which gives other pixels.
@@ -205,8 +209,22 @@ def set_beauty_sampling(scene: bpy.types.Scene, render: RenderSpec) -> None:
     cycles.sampling_pattern = "TABULATED_SOBOL"
     cycles.use_denoising = render.denoise
     cycles.denoiser = "OPENIMAGEDENOISE"
+    cycles.denoising_input_passes = "RGB_ALBEDO_NORMAL"
+    cycles.denoising_prefilter = "ACCURATE"
+    cycles.denoising_quality = "HIGH"
     cycles.pixel_filter_type = "BOX"
     cycles.max_bounces = render.max_bounces
+    paths = render.light_paths
+    cycles.diffuse_bounces = paths.diffuse_bounces
+    cycles.glossy_bounces = paths.glossy_bounces
+    cycles.transmission_bounces = paths.transmission_bounces
+    cycles.transparent_max_bounces = paths.transparent_bounces
+    cycles.sample_clamp_direct = paths.clamp_direct
+    cycles.sample_clamp_indirect = paths.clamp_indirect
+    cycles.blur_glossy = paths.filter_glossy
+    cycles.caustics_reflective = cycles.caustics_refractive = paths.caustics
+    cycles.use_light_tree = paths.light_tree
+    cycles.use_guiding = paths.path_guiding
 
 
 #: Width (pixels) of the Gaussian pixel filter used for depth: Cycles' minimum.
