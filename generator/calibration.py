@@ -31,6 +31,7 @@ from generator.lens import Lens, coc_px, intrinsics
 from generator.spec import (
     CameraSpec,
     FrameSpec,
+    LightSpec,
     MaterialSpec,
     ObjectSpec,
     RenderSpec,
@@ -163,3 +164,74 @@ def measure_coc(spec: SceneSpec, frames: list[np.ndarray]) -> list[dict]:
 def coc_error(row: dict) -> float:
     """|measured - predicted| of a :func:`measure_coc` row over its tolerance (<= 1 passes)."""
     return abs(row["measured"] - row["predicted"]) / max(COC_TOLERANCE_REL * row["predicted"], COC_TOLERANCE_PX)
+
+
+# --------------------------------------------------------------------------- blur of a textured plane
+
+#: The plane probe's camera: 50 mm at f/1.4 on a 36 mm sensor, Blender's lens (no breathing: the
+#: all-in-focus image, rendered through frame 0's camera, has every frame's K).
+PLANE_LENS = Lens("blender", 0.05, 1.4, 0.036)
+#: Checks of the plane probe, pixels on a side (in focus).
+CHECK_PX = 3.0
+
+
+def plane_probe(size: int, depth_m: float, focus, *, samples: int = 64, denoise: bool = False,
+                lens: Lens = PLANE_LENS) -> SceneSpec:
+    """A fronto-parallel checker plane filling the view at planar ``depth_m`` (m), lit by a sun along
+    the view axis (no bounces), seen focused at each of ``focus`` (m); with the all-in-focus image."""
+    k = intrinsics(lens, float(focus[0]), size, size)
+    half_m = 0.75 * size / k[0, 0] * depth_m  # half-width 1.5x the view's: every blur disc stays on the plane
+    facing = (math.pi / 2, 0.0, 0.0)  # a unit plane's normal +Z turned to -Y: facing the camera
+    plane = ObjectSpec(name="plane", shape="plane", location=(0.0, depth_m, 0.0), rotation=facing,
+                       scale=(half_m, half_m, 1.0),
+                       material=MaterialSpec(kind="checker", color_a=(0.85, 0.85, 0.85), color_b=(0.04, 0.04, 0.04),
+                                             scale=0.75 * size / CHECK_PX))
+    sun = LightSpec(kind="sun", location=(0.0, -1.0, 0.0), rotation=facing, energy=3.0, size=0.01)
+    return SceneSpec(
+        index=0, seed=0, split="test", lens=lens, camera=CAMERA, objects=(plane,), lights=(sun,),
+        render=RenderSpec(width=size, height=size, samples=samples, seed=1, max_bounces=0, aif=True, denoise=denoise),
+        frames=tuple(FrameSpec(index=t, ramp=0, time_s=0.0, focus_distance_m=float(f)) for t, f in enumerate(focus)),
+        world=WorldSpec(color=(0.0, 0.0, 0.0), strength=0.0),
+    )
+
+
+def disc_kernel(diameter_px: float, supersample: int = 16) -> np.ndarray:
+    """A uniform disc of ``diameter_px`` pixels, area-sampled on the pixel grid, summing to 1; [n, n], n odd."""
+    n = 2 * int(math.ceil(diameter_px / 2 + 1)) + 1
+    offsets = (np.arange(supersample) + 0.5) / supersample - 0.5
+    grid = (np.arange(n) - n // 2)[:, None] + offsets[None, :]  # [n, s] sub-pixel coordinates
+    x = grid.reshape(-1)
+    inside = (x[:, None] ** 2 + x[None, :] ** 2) <= (diameter_px / 2) ** 2
+    kernel = inside.reshape(n, supersample, n, supersample).mean(axis=(1, 3))
+    if kernel.sum() == 0:  # smaller than a sub-pixel: a point
+        kernel[n // 2, n // 2] = 1
+    return kernel / kernel.sum()
+
+
+def fit_blur_px(sharp: np.ndarray, blurred: np.ndarray, max_px: float, step_px: float = 0.05) -> float:
+    """The disc diameter (px) that best maps ``sharp`` onto ``blurred`` (least squares, both [H, W] or
+    [H, W, 3]), searched from 0 to ``max_px`` and refined by a parabola; scored at least
+    ``max_px / 2 + 2`` px from the border, where the circular convolution does not reach."""
+    sharp, blurred = (np.asarray(a, dtype=np.float64) for a in (sharp, blurred))
+    if sharp.ndim == 3:
+        sharp, blurred = sharp.mean(axis=2), blurred.mean(axis=2)
+    h, w = sharp.shape
+    m = int(math.ceil(max_px / 2 + 2))
+    spectrum = np.fft.rfft2(sharp)
+    diameters = np.arange(0.0, max_px + step_px / 2, step_px)
+    errors = []
+    for d in diameters:
+        kernel = disc_kernel(d)
+        padded = np.zeros((h, w))
+        n = kernel.shape[0]
+        padded[:n, :n] = kernel
+        padded = np.roll(padded, (-(n // 2), -(n // 2)), axis=(0, 1))  # centre the kernel at (0, 0)
+        convolved = np.fft.irfft2(spectrum * np.fft.rfft2(padded), s=(h, w))
+        errors.append(float(np.mean((convolved - blurred)[m:h - m, m:w - m] ** 2)))
+    i = int(np.argmin(errors))
+    if 0 < i < len(errors) - 1:
+        y0, y1, y2 = errors[i - 1: i + 2]
+        curvature = y0 - 2 * y1 + y2
+        if curvature > 0:
+            return float(diameters[i] + step_px * 0.5 * (y0 - y2) / curvature)
+    return float(diameters[i])
