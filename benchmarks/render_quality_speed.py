@@ -30,7 +30,7 @@ Rows: ``samples`` (dfdgen's sampling at each of ``--samples``), ``denoise``
 (OpenImageDenoise with albedo and normal guides at each of ``--denoise-samples``),
 ``adaptive`` (adaptive thresholds at ``--adaptive-samples`` with min samples
 1/16 and 1/4 of it), ``light_paths`` (each :class:`generator.spec.LightPaths`
-change at ``--light-path-samples``, against the recipe's), and ``naive``: per
+change at ``--light-path-samples``, against Cycles' factory settings), and ``naive``: per
 frame a fresh scene opened from a .blend, focused, and rendered with Cycles'
 defaults (adaptive 0.01 up to ``--naive-samples`` samples, OpenImageDenoise,
 Blackman-Harris filter), or a fixed ``--naive-fixed-samples`` with
@@ -73,7 +73,7 @@ from generator.draw import sample_scene
 from generator.lens import coc_map_px, intrinsics
 from generator.recipe import load_recipe
 from generator.render_tasks import render_sample
-from generator.spec import SceneSpec
+from generator.spec import LightPaths, SceneSpec
 from quiet import results_stream
 
 GROUPS = ("naive", "samples", "denoise", "adaptive", "light_paths")
@@ -81,9 +81,13 @@ GROUPS = ("naive", "samples", "denoise", "adaptive", "light_paths")
 IN_FOCUS_PX, OUT_OF_FOCUS_PX = 1.0, 3.0
 #: A depth step of more than this share between neighbours is an edge; pixels within EDGE_PX of one.
 EDGE_STEP, EDGE_PX = 0.05, 2
-#: Light-path changes measured against the recipe's own (field -> value of LightPaths).
+#: Cycles' factory light paths (what dfdgen rendered with before issue 17), the light-path rows' baseline.
+CYCLES_FACTORY = LightPaths(diffuse_bounces=4, glossy_bounces=4, transmission_bounces=12, transparent_bounces=8,
+                            clamp_direct=0.0, clamp_indirect=10.0, filter_glossy=1.0, caustics=True, light_tree=True,
+                            path_guiding=False)
+#: Light-path changes measured against :data:`CYCLES_FACTORY` (field -> value).
 LIGHT_PATH_ROWS = (
-    ("recipe light paths", {}),
+    ("Cycles factory light paths", {}),
     ("diffuse/glossy bounces 2", {"diffuse_bounces": 2, "glossy_bounces": 2}),
     ("diffuse/glossy bounces 1", {"diffuse_bounces": 1, "glossy_bounces": 1}),
     ("transmission bounces 0", {"transmission_bounces": 0}),
@@ -311,7 +315,7 @@ def main() -> None:
                        {"samples": args.adaptive_samples, "adaptive_threshold": threshold,
                         "adaptive_min_samples": max(1, args.adaptive_samples // share), "denoise": False})
     for label, change in LIGHT_PATH_ROWS if "light_paths" in args.groups else ():
-        paths = dataclasses.replace(base.light_paths, **change)
+        paths = dataclasses.replace(CYCLES_FACTORY, **change)
         dfdgen_row("light_paths", label, {"samples": args.light_path_samples, "denoise": False,
                                           "light_paths": paths}, lit=True, two_seeds=True)
     summary = equal_quality(rows, repeats, args.recipe)
