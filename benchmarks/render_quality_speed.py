@@ -66,14 +66,13 @@ from dfd_models.data.stages import wall_mask
 from dfd_models.focus import dff_depth
 from generator.blender.camera import apply_camera
 from generator.blender.render import render_scene
-from generator.calibration import (COC_TOLERANCE_PX, COC_TOLERANCE_REL, coc_error, coc_probes, fit_blur_px,
-                                   measure_coc, plane_probe, with_render)
+from generator.calibration import coc_error, coc_probes, fit_blur_px, measure_coc, plane_probe, tolerances
 from generator.codec import linear_to_srgb, wall_depth_m
 from generator.draw import sample_scene
 from generator.lens import coc_map_px, intrinsics
 from generator.recipe import load_recipe
 from generator.render_tasks import render_sample
-from generator.spec import LightPaths, SceneSpec
+from generator.spec import LightPaths, SceneSpec, with_render
 from quiet import results_stream
 
 GROUPS = ("naive", "samples", "denoise", "adaptive", "light_paths")
@@ -277,8 +276,7 @@ def main() -> None:
             row.coc = probe_error(probe, lit, samples)
             if not lit:
                 fits = plane_blurs({k: v for k, v in {**probe, "samples": samples}.items() if k != "light_paths"})
-                row.blur = max(abs(a - b) / max(COC_TOLERANCE_REL * b, COC_TOLERANCE_PX)
-                               for a, b in zip(fits, plane_reference))
+                row.blur = max(tolerances(a, b) for a, b in zip(fits, plane_reference))
         rows.append(row)
         print(format_row(row), file=out, flush=True)
         return row

@@ -22,7 +22,6 @@ shading, and must not change their blur).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -101,11 +100,6 @@ def coc_probes(model: str, *, render: RenderSpec | None = None, lit: bool = Fals
             for f_number, depths, focus in COC_CASES]
 
 
-def with_render(spec: SceneSpec, **changes) -> SceneSpec:
-    """``spec`` with some of its :class:`RenderSpec` fields changed."""
-    return dataclasses.replace(spec, render=dataclasses.replace(spec.render, **changes))
-
-
 def _moments(image: np.ndarray, centre, half: int):
     """Centroid (u, v) and per-axis variances (px^2) of the blob in a window around ``centre``."""
     u0, v0 = (int(round(c)) for c in centre)
@@ -161,9 +155,15 @@ def measure_coc(spec: SceneSpec, frames: list[np.ndarray]) -> list[dict]:
     return rows
 
 
+def tolerances(measured_px: float, expected_px: float) -> float:
+    """|measured - expected| blur in units of max(:data:`COC_TOLERANCE_REL` x expected,
+    :data:`COC_TOLERANCE_PX`): <= 1 holds."""
+    return abs(measured_px - expected_px) / max(COC_TOLERANCE_REL * expected_px, COC_TOLERANCE_PX)
+
+
 def coc_error(row: dict) -> float:
-    """|measured - predicted| of a :func:`measure_coc` row over its tolerance (<= 1 passes)."""
-    return abs(row["measured"] - row["predicted"]) / max(COC_TOLERANCE_REL * row["predicted"], COC_TOLERANCE_PX)
+    """A :func:`measure_coc` row's error in :func:`tolerances` (<= 1 passes)."""
+    return tolerances(row["measured"], row["predicted"])
 
 
 # --------------------------------------------------------------------------- blur of a textured plane

@@ -257,6 +257,11 @@ class RenderSpec:
     light_paths: LightPaths = LightPaths()
 
 
+def with_render(spec: SceneSpec, **changes) -> SceneSpec:
+    """``spec`` with some of its :class:`RenderSpec` fields changed."""
+    return dataclasses.replace(spec, render=dataclasses.replace(spec.render, **changes))
+
+
 @dataclass(frozen=True)
 class SceneSpec:
     """Everything needed to render one scene's focal-stack sequence."""

@@ -17,8 +17,6 @@ import pytest
 
 from generator.calibration import (
     COC_CASES,
-    COC_TOLERANCE_PX,
-    COC_TOLERANCE_REL,
     FOCAL_M,
     SENSOR_M,
     coc_error,
@@ -27,11 +25,11 @@ from generator.calibration import (
     fit_blur_px,
     measure_coc,
     plane_probe,
-    with_render,
+    tolerances,
 )
 from generator.lens import Lens, coc_px
 from generator.recipe import builtin_recipes, load_recipe
-from generator.spec import LightPaths
+from generator.spec import LightPaths, with_render
 
 IMAGES = {name: load_recipe(name).image for name in builtin_recipes()}
 #: (image.denoise, image.samples) of every built-in recipe.
@@ -39,10 +37,6 @@ SAMPLINGS = sorted({(image.denoise, image.samples) for image in IMAGES.values()}
 #: The textured plane: size (px), depth (m), focus distances (m) giving CoCs of 4.8 and 2.1 px.
 SIZE, DEPTH_M, FOCUS_M = 64, 1.0, (0.4, 0.6)
 CONVERGED_SAMPLES = 512
-
-
-def _within(measured: float, expected: float) -> bool:
-    return abs(measured - expected) <= max(COC_TOLERANCE_REL * expected, COC_TOLERANCE_PX)
 
 
 def _plane_blurs(samples: int, denoise: bool) -> list[float]:
@@ -58,7 +52,7 @@ def converged_plane(bpy) -> list[float]:
     spec = plane_probe(SIZE, DEPTH_M, FOCUS_M)
     predicted = [float(coc_px(spec.lens, DEPTH_M, f.focus_distance_m, SIZE)) for f in spec.frames]
     # The fit itself measures blur: on the converged render it finds the lens' CoC.
-    assert all(_within(b, p) for b, p in zip(blurs, predicted)), (blurs, predicted)
+    assert all(tolerances(b, p) <= 1 for b, p in zip(blurs, predicted)), (blurs, predicted)
     return blurs
 
 
@@ -76,7 +70,7 @@ def test_coc_holds_for_every_recipe_sampling(bpy, denoise, samples):
 @pytest.mark.parametrize("denoise,samples", SAMPLINGS)
 def test_textured_plane_keeps_its_blur_at_every_recipe_sampling(converged_plane, denoise, samples):
     blurs = _plane_blurs(samples, denoise)
-    assert all(_within(b, c) for b, c in zip(blurs, converged_plane)), (blurs, converged_plane)
+    assert all(tolerances(b, c) <= 1 for b, c in zip(blurs, converged_plane)), (blurs, converged_plane)
 
 
 def test_denoiser_erases_out_of_focus_texture(converged_plane):

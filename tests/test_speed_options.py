@@ -4,7 +4,6 @@ the settings reach Cycles, never touch depth, and the denoiser warns; and how a 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import threading
 import time
@@ -18,10 +17,7 @@ from generator import codec
 from generator.pipeline import DENOISE, render_dataset
 from generator.recipe import load_recipe
 from generator.draw import sample_scene
-
-
-def _with(spec, **render):
-    return dataclasses.replace(spec, render=dataclasses.replace(spec.render, **render))
+from generator.spec import with_render
 
 
 def test_sampling_options_reach_cycles(bpy):
@@ -32,11 +28,11 @@ def test_sampling_options_reach_cycles(bpy):
         cycles = scene.cycles
         set_beauty_sampling(scene, make_spec().render)  # the defaults: every pixel gets every sample
         assert not cycles.use_adaptive_sampling and not cycles.use_denoising
-        set_beauty_sampling(scene, _with(make_spec(), samples=64, adaptive_threshold=0.02, denoise=True).render)
+        set_beauty_sampling(scene, with_render(make_spec(), samples=64, adaptive_threshold=0.02, denoise=True).render)
         assert cycles.use_adaptive_sampling and cycles.adaptive_threshold == pytest.approx(0.02)
         assert cycles.adaptive_min_samples == 16  # 0 in the recipe: a quarter of the samples
         assert cycles.use_denoising and cycles.denoiser == "OPENIMAGEDENOISE"
-        set_beauty_sampling(scene, _with(make_spec(), samples=64, adaptive_threshold=0.02,
+        set_beauty_sampling(scene, with_render(make_spec(), samples=64, adaptive_threshold=0.02,
                                          adaptive_min_samples=7).render)
         assert cycles.adaptive_min_samples == 7 and not cycles.use_denoising
     finally:
@@ -46,11 +42,11 @@ def test_sampling_options_reach_cycles(bpy):
 def test_options_change_frames_not_depth_and_stay_deterministic(bpy):
     from generator.blender.render import render_scene
 
-    spec = _with(sample_scene(load_recipe("small_obj", TINY), 0), samples=64)  # at 16 samples Cycles stopped no pixel early
+    spec = with_render(sample_scene(load_recipe("small_obj", TINY), 0), samples=64)  # at 16 samples Cycles stopped no pixel early
     plain = render_scene(spec)
-    adaptive = _with(spec, adaptive_threshold=0.1, adaptive_min_samples=4)
+    adaptive = with_render(spec, adaptive_threshold=0.1, adaptive_min_samples=4)
     one, two = render_scene(adaptive, threads=1), render_scene(adaptive, threads=2)
-    denoised = render_scene(_with(spec, denoise=True))
+    denoised = render_scene(with_render(spec, denoise=True))
     for other in (one, denoised):
         assert all(np.array_equal(a, b) for a, b in zip(plain.depth, other.depth))
         assert not np.array_equal(plain.frames[0], other.frames[0])
