@@ -145,6 +145,31 @@ def test_losses_ignore_invalid_and_wall_pixels(torch):
     assert float(unmasked.losses(walled_far, out)["depth"]) > float(masked["depth"])
 
 
+def test_log_depth_space_maps_logits_geometrically_and_scores_relative_error(torch):
+    """``depth_space: log``: the focus prior's logits are evenly spaced in log depth, the map
+    inverts, and the depth loss is the mean |log(p / g)| over the loss mask (hand-made values)."""
+    from dfd_models.networks import build_model
+
+    model = build_model("ddff", _small("ddff", depth_space="log", min_depth_m=0.1, max_depth_m=10.0))
+    z = torch.tensor([0.1, 1.0, 10.0, 0.5])
+    torch.testing.assert_close(model.depth_from_logit(torch.zeros(1)), torch.tensor([1.0]))  # geometric middle
+    torch.testing.assert_close(model.depth_from_logit(model.depth_logit(z[1:2])), z[1:2])
+    torch.testing.assert_close(model.depth_logit(z[:3]), -model.depth_logit(z[:3]).flip(0))  # symmetric in log z
+
+    batch = _batch(torch, b=1, t=3, h=4, w=4)
+    true = torch.full((1, 1, 4, 4), 1.0)
+    true[..., 0, :] = 0  # invalid: not scored
+    pred = torch.full((1, 1, 4, 4), 2.0)
+    pred[..., 1, :] = 0.5
+    batch = dict(batch, depth=true, valid=true > 0)
+    loss = model.losses(batch, {"depth": pred})["depth"]
+    assert float(loss) == pytest.approx(np.log(2.0))  # |log 2| and |log 0.5| alike: relative, not absolute
+    linear = build_model("ddff", _small("ddff", min_depth_m=0.1, max_depth_m=10.0))
+    assert float(linear.losses(batch, {"depth": pred})["depth"]) == pytest.approx((4 * 0.25 + 8 * 1.0) / 12 / 100)
+    with pytest.raises(ValueError, match="depth_space must be one of"):
+        build_model("ddff", _small("ddff", depth_space="inverse"))
+
+
 def test_coc_target_is_the_lens_coc_or_the_rendered_one(torch):
     from dfd_models.lens import coc_px
     from dfd_models.networks import build_model, lens_from_batch

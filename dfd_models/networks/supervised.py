@@ -3,7 +3,8 @@
 :class:`SupervisedDepthModel` is a :class:`DepthModel` trained on ground-truth
 depth, as in the video depth-from-defocus work these baselines come from:
 
-    depth   masked MSE of depth normalised by max_depth_m, (z_pred - z_true)^2 / D^2,
+    depth   masked MSE of depth normalised by max_depth_m, (z_pred - z_true)^2 / D^2
+            (``depth_space: "linear"``) or mean |log z_pred - log z_true| (``"log"``),
             on valid pixels (true depth > 0), minus the background wall when config
             ``mask_wall`` is true and the batch carries ``wall`` [B, 1, H, W] bool
             (a batch without it is masked by validity alone)
@@ -23,13 +24,21 @@ radius r from the centre is off by |1 - L_t / L_ref| r, a fraction of a pixel ne
 the centre and up to a pixel or two at the border of a 256 px crop with a 50 mm
 lens at 0.3-2 m, where the CoC is also smooth in all but depth edges.
 
-Depth outputs are bounded: a network outputs a logit y and
-``z = min_depth + (max_depth - min_depth) sigmoid(y)`` (:meth:`depth_from_logit`),
-so z lies in [min_depth_m, max_depth_m] whatever the weights. Linear in depth, not
-in inverse depth as ``sdgs``: the loss is MSE on depth, and with a bounded inverse
-depth the far background (the wall, near max_depth_m) sits where the sigmoid is
-flat; training then drove every pixel onto the far bound and stalled (measured on
-the tiny dataset), while the linear map keeps typical depths mid-range.
+Depth outputs are bounded: a network outputs a logit y and z = depth_from_logit(y)
+lies in [min_depth_m, max_depth_m] whatever the weights. Config ``depth_space``
+chooses the map and the depth loss together:
+
+    "linear"  z = min + (max - min) sigmoid(y); loss MSE of z / max_depth_m (the
+              thesis's; with a bounded *inverse* depth the far wall sits where the
+              sigmoid is flat and training drove every pixel onto the far bound,
+              measured on the tiny dataset, while the linear map keeps typical
+              depths mid-range)
+    "log"     z = min (max / min)^sigmoid(y); loss mean |log z_pred - log z_true|,
+              a relative error like the AbsRel and delta1 the tables score. Where
+              the range spans decades (fod500: objects 0.15-2.7 m, focus
+              0.1-1.5 m) the linear MSE is ruled by the far pixels, whose blur
+              barely changes with depth, and the linear map squeezes the near
+              focus planes into the sigmoid's flat tail
 
 :class:`Encoder` and :class:`Decoder` are the two halves of a VGG-style U-Net
 (:class:`dfd_models.networks.blocks.ConvBlock` per level, 2 x 2 max-pooling), split
@@ -39,6 +48,7 @@ and attach several decoders (depth, CoC) to the same features.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,14 +58,16 @@ from torch import Tensor, nn
 
 from generator.lens import LENS_MODELS
 from dfd_models.lens import LensParams, coc_px
-from dfd_models.losses import masked_mean, masked_mse
+from dfd_models.losses import masked_l1, masked_mean, masked_mse
 from dfd_models.networks.base import DepthModel, lens_from_batch
 from dfd_models.networks.blocks import ConvBlock, zero_head
 
-__all__ = ["COC_LOSSES", "Decoder", "Encoder", "SupervisedDepthModel"]
+__all__ = ["COC_LOSSES", "DEPTH_SPACES", "Decoder", "Encoder", "SupervisedDepthModel"]
 
 #: Values of config ``coc_loss``: the per-pixel error of the normalised CoC.
 COC_LOSSES = ("l1", "mse")
+#: Values of config ``depth_space``: the depth map of the output logit and its loss (module docstring).
+DEPTH_SPACES = ("linear", "log")
 
 
 class Encoder(nn.Module):
@@ -132,6 +144,8 @@ class SupervisedDepthModel(DepthModel):
 
     Shared config keys (:meth:`supervised_config`):
         min_depth_m, max_depth_m: depth range, metres (the bound of the output).
+        depth_space: ``"linear"`` or ``"log"``: the output's depth map and the depth
+            loss (module docstring).
         coc_head: predict each frame's CoC with an extra decoder, supervised by the true CoC.
         coc_scale_px: CoC normaliser, pixels (c = coc_scale_px softplus(y); loss on c / it).
         coc_loss: ``"l1"`` or ``"mse"`` on the normalised CoC.
@@ -149,6 +163,7 @@ class SupervisedDepthModel(DepthModel):
         return {
             "min_depth_m": 0.1,
             "max_depth_m": 3.0,
+            "depth_space": "linear",
             "coc_head": False,
             "coc_scale_px": 8.0,
             "coc_loss": "l1",
@@ -161,6 +176,8 @@ class SupervisedDepthModel(DepthModel):
         cfg = self.config
         if not 0 < cfg["min_depth_m"] < cfg["max_depth_m"]:
             raise ValueError(f"need 0 < min_depth_m < max_depth_m, got {cfg['min_depth_m']}, {cfg['max_depth_m']}")
+        if cfg["depth_space"] not in DEPTH_SPACES:
+            raise ValueError(f"depth_space must be one of {DEPTH_SPACES}, got {cfg['depth_space']!r}")
         if cfg["coc_loss"] not in COC_LOSSES:
             raise ValueError(f"coc_loss must be one of {COC_LOSSES}, got {cfg['coc_loss']!r}")
         if not cfg["coc_scale_px"] > 0:
@@ -169,9 +186,13 @@ class SupervisedDepthModel(DepthModel):
     # --- output parameterisation ---------------------------------------------------------
 
     def depth_from_logit(self, logit: Tensor) -> Tensor:
-        """Depth z = min + (max - min) sigmoid(y), metres, in [min_depth_m, max_depth_m].  # shape of y"""
+        """Depth z, metres, in [min_depth_m, max_depth_m]: min + (max - min) sigmoid(y), or
+        min (max / min)^sigmoid(y) with ``depth_space: "log"``.  # shape of y"""
         near, far = self.config["min_depth_m"], self.config["max_depth_m"]
-        return near + (far - near) * torch.sigmoid(logit.float())
+        t = torch.sigmoid(logit.float())
+        if self.config["depth_space"] == "log":
+            return near * (far / near) ** t
+        return near + (far - near) * t
 
     def focus_weighted_logit(self, out: Tensor, focus_m: Tensor) -> Tensor:
         """DDFF's stack combination: per frame t a focus score s_t and a depth-logit offset v_t,
@@ -193,7 +214,10 @@ class SupervisedDepthModel(DepthModel):
     def depth_logit(self, depth_m: Tensor) -> Tensor:
         """The inverse of :meth:`depth_from_logit`, depth clamped into the range first.  # shape of depth_m"""
         near, far = self.config["min_depth_m"], self.config["max_depth_m"]
-        return torch.logit((depth_m.clamp(near, far) - near) / (far - near), eps=1e-3)
+        z = depth_m.clamp(near, far)
+        if self.config["depth_space"] == "log":
+            return torch.logit(torch.log(z / near) / math.log(far / near), eps=1e-3)
+        return torch.logit((z - near) / (far - near), eps=1e-3)
 
     def coc_from_logit(self, logit: Tensor) -> Tensor:
         """Unsigned CoC c = coc_scale_px softplus(y), pixels, >= 0.  # shape of y"""
@@ -252,8 +276,12 @@ class SupervisedDepthModel(DepthModel):
     def losses(self, batch: dict, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
         cfg = self.config
         mask = self.loss_mask(batch)  # [B, 1, H, W]
-        scale = cfg["max_depth_m"]
-        terms = {"depth": masked_mse(outputs["depth"] / scale, batch["depth"].float() / scale, mask)}
+        pred, true = outputs["depth"], batch["depth"].float()
+        if cfg["depth_space"] == "log":
+            near = cfg["min_depth_m"]  # clamps the invalid pixels' 0 to a finite log; they are masked
+            terms = {"depth": masked_l1(pred.clamp_min(near).log(), true.clamp_min(near).log(), mask)}
+        else:
+            terms = {"depth": masked_mse(pred / cfg["max_depth_m"], true / cfg["max_depth_m"], mask)}
         total = terms["depth"]
         if cfg["coc_head"]:
             err = (outputs["coc"] - self.coc_target(batch)) / cfg["coc_scale_px"]  # [B, T, 1, H, W]
