@@ -54,6 +54,7 @@ import torch
 from PIL import Image
 
 from dfd_models.networks import MODELS
+from dfd_models.networks.supervised import DEPTH_SPACES
 from generator.format import read_manifest
 from generator.pipeline import render_dataset
 from generator.recipe import load_recipe
@@ -188,9 +189,11 @@ def _run(cmd: list[str], log: Path) -> float:
 
 
 def train_and_eval(row: Row, train_data: str, test_data: Path, runs: Path, *, steps: int, batch_size: int,
-                   crop: int, lr: float, mask_wall: bool, reuse: bool = False) -> ModelResult:
+                   crop: int, lr: float, mask_wall: bool, depth_space: str | None = None,
+                   reuse: bool = False) -> ModelResult:
     """Train (or fit) ``row``'s model from scratch on ``train_data`` (a directory, or ``::``-joined
-    directories) into ``runs/row.run``, then evaluate it on ``test_data``'s test split.
+    directories) into ``runs/row.run``, then evaluate it on ``test_data``'s test split. Supervised
+    rows get config ``mask_wall`` and, unless None (the model's default), ``depth_space``.
 
     With ``reuse``, a run directory that finished the same train command before (its
     ``done.json``) is not trained again: its evaluation and wall time are read back.
@@ -205,6 +208,8 @@ def train_and_eval(row: Row, train_data: str, test_data: Path, runs: Path, *, st
                       "--set", f"train.ckpt_every={steps}", "--set", "train.image_every=0"]
         if MODELS[row.model].supervised:
             train_cmd += ["--set", f"model.config.mask_wall={str(mask_wall).lower()}"]
+            if depth_space is not None:
+                train_cmd += ["--set", f"model.config.depth_space={depth_space}"]
     for override in row.sets:
         train_cmd += ["--set", override]
     result_json, checkpoint, done = run_dir / "eval.json", run_dir / "ckpt" / "last.pt", run_dir / "done.json"
@@ -376,6 +381,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sdgs-lr", type=float, default=1e-3, help="peak learning rate of sdgs")
     parser.add_argument("--no-mask-wall", dest="mask_wall", action="store_false",
                         help="supervised networks also train on the wall (default: masked, as the thesis)")
+    parser.add_argument("--depth-space", choices=DEPTH_SPACES, default=None,
+                        help="depth map and loss of the supervised networks (default: their config's, linear); "
+                             "log suits depth ranges that span decades, as fod500's")
     parser.add_argument("--models", nargs="+", metavar="RUN", help="only these rows (run names, e.g. ddff "
                         "recurrent_ae+large); the references always run")
     parser.add_argument("--reuse", action="store_true",
@@ -424,7 +432,7 @@ def main(argv: list[str] | None = None) -> None:
         result = train_and_eval(row, train_data, main_data, args.out_dir / "runs", steps=steps,
                                 batch_size=args.batch_size, crop=args.crop,
                                 lr=row.lr or (args.sdgs_lr if row.model == "sdgs" else args.lr),
-                                mask_wall=args.mask_wall,
+                                mask_wall=args.mask_wall, depth_space=args.depth_space,
                                 reuse=args.reuse)
         objects = result.regions.get("objects") or {}
         print(f"{row.run}: objects {json.dumps({k: objects.get(k) for k in ('abs_rel', 'delta1', 'pearson')})}",
@@ -457,7 +465,8 @@ def main(argv: list[str] | None = None) -> None:
              f"{args.batch_size} (AdamW, cosine, peak learning rate {args.lr:g}; {args.sdgs_lr:g} for sdgs"
              f"{''.join(f', {r.row.lr:g} for {r.row.run}' for r in results if r.row.lr)}) random "
              f"{args.crop}x{args.crop} crops per network (the supervised ones with the wall "
-             f"{'left out of' if args.mask_wall else 'in'} their loss), evaluated on full "
+             f"{'left out of' if args.mask_wall else 'in'} their loss"
+             f"{f', depth_space {args.depth_space}' if args.depth_space else ''}), evaluated on full "
              f"{args.size}x{args.size} test frames; on {device}, {platform.machine()}; training and fitting "
              f"{wall:.0f} s in all, dataset render {render_s:.0f} s ({reused} scenes reused from an earlier run); "
              f"dfdgen commit {_commit()}. "
