@@ -101,6 +101,25 @@ def test_shapes_any_stack_length_and_size(torch, one_thread, name, t):
         model(_batch(torch, h=6, w=8))
 
 
+@pytest.mark.parametrize("name", SUPERVISED)
+def test_blur_features_are_extra_input_channels_of_every_baseline(torch, name):
+    """Config ``blur_scales_px`` adds one input channel per scale to every frame: each frame's
+    own :func:`blur_features` (sdgs's single-image cue), in the first convolution's input."""
+    from dfd_models.focus import blur_features
+    from dfd_models.networks import build_model
+
+    scales = [0.5, 1.0, 2.0]
+    model = build_model(name, _small(name, blur_scales_px=scales))
+    batch = _batch(torch, b=1, t=3)
+    cues = model.blur_cues(batch["frames"])[0]
+    assert cues.shape == (1, 3, len(scales), H, W)
+    torch.testing.assert_close(cues[0, 1], blur_features(batch["frames"][0, 1:2], scales)[0])
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.in_channels == 3 + 1 + len(scales)
+    assert model(batch)["depth"].shape == (1, 1, H, W)
+    assert build_model(name, _small(name)).blur_cues(batch["frames"]) == []
+
+
 def _lens(torch):
     from dfd_models.lens import LensParams
 

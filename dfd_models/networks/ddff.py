@@ -58,7 +58,7 @@ class DDFF(SupervisedDepthModel):
     def __init__(self, config: dict | None = None):
         super().__init__(config)
         channels = self.config["channels"]
-        self.encoder = Encoder(3 + 1, channels)
+        self.encoder = Encoder(self.frame_channels, channels)
         self.depth_decoder = Decoder(channels, 2)  # score s_t, offset v_t
         self.coc_decoder = Decoder(channels, 1) if self.config["coc_head"] else None
         self.size_multiple = self.encoder.size_multiple
@@ -67,7 +67,7 @@ class DDFF(SupervisedDepthModel):
         frames, focus, K = batch["frames"], batch["focus_m"], batch["K"]  # [B, T, 3, H, W], [B, T], [B, T, 3, 3]
         self.check_frames(frames, focus, K, min_frames=self.min_frames)
         b, t = frames.shape[:2]
-        x = self.frames_with_focus(frames, focus)  # [BT, 4, H, W]
+        x = self.frames_with_focus(frames, focus)  # [BT, C, H, W]
         features = self.encoder(x)
         out = self.depth_decoder(features).float().unflatten(0, (b, t))  # [B, T, 2, H, W]
         logit = self.focus_weighted_logit(out, focus)  # [B, 1, H, W]

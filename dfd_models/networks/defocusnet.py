@@ -35,7 +35,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dfd_models.focus import blur_features
 from dfd_models.networks.base import register
 from dfd_models.networks.blocks import ConvBlock, zero_head
 from dfd_models.networks.supervised import SupervisedDepthModel
@@ -114,7 +113,7 @@ class DefocusNet(SupervisedDepthModel):
     @classmethod
     def default_config(cls) -> dict[str, Any]:
         return {**cls.supervised_config(), "coc_head": True, "coc_channels": [8, 16, 32], "depth_channels": [8, 16, 32],
-                "focus_input": True, "blur_scales_px": []}
+                "focus_input": True}
 
     def __init__(self, config: dict | None = None):
         super().__init__(config)
@@ -139,9 +138,7 @@ class DefocusNet(SupervisedDepthModel):
         b, t, _, h, w = frames.shape
         focus = self.focus_planes(focus_m, h, w).to(frames.dtype)  # [B, T, 1, H, W]
         inputs = [frames, focus] if self.config["focus_input"] else [frames]
-        if self.config["blur_scales_px"]:
-            cues = blur_features(frames.flatten(0, 1), self.config["blur_scales_px"])
-            inputs.append(cues.unflatten(0, (b, t)))
+        inputs += self.blur_cues(frames)
         coc = self.coc_from_logit(self.coc_out(self.coc_net(torch.cat(inputs, 2)).flatten(0, 1))).unflatten(0, (b, t))
         features = self.depth_net(torch.cat([(coc / self.config["coc_scale_px"]).to(frames.dtype), focus], 2))
         depth = self.depth_from_logit(self.depth_out(features.amax(1)))

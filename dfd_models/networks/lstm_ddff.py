@@ -66,7 +66,7 @@ class LSTMDDFF(SupervisedDepthModel):
         channels, grid = cfg["channels"], cfg["lstm_grid"]
         if grid < 1 or cfg["lstm_hidden"] < 1:
             raise ValueError(f"lstm_grid and lstm_hidden must be >= 1, got {grid}, {cfg['lstm_hidden']}")
-        self.encoder = Encoder(3 + 1, channels)
+        self.encoder = Encoder(self.frame_channels, channels)
         cells = channels[-1] * grid * grid
         self.lstm = nn.LSTM(cells, cfg["lstm_hidden"], num_layers=2, batch_first=True)
         self.context = nn.Linear(cfg["lstm_hidden"], cells)
@@ -78,7 +78,7 @@ class LSTMDDFF(SupervisedDepthModel):
         frames, focus, K = batch["frames"], batch["focus_m"], batch["K"]  # [B, T, 3, H, W], [B, T], [B, T, 3, 3]
         self.check_frames(frames, focus, K, min_frames=self.min_frames)
         b, t = frames.shape[:2]
-        x = self.frames_with_focus(frames, focus)  # [BT, 4, H, W]
+        x = self.frames_with_focus(frames, focus)  # [BT, C, H, W]
         features = self.encoder(x)  # per level [BT, C_k, H_k, W_k]
 
         bottleneck = features[-1]  # [BT, C_L, H_L, W_L]

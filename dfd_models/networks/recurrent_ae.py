@@ -131,7 +131,7 @@ class RecurrentAE(SupervisedDepthModel):
         channels = self.config["channels"]
         if len(channels) < 2 or min(channels) < 1:
             raise ValueError(f"channels must list at least two positive widths, got {channels}")
-        widths = [3 + 1] + list(channels)  # RGB + focus channel
+        widths = [self.frame_channels] + list(channels)  # RGB, focus channel, blur features
         self.encoder = nn.ModuleList(
             nn.Sequential(conv_bn(widths[k], c, stride=1 if k == 0 else 2), conv_bn(c, c))
             for k, c in enumerate(channels)
@@ -151,7 +151,7 @@ class RecurrentAE(SupervisedDepthModel):
             per level k, h_k(t) for t = 0 .. T-1.  # [B, T, channels[k], H / 2^k, W / 2^k]
         """
         b, t = frames.shape[:2]
-        x = self.frames_with_focus(frames, focus_m)  # [B T, 4, H, W]
+        x = self.frames_with_focus(frames, focus_m)  # [B T, C, H, W]
         states = []
         for block, cell in zip(self.encoder, self.memory):
             x = block(x)  # [B T, C_k, H_k, W_k]

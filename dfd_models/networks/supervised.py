@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from generator.lens import LENS_MODELS
+from dfd_models.focus import blur_features
 from dfd_models.lens import LensParams, coc_px
 from dfd_models.losses import masked_l1, masked_mean, masked_mse
 from dfd_models.networks.base import DepthModel, lens_from_batch
@@ -152,6 +153,9 @@ class SupervisedDepthModel(DepthModel):
         w_coc: weight of the CoC term in the total.
         mask_wall: leave the background wall out of the depth and CoC losses when the
             batch carries a ``wall`` mask.
+        blur_scales_px: Gaussian stds (px) of the parameter-free blur features
+            (:func:`dfd_models.focus.blur_features`, sdgs's single-image cue) given to
+            every frame as extra input channels; [] (the papers' input): none.
     """
 
     supervised = True
@@ -169,6 +173,7 @@ class SupervisedDepthModel(DepthModel):
             "coc_loss": "l1",
             "w_coc": 1.0,
             "mask_wall": True,
+            "blur_scales_px": [],
         }
 
     def __init__(self, config: dict | None = None):
@@ -236,17 +241,37 @@ class SupervisedDepthModel(DepthModel):
         code = (1 / focus_m - inv_far) / (inv_near - inv_far)  # [B, T]
         return code[:, :, None, None, None].expand(*focus_m.shape, 1, height, width)
 
+    @property
+    def frame_channels(self) -> int:
+        """Channels of :meth:`frames_with_focus`: RGB, the focus plane, the blur features."""
+        return 3 + 1 + len(self.config["blur_scales_px"])
+
     def frames_with_focus(self, frames: Tensor, focus_m: Tensor) -> Tensor:
-        """Every frame with its :meth:`focus_planes` channel, frames folded into the batch.
+        """Every frame with its :meth:`focus_planes` channel and, with config ``blur_scales_px``,
+        its :meth:`blur_cues`; frames folded into the batch.
 
         Args:
             frames: linear RGB.  # [B, T, 3, H, W]
             focus_m: focus distances, metres.  # [B, T]
         Returns:
-            the per-frame network input.  # [B T, 4, H, W]
+            the per-frame network input.  # [B T, frame_channels, H, W]
         """
         focus = self.focus_planes(focus_m, *frames.shape[-2:]).to(frames.dtype)  # [B, T, 1, H, W]
-        return torch.cat([frames, focus], 2).flatten(0, 1)
+        return torch.cat([frames, focus, *self.blur_cues(frames)], 2).flatten(0, 1)
+
+    def blur_cues(self, frames: Tensor) -> list[Tensor]:
+        """The parameter-free focus-measure features of every frame
+        (:func:`dfd_models.focus.blur_features` at config ``blur_scales_px``); [] without scales.
+
+        Args:
+            frames: linear RGB.  # [B, T, 3, H, W]
+        Returns:
+            [] or one tensor.  # [B, T, len(blur_scales_px), H, W]
+        """
+        scales = self.config["blur_scales_px"]
+        if not scales:
+            return []
+        return [blur_features(frames.flatten(0, 1), scales).unflatten(0, frames.shape[:2])]
 
     # --- losses --------------------------------------------------------------------------
 
