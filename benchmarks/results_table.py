@@ -84,6 +84,9 @@ class Row:
         return self.run_name or (f"{self.model}+large" if self.large else self.model)
 
 
+#: The blur features' scales (px) of the defocusnet-blur row and of ``--blur-features``.
+BLUR_SCALES_PX = [0.5, 1.0, 2.0, 4.0]
+
 #: The results page of each recipe the benchmark is run on (docs/).
 RESULT_PAGES = {"small_obj": "RESULTS.md", "fod500": "RESULTS_fod500.md"}
 
@@ -101,7 +104,7 @@ ROWS = REFERENCES + [
     # constant); given the parameter-free blur features sdgs's DefocusNet uses, it does
     Row("defocusnet", "DefocusNet (PoolNet) + blur features", run_name="defocusnet-blur", lr=1e-3,
         config=(("coc_channels", [16, 32, 64]), ("depth_channels", [16, 32, 64]),
-                ("blur_scales_px", [0.5, 1.0, 2.0, 4.0]))),
+                ("blur_scales_px", BLUR_SCALES_PX))),
     Row("sdgs", "SDGS (self-supervised)"),
 ]
 #: sdgs with one design choice removed each (dfd_models/networks/sdgs.py), same budget as ``sdgs``.
@@ -190,10 +193,11 @@ def _run(cmd: list[str], log: Path) -> float:
 
 def train_and_eval(row: Row, train_data: str, test_data: Path, runs: Path, *, steps: int, batch_size: int,
                    crop: int, lr: float, mask_wall: bool, depth_space: str | None = None,
-                   reuse: bool = False) -> ModelResult:
+                   blur_scales_px: list[float] | None = None, reuse: bool = False) -> ModelResult:
     """Train (or fit) ``row``'s model from scratch on ``train_data`` (a directory, or ``::``-joined
     directories) into ``runs/row.run``, then evaluate it on ``test_data``'s test split. Supervised
-    rows get config ``mask_wall`` and, unless None (the model's default), ``depth_space``.
+    rows get config ``mask_wall`` and, unless None (the model's default), ``depth_space`` and
+    ``blur_scales_px`` (the row's own config comes after, so it wins).
 
     With ``reuse``, a run directory that finished the same train command before (its
     ``done.json``) is not trained again: its evaluation and wall time are read back.
@@ -210,6 +214,8 @@ def train_and_eval(row: Row, train_data: str, test_data: Path, runs: Path, *, st
             train_cmd += ["--set", f"model.config.mask_wall={str(mask_wall).lower()}"]
             if depth_space is not None:
                 train_cmd += ["--set", f"model.config.depth_space={depth_space}"]
+            if blur_scales_px is not None:
+                train_cmd += ["--set", f"model.config.blur_scales_px={blur_scales_px}"]
     for override in row.sets:
         train_cmd += ["--set", override]
     result_json, checkpoint, done = run_dir / "eval.json", run_dir / "ckpt" / "last.pt", run_dir / "done.json"
@@ -384,6 +390,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--depth-space", choices=DEPTH_SPACES, default=None,
                         help="depth map and loss of the supervised networks (default: their config's, linear); "
                              "log suits depth ranges that span decades, as fod500's")
+    parser.add_argument("--blur-features", action="store_true",
+                        help=f"give every supervised network the blur features (config blur_scales_px="
+                             f"{BLUR_SCALES_PX}) as extra input, as the defocusnet-blur row has them")
     parser.add_argument("--models", nargs="+", metavar="RUN", help="only these rows (run names, e.g. ddff "
                         "recurrent_ae+large); the references always run")
     parser.add_argument("--reuse", action="store_true",
@@ -433,6 +442,7 @@ def main(argv: list[str] | None = None) -> None:
                                 batch_size=args.batch_size, crop=args.crop,
                                 lr=row.lr or (args.sdgs_lr if row.model == "sdgs" else args.lr),
                                 mask_wall=args.mask_wall, depth_space=args.depth_space,
+                                blur_scales_px=BLUR_SCALES_PX if args.blur_features else None,
                                 reuse=args.reuse)
         objects = result.regions.get("objects") or {}
         print(f"{row.run}: objects {json.dumps({k: objects.get(k) for k in ('abs_rel', 'delta1', 'pearson')})}",
@@ -466,7 +476,9 @@ def main(argv: list[str] | None = None) -> None:
              f"{''.join(f', {r.row.lr:g} for {r.row.run}' for r in results if r.row.lr)}) random "
              f"{args.crop}x{args.crop} crops per network (the supervised ones with the wall "
              f"{'left out of' if args.mask_wall else 'in'} their loss"
-             f"{f', depth_space {args.depth_space}' if args.depth_space else ''}), evaluated on full "
+             f"{f', depth_space {args.depth_space}' if args.depth_space else ''}"
+             f"{f', blur features {BLUR_SCALES_PX} px as extra input' if args.blur_features else ''}), "
+             f"evaluated on full "
              f"{args.size}x{args.size} test frames; on {device}, {platform.machine()}; training and fitting "
              f"{wall:.0f} s in all, dataset render {render_s:.0f} s ({reused} scenes reused from an earlier run); "
              f"dfdgen commit {_commit()}. "
