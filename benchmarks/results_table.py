@@ -46,7 +46,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -411,6 +411,12 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown --models {sorted(unknown)}; rows: {sorted(known)}")
     rows = [row for row in ROWS if row in REFERENCES or args.models is None or row.run in args.models]
+    changes = ([f"depth_space {args.depth_space}"] if args.depth_space else []) + (
+        ["blur features"] if args.blur_features else [])
+    if changes:  # the supervised rows' labels say what they were given beyond their defaults
+        rows = [replace(row, label=f"{row.label} ({', '.join(changes)})")
+                if MODELS.get(row.model) and MODELS[row.model].supervised and MODELS[row.model].trainable else row
+                for row in rows]
     sdgs_steps = args.steps if args.sdgs_steps is None else args.sdgs_steps
     ablation_steps = sdgs_steps if args.ablation_steps is None else args.ablation_steps
     args.results = args.results or Path("docs") / RESULT_PAGES.get(args.recipe, f"RESULTS_{args.recipe}.md")

@@ -70,13 +70,13 @@ def one_thread(torch):
 
 
 @pytest.mark.parametrize("name", SUPERVISED)
-@pytest.mark.parametrize("t", [1, 3, 5])
-def test_shapes_any_stack_length_and_size(torch, one_thread, name, t):
+@pytest.mark.parametrize("t,depth_space", [(1, "linear"), (3, "log"), (5, "linear")])
+def test_shapes_any_stack_length_and_size(torch, one_thread, name, t, depth_space):
     from dfd_models.networks import MODELS as REGISTRY
     from dfd_models.networks import build_model
 
     assert REGISTRY[name].supervised is True
-    model = build_model(name, _small(name, coc_head=True))
+    model = build_model(name, _small(name, coc_head=True, depth_space=depth_space))
     m = model.size_multiple
     assert m == 4
     batch = _batch(torch, b=2, t=t, h=3 * m, w=5 * m)
@@ -187,6 +187,9 @@ def test_log_depth_space_maps_logits_geometrically_and_scores_relative_error(tor
     assert float(linear.losses(batch, {"depth": pred})["depth"]) == pytest.approx((4 * 0.25 + 8 * 1.0) / 12 / 100)
     with pytest.raises(ValueError, match="depth_space must be one of"):
         build_model("ddff", _small("ddff", depth_space="inverse"))
+    for bad in (2.0, "1, 2", [1.0, -1.0]):
+        with pytest.raises(ValueError, match="blur_scales_px must be a list"):
+            build_model("ddff", _small("ddff", blur_scales_px=bad))
 
 
 def test_coc_target_is_the_lens_coc_or_the_rendered_one(torch):

@@ -2,11 +2,12 @@
 
 A VGG-style encoder-decoder (:class:`~dfd_models.networks.supervised.Encoder`,
 :class:`~dfd_models.networks.supervised.Decoder`) runs on every frame of the stack
-with shared weights; its input is the frame's linear RGB and its focus distance as
-a constant channel (:meth:`SupervisedDepthModel.focus_planes`). Per frame t and
-pixel it outputs a focus score s_t and a depth-logit offset v_t, and the stack is
-combined DDFF's focus-measure way, in the bounded inverse-depth logit
-(:meth:`SupervisedDepthModel.depth_from_logit`):
+with shared weights; its input is the frame's linear RGB, its focus distance as
+a constant channel (:meth:`SupervisedDepthModel.focus_planes`) and, with config
+``blur_scales_px``, its blur features (:meth:`SupervisedDepthModel.blur_cues`). Per
+frame t and pixel it outputs a focus score s_t and a depth-logit offset v_t, and the
+stack is combined DDFF's focus-measure way, in the bounded depth logit
+(:meth:`SupervisedDepthModel.depth_from_logit`, linear or log in depth):
 
     w_t = softmax_t(s_t)                      (over the frames, per pixel)
     y   = sum_t w_t (logit(F_t) + v_t)        logit(F_t) = the depth logit of focus distance F_t

@@ -14,7 +14,8 @@ maximum over the stack, so each frame sees what the others see whatever T is.
               constant channel, :meth:`SupervisedDepthModel.focus_planes`) -> PoolNet -> max
               over the stack -> 1 x 1 head -> depth on frame T // 2's grid, bounded to
               [min_depth_m, max_depth_m] (:meth:`SupervisedDepthModel.depth_from_logit`)
-    loss      depth + w_coc coc: the shared masked depth MSE, and the first stage's CoC loss
+    loss      depth + w_coc coc: the shared depth loss (MSE, or L1 of log depth with
+              ``depth_space: log``), and the first stage's CoC loss
               against the CoC of the true depth through each frame's lens
               (:class:`~dfd_models.networks.supervised.SupervisedDepthModel`), always on
               (config ``coc_head`` must stay true; ``w_coc`` weighs the stages against each
@@ -110,6 +111,11 @@ class DefocusNet(SupervisedDepthModel):
 
     name = "defocusnet"
 
+    @property
+    def frame_channels(self) -> int:
+        """Channels of the first stage's input: RGB, the focus plane (``focus_input``), the blur features."""
+        return 3 + int(self.config["focus_input"]) + len(self.config["blur_scales_px"])
+
     @classmethod
     def default_config(cls) -> dict[str, Any]:
         return {**cls.supervised_config(), "coc_head": True, "coc_channels": [8, 16, 32], "depth_channels": [8, 16, 32],
@@ -119,8 +125,7 @@ class DefocusNet(SupervisedDepthModel):
         super().__init__(config)
         if not self.config["coc_head"]:
             raise ValueError("defocusnet's first stage is its CoC head: coc_head must be true")
-        inputs = 3 + int(self.config["focus_input"]) + len(self.config["blur_scales_px"])
-        self.coc_net = PoolNet(inputs, self.config["coc_channels"])
+        self.coc_net = PoolNet(self.frame_channels, self.config["coc_channels"])
         self.coc_out = nn.Conv2d(self.coc_net.out_channels, 1, 1)
         self.depth_net = PoolNet(2, self.config["depth_channels"])
         self.depth_out = zero_head(self.depth_net.out_channels, 1)

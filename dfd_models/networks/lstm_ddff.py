@@ -1,8 +1,8 @@
 """``lstm_ddff``: DDFF with a recurrent module over the stack, small, supervised.
 
 The encoder of ``ddff`` (:class:`~dfd_models.networks.supervised.Encoder`, shared
-weights, input each frame's linear RGB and its focus distance as a constant
-channel) runs on every frame. Then:
+weights, input each frame's linear RGB, its focus distance as a constant channel
+and, with config ``blur_scales_px``, its blur features) runs on every frame. Then:
 
 - Recurrence: each frame's bottleneck features (deepest level, C_L channels) are
   average-pooled to a fixed ``lstm_grid`` x ``lstm_grid`` grid and flattened

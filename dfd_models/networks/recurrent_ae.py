@@ -9,6 +9,7 @@ order (increasing focus distance).
               (3 x 3 convolutions with batch norm and ReLU; stride 2 between levels);
               input RGB plus the frame's focus distance as a constant channel
               (:meth:`~dfd_models.networks.supervised.SupervisedDepthModel.focus_planes`)
+              and, with config ``blur_scales_px``, its blur features
     memory    one :class:`ConvGRUCell` per level, run over t = 0 .. T-1 on that level's
               features: h_k(t) = GRU_k(e_k(t), h_k(t-1)), h_k(-1) = 0
     decoder   from the deepest state up: 2 x 2 transposed convolution (stride 2) + batch

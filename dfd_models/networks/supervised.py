@@ -38,7 +38,10 @@ chooses the map and the depth loss together:
               the range spans decades (fod500: objects 0.15-2.7 m, focus
               0.1-1.5 m) the linear MSE is ruled by the far pixels, whose blur
               barely changes with depth, and the linear map squeezes the near
-              focus planes into the sigmoid's flat tail
+              focus planes into the sigmoid's flat tail. The log term is 10-100x
+              the normalised MSE, so ``w_coc`` and the learning rate weigh
+              differently against it: "log" changes the map, the norm and the
+              balance of the terms together
 
 :class:`Encoder` and :class:`Decoder` are the two halves of a VGG-style U-Net
 (:class:`dfd_models.networks.blocks.ConvBlock` per level, 2 x 2 max-pooling), split
@@ -183,6 +186,9 @@ class SupervisedDepthModel(DepthModel):
             raise ValueError(f"need 0 < min_depth_m < max_depth_m, got {cfg['min_depth_m']}, {cfg['max_depth_m']}")
         if cfg["depth_space"] not in DEPTH_SPACES:
             raise ValueError(f"depth_space must be one of {DEPTH_SPACES}, got {cfg['depth_space']!r}")
+        scales = cfg["blur_scales_px"]
+        if not isinstance(scales, list) or not all(isinstance(s, (int, float)) and s > 0 for s in scales):
+            raise ValueError(f"blur_scales_px must be a list of Gaussian stds > 0 (px), got {scales!r}")
         if cfg["coc_loss"] not in COC_LOSSES:
             raise ValueError(f"coc_loss must be one of {COC_LOSSES}, got {cfg['coc_loss']!r}")
         if not cfg["coc_scale_px"] > 0:
@@ -303,7 +309,7 @@ class SupervisedDepthModel(DepthModel):
         mask = self.loss_mask(batch)  # [B, 1, H, W]
         pred, true = outputs["depth"], batch["depth"].float()
         if cfg["depth_space"] == "log":
-            near = cfg["min_depth_m"]  # clamps the invalid pixels' 0 to a finite log; they are masked
+            near = cfg["min_depth_m"]  # clamps invalid 0 (masked) and depths below the range (the output's bound)
             terms = {"depth": masked_l1(pred.clamp_min(near).log(), true.clamp_min(near).log(), mask)}
         else:
             terms = {"depth": masked_mse(pred / cfg["max_depth_m"], true / cfg["max_depth_m"], mask)}
