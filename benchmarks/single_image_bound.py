@@ -11,7 +11,7 @@ inverse depth from c), and prints, on the test split's object pixels, CoC error,
 AbsRel and the Pearson correlation of depth: the ceiling of ``sdgs`` on this data
 at this budget. The same numbers on the training split show over-fitting.
 
-    python benchmarks/single_image_bound.py --shards DIR [--steps 3000] [--batch-size 4]
+    python benchmarks/single_image_bound.py --shards DIR [--steps 3000] [--batch-size 4] [--train-stacks N]
 
 Everything else as ``sdgs`` is built (channels, blur features, lens code). Runs on
 the CPU; a dataset of a few hundred 64 px stacks is held in memory whole.
@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (one-cycle)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-stacks", type=int, default=None,
+                        help="train on the first N stacks of the train split only (how the bound grows with data)")
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
     train, train_lens, train_coc = split_data(args.shards, "train")
@@ -76,6 +78,13 @@ def main(argv: list[str] | None = None) -> None:
     optimizer = torch.optim.AdamW(model.defocus_net.parameters(), lr=args.lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.lr, total_steps=args.steps, pct_start=0.1)
     n, size = len(train["key"]), train["frames"].shape[-1]
+    if args.train_stacks is not None:
+        if not 0 < args.train_stacks <= n:
+            parser.error(f"--train-stacks must be in 1..{n} (the train split's stacks), got {args.train_stacks}")
+        n = args.train_stacks
+        keep = torch.arange(n)
+        train, train_lens, train_coc = ({k: v[:n] for k, v in train.items()}, subset(train_lens, keep),
+                                        train_coc[:n])
     print(f"{n} train / {len(test['key'])} test stacks, {size} px; batch {args.batch_size}, {args.steps} steps, "
           f"lr {args.lr:g}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     print("| step | test CoC MAE px | test AbsRel | test Pearson | train AbsRel | train Pearson | s |")
