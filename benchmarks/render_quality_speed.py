@@ -59,7 +59,6 @@ from pathlib import Path
 
 import bpy
 import numpy as np
-import OpenEXR
 import torch
 
 from dfd_models.data.stages import wall_mask
@@ -67,7 +66,7 @@ from dfd_models.focus import dff_depth
 from generator.blender.camera import apply_camera
 from generator.blender.render import render_scene
 from generator.calibration import coc_error, coc_probes, fit_blur_px, measure_coc, plane_probe, tolerances
-from generator.codec import linear_to_srgb, wall_depth_m
+from generator.codec import linear_to_srgb, read_exr_bytes, wall_depth_m
 from generator.draw import sample_scene
 from generator.lens import coc_map_px, intrinsics
 from generator.recipe import load_recipe
@@ -80,10 +79,9 @@ GROUPS = ("naive", "samples", "denoise", "adaptive", "light_paths")
 IN_FOCUS_PX, OUT_OF_FOCUS_PX = 1.0, 3.0
 #: A depth step of more than this share between neighbours is an edge; pixels within EDGE_PX of one.
 EDGE_STEP, EDGE_PX = 0.05, 2
-#: Cycles' factory light paths (what dfdgen rendered with before issue 17), the light-path rows' baseline.
-CYCLES_FACTORY = LightPaths(diffuse_bounces=4, glossy_bounces=4, transmission_bounces=12, transparent_bounces=8,
-                            clamp_direct=0.0, clamp_indirect=10.0, filter_glossy=1.0, caustics=True, light_tree=True,
-                            path_guiding=False)
+#: Cycles' factory light paths (what dfdgen rendered with before issue 17), the light-path rows' baseline:
+#: :class:`LightPaths`' defaults are the factory values but the light tree.
+CYCLES_FACTORY = dataclasses.replace(LightPaths(), light_tree=True)
 #: Light-path changes measured against :data:`CYCLES_FACTORY` (field -> value).
 LIGHT_PATH_ROWS = (
     ("Cycles factory light paths", {}),
@@ -218,13 +216,8 @@ def naive_frames(spec: SceneSpec, blend: Path, out: Path, samples: int, adaptive
         bpy.ops.render.render(write_still=True)
         seconds += time.perf_counter() - start
         paths.append(path)
-    frames = []
-    for path in paths:
-        with OpenEXR.File(str(path)) as exr:
-            channels = exr.parts[0].channels
-            rgb = channels["RGBA"].pixels[..., :3] if "RGBA" in channels else np.dstack(
-                [channels[c].pixels for c in "RGB"])
-        frames.append(linear_to_srgb(rgb))
+    frames = [linear_to_srgb(np.dstack([channels[c] for c in "RGB"]))
+              for channels in (read_exr_bytes(path.read_bytes()) for path in paths)]
     return frames, seconds / len(spec.frames)
 
 

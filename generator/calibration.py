@@ -110,6 +110,11 @@ def _moments(image: np.ndarray, centre, half: int):
     return (mu, mv), (window * (us - mu) ** 2).sum() / total, (window * (vs - mv) ** 2).sum() / total, window
 
 
+def _blur_px(var: float, disc_px: float) -> float:
+    """The CoC diameter (px) of a blob of per-axis variance ``var`` (px^2) imaging a disc of ``disc_px``."""
+    return 4 * math.sqrt(max(var - disc_px**2 / 16 - 1 / 12, 0.0))
+
+
 def measure_coc(spec: SceneSpec, frames: list[np.ndarray]) -> list[dict]:
     """Measure every disc of a :func:`coc_probe` in its rendered ``frames`` (linear RGB [H, W, 3]).
 
@@ -140,13 +145,10 @@ def measure_coc(spec: SceneSpec, frames: list[np.ndarray]) -> list[dict]:
             covered[v0 - half: v0 + half + 1, u0 - half: u0 + half + 1] = True
             peak = window.max()
             border = max(window[0].max(), window[-1].max(), window[:, 0].max(), window[:, -1].max())
-
-            def blur(var: float) -> float:
-                return 4 * math.sqrt(max(var - disc_px**2 / 16 - 1 / 12, 0.0))
-
             frame_rows.append(dict(
                 N=spec.lens.f_number, z=float(z), F=frame.focus_distance_m, predicted=predicted,
-                measured=blur((var_u + var_v) / 2), measured_u=blur(var_u), measured_v=blur(var_v),
+                measured=_blur_px((var_u + var_v) / 2, disc_px), measured_u=_blur_px(var_u, disc_px),
+                measured_v=_blur_px(var_v, disc_px),
                 centroid_error=math.hypot(mu - centre[0], mv - centre[1]), edge=float(border / peak), peak=float(peak)))
         stray = float(gray[~covered].max()) if (~covered).any() else 0.0
         for row in frame_rows:

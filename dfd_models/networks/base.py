@@ -78,7 +78,8 @@ class DepthModel(nn.Module, abc.ABC):
 
     Outputs are float32 (a model casts back from autocast where it matters) and
     lengths are metres. Depth outputs are planar depth (camera z, DESIGN.md
-    section 2), strictly positive everywhere (models predict a bounded depth), and aligned with the pixel grid of frame T // 2 of the stack, the
+    section 2), strictly positive everywhere (models predict a bounded depth),
+    and aligned with the pixel grid of frame T // 2 of the stack, the
     frame whose ground truth the loader returns (``batch["ref_frame"]``).
     """
 

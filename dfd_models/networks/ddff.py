@@ -68,7 +68,7 @@ class DDFF(SupervisedDepthModel):
         frames, focus, K = batch["frames"], batch["focus_m"], batch["K"]  # [B, T, 3, H, W], [B, T], [B, T, 3, 3]
         self.check_frames(frames, focus, K, min_frames=self.min_frames)
         b, t = frames.shape[:2]
-        x = self.frames_with_focus(frames, focus)  # [BT, C, H, W]
+        x = self.frame_inputs(frames, focus).flatten(0, 1)  # [BT, C, H, W]
         features = self.encoder(x)
         out = self.depth_decoder(features).float().unflatten(0, (b, t))  # [B, T, 2, H, W]
         logit = self.focus_weighted_logit(out, focus)  # [B, 1, H, W]

@@ -112,9 +112,9 @@ class DefocusNet(SupervisedDepthModel):
     name = "defocusnet"
 
     @property
-    def frame_channels(self) -> int:
-        """Channels of the first stage's input: RGB, the focus plane (``focus_input``), the blur features."""
-        return 3 + int(self.config["focus_input"]) + len(self.config["blur_scales_px"])
+    def focus_input(self) -> bool:
+        """The CoC stage sees the focus plane only with config ``focus_input``."""
+        return self.config["focus_input"]
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -142,9 +142,8 @@ class DefocusNet(SupervisedDepthModel):
         """
         b, t, _, h, w = frames.shape
         focus = self.focus_planes(focus_m, h, w).to(frames.dtype)  # [B, T, 1, H, W]
-        inputs = [frames, focus] if self.config["focus_input"] else [frames]
-        inputs += self.blur_cues(frames)
-        coc = self.coc_from_logit(self.coc_out(self.coc_net(torch.cat(inputs, 2)).flatten(0, 1))).unflatten(0, (b, t))
+        coc = self.coc_from_logit(self.coc_out(self.coc_net(self.frame_inputs(frames, focus_m)).flatten(0, 1)))
+        coc = coc.unflatten(0, (b, t))
         features = self.depth_net(torch.cat([(coc / self.config["coc_scale_px"]).to(frames.dtype), focus], 2))
         depth = self.depth_from_logit(self.depth_out(features.amax(1)))
         return {"depth": depth, "coc": coc}

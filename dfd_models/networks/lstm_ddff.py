@@ -78,7 +78,7 @@ class LSTMDDFF(SupervisedDepthModel):
         frames, focus, K = batch["frames"], batch["focus_m"], batch["K"]  # [B, T, 3, H, W], [B, T], [B, T, 3, 3]
         self.check_frames(frames, focus, K, min_frames=self.min_frames)
         b, t = frames.shape[:2]
-        x = self.frames_with_focus(frames, focus)  # [BT, C, H, W]
+        x = self.frame_inputs(frames, focus).flatten(0, 1)  # [BT, C, H, W]
         features = self.encoder(x)  # per level [BT, C_k, H_k, W_k]
 
         bottleneck = features[-1]  # [BT, C_L, H_L, W_L]

@@ -152,7 +152,7 @@ class RecurrentAE(SupervisedDepthModel):
             per level k, h_k(t) for t = 0 .. T-1.  # [B, T, channels[k], H / 2^k, W / 2^k]
         """
         b, t = frames.shape[:2]
-        x = self.frames_with_focus(frames, focus_m)  # [B T, C, H, W]
+        x = self.frame_inputs(frames, focus_m).flatten(0, 1)  # [B T, C, H, W]
         states = []
         for block, cell in zip(self.encoder, self.memory):
             x = block(x)  # [B T, C_k, H_k, W_k]

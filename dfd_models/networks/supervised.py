@@ -248,22 +248,27 @@ class SupervisedDepthModel(DepthModel):
         return code[:, :, None, None, None].expand(*focus_m.shape, 1, height, width)
 
     @property
-    def frame_channels(self) -> int:
-        """Channels of :meth:`frames_with_focus`: RGB, the focus plane, the blur features."""
-        return 3 + 1 + len(self.config["blur_scales_px"])
+    def focus_input(self) -> bool:
+        """Whether :meth:`frame_inputs` carries the focus plane (always, but in DefocusNet's CoC stage)."""
+        return True
 
-    def frames_with_focus(self, frames: Tensor, focus_m: Tensor) -> Tensor:
-        """Every frame with its :meth:`focus_planes` channel and, with config ``blur_scales_px``,
-        its :meth:`blur_cues`; frames folded into the batch.
+    @property
+    def frame_channels(self) -> int:
+        """Channels of :meth:`frame_inputs`: RGB, the focus plane, the blur features."""
+        return 3 + int(self.focus_input) + len(self.config["blur_scales_px"])
+
+    def frame_inputs(self, frames: Tensor, focus_m: Tensor) -> Tensor:
+        """Every frame with its :meth:`focus_planes` channel (when :attr:`focus_input`) and, with
+        config ``blur_scales_px``, its :meth:`blur_cues`: the per-frame network input.
 
         Args:
             frames: linear RGB.  # [B, T, 3, H, W]
             focus_m: focus distances, metres.  # [B, T]
         Returns:
-            the per-frame network input.  # [B T, frame_channels, H, W]
+            the per-frame network input.  # [B, T, frame_channels, H, W]
         """
-        focus = self.focus_planes(focus_m, *frames.shape[-2:]).to(frames.dtype)  # [B, T, 1, H, W]
-        return torch.cat([frames, focus, *self.blur_cues(frames)], 2).flatten(0, 1)
+        focus = [self.focus_planes(focus_m, *frames.shape[-2:]).to(frames.dtype)] if self.focus_input else []
+        return torch.cat([frames, *focus, *self.blur_cues(frames)], 2)
 
     def blur_cues(self, frames: Tensor) -> list[Tensor]:
         """The parameter-free focus-measure features of every frame
