@@ -11,7 +11,11 @@ inverse depth from c), and prints, on the test split's object pixels, CoC error,
 AbsRel and the Pearson correlation of depth: the ceiling of ``sdgs`` on this data
 at this budget. The same numbers on the training split show over-fitting.
 
-    python benchmarks/single_image_bound.py --shards DIR [--steps 3000] [--batch-size 4] [--train-stacks N]
+    python benchmarks/single_image_bound.py --shards DIR [--steps 3000] [--batch-size 4] [--train-stacks N] [--crop 64]
+
+With ``--crop S`` each step trains on one random S x S window of the batch's images (the
+lens's pixel pitch kept, so CoC in pixels is the full image's), the way ``dfdgen train``
+trains at a dataset's full resolution on CPU; scores are over the whole images.
 
 Everything else as ``sdgs`` is built (channels, blur features, lens code). Runs on
 the CPU; a dataset of a few hundred 64 px stacks is held in memory whole.
@@ -46,6 +50,11 @@ def subset(lens: LensParams, index: torch.Tensor) -> LensParams:
                                     for v in (lens.focal_length_m, lens.f_number, lens.sensor_width_m)))
 
 
+def window(lens: LensParams, full_width: int, width: int) -> LensParams:
+    """The lens of a ``width`` px window of a ``full_width`` px image: same pixel pitch (see ``lens_from_batch``)."""
+    return LensParams(lens.model, lens.focal_length_m, lens.f_number, lens.sensor_width_m * width / full_width)
+
+
 def score(model, batch: dict, lens: LensParams, coc: torch.Tensor) -> dict[str, float]:
     """CoC MAE (px), depth AbsRel and Pearson on object pixels (valid, not the wall)."""
     model.eval()
@@ -70,6 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-stacks", type=int, default=None,
                         help="train on the first N stacks of the train split only (how the bound grows with data)")
+    parser.add_argument("--crop", type=int, default=None,
+                        help="train on random S x S windows (S a multiple of 8; default: whole images)")
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
     train, train_lens, train_coc = split_data(args.shards, "train")
@@ -85,17 +96,24 @@ def main(argv: list[str] | None = None) -> None:
         keep = torch.arange(n)
         train, train_lens, train_coc = ({k: v[:n] for k, v in train.items()}, subset(train_lens, keep),
                                         train_coc[:n])
-    print(f"{n} train / {len(test['key'])} test stacks, {size} px; batch {args.batch_size}, {args.steps} steps, "
+    crop = args.crop or size
+    if not (0 < crop <= size and crop % 8 == 0):
+        parser.error(f"--crop must be a multiple of 8 in 8..{size} (the image size), got {args.crop}")
+    print(f"{n} train / {len(test['key'])} test stacks, {size} px, {crop} px windows; batch {args.batch_size}, "
+          f"{args.steps} steps, "
           f"lr {args.lr:g}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     print("| step | test CoC MAE px | test AbsRel | test Pearson | train AbsRel | train Pearson | s |")
     print("|---|---|---|---|---|---|---|")
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
         index = torch.randint(n, (args.batch_size,))
-        image, focus = train["frames"][index, 0], train["focus_m"][index, 0]
-        predicted = model.defocus(image, focus, subset(train_lens, index))
-        weight = train["valid"][index].float() * (1 + 9 * (~train["wall"][index]).float())
-        loss = (weight * (predicted - train_coc[index]).abs()).sum() / weight.sum()
+        top, left = torch.randint(size - crop + 1, (2,)).tolist()
+        rows, cols = slice(top, top + crop), slice(left, left + crop)
+        image, focus = train["frames"][index, 0, :, rows, cols], train["focus_m"][index, 0]
+        predicted = model.defocus(image, focus, window(subset(train_lens, index), size, crop))
+        weight = (train["valid"][index] & ~train["wall"][index]).float() * 9 + train["valid"][index].float()
+        weight = weight[..., rows, cols]
+        loss = (weight * (predicted - train_coc[index][..., rows, cols]).abs()).sum() / weight.sum().clamp_min(1)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
