@@ -11,7 +11,8 @@ inverse depth from c), and prints, on the test split's object pixels, CoC error,
 AbsRel and the Pearson correlation of depth: the ceiling of ``sdgs`` on this data
 at this budget. The same numbers on the training split show over-fitting.
 
-    python benchmarks/single_image_bound.py --shards DIR [--steps 3000] [--batch-size 4] [--train-stacks N] [--crop 64]
+    python benchmarks/single_image_bound.py --shards DIR [--steps 3000] [--batch-size 4] [--train-stacks N] \
+        [--crop 64] [--blur-scales-px 0.5 1 2 4]
 
 With ``--crop S`` each step trains on one random S x S window of the batch's images (the
 lens's pixel pitch kept, so CoC in pixels is the full image's), the way ``dfdgen train``
@@ -79,13 +80,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-stacks", type=int, default=None,
                         help="train on the first N stacks of the train split only (how the bound grows with data)")
+    parser.add_argument("--blur-scales-px", type=float, nargs="*", default=None,
+                        help="sdgs config blur_scales_px (default: the model's); blur features should span the CoCs")
     parser.add_argument("--crop", type=int, default=None,
                         help="train on random S x S windows (S a multiple of 8; default: whole images)")
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
     train, train_lens, train_coc = split_data(args.shards, "train")
     test, test_lens, test_coc = split_data(args.shards, "test")
-    model = build_model("sdgs", {"splat_backend": "torch"})
+    config = {"splat_backend": "torch"}
+    if args.blur_scales_px is not None:
+        config["blur_scales_px"] = args.blur_scales_px
+    model = build_model("sdgs", config)
     optimizer = torch.optim.AdamW(model.defocus_net.parameters(), lr=args.lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.lr, total_steps=args.steps, pct_start=0.1)
     n, size = len(train["key"]), train["frames"].shape[-1]
@@ -101,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--crop must be a multiple of 8 in 8..{size} (the image size), got {args.crop}")
     print(f"{n} train / {len(test['key'])} test stacks, {size} px, {crop} px windows; batch {args.batch_size}, "
           f"{args.steps} steps, "
-          f"lr {args.lr:g}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+          f"lr {args.lr:g}, blur scales {model.config['blur_scales_px']} px; torch {torch.__version__}, {torch.get_num_threads()} threads")
     print("| step | test CoC MAE px | test AbsRel | test Pearson | train AbsRel | train Pearson | s |")
     print("|---|---|---|---|---|---|---|")
     start = time.perf_counter()
