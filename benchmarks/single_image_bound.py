@@ -31,36 +31,40 @@ import torch
 
 from dfd_models.config import DataSection
 from dfd_models.data import make_loader
-from dfd_models.lens import LensParams, coc_px
+from dfd_models.lens import coc_px
 from dfd_models.metrics import RegionMetrics
 from dfd_models.networks import build_model, lens_from_batch
 from generator.format import read_manifest
 
 
-def split_data(shards: str, split: str) -> tuple[dict, LensParams, torch.Tensor]:
-    """(batch of every stack of ``split``, its lens, the true CoC of frame 0 in pixels)."""
+#: Per-stack fields a sub-batch keeps (:func:`take`): what ``lens_from_batch`` and the loss read.
+STACK_KEYS = ("focus_m", "lens_model", "focal_length_m", "f_number", "pixel_pitch_m")
+#: Image fields, cut to a window by :func:`take`.  # [N, ., H, W]
+IMAGE_KEYS = ("frames", "depth", "valid", "wall", "coc_px")
+
+
+def split_data(shards: str, split: str) -> dict:
+    """Every stack of ``split``: frame 0 only (``frames`` [N, 1, 3, H, W]) and its true CoC (``coc_px``, pixels)."""
     count = sum(entry["samples"] for entry in read_manifest(shards)["shards"] if entry["split"] == split)
     batch = next(iter(make_loader(DataSection.for_eval(shards, split=split, batch_size=count))))
-    lens = lens_from_batch(batch)
-    coc = coc_px(lens, batch["depth"].clamp_min(1e-3), batch["focus_m"][:, 0], batch["frames"].shape[-1])
-    return batch, lens, coc
+    coc = coc_px(lens_from_batch(batch), batch["depth"].clamp_min(1e-3), batch["focus_m"][:, 0],
+                 batch["frames"].shape[-1])
+    return {**{key: batch[key] for key in STACK_KEYS + ("depth", "valid", "wall")},
+            "frames": batch["frames"][:, :1], "coc_px": coc}
 
 
-def subset(lens: LensParams, index: torch.Tensor) -> LensParams:
-    return LensParams(lens.model, *(v[index] if v.dim() else v
-                                    for v in (lens.focal_length_m, lens.f_number, lens.sensor_width_m)))
+def take(batch: dict, index, rows: slice = slice(None), cols: slice = slice(None)) -> dict:
+    """Stacks ``index`` of ``batch`` with their images cut to ``rows`` x ``cols``. ``lens_from_batch``
+    of the result keeps the pixel pitch, so CoC in pixels is the full image's."""
+    return {**{key: batch[key][index] for key in STACK_KEYS},
+            **{key: batch[key][index][..., rows, cols] for key in IMAGE_KEYS}}
 
 
-def window(lens: LensParams, full_width: int, width: int) -> LensParams:
-    """The lens of a ``width`` px window of a ``full_width`` px image: same pixel pitch (see ``lens_from_batch``)."""
-    return LensParams(lens.model, lens.focal_length_m, lens.f_number, lens.sensor_width_m * width / full_width)
-
-
-def score(model, batch: dict, lens: LensParams, coc: torch.Tensor) -> dict[str, float]:
+def score(model, batch: dict) -> dict[str, float]:
     """CoC MAE (px), depth AbsRel and Pearson on object pixels (valid, not the wall)."""
     model.eval()
     with torch.no_grad():
-        image, focus = batch["frames"][:, 0], batch["focus_m"][:, 0]
+        image, focus, lens = batch["frames"][:, 0], batch["focus_m"][:, 0], lens_from_batch(batch)
         predicted = model.defocus(image, focus, lens)
         depth = 1 / model.depth(image, predicted, focus, lens)
     model.train()
@@ -68,7 +72,7 @@ def score(model, batch: dict, lens: LensParams, coc: torch.Tensor) -> dict[str, 
     metrics.update(depth, batch["depth"], batch["valid"], batch["wall"])
     objects = metrics.compute()["objects"]
     mask = batch["valid"] & ~batch["wall"]
-    return {"coc_mae_px": float((predicted[mask] - coc[mask]).abs().mean()), **objects}
+    return {"coc_mae_px": float((predicted[mask] - batch["coc_px"][mask]).abs().mean()), **objects}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -86,46 +90,41 @@ def main(argv: list[str] | None = None) -> None:
                         help="train on random S x S windows (S a multiple of 8; default: whole images)")
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
-    train, train_lens, train_coc = split_data(args.shards, "train")
-    test, test_lens, test_coc = split_data(args.shards, "test")
+    train, test = split_data(args.shards, "train"), split_data(args.shards, "test")
     config = {"splat_backend": "torch"}
     if args.blur_scales_px is not None:
         config["blur_scales_px"] = args.blur_scales_px
     model = build_model("sdgs", config)
     optimizer = torch.optim.AdamW(model.defocus_net.parameters(), lr=args.lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.lr, total_steps=args.steps, pct_start=0.1)
-    n, size = len(train["key"]), train["frames"].shape[-1]
+    n, size = len(train["frames"]), train["frames"].shape[-1]
     if args.train_stacks is not None:
         if not 0 < args.train_stacks <= n:
             parser.error(f"--train-stacks must be in 1..{n} (the train split's stacks), got {args.train_stacks}")
         n = args.train_stacks
-        keep = torch.arange(n)
-        train, train_lens, train_coc = ({k: v[:n] for k, v in train.items()}, subset(train_lens, keep),
-                                        train_coc[:n])
+        train = take(train, slice(0, n))
     crop = args.crop or size
     if not (0 < crop <= size and crop % 8 == 0):
         parser.error(f"--crop must be a multiple of 8 in 8..{size} (the image size), got {args.crop}")
-    print(f"{n} train / {len(test['key'])} test stacks, {size} px, {crop} px windows; batch {args.batch_size}, "
+    print(f"{n} train / {len(test['frames'])} test stacks, {size} px, {crop} px windows; batch {args.batch_size}, "
           f"{args.steps} steps, "
           f"lr {args.lr:g}, blur scales {model.config['blur_scales_px']} px; torch {torch.__version__}, {torch.get_num_threads()} threads")
     print("| step | test CoC MAE px | test AbsRel | test Pearson | train AbsRel | train Pearson | s |")
     print("|---|---|---|---|---|---|---|")
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
-        index = torch.randint(n, (args.batch_size,))
+        index = torch.randint(n, (args.batch_size,))  # drawn before the window, as in the runs DESIGN.md cites
         top, left = torch.randint(size - crop + 1, (2,)).tolist()
-        rows, cols = slice(top, top + crop), slice(left, left + crop)
-        image, focus = train["frames"][index, 0, :, rows, cols], train["focus_m"][index, 0]
-        predicted = model.defocus(image, focus, window(subset(train_lens, index), size, crop))
-        weight = (train["valid"][index] & ~train["wall"][index]).float() * 9 + train["valid"][index].float()
-        weight = weight[..., rows, cols]
-        loss = (weight * (predicted - train_coc[index][..., rows, cols]).abs()).sum() / weight.sum().clamp_min(1)
+        batch = take(train, index, slice(top, top + crop), slice(left, left + crop))
+        predicted = model.defocus(batch["frames"][:, 0], batch["focus_m"][:, 0], lens_from_batch(batch))
+        weight = batch["valid"].float() * (1 + 9 * (~batch["wall"]).float())
+        loss = (weight * (predicted - batch["coc_px"]).abs()).sum() / weight.sum().clamp_min(1)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         schedule.step()
         if step % max(1, args.steps // 4) == 0 or step == args.steps:
-            te, tr = score(model, test, test_lens, test_coc), score(model, train, train_lens, train_coc)
+            te, tr = score(model, test), score(model, train)
             print(f"| {step} | {te['coc_mae_px']:.2f} | {te['abs_rel']:.3f} | {te['pearson']:.2f} | "
                   f"{tr['abs_rel']:.3f} | {tr['pearson']:.2f} | {time.perf_counter() - start:.0f} |", flush=True)
 
