@@ -12,12 +12,14 @@ against it. Names mirror gsplat's ``_torch_impl.py``. Stages:
 5. ``_isect_tiles`` + ``_rasterize_to_pixels``: per-tile lists of the Gaussians whose support
    touches the tile, in depth order, composited front to back per pixel.
 
-Limits of the reference rasteriser: it materialises [tiles, K, tile_size^2] tensors, K the
-largest number of Gaussians touching one tile, so memory grows with the square of the
-largest splat radius (a splat's support reaches sqrt(2 ln(255)) = 3.33 sigma at the
-default alpha_min): at 256 x 256 with one Gaussian per pixel and CoC up to 8 px the
-forward+backward peak is about 1.7 GB with 8 px tiles (benchmarks/splat_throughput.py).
-Heavily defocused scenes (CoC of tens of pixels) belong on the gsplat backend.
+Limits of the reference rasteriser: it materialises [tiles, K, tile_size^2] tensors, tiles
+grouped by the power of two at or above their count and K each group's largest number of
+Gaussians touching one tile, so memory grows with the square of the largest splat radius
+(a splat's support reaches sqrt(2 ln(255)) = 3.33 sigma at the default alpha_min): at
+256 x 256 with one Gaussian per pixel and CoC up to 8 px the forward+backward peak is
+about 1 GB with 8 px tiles (benchmarks/splat_throughput.py; 1.25 GB and 1.7x the time with
+one group padded to the busiest tile). Heavily defocused scenes (CoC of tens of pixels)
+belong on the gsplat backend.
 """
 
 from __future__ import annotations
@@ -203,7 +205,8 @@ def _rasterize_to_pixels(
     colour = sum_i T_i alpha_i c_i, alpha = sum_i T_i alpha_i; compositing stops before a
     splat that would bring T to t_min or below (3DGS, so gsplat agrees).
 
-    The result does not depend on ``tile_size`` (each splat's support lies inside its box).
+    The result does not depend on ``tile_size`` (each splat's support lies inside its box)
+    nor on how tiles are grouped (padding slots have opacity 0).
 
     Args:
         means2d: [B, N, 2] pixels
@@ -219,44 +222,87 @@ def _rasterize_to_pixels(
     tiles_w, tiles_h = math.ceil(width / tile_size), math.ceil(height / tile_size)
     n_tiles = batch * tiles_h * tiles_w
     tile_ids, flat_ids = _isect_tiles(means2d.detach(), radii, depths.detach(), tile_size, tiles_w, tiles_h)
-
-    # table[t, k]: the k-th nearest Gaussian touching tile t, -1 past the end.
     counts = torch.bincount(tile_ids, minlength=n_tiles)  # [n_tiles]
-    slots = max(int(counts.max()), 1)
-    slot = torch.arange(tile_ids.numel(), device=tile_ids.device) - (torch.cumsum(counts, 0) - counts)[tile_ids]
-    table = torch.full((n_tiles, slots), -1, dtype=torch.long, device=depths.device)
-    table[tile_ids, slot] = flat_ids
-    present = table >= 0
-    g = table.clamp_min(0)  # [n_tiles, K]
+    starts = torch.cumsum(counts, 0) - counts
+    # One past the end of flat_ids: the index of every padding slot (colour 0, opacity 0).
+    flat_ids = torch.cat([flat_ids, flat_ids.new_zeros(1)])
+
+    # Tiles are composited in groups by the power of two at or above their count, each group
+    # padded to its own largest count: one table padded to the busiest tile of the frame
+    # (a near splat's CoC) wastes most of its work on empty slots.
+    group = torch.ceil(torch.log2(counts.clamp_min(1).to(torch.float32))).long()
+    colours, accs, order = [], [], []
+    for g in torch.unique(group).tolist():
+        tiles = torch.nonzero(group == g)[:, 0]
+        colour, acc = _composite_tiles(
+            tiles, starts[tiles], counts[tiles], flat_ids, means2d, conics, colors, opacities,
+            tile_size, tiles_w, tiles_h, alpha_min, alpha_max, t_min,
+        )
+        colours.append(colour)
+        accs.append(acc)
+        order.append(tiles)
+    back = torch.argsort(torch.cat(order))  # concatenated groups -> tile order
+
+    def untile(x: Tensor) -> Tensor:  # [n_tiles, P, D] -> [B, H, W, D]
+        x = x[back].reshape(batch, tiles_h, tiles_w, tile_size, tile_size, -1).permute(0, 1, 3, 2, 4, 5)
+        return x.reshape(batch, tiles_h * tile_size, tiles_w * tile_size, -1)[:, :height, :width]
+
+    return untile(torch.cat(colours)), untile(torch.cat(accs))
+
+
+def _composite_tiles(
+    tiles: Tensor,
+    starts: Tensor,
+    counts: Tensor,
+    flat_ids: Tensor,
+    means2d: Tensor,
+    conics: Tensor,
+    colors: Tensor,
+    opacities: Tensor,
+    tile_size: int,
+    tiles_w: int,
+    tiles_h: int,
+    alpha_min: float,
+    alpha_max: float,
+    t_min: float,
+) -> tuple[Tensor, Tensor]:
+    """Front-to-back compositing of the pixels of some tiles (see ``_rasterize_to_pixels``).
+
+    Args:
+        tiles: [n] tile ids (image * tiles per image + row * tiles_w + col)
+        starts, counts: [n] each tile's run in ``flat_ids`` (depth-sorted Gaussians)
+        flat_ids: [M + 1] image * N + gaussian, then one padding slot
+    Returns:
+        colour [n, P, D], alpha [n, P, 1]; P = tile_size^2 pixels in row-major order
+    """
+    channels = colors.shape[-1]
+    # table[t, k]: the k-th nearest Gaussian touching tile t; the padding slot past its count.
+    k = torch.arange(max(int(counts.max()), 1), device=tiles.device)
+    present = k < counts[:, None]  # [n, K]
+    g = flat_ids[torch.where(present, starts[:, None] + k, flat_ids.numel() - 1)]  # [n, K]
 
     # Pixel centres of a tile form a grid, so a splat's offsets to them are one dx per column
     # and one dy per row, and its quadratic form separates into row, column and cross terms:
     # sigma[i, j] = (a dx_j^2 + c dy_i^2) / 2 + b dx_j dy_i  (conic a, b, c). Fewer full-size
-    # [n_tiles, K, P] tensors, P = tile_size^2 pixels in row-major order.
-    tile = torch.arange(n_tiles, device=depths.device) % (tiles_h * tiles_w)
-    local = torch.arange(tile_size, device=depths.device, dtype=means2d.dtype) + 0.5
-    px = (tile % tiles_w * tile_size).to(means2d.dtype)[:, None] + local  # [n_tiles, ts] column centres
-    py = (tile // tiles_w * tile_size).to(means2d.dtype)[:, None] + local  # [n_tiles, ts] row centres
+    # [n, K, P] tensors.
+    tile = tiles % (tiles_h * tiles_w)
+    local = torch.arange(tile_size, device=tiles.device, dtype=means2d.dtype) + 0.5
+    px = (tile % tiles_w * tile_size).to(means2d.dtype)[:, None] + local  # [n, ts] column centres
+    py = (tile // tiles_w * tile_size).to(means2d.dtype)[:, None] + local  # [n, ts] row centres
 
-    xy = means2d.reshape(-1, 2)[g]  # [n_tiles, K, 2]
-    a, b, c = conics.reshape(-1, 3)[g].unbind(-1)  # [n_tiles, K] each
-    opac = opacities.reshape(-1)[g] * present  # [n_tiles, K]
-    dx = xy[..., 0:1] - px[:, None, :]  # [n_tiles, K, ts]
-    dy = xy[..., 1:2] - py[:, None, :]  # [n_tiles, K, ts]
-    row = -0.5 * c[..., None] * dy * dy  # [n_tiles, K, ts]
+    xy = means2d.reshape(-1, 2)[g]  # [n, K, 2]
+    a, b, c = conics.reshape(-1, 3)[g].unbind(-1)  # [n, K] each
+    opac = opacities.reshape(-1)[g] * present  # [n, K]
+    dx = xy[..., 0:1] - px[:, None, :]  # [n, K, ts]
+    dy = xy[..., 1:2] - py[:, None, :]  # [n, K, ts]
+    row = -0.5 * c[..., None] * dy * dy  # [n, K, ts]
     col = -0.5 * a[..., None] * dx * dx
     neg_sigma = row[..., :, None] + col[..., None, :] - (b[..., None] * dy)[..., :, None] * dx[..., None, :]
-    alpha = (opac[..., None] * torch.exp(neg_sigma.flatten(2))).clamp_max(alpha_max)  # [n_tiles, K, P]
+    alpha = (opac[..., None] * torch.exp(neg_sigma.flatten(2))).clamp_max(alpha_max)  # [n, K, P]
     alpha = torch.where(alpha >= alpha_min, alpha, 0.0)
     trans_after = torch.cumprod(1 - alpha, dim=1)  # T_{i+1}; 1 - alpha >= 1 - alpha_max > 0
     trans_before = torch.cat([torch.ones_like(trans_after[:, :1]), trans_after[:, :-1]], 1)
-    weight = torch.where(trans_after > t_min, alpha * trans_before, 0.0)  # [n_tiles, K, P]
+    weight = torch.where(trans_after > t_min, alpha * trans_before, 0.0)  # [n, K, P]
 
-    colour = torch.einsum("tkp,tkd->tpd", weight, colors.reshape(-1, channels)[g])  # [n_tiles, P, D]
-    acc = weight.sum(1)[..., None]  # [n_tiles, P, 1]
-
-    def untile(x: Tensor) -> Tensor:  # [n_tiles, P, D] -> [B, H, W, D]
-        x = x.reshape(batch, tiles_h, tiles_w, tile_size, tile_size, -1).permute(0, 1, 3, 2, 4, 5)
-        return x.reshape(batch, tiles_h * tile_size, tiles_w * tile_size, -1)[:, :height, :width]
-
-    return untile(colour), untile(acc)
+    colour = torch.einsum("tkp,tkd->tpd", weight, colors.reshape(-1, channels)[g])  # [n, P, D]
+    return colour, weight.sum(1)[..., None]
