@@ -257,6 +257,58 @@ def test_tile_size_batching_and_pose_do_not_change_the_image(torch):
     torch.testing.assert_close(posed.color, batch.color, rtol=1e-9, atol=1e-11)
 
 
+def test_rasteriser_matches_compositing_each_pixel_alone(torch):
+    """Tiles, their grouping by splat count and the padding of each group change nothing.
+
+    Splats from 0.3 to 6 px wide put a few to dozens of splats on a tile, so the tiles fall
+    in several groups; each pixel is composited here on its own over every splat, nearest
+    first, stopping before the splat that would bring T to t_min or below.
+    """
+    from dfd_models.splat import SplatConfig
+    from dfd_models.splat import _torch_impl as impl
+
+    dt, width, height, n = torch.float64, 29, 23, 70
+    gen = torch.Generator().manual_seed(7)
+    means2d = torch.rand(1, n, 2, generator=gen, dtype=dt) * torch.tensor([width, height], dtype=dt)
+    sigma = 0.3 + 5.7 * torch.rand(1, n, 2, generator=gen, dtype=dt) ** 2
+    rho = 0.8 * (2 * torch.rand(1, n, generator=gen, dtype=dt) - 1)
+    cross = rho * sigma[..., 0] * sigma[..., 1]
+    covars = torch.stack([sigma[..., 0] ** 2, cross, cross, sigma[..., 1] ** 2], -1).reshape(1, n, 2, 2)
+    inv = torch.linalg.inv(covars)
+    conics = torch.stack([inv[..., 0, 0], inv[..., 0, 1], inv[..., 1, 1]], -1)
+    opacities = 0.2 + 0.79 * torch.rand(1, n, generator=gen, dtype=dt)
+    colors = torch.rand(1, n, 3, generator=gen, dtype=dt)
+    depths = 1 + torch.rand(1, n, generator=gen, dtype=dt)
+    cfg = SplatConfig(tile_size=4)
+    radii = impl._support_radii(covars, opacities, cfg.alpha_min)
+    tile_ids, _ = impl._isect_tiles(means2d, radii, depths, 4, math.ceil(width / 4), math.ceil(height / 4))
+    counts = torch.bincount(tile_ids)
+    assert counts.max() >= 4 * counts.min()  # tiles in three or more groups
+    colour, alpha = impl._rasterize_to_pixels(means2d, conics, colors, opacities, radii, depths, width, height,
+                                              cfg.alpha_min, cfg.alpha_max, cfg.t_min, tile_size=4)
+
+    want = torch.zeros(height, width, 4, dtype=dt)
+    order = torch.argsort(depths[0])
+    for i in range(height):
+        for j in range(width):
+            d = torch.tensor([j + 0.5, i + 0.5], dtype=dt) - means2d[0, order]  # [n, 2]
+            a, b, c = conics[0, order].unbind(-1)
+            power = a * d[:, 0] ** 2 + 2 * b * d[:, 0] * d[:, 1] + c * d[:, 1] ** 2
+            alphas = (opacities[0, order] * torch.exp(-0.5 * power)).clamp_max(cfg.alpha_max)
+            trans = 1.0
+            for k in range(n):
+                if alphas[k] < cfg.alpha_min:
+                    continue
+                if trans * (1 - alphas[k]) <= cfg.t_min:
+                    break
+                want[i, j, :3] += trans * alphas[k] * colors[0, order[k]]
+                want[i, j, 3] += trans * alphas[k]
+                trans = trans * (1 - alphas[k])
+    assert (want[..., 3] > 0.9).any() and (want[..., 3] < 0.1).any()
+    torch.testing.assert_close(colour[0], want[..., :3], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(alpha[0, ..., 0], want[..., 3], rtol=1e-12, atol=1e-12)
+
+
 def _quat_mul(torch, q, r):
     """Hamilton product q * r, (w, x, y, z); q [4], r [N, 4]."""
     w1, x1, y1, z1 = q
