@@ -281,11 +281,12 @@ def test_rasteriser_matches_compositing_each_pixel_alone(torch):
     depths = 1 + torch.rand(1, n, generator=gen, dtype=dt)
     cfg = SplatConfig(tile_size=4)
     radii = impl._support_radii(covars, opacities, cfg.alpha_min)
-    tile_ids, _ = impl._isect_tiles(means2d, radii, depths, 4, math.ceil(width / 4), math.ceil(height / 4))
+    ts = cfg.tile_size
+    tile_ids, _ = impl._isect_tiles(means2d, radii, depths, ts, math.ceil(width / ts), math.ceil(height / ts))
     counts = torch.bincount(tile_ids)
     assert counts.max() >= 4 * counts.min()  # tiles in three or more groups
     colour, alpha = impl._rasterize_to_pixels(means2d, conics, colors, opacities, radii, depths, width, height,
-                                              cfg.alpha_min, cfg.alpha_max, cfg.t_min, tile_size=4)
+                                              cfg.alpha_min, cfg.alpha_max, cfg.t_min, tile_size=ts)
 
     want = torch.zeros(height, width, 4, dtype=dt)
     order = torch.argsort(depths[0])

@@ -218,30 +218,27 @@ def _rasterize_to_pixels(
     Returns:
         colour [B, H, W, D], alpha [B, H, W, 1]
     """
-    batch, channels = depths.shape[0], colors.shape[-1]
+    batch = depths.shape[0]
     tiles_w, tiles_h = math.ceil(width / tile_size), math.ceil(height / tile_size)
     n_tiles = batch * tiles_h * tiles_w
     tile_ids, flat_ids = _isect_tiles(means2d.detach(), radii, depths.detach(), tile_size, tiles_w, tiles_h)
     counts = torch.bincount(tile_ids, minlength=n_tiles)  # [n_tiles]
     starts = torch.cumsum(counts, 0) - counts
-    # One past the end of flat_ids: the index of every padding slot (colour 0, opacity 0).
+    # A last entry that every padding slot reads (flat_ids may be empty); its opacity is masked to 0.
     flat_ids = torch.cat([flat_ids, flat_ids.new_zeros(1)])
 
     # Tiles are composited in groups by the power of two at or above their count, each group
     # padded to its own largest count: one table padded to the busiest tile of the frame
     # (a near splat's CoC) wastes most of its work on empty slots.
     group = torch.ceil(torch.log2(counts.clamp_min(1).to(torch.float32))).long()
-    colours, accs, order = [], [], []
-    for g in torch.unique(group).tolist():
-        tiles = torch.nonzero(group == g)[:, 0]
-        colour, acc = _composite_tiles(
-            tiles, starts[tiles], counts[tiles], flat_ids, means2d, conics, colors, opacities,
-            tile_size, tiles_w, tiles_h, alpha_min, alpha_max, t_min,
-        )
-        colours.append(colour)
-        accs.append(acc)
-        order.append(tiles)
-    back = torch.argsort(torch.cat(order))  # concatenated groups -> tile order
+    by_group = torch.argsort(group, stable=True)
+    sizes = torch.unique_consecutive(group[by_group], return_counts=True)[1].tolist()
+    colours, accs = zip(*(
+        _composite_tiles(tiles, starts[tiles], counts[tiles], flat_ids, means2d, conics, colors, opacities,
+                         tile_size, tiles_w, tiles_h, alpha_min, alpha_max, t_min)
+        for tiles in by_group.split(sizes)
+    ))
+    back = torch.argsort(by_group)  # grouped order -> tile order
 
     def untile(x: Tensor) -> Tensor:  # [n_tiles, P, D] -> [B, H, W, D]
         x = x[back].reshape(batch, tiles_h, tiles_w, tile_size, tile_size, -1).permute(0, 1, 3, 2, 4, 5)
@@ -276,7 +273,7 @@ def _composite_tiles(
         colour [n, P, D], alpha [n, P, 1]; P = tile_size^2 pixels in row-major order
     """
     channels = colors.shape[-1]
-    # table[t, k]: the k-th nearest Gaussian touching tile t; the padding slot past its count.
+    # table[t, k]: the k-th nearest Gaussian touching tile t; past its count, the last entry.
     k = torch.arange(max(int(counts.max()), 1), device=tiles.device)
     present = k < counts[:, None]  # [n, K]
     g = flat_ids[torch.where(present, starts[:, None] + k, flat_ids.numel() - 1)]  # [n, K]
