@@ -310,6 +310,40 @@ def test_rasteriser_matches_compositing_each_pixel_alone(torch):
     torch.testing.assert_close(alpha[0, ..., 0], want[..., 3], rtol=1e-12, atol=1e-12)
 
 
+def test_rasteriser_gradients_are_the_same_bits_every_run(torch):
+    """Many wide, overlapping splats on a 128 px frame: big enough that the CPU runs the
+    gradient sums on several threads. Ten backward passes give bit-identical gradients, so a
+    training step, and the zero-depth test, repeat exactly."""
+    from dfd_models.splat import SplatConfig
+    from dfd_models.splat import _torch_impl as impl
+
+    size, n = 128, 400
+    gen = torch.Generator().manual_seed(0)
+    sigma = 2 + 10 * torch.rand(1, n, 2, generator=gen)  # px
+    leaves = [
+        torch.rand(1, n, 2, generator=gen) * size,  # means2d
+        torch.stack([sigma[..., 0] ** -2, torch.zeros(1, n), sigma[..., 1] ** -2], -1),  # conics
+        torch.rand(1, n, 3, generator=gen),  # colours
+        0.05 + 0.3 * torch.rand(1, n, generator=gen),  # opacities
+    ]
+    leaves = [x.requires_grad_() for x in leaves]
+    depths = torch.rand(1, n, generator=gen)
+    cfg = SplatConfig()
+    radii = impl._support_radii(torch.diag_embed(sigma**2), leaves[3].detach(), cfg.alpha_min)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(threads, 2))  # the race needs two threads, even on one core
+    try:
+        first = None
+        for _ in range(10):
+            colour, alpha = impl._rasterize_to_pixels(*leaves, radii, depths, size, size, cfg.alpha_min,
+                                                      cfg.alpha_max, cfg.t_min, tile_size=cfg.tile_size)
+            grads = torch.autograd.grad(colour.square().sum() + alpha.sum(), leaves)
+            first = first or grads
+            assert all(torch.equal(a, b) for a, b in zip(grads, first))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _quat_mul(torch, q, r):
     """Hamilton product q * r, (w, x, y, z); q [4], r [N, 4]."""
     w1, x1, y1, z1 = q

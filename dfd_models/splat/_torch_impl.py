@@ -272,7 +272,6 @@ def _composite_tiles(
     Returns:
         colour [n, P, D], alpha [n, P, 1]; P = tile_size^2 pixels in row-major order
     """
-    channels = colors.shape[-1]
     # table[t, k]: the k-th nearest Gaussian touching tile t; past its count, the last entry.
     k = torch.arange(max(int(counts.max()), 1), device=tiles.device)
     present = k < counts[:, None]  # [n, K]
@@ -287,9 +286,9 @@ def _composite_tiles(
     px = (tile % tiles_w * tile_size).to(means2d.dtype)[:, None] + local  # [n, ts] column centres
     py = (tile // tiles_w * tile_size).to(means2d.dtype)[:, None] + local  # [n, ts] row centres
 
-    xy = means2d.reshape(-1, 2)[g]  # [n, K, 2]
-    a, b, c = conics.reshape(-1, 3)[g].unbind(-1)  # [n, K] each
-    opac = opacities.reshape(-1)[g] * present  # [n, K]
+    xy = _rows(means2d, g)  # [n, K, 2]
+    a, b, c = _rows(conics, g).unbind(-1)  # [n, K] each
+    opac = _rows(opacities[..., None], g)[..., 0] * present  # [n, K]
     dx = xy[..., 0:1] - px[:, None, :]  # [n, K, ts]
     dy = xy[..., 1:2] - py[:, None, :]  # [n, K, ts]
     row = -0.5 * c[..., None] * dy * dy  # [n, K, ts]
@@ -301,5 +300,15 @@ def _composite_tiles(
     trans_before = torch.cat([torch.ones_like(trans_after[:, :1]), trans_after[:, :-1]], 1)
     weight = torch.where(trans_after > t_min, alpha * trans_before, 0.0)  # [n, K, P]
 
-    colour = torch.einsum("tkp,tkd->tpd", weight, colors.reshape(-1, channels)[g])  # [n, P, D]
+    colour = torch.einsum("tkp,tkd->tpd", weight, _rows(colors, g))  # [n, P, D]
     return colour, weight.sum(1)[..., None]
+
+
+def _rows(x: Tensor, index: Tensor) -> Tensor:
+    """x [B, N, D] -> [*index.shape, D]: rows of x flattened to [B N, D], picked by index.
+
+    Not ``x[index]``: its backward on the CPU adds repeated rows with threads racing, so the
+    same step gives different gradients run to run; index_select's backward sums in order.
+    """
+    flat = x.reshape(-1, x.shape[-1])
+    return flat.index_select(0, index.flatten()).reshape(*index.shape, flat.shape[-1])
