@@ -11,6 +11,7 @@ One process, one machine, the same batches for every row (read once from ``--sha
   depth (so the blur is the data's) into every frame, forward + backward, per rendered frame.
 
     python benchmarks/train_throughput.py --shards runs/results_table/data [--crop 32] [--batch-size 4]
+        [--rows sdgs ddff]   # only these rows (at 256 px every row together takes an hour)
 """
 
 from __future__ import annotations
@@ -84,7 +85,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=4, help="stacks per batch")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per row")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--rows", nargs="+", metavar="ROW", help="time only these rows (default: all; sdgs always)")
     args = parser.parse_args(argv)
+    rows = [(name, name, {}) for name, cls in sorted(MODELS.items()) if cls.trainable]
+    rows += [(run, "sdgs", overrides) for run, overrides in _ablations()]
+    if args.rows:
+        unknown = sorted(set(args.rows) - {run for run, _, _ in rows})
+        if unknown:
+            parser.error(f"unknown rows {unknown}; the rows are {[run for run, _, _ in rows]}")
+        rows = [row for row in rows if row[0] in {"sdgs", *args.rows}]
     if args.threads:
         torch.set_num_threads(args.threads)
     data = DataSection(shards=resolve_shards(args.shards, "train"), split=None, crop=[args.crop, args.crop],
@@ -94,12 +103,10 @@ def main(argv: list[str] | None = None) -> None:
     b, t, _, h, w = batches[0]["frames"].shape
     print(f"{len(batches)} batches of {b} stacks x {t} frames, {h}x{w} px, from {args.shards}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    rows = [(name, name, {}) for name, cls in sorted(MODELS.items()) if cls.trainable]
-    rows += [(run, "sdgs", overrides) for run, overrides in _ablations()]
     rates = {run: steps_per_second(name, config, batches, args.steps) for run, name, config in rows}
     print(f"{'row':<22} {'steps/s':>8} {'x sdgs':>7}")
     for run, rate in rates.items():
-        print(f"{run:<22} {rate:8.2f} {rate / rates['sdgs']:7.2f}")
+        print(f"{run:<22} {rate:8.3f} {rate / rates['sdgs']:7.2f}")
     ms = splat_ms_per_frame(batches, repeats=len(batches))
     print(f"splat re-render at the true depth, forward + backward: {ms:.1f} ms per {h}x{w} frame "
           f"({ms * t:.0f} ms per stack of {t}; sdgs renders {t} frames per stack, "
