@@ -226,6 +226,8 @@ def _rasterize_to_pixels(
     starts = torch.cumsum(counts, 0) - counts
     # A last entry that every padding slot reads (flat_ids may be empty); its opacity is masked to 0.
     flat_ids = torch.cat([flat_ids, flat_ids.new_zeros(1)])
+    # One row per splat (x, y, conic a b c, opacity, colour), so a tile's splats are one gather.
+    splats = torch.cat([means2d, conics, opacities[..., None], colors], -1).flatten(0, 1)  # [B N, 6 + D]
 
     # Tiles are composited in groups by the power of two at or above their count, each group
     # padded to its own largest count: one table padded to the busiest tile of the frame
@@ -234,8 +236,8 @@ def _rasterize_to_pixels(
     by_group = torch.argsort(group, stable=True)
     sizes = torch.unique_consecutive(group[by_group], return_counts=True)[1].tolist()
     colours, accs = zip(*(
-        _composite_tiles(tiles, starts[tiles], counts[tiles], flat_ids, means2d, conics, colors, opacities,
-                         tile_size, tiles_w, tiles_h, alpha_min, alpha_max, t_min)
+        _composite_tiles(tiles, starts[tiles], counts[tiles], flat_ids, splats, tile_size, tiles_w, tiles_h,
+                         alpha_min, alpha_max, t_min)
         for tiles in by_group.split(sizes)
     ))
     back = torch.argsort(by_group)  # grouped order -> tile order
@@ -252,10 +254,7 @@ def _composite_tiles(
     starts: Tensor,
     counts: Tensor,
     flat_ids: Tensor,
-    means2d: Tensor,
-    conics: Tensor,
-    colors: Tensor,
-    opacities: Tensor,
+    splats: Tensor,
     tile_size: int,
     tiles_w: int,
     tiles_h: int,
@@ -269,6 +268,7 @@ def _composite_tiles(
         tiles: [n] tile ids (image * tiles per image + row * tiles_w + col)
         starts, counts: [n] each tile's run in ``flat_ids`` (depth-sorted Gaussians)
         flat_ids: [M + 1] image * N + gaussian, then one padding slot
+        splats: [B N, 6 + D] x, y (pixels), conic a, b, c, opacity, colour
     Returns:
         colour [n, P, D], alpha [n, P, 1]; P = tile_size^2 pixels in row-major order
     """
@@ -282,15 +282,17 @@ def _composite_tiles(
     # sigma[i, j] = (a dx_j^2 + c dy_i^2) / 2 + b dx_j dy_i  (conic a, b, c). Fewer full-size
     # [n, K, P] tensors.
     tile = tiles % (tiles_h * tiles_w)
-    local = torch.arange(tile_size, device=tiles.device, dtype=means2d.dtype) + 0.5
-    px = (tile % tiles_w * tile_size).to(means2d.dtype)[:, None] + local  # [n, ts] column centres
-    py = (tile // tiles_w * tile_size).to(means2d.dtype)[:, None] + local  # [n, ts] row centres
+    local = torch.arange(tile_size, device=tiles.device, dtype=splats.dtype) + 0.5
+    px = (tile % tiles_w * tile_size).to(splats.dtype)[:, None] + local  # [n, ts] column centres
+    py = (tile // tiles_w * tile_size).to(splats.dtype)[:, None] + local  # [n, ts] row centres
 
-    xy = _rows(means2d, g)  # [n, K, 2]
-    a, b, c = _rows(conics, g).unbind(-1)  # [n, K] each
-    opac = _rows(opacities[..., None], g)[..., 0] * present  # [n, K]
-    dx = xy[..., 0:1] - px[:, None, :]  # [n, K, ts]
-    dy = xy[..., 1:2] - py[:, None, :]  # [n, K, ts]
+    # index_select, not splats[g]: the latter's CPU backward adds repeated rows with threads
+    # racing, so a step gave different gradients run to run; index_add_ sums in order.
+    rows = splats.index_select(0, g.flatten()).reshape(*g.shape, -1)  # [n, K, 6 + D]
+    x, y, a, b, c, opac = rows[..., :6].unbind(-1)  # [n, K] each
+    opac = opac * present
+    dx = x[..., None] - px[:, None, :]  # [n, K, ts]
+    dy = y[..., None] - py[:, None, :]  # [n, K, ts]
     row = -0.5 * c[..., None] * dy * dy  # [n, K, ts]
     col = -0.5 * a[..., None] * dx * dx
     neg_sigma = row[..., :, None] + col[..., None, :] - (b[..., None] * dy)[..., :, None] * dx[..., None, :]
@@ -300,15 +302,5 @@ def _composite_tiles(
     trans_before = torch.cat([torch.ones_like(trans_after[:, :1]), trans_after[:, :-1]], 1)
     weight = torch.where(trans_after > t_min, alpha * trans_before, 0.0)  # [n, K, P]
 
-    colour = torch.einsum("tkp,tkd->tpd", weight, _rows(colors, g))  # [n, P, D]
+    colour = torch.einsum("tkp,tkd->tpd", weight, rows[..., 6:])  # [n, P, D]
     return colour, weight.sum(1)[..., None]
-
-
-def _rows(x: Tensor, index: Tensor) -> Tensor:
-    """x [B, N, D] -> [*index.shape, D]: rows of x flattened to [B N, D], picked by index.
-
-    Not ``x[index]``: its backward on the CPU adds repeated rows with threads racing, so the
-    same step gives different gradients run to run; index_select's backward sums in order.
-    """
-    flat = x.reshape(-1, x.shape[-1])
-    return flat.index_select(0, index.flatten()).reshape(*index.shape, flat.shape[-1])
