@@ -1,4 +1,4 @@
-"""Hostile inputs (tests/hostile/cases.yaml) through the command line, each in its own process with
+"""Hostile inputs (tests/hostile/cases*.yaml) through the command line, each in its own process with
 a time limit: the expected exit status and message, no traceback, no raw control character, and
 nothing written, deleted or run outside the folder the command names."""
 
@@ -19,6 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+import hostile_assets
+import hostile_verify
+import hostile_writes
 from fakes import fake_render, make_spec, tiny_recipe
 from generator.codec import encode_sample
 from generator.shards import DatasetDir
@@ -26,7 +29,8 @@ from generator.shards import DatasetDir
 pytestmark = pytest.mark.slow  # every case runs the CLI in a fresh process
 
 HOSTILE = Path(__file__).parent / "hostile"
-CASES = yaml.safe_load((HOSTILE / "cases.yaml").read_text())
+#: Every case file's cases (one file per concern: cases.yaml, cases_verify.yaml, cases_assets.yaml, ...).
+CASES = [case for path in sorted(HOSTILE.glob("cases*.yaml")) for case in yaml.safe_load(path.read_text())]
 #: Seconds a case may take: a hang (an alias bomb, a 10^12-scene loop) fails instead of stalling the suite.
 TIME_LIMIT_S = 120
 #: Splits of the fake dataset's scenes: two train shards, one test shard.
@@ -37,7 +41,7 @@ _PROGRESS = re.compile(r"\d+%\||\d+(\.\d+)?(it|batch|step|scene)/s|\?(it|batch|s
 
 def test_the_collection_is_large_and_every_input_is_used():
     assert len(CASES) >= 30 and len({c["id"] for c in CASES}) == len(CASES)
-    files = {str(p.relative_to(HOSTILE)) for p in HOSTILE.rglob("*") if p.is_file() and p.name != "cases.yaml"}
+    files = {str(p.relative_to(HOSTILE)) for p in HOSTILE.rglob("*") if p.is_file() and not (p.match("cases*.yaml") and p.parent == HOSTILE)}
     assert files == {c["input"] for c in CASES if "input" in c}
 
 
@@ -151,6 +155,16 @@ ASSETS = {
 }
 
 
+#: Further work-folder setups by name: ``function(work folder)``, run after the dataset, run,
+#: victim and input are in place and before the damage. Each concern keeps its own in a module of
+#: its own and they are merged here.
+SETUP: dict = {}
+for _module in (hostile_verify, hostile_assets, hostile_writes):
+    DAMAGE.update(getattr(_module, "DAMAGE", {}))
+    ASSETS.update(getattr(_module, "ASSETS", {}))
+    SETUP.update(getattr(_module, "SETUP", {}))
+
+
 # --- the cases ------------------------------------------------------------------------------------
 
 
@@ -181,6 +195,8 @@ def _prepare(case: dict, work: Path, clean: Path | None) -> None:
     if "manifest" in setup:
         shutil.copy(HOSTILE / case["input"], work / "data" / "manifest.json")
     for name in setup:
+        if name in SETUP:
+            SETUP[name](work)
         if name in ASSETS:
             (work / "meshes").mkdir(exist_ok=True)
             suffix = name.rsplit("_", 1)[1]
