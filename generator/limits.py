@@ -9,6 +9,11 @@ enough that a hostile file cannot drive a process to gigabytes or minutes.
 from __future__ import annotations
 
 # --- JSON (metadata members, manifest.json, progress.json) ---------------------------------
+#: Bytes of one JSON text: a sample's metadata is a few KB per frame (1024 frames at most);
+#: a manifest lists every shard of up to 10^7 scenes.
+MAX_JSON_BYTES = 256 * 2**20
+#: Levels of nested lists and objects (dfdgen's own JSON has fewer than 8).
+MAX_JSON_DEPTH = 64
 
 # --- images (PNG 8/16-bit, EXR) -------------------------------------------------------------
 
