@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from generator.errors import library_errors, warnings_as_messages
+from generator.files import write_atomic
 
 #: Metric keys in the order the table shows them (others follow).
 _TABLE_ORDER = ("abs_rel", "sq_rel", "rmse", "rmse_log", "mae", "mse", "inv_mae", "inv_rmse", "delta1", "delta2",
@@ -150,8 +151,9 @@ def eval_(shards, skip_corrupt, checkpoint, split, json_path, batch_size, worker
     for region, reason in result["absent_regions"].items():
         click.echo(f"  {region}: not scored, {reason}")
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=2) + "\n")
+        with library_errors():
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(json_path, (json.dumps(result, indent=2) + "\n").encode("utf-8"))
         click.echo(f"wrote {json_path}")
 
 

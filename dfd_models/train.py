@@ -38,6 +38,7 @@ continues exactly. Logged losses are rank 0's.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
@@ -61,7 +62,7 @@ from tqdm import tqdm
 from generator.errors import BadInput, DfdgenError, OutputError
 from generator.inspect import colorize
 from generator.codec import linear_to_srgb
-from generator.files import write_atomic
+from generator.files import folder_lock, write_atomic
 from dfd_models.checkpoint import (dataset_info, load_checkpoint, load_strict, rng_state, save_checkpoint,
                                    set_rng_state)
 from dfd_models.config import ConfigError, TrainConfig, read_yaml, resolve_config
@@ -140,14 +141,17 @@ class RunDir:
     def step_checkpoint(self, step: int) -> Path:
         return self.ckpt / f"step_{step:07d}.pt"
 
+    def check_is_folder(self) -> None:
+        """Raises OutputError if ``RUN`` exists and is not a folder."""
+        if self.path.exists() and not self.path.is_dir():
+            raise OutputError(f"run directory {self.path} is a file")
+
     def check(self, resume: bool) -> None:
         """Refuse a directory that holds a run (fresh start) or none (``resume``).
 
         Raises:
-            OutputError: see above; also a ``RUN`` that is a file.
+            OutputError: see above.
         """
-        if self.path.exists() and not self.path.is_dir():
-            raise OutputError(f"run directory {self.path} is a file")
         held = [p.name for p in (self.config, self.ckpt, self.tb) if p.exists()]
         if resume and not self.last.is_file():
             raise OutputError(f"{self.path} holds no checkpoint to resume ({self.last} is missing)")
@@ -521,59 +525,69 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
     run, data_cfg = RunDir(Path(run_dir)), config.data
     proc = setup_process(config.train.device)
     try:
-        if proc.is_main:
-            run.check(resume)
-        if not MODELS[config.model.name].trainable:
-            return _fit_reference(config, run, proc, started)
-        total = total_steps(config)
-        seed_everything(config.train.seed + proc.rank)
-        model = build_model(config.model.name, config.model.config).to(proc.device)
-        crop, multiple = data_cfg.crop, model.size_multiple
-        if crop is not None and (crop[0] % multiple or crop[1] % multiple):
-            raise ConfigError("data.crop", crop, f"multiples of {multiple} (what model {config.model.name} needs)")
-        info = dataset_info(data_cfg.shards)
-        image = info.get("image")  # known for a dataset directory
-        if crop is not None and image and (crop[0] > image["height"] or crop[1] > image["width"]):
-            raise ConfigError("data.crop", crop, f"[height, width] at most the image size, {image['height']} x "
-                              f"{image['width']} px in {data_cfg.shards} (or null for full frames)")
-        opt = make_optimisation(model, config, proc.device)
-        pos, data = _restore(run, model, opt, proc, config.train.seed) if resume else (Position(), info)
-        stepper = model if proc.world_size == 1 else DistributedDataParallel(
-            model, device_ids=[proc.device.index] if proc.device.type == "cuda" else None)
-        loader = make_loader(data_cfg, seed=config.train.seed, pin_memory=proc.device.type == "cuda")
-        logger = None
-        if proc.is_main:
-            run.path.mkdir(parents=True, exist_ok=True)
-            write_atomic(run.config, config.to_yaml().encode("utf-8"))
-            logger = Logger(run.tb, config.train.log_every)
-        saved, last_losses = (run.last if resume else None), {}
-        bar = tqdm(total=total, initial=pos.step, unit="step", disable=not (progress and proc.is_main),
-                   dynamic_ncols=True)
-        batches = _batches(loader, pos, f"{data_cfg.shards} (split {data_cfg.split!r})")
-        model.train()
-        while pos.step < total:
-            batch = to_device(next(batches), proc.device)
-            outputs, logged = train_step(stepper, batch, opt)
-            pos.step += 1
-            bar.update()
-            if logger is not None:
-                means = logger.add(pos.step, logged)
-                if means is not None:
-                    last_losses = means
-                    bar.set_postfix(loss=f"{means['total']:.4g}", lr=f"{means['lr']:.2e}")
-                if config.train.image_every and pos.step % config.train.image_every == 0:
-                    logger.images(pos.step, batch, outputs)
-            if pos.step % config.train.ckpt_every == 0 or pos.step == total:
-                rng = _rng_states(proc)
-                if proc.is_main:
-                    saved = _save(run, config, data, model, opt, pos, rng)
-        batches.close()
-        bar.close()
-        if logger is not None:
-            logger.close()
-        if proc.world_size > 1:
-            dist.barrier()
-        return TrainSummary(run.path, pos.step, saved, last_losses, time.perf_counter() - started)
+        with contextlib.ExitStack() as stack:
+            if proc.is_main:  # the run directory is rank 0's: it alone checks, locks and writes it
+                run.check_is_folder()
+                stack.enter_context(folder_lock(run.path))
+                run.check(resume)
+            return _train(config, run, proc, resume, progress, started)
     finally:
         if proc.world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _train(config: TrainConfig, run: RunDir, proc: Process, resume: bool, progress: bool,
+           started: float) -> TrainSummary:
+    """:func:`train`'s work, with the run directory checked and locked."""
+    data_cfg = config.data
+    if not MODELS[config.model.name].trainable:
+        return _fit_reference(config, run, proc, started)
+    total = total_steps(config)
+    seed_everything(config.train.seed + proc.rank)
+    model = build_model(config.model.name, config.model.config).to(proc.device)
+    crop, multiple = data_cfg.crop, model.size_multiple
+    if crop is not None and (crop[0] % multiple or crop[1] % multiple):
+        raise ConfigError("data.crop", crop, f"multiples of {multiple} (what model {config.model.name} needs)")
+    info = dataset_info(data_cfg.shards)
+    image = info.get("image")  # known for a dataset directory
+    if crop is not None and image and (crop[0] > image["height"] or crop[1] > image["width"]):
+        raise ConfigError("data.crop", crop, f"[height, width] at most the image size, {image['height']} x "
+                          f"{image['width']} px in {data_cfg.shards} (or null for full frames)")
+    opt = make_optimisation(model, config, proc.device)
+    pos, data = _restore(run, model, opt, proc, config.train.seed) if resume else (Position(), info)
+    stepper = model if proc.world_size == 1 else DistributedDataParallel(
+        model, device_ids=[proc.device.index] if proc.device.type == "cuda" else None)
+    loader = make_loader(data_cfg, seed=config.train.seed, pin_memory=proc.device.type == "cuda")
+    logger = None
+    if proc.is_main:
+        run.path.mkdir(parents=True, exist_ok=True)
+        write_atomic(run.config, config.to_yaml().encode("utf-8"))
+        logger = Logger(run.tb, config.train.log_every)
+    saved, last_losses = (run.last if resume else None), {}
+    bar = tqdm(total=total, initial=pos.step, unit="step", disable=not (progress and proc.is_main),
+               dynamic_ncols=True)
+    batches = _batches(loader, pos, f"{data_cfg.shards} (split {data_cfg.split!r})")
+    model.train()
+    while pos.step < total:
+        batch = to_device(next(batches), proc.device)
+        outputs, logged = train_step(stepper, batch, opt)
+        pos.step += 1
+        bar.update()
+        if logger is not None:
+            means = logger.add(pos.step, logged)
+            if means is not None:
+                last_losses = means
+                bar.set_postfix(loss=f"{means['total']:.4g}", lr=f"{means['lr']:.2e}")
+            if config.train.image_every and pos.step % config.train.image_every == 0:
+                logger.images(pos.step, batch, outputs)
+        if pos.step % config.train.ckpt_every == 0 or pos.step == total:
+            rng = _rng_states(proc)
+            if proc.is_main:
+                saved = _save(run, config, data, model, opt, pos, rng)
+    batches.close()
+    bar.close()
+    if logger is not None:
+        logger.close()
+    if proc.world_size > 1:
+        dist.barrier()
+    return TrainSummary(run.path, pos.step, saved, last_losses, time.perf_counter() - started)

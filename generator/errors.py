@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import warnings
 
 #: Characters of a value echoed in a message, at most: a hostile input must not flood the terminal.
@@ -75,6 +77,25 @@ class OutputError(BadInput):
     """The output directory cannot be used (unwritable, holds another recipe, ...)."""
 
 
+class WriteError(DfdgenError):
+    """The disk refused a write: full, over quota, read-only, or no permission (exit status 1).
+
+    What was written before stays as it was: every file is written to a temporary file first.
+    """
+
+    #: errno values that mean the disk or folder refused a write rather than a bug in dfdgen.
+    ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
+
+    @classmethod
+    def of(cls, exc: OSError, path: "os.PathLike[str] | str | None" = None) -> "WriteError | OSError":
+        """``exc`` as a WriteError naming ``path`` (else the file ``exc`` names), when its errno is one
+        of :data:`ERRNOS`; other errors are returned as they are (a bug, not the disk)."""
+        if exc.errno not in cls.ERRNOS:
+            return exc
+        where = path if path is not None else exc.filename
+        return cls(printable(f"cannot write {where}: {exc.strerror}"))
+
+
 class CorruptShard(DfdgenError):
     """A shard or one of its members cannot be decoded.
 
@@ -99,7 +120,13 @@ def library_errors():
     import click  # here: the add-on imports this module without click
 
     try:
-        yield
+        try:
+            yield
+        except OSError as exc:
+            disk = WriteError.of(exc)
+            if disk is exc:
+                raise
+            raise disk from exc
     except DfdgenError as exc:
         error = click.ClickException(str(exc))
         error.exit_code = exc.exit_code

@@ -31,6 +31,7 @@ from typing import Any, Iterator, Mapping
 
 import generator
 from generator.errors import BadInput, CorruptShard, brief
+from generator.safe_json import load_json_file
 
 #: Version of the sample layout and metadata schema below.
 FORMAT_VERSION = 1
@@ -132,14 +133,14 @@ def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
             dfdgen's shard names (``../x``, an absolute path, ``pipe:cmd``).
     """
     path = Path(directory) / MANIFEST
-    if not path.is_file():
+    if not path.exists():
         raise BadInput(f"{directory} is not a dfdgen dataset: no {MANIFEST}")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = load_json_file(path)
         if manifest["generator"]["name"] != "dfdgen":
             raise ValueError("not written by dfdgen")
         check_shard_entries(manifest["shards"], path)
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exn:
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, IsADirectoryError) as exn:
         raise BadInput(f"{path} is not a dfdgen manifest ({brief(exn)})") from None
     return manifest
 
@@ -269,6 +270,29 @@ def tar_members(sample: Mapping[str, Any]) -> bytes:
         info.uname = info.gname = TAR_OWNER
         tar.addfile(info, io.BytesIO(sample[name]))
     return buffer.getvalue()[: tar.offset]
+
+
+def sample_keys(members: bytes) -> list[str]:
+    """The keys of the samples whose tar members (:func:`tar_members`, one sample after another)
+    fill ``members`` exactly, in order: how a resumed shard is checked against ``progress.json``.
+
+    Raises:
+        ValueError: ``members`` does not end on a member boundary, or a header is damaged.
+    """
+    keys: list[str] = []
+    try:
+        with tarfile.open(fileobj=io.BytesIO(members + tar_end(len(members))), mode="r|",
+                          tarinfo=_CheckedTarInfo) as tar:
+            for info in tar:
+                key = info.name.split(".", 1)[0]
+                if not keys or keys[-1] != key:
+                    keys.append(key)
+            # the end marker must come right after the last member, where the appended blocks start
+            if tar.offset != len(members):
+                raise ValueError(f"the members end at byte {tar.offset}, not at {len(members)}")
+    except tarfile.TarError as exn:
+        raise ValueError(str(exn)) from None
+    return keys
 
 
 def tar_end(offset: int) -> bytes:

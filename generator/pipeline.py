@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from generator.errors import DfdgenError
 from generator.render_options import NO_GPU, RenderOptions
 from generator.render_tasks import gpu_probe_task, render_task
 from generator.scheduler import Pool, ProcessPool, run_tasks
-from generator.files import output_file
+from generator.files import output_file, refuse_link
 from generator.recipe import Recipe
 from generator.draw import check_scene_index, sample_scene, scene_split
 from generator.shards import DatasetDir
@@ -97,7 +99,7 @@ def render_dataset(
     Raises:
         BadInput: an unusable asset folder or file (:class:`generator.assets.AssetError`);
             an invalid option (also: nothing answers at ``ray_address``);
-            OutputError: unusable ``out_dir``. Nothing is written then.
+            OutputError: unusable ``out_dir``, or another run holds it. Nothing is written then.
         DfdgenError: ``executor='ray'`` without Ray installed.
         KeyboardInterrupt: after stopping cleanly (complete shards kept, partial ones removed).
     """
@@ -113,9 +115,14 @@ def render_dataset(
         try:
             out = DatasetDir(out_dir, recipe, max_samples=recipe.shards.max_samples,
                              max_bytes=recipe.shards.max_bytes, overwrite=opts.overwrite)
+        except BaseException:
+            pool.kill()
+            raise
+        try:
             device = _usable_device(opts.device, pool)
         except BaseException:
             pool.kill()
+            out.abort()  # gives the folder's lock back
             raise
         todo = [i for i in range(recipe.count) if i not in out.done]
         task = task or functools.partial(render_task, recipe, threads=pool.threads, device=device)
@@ -191,5 +198,10 @@ def save_scene_blend(recipe: Recipe, index: int, path: str | Path) -> Path:
     path = output_file(path)
     from generator.blender.render import save_blend
 
-    save_blend(sample_scene(recipe, index), path)
+    # Blender writes PATH@ and renames it: in a private folder, a link planted at PATH@ is never followed.
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".dfdgen-") as private:
+        saved = Path(private) / path.name
+        save_blend(sample_scene(recipe, index), saved)
+        refuse_link(path)
+        os.replace(saved, path)
     return path

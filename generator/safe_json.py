@@ -10,6 +10,9 @@ caller reports it the way it reports any other malformed JSON.
 from __future__ import annotations
 
 import json
+import os
+import stat
+from pathlib import Path
 from typing import Any
 
 from generator.limits import MAX_JSON_BYTES, MAX_JSON_DEPTH
@@ -30,6 +33,21 @@ def load_json(data: bytes | str, *, max_bytes: int = MAX_JSON_BYTES) -> Any:
         raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
     _check_depth(value)
     return value
+
+
+def load_json_file(path: Path, *, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """:func:`load_json` of the file at ``path``, read only if it is a regular file (a FIFO or
+    ``/dev/zero`` planted under its name would block or never end) and at most ``max_bytes`` + 1 bytes.
+
+    Raises:
+        OSError: ``path`` cannot be opened (``FileNotFoundError`` when it is missing).
+        ValueError: as :func:`load_json`, or ``path`` is not a regular file.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file")
+        return load_json(f.read(max_bytes + 1), max_bytes=max_bytes)
 
 
 def _check_depth(value: Any) -> None:

@@ -22,23 +22,35 @@ limits, so a resumed run ends byte-identical to an uninterrupted one.
 
 Names read back from a manifest or ``progress.json`` are data: one that is not
 a shard name of dfdgen's (:data:`generator.format.SHARD_NAME`) is refused, so a dataset cannot
-point dfdgen at a path outside its folder or at a ``pipe:`` command.
+point dfdgen at a path outside its folder or at a ``pipe:`` command. Nor are the byte counts
+trusted: a ``.partial`` file is resumed only when it is a regular file of its own (opened
+without following links, :func:`generator.files.open_in_place`) whose first recorded bytes are
+exactly the recorded scenes' samples, and a listed shard is renamed into place only when its
+sha256 is the manifest's. A run holds the folder's lock (:func:`generator.files.folder_lock`)
+from its first check to :meth:`DatasetDir.finish` or :meth:`DatasetDir.abort`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Mapping
 
-from generator.errors import BadInput, OutputError, brief
-from generator.files import PARTIAL, write_atomic
+from generator.errors import BadInput, OutputError, WriteError, brief
+from generator.files import PARTIAL, folder_lock, open_in_place, refuse_link, write_atomic
 from generator.format import (MANIFEST, PROGRESS, RECIPE, SHARD_NAME, check_shard_entries, manifest_json, read_manifest,
-                              shard_name,
-                              tar_end, tar_members)
+                              sample_key, sample_keys, shard_name, tar_end, tar_members)
+from generator.safe_json import load_json_file
+
+#: Temporary files :func:`generator.files.write_atomic` leaves behind when a run is killed
+#: (``.manifest.json.k3j_9x2a.partial``): removed by the next run.
+_STALE = re.compile(rf"\.(?:{re.escape(MANIFEST)}|{re.escape(PROGRESS)}|{re.escape(RECIPE)})\.[a-z0-9_]{{8}}{re.escape(PARTIAL)}")
 
 @dataclass
 class _OpenShard:
@@ -69,9 +81,10 @@ class DatasetDir:
         overwrite: delete the files the previous run's manifest claims first (nothing else).
 
     Raises:
-        OutputError: ``out_dir`` is unusable, holds another recipe's data and not
-            ``overwrite``, or holds a file named like a shard of this recipe that no
-            manifest claims. Nothing is changed then.
+        OutputError: ``out_dir`` is unusable, another run holds it, it holds another recipe's
+            data and not ``overwrite``, a file named like a shard of this recipe that no
+            manifest claims, or a link where dfdgen writes. Nothing is changed then.
+        WriteError: the disk refused a write (read-only folder, full disk).
     """
 
     def __init__(self, out_dir, recipe, *, max_samples: int, max_bytes: int | None = None,
@@ -82,7 +95,12 @@ class DatasetDir:
         self.shards: list[dict[str, Any]] = []
         self.failed: dict[int, str] = {}
         self._open: dict[str, _OpenShard] = {}
+        if self.path.exists() and not self.path.is_dir():
+            raise OutputError(f"output path {self.path} exists and is not a directory")
+        self._lock = contextlib.ExitStack()
         try:
+            self._lock.enter_context(folder_lock(self.path))
+            self._remove_stale_temporaries()
             previous = self._read_previous()
             if previous is not None and not overwrite:
                 self._check_same_recipe(previous[0])
@@ -95,16 +113,19 @@ class DatasetDir:
                 self._resume(*previous)
             write_atomic(self.path / RECIPE, recipe.to_yaml().encode("utf-8"))
             self._write_manifest(complete=False)
-        except OSError as exc:
-            raise OutputError(f"output directory {self.path} cannot be used: {exc}") from exc
+        except BaseException as exc:
+            self._release()
+            if isinstance(exc, OSError):
+                disk = WriteError.of(exc, self.path)
+                raise (OutputError(f"output directory {self.path} cannot be used: {exc}") if disk is exc
+                       else disk) from exc
+            raise
 
     # --- state on disk -----------------------------------------------------
 
     def _read_previous(self) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
         """The previous run's manifest and progress entries, or ``None`` without a manifest."""
-        if self.path.exists() and not self.path.is_dir():
-            raise OutputError(f"output path {self.path} exists and is not a directory")
-        if not (self.path / MANIFEST).exists():
+        if not os.path.lexists(self.path / MANIFEST):
             return None
         try:
             manifest = read_manifest(self.path)
@@ -113,15 +134,15 @@ class DatasetDir:
                               f"choose another --out") from None
         progress: list[dict[str, Any]] = []
         path = self.path / PROGRESS
-        if path.exists():
+        if os.path.lexists(path):
             try:
-                progress = json.loads(path.read_text(encoding="utf-8"))["open"]
+                progress = load_json_file(path)["open"]
                 check_shard_entries(progress, path)
                 for entry in progress:
                     if not (isinstance(entry["bytes"], int) and entry["bytes"] >= 0
                             and all(isinstance(i, int) for i in entry["scenes"])):
                         raise ValueError(f"entry {entry['name']} has no byte count or scene list")
-            except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exn:
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError, OSError) as exn:
                 raise OutputError(f"{path} is damaged ({brief(exn)}); use --overwrite") from None
         return manifest, progress
 
@@ -156,6 +177,7 @@ class DatasetDir:
                     f"choose another --out or move it away"
                 )
         recipe_file = self.path / RECIPE
+        refuse_link(recipe_file)
         if previous is None and recipe_file.exists() and not (self.path / MANIFEST).exists() \
                 and recipe_file.read_bytes() != self.recipe.to_yaml().encode("utf-8"):
             raise OutputError(f"{self.path} holds {RECIPE}, which dfdgen's {MANIFEST} does not claim; "
@@ -167,8 +189,14 @@ class DatasetDir:
             path = self.path / name
             if path.is_file() and not path.is_symlink() and path.resolve().parent == self.path.resolve():
                 path.unlink()
-        for name in (PROGRESS, MANIFEST, RECIPE, PROGRESS + PARTIAL, MANIFEST + PARTIAL, RECIPE + PARTIAL):
+        for name in (PROGRESS, MANIFEST, RECIPE):
             (self.path / name).unlink(missing_ok=True)
+
+    def _remove_stale_temporaries(self) -> None:
+        """Remove the temporary files a killed run left (:data:`_STALE`; a link is removed, not followed)."""
+        for path in self.path.iterdir():
+            if _STALE.fullmatch(path.name):
+                path.unlink()
 
     def _resume(self, manifest: dict[str, Any], progress: list[dict[str, Any]]) -> None:
         """Take over the previous run: its complete shards, failures and partial shards."""
@@ -177,22 +205,45 @@ class DatasetDir:
         self._finish_renames()
         for shard in self.shards:
             path = self.path / shard["name"]
+            refuse_link(path)
             if not path.is_file() or path.stat().st_size != shard["bytes"]:
                 raise OutputError(f"shard {path} listed in {MANIFEST} is missing or truncated; use --overwrite")
         listed = {s["name"] for s in self.shards}
-        for entry in progress:
-            partial = self.path / (entry["name"] + PARTIAL)
-            if entry["name"] in listed or entry["split"] in self._open:
-                continue
-            if partial.is_file() and partial.stat().st_size >= entry["bytes"]:
-                file = open(partial, "r+b")
+        opened = []
+        try:
+            for entry in progress:
+                partial = self.path / (entry["name"] + PARTIAL)
+                if entry["name"] in listed or entry["split"] in self._open:
+                    continue
+                if not os.path.lexists(partial):  # claimed, never created
+                    continue
+                file = open_in_place(partial, create=False)
+                opened.append(file)
+                self._check_partial(file, partial, entry)
                 file.truncate(entry["bytes"])  # drop the sample that was being appended
                 file.seek(entry["bytes"])
                 self._open[entry["split"]] = _OpenShard(entry["name"], entry["split"], file,
                                                         list(entry["scenes"]), entry["bytes"])
-            else:
-                partial.unlink(missing_ok=True)
+        except BaseException:
+            for file in opened:
+                file.close()
+            self._open.clear()
+            raise
         self._write_progress()
+
+    @staticmethod
+    def _check_partial(file: BinaryIO, path: Path, entry: Mapping[str, Any]) -> None:
+        """Refuse a ``.partial`` file whose first ``entry["bytes"]`` bytes are not exactly the samples
+        of ``entry["scenes"]``: ``progress.json`` is data, and truncating a file it misdescribes
+        would destroy bytes dfdgen cannot vouch for."""
+        data = file.read(entry["bytes"])
+        try:
+            keys = sample_keys(data) if len(data) == entry["bytes"] else None
+        except ValueError:
+            keys = None
+        if keys != [sample_key(i) for i in entry["scenes"]]:
+            raise OutputError(f"{path} does not hold the {entry['bytes']} bytes of scenes {brief(entry['scenes'])} "
+                              f"that {PROGRESS} records; use --overwrite")
 
     def _write_manifest(self, complete: bool) -> None:
         text = manifest_json(self.recipe, self.shards, self.failed, self.scenes_in_shards, complete)
@@ -244,10 +295,13 @@ class DatasetDir:
         self._write_manifest(complete=False)
 
     def finish(self) -> None:
-        """Close every open shard and mark the manifest complete."""
-        for shard in list(self._open.values()):
-            self._close(shard)
-        self._write_manifest(complete=len(self.done) >= self.recipe.count)
+        """Close every open shard, mark the manifest complete and release the folder."""
+        try:
+            for shard in list(self._open.values()):
+                self._close(shard)
+            self._write_manifest(complete=len(self.done) >= self.recipe.count)
+        finally:
+            self._release()
 
     def abort(self) -> None:
         """Stop writing: the open shards keep their complete samples for a rerun to resume.
@@ -256,40 +310,53 @@ class DatasetDir:
         claims every file that may exist, and a rerun skips its entries the manifest lists
         (:meth:`_resume`).
         """
-        self._finish_renames()
-        for shard in self._open.values():
-            shard.file.close()
-        self._open.clear()
+        try:
+            self._finish_renames()
+        finally:
+            for shard in self._open.values():
+                shard.file.close()
+            self._open.clear()
+            self._release()
+
+    def _release(self) -> None:
+        """Give the folder's lock back (once; later calls do nothing)."""
+        self._lock.close()
 
     def _finish_renames(self) -> None:
         """Rename into place each listed shard an interrupt left as ``.partial`` (the manifest
         lists a shard before its rename: :meth:`_close`)."""
         for shard in self.shards:
             final, partial = self.path / shard["name"], self.path / (shard["name"] + PARTIAL)
-            if not final.exists() and partial.is_file() and partial.stat().st_size == shard["bytes"]:
+            if os.path.lexists(final) or not os.path.lexists(partial):
+                continue
+            with open_in_place(partial, create=False) as f:
+                ours = (stat.S_ISREG(os.fstat(f.fileno()).st_mode) and os.fstat(f.fileno()).st_size == shard["bytes"]
+                        and hashlib.file_digest(f, "sha256").hexdigest() == shard["sha256"])
+            if ours:
                 os.replace(partial, final)
 
     def _start(self, split: str) -> _OpenShard:
         number = sum(s["split"] == split for s in self.shards)
         name = shard_name(self.recipe.name, split, number)
         for taken in (self.path / name, self.path / (name + PARTIAL)):
-            if taken.exists():  # unclaimed (claimed ones are resumed): never overwrite it
+            if os.path.lexists(taken):  # unclaimed (claimed ones are resumed): never overwrite it
                 raise OutputError(f"{taken} appeared while rendering; dfdgen does not overwrite it")
         self._write_progress({"name": name, "split": split, "scenes": [], "bytes": 0})  # claimed before created
-        self._open[split] = shard = _OpenShard(name, split, open(self.path / (name + PARTIAL), "xb"))
+        self._open[split] = shard = _OpenShard(name, split, open_in_place(self.path / (name + PARTIAL), create=True))
         return shard
 
     def _close(self, shard: _OpenShard) -> None:
         """Finish a shard's tar, list it in the manifest, then rename it into place."""
-        shard.file.write(tar_end(shard.size))
-        shard.file.flush()
-        os.fsync(shard.file.fileno())
-        shard.file.close()
-        tmp, final = self.path / (shard.name + PARTIAL), self.path / shard.name
-        with open(tmp, "rb") as f:
+        with shard.file as f:
+            f.write(tar_end(shard.size))
+            f.flush()
+            os.fsync(f.fileno())
+            size = f.tell()
+            f.seek(0)  # hashed through the file written, never through its name
             digest = hashlib.file_digest(f, "sha256").hexdigest()
+        tmp, final = self.path / (shard.name + PARTIAL), self.path / shard.name
         self.shards.append({"name": shard.name, "split": shard.split, "samples": len(shard.scenes),
-                            "bytes": tmp.stat().st_size, "sha256": digest, "scenes": shard.scenes})
+                            "bytes": size, "sha256": digest, "scenes": shard.scenes})
         self._write_manifest(complete=False)
         del self._open[shard.split]
         self._write_progress()

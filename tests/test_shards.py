@@ -18,6 +18,7 @@ import webdataset as wds
 
 from fakes import dir_bytes, fake_task, listed_shards, slow_task, tiny_recipe
 from generator.errors import BadInput, OutputError
+from generator.files import LOCK
 from generator.scheduler import ProcessPool, run_tasks
 from generator.pipeline import render_dataset
 from generator.format import MANIFEST, PROGRESS, TAR_MTIME, tar_members
@@ -86,13 +87,14 @@ def test_shard_limits_and_atomic_manifest(tmp_path):
     # the third sample would exceed max_bytes: shard 0 was closed, renamed and listed
     assert [s["scenes"] for s in _manifest(tmp_path)["shards"]] == [[0, 1]]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "manifest.json", "progress.json", "recipe.yaml", "small_obj-train-000000.tar",
+        LOCK, "manifest.json", "progress.json", "recipe.yaml", "small_obj-train-000000.tar",
         "small_obj-train-000001.tar.partial"]
     assert json.loads((tmp_path / PROGRESS).read_text())["open"] == [
         {"name": "small_obj-train-000001.tar", "split": "train", "scenes": [2], "bytes": per_sample}]
     out.add(3, "train", _samples(1, size=10 * per_sample)[0])  # too big alone: gets its own shard
     out.finish()
     assert [s["scenes"] for s in _manifest(tmp_path)["shards"]] == [[0, 1], [2], [3]]
+    assert not (tmp_path / LOCK).exists()  # the lock is the run's, gone when it ends
 
 
 def test_resume_keeps_every_written_scene_and_never_touches_unclaimed_files(tmp_path):
