@@ -93,7 +93,8 @@ class WriteError(DfdgenError):
         if exc.errno not in cls.ERRNOS:
             return exc
         where = path if path is not None else exc.filename
-        return cls(printable(f"cannot write {where}: {exc.strerror}"))
+        return cls(printable(f"cannot write {where}: {exc.strerror}" if where is not None
+                             else f"a write failed: {exc.strerror}"))
 
 
 class CorruptShard(DfdgenError):

@@ -5,9 +5,9 @@ A folder the user names may hold links a stranger planted (``recipe.yaml.partial
 a file outside it, a shard's ``.partial`` file pointing at a victim). dfdgen never follows one
 when it writes:
 
-* a whole file (:func:`write_atomic`) goes to a temporary file created with ``O_EXCL`` under an
-  unpredictable name in the same folder (``tempfile.mkstemp``: ``O_NOFOLLOW`` too), then renamed
-  over the final name, which must not be a link;
+* a whole file (:func:`write_atomic`) goes to a temporary file created with ``O_EXCL`` and
+  ``O_NOFOLLOW`` under an unpredictable name in the same folder, then renamed over the final
+  name, which must not be a link;
 * a file written in place (a shard being appended to, :func:`open_in_place`) is opened with
   ``O_NOFOLLOW`` and must be a regular file with no other hard link;
 * a run holds :func:`folder_lock` for as long as it writes, so two runs never interleave.
@@ -23,8 +23,9 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
+import secrets
 import stat
-import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -32,6 +33,9 @@ from generator.errors import OutputError, WriteError
 
 #: Suffix of a shard being written; it is renamed into place when complete.
 PARTIAL = ".partial"
+#: The names :func:`write_atomic`'s temporary files have: ``.NAME.`` + 8 hex digits + :data:`PARTIAL`
+#: (what a killed run may leave behind, for the next run to remove).
+TEMPORARY = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}" + re.escape(PARTIAL))
 #: The lock file a run holds in its output folder (:func:`folder_lock`); removed when the run ends.
 LOCK = ".dfdgen.lock"
 
@@ -53,7 +57,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     path = Path(path)
     refuse_link(path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PARTIAL)
+        fd, tmp = _create_temporary(path)
     except OSError as exc:
         raise WriteError.of(exc, path)
     try:
@@ -67,6 +71,18 @@ def write_atomic(path: Path, data: bytes) -> None:
         if isinstance(exc, OSError):
             raise WriteError.of(exc, path)
         raise
+
+
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """A new file ``.NAME.XXXXXXXX.partial`` beside ``path`` (8 random characters, :data:`TEMPORARY`),
+    created with ``O_EXCL | O_NOFOLLOW`` and the mode the umask gives any new file (unlike
+    ``tempfile.mkstemp``'s 0600); returns its descriptor and path."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{PARTIAL}")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def open_in_place(path: Path, *, create: bool) -> BinaryIO:

@@ -36,21 +36,17 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Mapping
 
 from generator.errors import BadInput, OutputError, WriteError, brief
-from generator.files import PARTIAL, folder_lock, open_in_place, refuse_link, write_atomic
+from generator.files import PARTIAL, TEMPORARY, folder_lock, open_in_place, refuse_link, write_atomic
 from generator.format import (MANIFEST, PROGRESS, RECIPE, SHARD_NAME, check_shard_entries, manifest_json, read_manifest,
                               sample_key, sample_keys, shard_name, tar_end, tar_members)
 from generator.safe_json import load_json_file
 
-#: Temporary files :func:`generator.files.write_atomic` leaves behind when a run is killed
-#: (``.manifest.json.k3j_9x2a.partial``): removed by the next run.
-_STALE = re.compile(rf"\.(?:{re.escape(MANIFEST)}|{re.escape(PROGRESS)}|{re.escape(RECIPE)})\.[a-z0-9_]{{8}}{re.escape(PARTIAL)}")
 
 @dataclass
 class _OpenShard:
@@ -193,9 +189,11 @@ class DatasetDir:
             (self.path / name).unlink(missing_ok=True)
 
     def _remove_stale_temporaries(self) -> None:
-        """Remove the temporary files a killed run left (:data:`_STALE`; a link is removed, not followed)."""
+        """Remove the temporary files a killed run left of the files it rewrites (a link is removed,
+        not followed)."""
         for path in self.path.iterdir():
-            if _STALE.fullmatch(path.name):
+            match = TEMPORARY.fullmatch(path.name)
+            if match and match["name"] in (MANIFEST, PROGRESS, RECIPE):
                 path.unlink()
 
     def _resume(self, manifest: dict[str, Any], progress: list[dict[str, Any]]) -> None:

@@ -9,6 +9,7 @@ import io
 import json
 import os
 import re
+import resource
 import shutil
 import struct
 import subprocess
@@ -45,11 +46,14 @@ def test_the_collection_is_large_and_every_input_is_used():
     assert files == {c["input"] for c in CASES if "input" in c}
 
 
-def _dfdgen(args, cwd: Path) -> subprocess.CompletedProcess:
+def _dfdgen(args, cwd: Path, fsize: int | None = None) -> subprocess.CompletedProcess:
+    """Run dfdgen; ``fsize``: the largest file it may write, bytes (``RLIMIT_FSIZE``: a write past
+    it fails with EFBIG, as a write to a full disk fails with ENOSPC; Python ignores SIGXFSZ)."""
     command = [sys.executable, "-c", "from generator.cli import main; main()", *args]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    limit = None if fsize is None else (lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize)))
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=TIME_LIMIT_S, env=env,
-                          errors="backslashreplace")
+                          errors="backslashreplace", preexec_fn=limit)
 
 
 def _write_dataset(folder: Path) -> None:
@@ -214,7 +218,7 @@ def test_hostile_input(case, tmp_path, request):
     _prepare(case, work, clean)
     before = _snapshot(work)
     args = [a.replace("{input}", Path(case.get("input", "")).name) for a in case["args"]]
-    result = _dfdgen(args, work / case.get("cwd", "."))
+    result = _dfdgen(args, work / case.get("cwd", "."), case.get("fsize"))
     output = result.stdout + result.stderr
     assert result.returncode == case["status"], output
     assert case["message"] in output, output

@@ -330,3 +330,27 @@ def test_sigkill_of_the_parent_leaves_no_worker_behind(tmp_path):
         for c in children:
             if _alive(c):
                 os.kill(c, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_a_second_run_into_a_busy_folder_is_refused_and_the_first_ends_intact(tmp_path):
+    """Two renders into one folder at once: the second exits at once naming the first's pid."""
+    recipe = tiny_recipe("count=8")
+    _render(recipe, tmp_path / "alone")
+    script = textwrap.dedent(f"""
+        import functools, sys
+        sys.path.insert(0, {str(TESTS)!r})
+        from fakes import slow_task, tiny_recipe
+        from generator.pipeline import render_dataset
+        recipe = tiny_recipe("count=8")
+        render_dataset(recipe, {str(tmp_path / "busy")!r}, workers=1, progress=False,
+                       task=functools.partial(slow_task, 0.3, recipe))
+    """)
+    first = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "busy" / MANIFEST).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with pytest.raises(OutputError, match=rf"in use by another dfdgen run \(pid {first.pid}\)"):
+        _render(recipe, tmp_path / "busy")
+    assert first.wait(timeout=60) == 0
+    assert dir_bytes(tmp_path / "busy") == dir_bytes(tmp_path / "alone")
