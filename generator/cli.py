@@ -65,8 +65,11 @@ def main() -> None:
               help="Only build one scene and save it as a .blend file (no dataset is rendered).")
 @click.option("--scene", "scene_index", type=click.IntRange(min=0), metavar="I",
               help="Scene index for --save-blend.  [default: 0]")
+@click.option("--assets-root", "asset_roots", multiple=True, type=click.Path(exists=True, file_okay=False),
+              metavar="PATH", help="Let the recipe's asset folders lie in PATH too; by default they must lie "
+                                   "in the recipe file's folder (repeatable).")
 def render(recipe_path, out_dir, count, workers, threads, overrides, overwrite, recycle_every,
-           executor, ray_address, device, save_blend, scene_index):
+           executor, ray_address, device, save_blend, scene_index, asset_roots):
     """Render a recipe's focal stacks into WebDataset shards in DIR.
 
     A rerun with the same recipe resumes where the last run stopped; Ctrl-C
@@ -80,7 +83,7 @@ def render(recipe_path, out_dir, count, workers, threads, overrides, overwrite, 
     if scene_index is not None and save_blend is None:
         raise click.UsageError("--scene is only used with --save-blend")
     with library_errors():
-        recipe = load_recipe(recipe_path, [*overrides, *([f"count={count}"] if count else [])])
+        recipe = load_recipe(recipe_path, [*overrides, *([f"count={count}"] if count else [])], asset_roots)
         if save_blend is not None:
             path = save_scene_blend(recipe, scene_index or 0, save_blend)
             click.echo(f"saved scene {scene_index or 0} of {recipe.name} to {path}")
@@ -143,12 +146,15 @@ def inspect(data_dir, sheet, samples, verify):
 @click.option("--force", is_flag=True,
               help="Export even where the lens, focus distances or image size differ from what the "
                    "FoD500 loaders assume.")
-def export(data_dir, fmt, out_dir, force):
+@click.option("--skip-corrupt", is_flag=True,
+              help="Leave out corrupt samples with a one-line warning each (later scenes are numbered on "
+                   "without a gap), instead of stopping.")
+def export(data_dir, fmt, out_dir, force, skip_corrupt):
     """Export a rendered dataset DIR to another layout that existing depth-from-focus code reads."""
     from generator.export import INDEX_FILE, export_dataset
 
-    with library_errors():
-        ranges = export_dataset(data_dir, out_dir, fmt, force=force)
+    with library_errors(), warnings_as_messages():
+        ranges = export_dataset(data_dir, out_dir, fmt, force=force, skip_corrupt=skip_corrupt)
     count = sum(last - first + 1 for first, last in ranges.values())
     click.echo(f"exported {count} scenes to {out_dir} ({fmt})")
     click.echo("indices: " + ", ".join(f"{split} {first:06d}-{last:06d}" for split, (first, last) in ranges.items())

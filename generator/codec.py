@@ -4,12 +4,17 @@ A sample is ``{"__key__": "00000042", "json": bytes, "f000.png": bytes, ...}``:
 member names are the part after the key, their last extension picks the codec.
 Every member is encoded here to bytes, deterministically (no timestamps, fixed
 compression settings), so the same render gives the same bytes in any process.
+Decoding checks what a stranger may have written (:func:`decode_member`, the one
+decoder of ``inspect --verify``, ``export`` and the training loader): the metadata
+within the recipe's bounds, each image's header within :mod:`generator.limits` and of
+the metadata's size before its pixels are decompressed, depth finite.
 
 Pure Python + numpy/Pillow/OpenEXR; no bpy.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import json
@@ -25,10 +30,14 @@ from PIL import Image
 
 import generator
 from generator import lens as lensmod
+from generator.errors import CorruptShard, brief
 from generator.flow import CHANNELS as FLOW_CHANNELS
 from generator.flow import forward_flow
-from generator.format import (AIF, FORMAT_VERSION, META, coc_member, depth_member, frame_stem, motion_member,
-                              rgb_member, sample_key)
+from generator.format import (AIF, FORMAT_VERSION, META, RGB_EXTENSIONS, coc_member, depth_member, frame_stem,
+                              motion_member, rgb_member, sample_key)
+from generator.limits import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
+from generator.recipe import MAX_FRAMES, MAX_SCENE_PIXELS, ImageRecipe
+from generator.safe_json import load_json
 from generator.spec import SceneSpec, euler_xyz_matrix, world_to_camera
 
 #: Name of the background wall object in a spec (:func:`generator.draw.sample_scene`).
@@ -108,22 +117,51 @@ def _png16(rgb_u16: np.ndarray) -> bytes:
     )
 
 
+def _check_pixels(what: str, width: int, height: int, bytes_per_pixel: int) -> None:
+    """Refuse an image whose header declares more than :data:`generator.limits.MAX_IMAGE_PIXELS`
+    pixels or :data:`~generator.limits.MAX_IMAGE_BYTES` bytes of decoded pixels (ValueError)."""
+    if width * height > MAX_IMAGE_PIXELS or width * height * bytes_per_pixel > MAX_IMAGE_BYTES:
+        raise ValueError(f"{what} of {width}x{height} px, more than the {MAX_IMAGE_PIXELS} pixels "
+                         f"({MAX_IMAGE_BYTES} bytes) allowed")
+
+
+def _png_header(data: bytes) -> tuple[int, int, tuple[int, ...]]:
+    """(width, height, (bit depth, colour type, compression, filter, interlace)) from a PNG's IHDR,
+    checked against the image limits before anything is decompressed (ValueError)."""
+    if len(data) < 29 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        raise ValueError("not a PNG (no signature and IHDR chunk)")
+    width, height, *fields = struct.unpack(">IIBBBBB", data[16:29])
+    # Pillow holds an 8-bit image in 4 bytes per pixel; a 16-bit RGB row is 6 per pixel
+    _check_pixels("PNG", width, height, 6 if fields[0] == 16 else 4)
+    return width, height, tuple(fields)
+
+
 def _read_png16(data: bytes) -> np.ndarray:
-    """Decode what :func:`_png16` writes: [H, W, 3] uint16."""
-    pos, idat, header = 8, [], None
-    while pos < len(data):
+    """Decode what :func:`_png16` writes: [H, W, 3] uint16.
+
+    The IDAT data is inflated to at most the bytes the IHDR declares (checked against the
+    image limits first), so a small member that inflates to gigabytes is refused after that.
+    """
+    width, height, fields = _png_header(data)
+    if fields != (16, 2, 0, 0, 0):
+        raise ValueError("16-bit PNG other than RGB, unfiltered, not interlaced: not written by dfdgen")
+    pos, idat = 8, []
+    while pos + 8 <= len(data):
         (length,) = struct.unpack(">I", data[pos : pos + 4])
-        tag, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
-        if tag == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body)
-        elif tag == b"IDAT":
-            idat.append(body)
+        if data[pos + 4 : pos + 8] == b"IDAT":
+            idat.append(data[pos + 8 : pos + 8 + length])
         pos += 12 + length
-    w, h = header[0], header[1]
-    rows = np.frombuffer(zlib.decompress(b"".join(idat)), dtype=np.uint8).reshape(h, 1 + 6 * w)
+    size = height * (1 + 6 * width)
+    inflate = zlib.decompressobj()
+    raw = inflate.decompress(b"".join(idat), size)
+    if inflate.decompress(inflate.unconsumed_tail, 1):  # one byte more than declared is enough to know
+        raise ValueError(f"16-bit PNG data inflates past the {width}x{height} px its IHDR declares")
+    if len(raw) != size:
+        raise ValueError(f"16-bit PNG data ends after {len(raw)} of the {size} bytes its IHDR declares")
+    rows = np.frombuffer(raw, dtype=np.uint8).reshape(height, 1 + 6 * width)
     if np.any(rows[:, 0]):
         raise ValueError("16-bit PNG with row filters: not written by dfdgen")
-    return rows[:, 1:].copy().view(">u2").reshape(h, w, 3).astype(np.uint16)
+    return rows[:, 1:].copy().view(">u2").reshape(height, width, 3).astype(np.uint16)
 
 
 def write_exr_bytes(channels: Mapping[str, np.ndarray]) -> bytes:
@@ -135,8 +173,28 @@ def write_exr_bytes(channels: Mapping[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
+def _exr_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of an EXR's data window, read from its header alone and checked against
+    the image limits (4 bytes per value at most, every channel; ValueError)."""
+    exr = OpenEXR.File(io.BytesIO(data), header_only=True)
+    if len(exr.parts) != 1:
+        raise ValueError(f"EXR of {len(exr.parts)} parts; dfdgen writes one")
+    header = exr.parts[0].header
+    low, high = (np.asarray(corner, dtype=np.int64) for corner in header["dataWindow"])
+    width, height = (int(n) for n in high - low + 1)
+    if width < 1 or height < 1:
+        raise ValueError(f"EXR data window of {width}x{height} px")
+    _check_pixels("EXR", width, height, 4 * len(header["channels"]))
+    return width, height
+
+
 def read_exr_bytes(data: bytes) -> dict[str, np.ndarray]:
-    """Channels of an EXR held in memory: name -> [H, W] array (float32 as written)."""
+    """Channels of an EXR held in memory: name -> [H, W] array (float32 as written).
+
+    Its header is read first: an EXR larger than the image limits is refused (ValueError)
+    before any pixel is decompressed.
+    """
+    _exr_size(data)
     exr = OpenEXR.File(io.BytesIO(data), separate_channels=True)
     return {name: np.asarray(ch.pixels) for name, ch in exr.channels().items()}
 
@@ -153,11 +211,16 @@ def _encode_rgb(rgb: np.ndarray, kind: str) -> tuple[str, bytes]:
 
 
 def decode_rgb(data: bytes, ext: str) -> np.ndarray:
-    """Linear RGB [H, W, 3] float32 from a ``png`` (sRGB, 8 or 16 bit) or ``exr`` member."""
+    """Linear RGB [H, W, 3] float32 from a ``png`` (sRGB, 8 or 16 bit) or ``exr`` member.
+
+    Raises:
+        ValueError: the header declares more than the image limits (:mod:`generator.limits`),
+            checked before any pixel is decompressed; anything else a damaged image raises.
+    """
     if ext == "exr":
         ch = read_exr_bytes(data)
         return np.stack([ch["R"], ch["G"], ch["B"]], axis=-1).astype(np.float32)
-    if data[24] == 16:  # IHDR bit depth
+    if _png_header(data)[2][0] == 16:  # bit depth
         return _linear_lut(16)[_read_png16(data)]
     return _linear_lut(8)[np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))]
 
@@ -420,32 +483,142 @@ class DecodedSample:
     motion: list[np.ndarray] | None = None
 
 
-def _image(sample: Mapping[str, Any], stem: str) -> np.ndarray | None:
-    """Image ``stem`` (:func:`generator.format.rgb_member`) decoded, if the sample has it."""
-    name = rgb_member(sample, stem)
-    return None if name is None else decode_rgb(sample[name], name.rsplit(".", 1)[1])
+#: Width and height a sample may declare, pixels: the recipe's bounds (:class:`generator.recipe.ImageRecipe`).
+_IMAGE_BOUNDS = {f.name: (f.metadata["ge"], f.metadata["le"])
+                 for f in dataclasses.fields(ImageRecipe) if f.name in ("width", "height")}
+#: Channels of each EXR pass member, by the pass name before ``.exr`` (DESIGN.md section 5).
+_PASS_CHANNELS = {"depth": ("Z",), "coc": ("Y",), "motion": FLOW_CHANNELS}
+
+
+def _where(sample: Mapping[str, Any], name: str) -> tuple[str, str]:
+    """(shard, member) of member ``name`` for a :class:`CorruptShard` (a sample that was never in a
+    shard, e.g. straight from :func:`encode_sample`, is named as in memory)."""
+    return sample.get("__url__", "(sample in memory)"), f"{sample['__key__']}.{name}"
+
+
+def _check_metadata(meta: Any) -> None:
+    """Raise ValueError where metadata breaks what decoding relies on (:func:`read_metadata`)."""
+    if not isinstance(meta, dict):
+        raise ValueError("not a JSON object")
+    for name, (low, high) in _IMAGE_BOUNDS.items():
+        value = meta["image"][name]
+        if type(value) is not int or not low <= value <= high:
+            raise ValueError(f"image.{name} {brief(value, 40)} is not an integer in {low}..{high}")
+    frames = meta["frames"]
+    if not isinstance(frames, list) or not 1 <= len(frames) <= MAX_FRAMES:
+        raise ValueError(f"frames is not a list of 1 to {MAX_FRAMES} frames")
+    indices = [frame["index"] for frame in frames]
+    if any(type(i) is not int or i < 0 for i in indices) or len(set(indices)) < len(indices):
+        raise ValueError("frame indices are not distinct integers >= 0")
+    width, height = meta["image"]["width"], meta["image"]["height"]
+    if width * height * len(frames) > MAX_SCENE_PIXELS:
+        raise ValueError(f"{len(frames)} frames of {width}x{height} px, more than the {MAX_SCENE_PIXELS} "
+                         f"pixels a scene may have")
+    if not isinstance(meta["depth"]["per_frame"], bool):
+        raise ValueError("depth.per_frame is not true or false")
+
+
+def read_metadata(sample: Mapping[str, Any]) -> dict[str, Any]:
+    """A sample's metadata (its ``json`` member), read and checked where decoding relies on it.
+
+    The JSON is read within :mod:`generator.limits`' size and nesting limits; ``image.width``
+    and ``height`` (pixels) are integers within the recipe's bounds; ``frames`` is a list of
+    1 to :data:`generator.recipe.MAX_FRAMES` frames with distinct integer indices >= 0, and
+    at most :data:`generator.recipe.MAX_SCENE_PIXELS` pixels over them; ``depth.per_frame``
+    is a boolean. Other fields are left to their readers.
+
+    Raises:
+        CorruptShard: naming ``KEY.json``, "bad metadata": missing (a link or other
+            non-regular tar member is not read), not such JSON, or out of bounds.
+    """
+    shard, member = _where(sample, META)
+    if META not in sample:
+        raise CorruptShard(shard, member, "bad metadata (member missing or not a regular file)")
+    try:
+        meta = load_json(sample[META])
+        _check_metadata(meta)
+    except (ValueError, KeyError, TypeError) as exn:
+        reason = str(exn) if isinstance(exn, ValueError) else brief(exn)
+        raise CorruptShard(shard, member, f"bad metadata ({reason})") from None
+    return meta
+
+
+def image_member(sample: Mapping[str, Any], stem: str) -> str:
+    """The member holding image ``stem`` (:func:`generator.format.rgb_member`), or ``stem.png|exr``
+    when the sample has none (a name for the error :func:`decode_member` then raises)."""
+    return rgb_member(sample, stem) or f"{stem}.{'|'.join(RGB_EXTENSIONS)}"
+
+
+def decode_member(sample: Mapping[str, Any], name: str, size: tuple[int, int]) -> np.ndarray:
+    """Member ``name`` of ``sample`` decoded and checked: the one decoder of every member
+    that :func:`decode_sample`, ``inspect --verify``, ``export`` and the training loader use.
+
+    Its header (PNG IHDR, EXR data window) must declare ``size`` = (height, width) pixels,
+    from the metadata, and stay within :mod:`generator.limits`, before any pixel is
+    decompressed; a depth map must be finite and >= 0 everywhere (metres, 0 = no surface).
+
+    Returns:
+        an image (``fNNN.png|exr``, ``aif.png|exr``): [H, W, 3] float32 linear RGB
+        (:func:`decode_rgb`); ``depth.exr`` / ``fNNN.depth.exr``: [H, W] float32 metres;
+        ``fNNN.coc.exr``: [H, W] float32 pixels; ``fNNN.motion.exr``: [H, W, 3] float32
+        (channels :data:`generator.flow.CHANNELS`).
+    Raises:
+        CorruptShard: naming the member: missing (a link or other non-regular tar member is
+            not read), not decodable, past the limits, another size, or bad depth.
+    """
+    shard, member = _where(sample, name)
+    if name not in sample:
+        raise CorruptShard(shard, member, "member missing or not a regular file")
+    stem, ext = name.rsplit(".", 1)
+    kind = stem.rsplit(".", 1)[-1]  # depth, coc, motion; else an image (fNNN, aif)
+    channels = _PASS_CHANNELS.get(kind)
+    try:
+        width, height = _exr_size(sample[name]) if ext == "exr" else _png_header(sample[name])[:2]
+    except Exception as exn:  # whatever a damaged header raises: one line naming the member
+        raise CorruptShard(shard, member, f"cannot decode ({brief(exn)})") from None
+    if (height, width) != tuple(size):
+        raise CorruptShard(shard, member, f"{width}x{height} px; the metadata says {size[1]}x{size[0]}")
+    try:
+        if channels is None:
+            image = decode_rgb(sample[name], ext)
+        else:
+            maps = read_exr_bytes(sample[name])
+            image = maps[channels[0]] if len(channels) == 1 else np.stack([maps[c] for c in channels], axis=-1)
+    except Exception as exn:  # whatever damaged pixel data raises: one line naming the member
+        raise CorruptShard(shard, member, f"cannot decode ({brief(exn)})") from None
+    if kind == "depth":
+        bad = np.count_nonzero(~(np.isfinite(image) & (image >= 0)))
+        if bad:
+            raise CorruptShard(shard, member, f"depth not finite or negative at {bad} of {image.size} pixels")
+    return image
 
 
 def decode_sample(sample: Mapping[str, Any]) -> DecodedSample:
-    """Decode a sample as :func:`encode_sample` wrote it (or as stock WebDataset reads it: bytes)."""
-    meta = json.loads(sample[META])
+    """Decode and check every member of a sample as :func:`encode_sample` wrote it (or as stock
+    WebDataset reads it: bytes): the metadata (:func:`read_metadata`), then each frame, depth map,
+    all-in-focus image, CoC and motion map it implies (:func:`decode_member`).
+
+    Raises:
+        CorruptShard: naming the first member that is missing or does not check.
+    """
+    meta = read_metadata(sample)
+    size = (meta["image"]["height"], meta["image"]["width"])
+
+    def member(name: str) -> np.ndarray:
+        return decode_member(sample, name, size)
+
     indices = [fr["index"] for fr in meta["frames"]]
-    frames = [_image(sample, frame_stem(i)) for i in indices]
-    depth_names = [depth_member(i) for i in indices] if meta["depth"]["per_frame"] else [depth_member(None)]
-    depth = [read_exr_bytes(sample[name])["Z"] for name in depth_names]
-    coc = None
-    if coc_member(indices[0]) in sample:
-        coc = [read_exr_bytes(sample[coc_member(i)])["Y"] for i in indices]
-    motion = None
-    if motion_member(indices[0]) in sample:
-        maps = [read_exr_bytes(sample[motion_member(i)]) for i in indices[:-1]]
-        motion = [np.stack([m[c] for c in FLOW_CHANNELS], axis=-1) for m in maps]
+    frames = [member(image_member(sample, frame_stem(i))) for i in indices]
+    depth = [member(depth_member(i)) for i in (indices if meta["depth"]["per_frame"] else [None])]
+    aif = rgb_member(sample, AIF)
+    coc = [member(coc_member(i)) for i in indices] if coc_member(indices[0]) in sample else None
+    motion = [member(motion_member(i)) for i in indices[:-1]] if motion_member(indices[0]) in sample else None
     return DecodedSample(
         key=sample["__key__"],
         meta=meta,
         frames=frames,
         depth=depth,
-        aif=_image(sample, AIF),
+        aif=None if aif is None else member(aif),
         coc=coc,
         motion=motion,
     )

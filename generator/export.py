@@ -28,6 +28,9 @@ per-frame depth (``thin_lens`` breathing) the depth map is that of the
 nearest-focused frame; a dynamic sample (frames at different times) has no
 single depth map and is refused.
 
+Every member of a sample is decoded and checked (:func:`generator.codec.decode_sample`)
+before any of its files is written: a corrupt sample stops the export (exit 1), or with
+``skip_corrupt`` is left out with a warning, the later scenes numbered on without a gap.
 The export is written to ``OUT.partial`` (which must not exist) and renamed to
 ``OUT`` when complete, so a failure leaves nothing behind.
 """
@@ -39,7 +42,9 @@ import json
 import math
 import os
 import shutil
+import warnings
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import OpenEXR
@@ -47,10 +52,9 @@ from PIL import Image
 
 from generator.errors import BadInput, CorruptShard, OutputError, brief
 from generator.files import write_atomic
-from generator.inspect import iter_samples
 from generator.recipe import SPLITS
-from generator.codec import decode_rgb, read_exr_bytes, srgb8
-from generator.format import META, depth_member, frame_stem, read_manifest, rgb_member
+from generator.codec import decode_sample, srgb8
+from generator.format import manifest_shards, read_manifest, read_shard
 
 FORMATS = ("fod500",)
 #: The FoD500 camera the published loaders hard-code: frames per scene, image size (pixels),
@@ -75,19 +79,27 @@ def export_order(manifest: dict) -> list[int]:
     return [i for split in scenes for i in sorted(scenes[split])]
 
 
+def fod500_files(n: int) -> list[str]:
+    """File names of the scene exported as number ``n``: its frames in focus order, then its depth."""
+    return [f"{n:06d}_{k:02d}All.tif" for k in range(FOD500_FRAMES)] + [f"{n:06d}Dpt.exr"]
+
+
 def export_dataset(data_dir: str | Path, out_dir: str | Path, fmt: str = "fod500", *,
-                   force: bool = False) -> dict[str, tuple[int, int]]:
+                   force: bool = False, skip_corrupt: bool = False) -> dict[str, tuple[int, int]]:
     """Export the dataset in ``data_dir`` to ``out_dir`` in format ``fmt``.
 
     Args:
         force: write a dataset whose camera differs from FoD500's (module docstring).
+        skip_corrupt: leave out a corrupt sample (or the rest of a shard that breaks off)
+            with a one-line warning, instead of stopping with :class:`CorruptShard`.
     Returns:
         Each split present and its exported index range [first, last].
     Raises:
         BadInput: unknown ``fmt``; ``data_dir`` is not a dfdgen dataset, holds no
             complete shard, or a sample does not fit the format (its camera unless
             ``force``, its frames per ramp, motion). OutputError: ``out_dir`` exists and is
-            not an empty folder, or ``OUT.partial`` exists. Nothing is left in ``out_dir`` then.
+            not an empty folder, or ``OUT.partial`` exists. CorruptShard: a shard or sample is
+            damaged (unless ``skip_corrupt``), naming it. Nothing is left in ``out_dir`` then.
     """
     if fmt not in FORMATS:
         raise BadInput(f"export format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -106,11 +118,17 @@ def export_dataset(data_dir: str | Path, out_dir: str | Path, fmt: str = "fod500
     except FileExistsError:
         raise OutputError(f"{partial} exists (an interrupted export?); remove it or choose another --out") from None
     try:
-        for sample in iter_samples(data_dir):
+        written = set()
+        for sample in _samples(data_dir, manifest, skip_corrupt):
             try:
-                _write_fod500(sample, partial, number, force)
-            except (KeyError, ValueError, TypeError, IndexError) as exn:  # damaged metadata or member
-                raise CorruptShard(sample["__url__"], sample["__key__"], f"cannot export ({brief(exn)})") from None
+                written.add(_write_fod500(sample, partial, number, force))
+            except CorruptShard as exn:
+                _skip(exn, skip_corrupt)
+        order = [scene for scene in order if scene in written]
+        for n, scene in enumerate(order):  # skipped scenes leave no gap: the loaders split by index
+            for old, new in zip(fod500_files(number[scene]), fod500_files(n)):
+                if old != new:
+                    os.replace(partial / old, partial / new)
         ranges = {}
         for n, scene in enumerate(order):
             first, _ = ranges.get(split_of[scene], (n, n))
@@ -125,6 +143,23 @@ def export_dataset(data_dir: str | Path, out_dir: str | Path, fmt: str = "fod500
         shutil.rmtree(partial, ignore_errors=True)  # ours: created above
         raise
     return ranges
+
+
+def _skip(exn: CorruptShard, skip_corrupt: bool) -> None:
+    """Raise ``exn``, or with ``skip_corrupt`` warn about it in one line."""
+    if not skip_corrupt:
+        raise exn
+    warnings.warn(f"skipping: {exn}", RuntimeWarning, stacklevel=3)
+
+
+def _samples(data_dir: Path, manifest: dict, skip_corrupt: bool) -> Iterator[dict]:
+    """Raw samples of every listed shard, in manifest order; a shard that breaks off raises
+    :class:`CorruptShard`, or with ``skip_corrupt`` warns and the rest of it is skipped."""
+    for path in manifest_shards(data_dir, manifest=manifest):
+        try:
+            yield from read_shard(str(path))
+        except CorruptShard as exn:
+            _skip(exn, skip_corrupt)
 
 
 def _check_camera(meta: dict, key: str) -> None:
@@ -142,30 +177,39 @@ def _check_camera(meta: dict, key: str) -> None:
                        f"{list(FOD500_FOCUS_M)} m (pass --force to export it anyway)")
 
 
-def _write_fod500(sample: dict, folder: Path, number: dict[int, int], force: bool) -> None:
-    """Write one sample's FoD500 files into ``folder``, numbered ``number[scene]``."""
-    meta = json.loads(sample[META])
-    key, image = sample["__key__"], meta["image"]
-    if (image["width"], image["height"]) != (FOD500_SIZE, FOD500_SIZE) and not force:
-        raise BadInput(f"sample {key} is {image['width']}x{image['height']} px; FoD500 is "
-                       f"{FOD500_SIZE}x{FOD500_SIZE} (render with --set image.width={FOD500_SIZE} "
-                       f"--set image.height={FOD500_SIZE}, or pass --force)")
-    first_ramp = [i for i, f in enumerate(meta["frames"]) if f["ramp"] == meta["frames"][0]["ramp"]]
-    if len(first_ramp) != FOD500_FRAMES:
-        raise BadInput(f"sample {key} has {len(first_ramp)} frames per ramp; FoD500 has {FOD500_FRAMES}")
-    if len({f["time_s"] for f in meta["frames"]}) > 1:
-        raise BadInput(f"sample {key} is dynamic (frames at different times); FoD500 has one depth map per scene")
-    if not force:
-        _check_camera(meta, key)
-    order = sorted(first_ramp, key=lambda i: meta["frames"][i]["focus_distance_m"])
-    scene = number[meta["scene_index"]]
+def _write_fod500(sample: dict, folder: Path, number: dict[int, int], force: bool) -> int:
+    """Write one sample's FoD500 files into ``folder``, numbered ``number[scene]``; returns the scene.
+
+    Raises:
+        CorruptShard: a member does not decode or check (:func:`generator.codec.decode_sample`,
+            before any file is written), or the metadata lacks what the export reads.
+        BadInput: the sample does not fit the format (:func:`export_dataset`).
+    """
+    decoded = decode_sample(sample)
+    meta, key = decoded.meta, decoded.key
+    try:
+        image = meta["image"]
+        if (image["width"], image["height"]) != (FOD500_SIZE, FOD500_SIZE) and not force:
+            raise BadInput(f"sample {key} is {image['width']}x{image['height']} px; FoD500 is "
+                           f"{FOD500_SIZE}x{FOD500_SIZE} (render with --set image.width={FOD500_SIZE} "
+                           f"--set image.height={FOD500_SIZE}, or pass --force)")
+        first_ramp = [i for i, f in enumerate(meta["frames"]) if f["ramp"] == meta["frames"][0]["ramp"]]
+        if len(first_ramp) != FOD500_FRAMES:
+            raise BadInput(f"sample {key} has {len(first_ramp)} frames per ramp; FoD500 has {FOD500_FRAMES}")
+        if len({f["time_s"] for f in meta["frames"]}) > 1:
+            raise BadInput(f"sample {key} is dynamic (frames at different times); FoD500 has one depth map per scene")
+        if not force:
+            _check_camera(meta, key)
+        order = sorted(first_ramp, key=lambda i: meta["frames"][i]["focus_distance_m"])
+        scene = meta["scene_index"]
+        files = fod500_files(number[scene])
+    except (KeyError, ValueError, TypeError, IndexError) as exn:  # damaged metadata
+        raise CorruptShard(sample["__url__"], sample["__key__"], f"cannot export ({brief(exn)})") from None
     for k, i in enumerate(order):
-        name = rgb_member(sample, frame_stem(meta["frames"][i]["index"]))
-        rgb = srgb8(decode_rgb(sample[name], name.rsplit(".", 1)[1]))
         buffer = io.BytesIO()
-        Image.fromarray(rgb).save(buffer, format="TIFF")  # uncompressed, no timestamp
-        (folder / f"{scene:06d}_{k:02d}All.tif").write_bytes(buffer.getvalue())
-    nearest = meta["frames"][order[0]]["index"] if meta["depth"]["per_frame"] else None
-    depth = read_exr_bytes(sample[depth_member(nearest)])["Z"].astype(np.float16)
+        Image.fromarray(srgb8(decoded.frames[i])).save(buffer, format="TIFF")  # uncompressed, no timestamp
+        (folder / files[k]).write_bytes(buffer.getvalue())
+    depth = decoded.depth[order[0] if meta["depth"]["per_frame"] else 0].astype(np.float16)
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-    OpenEXR.File(header, {"R": depth, "G": depth, "B": depth}).write(str(folder / f"{scene:06d}Dpt.exr"))
+    OpenEXR.File(header, {"R": depth, "G": depth, "B": depth}).write(str(folder / files[-1]))
+    return scene

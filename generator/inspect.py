@@ -11,7 +11,7 @@ the last, and the depth of the first and the last frame.
 from __future__ import annotations
 
 import hashlib
-import json
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -21,8 +21,9 @@ from PIL import Image, ImageDraw
 
 from generator import lens as lensmod
 from generator.errors import BadInput, CorruptShard, brief
-from generator.codec import decode_sample, srgb8
-from generator.format import META, manifest_shards, read_manifest, read_shard, sample_key
+from generator.codec import decode_sample, read_metadata, srgb8
+from generator.files import write_atomic
+from generator.format import manifest_shards, read_manifest, read_shard, sample_key
 
 # Viridis at 6 stops (sRGB): perceptually ordered, readable by colour-blind people.
 _VIRIDIS = np.array(
@@ -132,9 +133,10 @@ def summarize(data_dir: str | Path) -> Summary:
     data_dir = Path(data_dir)
     summary = Summary()
     for sample in iter_samples(data_dir):
+        meta = read_metadata(sample)
         try:
-            summary.add(json.loads(sample[META]))
-        except Exception as exn:  # any damage to the metadata: one line naming it
+            summary.add(meta)
+        except Exception as exn:  # any other damage to the metadata: one line naming it
             raise CorruptShard(sample["__url__"], f"{sample['__key__']}.json", f"bad metadata ({brief(exn)})") from None
     summary.failed = len(read_manifest(data_dir)["failed"])
     return summary
@@ -145,8 +147,10 @@ def verify(data_dir: str | Path) -> tuple[int, list[str]]:
 
     Per listed shard: its size and sha256 equal the manifest's, it reads to its
     end-of-archive marker, it holds exactly the listed scenes (keys in order), and
-    every sample decodes (:func:`generator.codec.decode_sample`: metadata, every
-    frame, depth, all-in-focus, CoC and motion member).
+    every sample decodes and checks (:func:`generator.codec.decode_sample`: metadata
+    within the recipe's bounds; every frame, depth, all-in-focus, CoC and motion member
+    it implies present as a regular file, within the image limits and of the metadata's
+    size; depth finite).
 
     Returns:
         (samples checked, one line per problem found; empty when the dataset is intact).
@@ -171,8 +175,8 @@ def verify(data_dir: str | Path) -> tuple[int, list[str]]:
                 keys.append(sample["__key__"])
                 try:
                     decode_sample(sample)
-                except Exception as exn:
-                    problems.append(f"{path}:{sample['__key__']}: cannot decode ({brief(exn)})")
+                except CorruptShard as exn:
+                    problems.append(str(exn))
                 checked += 1
         except CorruptShard as exn:
             problems.append(str(exn))
@@ -238,6 +242,10 @@ def contact_sheet(data_dir: str | Path, out_png: str | Path, *, samples: int = 4
     (viridis, near = dark), and CoC maps (pixels) of the nearest and farthest
     focus of that ramp; a dynamic sample's row shows frames over time and the
     depth at its start and end instead. Labels are drawn above every tile.
+
+    Raises:
+        CorruptShard: a sample shown does not decode (:func:`generator.codec.decode_sample`);
+            no sheet is written then (nor ever half of one: :func:`generator.files.write_atomic`).
     """
     rows = []
     for n, sample in enumerate(iter_samples(Path(data_dir))):
@@ -259,5 +267,7 @@ def contact_sheet(data_dir: str | Path, out_png: str | Path, *, samples: int = 4
             sheet.paste(Image.fromarray(im), (x, y + label_h))
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out_png)
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG")
+    write_atomic(out_png, buffer.getvalue())
     return out_png

@@ -16,5 +16,24 @@ MAX_JSON_BYTES = 256 * 2**20
 MAX_JSON_DEPTH = 64
 
 # --- images (PNG 8/16-bit, EXR) -------------------------------------------------------------
+#: Pixels of one image (a PNG's IHDR, an EXR's data window), read from its header before any
+#: pixel is decompressed: 8192 x 8192, the largest frame a recipe renders.
+MAX_IMAGE_PIXELS = 2**26
+#: Bytes of one image's decoded pixels over all its channels: a float32 RGB EXR at
+#: :data:`MAX_IMAGE_PIXELS` (768 MiB). A 16-bit PNG is inflated to at most the bytes its IHDR
+#: declares (6 per pixel and a filter byte per row), an 8-bit one by Pillow into its image.
+MAX_IMAGE_BYTES = 3 * 4 * MAX_IMAGE_PIXELS
 
 # --- meshes (OBJ, PLY, STL, glTF/GLB) ---------------------------------------------------------
+#: Bytes of one mesh file; a mesh is a prop of a scene, not a city.
+MAX_MESH_BYTES = 256_000_000
+#: Vertices and faces (polygons) of one mesh as its file lists them (an STL lists three vertices
+#: per triangle), checked from the header's counts (PLY element counts, STL triangle count, glTF
+#: accessor counts; OBJ: its ``v`` and ``f`` lines, counted) before the geometry is parsed. At
+#: these counts the mesh's arrays hold about 150 MB and an OBJ parses in about 10 s.
+MAX_MESH_VERTICES = 2_000_000
+MAX_MESH_FACES = 4_000_000
+#: Deepest glTF node hierarchy, and most node instances a glTF scene may expand to (a node
+#: graph shared by many parents multiplies: a chain of n nodes each listing the next twice is 2^n).
+MAX_GLB_DEPTH = 64
+MAX_GLB_INSTANCES = 10_000

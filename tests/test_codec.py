@@ -6,6 +6,10 @@ import hashlib
 import io
 import json
 import multiprocessing
+import re
+import resource
+import struct
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -15,7 +19,11 @@ from PIL import Image
 
 from fakes import fake_render, make_spec, tiny_recipe
 from generator import lens as lensmod
-from generator.codec import decode_sample, encode_sample, linear_to_srgb, read_exr_bytes, srgb_to_linear
+from generator.codec import (decode_rgb, decode_sample, encode_sample, linear_to_srgb, read_exr_bytes, read_metadata,
+                             srgb_to_linear, write_exr_bytes)
+from generator.errors import CorruptShard
+from generator.limits import MAX_IMAGE_PIXELS
+from generator.recipe import MAX_FRAMES, MAX_SCENE_PIXELS
 from generator.spec import world_to_camera
 
 
@@ -129,3 +137,107 @@ def test_shape_mismatch_is_an_error():
     rendered.depth = rendered.depth[:1]
     with pytest.raises(ValueError, match="depth maps"):
         encode_sample(spec, rendered, tiny_recipe())
+
+
+# --- decoding what a stranger wrote: every member checked against the metadata and the limits -----
+
+
+def _png16_header(width: int, height: int, idat: bytes) -> bytes:
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def _with_meta(sample: dict, change) -> dict:
+    meta = json.loads(sample["json"])
+    change(meta)
+    return {**sample, "json": json.dumps(meta).encode()}
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda m: m["image"].update(width=10**9), "image.width 1000000000 is not an integer in 8..8192"),
+    (lambda m: m["image"].update(height=True), "image.height True is not an integer"),
+    (lambda m: m.update(frames=[{**m["frames"][0], "index": i} for i in range(MAX_FRAMES + 1)]),
+     f"frames is not a list of 1 to {MAX_FRAMES} frames"),
+    (lambda m: m.update(frames=[]), "frames is not a list"),
+    (lambda m: m["frames"][1].update(index=0), "frame indices are not distinct"),
+    (lambda m: (m["image"].update(width=8192, height=8192),
+                m.update(frames=[{**m["frames"][0], "index": i} for i in range(5)])),
+     f"5 frames of 8192x8192 px, more than the {MAX_SCENE_PIXELS} pixels"),
+    (lambda m: m["depth"].update(per_frame="yes"), "depth.per_frame is not true or false"),
+    (lambda m: m.pop("image"), "KeyError('image')"),
+])
+def test_metadata_out_of_bounds_is_corrupt(change, reason):
+    sample = {**_with_meta(_encode()[2], change), "__url__": "shard.tar"}
+    with pytest.raises(CorruptShard, match=re.escape(f"shard.tar:00000003.json: bad metadata ({reason}")):
+        decode_sample(sample)
+
+
+def test_deep_or_missing_metadata_is_corrupt():
+    sample = _encode()[2]
+    with pytest.raises(CorruptShard, match=r"00000003\.json: bad metadata \(JSON nested deeper than 64 levels\)"):
+        read_metadata({**sample, "json": b"[" * 10**6 + b"]" * 10**6})
+    with pytest.raises(CorruptShard, match=r"\(sample in memory\):00000003\.json: bad metadata \(member missing"):
+        read_metadata({k: v for k, v in sample.items() if k != "json"})
+
+
+@pytest.mark.parametrize("fill", [np.nan, np.inf, -np.inf, -1.0])
+def test_depth_must_be_finite_and_not_negative(fill):
+    _, rendered, sample = _encode()
+    depth = rendered.depth[2].copy()
+    depth[5, 7] = fill
+    sample["f002.depth.exr"] = write_exr_bytes({"Z": depth})
+    with pytest.raises(CorruptShard, match=r"00000003\.f002\.depth\.exr: depth not finite or negative at 1 of 768"):
+        decode_sample(sample)
+    depth[5, 7] = 0.0  # 0 is "no surface": valid data
+    sample["f002.depth.exr"] = write_exr_bytes({"Z": depth})
+    assert decode_sample(sample).depth[2][5, 7] == 0.0
+
+
+@pytest.mark.parametrize("member, data, reason", [
+    ("f001.depth.exr", write_exr_bytes({"Z": np.ones((5, 7), np.float32)}), "7x5 px; the metadata says 32x24"),
+    ("f001.png", _encode(width=24, height=32)[2]["f001.png"], "24x32 px; the metadata says 32x24"),
+    ("f001.png", b"\x89PNG\r\n\x1a\n garbage", "cannot decode (ValueError('not a PNG"),
+    ("f001.depth.exr", b"garbage", "cannot decode (RuntimeError("),
+    ("f001.depth.exr", write_exr_bytes({"Y": np.ones((24, 32), np.float32)}), "cannot decode (KeyError('Z'))"),
+])
+def test_member_of_another_size_or_garbage_is_corrupt(member, data, reason):
+    sample = {**_encode()[2], member: data}
+    with pytest.raises(CorruptShard, match=re.escape(f"00000003.{member}: {reason}")):
+        decode_sample(sample)
+
+
+@pytest.mark.parametrize("missing", ["f002.png", "f000.depth.exr", "f003.coc.exr"])
+def test_missing_member_is_corrupt(missing):
+    sample = _encode(coc=True)[2]
+    del sample[missing]
+    name = "f002.png|exr" if missing == "f002.png" else missing
+    with pytest.raises(CorruptShard, match=re.escape(f"00000003.{name}: member missing or not a regular file")):
+        decode_sample(sample)
+
+
+def test_png16_header_past_the_limits_is_refused_before_inflating():
+    bomb = _png16_header(100_000, 100_000, zlib.compress(bytes(1 << 20)))
+    with pytest.raises(ValueError, match=f"PNG of 100000x100000 px, more than the {MAX_IMAGE_PIXELS} pixels"):
+        decode_rgb(bomb, "png")
+
+
+def test_png16_inflates_at_most_what_its_header_declares():
+    deflate, zeros = zlib.compressobj(9), bytes(16 << 20)
+    stream = b"".join(deflate.compress(zeros) for _ in range(16)) + deflate.flush()  # 256 MiB of zeros in 250 KB
+    del zeros
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB, the peak so far
+    with pytest.raises(ValueError, match="16-bit PNG data inflates past the 32x24 px its IHDR declares"):
+        decode_rgb(_png16_header(32, 24, stream), "png")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 << 10  # far less than 256 MiB
+    with pytest.raises(ValueError, match="16-bit PNG data ends after 100 of the 4632 bytes"):
+        decode_rgb(_png16_header(32, 24, zlib.compress(bytes(100))), "png")
+
+
+def test_exr_header_past_the_limits_is_refused_before_reading_pixels():
+    data = bytearray(write_exr_bytes({"Z": np.ones((24, 32), np.float32)}))
+    at = data.index(b"dataWindow\0box2i\0") + len(b"dataWindow\0box2i\0") + 4  # after the attribute's size
+    data[at + 8 : at + 16] = struct.pack("<ii", 99_999, 99_999)  # max corner: 100000 x 100000 px
+    with pytest.raises(ValueError, match="EXR of 100000x100000 px, more than the"):
+        read_exr_bytes(bytes(data))

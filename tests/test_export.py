@@ -212,3 +212,38 @@ def test_bad_export_exits_2_and_writes_nothing(tmp_path, problem):
     else:
         assert not out.exists()
     assert not (tmp_path / "fod.partial").exists()
+
+
+def _damaged_dataset(folder: Path) -> dict[int, dict]:
+    """Scenes 0, 1 (train) and 4 (test) at 32 px; scene 1's third frame is garbage."""
+    samples = {i: encode_sample(s, fake_render(s), tiny_recipe())
+               for i, s in ((0, _spec(0, size=32)), (1, _spec(1, size=32)), (4, _spec(4, size=32, split="test")))}
+    samples[1]["f002.png"] = b"\x89PNG\r\n\x1a\n garbage"
+    out = DatasetDir(folder, tiny_recipe(), max_samples=2, max_bytes=10**9)
+    for index, sample in samples.items():
+        out.add(index, "test" if index == 4 else "train", sample)
+    out.finish()
+    return samples
+
+
+def test_a_corrupt_sample_stops_the_export_and_leaves_nothing(tmp_path):
+    _damaged_dataset(tmp_path / "data")
+    result = _export(tmp_path / "data", "--format", "fod500", "--out", tmp_path / "fod", "--force")
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert "00000001.f002.png: cannot decode" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_skip_corrupt_leaves_a_sample_out_and_numbers_on_without_a_gap(tmp_path):
+    samples = _damaged_dataset(tmp_path / "data")
+    result = _export(tmp_path / "data", "--format", "fod500", "--out", tmp_path / "fod", "--force", "--skip-corrupt")
+    assert result.exit_code == 0, result.output
+    assert "Warning: skipping: corrupt shard" in result.output and "00000001.f002.png" in result.output
+    assert "exported 2 scenes" in result.output and "train 000000-000000, test 000001-000001" in result.output
+    index = json.loads((tmp_path / "fod" / INDEX_FILE).read_text())
+    assert index["scenes"] == [0, 4] and index["splits"] == {"train": [0, 0], "test": [1, 1]}
+    loaded = dict((key, stack) for key, stack, _ in load_fod500(tmp_path / "fod"))
+    assert sorted(loaded) == ["000000", "000001"]
+    scene4 = decode_sample(samples[4])
+    nearest = min(range(5), key=lambda i: scene4.meta["frames"][i]["focus_distance_m"])
+    np.testing.assert_array_equal(loaded["000001"][0], srgb8(scene4.frames[nearest]) / np.float32(255.0))

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from fakes import fake_render, make_spec, tiny_recipe
 from generator import lens as lensmod
 from generator.cli import main
-from generator.inspect import colorize, contact_sheet, iter_samples, summarize
-from generator.codec import decode_sample
+from generator.errors import CorruptShard
+from generator.inspect import colorize, contact_sheet, iter_samples, summarize, verify
+from generator.codec import decode_sample, encode_sample, write_exr_bytes
+from generator.shards import DatasetDir
 
 
 def _lens(meta) -> lensmod.Lens:
@@ -68,3 +72,43 @@ def test_cli_inspect_verify_passes_on_intact_data(tiny_dataset):
 def test_cli_inspect_bad_dir(tmp_path):
     result = CliRunner().invoke(main, ["inspect", str(tmp_path)])
     assert result.exit_code == 2 and "not a dfdgen dataset" in result.output
+
+
+def _fake_dataset(folder, damage: dict) -> None:
+    """Scenes 0-3 (fake renders, 32 x 24 px, one depth map per frame), members replaced by ``damage``
+    (scene -> {member: bytes}) before they are written, so the manifest's sha256 matches them."""
+    recipe = tiny_recipe()
+    out = DatasetDir(folder, recipe, max_samples=2)
+    for index in range(4):
+        spec = make_spec(index)
+        sample = encode_sample(spec, fake_render(spec), recipe)
+        for name, data in damage.get(index, {}).items():
+            if data is None:
+                del sample[name]
+            else:
+                sample[name] = data
+        out.add(index, "train", sample)
+    out.finish()
+
+
+def test_verify_checks_every_member_against_the_metadata(tmp_path):
+    nan = write_exr_bytes({"Z": np.full((24, 32), np.nan, np.float32)})
+    small = write_exr_bytes({"Z": np.ones((5, 7), np.float32)})
+    _fake_dataset(tmp_path / "data", {1: {"f002.png": None}, 2: {"f000.depth.exr": nan, "f003.depth.exr": small}})
+    checked, problems = verify(tmp_path / "data")
+    shard = tmp_path / "data"
+    assert checked == 4 and problems == [
+        f"corrupt shard {shard / 'small_obj-train-000000.tar'}:00000001.f002.png|exr: member missing or not a regular file",
+        f"corrupt shard {shard / 'small_obj-train-000001.tar'}:00000002.f000.depth.exr: depth not finite or negative "
+        "at 768 of 768 pixels",
+    ]
+    _fake_dataset(tmp_path / "intact", {})
+    assert verify(tmp_path / "intact") == (4, [])
+
+
+def test_no_sheet_of_a_corrupt_sample(tmp_path):
+    _fake_dataset(tmp_path / "data", {1: {"f000.png": b"not a png"}})
+    with pytest.raises(CorruptShard, match=r"00000001\.f000\.png: cannot decode"):
+        contact_sheet(tmp_path / "data", tmp_path / "sheet.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+    assert contact_sheet(tmp_path / "data", tmp_path / "sheet.png", samples=1).is_file()

@@ -11,13 +11,13 @@ a broken shard) and go on, False to stop, or raises. Data problems are raised
 as :class:`generator.errors.CorruptShard` naming the shard and member;
 :func:`reraise` and :func:`warn_and_skip` are the two handlers used.
 
-Decoding goes through :mod:`generator.codec` (``decode_rgb``,
-``read_exr_bytes``), the same codecs that wrote the members.
+Metadata and members are read through :mod:`generator.codec` (``read_metadata``,
+``decode_member``), the codecs that wrote them and the checks ``dfdgen inspect --verify``
+and ``export`` apply: bounds, image limits, sizes, finite depth.
 """
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 
@@ -26,9 +26,8 @@ import torch
 
 from generator.errors import CorruptShard
 from generator.lens import LENS_MODELS
-from generator.codec import decode_rgb, read_exr_bytes
-from generator.format import (AIF, META, RGB_EXTENSIONS, coc_member, depth_member, frame_stem, read_shard,
-                              rgb_member)
+from generator.codec import decode_member, image_member, read_metadata
+from generator.format import AIF, META, coc_member, depth_member, frame_stem, read_shard, rgb_member
 from dfd_models.data import transforms
 
 Handler = Callable[[Exception], bool]
@@ -90,21 +89,10 @@ def tar_samples(src: Iterable[str], *, handler: Handler = reraise) -> Iterator[d
 # --- one ramp as a stack -----------------------------------------------------
 
 
-def _member(sample: dict, name: str) -> bytes:
-    if name not in sample:
-        raise CorruptShard(sample["__url__"], f"{sample['__key__']}.{name}", "member missing")
-    return sample[name]
-
-
-def _frame_member(sample: dict, index: int) -> str:
-    """Suffix of frame ``index``'s RGB member (``fNNN.png|exr`` when missing, for the error)."""
-    return rgb_member(sample, frame_stem(index)) or f"{frame_stem(index)}.{'|'.join(RGB_EXTENSIONS)}"
-
-
 def _select(sample: dict, ramp: int | str, rng: np.random.Generator) -> dict:
     url, key = sample["__url__"], sample["__key__"]
+    meta = read_metadata(sample)
     try:
-        meta = json.loads(_member(sample, META))
         lens = {name: float(meta["lens"][name]) for name in LENS_FIELDS}
         lens_model = LENS_MODELS.index(meta["lens"]["model"])
         frames = [(f["ramp"], float(f["focus_distance_m"]), int(f["index"]), f["K"]) for f in meta["frames"]]
@@ -121,7 +109,7 @@ def _select(sample: dict, ramp: int | str, rng: np.random.Generator) -> dict:
         raise ValueError(f"sample {key} in {url} has ramps {ramps}; ramp={ramp!r} is not one of them")
     stack = sorted((f for f in frames if f[0] == ramp), key=lambda f: f[1])  # by focus distance
     ref = len(stack) // 2
-    rgb = [_frame_member(sample, index) for _, _, index, _ in stack]
+    rgb = [image_member(sample, frame_stem(index)) for _, _, index, _ in stack]
     depth = depth_member(stack[ref][2] if per_frame else None)
     aif = rgb_member(sample, AIF)
     coc = [coc_member(index) for _, _, index, _ in stack]
@@ -129,12 +117,19 @@ def _select(sample: dict, ramp: int | str, rng: np.random.Generator) -> dict:
         k = np.array([f[3] for f in stack], dtype=np.float32).reshape(len(stack), 3, 3)  # [T, 3, 3]
     except ValueError as exn:
         raise CorruptShard(url, f"{key}.{META}", f"bad K ({exn})") from exn
-    out = {
+    members = {"frames": rgb, "depth": depth}
+    if aif is not None:
+        members["aif"] = aif
+    if coc[0] in sample:
+        members["coc"] = coc
+    names = [*rgb, depth, *([aif] if aif is not None else []), *members.get("coc", [])]
+    return {
         "__key__": key,
         "__url__": url,
         "size": size,
-        "members": {"frames": rgb, "depth": depth},
-        "raw": {"frames": [_member(sample, n) for n in rgb], "depth": _member(sample, depth)},
+        "members": members,
+        # what decode_member reads: the stack's members (one missing raises there), key and shard
+        "encoded": {"__key__": key, "__url__": url, **{name: sample[name] for name in names if name in sample}},
         "focus_m": np.array([f[1] for f in stack], dtype=np.float32),  # [T]
         "K": k,
         "ref_frame": ref,
@@ -142,11 +137,6 @@ def _select(sample: dict, ramp: int | str, rng: np.random.Generator) -> dict:
         "lens_model": lens_model,
         **lens,
     }
-    if aif is not None:
-        out["members"]["aif"], out["raw"]["aif"] = aif, sample[aif]
-    if coc[0] in sample:
-        out["members"]["coc"], out["raw"]["coc"] = coc, [_member(sample, n) for n in coc]
-    return out
 
 
 def select_ramp(
@@ -166,34 +156,19 @@ def select_ramp(
     return _guarded(src, lambda sample: _select(sample, ramp, rng), handler)
 
 
-def _decode_one(stack: dict, decode: Callable[[bytes, str], np.ndarray], member: str, data: bytes):
-    url, key = stack["__url__"], stack["__key__"]
-    try:
-        image = decode(data, member.rsplit(".", 1)[1])
-    except Exception as exn:
-        raise CorruptShard(url, f"{key}.{member}", f"cannot decode ({exn!r})") from exn
-    if image.shape[:2] != stack["size"]:
-        raise CorruptShard(url, f"{key}.{member}", f"size {image.shape[:2]}, metadata says {stack['size']} (H, W)")
-    return image
-
-
-def _exr_channel(channel: str) -> Callable[[bytes, str], np.ndarray]:
-    return lambda data, _ext: read_exr_bytes(data)[channel][..., None]
-
-
 def _decode(stack: dict) -> dict:
-    members, raw = stack["members"], stack["raw"]
-    out = {name: value for name, value in stack.items() if name not in ("members", "raw")}
-    out["frames"] = np.stack(
-        [_decode_one(stack, decode_rgb, m, d) for m, d in zip(members["frames"], raw["frames"])]
-    )  # [T, H, W, 3]
-    out["depth"] = _decode_one(stack, _exr_channel("Z"), members["depth"], raw["depth"])  # [H, W, 1]
+    members = stack["members"]
+    out = {name: value for name, value in stack.items() if name not in ("members", "encoded")}
+
+    def member(name: str) -> np.ndarray:
+        return decode_member(stack["encoded"], name, stack["size"])
+
+    out["frames"] = np.stack([member(name) for name in members["frames"]])  # [T, H, W, 3]
+    out["depth"] = member(members["depth"])[..., None]  # [H, W, 1]
     if "aif" in members:
-        out["aif"] = _decode_one(stack, decode_rgb, members["aif"], raw["aif"])  # [H, W, 3]
+        out["aif"] = member(members["aif"])  # [H, W, 3]
     if "coc" in members:
-        out["coc"] = np.stack(
-            [_decode_one(stack, _exr_channel("Y"), m, d) for m, d in zip(members["coc"], raw["coc"])]
-        )  # [T, H, W, 1]
+        out["coc"] = np.stack([member(name) for name in members["coc"]])[..., None]  # [T, H, W, 1]
     return out
 
 
