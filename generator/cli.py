@@ -18,6 +18,7 @@ import click
 
 from generator import __version__
 from generator.errors import EXIT_SCENES_FAILED, library_errors, printable, warnings_as_messages
+from generator.recipe import builtin_recipes
 from generator.render_options import DEVICES, EXECUTORS, RenderOptions
 
 
@@ -42,7 +43,7 @@ def main() -> None:
 
 @main.command()
 @click.option("--recipe", "recipe_path", required=True, metavar="PATH|NAME",
-              help="Recipe YAML file, or the name of a built-in recipe (small_obj, large_obj, fod500).")
+              help=f"Recipe YAML file, or the name of a built-in recipe ({', '.join(builtin_recipes())}).")
 @click.option("--out", "out_dir", type=OutPath(file_okay=False), metavar="DIR",
               help="Output directory.  [default: data/<recipe name>]")
 @click.option("-n", "count", type=click.IntRange(min=1), metavar="N", help="Number of scenes (overrides the recipe's count).")

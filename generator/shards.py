@@ -145,9 +145,10 @@ class DatasetDir:
     def _check_same_recipe(self, previous: dict[str, Any]) -> None:
         old, new = previous["recipe"], self.recipe
         if old["sha256"] != new.sha256:
+            changed = _changed_fields(old.get("config"), new.to_dict())
             raise OutputError(
                 f"{self.path} holds data of recipe '{old['name']}' (sha256 {old['sha256'][:12]}), "
-                f"not of recipe '{new.name}' (sha256 {new.sha256[:12]}); "
+                f"not of this one: {changed}; "
                 f"choose another --out or pass --overwrite to replace it"
             )
 
@@ -359,3 +360,22 @@ class DatasetDir:
         del self._open[shard.split]
         self._write_progress()
         os.replace(tmp, final)
+
+
+def _changed_fields(old: Any, new: Mapping[str, Any], limit: int = 5) -> str:
+    """The dotted recipe fields whose values differ between a stored recipe config and ``new``,
+    as ``field old -> new``, at most ``limit`` of them (the stored config is data: any shape)."""
+    if not isinstance(old, Mapping):
+        return "the stored recipe cannot be read"
+    changes: list[str] = []
+    stack = [("", old, new)]
+    while stack:
+        prefix, a, b = stack.pop()
+        for key in sorted(set(a) | set(b), key=str, reverse=True):
+            x, y = a.get(key, "(absent)"), b.get(key, "(absent)")
+            if isinstance(x, Mapping) and isinstance(y, Mapping):
+                stack.append((f"{prefix}{key}.", x, y))
+            elif x != y:
+                changes.append(f"{prefix}{key} {brief(x, 40)} -> {brief(y, 40)}")
+    more = f" and {len(changes) - limit} more" if len(changes) > limit else ""
+    return ", ".join(changes[:limit]) + more if changes else "the same fields, another sha256"

@@ -133,6 +133,11 @@ def test_other_recipe_in_out_dir_is_refused_unchanged(tmp_path):
     assert result.exit_code == 2
     assert "small_obj" in result.output and "'tiny'" in result.output and "--overwrite" in result.output
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # what differs is named, field by field, from the recipe stored in the manifest
+    result = _run("render", "--recipe", "small_obj", "--out", out, "--set", "count=6", "--set", "shards.max_samples=2",
+                  "--set", "image.samples=5")
+    assert result.exit_code == 2 and "not of this one: image.samples " in result.output, result.output
+    assert "-> 5" in result.output and "count" not in result.output.split("not of this one")[1]
 
 
 def _commands(group: click.Group, prefix=()):
@@ -152,6 +157,9 @@ def test_every_command_has_help_and_version_works():
         assert result.exit_code == 0 and "Usage:" in result.output, command
     result = _run("--version")
     assert result.exit_code == 0 and generator.__version__ in result.output
+    help_text = " ".join(_run("render", "--help").output.split())
+    recipes = sorted(p.stem for p in (Path(__file__).parents[1] / "recipes").glob("*.yaml"))
+    assert len(recipes) >= 4 and all(name in help_text for name in recipes), help_text
 
 
 def test_default_out_summary_and_ctrl_c(tmp_path, monkeypatch):
