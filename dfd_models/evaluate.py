@@ -20,6 +20,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from generator.errors import BadInput
+from generator.format import split_samples
 from dfd_models.checkpoint import dataset_info, load_model
 from dfd_models.data import DataSection, make_loader, resolve_shards
 from dfd_models.lens import LensParams
@@ -98,12 +99,15 @@ def evaluate(
     loader = make_loader(data, rank=0, world_size=1)
     metrics = RegionMetrics(max_depth_m)
     samples = 0
-    with torch.no_grad():
-        for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress, dynamic_ncols=True):
+    bar = tqdm(total=split_samples(shards, split), desc="eval", unit="stack", disable=not progress,
+               dynamic_ncols=True)
+    with torch.no_grad(), bar:
+        for batch in loader:
             batch = to_device(batch, target)
             depth = predict_depth(model, batch["frames"], batch["focus_m"], lens_from_batch(batch), batch["K"])
             metrics.update(depth.float(), batch["depth"], batch["valid"], batch["wall"])
             samples += len(batch["key"])
+            bar.update(len(batch["key"]))
     try:
         regions = metrics.compute()
     except ValueError as exc:

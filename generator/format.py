@@ -176,6 +176,14 @@ def manifest_shards(directory: str | os.PathLike[str], split: str | None = None,
     return paths
 
 
+def split_samples(directory: str | os.PathLike[str], split: str) -> int | None:
+    """Samples of split ``split`` the manifest of dataset ``directory`` lists (a progress bar's total);
+    ``None`` for shards without a manifest (a URL, a file list)."""
+    if is_url(str(directory)) or not (Path(directory) / MANIFEST).is_file():
+        return None
+    return sum(s["samples"] for s in read_manifest(directory)["shards"] if s.get("split") == split)
+
+
 #: A URL with a scheme (``pipe:``, ``http://``), as opposed to a local path.
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")
 

@@ -142,6 +142,7 @@ def test_eval_prints_and_writes_every_metric(trained, tiny_dataset, tmp_path):
                   "--json", out)
     assert result.exit_code == 0, result.output
     assert "abs_rel" in result.output and "on 8 samples of split 'train'" in result.output
+    assert "8/8 [" in result.output  # the progress bar knows its total, from the manifest
     report = json.loads(out.read_text())
     assert set(report["metrics"]) == METRICS
     assert report["samples"] == 8 and report["step"] == 16 and report["model"] == "sdgs"
