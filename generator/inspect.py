@@ -236,9 +236,9 @@ def _resize(image: np.ndarray, tile: int) -> np.ndarray:
 
 
 def contact_sheet(data_dir: str | Path, out_png: str | Path, *, samples: int = 4, tile: int = 128) -> Path:
-    """Write a PNG contact sheet of the first ``samples`` samples; returns its path.
+    """Write a PNG contact sheet of the ``samples`` lowest-indexed scenes; returns its path.
 
-    Each row is one sample: ramp-0 frames in focus order, colourised depth
+    Each row is one sample, labelled with its scene index and split, in index order: ramp-0 frames in focus order, colourised depth
     (viridis, near = dark), and CoC maps (pixels) of the nearest and farthest
     focus of that ramp; a dynamic sample's row shows frames over time and the
     depth at its start and end instead. Labels are drawn above every tile.
@@ -247,13 +247,18 @@ def contact_sheet(data_dir: str | Path, out_png: str | Path, *, samples: int = 4
         CorruptShard: a sample shown does not decode (:func:`generator.codec.decode_sample`);
             no sheet is written then (nor ever half of one: :func:`generator.files.write_atomic`).
     """
-    rows = []
-    for n, sample in enumerate(iter_samples(Path(data_dir))):
-        if n == samples:
-            break
-        rows.append((sample["__key__"], _sheet_row(sample, tile)))
-    if not rows:
+    manifest = read_manifest(data_dir)
+    wanted = set(sorted(i for shard in manifest["shards"] for i in shard["scenes"])[:samples])
+    found = {}
+    for path, shard in zip(manifest_shards(data_dir, manifest=manifest), manifest["shards"]):
+        if wanted & set(shard["scenes"]):  # only the shards that hold a wanted scene are read
+            for sample in read_shard(str(path)):
+                if sample["__key__"] in {sample_key(i) for i in wanted}:
+                    found[sample["__key__"]] = (f"scene {int(sample['__key__'])}\n{shard['split']}",
+                                                _sheet_row(sample, tile))
+    if not found:
         raise BadInput(f"{data_dir} holds no complete shard to draw")
+    rows = [found[key] for key in sorted(found)]  # in scene-index order
     label_h, pad = 14, 4
     cols = max(len(r) for _, r in rows)
     sheet = Image.new("RGB", (cols * (tile + pad) + pad + 70, len(rows) * (tile + label_h + pad) + pad), "white")

@@ -112,3 +112,26 @@ def test_no_sheet_of_a_corrupt_sample(tmp_path):
         contact_sheet(tmp_path / "data", tmp_path / "sheet.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
     assert contact_sheet(tmp_path / "data", tmp_path / "sheet.png", samples=1).is_file()
+
+
+def test_contact_sheet_rows_are_the_lowest_scenes_in_index_order(tmp_path, monkeypatch):
+    """Shards sort test before train by name; the sheet still shows scenes 0, 1, 2 in that order."""
+    import generator.inspect as inspect_module
+
+    recipe = tiny_recipe()
+    out = DatasetDir(tmp_path / "data", recipe, max_samples=2)
+    for index, split in [(0, "train"), (1, "test"), (2, "train"), (3, "test"), (4, "train")]:
+        spec = make_spec(index, split=split)
+        out.add(index, split, encode_sample(spec, fake_render(spec), recipe))
+    out.finish()
+    drawn = []
+    real_row = inspect_module._sheet_row
+    monkeypatch.setattr(inspect_module, "_sheet_row", lambda sample, tile: drawn.append(sample["__key__"])
+                        or real_row(sample, tile))
+    labels = []
+    monkeypatch.setattr(inspect_module.ImageDraw.ImageDraw, "text",
+                        lambda self, xy, text, **kw: labels.append(text))
+    contact_sheet(tmp_path / "data", tmp_path / "sheet.png", samples=3, tile=32)
+    assert sorted(drawn) == ["00000000", "00000001", "00000002"]
+    row_labels = [t for t in labels if t.startswith("scene")]
+    assert row_labels == ["scene 0\ntrain", "scene 1\ntest", "scene 2\ntrain"]
