@@ -18,7 +18,11 @@ classes), so it loads with ``torch.load(weights_only=True)``::
     rng             per rank, {"python", "numpy", "torch", "cuda"} generator states
 
 Files are written atomically (a temporary file renamed into place), so a crash
-leaves the previous checkpoint readable.
+leaves the previous checkpoint readable. A checkpoint is user input: one whose
+``config`` is not a training config (:class:`dfd_models.config.TrainConfig`) naming
+a model, whose model config asks for layers wider than the model allows
+(``DepthModel.config_checks``), or whose other fields are not of their type is
+refused (:class:`~generator.errors.BadInput`, exit status 2) before anything is built.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import generator
 from generator.errors import BadInput
 from generator.files import write_atomic
 from generator.format import MANIFEST, read_manifest
+from dfd_models.config import ConfigError, TrainConfig
 from dfd_models.networks import DepthModel, build_model
 
 FORMAT = "dfdgen.checkpoint"
@@ -118,8 +123,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Read a dfdgen checkpoint with ``torch.load(weights_only=True)``.
 
     Raises:
-        BadInput: a missing file, a file that is not a dfdgen checkpoint, or one
-            of a newer format.
+        BadInput: a missing file, a file that is not a dfdgen checkpoint, one of a newer
+            format, or one whose fields are not a dfdgen checkpoint's (:func:`_check_fields`).
     """
     path = Path(path)
     if not path.is_file():
@@ -134,7 +139,36 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if checkpoint.get("format_version", 0) > FORMAT_VERSION:
         raise BadInput(f"{path} has checkpoint format version {checkpoint['format_version']}; "
                        f"this dfdgen reads up to {FORMAT_VERSION}: update dfdgen")
+    _check_fields(checkpoint, path)
     return checkpoint
+
+
+#: The fields every reader of a checkpoint uses, and their types (the config is checked as a TrainConfig).
+_FIELDS = {"model": dict, "data": dict, "step": int}
+
+
+def _check_fields(checkpoint: dict[str, Any], path: Path) -> None:
+    """Refuse a checkpoint whose ``config`` is not a training config naming a model, or whose
+    ``model`` (state_dict), ``data`` or ``step`` is missing or of another type.
+
+    Raises:
+        BadInput: ``PATH is not a valid dfdgen checkpoint: ...`` naming the field.
+    """
+    def refuse(why: str) -> None:
+        raise BadInput(f"{path} is not a valid dfdgen checkpoint: {why}")
+
+    if "config" not in checkpoint:
+        refuse("no config in it")
+    try:
+        config = TrainConfig.from_dict(checkpoint["config"])
+    except ConfigError as exc:
+        refuse(str(exc))
+    if not isinstance(config.model.name, str):
+        refuse("its config names no model (model.name)")
+    for key, kind in _FIELDS.items():
+        value = checkpoint.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            refuse(f"its {key} is {type(value).__name__ if key in checkpoint else 'missing'}, not {kind.__name__}")
 
 
 def load_strict(target: Any, state: dict, what: str, source: str | Path) -> None:
@@ -161,14 +195,16 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[De
         (model on ``device``, the checkpoint dict).
 
     Raises:
-        BadInput: not a dfdgen checkpoint, a model this dfdgen cannot build, or
-            weights that do not match it.
+        BadInput: not a dfdgen checkpoint, a model this dfdgen cannot build (an unknown
+            name, a config key it does not have, layers wider than it allows), or weights
+            that do not match it.
     """
     checkpoint = load_checkpoint(path, map_location=device)
-    name, config = checkpoint["config"]["model"]["name"], checkpoint["config"]["model"]["config"]
+    section = TrainConfig.from_dict(checkpoint["config"]).model  # checked by load_checkpoint
+    name = section.name
     try:
-        model = build_model(name, config)
-    except ValueError as exc:
-        raise BadInput(f"{path}: cannot build its model: {exc}") from exc
+        model = build_model(name, section.config)  # its config's widths are checked before any layer is
+    except (ValueError, ConfigError) as exc:
+        raise BadInput(f"{path}: cannot build its model: {exc}") from None
     load_strict(model, checkpoint["model"], f"model {name}", path)
     return model.to(device).eval(), checkpoint

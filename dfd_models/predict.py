@@ -6,6 +6,9 @@ and the intrinsics that lens implies (:func:`dfd_models.lens.intrinsics`), and
 predicted on its own (a stack of one frame). Per image ``NAME.png`` the output
 directory receives ``NAME.depth.exr`` (channel ``Z``, float32 planar metres) and
 ``NAME.depth.png`` (viridis from the nearest to the farthest predicted depth).
+
+Every image is predicted, and every depth map checked finite, before the first
+file is written: a bad image or a damaged model writes nothing, not some outputs.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from generator.errors import BadInput
+from generator.errors import BadInput, DfdgenError
 from generator.inspect import colorize
 from generator.lens import LENS_MODELS, Lens
 from generator.codec import decode_rgb, write_exr_bytes
@@ -105,6 +108,8 @@ def predict_images(
     Raises:
         BadInput: bad checkpoint or image, counts that do not match, two images
             of one name, or a lens/focus no camera has (focus within the focal length).
+        DfdgenError: a depth map that is not finite everywhere (a damaged model). Nothing
+            is written when anything is raised.
     """
     if len(focus_m) not in (1, len(images)):
         raise BadInput(f"give one --focus-distance for all images or one per image: "
@@ -118,9 +123,8 @@ def predict_images(
                         f_number=f_number, sensor_width_mm=sensor_width_mm)
     focus = list(focus_m) * len(images) if len(focus_m) == 1 else list(focus_m)
     params = LensParams.from_lens(lens, device=target)
-    out = Path(out_dir)
-    written = []
-    for path, name, distance in zip(images, names, focus):
+    depths = []  # every image's depth map [H, W] float32 (4 bytes a pixel), kept until all are checked
+    for path, distance in zip(images, focus):
         rgb = read_image(Path(path))
         height, width = rgb.shape[:2]
         focus_t = torch.tensor([[distance]], dtype=torch.float32, device=target)  # [1, 1]
@@ -128,7 +132,15 @@ def predict_images(
         frames = torch.from_numpy(rgb).permute(2, 0, 1)[None, None].to(target)  # [1, 1, 3, H, W]
         with torch.no_grad():
             depth = predict_depth(model, frames, focus_t, params, k)[0, 0].float().cpu().numpy()  # [H, W]
-        out.mkdir(parents=True, exist_ok=True)
+        bad = int(np.count_nonzero(~np.isfinite(depth)))
+        if bad:
+            raise DfdgenError(f"{checkpoint}: the depth predicted for {path} is not finite at {bad} of {depth.size} "
+                              f"pixels (NaN or infinite weights?); nothing written")
+        depths.append(depth)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, depth in zip(names, depths):
         exr, png = out / f"{name}.depth.exr", out / f"{name}.depth.png"
         exr.write_bytes(write_exr_bytes({"Z": depth}))
         Image.fromarray(colorize(depth, float(depth.min()), float(depth.max()))).save(png)

@@ -1,38 +1,55 @@
 """User assets: mesh, texture and environment-map folders named by a recipe's ``assets`` section.
 
 Pure Python (numpy, Pillow, OpenEXR); no bpy. The render command checks every
-file here before anything is rendered or written (:func:`check_assets`), so an
+file here before anything is rendered or written (:func:`AssetFiles.check`), so an
 empty folder or a corrupt file is a bad-input error (exit status 2) naming the
 file, not a failed scene later. The mesh readers are also what the builder
 uses (:func:`load_mesh`), so a mesh that passes the check is the mesh rendered.
+
+Where assets may come from (:class:`AssetPlaces`): a recipe's asset folder must lie, links
+followed, inside the folder that holds the recipe file (for a built-in recipe: the ``recipes``
+folder), or inside a folder the user grants by name on the command line (``dfdgen render
+--assets-root PATH``, repeatable, like Kubric's asset-source flags; a folder given with ``--set
+assets.meshes=...`` is checked as the file's are, so granting is always explicit); every file
+read from it must too (a link out is refused). So a recipe from a stranger reads no file of the
+machine beyond its own folder. A scene records each file it uses as an
+:class:`~generator.spec.AssetRef` (recipe field, file name, sha256), never by host path.
 
 Meshes are read without Blender's importers, so they can be checked without
 Blender and give the same arrays in every process: ``.stl`` (ASCII and binary)
 through trimesh; Wavefront ``.obj`` (``v`` and ``f`` lines), ``.ply`` (ASCII and
 binary) and binary glTF ``.glb`` (triangle primitives of the default scene with
 their node transforms) through the small numpy readers below, because trimesh
-(5.2) reads those differently (see :func:`_read_stl`). Faces are fanned into
-triangles; the result is centred on its bounding box and scaled to unit size
-(largest half-extent 1, like the procedural shapes), so the recipe's size range
-applies.
+(5.2) reads those differently (see :func:`_read_stl`). Every reader checks the
+file's vertex and face counts against :mod:`generator.limits` (``MAX_MESH_*``) from its
+header (OBJ: its counted ``v`` and ``f`` lines) before it parses the geometry.
+Faces are fanned into triangles; the result is centred on its bounding box and
+scaled to unit size (largest half-extent 1, like the procedural shapes), so the
+recipe's size range applies.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
-import json
+import itertools
 import os
+import re
 import struct
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import OpenEXR
 from PIL import Image
 
-from generator.errors import BadInput, printable
+from generator.errors import BadInput, RecipeError, printable
+from generator.limits import MAX_GLB_DEPTH, MAX_GLB_INSTANCES, MAX_MESH_BYTES, MAX_MESH_FACES, MAX_MESH_VERTICES
+from generator.safe_json import load_json
+from generator.spec import AssetRef
 
 #: File types per asset kind (lower-case suffixes).
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".glb")
@@ -44,24 +61,116 @@ class AssetError(BadInput):
     """An asset folder or file cannot be used (exit status 2)."""
 
 
-def asset_files(folders: tuple[str, ...], suffixes: tuple[str, ...], what: str) -> tuple[str, ...]:
-    """Absolute paths of the files with ``suffixes`` in ``folders`` (not recursive), sorted by path.
+@dataclass(frozen=True)
+class AssetPlaces:
+    """Where a recipe's asset folders may be (module docstring): inside the folder of the recipe
+    file, against which relative folders resolve, or inside a folder allowed on the command line.
+
+    Attributes:
+        recipe_folder: the recipe file's folder: absolute, links followed.
+        roots: folders given with ``dfdgen render --assets-root``: absolute, links followed.
+    """
+
+    recipe_folder: str
+    roots: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, recipe_folder: str | os.PathLike[str], roots: tuple[str | os.PathLike[str], ...] = ()) -> "AssetPlaces":
+        """The places of a recipe in ``recipe_folder`` with the command line's ``roots`` (relative to
+        the current folder; links followed)."""
+        return cls(str(Path(recipe_folder).resolve()), tuple(str(Path(root).resolve()) for root in roots))
+
+    def holds(self, path: Path) -> bool:
+        """Whether ``path`` (absolute, links followed) lies in the recipe's folder or a root."""
+        return any(path.is_relative_to(place) for place in (self.recipe_folder, *self.roots))
+
+    def folder(self, field: str, folder: str) -> Path:
+        """The asset folder ``folder``, named by recipe field ``field``: absolute, links followed.
+
+        Raises:
+            RecipeError: it lies outside the recipe's folder and every root, or cannot be resolved.
+        """
+        try:
+            real = Path(self.recipe_folder, folder).resolve()
+        except (OSError, ValueError, RuntimeError) as exc:  # a NUL in the name, a loop of links
+            raise RecipeError(field, folder, printable(f"a folder that can be found ({exc})")) from None
+        if not self.holds(real):
+            roots = f" or in an --assets-root ({', '.join(self.roots)})" if self.roots else ""
+            raise RecipeError(field, folder, printable(
+                f"a folder in the recipe's folder {self.recipe_folder}{roots}, links followed (this is {real}); "
+                f"allow another with --assets-root", 1000))
+        return real
+
+
+@dataclass(frozen=True)
+class AssetFile:
+    """One file of a recipe's asset folder.
+
+    Attributes:
+        folder: the recipe field that names its folder, e.g. ``assets.meshes[0]``.
+        name: its name in that folder.
+        path: the file on this host: absolute, links followed.
+    """
+
+    folder: str
+    name: str
+    path: str
+
+    def ref(self) -> AssetRef:
+        """The file as a scene records it (:class:`~generator.spec.AssetRef`), with its sha256.
+
+        Raises:
+            AssetError: the file cannot be read.
+        """
+        return AssetRef(self.folder, self.name, file_sha256(self.path), self.path)
+
+
+@functools.lru_cache(maxsize=1024)
+def file_sha256(path: str) -> str:
+    """Hex SHA-256 of the file at ``path``; cached, as :func:`load_mesh` is: a worker hashes each asset once.
 
     Raises:
-        AssetError: a folder is missing, unreadable, or holds no such file.
+        AssetError: the file cannot be read.
     """
+    try:
+        with open(path, "rb") as stream:
+            return hashlib.file_digest(stream, "sha256").hexdigest()
+    except OSError as exc:
+        raise AssetError(f"asset {printable(path)} cannot be read: {exc.strerror or exc}") from None
+
+
+def asset_files(places: AssetPlaces, field: str, folder: str, suffixes: tuple[str, ...],
+                what: str) -> tuple[AssetFile, ...]:
+    """The files with ``suffixes`` in asset folder ``folder`` (recipe field ``field``; not recursive), by name.
+
+    Raises:
+        RecipeError: the folder lies outside ``places``.
+        AssetError: the folder is missing, unreadable or holds no such file, or a file in it is
+            a link to a file outside ``places``.
+    """
+    real = places.folder(field, folder)
+    try:
+        names = sorted(os.listdir(real))
+    except OSError as exc:
+        raise AssetError(f"{what} folder {printable(folder)} ({field}) cannot be read: {exc.strerror or exc}") from None
     found = []
-    for folder in folders:
+    for name in names:
+        if not name.lower().endswith(suffixes):
+            continue
         try:
-            names = os.listdir(folder)
-        except OSError as exc:
-            raise AssetError(f"{what} folder {folder} cannot be read: {exc.strerror or exc}") from None
-        files = sorted(str(Path(folder, n).resolve()) for n in names
-                       if n.lower().endswith(suffixes) and Path(folder, n).is_file())
-        if not files:
-            raise AssetError(f"{what} folder {folder} holds no {'/'.join(suffixes)} file")
-        found.extend(files)
-    return tuple(sorted(found))
+            target = (real / name).resolve()
+            regular = target.is_file()
+        except (OSError, ValueError, RuntimeError):  # a loop of links: not a file to read
+            continue
+        if not regular:
+            continue
+        if not places.holds(target):
+            raise AssetError(f"{what} {printable(str(real / name))} is a link to {printable(str(target))}, "
+                             f"outside the recipe's folder and every --assets-root; copy the file in instead")
+        found.append(AssetFile(field, name, str(target)))
+    if not found:
+        raise AssetError(f"{what} folder {printable(folder)} ({field}) holds no {'/'.join(suffixes)} file")
+    return tuple(found)
 
 
 # --- meshes ---------------------------------------------------------------------------
@@ -74,7 +183,8 @@ def load_mesh(path: str) -> tuple[np.ndarray, np.ndarray]:
     Cached: a worker builds the same asset in many scenes. Callers must not modify the arrays.
 
     Raises:
-        AssetError: unreadable, unsupported or corrupt file, or no triangle in it.
+        AssetError: unreadable, unsupported or corrupt file, no triangle in it, or more bytes,
+            vertices or faces than :mod:`generator.limits` allows (checked before the geometry is read).
     """
     try:
         size = Path(path).stat().st_size
@@ -82,9 +192,9 @@ def load_mesh(path: str) -> tuple[np.ndarray, np.ndarray]:
             raise AssetError(f"mesh {path} is {size / 1e6:.0f} MB; meshes are limited to {MAX_MESH_BYTES / 1e6:.0f} MB")
         data = Path(path).read_bytes()
         reader = {".obj": _read_obj, ".ply": _read_ply, ".stl": _read_stl, ".glb": _read_glb}[Path(path).suffix.lower()]
-        verts, faces = reader(data)
+        verts, corners, sizes = reader(data)
         verts = np.asarray(verts, dtype=np.float64).reshape(-1, 3)
-        tris = _fan(faces)
+        tris = _fan(corners, sizes)
     except AssetError:
         raise
     except (OSError, KeyError, ValueError, IndexError, TypeError, StopIteration, struct.error, UnicodeDecodeError,
@@ -104,27 +214,61 @@ def load_mesh(path: str) -> tuple[np.ndarray, np.ndarray]:
     return verts, tris
 
 
-def _fan(faces) -> np.ndarray:
-    """Polygons (vertex index lists, or an [F, 3] array) -> triangles [T, 3] by fanning from the first corner."""
-    if isinstance(faces, np.ndarray):
-        return faces.astype(np.int64).reshape(-1, 3)
-    tris = [(f[0], f[i], f[i + 1]) for f in faces for i in range(1, len(f) - 1)]
-    return np.array(tris, dtype=np.int64).reshape(-1, 3)
+def _check_counts(vertices: int, faces: int) -> None:
+    """Refuse a mesh whose file lists more vertices or faces than :mod:`generator.limits` allows.
+
+    Raises:
+        ValueError: naming the limit.
+    """
+    for count, limit, what in ((vertices, MAX_MESH_VERTICES, "vertices"), (faces, MAX_MESH_FACES, "faces")):
+        if count > limit:  # no count in the message: an OBJ's are counted only up to the limits
+            raise ValueError(f"the file lists more than {limit} {what} (generator.limits MAX_MESH_{what.upper()})")
+
+
+def _fan(corners, sizes) -> np.ndarray:
+    """Polygons -> triangles [T, 3] int64, each fanned from its first corner.
+
+    ``corners``: the polygons' vertex indices, one polygon after the other; ``sizes``: the
+    corners of each polygon (fewer than 3: no triangle), or None when every polygon is a triangle.
+    """
+    corners = np.asarray(corners, dtype=np.int64)
+    if sizes is None:
+        return corners.reshape(-1, 3)
+    sizes = np.asarray(sizes, dtype=np.int64)
+    fans = np.maximum(sizes - 2, 0)  # triangles per polygon
+    first = np.repeat(np.cumsum(sizes) - sizes, fans)  # each triangle's polygon's first corner
+    step = np.arange(fans.sum()) - np.repeat(np.cumsum(fans) - fans, fans)  # 0 .. fans - 1 in each polygon
+    return np.stack([corners[first], corners[first + step + 1], corners[first + step + 2]], axis=1)
+
+
+#: A vertex (``v``) or face (``f``) line of an OBJ file: its keyword (first token) and the rest of
+#: the line. The line counts checked against the limits and the parser read the very same lines:
+#: lines end at ``\n``; tokens are split at ASCII white space (``bytes.split``).
+_OBJ_LINE = re.compile(rb"^[ \t\r\x0b\x0c]*([vf])(?=[ \t\r\x0b\x0c\n]|\Z)([^\n]*)", re.MULTILINE)
 
 
 def _read_obj(data: bytes):
-    """Wavefront OBJ: ``v x y z`` and ``f a/b/c ...`` (1-based or negative indices)."""
-    verts, faces = [], []
-    for line in data.decode("utf-8").splitlines():
-        parts = line.split()
-        if not parts:
-            continue
-        if parts[0] == "v":
-            verts.append([float(x) for x in parts[1:4]])
-        elif parts[0] == "f":
-            idx = [int(p.split("/")[0]) for p in parts[1:]]
-            faces.append([i - 1 if i > 0 else len(verts) + i for i in idx])
-    return verts, faces
+    """Wavefront OBJ: ``v x y z`` and ``f a/b/c ...`` (1-based or negative indices) -> vertices, corners, sizes.
+
+    The ``v`` and ``f`` lines are counted first, at most one beyond the limits, so a file of
+    millions of them is refused in about a second, before any is parsed.
+    """
+    keywords = [m.group(1) for m in itertools.islice(_OBJ_LINE.finditer(data), MAX_MESH_VERTICES + MAX_MESH_FACES + 1)]
+    _check_counts(keywords.count(b"v"), keywords.count(b"f"))
+    # Flat typed arrays, not a list per vertex: 8 bytes a number instead of some 100.
+    coords, corners, sizes = array("d"), array("q"), array("q")
+    for match in _OBJ_LINE.finditer(data):
+        keyword, tokens = match.group(1), match.group(2).split()
+        if keyword == b"v":
+            if len(tokens) < 3:
+                raise ValueError(f"vertex line {printable(repr(match.group(0)))} has fewer than 3 coordinates")
+            coords.extend(map(float, tokens[:3]))
+        else:
+            count = len(coords) // 3  # negative indices count back from the vertices read so far
+            indices = [int(token.split(b"/", 1)[0]) for token in tokens]
+            corners.extend([i - 1 if i > 0 else count + i for i in indices])
+            sizes.append(len(indices))
+    return np.frombuffer(coords), np.frombuffer(corners, dtype=np.int64), np.frombuffer(sizes, dtype=np.int64)
 
 
 _PLY_TYPES = {"char": "i1", "uchar": "u1", "short": "i2", "ushort": "u2", "int": "i4", "uint": "u4",
@@ -152,6 +296,8 @@ def _read_ply(data: bytes):
             elements.append([words[1], int(words[2]), []])
         elif words[0] == "property":
             elements[-1][2].append((words[-1], *words[1:-1]))
+    counts = {name: count for name, count, _ in elements}
+    _check_counts(counts.get("vertex", 0), counts.get("face", 0))
     order = {"binary_little_endian": "<", "binary_big_endian": ">"}
     if fmt == "ascii":
         tokens = iter(body.decode("ascii").split())
@@ -187,7 +333,11 @@ def _read_ply(data: bytes):
             faces = [[int(i) for i in r[key]] for r in rows]
     if verts is None:
         raise ValueError("no vertex element")
-    return verts, faces
+    return verts, [i for face in faces for i in face], [len(face) for face in faces]
+
+
+#: Bytes of a binary STL's header and triangle count, and of each triangle record.
+_STL_HEAD, _STL_RECORD = 84, 50
 
 
 def _read_stl(data: bytes):
@@ -201,9 +351,15 @@ def _read_stl(data: bytes):
     ASCII PLY coordinates are rounded to their declared float32; glTF primitives come in
     another order, transformed with other rounding (4e-16), a node with two parents is built once,
     and cycles or 200-deep node chains load silently (the bounds here refuse them by name).
+
+    The counts are checked first, as trimesh tells the kinds apart: a binary STL's size matches
+    its triangle count; an ASCII STL lists a ``vertex`` keyword per corner (any case).
     """
     import trimesh.exchange.stl  # here, not at the top: the import takes 0.2 s and most recipes have no STL
 
+    count = struct.unpack("<I", data[80:_STL_HEAD])[0] if len(data) >= _STL_HEAD else -1
+    corners = 3 * count if len(data) == _STL_HEAD + _STL_RECORD * count else data.lower().count(b"vertex")
+    _check_counts(corners, corners // 3)
     try:
         loaded = trimesh.exchange.stl.load_stl(io.BytesIO(data))
     except Exception as exc:  # noqa: BLE001 - trimesh raises what numpy and its text decoding raise
@@ -214,77 +370,108 @@ def _read_stl(data: bytes):
         raise ValueError("neither a binary STL (size does not match its triangle count) nor an ASCII one "
                          "(solid ... endsolid)")
     verts = np.concatenate([s["vertices"] for s in solids])
-    return verts, np.arange(len(verts)).reshape(-1, 3)  # trimesh's faces: three new corners per facet, in order
+    return verts, np.arange(len(verts)), None  # trimesh's faces: three new corners per facet, in order
 
-
-#: Largest mesh file read, bytes; a mesh is a prop of a scene, not a city.
-MAX_MESH_BYTES = 256_000_000
-#: Deepest glTF node hierarchy, and most node instances a glTF scene may expand to (a node
-#: graph shared by many parents multiplies: a chain of n nodes each listing the next twice is 2^n).
-MAX_GLB_DEPTH = 64
-MAX_GLB_INSTANCES = 10_000
 
 _GLB_COMPONENTS = {5121: "u1", 5123: "u2", 5125: "u4", 5126: "f4"}
 _GLB_WIDTH = {"SCALAR": 1, "VEC3": 3}
+#: The top-level lists of a glTF document that are read, and what one item of each is called.
+_GLB_ITEMS = {"scenes": "scene", "nodes": "node", "meshes": "mesh", "accessors": "accessor",
+              "bufferViews": "bufferView"}
+#: The JSON type a glTF value must have, by Python type, for messages.
+_JSON_TYPES = {dict: "JSON object", list: "JSON list", int: "non-negative integer"}
+
+
+def _typed(value: Any, kind: type, what: str) -> Any:
+    """``value`` of a glTF document, checked to be a ``kind`` (dict, list, or int >= 0; not a bool).
+
+    Raises:
+        ValueError: naming ``what`` and what it is instead.
+    """
+    if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+        raise ValueError(f"glTF {what} is not a {_JSON_TYPES[kind]} (a {type(value).__name__})")
+    return value
 
 
 def _read_glb(data: bytes):
-    """Binary glTF 2.0: triangle primitives (mode 4) of the default scene, node transforms applied."""
+    """Binary glTF 2.0: triangle primitives (mode 4) of the default scene, node transforms applied.
+
+    The JSON chunk is read with :func:`generator.safe_json.load_json` (size and nesting limits);
+    every object, list and index on the way to the geometry is type-checked, and every
+    accessor's count is added to the mesh's vertex and face counts before it is read.
+    """
     magic, version, _ = struct.unpack("<4sII", data[:12])
     if magic != b"glTF" or version != 2:
         raise ValueError("not a binary glTF 2.0 file")
     json_len, json_type = struct.unpack("<I4s", data[12:20])
     if json_type != b"JSON":
         raise ValueError("first chunk is not JSON")
-    doc = json.loads(data[20:20 + json_len])
+    doc = _typed(load_json(data[20:20 + json_len]), dict, "document")
     pos = 20 + json_len
     binary = b""
     if pos + 8 <= len(data):
         bin_len, _ = struct.unpack("<I4s", data[pos:pos + 8])
         binary = data[pos + 8:pos + 8 + bin_len]
 
-    def accessor(index: int) -> np.ndarray:
-        acc = doc["accessors"][index]
-        view = doc["bufferViews"][acc["bufferView"]]
+    def item(key: str, index: Any) -> dict:
+        """``doc[key][index]``, an object (``key`` a top-level list: nodes, meshes, accessors, ...)."""
+        name = _GLB_ITEMS[key]
+        return _typed(_typed(doc[key], list, key)[_typed(index, int, f"index of a {name}")], dict, f"{name} {index}")
+
+    def layout(index: Any) -> tuple[np.dtype, int, int, int, int]:
+        """(component type, components, stride in bytes, start in bytes, count) of accessor ``index``,
+        checked to lie in the binary chunk."""
+        acc = item("accessors", index)
+        view = item("bufferViews", acc["bufferView"])
         width = _GLB_WIDTH[acc["type"]]
         kind = np.dtype("<" + _GLB_COMPONENTS[acc["componentType"]])
-        stride = view.get("byteStride") or kind.itemsize * width
-        start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
-        count = acc["count"]
-        if not 0 < count or start < 0 or start + (count - 1) * stride + kind.itemsize * width > len(binary):
+        stride = _typed(view.get("byteStride") or kind.itemsize * width, int, f"accessor {index}'s stride")
+        start = (_typed(view.get("byteOffset", 0), int, f"bufferView {acc['bufferView']}'s byteOffset")
+                 + _typed(acc.get("byteOffset", 0), int, f"accessor {index}'s byteOffset"))
+        count = _typed(acc["count"], int, f"accessor {index}'s count")
+        if not 0 < count or stride < kind.itemsize * width \
+                or start + (count - 1) * stride + kind.itemsize * width > len(binary):
             raise ValueError(f"accessor {index} reads {count} items past the end of the binary chunk")
-        rows = [np.frombuffer(binary, kind, width, start + i * stride) for i in range(count)]
-        return np.array(rows).reshape(count, width)
+        return kind, width, stride, start, count
+
+    def read(kind: np.dtype, width: int, stride: int, start: int, count: int) -> np.ndarray:
+        """An accessor's items [count, width]: a strided view of the chunk (bounds checked by ``layout``), copied."""
+        return np.array(np.ndarray((count, width), kind, binary, start, (stride, kind.itemsize)))
 
     verts, tris = [], []
-    instances = 0
+    instances, vertices, faces = 0, 0, 0
 
-    def visit(node_index: int, parent: np.ndarray, path: tuple[int, ...] = ()) -> None:
-        nonlocal instances
+    def visit(node_index: Any, parent: np.ndarray, path: tuple[int, ...] = ()) -> None:
+        nonlocal instances, vertices, faces
         instances += 1
         if node_index in path:
             raise ValueError(f"node {node_index} is its own ancestor (a cycle in the node graph)")
         if len(path) >= MAX_GLB_DEPTH or instances > MAX_GLB_INSTANCES:
             raise ValueError(f"node graph deeper than {MAX_GLB_DEPTH} or larger than {MAX_GLB_INSTANCES} instances")
-        node = doc["nodes"][node_index]
+        node = item("nodes", node_index)
         matrix = parent @ _node_matrix(node)
         if "mesh" in node:
-            for prim in doc["meshes"][node["mesh"]]["primitives"]:
+            for prim in _typed(item("meshes", node["mesh"])["primitives"], list, "primitives"):
+                prim = _typed(prim, dict, "primitive")
                 if prim.get("mode", 4) != 4:
                     continue
-                points = accessor(prim["attributes"]["POSITION"]).astype(np.float64)
-                index = accessor(prim["indices"]).ravel() if "indices" in prim else np.arange(len(points))
+                points_at = layout(_typed(prim["attributes"], dict, "attributes")["POSITION"])
+                index_at = layout(prim["indices"]) if "indices" in prim else points_at
+                vertices, faces = vertices + points_at[-1], faces + index_at[-1] // 3
+                _check_counts(vertices, faces)  # before reading: instances multiply what is read
+                points = read(*points_at).astype(np.float64)
+                index = read(*index_at).ravel() if "indices" in prim else np.arange(len(points))
                 tris.append(index.astype(np.int64).reshape(-1, 3) + sum(len(v) for v in verts))
                 verts.append(points @ matrix[:3, :3].T + matrix[:3, 3])
-        for child in node.get("children", []):
+        for child in _typed(node.get("children", []), list, f"node {node_index}'s children"):
             visit(child, matrix, path + (node_index,))
 
-    scene = doc["scenes"][doc.get("scene", 0)]
-    for root in scene["nodes"]:
+    scene = item("scenes", doc.get("scene", 0))
+    for root in _typed(scene["nodes"], list, "scene's nodes"):
         visit(root, np.eye(4))
     if not verts:
         raise ValueError("no triangle primitive in the default scene")
-    return np.concatenate(verts), np.concatenate(tris)
+    return np.concatenate(verts), np.concatenate(tris).ravel(), None
 
 
 def _node_matrix(node: dict) -> np.ndarray:
@@ -345,35 +532,43 @@ def check_environment(path: str) -> None:
 
 
 class AssetFolders(Protocol):
-    """What :meth:`AssetFiles.of` needs from a recipe's ``assets`` section: folder lists or None."""
+    """What :meth:`AssetFiles.of` needs from a recipe's ``assets`` section: folder lists or None,
+    and where they may be."""
 
     meshes: tuple[str, ...] | None
     textures: tuple[str, ...] | None
     environments: tuple[str, ...] | None
+    places: AssetPlaces
 
 
 @dataclass(frozen=True)
 class AssetFiles:
-    """A recipe's asset files by kind: absolute paths, sorted; empty where it names no folder."""
+    """A recipe's asset files by kind, in the order of its folders, then by name; empty where it names no folder."""
 
-    meshes: tuple[str, ...]
-    textures: tuple[str, ...]
-    environments: tuple[str, ...]
+    meshes: tuple[AssetFile, ...]
+    textures: tuple[AssetFile, ...]
+    environments: tuple[AssetFile, ...]
 
     @classmethod
     def of(cls, folders: AssetFolders) -> "AssetFiles":
         """List the files of ``folders`` (see :func:`asset_files`).
 
+        The order depends on the folders' order and the files' names only, not on where they
+        are, so a recipe draws the same files wherever its data lies.
+
         Raises:
-            AssetError: a named folder is missing, unreadable or holds no file of its kind.
+            RecipeError: a folder lies outside ``folders.places``.
+            AssetError: a named folder is missing, unreadable or holds no file of its kind, or a
+                file is a link out of the places.
         """
-        def files(names, suffixes, what):
-            return asset_files(names, suffixes, what) if names is not None else ()
+        def files(kind, suffixes, what):
+            return tuple(file for i, folder in enumerate(getattr(folders, kind) or ())
+                         for file in asset_files(folders.places, f"assets.{kind}[{i}]", folder, suffixes, what))
 
         return cls(
-            files(folders.meshes, MESH_SUFFIXES, "mesh"),
-            files(folders.textures, TEXTURE_SUFFIXES, "texture"),
-            files(folders.environments, ENVIRONMENT_SUFFIXES, "environment map"),
+            files("meshes", MESH_SUFFIXES, "mesh"),
+            files("textures", TEXTURE_SUFFIXES, "texture"),
+            files("environments", ENVIRONMENT_SUFFIXES, "environment map"),
         )
 
     def check(self) -> None:
@@ -382,9 +577,9 @@ class AssetFiles:
         Raises:
             AssetError: the first unusable file, by name.
         """
-        for path in self.meshes:
-            load_mesh(path)
-        for path in self.textures:
-            check_texture(path)
-        for path in self.environments:
-            check_environment(path)
+        for file in self.meshes:
+            load_mesh(file.path)
+        for file in self.textures:
+            check_texture(file.path)
+        for file in self.environments:
+            check_environment(file.path)

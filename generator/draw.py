@@ -23,11 +23,12 @@ import colorsys
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from generator import lens as lensmod
-from generator.assets import AssetFiles
+from generator.assets import AssetFile, AssetFiles
 from generator.errors import BadInput
 from generator.focus import focus_ramp
 from generator.recipe import (
@@ -190,8 +191,12 @@ def _integer(rng: np.random.Generator, span: IntRange) -> int:
     return int(rng.integers(span.min, span.max, endpoint=True))
 
 
-def _pick(rng: np.random.Generator, names: tuple[str, ...]) -> str:
-    return names[int(rng.integers(len(names)))]
+#: What :func:`_pick` draws: a name, an asset file.
+T = TypeVar("T")
+
+
+def _pick(rng: np.random.Generator, items: tuple[T, ...]) -> T:
+    return items[int(rng.integers(len(items)))]
 
 
 def _tint(rng: np.random.Generator, value: float) -> Vec3:
@@ -367,7 +372,7 @@ def _sample_material(
     kinds: tuple[str, ...],
     metres_per_px: float,
     object_scale: float,
-    textures: tuple[str, ...],
+    textures: tuple[AssetFile, ...],
     textureless: float = 0.0,
 ) -> MaterialSpec:
     """A material whose texture period is ``recipe.texture_period_px`` pixels in the image
@@ -393,7 +398,7 @@ def _sample_material(
         ramp=ramp if kind not in ("diffuse", IMAGE_MATERIAL) else (),
         metallic=_uniform(rng, recipe.metallic),
         bump=_uniform(rng, recipe.bump) if kind != "diffuse" else 0.0,
-        image=_pick(rng, textures) if kind == IMAGE_MATERIAL else "",
+        image=_pick(rng, textures).ref() if kind == IMAGE_MATERIAL else "",
         rotation=float(rng.uniform(0.0, 2 * math.pi)) if kind == IMAGE_MATERIAL else 0.0,
     )
 
@@ -484,7 +489,7 @@ def _sample_object(rng: np.random.Generator, scene: SceneRecipe, view: _View, as
             textureless=scene.materials.textureless_fraction,
         ),
         shape_params=shape_params(rng, shape),
-        asset=_pick(rng, assets.meshes) if shape == MESH_SHAPE else "",
+        asset=_pick(rng, assets.meshes).ref() if shape == MESH_SHAPE else "",
         **deformation,
     )
 
@@ -519,7 +524,7 @@ def _sample_world(rng: np.random.Generator, world: WorldRecipe, assets: AssetFil
         return WorldSpec(kind=kind, strength=strength, sun_elevation=math.radians(_uniform(rng, world.sun_elevation_deg)),
                          sun_azimuth=float(rng.uniform(0.0, 2 * math.pi)), turbidity=_uniform(rng, world.turbidity))
     if kind == "hdri":
-        return WorldSpec(kind=kind, strength=strength, image=_pick(rng, assets.environments),
+        return WorldSpec(kind=kind, strength=strength, image=_pick(rng, assets.environments).ref(),
                          rotation=float(rng.uniform(0.0, 2 * math.pi)))
     return WorldSpec(kind=kind, color=_tint(rng, rng.uniform(0.3, 1.0)), strength=strength)
 

@@ -22,6 +22,7 @@ Typical use::
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -36,6 +37,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from generator.assets import AssetPlaces
 from generator.errors import BadInput, RecipeError, brief
 from generator.focus import SCHEDULES
 from generator.lens import LENS_MODELS
@@ -295,8 +297,13 @@ class SceneRecipe:
 
 @dataclass(frozen=True, kw_only=True)
 class AssetsRecipe:
-    """User asset folders (not searched recursively). Relative paths are relative to the
-    recipe file's folder (to the current directory for built-in recipes) and stored resolved.
+    """User asset folders (not searched recursively), kept as written: relative folders are relative
+    to the folder of the recipe file (the ``recipes`` folder for a built-in recipe), and every folder
+    must lie there or in a folder given with ``dfdgen render --assets-root``
+    (:class:`generator.assets.AssetPlaces`).
+
+    Where the folders are looked up, :attr:`places`, is not a field: it is not in the recipe's
+    YAML or sha256, so a recipe and its data give the same samples wherever they lie.
 
     Attributes:
         meshes: folders of ``.obj``/``.ply``/``.stl``/``.glb`` meshes (shape ``mesh``).
@@ -307,6 +314,19 @@ class AssetsRecipe:
     meshes: tuple[str, ...] | None = setting(None)
     textures: tuple[str, ...] | None = setting(None)
     environments: tuple[str, ...] | None = setting(None)
+
+    @property
+    def places(self) -> AssetPlaces:
+        """Where the folders are looked up (:meth:`located`); the current folder, with no
+        ``--assets-root``, for a section never located."""
+        return self.__dict__.get("_places") or AssetPlaces.of(Path.cwd())
+
+    def located(self, places: AssetPlaces) -> "AssetsRecipe":
+        """These folders, looked up in ``places``. A copy: the frozen section keeps ``places``
+        beside its fields (pickled with it to render workers), not as one."""
+        out = copy.copy(self)
+        object.__setattr__(out, "_places", places)
+        return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -494,12 +514,14 @@ def _require_mapping(data: Any, source: str) -> None:
         raise BadInput(f"recipe {source} must be a YAML mapping of fields, got {type(data).__name__}")
 
 
-def recipe_from_dict(data: dict[str, Any], source: str = "<dict>") -> Recipe:
+def recipe_from_dict(data: dict[str, Any], source: str = "<dict>", places: AssetPlaces | None = None) -> Recipe:
     """Validate a recipe given as plain data (e.g. parsed YAML) into a :class:`Recipe`.
 
     Args:
         data: the recipe's fields.
         source: where ``data`` came from, for messages.
+        places: where its asset folders are looked up (:func:`asset_places` of the recipe's
+            file); None: the current folder, with no ``--assets-root``.
 
     Raises:
         BadInput: ``data`` is not a mapping.
@@ -508,7 +530,7 @@ def recipe_from_dict(data: dict[str, Any], source: str = "<dict>") -> Recipe:
     _require_mapping(data, source)
     recipe = build(Recipe, data, RecipeError, nonempty=True)
     _check_consistency(recipe)
-    return recipe
+    return recipe if places is None else dataclasses.replace(recipe, assets=recipe.assets.located(places))
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -543,12 +565,25 @@ def _find(path: str | os.PathLike[str]) -> Path | Traversable:
     raise BadInput(f"recipe {given} not found (not a file, nor a built-in recipe: {', '.join(builtin_recipes())})")
 
 
-def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Recipe:
+def asset_places(path: str | os.PathLike[str], asset_roots: Sequence[str | os.PathLike[str]] = ()) -> AssetPlaces:
+    """Where the asset folders of recipe ``path`` (a file or a built-in recipe's name) may be: the
+    folder that holds the file, and the folders ``asset_roots`` the user allows (``--assets-root``).
+
+    Raises:
+        BadInput: no such recipe.
+    """
+    return AssetPlaces.of(Path(str(_find(path))).parent, tuple(asset_roots))
+
+
+def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = (),
+                asset_roots: Sequence[str | os.PathLike[str]] = ()) -> Recipe:
     """Read, override and validate a recipe.
 
     Args:
         path: a YAML file, or the name of a built-in recipe (see :func:`builtin_recipes`).
         overrides: ``key.path=value`` strings, applied before validation (``--set``).
+        asset_roots: folders outside the recipe's own that its asset folders may lie in
+            (``dfdgen render --assets-root``; see :func:`asset_places`).
 
     Raises:
         BadInput: missing, unreadable or non-YAML file; or not a mapping.
@@ -562,11 +597,4 @@ def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
         raise BadInput(f"recipe {file} is not a readable text file: {brief(exc)}") from None
     data = load_yaml(text, f"recipe {file}")
     _require_mapping(data, str(file))
-    recipe = recipe_from_dict(apply_overrides(data, overrides), source=str(file))
-    base = file.parent if isinstance(file, Path) else Path.cwd()
-    folders = {
-        f.name: tuple(str((base / folder).resolve()) for folder in getattr(recipe.assets, f.name))
-        for f in dataclasses.fields(AssetsRecipe)
-        if getattr(recipe.assets, f.name) is not None
-    }
-    return dataclasses.replace(recipe, assets=AssetsRecipe(**folders))
+    return recipe_from_dict(apply_overrides(data, overrides), source=str(file), places=asset_places(path, asset_roots))

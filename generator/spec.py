@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from generator import lens as lensmod
-from generator.errors import SpecError
+from generator.errors import BadInput, SpecError, brief
 from generator.schema import build, setting
 
 Vec3 = tuple[float, float, float]
@@ -45,6 +45,52 @@ WORLDS = ("uniform", "sky", "hdri")
 
 
 @dataclass(frozen=True)
+class AssetRef:
+    """A user asset file as a scene records it: which recipe folder, which file in it, its content.
+
+    Never a host path, so a sample's bytes do not depend on where the data lies (the
+    same recipe, seed and files give the same bytes in any folder, on any machine).
+
+    Attributes:
+        folder: the recipe field that names the file's folder, e.g. ``assets.meshes[0]``.
+        file: the file's path inside that folder (its name: folders are not searched recursively).
+        sha256: hex SHA-256 of the file's bytes.
+        host_path: where the file is on this host (absolute, links followed), for the builder
+            (:func:`asset_file`). Not part of the scene: left out of :meth:`SceneSpec.to_dict`
+            and of comparisons, and empty in a spec read back from a sample.
+    """
+
+    folder: str
+    file: str
+    sha256: str
+    host_path: str = field(default="", compare=False)
+
+
+#: The field of :class:`AssetRef` that :meth:`SceneSpec.to_dict` leaves out.
+_HOST_ONLY = "host_path"
+
+
+def _no_asset() -> Any:
+    """An asset field, empty without an asset (a procedural shape or material, a world without a map):
+    the empty string, as before assets were recorded as :class:`AssetRef`, so the scenes of recipes
+    without assets keep their bytes."""
+    return setting("", choices=("",))
+
+
+def asset_file(ref: AssetRef | str, what: str) -> str:
+    """The file on this host of the asset ``ref`` (``what`` it is, for the message).
+
+    Raises:
+        BadInput: ``ref`` names no file here (a spec read back from a sample records none: draw
+            the scene from its recipe instead).
+    """
+    if not isinstance(ref, AssetRef) or not ref.host_path:
+        raise BadInput(f"the {what} of this scene spec is not a file on this host ({brief(ref)}); "
+                       f"draw the scene from its recipe to build it")
+    return ref.host_path
+
+
+@dataclass(frozen=True)
 class MaterialSpec:
     """A procedural material.
 
@@ -61,7 +107,7 @@ class MaterialSpec:
             empty: ``color_a`` at 0 to ``color_b`` at 1.
         metallic: principled BSDF metallic in [0, 1].
         bump: strength in [0, 1] of the bump mapping driven by the pattern (0 = smooth).
-        image: the image file of an ``image`` material (absolute path).
+        image: the image file of an ``image`` material (:class:`AssetRef`; ``""`` for other kinds).
         rotation: rotation of the image texture about each projection axis, radians.
     """
 
@@ -76,7 +122,7 @@ class MaterialSpec:
     ramp: tuple[tuple[float, float, float, float], ...] = ()
     metallic: float = 0.0
     bump: float = 0.0
-    image: str = ""
+    image: AssetRef | str = _no_asset()
     rotation: float = 0.0
 
 
@@ -96,7 +142,7 @@ class ObjectSpec:
         displace: displacement strength along normals, object units (0 = none).
         material: the surface.
         shape_params: the shape's parameters (see :func:`generator.blender.mesh.build_mesh`).
-        asset: the mesh file of a ``mesh`` object (absolute path).
+        asset: the mesh file of a ``mesh`` object (:class:`AssetRef`; ``""`` for other shapes).
         velocity: linear velocity of the origin, m/s (world frame).
         angular_velocity: rate of change of the XYZ Euler angles, rad/s.
     """
@@ -111,7 +157,7 @@ class ObjectSpec:
     taper: float = 0.0
     displace: float = 0.0
     shape_params: tuple[float, ...] = ()
-    asset: str = ""
+    asset: AssetRef | str = _no_asset()
     velocity: Vec3 = (0.0, 0.0, 0.0)
     angular_velocity: Vec3 = (0.0, 0.0, 0.0)
 
@@ -145,7 +191,7 @@ class WorldSpec:
         sun_elevation, sun_azimuth: sun direction of a ``sky``, radians (azimuth
             about world Z from +X).
         turbidity: atmospheric turbidity of a ``sky`` (2 clear .. 10 hazy).
-        image: environment map file of an ``hdri`` world (absolute path).
+        image: environment map file of an ``hdri`` world (:class:`AssetRef`; ``""`` for other kinds).
         rotation: rotation of the ``hdri`` map about world Z, radians.
     """
 
@@ -155,7 +201,7 @@ class WorldSpec:
     sun_elevation: float = 0.5
     sun_azimuth: float = 0.0
     turbidity: float = 3.0
-    image: str = ""
+    image: AssetRef | str = _no_asset()
     rotation: float = 0.0
 
 
@@ -291,8 +337,9 @@ class SceneSpec:
         return frame.camera or self.camera
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict of built-in types (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """Plain dict of built-in types (tuples become lists), without host paths (:class:`AssetRef`)."""
+        scene = dataclasses.asdict(self, dict_factory=lambda items: {k: v for k, v in items if k != _HOST_ONLY})
+        return json.loads(json.dumps(scene))
 
     def to_json(self) -> str:
         """Canonical JSON (sorted keys), the form compared across processes."""

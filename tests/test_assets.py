@@ -1,10 +1,16 @@
 """User assets: tiny meshes, a texture and an environment map made here, read, sampled, rendered;
-empty folders and corrupt files are refused (exit 2) before anything renders."""
+empty folders, corrupt files, meshes over the limits and folders or links outside the recipe's
+folder are refused (exit 2) before anything renders; samples record assets by folder, name and
+sha256, never by host path."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import shutil
 import struct
+import time
 
 import numpy as np
 import OpenEXR
@@ -13,12 +19,16 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image
 
-from fakes import write_tiny_recipe
-from generator.assets import AssetError, AssetFiles, load_mesh
+import generator.assets
+from fakes import fake_render, write_tiny_recipe
+from generator.assets import AssetError, AssetFiles, AssetPlaces, load_mesh
 from generator.cli import main
+from generator.codec import encode_sample
 from generator.errors import RecipeError
+from generator.limits import MAX_MESH_VERTICES
 from generator.recipe import load_recipe
 from generator.draw import sample_scene
+from generator.spec import AssetRef, SceneSpec
 
 # A tetrahedron 4 x 2 x 2 units, off the origin: the readers must centre and scale it.
 TETRA = np.array([[10.0, 0.0, 0.0], [14.0, 0.0, 0.0], [10.0, 2.0, 0.0], [10.0, 0.0, 2.0]])
@@ -60,8 +70,9 @@ def write_stl(path, binary: bool):
     return path
 
 
-def write_glb(path):
-    """The tetrahedron halved along x and moved by a node transform (TRS): the loader must apply it."""
+def write_glb(path, **changes):
+    """The tetrahedron halved along x and moved by a node transform (TRS): the loader must apply it.
+    ``changes``: top-level keys of the glTF document replaced."""
     points = (TETRA * [0.5, 1.0, 1.0]).astype("<f4").tobytes()
     index = np.array(TETRA_FACES, dtype="<u2").tobytes()
     binary = points + index + b"\0" * (-len(points + index) % 4)
@@ -74,6 +85,7 @@ def write_glb(path):
                         {"buffer": 0, "byteOffset": len(points), "byteLength": len(index)}],
         "accessors": [{"bufferView": 0, "componentType": 5126, "count": 4, "type": "VEC3"},
                       {"bufferView": 1, "componentType": 5123, "count": 12, "type": "SCALAR"}],
+        **changes,
     }
     text = json.dumps(doc).encode()
     text += b" " * (-len(text) % 4)
@@ -109,15 +121,18 @@ def assets(tmp_path):
     return folders
 
 
+#: A tiny recipe's fields that take its objects, materials, wall and world all from the asset folders.
+_ASSET_FIELDS = {
+    "assets": {"meshes": ["meshes"], "textures": ["textures"], "environments": ["environments"]},
+    "scene.objects.shapes": ["mesh"], "scene.objects.count": [3, 3], "scene.materials.families": ["image"],
+    "scene.materials.textureless_fraction": 0.0, "scene.wall.materials": ["image"], "scene.world.kinds": ["hdri"],
+    "scene.world.strength": 1.0,
+}
+
+
 def _asset_recipe(tmp_path, *overrides):
-    """A tiny recipe whose objects, materials, wall and world all come from the asset folders
-    (relative paths: resolved against the recipe file's folder)."""
-    path = write_tiny_recipe(tmp_path / "assets.yaml", {
-        "assets": {"meshes": ["meshes"], "textures": ["textures"], "environments": ["environments"]},
-        "scene.objects.shapes": ["mesh"], "scene.objects.count": [3, 3], "scene.materials.families": ["image"], "scene.materials.textureless_fraction": 0.0,
-        "scene.wall.materials": ["image"], "scene.world.kinds": ["hdri"], "scene.world.strength": 1.0,
-    })
-    return load_recipe(path, overrides)
+    """A tiny recipe of :data:`_ASSET_FIELDS` (relative paths: resolved against the recipe file's folder)."""
+    return load_recipe(write_tiny_recipe(tmp_path / "assets.yaml", _ASSET_FIELDS), overrides)
 
 
 # --- readers --------------------------------------------------------------------------
@@ -213,6 +228,44 @@ def test_corrupt_mesh_is_an_asset_error_naming_the_file(tmp_path, name):
         load_mesh(str(path))
 
 
+WRITERS = {"obj": lambda p: write_obj(p), "ply_ascii": lambda p: write_ply(p, False), "ply_binary": lambda p: write_ply(p, True),
+           "stl_ascii": lambda p: write_stl(p, False), "stl_binary": lambda p: write_stl(p, True), "glb": lambda p: write_glb(p)}
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+@pytest.mark.parametrize("limit", ["vertices", "faces"])
+def test_mesh_counts_over_the_limits_are_refused(tmp_path, monkeypatch, writer, limit):
+    """Each reader checks the counts its file lists (an STL: 3 vertices a triangle) against generator.limits."""
+    monkeypatch.setattr(generator.assets, f"MAX_MESH_{limit.upper()}", 3)  # the tetrahedron lists 4 of each or more
+    path = WRITERS[writer](tmp_path / f"tetra.{writer.partition('_')[0]}")
+    with pytest.raises(AssetError, match=f"tetra.* lists more than 3 {limit}"):
+        load_mesh(str(path))
+
+
+@pytest.mark.parametrize("indent", ["", " \t"])
+def test_an_obj_of_too_many_vertices_is_refused_before_it_is_parsed(tmp_path, indent):
+    """Counted as the parser reads lines (after white space too), in about a second instead of the parse's ten."""
+    path = tmp_path / "big.obj"
+    path.write_bytes(f"{indent}v 0 0 0\r\n".encode() * (MAX_MESH_VERTICES + 1) + b"f 1 2 3\n")
+    start = time.perf_counter()
+    with pytest.raises(AssetError, match=f"lists more than {MAX_MESH_VERTICES} vertices"):
+        load_mesh(str(path))
+    assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"nodes": [[0]]}, "glTF node 0 is not a JSON object (a list)"),
+    ({"nodes": [{"mesh": 0, "children": {"1": 1}}]}, "node 0's children is not a JSON list"),
+    ({"scenes": [{"nodes": [-1]}]}, "index of a node is not a non-negative integer"),
+    ({"meshes": ["mesh"]}, "glTF mesh 0 is not a JSON object"),
+    ({"accessors": [{"bufferView": 0, "componentType": 5126, "count": "4", "type": "VEC3"}]}, "accessor 0's count is not"),
+])
+def test_glb_structures_of_the_wrong_type_are_refused(tmp_path, change, message):
+    path = write_glb(tmp_path / "odd.glb", **change)
+    with pytest.raises(AssetError, match=re.escape(message)):
+        load_mesh(str(path))
+
+
 def test_corrupt_images_and_bad_folders(tmp_path, assets):
     (tmp_path / "broken").mkdir()
     png = (assets["textures"] / "checker.png").read_bytes()
@@ -220,7 +273,8 @@ def test_corrupt_images_and_bad_folders(tmp_path, assets):
     (tmp_path / "broken" / "fake.exr").write_text("not an EXR")
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("no asset here")
-    folders = lambda **kw: type("Folders", (), {"meshes": None, "textures": None, "environments": None, **kw})  # noqa: E731
+    folders = lambda **kw: type("Folders", (), {"meshes": None, "textures": None, "environments": None,  # noqa: E731
+                                                "places": AssetPlaces.of(tmp_path), **kw})
     with pytest.raises(AssetError, match="half.png"):
         AssetFiles.of(folders(textures=(str(tmp_path / "broken"),))).check()
     with pytest.raises(AssetError, match="fake.exr"):
@@ -246,22 +300,101 @@ def test_asset_families_need_their_folders(tmp_path):
 def test_relative_folders_resolve_against_the_recipe_file(tmp_path, assets, monkeypatch):
     monkeypatch.chdir(assets["meshes"])  # anywhere but the recipe's folder
     recipe = _asset_recipe(tmp_path)
-    assert recipe.assets.meshes == (str(assets["meshes"].resolve()),)
-    # The canonical recipe (DIR/recipe.yaml, the manifest) keeps the resolved folders.
-    assert yaml.safe_load(recipe.to_yaml())["assets"]["textures"] == [str(assets["textures"].resolve())]
+    # The canonical recipe (DIR/recipe.yaml, the manifest, the sha256) keeps the folders as written.
+    assert recipe.assets.meshes == ("meshes",)
+    assert yaml.safe_load(recipe.to_yaml())["assets"]["textures"] == ["textures"]
+    assert [f.path for f in AssetFiles.of(recipe.assets).meshes] == \
+        [str((assets["meshes"] / n).resolve()) for n in ("pyramid.ply", "tetra.obj")]
 
 
 def test_scenes_draw_every_asset(tmp_path, assets):
     recipe = _asset_recipe(tmp_path)
     scenes = [sample_scene(recipe, i) for i in range(12)]
     objects = [o for s in scenes for o in s.objects if o.name != "wall"]
-    assert {o.asset for o in objects} == {str((assets["meshes"] / n).resolve()) for n in ("pyramid.ply", "tetra.obj")}
+
+    def ref(kind, name):
+        path = assets[kind] / name
+        return AssetRef(f"assets.{kind}[0]", name, hashlib.sha256(path.read_bytes()).hexdigest(), str(path.resolve()))
+
+    assert {o.asset for o in objects} == {ref("meshes", "pyramid.ply"), ref("meshes", "tetra.obj")}
+    assert {o.asset.host_path for o in objects} == {ref("meshes", n).host_path for n in ("pyramid.ply", "tetra.obj")}
     assert {o.shape for o in objects} == {"mesh"}
-    texture = str((assets["textures"] / "checker.png").resolve())
-    assert {o.material.image for s in scenes for o in s.objects} == {texture}
+    assert {o.material.image for s in scenes for o in s.objects} == {ref("textures", "checker.png")}
     assert all(0 <= o.material.rotation < 2 * np.pi for s in scenes for o in s.objects)
-    assert {s.world.image for s in scenes} == {str((assets["environments"] / "red.exr").resolve())}
+    assert {s.world.image for s in scenes} == {ref("environments", "red.exr")}
     assert sample_scene(recipe, 3) == scenes[3]
+
+
+def test_samples_record_assets_by_folder_name_and_sha256_wherever_they_lie(tmp_path, assets):
+    """A rendered sample's metadata holds no host path; the same recipe and files elsewhere give the same bytes."""
+    copy = tmp_path / "elsewhere" / "deeper"
+    shutil.copytree(tmp_path, copy, ignore=shutil.ignore_patterns("elsewhere"))
+    samples = []
+    for folder in (tmp_path, copy):
+        recipe = load_recipe(write_tiny_recipe(folder / "assets.yaml", _ASSET_FIELDS))
+        spec = sample_scene(recipe, 0)
+        samples.append(encode_sample(spec, fake_render(spec), recipe))
+    text = samples[0]["json"].decode()
+    assert str(tmp_path) not in text and str(tmp_path.resolve()) not in text and "host_path" not in text
+    scene = json.loads(text)["scene"]
+    mesh = next(o["asset"] for o in scene["objects"] if o["shape"] == "mesh")
+    assert mesh["folder"] == "assets.meshes[0]" and mesh["file"] in ("pyramid.ply", "tetra.obj")
+    assert mesh["sha256"] == hashlib.sha256((assets["meshes"] / mesh["file"]).read_bytes()).hexdigest()
+    assert scene["world"]["image"] == {"folder": "assets.environments[0]", "file": "red.exr",
+                                       "sha256": hashlib.sha256((assets["environments"] / "red.exr").read_bytes()).hexdigest()}
+    assert samples[0] == samples[1]
+    read_back = SceneSpec.from_dict(scene)  # records no file of this host: it cannot be built as it is
+    assert read_back == spec and read_back.world.image.host_path == ""
+
+
+# --- where assets may come from -------------------------------------------------------
+
+
+def _outside(tmp_path):
+    """A good mesh folder beside the recipe's folder ``recipe/``, not in it."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    write_obj(outside / "tetra.obj")
+    (tmp_path / "recipe").mkdir()
+    return outside
+
+
+@pytest.mark.parametrize("how", ["absolute", "dotdot", "folder link"])
+def test_folders_outside_the_recipes_folder_are_refused_unless_allowed(tmp_path, how):
+    outside = _outside(tmp_path)
+    folder = {"absolute": str(outside), "dotdot": "../outside", "folder link": "meshes"}[how]
+    if how == "folder link":
+        (tmp_path / "recipe" / "meshes").symlink_to(outside)
+    path = write_tiny_recipe(tmp_path / "recipe" / "r.yaml", {"assets": {"meshes": [folder]}, "scene.objects.shapes": ["mesh"]})
+    with pytest.raises(RecipeError, match=r"'assets.meshes\[0\]': got .*in the recipe's folder .*--assets-root"):
+        sample_scene(load_recipe(path), 0)
+    for root in (outside, tmp_path):  # the folder itself, or one above it
+        recipe = load_recipe(path, asset_roots=[root])
+        assert {o.asset.host_path for o in sample_scene(recipe, 0).objects[1:]} == {str(outside / "tetra.obj")}
+
+
+def test_a_file_linked_out_of_an_allowed_folder_is_refused(tmp_path):
+    outside = _outside(tmp_path)
+    meshes = tmp_path / "recipe" / "meshes"
+    meshes.mkdir()
+    write_obj(meshes / "own.obj")
+    (meshes / "linked.obj").symlink_to(outside / "tetra.obj")
+    path = write_tiny_recipe(tmp_path / "recipe" / "r.yaml", {"assets": {"meshes": ["meshes"]}, "scene.objects.shapes": ["mesh"]})
+    with pytest.raises(AssetError, match="linked.obj is a link to .*outside the recipe's folder"):
+        AssetFiles.of(load_recipe(path).assets)
+    (meshes / "inside.obj").symlink_to(meshes / "own.obj")  # a link that stays inside is a file like any
+    files = AssetFiles.of(load_recipe(path, asset_roots=[outside]).assets).meshes
+    assert [(f.name, f.path) for f in files] == [("inside.obj", str(meshes / "own.obj")),
+                                                 ("linked.obj", str(outside / "tetra.obj")),
+                                                 ("own.obj", str(meshes / "own.obj"))]
+
+
+def test_a_built_in_recipes_folder_is_the_recipes_folder(tmp_path):
+    (tmp_path / "meshes").mkdir()
+    write_obj(tmp_path / "meshes" / "tetra.obj")
+    recipe = load_recipe("small_obj", [f"assets.meshes=[{json.dumps(str(tmp_path / 'meshes'))}]", "scene.objects.shapes=[mesh]"])
+    with pytest.raises(RecipeError, match=r"'assets.meshes\[0\]'.*recipes"):
+        AssetFiles.of(recipe.assets)
 
 
 # --- rendering and the command line -----------------------------------------------------
@@ -276,15 +409,15 @@ def test_rendered_scene_uses_the_assets(bpy, tmp_path, assets):
     built = build_scene(spec)
     for obj_spec in spec.objects[1:]:
         mesh = built.objects[obj_spec.name].data
-        assert len(mesh.polygons) == len(load_mesh(obj_spec.asset)[1])
+        assert len(mesh.polygons) == len(load_mesh(obj_spec.asset.host_path)[1])
         corners = np.array([v.co for v in mesh.vertices])
         assert np.abs(corners).max() == pytest.approx(1.0, abs=1e-6)  # unit size, then the object's scale
     for obj_spec in spec.objects:
         images = [n.image.filepath for n in built.objects[obj_spec.name].active_material.node_tree.nodes
                   if n.bl_idname == "ShaderNodeTexImage"]
-        assert images == [obj_spec.material.image]
+        assert images == [obj_spec.material.image.host_path]
     world = [n.image.filepath for n in built.scene.world.node_tree.nodes if n.bl_idname == "ShaderNodeTexEnvironment"]
-    assert world == [spec.world.image]
+    assert world == [spec.world.image.host_path]
     # No lamps: the red environment map is the only light, so the grey checker texture comes out red.
     frame = render_scene(spec).frames[0]
     red, green, blue = frame.reshape(-1, 3).mean(axis=0)
@@ -311,4 +444,17 @@ def test_cli_refuses_bad_assets_before_rendering(tmp_path, assets, problem):
     result = CliRunner().invoke(main, ["render", "--recipe", str(recipe), "--out", str(out)])
     assert result.exit_code == 2, result.output
     assert name in result.output
+    assert not out.exists()
+
+
+def test_assets_root_on_the_command_line_allows_a_folder_outside(tmp_path):
+    outside = _outside(tmp_path)
+    (outside / "bad.stl").write_bytes(b"\0" * 90)  # its error shows the folder was read, before anything renders
+    recipe = write_tiny_recipe(tmp_path / "recipe" / "r.yaml", {"assets": {"meshes": [str(outside)]},
+                                                                 "scene.objects.shapes": ["mesh"]})
+    out = tmp_path / "out"
+    refused = CliRunner().invoke(main, ["render", "--recipe", str(recipe), "--out", str(out)])
+    assert refused.exit_code == 2 and "recipe field 'assets.meshes[0]'" in refused.output, refused.output
+    allowed = CliRunner().invoke(main, ["render", "--recipe", str(recipe), "--out", str(out), "--assets-root", str(outside)])
+    assert allowed.exit_code == 2 and "bad.stl" in allowed.output, allowed.output
     assert not out.exists()

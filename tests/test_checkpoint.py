@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import numpy as np
 import pytest
@@ -125,3 +126,39 @@ def test_dataset_info_reads_the_manifest_recipe(ckpt, tmp_path):
     (tmp_path / "manifest.json").write_text("{}")
     with pytest.raises(BadInput, match="manifest.json"):
         ckpt.dataset_info(tmp_path)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c.pop("config"), "no config in it"),
+    (lambda c: c.update(config="model: sdgs"), "config key 'config': got 'model: sdgs'; a mapping of sections"),
+    (lambda c: c["config"].update(model={"config": {}}), "its config names no model"),
+    (lambda c: c["config"].update(optim={"lr": "fast"}), "config key 'optim.lr'"),
+    (lambda c: c.update(model=[1, 2]), "its model is list, not dict"),
+    (lambda c: c.pop("step"), "its step is missing, not int"),
+])
+def test_a_checkpoint_whose_fields_are_not_ours_is_bad_input(torch, ckpt, tmp_path, change, message):
+    from dfd_models.networks import build_model
+
+    payload = _payload(torch, build_model("sdgs", SMALL_SDGS))
+    change(payload)
+    path = tmp_path / "odd.pt"
+    ckpt.save_checkpoint(payload, [path])
+    with pytest.raises(BadInput, match=f"odd.pt is not a valid dfdgen checkpoint: {re.escape(message)}"):
+        ckpt.load_model(path)
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"channels": [100_000, 8]}, "'model.config.channels[0]': got 100000; an integer >= 1 and <= 1024"),
+    ({"channels": [4] * 11}, "'model.config.channels': got [4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4]; a list of at most 10 items"),
+    ({"blur_scales_px": [1.0] * 11}, "'model.config.blur_scales_px'"),
+])
+def test_a_checkpoint_asking_for_absurd_layers_is_refused_before_any_is_built(torch, ckpt, tmp_path, config, message):
+    """10^5 channels would be 360 GB of weights: the model config's bounds refuse it first."""
+    from dfd_models.networks import build_model
+
+    payload = _payload(torch, build_model("sdgs", SMALL_SDGS))
+    payload["config"]["model"]["config"] = config
+    path = tmp_path / "wide.pt"
+    ckpt.save_checkpoint(payload, [path])
+    with pytest.raises(BadInput, match=f"wide.pt: cannot build its model: config key {re.escape(message)}"):
+        ckpt.load_model(path)

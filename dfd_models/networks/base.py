@@ -48,11 +48,23 @@ import torch
 from torch import Tensor, nn
 
 from generator.lens import LENS_MODELS
-from generator.schema import build_dict
+from generator.schema import build_dict, convert
 from dfd_models.config import ConfigError
 from dfd_models.lens import LensParams
 
 __all__ = ["MODELS", "DepthModel", "build_model", "lens_from_batch", "register"]
+
+#: Widest layer a model config may ask for, channels or units: 8x the widest default (64
+#: channels, 128 LSTM units). A 3x3 convolution of 1024 to 1024 channels holds 38 MB of float32
+#: weights; a checkpoint's config (user input) asking for 10^5 would allocate 360 GB before a
+#: weight is read.
+MAX_WIDTH = 1024
+#: Most items of a list-valued key that :attr:`DepthModel.config_checks` names: levels of a
+#: network (each halves the image; 10 levels need sizes divisible by 512), or blur scales
+#: (an input channel each).
+MAX_LEVELS = 10
+#: :func:`generator.schema.setting` checks of a layer width (or of each width of a list).
+WIDTHS = {"ge": 1, "le": MAX_WIDTH}
 
 
 class DepthModel(nn.Module, abc.ABC):
@@ -71,6 +83,11 @@ class DepthModel(nn.Module, abc.ABC):
             (:meth:`predict` may accept fewer; see the subclass).
         trainable: False for a model with nothing to optimise, which the trainer
             fits (:meth:`fit`) instead of training (module docstring).
+        config_checks: checks of config keys beyond the type their default implies, by key:
+            :func:`generator.schema.setting`'s bounds (``ge``, ``le``; e.g. :data:`WIDTHS`) of
+            the value or of each item of a list, which has at most :data:`MAX_LEVELS` items.
+            Every key that sets a layer's size is checked, so a config cannot make the model
+            allocate more than a few GB.
 
     ``self.config`` is the complete configuration (defaults merged with the
     overrides given), plain JSON-able data: save it with every checkpoint and
@@ -88,6 +105,7 @@ class DepthModel(nn.Module, abc.ABC):
     size_multiple: ClassVar[int] = 1
     min_frames: ClassVar[int] = 1
     trainable: ClassVar[bool] = True
+    config_checks: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, config: dict | None = None):
         super().__init__()
@@ -105,9 +123,18 @@ class DepthModel(nn.Module, abc.ABC):
 
         Raises:
             ConfigError: an override's key is not a key of :meth:`default_config` (naming
-                the allowed keys), or its value is not of the default's type.
+                the allowed keys), its value is not of the default's type, or it fails the
+                key's :attr:`config_checks`.
         """
-        return build_dict(cls.default_config(), overrides or {}, ConfigError, "model.config")
+        config = build_dict(cls.default_config(), overrides or {}, ConfigError, "model.config")
+        for key, checks in cls.config_checks.items():
+            path, value = f"model.config.{key}", config[key]
+            if isinstance(value, list) and len(value) > MAX_LEVELS:
+                raise ConfigError(path, value, f"a list of at most {MAX_LEVELS} items")
+            for where, item in ([(f"{path}[{i}]", v) for i, v in enumerate(value)] if isinstance(value, list)
+                                else [(path, value)]):
+                convert(type(item), item, where, checks, ConfigError)
+        return config
 
     @abc.abstractmethod
     def forward(self, batch: dict) -> dict[str, Tensor]:

@@ -30,7 +30,7 @@ from typing import Any
 
 from torch import Tensor
 
-from dfd_models.networks.base import register
+from dfd_models.networks.base import WIDTHS, register
 from dfd_models.networks.supervised import Decoder, Encoder, SupervisedDepthModel
 
 __all__ = ["DDFF"]
@@ -51,6 +51,7 @@ class DDFF(SupervisedDepthModel):
     """
 
     name = "ddff"
+    config_checks = {**SupervisedDepthModel.config_checks, "channels": WIDTHS}
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:

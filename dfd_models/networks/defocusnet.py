@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dfd_models.networks.base import register
+from dfd_models.networks.base import WIDTHS, register
 from dfd_models.networks.blocks import ConvBlock, zero_head
 from dfd_models.networks.supervised import SupervisedDepthModel
 
@@ -110,6 +110,7 @@ class DefocusNet(SupervisedDepthModel):
     """
 
     name = "defocusnet"
+    config_checks = {**SupervisedDepthModel.config_checks, "coc_channels": WIDTHS, "depth_channels": WIDTHS}
 
     @property
     def focus_input(self) -> bool:

@@ -34,7 +34,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dfd_models.networks.base import register
+from dfd_models.networks.base import WIDTHS, register
 from dfd_models.networks.supervised import Decoder, Encoder, SupervisedDepthModel
 
 __all__ = ["LSTMDDFF"]
@@ -55,6 +55,9 @@ class LSTMDDFF(SupervisedDepthModel):
     """
 
     name = "lstm_ddff"
+    # The LSTM reads channels[-1] x lstm_grid^2 numbers: at the largest widths and grid 8, 1 GB of weights.
+    config_checks = {**SupervisedDepthModel.config_checks, "channels": WIDTHS, "lstm_hidden": WIDTHS,
+                     "lstm_grid": {"ge": 1, "le": 8}}
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dfd_models.networks.base import register
+from dfd_models.networks.base import WIDTHS, register
 from dfd_models.networks.blocks import zero_head
 from dfd_models.networks.supervised import SupervisedDepthModel
 
@@ -120,6 +120,7 @@ class RecurrentAE(SupervisedDepthModel):
     """
 
     name = "recurrent_ae"
+    config_checks = {**SupervisedDepthModel.config_checks, "channels": WIDTHS}
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:

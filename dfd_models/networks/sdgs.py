@@ -96,7 +96,7 @@ from torch import Tensor, nn
 from dfd_models.focus import blur_features, defocus_sweep, gamma_encode, sharp_composite, warp_to_grid
 from dfd_models.lens import LensParams, coc_px, coc_signed_px
 from dfd_models.losses import edge_aware_smoothness, masked_mean, photometric_error
-from dfd_models.networks.base import DepthModel, lens_from_batch, register
+from dfd_models.networks.base import WIDTHS, DepthModel, lens_from_batch, register
 from dfd_models.networks.blocks import UNet
 from dfd_models.splat import Camera, Gaussians, RenderOutput, SplatConfig, render_defocus
 
@@ -312,6 +312,7 @@ class SDGS(DepthModel):
     """
 
     name = "sdgs"
+    config_checks = {"channels": WIDTHS, "blur_scales_px": {}}
     supervised = False
     min_frames = 2
 

@@ -163,6 +163,7 @@ class SupervisedDepthModel(DepthModel):
 
     supervised = True
     min_frames = 1
+    config_checks = {"blur_scales_px": {}}  # one input channel per scale: at most MAX_LEVELS
 
     @classmethod
     def supervised_config(cls) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from bpy_extras import anim_utils
 
 from generator.blender.camera import FOCUS_DATA_PATHS, apply_camera, set_camera_pose
 from generator.blender.mesh import build_mesh
-from generator.spec import IMAGE_MATERIAL, LightSpec, MaterialSpec, ObjectSpec, RenderSpec, SceneSpec, WorldSpec
+from generator.spec import (IMAGE_MATERIAL, LightSpec, MaterialSpec, ObjectSpec, RenderSpec, SceneSpec, WorldSpec,
+                            asset_file)
 
 # Material kind -> (Blender texture node, output socket holding the pattern in [0, 1]).
 _PATTERN_NODES = {
@@ -280,7 +281,7 @@ def _world(world: WorldSpec) -> bpy.types.World:
         links.new(sky.outputs["Color"], background.inputs["Color"])
     elif world.kind == "hdri":
         environment = nodes.new("ShaderNodeTexEnvironment")
-        environment.image = bpy.data.images.load(world.image, check_existing=True)
+        environment.image = bpy.data.images.load(asset_file(world.image, "environment map"), check_existing=True)
         environment.interpolation = "Linear"
         mapping = nodes.new("ShaderNodeMapping")
         mapping.inputs["Rotation"].default_value = (0.0, 0.0, world.rotation)
@@ -365,7 +366,7 @@ def _material(spec: MaterialSpec, name: str) -> bpy.types.Material:
     node_type, socket = _PATTERN_NODES[spec.kind]
     pattern = nodes.new(node_type)
     if spec.kind == IMAGE_MATERIAL:
-        pattern.image = bpy.data.images.load(spec.image, check_existing=True)
+        pattern.image = bpy.data.images.load(asset_file(spec.image, "image texture"), check_existing=True)
         pattern.projection = "BOX"
         pattern.projection_blend = IMAGE_BOX_BLEND
         links.new(_image_coordinates(nodes, links, spec), pattern.inputs["Vector"])

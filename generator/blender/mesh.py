@@ -21,7 +21,7 @@ import mathutils.noise
 import numpy as np
 
 from generator.assets import load_mesh
-from generator.spec import MESH_SHAPE, ObjectSpec
+from generator.spec import MESH_SHAPE, ObjectSpec, asset_file
 
 #: Edges with a larger dihedral angle are shaded sharp (split), smaller ones smooth.
 SMOOTH_ANGLE_RAD = math.radians(30.0)
@@ -52,8 +52,8 @@ def build_mesh(spec: ObjectSpec) -> bpy.types.Mesh:
     :data:`ROCK_VERTICES` radius factors of a once-subdivided icosahedron (flat
     shaded); ``blob`` bumps on a sphere, :data:`BLOB_BUMP_PARAMS` numbers each;
     ``rod`` (radius,) of a cylinder of length 2; ``ring`` (tube radius,) of a
-    torus of outer radius 1. ``mesh`` objects load ``spec.asset``
-    (:func:`generator.assets.load_mesh`); the other shapes take no parameters.
+    torus of outer radius 1. ``mesh`` objects load the file of ``spec.asset``
+    on this host (:func:`generator.assets.load_mesh`); the other shapes take no parameters.
     """
     verts, tris, quads = _shape(spec)
     if spec.displace or spec.twist or spec.taper:
@@ -101,7 +101,7 @@ def _shape(spec: ObjectSpec) -> Geometry:
     """Unit-size geometry of ``spec.shape`` with its ``shape_params`` (see :func:`build_mesh`)."""
     shape, params = spec.shape, np.asarray(spec.shape_params, dtype=np.float64)
     if shape == MESH_SHAPE:
-        verts, tris = load_mesh(spec.asset)
+        verts, tris = load_mesh(asset_file(spec.asset, f"mesh of {spec.name}"))
         return verts, tris, np.zeros((0, 4), dtype=np.int64)
     if shape == "superquadric":
         return _superquadric(*params)
