@@ -32,7 +32,7 @@ from generator.blender.build import build_into, keyframe_sequence
 from generator.blender.render import RenderedScene, render_count, render_views
 from generator.errors import BadInput, OutputError, RecipeError
 from generator.files import output_file, write_atomic
-from generator.recipe import Recipe, load_recipe, recipe_from_dict
+from generator.recipe import Recipe, asset_places, load_recipe, recipe_from_dict
 from generator.codec import encode_sample
 from generator.format import sample_key, sample_tar
 from generator.safe_yaml import load_yaml
@@ -123,7 +123,7 @@ def current_recipe(settings) -> Recipe:
     data = load_yaml(settings.base_recipe, settings.loaded_source)
     for key, value in panel_fields(settings, data).items():
         set_value(Recipe, data, key, value, RecipeError)
-    return recipe_from_dict(data, source=settings.loaded_source)
+    return recipe_from_dict(data, source=settings.loaded_source, places=asset_places(settings.loaded_source))
 
 
 def current_spec(settings) -> tuple[Recipe, SceneSpec]:
