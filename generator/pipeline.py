@@ -62,10 +62,10 @@ class RunSummary:
 
     def line(self) -> str:
         """One-line human summary."""
-        rate = self.rendered / self.seconds if self.seconds > 0 else 0.0
+        per_scene = f" ({self.seconds / self.rendered:.1f} s per scene)" if self.rendered else ""
         return (
             f"{self.rendered} scenes rendered ({self.skipped} already done, {len(self.failed)} failed) "
-            f"in {self.seconds:.1f} s ({rate:.2f} scenes/s); {self.shards} shards, {self.bytes / 1e6:.1f} MB"
+            f"in {self.seconds:.1f} s{per_scene}; {self.shards} shards, {self.bytes / 1e6:.1f} MB"
         )
 
 

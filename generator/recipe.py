@@ -575,20 +575,33 @@ def asset_places(path: str | os.PathLike[str], asset_roots: Sequence[str | os.Pa
     return AssetPlaces.of(Path(str(_find(path))).parent, tuple(asset_roots))
 
 
+#: Named quality presets (``dfdgen render --preset NAME``): overrides applied to any recipe before the
+#: user's own ``--set``. ``preview`` is a first look in about a minute on 2 cores: 8 scenes at 128 px and
+#: 32 samples per pixel (about 3 s a scene, benchmarks/render_throughput.py), split by index so that
+#: even 8 scenes have train, val and test (5, 1 and 2).
+PRESETS: dict[str, tuple[str, ...]] = {
+    "preview": ("count=8", "image.width=128", "image.height=128", "image.samples=32",
+                "splits.order=contiguous", "splits.train=0.6", "splits.val=0.2", "splits.test=0.2"),
+}
+
+
 def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = (),
-                asset_roots: Sequence[str | os.PathLike[str]] = ()) -> Recipe:
+                asset_roots: Sequence[str | os.PathLike[str]] = (), preset: str | None = None) -> Recipe:
     """Read, override and validate a recipe.
 
     Args:
         path: a YAML file, or the name of a built-in recipe (see :func:`builtin_recipes`).
-        overrides: ``key.path=value`` strings, applied before validation (``--set``).
+        overrides: ``key.path=value`` strings, applied before validation (``--set``), after ``preset``'s.
+        preset: a name in :data:`PRESETS`, or None.
         asset_roots: folders outside the recipe's own that its asset folders may lie in
             (``dfdgen render --assets-root``; see :func:`asset_places`).
 
     Raises:
-        BadInput: missing, unreadable or non-YAML file; or not a mapping.
+        BadInput: missing, unreadable or non-YAML file; or not a mapping; or an unknown preset.
         RecipeError: an invalid field or override.
     """
+    if preset is not None and preset not in PRESETS:
+        raise BadInput(f"unknown preset {brief(preset)}; pick from: {', '.join(PRESETS)}")
     file = _find(path)
     try:
         with file.open("r", encoding="utf-8") as stream:
@@ -597,4 +610,5 @@ def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = (),
         raise BadInput(f"recipe {file} is not a readable text file: {brief(exc)}") from None
     data = load_yaml(text, f"recipe {file}")
     _require_mapping(data, str(file))
+    overrides = [*PRESETS.get(preset, ()), *overrides]
     return recipe_from_dict(apply_overrides(data, overrides), source=str(file), places=asset_places(path, asset_roots))

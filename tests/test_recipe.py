@@ -236,3 +236,18 @@ def test_fod500_is_the_focus_on_defocus_setting():
 def test_pure_modules_do_not_import_bpy():
     code = "import sys, generator.recipe, generator.draw, generator.focus; assert 'bpy' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_preview_preset_is_small_keeps_every_split_and_yields_to_set():
+    from generator.draw import scene_split
+    from generator.recipe import PRESETS
+
+    preview = load_recipe("small_obj", preset="preview")
+    full = load_recipe("small_obj")
+    per_scene = lambda r: r.image.width * r.image.height * r.image.samples  # noqa: E731  (Cycles' work)
+    assert per_scene(preview) * 16 <= per_scene(full) and preview.count <= 10
+    assert {scene_split(preview, i) for i in range(preview.count)} == {"train", "val", "test"}
+    assert load_recipe("small_obj", ["image.samples=8"], preset="preview").image.samples == 8  # --set wins
+    assert "preview" in PRESETS
+    with pytest.raises(BadInput, match="unknown preset 'draft'; pick from: preview"):
+        load_recipe("small_obj", preset="draft")
