@@ -93,10 +93,6 @@ def render(recipe_path, preset, out_dir, count, workers, threads, overrides, ove
             click.echo(f"saved scene {scene_index or 0} of {recipe.name} to {path}")
             return
         out_dir = out_dir or Path("data") / (recipe.name + (f"-{preset}" if preset else ""))
-        image = recipe.image
-        click.echo(f"rendering {recipe.count} scenes of {recipe.name} ({image.width}x{image.height} px, "
-                   f"{image.samples} samples, {recipe.focus.ramps * recipe.focus.frames_per_ramp} frames each) "
-                   f"into {out_dir}", err=True)
         try:
             with warnings_as_messages():
                 summary = render_dataset(recipe, out_dir, workers=workers, threads=threads,

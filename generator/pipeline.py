@@ -165,7 +165,13 @@ def _usable_device(device: str, pool: Pool) -> str:
 
 def _write(out: DatasetDir, recipe: Recipe, todo: list[int], task: Callable[[int], dict[str, Any]],
            pool: Pool, progress: bool) -> None:
-    """Run ``task`` for the ``todo`` scenes in ``pool`` and write each result, in scene order, into ``out``."""
+    """Run ``task`` for the ``todo`` scenes in ``pool`` and write each result, in scene order, into ``out``
+    (with ``progress``: first a line saying what goes where, then a bar with its ETA)."""
+    if progress:
+        image = recipe.image
+        print(f"rendering {len(todo)} of {recipe.count} scenes of {recipe.name} ({image.width}x{image.height} px, "
+              f"{image.samples} samples, {recipe.focus.ramps * recipe.focus.frames_per_ramp} frames each) "
+              f"into {out.path}", file=sys.stderr, flush=True)
     bar = tqdm(total=recipe.count, initial=recipe.count - len(todo), unit="scene",
                desc=recipe.name, disable=not progress, file=sys.stderr, dynamic_ncols=True)
     results = run_tasks(task, todo, pool, on_complete=lambda _: bar.update())
