@@ -81,7 +81,10 @@ def train(shards, skip_corrupt, model_name, run_dir, config_path, overrides, max
     """Train a depth model on focal-stack shards; checkpoints and TensorBoard logs go to RUN.
 
     The config is the defaults, then --config, then --set, then the options
-    above. Under torchrun (torchrun --nproc-per-node 4 --no-python dfdgen
+    above. Unless set, the crop and batch size are chosen for the device and the
+    data's image size (on a CPU: 64 px crops, batch 4, sdgs 2), said in one line
+    and recorded in RUN/config.yaml; e.g. --set 'data.crop=[32, 32]' --set
+    data.batch_size=2 makes steps cheaper. Under torchrun (torchrun --nproc-per-node 4 --no-python dfdgen
     train ...) every process trains on its share of the shards (DDP) and rank 0
     writes RUN. Ctrl-C stops (exit status 130); --resume continues from
     RUN/ckpt/last.pt with the run's saved config.
@@ -165,34 +168,75 @@ def _cell(name: str, value: float | None) -> str:
 
 
 @click.command()
-@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path),
+                metavar="STACK_DIR... | FRAME...")
 @click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               metavar="CKPT", help="A checkpoint of dfdgen train.")
-@click.option("--focus-distance", "focus_m", multiple=True, required=True,
-              type=click.FloatRange(min=0, min_open=True), metavar="M",
-              help="Focus distance in metres: one per image, or one for all (repeatable).")
+@click.option("--focus-distance", "focus_m", multiple=True, type=click.FloatRange(min=0, min_open=True), metavar="M",
+              help="Focus distance of each FRAME, metres: once per frame, in the frames' order (not with "
+                   "STACK_DIR, whose focus file gives them).")
+@click.option("--camera", "camera_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              metavar="YAML", help="Camera file: focal_length_mm, f_number, sensor_width_mm, model (each optional).")
 @click.option("--lens-model", type=click.Choice(["thin_lens", "blender"]),
-              help="Lens model.  [default: the training data's]")
+              help="Lens model.  [default: the camera file's, else the training data's, else thin_lens]")
 @click.option("--lens-focal-length-mm", "focal_length_mm", type=click.FloatRange(min=0, min_open=True), metavar="F",
-              help="Focal length, mm.  [default: the training data's, if it had one]")
-@click.option("--f-number", type=click.FloatRange(min=0, min_open=True), metavar="N",
-              help="F-number.  [default: the training data's, if it had one]")
+              help="Focal length, mm (the real one, not the 35 mm equivalent).")
+@click.option("--f-number", type=click.FloatRange(min=0, min_open=True), metavar="N", help="F-number.")
 @click.option("--sensor-width-mm", type=click.FloatRange(min=0, min_open=True), metavar="W",
-              help="Sensor width the image spans, mm.  [default: the training data's, if it had one]")
+              help="Sensor width the image's width spans, mm.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("predictions"),
-              show_default=True, metavar="DIR", help="Output directory.")
+              show_default=True, metavar="DIR", help="Output directory (created if missing).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def predict(images, checkpoint, focus_m, lens_model, focal_length_mm, f_number, sensor_width_mm, out_dir, device):
-    """Depth maps of IMAGE files (PNG sRGB or EXR linear): NAME.depth.exr (channel Z, metres)
-    and NAME.depth.png (colourised) per image in DIR."""
-    from dfd_models.predict import predict_images
+def predict(inputs, checkpoint, focus_m, camera_file, lens_model, focal_length_mm, f_number, sensor_width_mm,
+            out_dir, device):
+    """One depth map per focal stack: NAME.depth.exr (channel Z, float32 metres) and NAME.depth.png
+    (viridis, with a colour bar labelled in metres) in DIR.
+
+    \b
+    A stack is either
+      STACK_DIR: a folder of frames (*.png, *.jpg, *.jpeg sRGB; *.exr linear) and a
+        focus file (metres, one per frame), NAME = the folder's name; several folders
+        are several stacks;
+      FRAME... with --focus-distance once per frame: one stack, NAME = the stem of
+        the nearest-focused frame (one frame: a single-image prediction).
+    The frames are sorted by focus distance and given to the model together.
+
+    \b
+    Focus file, in STACK_DIR (one of):
+      focus.yaml   [0.30, 0.37, 0.48, 0.69, 1.20]    in the frames' name order, or
+                   IMG_0001.jpg: 0.30                 by frame file name
+      focus.txt    one distance per line, in the frames' name order (# comments)
+    Name order is natural: f2.jpg before f10.jpg.
+
+    \b
+    The lens, per value: the options above, else --camera, else the frames' EXIF
+    (FocalLength, FNumber; sensor width from FocalPlaneXResolution or
+    FocalLengthIn35mmFilm), else the checkpoint's training data where it had one
+    value. A camera file (YAML):
+      focal_length_mm: 4.25
+      f_number: 1.8
+      sensor_width_mm: 5.6
+      model: thin_lens
+    Frames that differ in size or share a focus distance, and focus files that do
+    not match their frames, are refused (exit status 2); nothing is written unless
+    every stack is predicted.
+    """
+    from dfd_models.predict import predict_stacks
 
     with library_errors():
-        written = predict_images(checkpoint, images, focus_m, out_dir, lens_model=lens_model,
-                                 focal_length_mm=focal_length_mm, f_number=f_number,
-                                 sensor_width_mm=sensor_width_mm, device=device)
-    for exr, png in written:
-        click.echo(f"wrote {exr} and {png.name}")
+        done = predict_stacks(checkpoint, inputs, focus_m, out_dir, camera=camera_file, lens_model=lens_model,
+                              focal_length_mm=focal_length_mm, f_number=f_number, sensor_width_mm=sensor_width_mm,
+                              device=device)
+    for result in done:
+        stack, lens, src = result.stack, result.lens, result.sources
+        near, far = result.depth_range_m
+        click.echo(f"{stack.name}: {len(stack.frames)} frame(s) focused at "
+                   f"{stack.focus_m[0]:g}-{stack.focus_m[-1]:g} m; "
+                   f"lens {lens.model} ({src['model']}), f {lens.focal_length_m * 1e3:.4g} mm "
+                   f"({src['focal_length_mm']}), f/{lens.f_number:.3g} ({src['f_number']}), "
+                   f"sensor {lens.sensor_width_m * 1e3:.4g} mm ({src['sensor_width_mm']}); "
+                   f"depth {near:.3g}-{far:.3g} m")
+        click.echo(f"wrote {result.paths[0]} and {result.paths[1].name}")
 
 
 #: The commands :mod:`generator.cli` adds to ``dfdgen``.

@@ -3,7 +3,7 @@
 A config is a :class:`TrainConfig` of four sections; written as YAML::
 
     model: {name: sdgs, config: {...}}       # the model's own keys (its default_config)
-    data:  {shards: data/small_obj, split: train, crop: [128, 128], batch_size: 8, ...}
+    data:  {shards: data/small_obj, split: train, crop: auto, batch_size: auto, workers: auto, ...}
     optim: {lr: 0.0002, weight_decay: 0.01, warmup_steps: 100, grad_clip: 1.0, amp: auto, ...}
     train: {max_steps: 10000, epochs: null, log_every: 20, ckpt_every: 1000, seed: 0, ...}
 
@@ -16,6 +16,11 @@ Files are read with ``generator.safe_yaml.load_yaml``, an override's value is pa
 ``data.epoch_len=null``). Every error is a :class:`ConfigError` (exit status 2)
 naming the key path, the value and what is allowed.
 
+``data.crop``, ``data.batch_size`` and ``data.workers`` default to ``auto``: sized by
+:func:`auto_data` to the data's image size and the device (``crop`` and ``batch_size``)
+and to the shards (``workers``, :func:`dfd_models.data.make_loader`). A run records the
+values it used, never ``auto``.
+
 The resolved config is plain data (:meth:`TrainConfig.to_dict`), saved as
 ``RUN/config.yaml`` and inside every checkpoint; :meth:`TrainConfig.from_dict`
 reads it back.
@@ -27,7 +32,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -38,6 +43,9 @@ from generator.schema import apply_overrides as schema_overrides
 
 #: ``optim.amp`` choices: ``auto`` = fp16 on CUDA, off on CPU.
 AMP_MODES = ("auto", "off", "bf16", "fp16")
+
+#: The value of ``data.crop``, ``data.batch_size`` and ``data.workers`` that asks dfdgen to size them.
+AUTO = "auto"
 
 
 class ConfigError(FieldError):
@@ -61,9 +69,12 @@ class DataSection:
     Attributes:
         shards: dataset directory, brace pattern or URL of the shards (a list of them in code).
         split: split trained on (null: every shard).
-        crop: [height, width] of random crops, pixels; null = full frames.
-        batch_size: stacks per batch, per process.
-        workers: DataLoader worker processes per process.
+        crop: [height, width] of random crops, pixels; null = full frames; ``auto`` =
+            sized to the images and the device (:func:`auto_data`).
+        batch_size: stacks per batch, per process; ``auto``: see :func:`auto_data`.
+        workers: DataLoader worker processes per process, at most the shards per process
+            (more are cut to that, with a warning); ``auto``: 2, at most one per shard, and
+            training on the CPU at most the cores torch's threads leave free (silently).
         ramp: ramp of a sequence used as the stack: an index or ``random``.
         flip: random left-right flips.
         shuffle: shuffle buffer, samples (0 = read in order).
@@ -74,9 +85,9 @@ class DataSection:
 
     shards: str | list[str] | None = setting(None)
     split: str | None = setting("train")
-    crop: list[int] | None = setting([128, 128], ge=1)
-    batch_size: int = setting(8, ge=1)
-    workers: int = setting(2, ge=0)
+    crop: list[int] | Literal["auto"] | None = setting(AUTO, ge=1)
+    batch_size: int | Literal["auto"] = setting(AUTO, ge=1)
+    workers: int | Literal["auto"] = setting(AUTO, ge=0)
     ramp: int | str = setting("random", ge=0, choices=("random",))
     flip: bool = setting(True)
     shuffle: int = setting(128, ge=0)
@@ -168,6 +179,68 @@ class TrainConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
+# --- sizing the data to the images and the device -----------------------------------
+
+#: What ``auto`` picks for ``data.crop`` and ``data.batch_size``, by device type: the
+#: largest crop side, pixels (images smaller than that are cropped to their own size), and
+#: the batch size. On 2 CPU cores and a 128 px small_obj render these give every model
+#: 2 steps/s or more (DESIGN.md section 10). CUDA's (the earlier defaults) are not measured yet.
+AUTO_SIZE = {"cpu": (64, 4), "cuda": (128, 8)}
+
+#: Batch size ``auto`` picks on the CPU for the models whose step costs several times more
+#: per pixel there than the others' (``sdgs`` re-renders every frame with splats: 0.7
+#: steps/s at batch 4 of 64 px crops of 128 px images on 2 cores, 2.3 at batch 2).
+AUTO_CPU_BATCH = {"sdgs": 2}
+
+
+def auto_data(data: DataSection, *, image: Mapping[str, int] | None, device: str, model: str | None = None,
+              multiple: int = 1) -> tuple[DataSection, str | None]:
+    """``data`` with an ``auto`` ``crop`` and ``batch_size`` sized to the images and the device.
+
+    The rule: on ``device`` type ``cpu`` a crop of at most 64 x 64 px and a batch of 4
+    (2 for ``sdgs``, :data:`AUTO_CPU_BATCH`), elsewhere (CUDA) at most 128 x 128 px and 8
+    (:data:`AUTO_SIZE`); each crop side is the image's side where that is smaller, rounded
+    down to a multiple of ``multiple``; an unknown image size takes the largest crop.
+    Values that are not ``auto`` (the user's) are kept as they are.
+
+    Args:
+        image: the data's ``{"width", "height"}`` in pixels (from its manifest,
+            :func:`dfd_models.checkpoint.dataset_info`); None when unknown.
+        device: a torch device type: ``cpu``, or ``cuda`` (any other is sized as ``cuda``).
+        model: the registered model name (for :data:`AUTO_CPU_BATCH` and the message).
+        multiple: what the model needs the crop's sides to be multiples of (``model.size_multiple``).
+
+    Returns:
+        (the data section with no ``auto`` crop or batch size, one line saying what was
+        chosen and why; None when neither was ``auto``).
+    """
+    cpu = device == "cpu"
+    side, batch = AUTO_SIZE["cpu" if cpu else "cuda"]
+    if cpu:
+        batch = AUTO_CPU_BATCH.get(model, batch)
+    crop, batch_size, chosen = data.crop, data.batch_size, []
+    if crop == AUTO:
+        sizes = (image["height"], image["width"]) if image else (side, side)
+        crop = [max(multiple, min(side, size) // multiple * multiple) for size in sizes]
+        chosen.append(f"crop {crop[0]}x{crop[1]} px")
+    if batch_size == AUTO:
+        batch_size = batch
+        chosen.append(f"batch {batch_size}")
+    if not chosen:
+        return data, None
+    kept = []
+    if data.crop != AUTO:
+        kept.append("full frames" if crop is None else f"crop {crop[0]}x{crop[1]} px")
+    if data.batch_size != AUTO:
+        kept.append(f"batch {batch_size}")
+    why = " ".join(filter(None, [model, "on", "CPU" if cpu else device.upper()]))
+    why += (f"; the data is {image['height']}x{image['width']} px" if image
+            else "; the image size is unknown (no manifest)")
+    line = (f"data: {', '.join(chosen)} ({why})" + (f", {', '.join(kept)} as set" if kept else "")
+            + "; set data.crop / data.batch_size to choose")
+    return dataclasses.replace(data, crop=crop, batch_size=batch_size), line
+
+
 # --- building a config --------------------------------------------------------------
 
 
@@ -229,7 +302,7 @@ def resolve_config(
             raise ConfigError(key, None, f"required: set it in {where} or with the command's option")
     if config.optim.min_lr > config.optim.lr:
         raise ConfigError("optim.min_lr", config.optim.min_lr, f"at most optim.lr = {config.optim.lr}")
-    if config.data.crop is not None and len(config.data.crop) != 2:
+    if isinstance(config.data.crop, list) and len(config.data.crop) != 2:
         raise ConfigError("data.crop", config.data.crop, "[height, width] in pixels, or null")
     if len(config.optim.betas) != 2 or max(config.optim.betas) >= 1:
         raise ConfigError("optim.betas", config.optim.betas, "[beta1, beta2], each in [0, 1)")

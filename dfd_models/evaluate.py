@@ -30,7 +30,13 @@ from dfd_models.train import pick_device, to_device
 
 
 def predict_depth(model: DepthModel, frames: Tensor, focus_m: Tensor, lens: LensParams, K: Tensor) -> Tensor:
-    """``model.predict`` on images of any size.
+    """``model.predict`` on images of any size (:func:`predict_depth_and_confidence`'s depth)."""
+    return predict_depth_and_confidence(model, frames, focus_m, lens, K)[0]
+
+
+def predict_depth_and_confidence(model: DepthModel, frames: Tensor, focus_m: Tensor, lens: LensParams,
+                                 K: Tensor) -> tuple[Tensor, Tensor | None]:
+    """``model.predict_with_confidence`` on images of any size.
 
     Frames whose height or width is not a multiple of ``model.size_multiple`` are
     padded at the right and bottom (edge pixels repeated), which leaves K valid,
@@ -42,7 +48,7 @@ def predict_depth(model: DepthModel, frames: Tensor, focus_m: Tensor, lens: Lens
         lens: the lens, pixel pitch that of these images.
         K: intrinsics, pixels.  # [B, T, 3, 3]
     Returns:
-        planar depth of frame T // 2, metres.  # [B, 1, H, W]
+        planar depth of frame T // 2, metres, and the model's confidence or None.  # [B, 1, H, W] each
     """
     b, t, c, h, w = frames.shape
     m = model.size_multiple
@@ -50,7 +56,8 @@ def predict_depth(model: DepthModel, frames: Tensor, focus_m: Tensor, lens: Lens
     if pad_h or pad_w:
         frames = F.pad(frames.reshape(b * t, c, h, w), (0, pad_w, 0, pad_h), mode="replicate")
         frames = frames.reshape(b, t, c, h + pad_h, w + pad_w)
-    return model.predict(frames, focus_m, lens, K)[..., :h, :w]
+    depth, confidence = model.predict_with_confidence(frames, focus_m, lens, K)
+    return depth[..., :h, :w], None if confidence is None else confidence[..., :h, :w]
 
 
 def evaluate(

@@ -211,7 +211,8 @@ def _encode_rgb(rgb: np.ndarray, kind: str) -> tuple[str, bytes]:
 
 
 def decode_rgb(data: bytes, ext: str) -> np.ndarray:
-    """Linear RGB [H, W, 3] float32 from a ``png`` (sRGB, 8 or 16 bit) or ``exr`` member.
+    """Linear RGB [H, W, 3] float32 from a ``png`` (sRGB, 8 or 16 bit), ``jpeg`` (sRGB, 8 bit: a
+    camera's frame for ``dfdgen predict``; its colour profile is not applied) or ``exr`` image.
 
     Raises:
         ValueError: the header declares more than the image limits (:mod:`generator.limits`),
@@ -220,6 +221,12 @@ def decode_rgb(data: bytes, ext: str) -> np.ndarray:
     if ext == "exr":
         ch = read_exr_bytes(data)
         return np.stack([ch["R"], ch["G"], ch["B"]], axis=-1).astype(np.float32)
+    if ext == "jpeg":
+        if not data.startswith(b"\xff\xd8"):  # SOI marker
+            raise ValueError("not a JPEG (no start-of-image marker)")
+        with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
+            _check_pixels("JPEG", *image.size, 3)
+            return _linear_lut(8)[np.asarray(image.convert("RGB"))]
     if _png_header(data)[2][0] == 16:  # bit depth
         return _linear_lut(16)[_read_png16(data)]
     return _linear_lut(8)[np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))]

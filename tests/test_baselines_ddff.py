@@ -279,9 +279,11 @@ def test_cli_train_eval_predict(tiny_dataset, frame_pngs, tmp_path, torch, name)
     result = _run("predict", *frame_pngs, "--checkpoint", ckpt, "--focus-distance", 0.4, "--focus-distance", 0.9,
                   *LENS, "--out", tmp_path / "pred")
     assert result.exit_code == 0, result.output
-    for image in frame_pngs:  # each image is predicted on its own (a stack of one frame)
-        depth = read_exr_bytes((tmp_path / "pred" / f"{image.stem}.depth.exr").read_bytes())["Z"]
-        assert depth.shape == (64, 64) and np.isfinite(depth).all() and (depth > 0).all()
+    # the frames are one stack: one map, named after its nearest-focused frame (focus 0.4 m)
+    written = sorted(p.name for p in (tmp_path / "pred").glob("*.depth.exr"))
+    assert written == [f"{frame_pngs[0].stem}.depth.exr"], written
+    depth = read_exr_bytes((tmp_path / "pred" / written[0]).read_bytes())["Z"]
+    assert depth.shape == (64, 64) and np.isfinite(depth).all() and (depth > 0).all()
 
 
 def test_cli_coc_head_on_a_model_without_one_is_bad_input(tiny_dataset, tmp_path, torch):  # noqa: F811

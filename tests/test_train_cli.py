@@ -11,11 +11,9 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
-from PIL import Image
 
 from generator.cli import main
 from generator.errors import BadInput
-from generator.codec import read_exr_bytes
 
 #: Options that keep sdgs fast on 2 CPU cores.
 SMALL = (
@@ -180,35 +178,6 @@ def test_eval_scores_all_pixels_and_objects(trained, tiny_dataset, tmp_path, tor
     assert float(table["inv_mae"][1]) == pytest.approx(report["regions"]["objects"]["inv_mae"], rel=1e-5)
 
 
-def test_predict_writes_depth_exr_and_png(trained, frame_pngs, tmp_path):
-    out = tmp_path / "pred"
-    result = _run("predict", *frame_pngs, "--checkpoint", trained / "ckpt" / "last.pt",
-                  "--focus-distance", 0.4, "--focus-distance", 0.9, *LENS, "--out", out)
-    assert result.exit_code == 0, result.output
-    model_config = yaml.safe_load((trained / "config.yaml").read_text())["model"]["config"]
-    for image in frame_pngs:
-        depth = read_exr_bytes((out / f"{image.stem}.depth.exr").read_bytes())
-        assert list(depth) == ["Z"] and depth["Z"].shape == (64, 64) and depth["Z"].dtype == np.float32
-        assert np.all((depth["Z"] >= model_config["min_depth_m"]) & (depth["Z"] <= model_config["max_depth_m"]))
-        with Image.open(out / f"{image.stem}.depth.png") as png:
-            assert png.size == (64, 64) and png.mode == "RGB"
-
-    odd = tmp_path / "odd.png"  # a size the model cannot take as it is: padded, cropped back
-    with Image.open(frame_pngs[0]) as png:
-        png.crop((0, 0, 61, 63)).save(odd)
-    result = _run("predict", odd, "--checkpoint", trained / "ckpt" / "last.pt", "--focus-distance", 0.4, *LENS,
-                  "--out", out)
-    assert result.exit_code == 0, result.output
-    assert read_exr_bytes((out / "odd.depth.exr").read_bytes())["Z"].shape == (63, 61)
-
-    one_for_all = _run("predict", frame_pngs[0], "--checkpoint", trained / "ckpt" / "last.pt", "--focus-distance",
-                       0.4, *LENS, "--lens-model", "thin_lens", "--out", tmp_path / "again")
-    assert one_for_all.exit_code == 0, one_for_all.output
-    again = read_exr_bytes((tmp_path / "again" / f"{frame_pngs[0].stem}.depth.exr").read_bytes())["Z"]
-    first = read_exr_bytes((out / f"{frame_pngs[0].stem}.depth.exr").read_bytes())["Z"]
-    assert np.array_equal(again, first)
-
-
 # --- bad input -------------------------------------------------------------------------------
 
 
@@ -236,11 +205,120 @@ def test_train_bad_config_exits_2_and_writes_nothing(tiny_dataset, tmp_path, tor
 
 
 def test_train_crop_larger_than_the_images_exits_2(tiny_dataset, tmp_path, torch):
-    """The default crop (128 x 128) on 64 px shards: refused before any step, nothing written."""
+    """A user's crop of 128 x 128 on 64 px shards: refused before any step, nothing written."""
     out = tmp_path / "run"
-    result = _run("train", "--shards", tiny_dataset, "--model", "sdgs", "--out", out, "--max-steps", 3)
+    result = _run("train", "--shards", tiny_dataset, "--model", "sdgs", "--out", out, "--max-steps", 3,
+                  "--set", "data.crop=[128, 128]")
     _check_exit_2(result, "data.crop", "[128, 128]", "64 x 64")
     assert "Traceback" not in result.output and not out.exists()
+
+
+# --- sizes chosen for the data and the device ---------------------------------------------------
+
+
+def test_auto_data_sizes_crop_and_batch_to_the_images_and_the_device():
+    from dfd_models.config import DataSection, auto_data
+
+    auto = DataSection(shards="x")
+    assert (auto.crop, auto.batch_size, auto.workers) == ("auto", "auto", "auto")
+
+    def sized(data=auto, **kw):
+        section, line = auto_data(data, **kw)
+        return section.crop, section.batch_size, line
+
+    crop, batch, line = sized(image={"width": 128, "height": 128}, device="cpu", model="sdgs")
+    assert (crop, batch) == ([64, 64], 2)
+    assert line.startswith("data: crop 64x64 px, batch 2 (sdgs on CPU; the data is 128x128 px)")
+    assert sized(image={"width": 128, "height": 128}, device="cpu", model="defocusnet")[:2] == ([64, 64], 4)
+    assert sized(image={"width": 256, "height": 256}, device="cuda", model="sdgs")[:2] == ([128, 128], 8)
+    assert sized(image={"width": 64, "height": 64}, device="cuda", model="sdgs")[:2] == ([64, 64], 8)
+    # smaller than the largest crop: the image's own sides, rounded down to the model's multiple
+    assert sized(image={"width": 40, "height": 48}, device="cpu", model="ddff", multiple=16)[:2] == ([48, 32], 4)
+    crop, batch, line = sized(image=None, device="cpu", model="ddff")
+    assert (crop, batch) == ([64, 64], 4) and "unknown" in line
+
+    # the user's values are kept; only what is auto is chosen
+    crop, batch, line = sized(DataSection(shards="x", crop=[32, 32]), image={"width": 64, "height": 64},
+                              device="cpu", model="sdgs")
+    assert (crop, batch) == ([32, 32], 2) and "crop 32x32 px as set" in line and "batch 2 (" in line
+    assert sized(DataSection(shards="x", crop=None), image={"width": 64, "height": 64}, device="cuda")[:2] == (None, 8)
+    both = DataSection(shards="x", crop=[16, 24], batch_size=3)
+    assert auto_data(both, image={"width": 64, "height": 64}, device="cpu", model="sdgs") == (both, None)
+
+
+def test_train_records_the_sizes_it_chose_and_shows_the_loss_from_step_1(tiny_dataset, tmp_path, torch,
+                                                                         monkeypatch):
+    """Default crop, batch and workers on the CPU: chosen from the 64 px images, said in one line,
+    recorded in config.yaml and the checkpoint (a resume reads the same); the progress bar shows a
+    loss before the first log_every; a slow first step says what the run costs."""
+    import dfd_models.train
+    from dfd_models.train import Process, auto_workers
+
+    monkeypatch.setattr(dfd_models.train, "SLOW_STEP_S", 0.0)  # every step is "slow"
+    run = tmp_path / "run"
+    result = _run("train", "--shards", tiny_dataset, "--model", "sdgs", "--out", run, "--max-steps", 2,
+                  "--set", "model.config.channels=[8, 16]", "--set", "train.log_every=50",
+                  "--set", "train.device=cpu")
+    assert result.exit_code == 0, result.output
+    assert "data: crop 64x64 px, batch 2 (sdgs on CPU; the data is 64x64 px)" in result.output
+    assert "loss=" in result.output  # in the progress bar's postfix, 48 steps before the first log point
+    assert "step 1 took" in result.output and "1 steps left" in result.output
+    assert "--set data.batch_size=1" in result.output and "--set 'data.crop=[32, 32]'" in result.output
+    assert "Warning" not in result.output and "workers" not in result.output
+    data = yaml.safe_load((run / "config.yaml").read_text())["data"]
+    workers = min(4, auto_workers(Process(0, 1, torch.device("cpu"))))  # 4 shards
+    assert (data["crop"], data["batch_size"], data["workers"]) == ([64, 64], 2, workers)
+    assert torch.load(run / "ckpt" / "last.pt", weights_only=True)["config"]["data"] == data
+
+    result = _run("train", "--out", run, "--resume", "--max-steps", 3)
+    assert result.exit_code == 0, result.output
+    assert "data: crop" not in result.output  # nothing left to choose: the recorded sizes are used
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"] == data
+
+
+def test_train_keeps_the_users_sizes_and_caps_the_workers_at_the_shards(tiny_dataset, tmp_path, torch):
+    config = tmp_path / "train.yaml"
+    config.write_text("data: {crop: [32, 32], workers: 8}\n")
+    run = tmp_path / "run"
+    result = _run("train", "--shards", tiny_dataset, "--model", "sdgs", "--out", run, "--max-steps", 1,
+                  "--config", config, "--set", "data.batch_size=3", "--set", "model.config.channels=[8, 16]")
+    assert result.exit_code == 0, result.output
+    assert "data: crop" not in result.output  # nothing was chosen
+    assert "Warning: data.workers = 8 but only 4 shards per process: using 4 workers" in result.output
+    data = yaml.safe_load((run / "config.yaml").read_text())["data"]
+    assert (data["crop"], data["batch_size"], data["workers"]) == ([32, 32], 3, 4)
+
+
+def test_auto_workers_leave_torch_its_cores_on_the_cpu(torch, monkeypatch):
+    import os
+
+    from dfd_models.train import AUTO_WORKERS, Process, auto_workers
+
+    cpu, cuda = Process(0, 1, torch.device("cpu")), Process(0, 1, torch.device("cuda", 0))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert auto_workers(cpu) == AUTO_WORKERS == 2 and auto_workers(cuda) == 2
+    assert auto_workers(Process(0, 4, torch.device("cpu"))) == 0  # 4 ranks x 2 threads use the 8 cores
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 7)
+    assert auto_workers(cpu) == 1 and auto_workers(cuda) == 2
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    assert auto_workers(cpu) == 0
+
+
+def test_a_slow_first_step_says_what_the_run_costs_and_how_to_make_it_cheaper(torch):
+    from dfd_models.config import DataSection
+    from dfd_models.train import SLOW_STEP_S, step_cost_note
+
+    data = DataSection(shards="x", crop=[128, 128], batch_size=8)
+    cpu = torch.device("cpu")
+    assert step_cost_note(SLOW_STEP_S / 2, 1, 20, data, None, 1, cpu) is None
+    note = step_cost_note(57.0, 1, 20, data, {"width": 256, "height": 256}, 1, cpu)
+    assert note.startswith("step 1 took 57.0 s (batch 8 of 128x128 px crops on CPU): "
+                           "the 19 steps left take about 18 min")
+    assert note.endswith("cheaper steps (0.12 of the pixels): --set data.batch_size=4 --set 'data.crop=[64, 64]'")
+    full = step_cost_note(3.0, 1, 5, DataSection(shards="x", crop=None, batch_size=1), {"width": 64, "height": 48},
+                          16, cpu)
+    assert "batch 1 of full frames" in full and full.endswith("--set 'data.crop=[16, 32]'")
 
 
 def test_train_help_and_unknown_model_list_every_model(tiny_dataset, tmp_path, torch):
@@ -280,29 +358,10 @@ def test_eval_and_predict_bad_input_exit_2(trained, tiny_dataset, frame_pngs, tm
     last = trained / "ckpt" / "last.pt"
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {"w": torch.zeros(1)}}, foreign)
-    out = tmp_path / "pred"
 
     _check_exit_2(_run("eval", "--shards", tiny_dataset, "--checkpoint", foreign), "not a dfdgen checkpoint")
     _check_exit_2(_run("eval", "--shards", tiny_dataset, "--checkpoint", tmp_path / "no.pt"), "no.pt")
     _check_exit_2(_run("eval", "--shards", tiny_dataset, "--checkpoint", last), "no shards of split 'test'")
-
-    def predict(*args):
-        return _run("predict", "--checkpoint", last, "--out", out, *args)
-
-    _check_exit_2(predict(tmp_path / "missing.png", "--focus-distance", 1, *LENS), "missing.png")
-    _check_exit_2(predict(*frame_pngs, "--focus-distance", 1, "--focus-distance", 2, "--focus-distance", 3, *LENS),
-                  "2 images, 3 focus distances")
-    _check_exit_2(predict(frame_pngs[0], "--focus-distance", 0.04, *LENS), "focal length")
-    _check_exit_2(predict(frame_pngs[0], "--focus-distance", 1), "--lens-focal-length-mm", "[25.0, 50.0]")
-    _check_exit_2(predict(frame_pngs[0], "--focus-distance", 1, "--checkpoint", foreign, *LENS),
-                  "not a dfdgen checkpoint")
-    text = tmp_path / "notes.txt"
-    text.write_text("x")
-    _check_exit_2(predict(text, "--focus-distance", 1, *LENS), "not a PNG or EXR")
-    broken = tmp_path / "broken.png"
-    broken.write_bytes(b"\x89PNG\r\n")
-    _check_exit_2(predict(broken, "--focus-distance", 1, *LENS), "cannot read the image")
-    assert not out.exists() or not any(out.iterdir())
 
 
 # --- config ---------------------------------------------------------------------------------

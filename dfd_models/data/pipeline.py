@@ -19,6 +19,7 @@ import random
 import sys
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from webdataset.filters import batched, shuffle
 from webdataset.utils import pytorch_worker_info
 
 from generator.errors import CorruptShard
-from dfd_models.config import DataSection
+from dfd_models.config import AUTO, DataSection, auto_data
 from dfd_models.data import stages
 from dfd_models.data.sources import resolve_shards, shard_pass
 
@@ -46,6 +47,9 @@ class FocalStackDataset(IterableDataset):
             the shard order is shuffled per pass too; 0 reads shards and samples in
             order), ``batch_size`` and ``skip_corrupt`` (warn about and skip corrupt
             samples/shards instead of raising :class:`generator.errors.CorruptShard`).
+            An ``auto`` crop or batch size is sized here as training sizes it
+            (:func:`dfd_models.config.auto_data`: this machine's device, the image size
+            in the dataset's manifest, no model).
         batched: collate ``data.batch_size`` samples per item (the last batch of a
             worker's pass may be smaller); False: single samples.
         repeat: cycle through the shards without end (cut by an epoch length
@@ -83,6 +87,8 @@ class FocalStackDataset(IterableDataset):
             raise ValueError(f"rank {self.rank} is not in [0, world_size={self.world_size})")
         if len(self.urls) < self.world_size:
             raise ValueError(f"{len(self.urls)} shards cannot be split across {self.world_size} ranks")
+        if data.crop == AUTO or (batched and data.batch_size == AUTO):
+            data = _sized(data)
         self.crop = None if data.crop is None else tuple(data.crop)
         self.flip, self.ramp, self.shuffle = data.flip, data.ramp, data.shuffle
         self.batch_size, self.repeat = data.batch_size if batched else None, repeat
@@ -122,6 +128,29 @@ class FocalStackDataset(IterableDataset):
         return src if info is None else _reported(src)
 
 
+def _sized(data: DataSection) -> DataSection:
+    """``data`` with an ``auto`` crop and batch size sized for this machine's device and the
+    images of ``data.shards`` (when it is a dataset directory with a manifest)."""
+    from dfd_models.checkpoint import dataset_info  # here: it imports the models
+
+    image = dataset_info(data.shards).get("image") if isinstance(data.shards, (str, Path)) else None
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return auto_data(data, image=image, device=device)[0]
+
+
+def loader_workers(workers: int | str, shards_per_rank: int, auto: int = 2) -> int:
+    """DataLoader workers for ``data.workers`` = ``workers`` with ``shards_per_rank`` shards per
+    process: ``auto`` is ``min(auto, shards_per_rank)``, silently; a number is cut to
+    ``shards_per_rank`` (a worker without a shard reads nothing), with a warning."""
+    if workers == AUTO:
+        return min(auto, shards_per_rank)
+    if workers > shards_per_rank:
+        warnings.warn(f"data.workers = {workers} but only {shards_per_rank} shards per process: "
+                      f"using {shards_per_rank} workers (a worker reads whole shards)", stacklevel=3)
+        return shards_per_rank
+    return workers
+
+
 #: Key of the item a dataset yields in place of raising :class:`CorruptShard`.
 CORRUPT = "__corrupt__"
 
@@ -153,11 +182,15 @@ class FocalStackLoader:
     epoch length the epoch is exactly ``len(self)`` full batches drawn from the
     endlessly cycled shards; without one it is one pass over this rank's shards.
     Workers are started per epoch (not persistent), so they see the new epoch.
+
+    Attributes:
+        workers: the DataLoader worker processes it runs (``data.workers`` resolved,
+            :func:`loader_workers`).
     """
 
     def __init__(self, dataset: FocalStackDataset, loader: DataLoader, batches_per_epoch: int | None):
         self.dataset, self.loader, self.batches_per_epoch = dataset, loader, batches_per_epoch
-        self.epoch = 0
+        self.epoch, self.workers = 0, loader.num_workers
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration epoch ``epoch``."""
@@ -182,14 +215,15 @@ def make_loader(
     rank: int | None = None,
     world_size: int | None = None,
     pin_memory: bool = False,
+    auto_workers: int = 2,
 ) -> FocalStackLoader:
     """A loader of focus-stack batches.
 
     Args:
         data: the data section (:class:`FocalStackDataset`), whole; besides what the
             dataset reads: ``workers``, DataLoader worker processes (0: load in this
-            process; shards are split across ranks, then workers: give at least
-            ``world_size * workers`` shards, or some workers idle), and ``epoch_len``,
+            process; shards are split across ranks, then workers, so at most the shards
+            per rank run: :func:`loader_workers`), and ``epoch_len``,
             samples per epoch on this rank (the epoch is then ``epoch_len //
             batch_size`` full batches, and the shards are cycled so every rank yields
             the same number; use it under DDP; None: one pass over this rank's
@@ -197,15 +231,16 @@ def make_loader(
             evaluation's (full frames, no flips, ramp 0, in order).
         seed, rank, world_size: as :class:`FocalStackDataset`.
         pin_memory: the DataLoader's.
+        auto_workers: the workers ``data.workers: auto`` asks for (then at most one per
+            shard of this rank); training on the CPU asks for the cores torch leaves free.
 
     Yields dicts of batched tensors: ``frames`` [B, T, 3, H, W], ``focus_m`` [B, T],
     ``K`` [B, T, 3, 3], ``depth``/``valid`` [B, 1, H, W], lens fields [B], ``key`` list.
     """
-    if data.epoch_len is not None and data.epoch_len < data.batch_size:
-        raise ValueError(f"epoch_len={data.epoch_len} holds no full batch of {data.batch_size}")
     dataset = FocalStackDataset(data, repeat=data.epoch_len is not None, seed=seed, rank=rank, world_size=world_size)
-    shards_per_rank = len(dataset.urls) // dataset.world_size
-    if data.workers > shards_per_rank:
-        warnings.warn(f"{data.workers} workers but only {shards_per_rank} shards per rank: some workers idle")
-    loader = DataLoader(dataset, batch_size=None, num_workers=data.workers, pin_memory=pin_memory)
-    return FocalStackLoader(dataset, loader, None if data.epoch_len is None else data.epoch_len // data.batch_size)
+    batch_size = dataset.batch_size
+    if data.epoch_len is not None and data.epoch_len < batch_size:
+        raise ValueError(f"epoch_len={data.epoch_len} holds no full batch of {batch_size}")
+    workers = loader_workers(data.workers, len(dataset.urls) // dataset.world_size, auto_workers)
+    loader = DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=pin_memory)
+    return FocalStackLoader(dataset, loader, None if data.epoch_len is None else data.epoch_len // batch_size)

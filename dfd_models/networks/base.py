@@ -170,6 +170,12 @@ class DepthModel(nn.Module, abc.ABC):
             planar depth of frame T // 2, metres, > 0.  # [B, 1, H, W]
         """
 
+    def predict_with_confidence(self, frames: Tensor, focus_m: Tensor, lens: LensParams,
+                                K: Tensor) -> tuple[Tensor, Tensor | None]:
+        """:meth:`predict`'s depth and, where the model has one, a confidence in [0, 1] on the same
+        grid (1 = sure; None for a model without one, this default).  # [B, 1, H, W] each"""
+        return self.predict(frames, focus_m, lens, K), None
+
     def fit(self, batches: Iterable[dict]) -> dict[str, float]:
         """Set a model that is not trained (``trainable`` False) from the training data.
 

@@ -152,10 +152,14 @@ class DefocusSweep(ReferenceModel):
     min_frames = 2
 
     def predict(self, frames: Tensor, focus_m: Tensor, lens: LensParams, K: Tensor) -> Tensor:
+        return self.predict_with_confidence(frames, focus_m, lens, K)[0]
+
+    def predict_with_confidence(self, frames: Tensor, focus_m: Tensor, lens: LensParams,
+                                K: Tensor) -> tuple[Tensor, Tensor]:
+        """The sweep's depth and its confidence (:func:`dfd_models.focus.defocus_sweep`)."""
         self.check_frames(frames, focus_m, K, min_frames=self.min_frames)
         cfg = SDGS.default_config()
-        depth, _ = defocus_sweep(frames.float(), focus_m.float(), K.float(), lens.to(dtype=torch.float32),
-                                 frames.shape[1] // 2, min_depth_m=cfg["min_depth_m"],
-                                 max_depth_m=cfg["max_depth_m"], hypotheses=cfg["sweep_hypotheses"],
-                                 gamma=cfg["photometric_gamma"], splat_px=cfg["gaussian_scale_px"])
-        return depth
+        return defocus_sweep(frames.float(), focus_m.float(), K.float(), lens.to(dtype=torch.float32),
+                             frames.shape[1] // 2, min_depth_m=cfg["min_depth_m"],
+                             max_depth_m=cfg["max_depth_m"], hypotheses=cfg["sweep_hypotheses"],
+                             gamma=cfg["photometric_gamma"], splat_px=cfg["gaussian_scale_px"])
