@@ -148,7 +148,7 @@ class DatasetDir:
             changed = _changed_fields(old.get("config"), new.to_dict())
             raise OutputError(
                 f"{self.path} holds data of recipe '{old['name']}' (sha256 {old['sha256'][:12]}), "
-                f"not of this one: {changed}; "
+                f"not of this one (sha256 {new.sha256[:12]}): {changed}; "
                 f"choose another --out or pass --overwrite to replace it"
             )
 
