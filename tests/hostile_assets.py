@@ -23,7 +23,7 @@ TETRA_OBJ = b"v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 1 3 2\nf 1 2 4\nf 1 4 3\nf 2
 IMAGES = 5
 
 
-def _glb(doc: dict, binary: bytes = b"") -> bytes:
+def glb(doc: dict, binary: bytes = b"") -> bytes:
     """A binary glTF 2.0 file of the JSON ``doc`` and the ``binary`` chunk."""
     text = json.dumps(doc).encode()
     text += b" " * (-len(text) % 4)
@@ -33,15 +33,15 @@ def _glb(doc: dict, binary: bytes = b"") -> bytes:
     return struct.pack("<4sII", b"glTF", 2, 12 + len(out)) + out
 
 
-_TRIANGLE = {"meshes": [{"primitives": [{"attributes": {"POSITION": 0}}]}],
+TRIANGLE = {"meshes": [{"primitives": [{"attributes": {"POSITION": 0}}]}],
              "accessors": [{"bufferView": 0, "componentType": 5126, "count": 3, "type": "VEC3"}],
              "bufferViews": [{"buffer": 0, "byteLength": 36}], "buffers": [{"byteLength": 36}]}
-_TRIANGLE_BIN = struct.pack("<9f", 0, 0, 0, 1, 0, 0, 0, 1, 0)
+TRIANGLE_BIN = struct.pack("<9f", 0, 0, 0, 1, 0, 0, 0, 1, 0)
 
 DAMAGE: dict = {}
 ASSETS: dict = {
     # A node that is a JSON list, not an object.
-    "node_list_glb": lambda: _glb({**_TRIANGLE, "scenes": [{"nodes": [0]}], "nodes": [[0]]}, _TRIANGLE_BIN),
+    "node_list_glb": lambda: glb({**TRIANGLE, "scenes": [{"nodes": [0]}], "nodes": [[0]]}, TRIANGLE_BIN),
     # 80 MB of vertices (10^7, no face): what once took 3 GB and 130 s to refuse.
     "big_obj": lambda: b"v 0 0 0\n" * 10_000_000,
 }

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import re
 import resource
 import shutil
-import struct
 import subprocess
 import sys
 import tarfile
@@ -21,6 +19,7 @@ import pytest
 import yaml
 
 import hostile_assets
+from hostile_assets import TRIANGLE, TRIANGLE_BIN, glb
 import hostile_verify
 import hostile_writes
 from fakes import fake_render, make_spec, tiny_recipe
@@ -132,28 +131,14 @@ DAMAGE = {
 }
 
 
-def _glb(doc: dict, binary: bytes = b"") -> bytes:
-    text = json.dumps(doc).encode()
-    text += b" " * (-len(text) % 4)
-    out = struct.pack("<I4s", len(text), b"JSON") + text
-    if binary:
-        out += struct.pack("<I4s", len(binary), b"BIN\x00") + binary
-    return struct.pack("<4sII", b"glTF", 2, 12 + len(out)) + out
-
-
-_TRIANGLE = {"meshes": [{"primitives": [{"attributes": {"POSITION": 0}}]}],
-             "accessors": [{"bufferView": 0, "componentType": 5126, "count": 3, "type": "VEC3"}],
-             "bufferViews": [{"buffer": 0, "byteLength": 36}], "buffers": [{"byteLength": 36}]}
-_TRIANGLE_BIN = struct.pack("<9f", 0, 0, 0, 1, 0, 0, 0, 1, 0)
-
 ASSETS = {
-    "cyclic_glb": lambda: _glb({**_TRIANGLE, "scenes": [{"nodes": [0]}],
-                                "nodes": [{"mesh": 0, "children": [1]}, {"children": [0]}]}, _TRIANGLE_BIN),
-    "deep_glb": lambda: _glb({**_TRIANGLE, "scenes": [{"nodes": [0]}],
-                              "nodes": [{"children": [i + 1]} for i in range(200)] + [{"mesh": 0}]}, _TRIANGLE_BIN),
-    "huge_count_glb": lambda: _glb({**_TRIANGLE, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0}],
+    "cyclic_glb": lambda: glb({**TRIANGLE, "scenes": [{"nodes": [0]}],
+                                "nodes": [{"mesh": 0, "children": [1]}, {"children": [0]}]}, TRIANGLE_BIN),
+    "deep_glb": lambda: glb({**TRIANGLE, "scenes": [{"nodes": [0]}],
+                              "nodes": [{"children": [i + 1]} for i in range(200)] + [{"mesh": 0}]}, TRIANGLE_BIN),
+    "huge_count_glb": lambda: glb({**TRIANGLE, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0}],
                                     "accessors": [{"bufferView": 0, "componentType": 5126, "count": 10**12,
-                                                   "type": "VEC3"}]}, _TRIANGLE_BIN),
+                                                   "type": "VEC3"}]}, TRIANGLE_BIN),
     "huge_count_ply": lambda: b"ply\nformat ascii 1.0\nelement vertex 1000000000000\nelement face 0\n"
                               b"property list uchar int vertex_indices\nend_header\n",
 }
