@@ -17,6 +17,12 @@ Depth from focus (:func:`dff_depth`) takes, per pixel, the frame of highest
 measure and refines it with the vertex of the parabola through that frame and
 its two neighbours in diopters (1/F), the axis in which the CoC is linear
 (DESIGN.md 3); :func:`sharp_composite` takes the colour of that frame.
+
+Resampling blurs: bilinear interpolation at a half-pixel offset averages two pixels,
+which at 64 px erases much of the defocus cue of 3 px texture. The splat-footprint
+sweep (:func:`defocus_sweep` with ``footprint``) therefore renders into every frame's
+own grid and compares there, and builds its composite with bicubic resampling
+(measured in tests/test_forward_model.py's docstring).
 """
 
 from __future__ import annotations
@@ -28,9 +34,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dfd_models.lens import LensParams, coc_px
+from dfd_models.splat import SplatConfig, plane_operators, render_planes
 
-__all__ = ["blur_features", "defocus_sweep", "dff_depth", "focus_measure", "gamma_encode", "gaussian_blur", "sharp_composite",
-           "sweep_blur_px", "warp_to_frame", "warp_to_grid"]
+__all__ = ["blur_features", "defocus_sweep", "dff_depth", "focus_measure", "gamma_encode", "gaussian_blur",
+           "sharp_composite", "splat_radiance", "splat_sweep_config", "sweep_blur_px", "sweep_depths", "warp_to_frame",
+           "warp_to_grid"]
 
 #: Rec. 709 luminance weights of linear RGB.
 LUMA = (0.2126, 0.7152, 0.0722)
@@ -40,6 +48,11 @@ WINDOW_PX = 9
 SMOOTH_PX = 1.0
 #: Depth hypotheses of :func:`defocus_sweep`.
 SWEEP_HYPOTHESES = 32
+#: Ratio of consecutive depth hypotheses of :func:`sweep_depths`: finer than delta1's 1.25.
+SWEEP_RATIO = 1.1
+#: Splat alpha threshold of the splat-footprint sweep (sdgs' ``splat_alpha_min``: with 3DGS's
+#: 1/255 a blurred splat's faint tails are cut and its blur comes out short).
+SWEEP_ALPHA_MIN = 1e-4
 
 
 def gaussian_blur(images: Tensor, sigma_px: float | Tensor) -> Tensor:
@@ -71,11 +84,12 @@ def gamma_encode(image: Tensor, gamma: float) -> Tensor:
     return image if gamma == 1.0 else (image.clamp_min(0) + 1e-3) ** gamma
 
 
-def warp_to_grid(images: Tensor, K_src: Tensor, K_dst: Tensor) -> Tensor:
+def warp_to_grid(images: Tensor, K_src: Tensor, K_dst: Tensor, mode: str = "bilinear") -> Tensor:
     """Images on a source frame's pixel grid resampled onto a destination frame's (same camera pose).
 
     Destination pixel x sees the ray K_dst^-1 x, which the source images at K_src K_dst^-1 x
-    (bilinear; outside the source's view its border pixels repeat).
+    (``mode`` of ``grid_sample``: bilinear, or bicubic, which keeps more of fine texture but
+    can overshoot; outside the source's view its border pixels repeat).
 
     Args:
         images: images or maps.  # [N, C, H, W]
@@ -90,23 +104,24 @@ def warp_to_grid(images: Tensor, K_src: Tensor, K_dst: Tensor) -> Tensor:
     src = pixels @ (K_src @ torch.linalg.inv(K_dst)).transpose(-1, -2)  # [N, HW, 3]
     xy = src[..., :2] / src[..., 2:]
     grid = torch.stack([2 * xy[..., 0] / w - 1, 2 * xy[..., 1] / h - 1], -1)  # align_corners=False convention
-    return F.grid_sample(images, grid.reshape(-1, h, w, 2).to(images.dtype), mode="bilinear",
+    return F.grid_sample(images, grid.reshape(-1, h, w, 2).to(images.dtype), mode=mode,
                          padding_mode="border", align_corners=False)
 
 
-def warp_to_frame(images: Tensor, K: Tensor, ref: int) -> Tensor:
+def warp_to_frame(images: Tensor, K: Tensor, ref: int, mode: str = "bilinear") -> Tensor:
     """Every frame of a stack resampled onto frame ``ref``'s pixel grid (:func:`warp_to_grid`).
 
     Args:
         images: frames (or any per-frame maps) of one camera pose.  # [B, T, C, H, W]
         K: intrinsics of each frame, pixels.  # [B, T, 3, 3]
         ref: the frame whose grid the result uses.
+        mode: resampling, as :func:`warp_to_grid`.
     Returns:
         the frames on frame ``ref``'s grid.  # [B, T, C, H, W]
     """
     b, t = images.shape[:2]
     dst = K[:, ref : ref + 1].expand(b, t, 3, 3)
-    return warp_to_grid(images.flatten(0, 1), K.flatten(0, 1), dst.flatten(0, 1)).reshape(images.shape)
+    return warp_to_grid(images.flatten(0, 1), K.flatten(0, 1), dst.flatten(0, 1), mode).reshape(images.shape)
 
 
 def focus_measure(images: Tensor, window: int = WINDOW_PX, sigma_px: float = SMOOTH_PX) -> Tensor:
@@ -152,11 +167,11 @@ def blur_features(image: Tensor, scales_px: list[float]) -> Tensor:
         return torch.cat([logs[0] / 10] + ratios, 1).to(image.dtype)
 
 
-def _sharpest(frames: Tensor, K: Tensor, ref: int) -> tuple[Tensor, Tensor, Tensor]:
-    """(warped frames [B, T, 3, H, W], focus measure [B, T, H, W], index of the sharpest frame [B, H, W])."""
+def _sharpest(frames: Tensor, K: Tensor, ref: int, mode: str = "bilinear") -> tuple[Tensor, Tensor, Tensor]:
+    """(warped frames [B, T, 3, H, W] (``mode``), focus measure [B, T, H, W], index of the sharpest frame [B, H, W])."""
     # The measure is taken on each frame's own grid and then resampled: resampling the frames
     # first would smooth every frame but ``ref`` and pull the argmax towards it.
-    warped = warp_to_frame(frames, K, ref)
+    warped = warp_to_frame(frames, K, ref, mode)
     measure = warp_to_frame(focus_measure(frames), K, ref)[:, :, 0]  # [B, T, H, W]
     return warped, measure, measure.argmax(1)
 
@@ -239,6 +254,15 @@ def sweep_blur_px(lens: LensParams, depth_m: Tensor, focus_m: Tensor, K: Tensor,
     return (splat_px**2 + (coc.square() - coc.square().amin(1, keepdim=True)) / 16).sqrt()
 
 
+def sweep_depths(min_depth_m: float, max_depth_m: float, ratio: float = SWEEP_RATIO) -> Tensor:
+    """Depth hypotheses uniform in log depth from ``min_depth_m`` to ``max_depth_m`` (both included),
+    consecutive ones at most ``ratio`` apart: the fewest that are.  # [D] float32, metres"""
+    if not 0 < min_depth_m < max_depth_m or ratio <= 1:
+        raise ValueError(f"need 0 < min_depth_m < max_depth_m and ratio > 1, got {min_depth_m}, {max_depth_m}, {ratio}")
+    count = math.ceil(math.log(max_depth_m / min_depth_m) / math.log(ratio) - 1e-9) + 1
+    return torch.logspace(math.log10(min_depth_m), math.log10(max_depth_m), count)
+
+
 def defocus_sweep(
     frames: Tensor,
     focus_m: Tensor,
@@ -252,21 +276,37 @@ def defocus_sweep(
     window: int = WINDOW_PX,
     gamma: float = 1 / 2.2,
     splat_px: float = 1 / math.sqrt(2 * math.pi),
+    footprint: str | None = None,
+    depths: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Depth from defocus by re-rendering: the depth whose blur explains every frame best.
 
-    Analysis by synthesis over fronto-parallel hypotheses z_d, uniform in 1/z over
-    [min_depth_m, max_depth_m]: the stack's sharp composite R (:func:`sharp_composite`)
-    placed at z_d and re-rendered as each frame t is R blurred by a Gaussian
-    (:func:`sweep_blur_px`): what :func:`dfd_models.splat.render_defocus` gives for
-    pixel-aligned splats on one plane (tests/test_sdgs.py checks the two agree), so the
-    sweep minimises the re-rendering error sdgs trains with, globally, per pixel window. The cost of z_d at a pixel is the L1 error of
-    the gamma-encoded re-rendering against every frame (on frame ``ref``'s grid), summed
-    over frames and averaged over a ``window`` x ``window`` box; each pixel takes the
-    hypothesis of least cost, refined by the vertex of the parabola through it and its
-    neighbours (in 1/z). Unlike depth from focus it uses how much every frame is blurred,
-    not only which frame is sharpest, so depth beyond the focus range (a far wall) is
-    found too; unlike a gradient step on the same error it cannot stop in a local minimum.
+    Analysis by synthesis over fronto-parallel hypotheses z_d: the stack's sharp composite R
+    (:func:`sharp_composite`) placed at z_d and re-rendered as each frame t. The cost of z_d at
+    a pixel is the L1 error of the gamma-encoded re-rendering against every frame, summed over
+    frames and averaged over a ``window`` x ``window`` box (on frame ``ref``'s grid); each pixel
+    takes the hypothesis of least cost, refined by the vertex of the parabola through it and
+    its neighbours (in 1/z). Unlike depth from focus it uses how much every frame is blurred,
+    not only which frame is sharpest, so depth beyond the focus range (a far wall) is found
+    too; unlike a gradient step on the same error it cannot stop in a local minimum.
+
+    Two forward models:
+
+    - ``footprint=None`` (sdgs' teacher): R blurred by a Gaussian (:func:`sweep_blur_px`), on
+      frame ``ref``'s grid against the frames resampled onto it (bilinear). This is what
+      :func:`dfd_models.splat.render_defocus` gives for pixel-aligned splats on one plane
+      (tests/test_sdgs.py checks the two rank planes alike), so the sweep minimises the
+      re-rendering error sdgs trains with, globally, per pixel window.
+    - ``footprint="gaussian"`` or ``"disc"``: the splat renderer applied to plane hypotheses.
+      One splat per pixel of frame ``ref`` (std ``splat_px``, opacity 1) with colour R, at
+      z_d, rendered into every frame's own grid and K with that footprint and ``blend="sum"``
+      (:func:`dfd_models.splat.render_planes`; equal to :func:`dfd_models.splat.render_defocus`
+      up to its alpha thresholds, and on frame ``ref``'s grid to the convolution with
+      :func:`dfd_models.splat.plane_kernel`: tests/test_forward_model.py), colour normalised by
+      alpha. The frames are compared unresampled, where frame ``ref``'s view covers them; the
+      error maps are resampled onto frame ``ref``'s grid to be summed. R is composed from
+      frames resampled bicubically, and carries the blur of its frame: each frame gets the
+      rest of its CoC, sqrt(c_t^2 - min_s c_s^2) (the renderer's ``coc_floor_px``).
 
     The confidence is 1 - min / mean of the pixel's costs over the hypotheses, in [0, 1]:
     near 0 where no hypothesis explains the frames better than another (textureless surfaces).
@@ -277,31 +317,98 @@ def defocus_sweep(
         K: intrinsics, pixels.  # [B, T, 3, 3]
         lens: the lens, fields [] or [B], pixel pitch for width W.
         ref: the frame whose grid the depth is on.
-        min_depth_m, max_depth_m: the hypotheses' range, metres.
-        hypotheses: number of depth planes D.
+        min_depth_m, max_depth_m: the hypotheses' range, metres (``depths`` None).
+        hypotheses: number of depth planes D, uniform in 1/z over the range (``depths`` None).
         window: cost-aggregation box, pixels (odd).
         gamma: exponent of the encoding compared, (x + 1e-3)^gamma (1 = linear).
         splat_px: the splats' own std s, pixels.
+        footprint: None, or a key of :data:`dfd_models.splat.FOOTPRINTS` (see above).
+        depths: the hypotheses, metres, increasing (e.g. :func:`sweep_depths`); None: ``hypotheses``.  # [D]
     Returns:
         (planar depth in metres, confidence).  # [B, 1, H, W] each
     """
     b, t, _, h, w = frames.shape
+    if depths is None:
+        inv = torch.linspace(1 / max_depth_m, 1 / min_depth_m, hypotheses, dtype=frames.dtype, device=frames.device)
+    else:
+        inv = 1 / depths.to(frames.dtype).to(frames.device).flip(0)  # increasing in 1/z, as the parabola wants
+    if footprint is None:
+        cost = _gaussian_sweep_cost(frames, focus_m, K, lens, ref, inv, window, gamma, splat_px)
+    else:
+        cost = _splat_sweep_cost(frames, focus_m, K, lens, ref, inv, window, gamma, splat_px, footprint)
+    count = inv.numel()
+    low = cost.argmin(1, keepdim=True)  # [B, 1, H, W]
+    mid = low.clamp(1, count - 2)
+    (x0, y0), (xc, yc), (x2, y2) = ((inv[mid + k], cost.gather(1, mid + k)) for k in (-1, 0, 1))
+    inner = (low > 0) & (low < count - 1)
+    best_inv = torch.where(inner, _parabola_vertex(x0, y0, xc, yc, x2, y2), inv[low])
+    confidence = 1 - cost.amin(1, keepdim=True) / cost.mean(1, keepdim=True).clamp_min(1e-12)
+    return 1 / best_inv, confidence
+
+
+def _gaussian_sweep_cost(frames: Tensor, focus_m: Tensor, K: Tensor, lens: LensParams, ref: int, inv: Tensor,
+                         window: int, gamma: float, splat_px: float) -> Tensor:
+    """Cost volume of :func:`defocus_sweep` with ``footprint=None``.  # [B, D, H, W]"""
+    b, t, _, h, w = frames.shape
     warped, _, best = _sharpest(frames, K, ref)
     radiance = _composite(warped, best)  # [B, 3, H, W]
     targets = gamma_encode(warped, gamma)
-    inv = torch.linspace(1 / max_depth_m, 1 / min_depth_m, hypotheses, dtype=frames.dtype, device=frames.device)
-    sigma = sweep_blur_px(lens, (1 / inv).expand(b, hypotheses), focus_m, K, ref, w, splat_px)  # [B, T, D]
-    cost = frames.new_empty(b, hypotheses, h, w)
+    count = inv.numel()
+    sigma = sweep_blur_px(lens, (1 / inv).expand(b, count), focus_m, K, ref, w, splat_px)  # [B, T, D]
+    cost = frames.new_empty(b, count, h, w)
     pad = window // 2
-    for d in range(hypotheses):
+    for d in range(count):
         rendered = gaussian_blur(radiance.repeat_interleave(t, 0), sigma[:, :, d].flatten())  # [B T, 3, H, W]
         error = (gamma_encode(rendered, gamma) - targets.flatten(0, 1)).abs().mean(1, keepdim=True)
         error = F.avg_pool2d(F.pad(error, (pad, pad, pad, pad), mode="reflect"), window, stride=1)
         cost[:, d] = error.reshape(b, t, h, w).sum(1)
-    low = cost.argmin(1, keepdim=True)  # [B, 1, H, W]
-    mid = low.clamp(1, hypotheses - 2)
-    (x0, y0), (xc, yc), (x2, y2) = ((inv[mid + k], cost.gather(1, mid + k)) for k in (-1, 0, 1))
-    inner = (low > 0) & (low < hypotheses - 1)
-    best_inv = torch.where(inner, _parabola_vertex(x0, y0, xc, yc, x2, y2), inv[low])
-    confidence = 1 - cost.amin(1, keepdim=True) / cost.mean(1, keepdim=True).clamp_min(1e-12)
-    return 1 / best_inv, confidence
+    return cost
+
+
+def splat_sweep_config(footprint: str) -> SplatConfig:
+    """The splat settings of the splat-footprint sweep (and of :mod:`dfd_models.refine`): ``footprint``,
+    blend ``"sum"`` (a plane renders as a convolution, as Cycles renders it), no low-pass, alpha_min 1e-4."""
+    return SplatConfig(eps2d=0.0, alpha_min=SWEEP_ALPHA_MIN, footprint=footprint, blend="sum")
+
+
+def splat_radiance(frames: Tensor, K: Tensor, ref: int, splat_px: float, config: SplatConfig) -> tuple[Tensor, Tensor]:
+    """What the splat-footprint sweep re-renders, and where it compares.
+
+    Returns:
+        the sharp composite on frame ``ref``'s grid, from frames resampled bicubically (bilinear
+        resampling blurs away the cue, module docstring), clamped at 0 (bicubic overshoots)
+        [B, 3, H, W]; and the pixels of every frame that frame ``ref``'s view covers, where a
+        sharp plane of its splats reaches alpha 1/2, as 0/1 [B, T, 1, H, W].
+    """
+    b, t, _, h, w = frames.shape
+    warped, _, best = _sharpest(frames, K, ref, mode="bicubic")
+    radiance = _composite(warped, best).clamp_min(0)
+    ones = torch.ones_like(radiance[:, None, :1])  # [B, 1, 1, H, W]
+    sharp = render_planes(ones, plane_operators(frames.new_zeros(b, t, 1), K[:, ref], K, h, w, splat_px, config))
+    return radiance, (sharp >= 0.5).to(frames.dtype)
+
+
+def _splat_sweep_cost(frames: Tensor, focus_m: Tensor, K: Tensor, lens: LensParams, ref: int, inv: Tensor,
+                      window: int, gamma: float, splat_px: float, footprint: str) -> Tensor:
+    """Cost volume of :func:`defocus_sweep` with a splat ``footprint``.  # [B, D, H, W]"""
+    b, t, _, h, w = frames.shape
+    config = splat_sweep_config(footprint)
+    radiance, cover = splat_radiance(frames, K, ref, splat_px, config)
+    layer = torch.cat([radiance, torch.ones_like(radiance[:, :1])], 1)[:, None]  # [B, 1, 4, H, W]: colour, alpha
+    k_ref = K[:, ref]
+    targets = gamma_encode(frames, gamma)
+    to_ref = (K.flatten(0, 1), k_ref[:, None].expand(b, t, 3, 3).flatten(0, 1))
+    count = inv.numel()
+    coc = torch.stack([coc_px(lens, (1 / inv).expand(b, count), focus_m[:, i], w) for i in range(t)], 1)  # [B, T, D]
+    rest = (coc.square() - coc.square().amin(1, keepdim=True)).clamp_min(0).sqrt()  # the composite's blur removed
+    cost = frames.new_empty(b, count, h, w)
+    pad = window // 2
+    for d in range(count):
+        out = render_planes(layer, plane_operators(rest[:, :, d : d + 1], k_ref, K, h, w, splat_px, config))
+        rendered = out[:, :, :3] / out[:, :, 3:].clamp_min(config.alpha_min)  # [B, T, 3, H, W], frame grids
+        error = (gamma_encode(rendered, gamma) - targets).abs().mean(2, keepdim=True) * cover
+        # error and coverage onto frame ref's grid, each summed over the window, then their ratio
+        error = warp_to_grid(torch.cat([error, cover], 2).flatten(0, 1), *to_ref)  # [B T, 2, H, W]
+        error = F.avg_pool2d(F.pad(error, (pad, pad, pad, pad), mode="reflect"), window, stride=1)
+        cost[:, d] = (error[:, 0] / error[:, 1].clamp_min(1e-3)).reshape(b, t, h, w).sum(1)
+    return cost

@@ -14,13 +14,28 @@ diameter c has per-axis variance c^2/16). Pixel centres are at integer + 0.5,
 the camera frame is OpenCV's (DESIGN.md section 2). Everything is differentiable
 (means, depth included, scales, quaternions, opacities, colours, focus, lens).
 
+Cycles blurs a point into a uniform disc (DESIGN.md 3), which one Gaussian of the
+same variance matches poorly (43 % relative L2 error; :data:`FOOTPRINTS`):
+``SplatConfig(footprint="disc")`` draws each splat as a mixture of 9 Gaussians
+fitted to the disc (14 %), after CoCoGaussian (CVPR 2025), which also gives each
+CoC several Gaussians. ``SplatConfig(blend="sum")`` drops the transmittance
+(T_i = 1): splats of one surface then add in any order, so a fronto-parallel plane
+renders as the convolution of its colours with :func:`plane_kernel`, as Cycles
+renders it, where "over" weights each splat by the ones composited before it
+(index order among equal depths). :func:`render_planes` draws pixel-aligned splats
+on fronto-parallel planes into other frames of the same camera in closed form
+(separable per mixture component), the fast path of the plane sweep
+(:func:`dfd_models.focus.defocus_sweep`) and of :mod:`dfd_models.refine`.
+
 Backends: ``"torch"`` (``_torch_impl``, the reference, CPU or GPU, any float
-dtype) and ``"gsplat"`` (CUDA, float32, only the rasterisation step differs);
-``"auto"`` picks gsplat for float32 CUDA tensors when it is installed.
+dtype) and ``"gsplat"`` (CUDA, float32, only the rasterisation step differs, the
+default footprint and blend only); ``"auto"`` picks gsplat for float32 CUDA tensors
+when it is installed and usable.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -29,7 +44,25 @@ from torch import Tensor
 from dfd_models.lens import LensParams, coc_signed_px, intrinsics
 from dfd_models.splat import _torch_impl, gsplat_backend
 
-__all__ = ["Camera", "Gaussians", "RenderOutput", "SplatConfig", "render_defocus"]
+__all__ = ["BLENDS", "FOOTPRINTS", "Camera", "Gaussians", "RenderOutput", "SplatConfig", "footprint_factors",
+           "plane_kernel", "plane_operators", "render_defocus", "render_planes"]
+
+#: A splat's defocus footprint as a mixture of isotropic Gaussians, rows (mu_x, mu_y, a, w) in
+#: units of the CoC radius r = c/2: component mean r (mu_x, mu_y), std r a, weight w (sum 1).
+#: ``"gaussian"``: one Gaussian of a uniform disc's per-axis variance r^2/4 = c^2/16.
+#: ``"disc"``: a centre and a ring of 8, fitted (L-BFGS on a 241^2 grid over [-1.6, 1.6]^2) to
+#: the unit disc blurred by a Gaussian of std 0.1 r, under the constraint of the disc's
+#: variance: relative L2 error 0.14 against 0.43 for ``"gaussian"`` (1 + 6 Gaussians 0.19,
+#: 1 + 12 0.10, 6 + 12 0.07; on the Cycles planes stack the depth scan of
+#: tests/test_forward_model.py gave the same with 7, 9 or 13).
+FOOTPRINTS: dict[str, tuple[tuple[float, float, float, float], ...]] = {
+    "gaussian": ((0.0, 0.0, 0.5, 1.0),),
+    "disc": ((0.0, 0.0, 0.3165, 0.2550),) + tuple(
+        (0.7261 * math.cos(math.pi * k / 4), 0.7261 * math.sin(math.pi * k / 4), 0.1966, (1 - 0.2550) / 8)
+        for k in range(8)),
+}
+#: How splats covering a pixel combine (:class:`SplatConfig`).
+BLENDS = ("over", "sum")
 
 
 @dataclass(frozen=True)
@@ -94,6 +127,9 @@ class SplatConfig:
         near_m: Gaussians with camera z below this are culled, metres.
         tile_size: tile edge of the torch reference, pixels (the result does not depend on it;
             smaller tiles waste less work on splats that only graze a tile).
+        footprint: a key of :data:`FOOTPRINTS`, the shape a splat is blurred into.
+        blend: ``"over"``: front to back (3DGS); ``"sum"``: sum_i alpha_i c_i, no transmittance
+            (order-independent; alpha may exceed 1, so normalise the colour by it).
     """
 
     eps2d: float = 0.3
@@ -102,12 +138,22 @@ class SplatConfig:
     t_min: float = 1e-4
     near_m: float = 0.01
     tile_size: int = 8
+    footprint: str = "gaussian"
+    blend: str = "over"
 
     def __post_init__(self) -> None:
         if not (0 < self.alpha_min <= self.alpha_max < 1):
             raise ValueError(f"need 0 < alpha_min <= alpha_max < 1, got {self.alpha_min}, {self.alpha_max}")
         if self.eps2d < 0 or not (0 <= self.t_min < 1) or self.near_m <= 0 or self.tile_size < 1:
             raise ValueError(f"invalid SplatConfig {self}")
+        if self.footprint not in FOOTPRINTS:
+            raise ValueError(f"footprint must be one of {sorted(FOOTPRINTS)}, got {self.footprint!r}")
+        if self.blend not in BLENDS:
+            raise ValueError(f"blend must be one of {BLENDS}, got {self.blend!r}")
+
+    def mixture(self, like: Tensor) -> Tensor:
+        """The footprint's rows (mu_x, mu_y, a, w) as a tensor like ``like``.  # [M, 4]"""
+        return torch.tensor(FOOTPRINTS[self.footprint], dtype=like.dtype, device=like.device)
 
 
 @dataclass(frozen=True)
@@ -168,8 +214,9 @@ def render_defocus(
         backend: ``"auto"``, ``"torch"`` or ``"gsplat"``.
         coc_floor_px: blur each Gaussian's colour already carries, as a CoC diameter in pixels
             (e.g. a radiance taken from a frame that is itself slightly defocused); the
-            renderer adds only the rest, variance max(c^2 - floor^2, 0) / 16, so that a
-            splat's total blur is its CoC c (Gaussian blurs add in variance).  # [B, N]
+            renderer adds only the rest, a footprint of diameter sqrt(max(c^2 - floor^2, 0))
+            (variance max(c^2 - floor^2, 0) / 16), so that a splat's total blur has the
+            variance of its CoC c (blurs add in variance; exact for Gaussians).  # [B, N]
     Returns:
         :class:`RenderOutput` with B the common batch size of the inputs (1 if none is batched).
     """
@@ -223,20 +270,25 @@ def render_defocus(
     else:
         coc = coc_signed_px(lens, safe, focus, camera.width) * visible  # [B, N]
     opacities = _batched(gaussians.opacities, 1, batch) * visible  # [B, N]
-    coc_var = coc * coc / 16
+    radius = coc / 2  # the signed CoC is smooth in depth and focus; footprints are symmetric
     if coc_floor_px is not None:
-        coc_var = (coc_var - _batched(coc_floor_px.to(dtype), 1, batch).square() / 16).clamp_min(0)
-    conics, opacities, covars2d = _torch_impl._add_defocus(covars2d, opacities, coc_var, config.eps2d)
-    radii = _torch_impl._support_radii(covars2d, opacities, config.alpha_min)  # [B, N, 2]
+        # the clamp's zero gradient stands in for sqrt's infinite one where the floor takes it all
+        rest = coc * coc - _batched(coc_floor_px.to(dtype), 1, batch).square()
+        radius = rest.clamp_min(1e-12).sqrt() / 2
+    conics, opacities, covars2d, offsets = _torch_impl._add_defocus(
+        covars2d, opacities, radius, config.eps2d, config.mixture(coc))  # [B, N, M, ...]
+    radii = _torch_impl._support_radii(covars2d, opacities, config.alpha_min, offsets)  # [B, N, 2]
 
     # Expected depth rides along as one more colour channel.
     features = torch.cat([_batched(gaussians.colors, 2, batch), safe[..., None]], -1)  # [B, N, C + 1]
-    args = (means2d, conics, features, opacities, radii, safe, camera.width, camera.height)
     thresholds = (config.alpha_min, config.alpha_max, config.t_min)
-    if backend == "gsplat":
+    if backend == "gsplat":  # one component, "over": gsplat_backend.usable says so
+        args = (means2d, conics[:, :, 0], features, opacities[:, :, 0], radii, safe, camera.width, camera.height)
         image, alpha = gsplat_backend.rasterize_to_pixels(*args, *thresholds)  # [B, H, W, C + 1], [B, H, W, 1]
     else:
-        image, alpha = _torch_impl._rasterize_to_pixels(*args, *thresholds, tile_size=config.tile_size)
+        args = (means2d, conics, features, opacities, radii, safe, camera.width, camera.height)
+        image, alpha = _torch_impl._rasterize_to_pixels(*args, *thresholds, tile_size=config.tile_size,
+                                                        offsets=offsets, blend=config.blend)
     image, alpha = image.permute(0, 3, 1, 2), alpha.permute(0, 3, 1, 2)
     color, depth_sum = image[:, :-1], image[:, -1:]
     if background is not None:
@@ -255,3 +307,116 @@ def _choose_backend(backend: str, like: Tensor, config: SplatConfig) -> str:
     if backend == "auto":
         return "gsplat" if usable else "torch"
     return backend
+
+
+def footprint_factors(dx: Tensor, dy: Tensor, radius: Tensor, var: Tensor,
+                      config: SplatConfig) -> tuple[Tensor, Tensor]:
+    """Per-axis factors of a pixel-aligned splat's footprint: its alpha before the thresholds is
+    sum_k fx[..., k, i] fy[..., k, j] at the offset (dx_i, dy_j) from the splat's centre.
+
+    Component k of a splat of isotropic variance s^2 (``var``) blurred by the CoC radius r: the
+    Gaussian of variance v_k = s^2 + (r a_k)^2 about r mu_k, weight w_k s^2 / v_k (its opacity,
+    ``_torch_impl._add_defocus``), which separates into x and y factors.
+
+    Args:
+        dx, dy: offsets of pixel centres from the splat's centre, pixels.  # [..., I], [..., J]
+        radius: CoC radius r, pixels; var: s^2, pixels^2.  # [...] each
+    Returns:
+        fx (weight included) and fy.  # [..., M, I], [..., M, J]
+    """
+    mixture = config.mixture(dx)  # [M, 4]
+    v = var[..., None] + (radius[..., None] * mixture[:, 2]).square()  # [..., M]
+    mean_x, mean_y = radius[..., None] * mixture[:, 0], radius[..., None] * mixture[:, 1]  # [..., M]
+    fx = (mixture[:, 3] * var[..., None] / v)[..., None] * torch.exp(
+        -0.5 * (dx[..., None, :] - mean_x[..., None]).square() / v[..., None])
+    fy = torch.exp(-0.5 * (dy[..., None, :] - mean_y[..., None]).square() / v[..., None])
+    return fx, fy
+
+
+def plane_kernel(coc_px: Tensor, splat_px: float, config: SplatConfig, radius: int) -> Tensor:
+    """The closed-form plane case: the alpha one splat of a fronto-parallel plane draws around its pixel.
+
+    A splat centred on its pixel, isotropic with std ``splat_px`` pixels on screen, opacity 1,
+    blurred by an (effective) CoC diameter c, has at the integer offsets d of the pixel centres
+
+        alpha(d) = min(alpha_max, sum_k w_k s^2 / v_k exp(-|d - r mu_k|^2 / (2 v_k))), 0 below alpha_min
+
+    (s^2 = splat_px^2 + eps2d, v_k = s^2 + (r a_k)^2, r = c/2; :data:`FOOTPRINTS`), as
+    :func:`render_defocus` draws it. Under ``blend="sum"`` a plane of such splats, one per pixel
+    with colours R, renders as C = alpha * R and alpha = alpha * 1 (a convolution, zero outside
+    the image): C / alpha is the normalised convolution (tests/test_forward_model.py).
+
+    Args:
+        coc_px: effective CoC diameters c, pixels.  # [N]
+        splat_px: the splats' std s on screen, pixels.
+        config: footprint, eps2d and the alpha thresholds.
+        radius: half-width of the kernel, pixels.
+    Returns:
+        alpha.  # [N, 2 radius + 1, 2 radius + 1] (rows y, columns x)
+    """
+    d = torch.arange(-radius, radius + 1, dtype=coc_px.dtype, device=coc_px.device).expand(len(coc_px), -1)
+    var = torch.full_like(coc_px, splat_px**2 + config.eps2d)
+    fx, fy = footprint_factors(d, d, coc_px / 2, var, config)  # [N, M, 2 radius + 1] each
+    alpha = torch.einsum("nky,nkx->nyx", fy, fx).clamp_max(config.alpha_max)
+    return torch.where(alpha >= config.alpha_min, alpha, 0.0)
+
+
+def plane_operators(coc_px: Tensor, K_src: Tensor, K_dst: Tensor, height: int, width: int, splat_px: float,
+                    config: SplatConfig) -> tuple[Tensor, Tensor]:
+    """Pixel-aligned splats of one frame on fronto-parallel planes, drawn into other frames, as matrices.
+
+    A splat on source pixel p (centre p + 0.5) images in a frame of the same camera (focus
+    breathing: K_dst K_src^-1 is a scale a and a shift b, checked) at a (p + 0.5) + b, with std
+    a splat_px, whatever its depth. Each footprint component of a plane's splats separates in x
+    and y (:func:`plane_kernel`), so the plane renders as sum_k Gy_k X Gx_k^T for the colours X
+    on the source grid: :func:`render_planes`. Exact up to the alpha thresholds, which act on
+    each splat's sum over components (alpha_max clamps a sharp splat's centre by 1e-3 at most;
+    alpha_min drops tails below it).
+
+    Args:
+        coc_px: effective CoC diameter of each plane in each destination frame, that frame's
+            pixels.  # [B, T, L]
+        K_src: intrinsics of the source grid.  # [B, 3, 3]
+        K_dst: intrinsics of the destination frames.  # [B, T, 3, 3]
+        height, width: image size, pixels (source and destination).
+        splat_px: the splats' std on the source grid, pixels.
+    Returns:
+        Gy (weights folded in) and Gx.  # [B, T, L, M, H, H], [B, T, L, M, W, W] (destination, source)
+    """
+    ratio = K_dst @ torch.linalg.inv(K_src)[:, None]  # [B, T, 3, 3]
+    scale = ratio[..., 0, 0]  # [B, T]
+    expected = torch.zeros_like(ratio)
+    expected[..., 0, 0] = expected[..., 1, 1] = scale
+    expected[..., :2, 2], expected[..., 2, 2] = ratio[..., :2, 2], 1
+    if not torch.allclose(ratio, expected, rtol=1e-5, atol=1e-6):
+        raise ValueError("plane_operators needs K_dst K_src^-1 to be a scale and a shift (one camera, no motion)")
+    centres_x = torch.arange(width, dtype=coc_px.dtype, device=coc_px.device) + 0.5
+    centres_y = torch.arange(height, dtype=coc_px.dtype, device=coc_px.device) + 0.5
+    a = scale[..., None, None]  # [B, T, 1, 1]
+    # offsets [B, T, 1, destination, source] of the destination pixel centres from the splats' centres
+    dx = centres_x[:, None] - (a * centres_x + ratio[..., 0, 2, None, None])[..., None, :]
+    dy = centres_y[:, None] - (a * centres_y + ratio[..., 1, 2, None, None])[..., None, :]
+    var = ((splat_px * scale) ** 2 + config.eps2d)[..., None].expand_as(coc_px)  # [B, T, L]
+    fx, fy = footprint_factors(dx.flatten(-2), dy.flatten(-2), coc_px / 2, var, config)  # [B, T, L, M, n^2]
+    gx = fx.unflatten(-1, (width, width))
+    gy = fy.unflatten(-1, (height, height))
+    return gy, gx
+
+
+def render_planes(colors: Tensor, operators: tuple[Tensor, Tensor]) -> Tensor:
+    """Layers of pixel-aligned splats summed into every destination frame (:func:`plane_operators`).
+
+    Args:
+        colors: each layer's splat colours times their weight in it (0: no splat).  # [B, L, C, H, W]
+        operators: (Gy, Gx) of :func:`plane_operators`.  # [B, T, L, M, H, H], [B, T, L, M, W, W]
+    Returns:
+        sum over layers and splats of alpha c, no transmittance ("sum").  # [B, T, C, H, W]
+    """
+    gy, gx = operators
+    b, t, layers, m, h, _ = gy.shape
+    c, w = colors.shape[2], colors.shape[4]
+    # (Gy X) for every (frame, component) at once: one [T M H, H] x [H, C W] product per layer.
+    rows = colors.transpose(2, 3).reshape(b, layers, h, c * w)  # [B, L, H, C W]
+    out = gy.permute(0, 2, 1, 3, 4, 5).reshape(b, layers, t * m * h, h) @ rows
+    out = out.reshape(b, layers, t, m, h * c, w) @ gx.permute(0, 2, 1, 3, 5, 4)  # (Gy X) Gx^T
+    return out.reshape(b, layers, t, m, h, c, w).sum((1, 3)).transpose(2, 3)

@@ -7,10 +7,13 @@ against it. Names mirror gsplat's ``_torch_impl.py``. Stages:
 2. ``_world_to_cam``: mean W mu + t, covariance W Sigma W^T (W the rotation of world_to_camera).
 3. ``_persp_proj``: EWA projection (Zwicker et al. 2002), pixel mean K [x/z, y/z, 1]^T and
    2D covariance J W Sigma W^T J^T with J = d(u, v)/d(x, y, z) at the mean.
-4. ``_add_defocus``: 2D covariance + (eps2d + c^2/16) I, opacity renormalised to keep each
-   splat's integrated weight (a uniform disc of diameter c has per-axis variance c^2/16).
-5. ``_isect_tiles`` + ``_rasterize_to_pixels``: per-tile lists of the Gaussians whose support
-   touches the tile, in depth order, composited front to back per pixel.
+4. ``_add_defocus``: each splat convolved with its footprint, a mixture of M isotropic Gaussians
+   scaled by the CoC radius r = c/2 (component k: mean r mu_k, covariance Sigma_2D + (eps2d +
+   (r a_k)^2) I, opacity o w_k renormalised to keep its share of the splat's weight). One
+   Gaussian of per-axis variance c^2/16 (``"gaussian"``, a uniform disc's variance) or a disc.
+5. ``_isect_tiles`` + ``_rasterize_to_pixels``: per-tile lists of the splats whose support
+   touches the tile, in depth order, composited per pixel: front to back (``"over"``), or
+   summed without transmittance (``"sum"``, order-independent).
 
 Limits of the reference rasteriser: it materialises [tiles, K, tile_size^2] tensors, tiles
 grouped by the power of two at or above their count and K each group's largest number of
@@ -19,7 +22,8 @@ Gaussians touching one tile, so memory grows with the square of the largest spla
 256 x 256 with one Gaussian per pixel and CoC up to 8 px the forward+backward peak is
 about 1 GB with 8 px tiles (benchmarks/splat_throughput.py; 1.25 GB and 1.7x the time with
 one group padded to the busiest tile). Heavily defocused scenes (CoC of tens of pixels)
-belong on the gsplat backend.
+belong on the gsplat backend. A footprint of M Gaussians (``"disc"``: 9) costs M exponentials
+per (tile, splat, pixel) entry.
 """
 
 from __future__ import annotations
@@ -102,52 +106,68 @@ def _persp_proj(means_c: Tensor, covars_c: Tensor, K: Tensor) -> tuple[Tensor, T
 
 
 def _add_defocus(
-    covars2d: Tensor, opacities: Tensor, coc_var: Tensor, eps2d: float
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Defocus each splat by its CoC variance, keeping its integrated weight.
+    covars2d: Tensor, opacities: Tensor, coc_radius: Tensor, eps2d: float, mixture: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Convolve each splat with its defocus footprint, keeping its integrated weight.
 
-    Sigma_s = Sigma_2D + eps2d I          (sharp splat, 3DGS low-pass)
-    Sigma_b = Sigma_s + (c^2 / 16) I      (convolved with the CoC's Gaussian)
-    o_b = o sqrt(det Sigma_s / det Sigma_b)
+    The footprint is a mixture of M isotropic Gaussians in units of the CoC radius r
+    (``mixture`` rows (mu_x, mu_y, a, w), sum w = 1). Component k of a splat:
 
-    A splat o exp(-d^T Sigma^-1 d / 2) integrates to 2 pi o sqrt(det Sigma), so o_b keeps the
-    sharp splat's weight: the blurred splat is exactly the sharp one convolved with
-    N(0, c^2/16 I). With c = 0 nothing changes.
+    Sigma_s = Sigma_2D + eps2d I              (sharp splat, 3DGS low-pass)
+    Sigma_k = Sigma_s + (r a_k)^2 I           (convolved with the component's Gaussian)
+    mean offset r mu_k,   o_k = o w_k sqrt(det Sigma_s / det Sigma_k)
+
+    A splat o exp(-d^T Sigma^-1 d / 2) integrates to 2 pi o sqrt(det Sigma), so the components
+    together are exactly the sharp splat convolved with the footprint. The one-Gaussian
+    footprint (0, 0, 1/2, 1) gives variance r^2/4 = c^2/16. With r = 0 nothing changes.
 
     Args:
         covars2d: [B, N, 2, 2] pixels^2
         opacities: [B, N]
-        coc_var: [B, N] c^2 / 16, pixels^2
+        coc_radius: [B, N] r, pixels (its sign is immaterial: footprints are symmetric)
+        mixture: [M, 4]
     Returns:
-        conics [B, N, 3] (upper triangle of Sigma_b^-1: xx, xy, yy), opacities [B, N],
-        covars2d [B, N, 2, 2] (Sigma_b)
+        conics [B, N, M, 3] (upper triangle of Sigma_k^-1: xx, xy, yy), opacities [B, N, M],
+        covars2d [B, N, M, 2, 2] (Sigma_k), offsets [B, N, M, 2] (pixels)
     """
     a, b, d = covars2d[..., 0, 0] + eps2d, covars2d[..., 0, 1], covars2d[..., 1, 1] + eps2d
-    det_sharp = a * d - b * b
-    a, d = a + coc_var, d + coc_var
+    det_sharp = (a * d - b * b)[..., None]  # [B, N, 1]
+    extra = (coc_radius[..., None] * mixture[:, 2]).square()  # [B, N, M]
+    a, b, d = a[..., None] + extra, b[..., None].expand_as(extra), d[..., None] + extra
     det_blur = a * d - b * b
-    opacities = opacities * torch.sqrt(det_sharp / det_blur)
+    opacities = opacities[..., None] * mixture[:, 3] * torch.sqrt(det_sharp / det_blur)
     conics = torch.stack([d / det_blur, -b / det_blur, a / det_blur], -1)
-    blurred = torch.stack([a, b, b, d], -1).reshape(covars2d.shape)
-    return conics, opacities, blurred
+    blurred = torch.stack([a, b, b, d], -1).reshape(extra.shape + (2, 2))
+    offsets = coc_radius[..., None, None] * mixture[:, :2]
+    return conics, opacities, blurred, offsets
 
 
 @torch.no_grad()
-def _support_radii(covars2d: Tensor, opacities: Tensor, alpha_min: float) -> Tensor:
-    """Per-axis half-widths (pixels, int) of each splat's support {o exp(-m/2) >= alpha_min}.
+def _support_radii(covars2d: Tensor, opacities: Tensor, alpha_min: float, offsets: Tensor | None = None) -> Tensor:
+    """Per-axis half-widths (pixels, int) of each splat's support {alpha >= alpha_min}.
 
-    That support is the ellipse m = d^T Sigma^-1 d <= r^2, r^2 = 2 ln(o / alpha_min), whose
-    bounding box has half-widths r sqrt(Sigma_xx), r sqrt(Sigma_yy). 0 where o < alpha_min.
+    One Gaussian o exp(-m/2): the ellipse m = d^T Sigma^-1 d <= r^2, r^2 = 2 ln(o / alpha_min),
+    whose bounding box has half-widths r sqrt(Sigma_xx), r sqrt(Sigma_yy); 0 where o < alpha_min.
+    A mixture of M components (alpha is their sum): the union of each component's box for
+    alpha_min / M, moved by its offset (where every component is below alpha_min / M, the sum
+    is below alpha_min).
 
     Args:
-        covars2d: [B, N, 2, 2]
-        opacities: [B, N]
+        covars2d: [B, N, 2, 2], or [B, N, M, 2, 2] for a mixture
+        opacities: [B, N], or [B, N, M]
+        offsets: [B, N, M, 2] component means relative to the splat's centre (None: 0)
     Returns:
         [B, N, 2] int32
     """
-    r = torch.sqrt(2 * torch.log((opacities / alpha_min).clamp_min(1.0)))  # [B, N]
-    diag = torch.diagonal(covars2d, dim1=-2, dim2=-1)  # [B, N, 2]
-    radii = torch.ceil(r[..., None] * diag.sqrt())
+    if covars2d.dim() == 4:
+        covars2d, opacities = covars2d[:, :, None], opacities[..., None]
+    m = opacities.shape[-1]
+    r = torch.sqrt(2 * torch.log((opacities * m / alpha_min).clamp_min(1.0)))  # [B, N, M]
+    diag = torch.diagonal(covars2d, dim1=-2, dim2=-1)  # [B, N, M, 2]
+    reach = r[..., None] * diag.sqrt() * (r[..., None] > 0)
+    if offsets is not None:
+        reach = reach + offsets.abs() * (r[..., None] > 0)
+    radii = torch.ceil(reach.amax(2))
     return torch.nan_to_num(radii, nan=0.0, posinf=0.0).to(torch.int32)
 
 
@@ -197,27 +217,36 @@ def _rasterize_to_pixels(
     alpha_max: float,
     t_min: float,
     tile_size: int = 8,
+    offsets: Tensor | None = None,
+    blend: str = "over",
 ) -> tuple[Tensor, Tensor]:
-    """Front-to-back alpha compositing of depth-sorted splats at pixel centres (j + 0.5, i + 0.5).
+    """Alpha compositing of depth-sorted splats at pixel centres (j + 0.5, i + 0.5).
 
-    alpha_i = min(alpha_max, o_i exp(-d^T Sigma_i^-1 d / 2)), dropped where < alpha_min;
-    T_i = prod_{j<i} (1 - alpha_j) over the splats touching the pixel, nearest first;
-    colour = sum_i T_i alpha_i c_i, alpha = sum_i T_i alpha_i; compositing stops before a
-    splat that would bring T to t_min or below (3DGS, so gsplat agrees).
+    alpha_i = min(alpha_max, sum_k o_ik exp(-d_k^T Sigma_ik^-1 d_k / 2)) over splat i's
+    components k (d_k from the component's mean, the splat's centre + its offset), dropped
+    where < alpha_min. ``blend="over"``: T_i = prod_{j<i} (1 - alpha_j) over the splats
+    touching the pixel, nearest first; colour = sum_i T_i alpha_i c_i, alpha = sum_i T_i alpha_i;
+    compositing stops before a splat that would bring T to t_min or below (3DGS, so gsplat
+    agrees). ``blend="sum"``: T_i = 1 (no occlusion, order-independent; alpha may exceed 1).
 
     The result does not depend on ``tile_size`` (each splat's support lies inside its box)
     nor on how tiles are grouped (padding slots have opacity 0).
 
     Args:
-        means2d: [B, N, 2] pixels
-        conics: [B, N, 3] upper triangle of Sigma^-1
+        means2d: [B, N, 2] pixels, the splats' centres
+        conics: [B, N, 3] upper triangle of Sigma^-1, or [B, N, M, 3] per component
         colors: [B, N, D]
-        opacities: [B, N]
+        opacities: [B, N], or [B, N, M] per component
         radii: [B, N, 2] int, from ``_support_radii`` (0 = culled)
         depths: [B, N] the sort key, metres
+        offsets: [B, N, M, 2] component means relative to the centre, pixels (None: 0)
     Returns:
         colour [B, H, W, D], alpha [B, H, W, 1]
     """
+    if conics.dim() == 3:
+        conics, opacities = conics[:, :, None], opacities[..., None]
+    if offsets is None:
+        offsets = torch.zeros(conics.shape[:-1] + (2,), dtype=conics.dtype, device=conics.device)
     batch = depths.shape[0]
     tiles_w, tiles_h = math.ceil(width / tile_size), math.ceil(height / tile_size)
     n_tiles = batch * tiles_h * tiles_w
@@ -226,8 +255,11 @@ def _rasterize_to_pixels(
     starts = torch.cumsum(counts, 0) - counts
     # A last entry that every padding slot reads (flat_ids may be empty); its opacity is masked to 0.
     flat_ids = torch.cat([flat_ids, flat_ids.new_zeros(1)])
-    # One row per splat (x, y, conic a b c, opacity, colour), so a tile's splats are one gather.
-    splats = torch.cat([means2d, conics, opacities[..., None], colors], -1).flatten(0, 1)  # [B N, 6 + D]
+    # One row per splat (x, y, then per component offset x y, conic a b c, opacity; colour), so a
+    # tile's splats are one gather.
+    parts = torch.cat([offsets, conics, opacities[..., None]], -1).flatten(2)  # [B, N, 6 M]
+    splats = torch.cat([means2d, parts, colors], -1).flatten(0, 1)  # [B N, 2 + 6 M + D]
+    components = conics.shape[2]
 
     # Tiles are composited in groups by the power of two at or above their count, each group
     # padded to its own largest count: one table padded to the busiest tile of the frame
@@ -236,8 +268,8 @@ def _rasterize_to_pixels(
     by_group = torch.argsort(group, stable=True)
     sizes = torch.unique_consecutive(group[by_group], return_counts=True)[1].tolist()
     colours, accs = zip(*(
-        _composite_tiles(tiles, starts[tiles], counts[tiles], flat_ids, splats, tile_size, tiles_w, tiles_h,
-                         alpha_min, alpha_max, t_min)
+        _composite_tiles(tiles, starts[tiles], counts[tiles], flat_ids, splats, components, tile_size, tiles_w,
+                         tiles_h, alpha_min, alpha_max, t_min, blend)
         for tiles in by_group.split(sizes)
     ))
     back = torch.argsort(by_group)  # grouped order -> tile order
@@ -255,20 +287,23 @@ def _composite_tiles(
     counts: Tensor,
     flat_ids: Tensor,
     splats: Tensor,
+    components: int,
     tile_size: int,
     tiles_w: int,
     tiles_h: int,
     alpha_min: float,
     alpha_max: float,
     t_min: float,
+    blend: str,
 ) -> tuple[Tensor, Tensor]:
-    """Front-to-back compositing of the pixels of some tiles (see ``_rasterize_to_pixels``).
+    """Compositing of the pixels of some tiles (see ``_rasterize_to_pixels``).
 
     Args:
         tiles: [n] tile ids (image * tiles per image + row * tiles_w + col)
         starts, counts: [n] each tile's run in ``flat_ids`` (depth-sorted Gaussians)
-        flat_ids: [M + 1] image * N + gaussian, then one padding slot
-        splats: [B N, 6 + D] x, y (pixels), conic a, b, c, opacity, colour
+        flat_ids: [S + 1] image * N + gaussian, then one padding slot
+        splats: [B N, 2 + 6 M + D] x, y (pixels), per component (offset x, y, conic a, b, c,
+            opacity), colour; M = ``components``
     Returns:
         colour [n, P, D], alpha [n, P, 1]; P = tile_size^2 pixels in row-major order
     """
@@ -288,19 +323,24 @@ def _composite_tiles(
 
     # index_select, not splats[g]: the latter's CPU backward adds repeated rows with threads
     # racing, so a step gave different gradients run to run; index_add_ sums in order.
-    rows = splats.index_select(0, g.flatten()).reshape(*g.shape, -1)  # [n, K, 6 + D]
-    x, y, a, b, c, opac = rows[..., :6].unbind(-1)  # [n, K] each
-    opac = opac * present
-    dx = x[..., None] - px[:, None, :]  # [n, K, ts]
-    dy = y[..., None] - py[:, None, :]  # [n, K, ts]
-    row = -0.5 * c[..., None] * dy * dy  # [n, K, ts]
-    col = -0.5 * a[..., None] * dx * dx
-    neg_sigma = row[..., :, None] + col[..., None, :] - (b[..., None] * dy)[..., :, None] * dx[..., None, :]
-    alpha = (opac[..., None] * torch.exp(neg_sigma.flatten(2))).clamp_max(alpha_max)  # [n, K, P]
+    rows = splats.index_select(0, g.flatten()).reshape(*g.shape, -1)  # [n, K, 2 + 6 M + D]
+    alpha = 0.0
+    for k in range(components):
+        ox, oy, a, b, c, opac = rows[..., 2 + 6 * k : 8 + 6 * k].unbind(-1)  # [n, K] each
+        dx = (rows[..., 0] + ox)[..., None] - px[:, None, :]  # [n, K, ts]
+        dy = (rows[..., 1] + oy)[..., None] - py[:, None, :]  # [n, K, ts]
+        row = -0.5 * c[..., None] * dy * dy  # [n, K, ts]
+        col = -0.5 * a[..., None] * dx * dx
+        neg_sigma = row[..., :, None] + col[..., None, :] - (b[..., None] * dy)[..., :, None] * dx[..., None, :]
+        alpha = alpha + (opac * present)[..., None] * torch.exp(neg_sigma.flatten(2))  # [n, K, P]
+    alpha = alpha.clamp_max(alpha_max)
     alpha = torch.where(alpha >= alpha_min, alpha, 0.0)
-    trans_after = torch.cumprod(1 - alpha, dim=1)  # T_{i+1}; 1 - alpha >= 1 - alpha_max > 0
-    trans_before = torch.cat([torch.ones_like(trans_after[:, :1]), trans_after[:, :-1]], 1)
-    weight = torch.where(trans_after > t_min, alpha * trans_before, 0.0)  # [n, K, P]
+    if blend == "sum":
+        weight = alpha
+    else:
+        trans_after = torch.cumprod(1 - alpha, dim=1)  # T_{i+1}; 1 - alpha >= 1 - alpha_max > 0
+        trans_before = torch.cat([torch.ones_like(trans_after[:, :1]), trans_after[:, :-1]], 1)
+        weight = torch.where(trans_after > t_min, alpha * trans_before, 0.0)  # [n, K, P]
 
-    colour = torch.einsum("tkp,tkd->tpd", weight, rows[..., 6:])  # [n, P, D]
+    colour = torch.einsum("tkp,tkd->tpd", weight, rows[..., 2 + 6 * components :])  # [n, P, D]
     return colour, weight.sum(1)[..., None]

@@ -42,6 +42,9 @@ def _gsplat_thresholds(*thresholds: float) -> bool:
 
 def usable(like: Tensor, config) -> tuple[bool, str]:
     """Whether gsplat can render tensors like ``like`` under ``config`` (a SplatConfig), and why not."""
+    if config.footprint != "gaussian" or config.blend != "over":
+        return False, (f"gsplat draws one Gaussian per splat composited front to back; footprint="
+                       f"{config.footprint!r} and blend={config.blend!r} need the torch backend")
     if not like.is_cuda:
         return False, "the tensors are not on a CUDA device"
     version = _version()
