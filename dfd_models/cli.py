@@ -82,11 +82,11 @@ def train(shards, skip_corrupt, model_name, run_dir, config_path, overrides, max
 
     The config is the defaults, then --config, then --set, then the options
     above. Unless set, the crop and batch size are chosen for the device and the
-    data's image size (on a CPU: 64 px crops, batch 4, sdgs 2), said in one line
-    and recorded in RUN/config.yaml; e.g. --set 'data.crop=[32, 32]' --set
-    data.batch_size=2 makes steps cheaper. Under torchrun (torchrun --nproc-per-node 4 --no-python dfdgen
-    train ...) every process trains on its share of the shards (DDP) and rank 0
-    writes RUN. Ctrl-C stops (exit status 130); --resume continues from
+    data's image size (on a CPU: 64 px crops, batch 4, sdgs 2), said in one
+    line and recorded in RUN/config.yaml; e.g. --set 'data.crop=[32, 32]' --set
+    data.batch_size=2 makes steps cheaper. Under torchrun (torchrun
+    --nproc-per-node 4 --no-python dfdgen train ...) every process trains on its
+    share of the shards (DDP) and rank 0 writes RUN. Ctrl-C stops (exit status 130); --resume continues from
     RUN/ckpt/last.pt with the run's saved config.
     """
     from dfd_models.config import read_yaml

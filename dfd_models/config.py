@@ -183,14 +183,20 @@ class TrainConfig:
 
 #: What ``auto`` picks for ``data.crop`` and ``data.batch_size``, by device type: the
 #: largest crop side, pixels (images smaller than that are cropped to their own size), and
-#: the batch size. On 2 CPU cores and a 128 px small_obj render these give every model
-#: 2 steps/s or more (DESIGN.md section 10). CUDA's (the earlier defaults) are not measured yet.
+#: the batch size. On 2 CPU cores these give every model 2.5 steps/s or more on a 128 px
+#: small_obj render, sdgs 1.6 on a 256 px one (DESIGN.md section 10). CUDA's (the earlier
+#: defaults) are not measured yet.
 AUTO_SIZE = {"cpu": (64, 4), "cuda": (128, 8)}
 
 #: Batch size ``auto`` picks on the CPU for the models whose step costs several times more
-#: per pixel there than the others' (``sdgs`` re-renders every frame with splats: 0.7
-#: steps/s at batch 4 of 64 px crops of 128 px images on 2 cores, 2.3 at batch 2).
+#: per pixel there than the others' (``sdgs`` re-renders every frame with splats; 64 px
+#: crops on 2 cores: 1.2 steps/s at batch 4 and 2.6 at batch 2 on 128 px images, 1.6 at
+#: batch 2 on 256 px images, whose blur discs are twice as wide in pixels).
 AUTO_CPU_BATCH = {"sdgs": 2}
+
+#: A crop and batch with this many times the pixels per step of what ``auto`` would pick
+#: are pointed out before training starts (:func:`auto_data`'s line).
+COSTLY_RATIO = 4
 
 
 def auto_data(data: DataSection, *, image: Mapping[str, int] | None, device: str, model: str | None = None,
@@ -212,32 +218,35 @@ def auto_data(data: DataSection, *, image: Mapping[str, int] | None, device: str
 
     Returns:
         (the data section with no ``auto`` crop or batch size, one line saying what was
-        chosen and why; None when neither was ``auto``).
+        chosen and why, or, for a crop and batch of :data:`COSTLY_RATIO` or more times the
+        pixels ``auto`` would pick, how many times and the options that pick those; None
+        when neither was ``auto`` and the size is not that costly).
     """
     cpu = device == "cpu"
     side, batch = AUTO_SIZE["cpu" if cpu else "cuda"]
     if cpu:
         batch = AUTO_CPU_BATCH.get(model, batch)
-    crop, batch_size, chosen = data.crop, data.batch_size, []
-    if crop == AUTO:
-        sizes = (image["height"], image["width"]) if image else (side, side)
-        crop = [max(multiple, min(side, size) // multiple * multiple) for size in sizes]
-        chosen.append(f"crop {crop[0]}x{crop[1]} px")
-    if batch_size == AUTO:
-        batch_size = batch
-        chosen.append(f"batch {batch_size}")
-    if not chosen:
-        return data, None
-    kept = []
-    if data.crop != AUTO:
-        kept.append("full frames" if crop is None else f"crop {crop[0]}x{crop[1]} px")
-    if data.batch_size != AUTO:
-        kept.append(f"batch {batch_size}")
-    why = " ".join(filter(None, [model, "on", "CPU" if cpu else device.upper()]))
-    why += (f"; the data is {image['height']}x{image['width']} px" if image
-            else "; the image size is unknown (no manifest)")
-    line = (f"data: {', '.join(chosen)} ({why})" + (f", {', '.join(kept)} as set" if kept else "")
-            + "; set data.crop / data.batch_size to choose")
+    sizes = (image["height"], image["width"]) if image else (side, side)
+    auto_crop = [max(multiple, min(side, size) // multiple * multiple) for size in sizes]
+    crop = auto_crop if data.crop == AUTO else data.crop
+    batch_size = batch if data.batch_size == AUTO else data.batch_size
+    where = " ".join(filter(None, [model, "on", "CPU" if cpu else device.upper()]))
+    parts = ["full frames" if crop is None else f"crop {crop[0]}x{crop[1]} px", f"batch {batch_size}"]
+    parts = [part + ("" if value == AUTO else " as set") for part, value in zip(parts, (data.crop, data.batch_size))]
+    line = f"data: {', '.join(parts)}"
+    if AUTO in (data.crop, data.batch_size):
+        line += f" ({where}; " + (f"the data is {image['height']}x{image['width']} px)" if image
+                                   else "the image size is unknown: no manifest)")
+    pixels = batch_size * (crop[0] * crop[1] if crop is not None else sizes[0] * sizes[1])
+    ratio = pixels / (batch * auto_crop[0] * auto_crop[1])
+    if ratio >= COSTLY_RATIO and (crop is not None or image):
+        line += (f": {ratio:.3g} times the pixels per step of the default for {where} (crop {auto_crop[0]}x"
+                 f"{auto_crop[1]} px, batch {batch}); --set 'data.crop=[{auto_crop[0]}, {auto_crop[1]}]' "
+                 f"--set data.batch_size={batch} for that")
+    elif AUTO in (data.crop, data.batch_size):
+        line += "; set data.crop / data.batch_size to choose"
+    else:
+        line = None
     return dataclasses.replace(data, crop=crop, batch_size=batch_size), line
 
 

@@ -422,7 +422,8 @@ class ProgressLoss:
 SLOW_STEP_S = 1.0
 
 
-def sized_config(config: TrainConfig, info: dict, device: torch.device, multiple: int) -> tuple[TrainConfig, str | None]:
+def sized_config(config: TrainConfig, info: dict, device: torch.device,
+                 multiple: int) -> tuple[TrainConfig, str | None]:
     """``config`` with an ``auto`` ``data.crop`` and ``data.batch_size`` sized to the data's
     image size (``info``, :func:`dfd_models.checkpoint.dataset_info`) and ``device``, and the
     line saying what was chosen (None: nothing was ``auto``); see :func:`dfd_models.config.auto_data`."""
@@ -618,7 +619,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
         CorruptShard: unreadable training data.
     """
     started = time.perf_counter()
-    run, data_cfg = RunDir(Path(run_dir)), config.data
+    run = RunDir(Path(run_dir))
     proc = setup_process(config.train.device)
     try:
         with contextlib.ExitStack() as stack:

@@ -210,6 +210,29 @@ def test_two_workers_yield_every_sample_once_per_epoch(eight, data):
     assert loader.epoch == 2
 
 
+def test_workers_never_exceed_the_shards_per_rank(eight, data):
+    """``auto`` starts at most one worker per shard of the rank, silently; more workers asked
+    for are cut to that with a warning; every sample of the rank is read once either way."""
+    import warnings
+
+    section = data.DataSection(shards=eight, batch_size=2, crop=None, shuffle=0)  # 4 train shards
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", message="This DataLoader will create")  # torch's, about the cores
+        assert data.make_loader(section).workers == 2
+        assert data.make_loader(section, auto_workers=8).workers == 4
+        rank = data.make_loader(section, rank=1, world_size=2, auto_workers=8)
+        val = data.make_loader(dataclasses.replace(section, split="val"), auto_workers=8)
+        assert (rank.workers, val.workers) == (2, 1)
+        assert data.make_loader(section, auto_workers=0).workers == 0
+        assert data.make_loader(dataclasses.replace(section, workers=3)).workers == 3
+    with pytest.warns(UserWarning, match="data.workers = 3 but only 2 shards per process: using 2 workers"):
+        asked = data.make_loader(dataclasses.replace(section, workers=3), rank=1, world_size=2)
+    assert asked.workers == 2
+    assert sorted(keys_of(asked)) == sorted(keys_of(rank))
+    assert len(keys_of(rank)) == 4
+
+
 def test_ranks_partition_the_shards(eight, data):
     per_rank = [
         {s["key"] for s in data.FocalStackDataset(data.DataSection(shards=eight, crop=None), batched=False, rank=r,
@@ -316,6 +339,17 @@ def test_skip_corrupt_does_not_hide_configuration_errors(eight, data):
 
 
 # --- real renders ---------------------------------------------------------------
+
+
+def test_auto_crop_and_batch_are_sized_from_the_manifest(tiny_dataset, data, torch):
+    """A library user's ``auto`` crop and batch size: :func:`dfd_models.config.auto_data` with the
+    manifest's image size (64 px) and this machine's device, as training sizes them."""
+    from dfd_models.config import AUTO_SIZE
+
+    side, batch_size = AUTO_SIZE["cuda" if torch.cuda.is_available() else "cpu"]
+    loader = data.make_loader(data.DataSection(shards=tiny_dataset, workers=0, shuffle=0))
+    batch = next(iter(loader))
+    assert batch["frames"].shape == (batch_size, 3, 3, min(side, 64), min(side, 64))
 
 
 def test_rendered_dataset_round_trip(tiny_dataset, data, torch):

@@ -57,7 +57,7 @@ BAD_VALUES = [
     (lambda: recipe_from_dict(_with(_recipe_data(), "image", "width", "big")), RecipeError,
      "recipe field 'image.width': got 'big'; an integer >= 8 and <= 8192"),
     (lambda: TrainConfig.from_dict({"data": {"batch_size": "big"}}), ConfigError,
-     "config key 'data.batch_size': got 'big'; an integer >= 1"),
+     "config key 'data.batch_size': got 'big'; an integer >= 1 or one of: auto"),
     (lambda: build_dict(MODEL_DEFAULTS, {"channels": [16, "big"]}, ConfigError, "model.config"), ConfigError,
      "config key 'model.config.channels[1]': got 'big'; an integer"),
     (lambda: SceneSpec.from_dict(_with(_spec_data(), "lens", "f_number", "big")), SpecError,

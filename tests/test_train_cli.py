@@ -230,6 +230,7 @@ def test_auto_data_sizes_crop_and_batch_to_the_images_and_the_device():
     assert (crop, batch) == ([64, 64], 2)
     assert line.startswith("data: crop 64x64 px, batch 2 (sdgs on CPU; the data is 128x128 px)")
     assert sized(image={"width": 128, "height": 128}, device="cpu", model="defocusnet")[:2] == ([64, 64], 4)
+    assert sized(image={"width": 256, "height": 256}, device="cpu", model="sdgs")[:2] == ([64, 64], 2)
     assert sized(image={"width": 256, "height": 256}, device="cuda", model="sdgs")[:2] == ([128, 128], 8)
     assert sized(image={"width": 64, "height": 64}, device="cuda", model="sdgs")[:2] == ([64, 64], 8)
     # smaller than the largest crop: the image's own sides, rounded down to the model's multiple
@@ -244,6 +245,15 @@ def test_auto_data_sizes_crop_and_batch_to_the_images_and_the_device():
     assert sized(DataSection(shards="x", crop=None), image={"width": 64, "height": 64}, device="cuda")[:2] == (None, 8)
     both = DataSection(shards="x", crop=[16, 24], batch_size=3)
     assert auto_data(both, image={"width": 64, "height": 64}, device="cpu", model="sdgs") == (both, None)
+    # a costly size is pointed out before training, with the options that pick the default
+    big = DataSection(shards="x", crop=[128, 128], batch_size=8)
+    section, line = auto_data(big, image={"width": 256, "height": 256}, device="cpu", model="sdgs")
+    assert section == big and line == (
+        "data: crop 128x128 px as set, batch 8 as set: 16 times the pixels per step of the default for sdgs on CPU "
+        "(crop 64x64 px, batch 2); --set 'data.crop=[64, 64]' --set data.batch_size=2 for that")
+    line = auto_data(DataSection(shards="x", crop=None), image={"width": 256, "height": 256}, device="cuda",
+                     model="ddff")[1]
+    assert line.startswith("data: full frames as set, batch 8 (ddff on CUDA; the data is 256x256 px): 4 times")
 
 
 def test_train_records_the_sizes_it_chose_and_shows_the_loss_from_step_1(tiny_dataset, tmp_path, torch,
