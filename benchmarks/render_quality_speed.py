@@ -313,7 +313,9 @@ def main() -> None:
     for line in summary:
         print(line, file=out)
     if args.markdown:
-        command = "python benchmarks/render_quality_speed.py " + " ".join(sys.argv[1:])
+        # an absolute path (the page's own, --markdown) is quoted by its name: no machine's paths in docs/
+        command = "python benchmarks/render_quality_speed.py " + " ".join(
+            Path(a).name if os.path.isabs(a) else a for a in sys.argv[1:])
         write_markdown(args.markdown, args, command, rows, summary, dff_reference)
 
 

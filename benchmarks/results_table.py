@@ -180,6 +180,15 @@ def _dfdgen() -> str:
     return str(beside) if beside.exists() else "dfdgen"
 
 
+def portable(text: str, out_dir: Path) -> str:
+    """``text`` without this machine's paths, so a page's commands can be pasted anywhere: the ``dfdgen``
+    beside this Python as ``dfdgen``, paths under ``out_dir`` relative to it, ``out_dir`` itself as ``OUT``."""
+    text = text.replace(_dfdgen(), "dfdgen")
+    for base in sorted({str(out_dir.resolve()), str(out_dir)}, key=len, reverse=True):
+        text = text.replace(base + "/", "").replace(base, "OUT")
+    return text
+
+
 def _run(cmd: list[str], log: Path) -> float:
     """Run ``cmd``, its output to ``log``; wall-clock seconds. Raises CalledProcessError on failure."""
     print("$", shlex.join(cmd), flush=True)
@@ -498,7 +507,7 @@ def main(argv: list[str] | None = None) -> None:
                                          f"{args.crop}x{args.crop} crops",
                           figure=os.path.relpath(figure, args.results.parent))
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(text)
+    args.results.write_text(portable(text, args.out_dir))
     print(f"wrote {args.results} and {figure}")
 
 

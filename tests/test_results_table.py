@@ -79,3 +79,15 @@ def test_recipe_overrides_load(table):
         recipe = load_recipe(name, table.recipe_overrides(name, 10, 48, 4))
         assert (recipe.count, recipe.image.width, recipe.image.height, recipe.focus.ramps) == (10, 48, 48, 1)
         assert recipe.focus.frames_per_ramp == table.FRAMES
+
+
+def test_no_page_quotes_a_machines_absolute_path(table):
+    """Pages quote `dfdgen ...` with paths relative to the benchmark's output folder, anyone can paste them."""
+    import re
+
+    docs = Path(__file__).parents[1] / "docs"
+    for page in docs.glob("*.md"):
+        found = re.findall(r"(?<![\w.])/(?:work|tmp|root|home|Users)/\S+", page.read_text())
+        assert not found, (page.name, found[:3])
+    out = Path("/data/bench")
+    assert table.portable("/data/bench/runs/x --out-dir /data/bench", out) == "runs/x --out-dir OUT"
