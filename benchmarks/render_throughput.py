@@ -28,8 +28,14 @@ rows on the CPU); ``--recipe small_obj dynamic`` shows what motion costs (a
 dynamic scene renders every frame and depth map, a static one only the
 distinct focus distances).
 
+``--coc-probe``: before the throughput rows, each device renders
+:mod:`generator.calibration`'s CoC probes (discs of known CoC, 5-57 px, both lens
+models, ``--probe-samples`` samples) and prints the largest CoC error in units of
+the tolerance (max(3 %, 0.5 px)): <= 1 holds, so a device's frames/s counts only
+where its blur is right (a GPU renders other pixels than the CPU).
+
     python benchmarks/render_throughput.py [--recipe small_obj dynamic] [--sizes 128 256] [--samples 64] [--scenes 2]
-        [--encoding background inline] [--device cpu gpu]
+        [--encoding background inline] [--device cpu gpu] [--coc-probe]
 """
 
 from __future__ import annotations
@@ -42,11 +48,24 @@ from pathlib import Path
 
 from generator.blender.device import gpu_backend
 from generator.blender.render import render_scene
+from generator.calibration import coc_error, coc_probes, measure_coc
 from generator.render_options import DEVICES
 from generator.render_tasks import render_sample
 from generator.recipe import load_recipe
 from generator.draw import sample_scene
 from generator.shards import DatasetDir
+from generator.spec import with_render
+
+
+def probe_error(device: str, samples: int, threads: int) -> float:
+    """Largest CoC error (in tolerances, <= 1 holds) of the calibration discs rendered on ``device``."""
+    worst = 0.0
+    for model in ("thin_lens", "blender"):
+        for spec in coc_probes(model):
+            spec = with_render(spec, samples=samples)
+            frames = render_scene(spec, threads=threads, device=device).frames
+            worst = max([worst] + [coc_error(row) for row in measure_coc(spec, frames)])
+    return worst
 
 
 def measure(recipe_name: str, size: int, samples: int, scenes: int, ramps: int, threads: int,
@@ -93,11 +112,18 @@ def main() -> None:
                         help="where images are encoded: on a thread while the next view renders, or after the last")
     parser.add_argument("--device", nargs="+", choices=DEVICES, default=["cpu"],
                         help="Cycles devices (gpu: OptiX, else CUDA); --device cpu gpu gives GPU / CPU frames/s")
+    parser.add_argument("--coc-probe", action="store_true",
+                        help="first render the calibration CoC probes on each device and print the largest error")
+    parser.add_argument("--probe-samples", type=int, default=64, help="samples of the CoC probes")
     args = parser.parse_args()
 
     backend = {"cpu": "CPU", "gpu": gpu_backend() or "none: CPU"}
     print(f"{', '.join(args.recipe)}: {args.samples} samples, {args.ramps} ramps x 5 frames, "
           f"{args.scenes} scenes per size, devices {', '.join(f'{d} ({backend[d]})' for d in args.device)}")
+    for device in args.device if args.coc_probe else ():
+        error = probe_error(device, args.probe_samples, args.threads)
+        print(f"CoC probe on {device}: largest error {error:.2f} tolerances ({'held' if error <= 1 else 'NOT held'}; "
+              f"{args.probe_samples} samples, CoC 5-57 px)")
     print(f"{'recipe':>12} {'device':>6} {'encoding':>10} {'size':>9} {'frames':>6} {'renders':>7} {'wall s':>8} "
           f"{'cycles s':>8} {'encode s':>8} {'frames/s':>8} {'renders/s':>9} {'overhead':>8} {'ratio':>6}")
     for size in args.sizes:

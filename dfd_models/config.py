@@ -5,7 +5,8 @@ A config is a :class:`TrainConfig` of four sections; written as YAML::
     model: {name: sdgs, config: {...}}       # the model's own keys (its default_config)
     data:  {shards: data/small_obj, split: train, crop: auto, batch_size: auto, workers: auto, ...}
     optim: {lr: 0.0002, weight_decay: 0.01, warmup_steps: 100, grad_clip: 1.0, amp: auto, ...}
-    train: {max_steps: 10000, epochs: null, log_every: 20, ckpt_every: 1000, seed: 0, ...}
+    train: {max_steps: 10000, epochs: null, log_every: 20, ckpt_every: 1000, seed: 0,
+            val_split: val, val_every: 0, best_metric: objects.abs_rel, ...}
 
 :func:`resolve_config` builds one from, in order of precedence (last wins): the
 defaults below, the YAML file, ``--set`` overrides, a command's own options
@@ -46,6 +47,13 @@ AMP_MODES = ("auto", "off", "bf16", "fp16")
 
 #: The value of ``data.crop``, ``data.batch_size`` and ``data.workers`` that asks dfdgen to size them.
 AUTO = "auto"
+
+#: Metrics of :class:`dfd_models.metrics.RegionMetrics` that ``train.best_metric`` may name
+#: (not ``n_pixels``, nor ``mse_norm`` / ``rms_norm``, absent without a maximum depth and
+#: ranked as ``mse``), and those of them where higher is better (lower for the rest).
+BEST_METRICS = ("abs_rel", "sq_rel", "rmse", "mse", "mae", "rmse_log", "inv_mae", "inv_rmse",
+                "delta1", "delta2", "delta3", "accuracy", "pearson")
+HIGHER_IS_BETTER = frozenset({"delta1", "delta2", "delta3", "accuracy", "pearson"})
 
 
 class ConfigError(FieldError):
@@ -139,6 +147,14 @@ class TrainSection:
             (``ckpt/last.pt`` is written then and at the end).
         seed: seed of torch, numpy, Python and the data order.
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
+        val_split: split of the training shards scored during training (null: none);
+            validation is off, with one line saying why, when the shards hold no sample
+            of it or it is the split trained on (``data.split``, or every split).
+        val_every: steps between validations; 0 = at every checkpoint (every
+            ``ckpt_every`` steps); either way also at the last step.
+        best_metric: ``REGION.METRIC`` that picks ``ckpt/best.pt``: region ``objects``
+            or ``all``, a metric of :data:`BEST_METRICS` (lower is better but for
+            :data:`HIGHER_IS_BETTER`).
     """
 
     max_steps: int | None = setting(None, ge=1)
@@ -148,6 +164,10 @@ class TrainSection:
     ckpt_every: int = setting(1000, ge=1)
     seed: int = setting(0, ge=0)
     device: str = setting("auto")
+    val_split: str | None = setting("val")
+    val_every: int = setting(0, ge=0)
+    best_metric: str = setting("objects.abs_rel", choices=tuple(
+        f"{region}.{metric}" for region in ("objects", "all") for metric in BEST_METRICS))
 
 
 @dataclass(frozen=True, kw_only=True)

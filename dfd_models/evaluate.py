@@ -60,6 +60,53 @@ def predict_depth_and_confidence(model: DepthModel, frames: Tensor, focus_m: Ten
     return depth[..., :h, :w], None if confidence is None else confidence[..., :h, :w]
 
 
+def score_model(
+    model: DepthModel,
+    shards: Any,
+    *,
+    split: str,
+    device: torch.device,
+    batch_size: int = 4,
+    workers: int = 2,
+    max_depth_m: float | None = None,
+    progress: bool = True,
+    skip_corrupt: bool = False,
+) -> tuple[dict[str, dict[str, float] | None], dict[str, str], int]:
+    """The metrics of ``model`` (on ``device``, used as it is: the caller sets eval mode) over
+    split ``split`` of ``shards``: every stack once, in order, full frames, without gradients.
+
+    What :func:`evaluate` scores a checkpoint with, and training its validation split
+    (:mod:`dfd_models.train`); arguments as for :func:`evaluate`.
+
+    Returns:
+        (:meth:`RegionMetrics.compute`'s regions, :meth:`RegionMetrics.absent`, the stacks scored).
+
+    Raises:
+        BadInput: no shards of the split, or no valid pixel in them.
+        CorruptShard: see :func:`evaluate`.
+    """
+    urls = resolve_shards(shards, split)
+    data = DataSection.for_eval(urls, split=None, batch_size=batch_size, workers=min(workers, len(urls)),
+                                skip_corrupt=skip_corrupt)
+    loader = make_loader(data, rank=0, world_size=1)
+    metrics = RegionMetrics(max_depth_m)
+    samples = 0
+    total = split_samples(shards, split) if isinstance(shards, (str, Path)) else None
+    bar = tqdm(total=total, desc="eval", unit="stack", disable=not progress, dynamic_ncols=True)
+    with torch.no_grad(), bar:
+        for batch in loader:
+            batch = to_device(batch, device)
+            depth = predict_depth(model, batch["frames"], batch["focus_m"], lens_from_batch(batch), batch["K"])
+            metrics.update(depth.float(), batch["depth"], batch["valid"], batch["wall"])
+            samples += len(batch["key"])
+            bar.update(len(batch["key"]))
+    try:
+        regions = metrics.compute()
+    except ValueError as exc:
+        raise BadInput(f"split {split!r} of {shards}: {exc}") from exc
+    return regions, metrics.absent(), samples
+
+
 def evaluate(
     checkpoint: str | Path,
     shards: str | Path,
@@ -100,30 +147,14 @@ def evaluate(
     model, ckpt = load_model(checkpoint, target)
     if max_depth_m is None:
         max_depth_m = dataset_info(shards).get("max_depth_m", ckpt["data"].get("max_depth_m"))
-    urls = resolve_shards(shards, split)
-    data = DataSection.for_eval(urls, split=None, batch_size=batch_size, workers=min(workers, len(urls)),
-                                skip_corrupt=skip_corrupt)
-    loader = make_loader(data, rank=0, world_size=1)
-    metrics = RegionMetrics(max_depth_m)
-    samples = 0
-    bar = tqdm(total=split_samples(shards, split), desc="eval", unit="stack", disable=not progress,
-               dynamic_ncols=True)
-    with torch.no_grad(), bar:
-        for batch in loader:
-            batch = to_device(batch, target)
-            depth = predict_depth(model, batch["frames"], batch["focus_m"], lens_from_batch(batch), batch["K"])
-            metrics.update(depth.float(), batch["depth"], batch["valid"], batch["wall"])
-            samples += len(batch["key"])
-            bar.update(len(batch["key"]))
-    try:
-        regions = metrics.compute()
-    except ValueError as exc:
-        raise BadInput(f"split {split!r} of {shards}: {exc}") from exc
+    regions, absent, samples = score_model(model, shards, split=split, device=target, batch_size=batch_size,
+                                           workers=workers, max_depth_m=max_depth_m, progress=progress,
+                                           skip_corrupt=skip_corrupt)
     objects = regions["objects"]
     return {
         "metrics": regions["all"],
         "regions": regions,
-        "absent_regions": metrics.absent(),
+        "absent_regions": absent,
         "objects_fraction": (objects["n_pixels"] if objects else 0.0) / regions["all"]["n_pixels"],
         "checkpoint": str(checkpoint),
         "model": ckpt["config"]["model"]["name"],

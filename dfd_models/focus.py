@@ -36,9 +36,9 @@ from torch import Tensor
 from dfd_models.lens import LensParams, coc_px
 from dfd_models.splat import SplatConfig, plane_operators, render_planes
 
-__all__ = ["blur_features", "defocus_sweep", "dff_depth", "focus_measure", "gamma_encode", "gaussian_blur",
-           "sharp_composite", "splat_radiance", "splat_sweep_config", "sweep_blur_px", "sweep_depths", "warp_to_frame",
-           "warp_to_grid"]
+__all__ = ["DFF_BEYOND_RANGE", "blur_features", "defocus_sweep", "dff_depth", "dff_depth_and_confidence",
+           "focus_measure", "gamma_encode", "gaussian_blur", "sharp_composite", "splat_radiance", "splat_sweep_config",
+           "sweep_blur_px", "sweep_depths", "warp_to_frame", "warp_to_grid"]
 
 #: Rec. 709 luminance weights of linear RGB.
 LUMA = (0.2126, 0.7152, 0.0722)
@@ -191,34 +191,151 @@ def _parabola_vertex(x0: Tensor, y0: Tensor, xc: Tensor, yc: Tensor, x2: Tensor,
     return torch.where(den.abs() > 1e-12, torch.minimum(torch.maximum(vertex, lo), hi), xc)
 
 
-def dff_depth(frames: Tensor, focus_m: Tensor, K: Tensor, ref: int) -> Tensor:
-    """Classical depth from focus on frame ``ref``'s grid (module docstring).
+#: Values of :func:`dff_depth`'s ``beyond_range``: what depth a pixel gets whose sharpest frame is the
+#: nearest- or farthest-focused one (its focus peak may lie beyond the stack's focus range).
+DFF_BEYOND_RANGE = ("clamp", "extrapolate")
+#: Confidence factor of a pixel whose sharpest frame is an end frame of the stack (its peak not
+#: bracketed by two frames), at the end frame; it halves again for each focus step beyond it.
+DFF_END_CONFIDENCE = 0.25
+#: Depth hypotheses beyond an end frame of ``"extrapolate"`` (:func:`_beyond_range`).
+DFF_BEYOND_HYPOTHESES = 16
 
-    Per pixel: the frame t* of highest :func:`focus_measure`; for 0 < t* < T - 1 the
+
+def dff_depth(frames: Tensor, focus_m: Tensor, K: Tensor, ref: int, *, beyond_range: str = "clamp",
+              lens: LensParams | None = None, min_depth_m: float | None = None,
+              max_depth_m: float | None = None) -> Tensor:
+    """Classical depth from focus on frame ``ref``'s grid (:func:`dff_depth_and_confidence`'s depth).
+
+    With the defaults: planar depth, metres, within [focus_m.min, focus_m.max].  # [B, 1, H, W]
+    """
+    return dff_depth_and_confidence(frames, focus_m, K, ref, beyond_range=beyond_range, lens=lens,
+                                    min_depth_m=min_depth_m, max_depth_m=max_depth_m)[0]
+
+
+def dff_depth_and_confidence(frames: Tensor, focus_m: Tensor, K: Tensor, ref: int, *, beyond_range: str = "clamp",
+                             lens: LensParams | None = None, min_depth_m: float | None = None,
+                             max_depth_m: float | None = None) -> tuple[Tensor, Tensor]:
+    """Classical depth from focus on frame ``ref``'s grid (module docstring), and its confidence.
+
+    Per pixel: the frame t* of highest :func:`focus_measure` m; for 0 < t* < T - 1 the
     diopter x = 1/F at the vertex of the parabola through (x_t, m_t) for t = t* - 1, t*,
-    t* + 1 (clamped to [x_{t*+1}, x_{t*-1}]); depth 1 / x. At either end of the stack,
-    and for T < 3, the sharpest frame's focus distance.
+    t* + 1 (clamped to [x_{t*+1}, x_{t*-1}]); depth 1 / x. For T < 3, the sharpest frame's
+    focus distance. Where t* is an end frame of the stack (t* = 0 or T - 1):
+
+    - ``beyond_range="clamp"``: that frame's focus distance (depth within the focus range).
+    - ``"extrapolate"``: depth from defocus with the lens (:func:`_beyond_range`): the depth,
+      from halfway to the next frame out to ``max_depth_m`` (far end) or ``min_depth_m`` (near
+      end), whose blur turns the end frame into the two frames next to it. Beyond the focus
+      range the focus measure only rises towards the end frame, so which frame is sharpest
+      says nothing more; how blurred the others are does. (A Gaussian fit of the measure
+      across the end frames, Nayar and Nakagawa's interpolation, was tried first: ln m of a
+      broadband texture is not a parabola in diopters, and on a synthetic stack a plane at
+      the far focus itself came out at the 3 m bound.)
+
+    Confidence, in [0, 1]: 1 - min_t m_t / max_t m_t (near 0 where the focus measure does not
+    change across the stack: no texture, or a surface far beyond the range), times
+    :data:`DFF_END_CONFIDENCE` where t* is an end frame, halved again for each focus step
+    (the end frames' diopter spacing) the depth lies beyond that frame.
 
     Args:
         frames: linear RGB, sorted by focus distance.  # [B, T, 3, H, W]
         focus_m: focus distances, metres, increasing.  # [B, T]
         K: intrinsics, pixels.  # [B, T, 3, 3]
         ref: the frame whose grid the depth is on.
+        beyond_range: ``"clamp"`` or ``"extrapolate"`` (above).
+        lens: the lens, fields [] or [B], pixel pitch for width W (``"extrapolate"`` needs it).
+        min_depth_m, max_depth_m: the bounds of extrapolated depth, metres, 0 < min < max
+            (``"extrapolate"`` needs them; ignored by ``"clamp"``).
     Returns:
-        planar depth, metres, within [focus_m.min, focus_m.max].  # [B, 1, H, W]
+        (planar depth, metres, > 0; confidence).  # [B, 1, H, W] each
+    Raises:
+        ValueError: an unknown ``beyond_range``, or (``"extrapolate"``) no lens, or bounds
+            missing or not 0 < min < max.
     """
-    _, measure, best = _sharpest(frames, K, ref)
+    if beyond_range not in DFF_BEYOND_RANGE:
+        raise ValueError(f"beyond_range must be one of {DFF_BEYOND_RANGE}, got {beyond_range!r}")
+    extrapolate = beyond_range == "extrapolate"
+    if extrapolate and not (min_depth_m is not None and max_depth_m is not None and 0 < min_depth_m < max_depth_m):
+        raise ValueError(f"beyond_range='extrapolate' needs 0 < min_depth_m < max_depth_m, "
+                         f"got {min_depth_m}, {max_depth_m}")
+    if extrapolate and lens is None:
+        raise ValueError("beyond_range='extrapolate' needs the lens (the blur a depth gives)")
+    warped, measure, best = _sharpest(frames, K, ref)
     t = frames.shape[1]
+    top = measure.amax(1)  # [B, H, W]
+    contrast = (1 - measure.amin(1) / top.clamp_min(1e-20)).clamp(0, 1) * (top > 0)
     diopter = (1 / focus_m)[:, :, None, None].expand_as(measure)  # [B, T, H, W]
     x1 = diopter.gather(1, best[:, None])[:, 0]
     if t < 3:
-        return (1 / x1)[:, None]
+        return (1 / x1)[:, None], contrast[:, None]
     mid = best.clamp(1, t - 2)[:, None]
     (x0, y0), (xc, yc), (x2, y2) = [
         (diopter.gather(1, mid + d)[:, 0], measure.gather(1, mid + d)[:, 0]) for d in (-1, 0, 1)]
     refined = _parabola_vertex(x0, y0, xc, yc, x2, y2)
     inner = (best > 0) & (best < t - 1)
-    return (1 / torch.where(inner, refined, x1))[:, None]
+    x = torch.where(inner, refined, x1)
+    if extrapolate:
+        x = _beyond_range(warped, focus_m, K, lens, ref, x, best == 0, best == t - 1, min_depth_m, max_depth_m,
+                          WINDOW_PX)
+    step = (x0 - x2).abs() / 2  # the diopter spacing of the three frames the depth came from
+    beyond = torch.where(best == 0, x - x1, x1 - x).clamp_min(0) / step.clamp_min(1e-12)
+    confidence = contrast * torch.where(inner, torch.ones_like(x), DFF_END_CONFIDENCE * 0.5**beyond)
+    return (1 / x)[:, None], confidence[:, None]
+
+
+def _beyond_range(warped: Tensor, focus_m: Tensor, K: Tensor, lens: LensParams, ref: int, x_end: Tensor,
+                  near: Tensor, far: Tensor, min_depth_m: float, max_depth_m: float, window: int) -> Tensor:
+    """Diopter of the pixels sharpest in an end frame by :func:`dff_depth_and_confidence`'s
+    ``"extrapolate"``: the depth beyond that frame whose blur explains the next frames best.
+
+    For each hypothesis z (:data:`DFF_BEYOND_HYPOTHESES`, uniform in diopters from the end
+    frame's focus to ``max_depth_m``, or to ``min_depth_m`` at the near end), the end frame e
+    blurred by the Gaussian of std sqrt(c_t(z)^2 - c_e(z)^2) / 4 (c the lens CoC in pixels of
+    frame ``ref``'s grid, :func:`sweep_blur_px`; a disc of diameter c has std c / 4) is compared
+    with each of the two frames t next to it: L1 of the gamma-encoded images (gamma 1/2.2),
+    averaged over a ``window`` box, summed over the two. The least cost wins, refined by the
+    parabola through it and its neighbours (in diopters).
+
+    Args:
+        warped: the frames on frame ``ref``'s grid.  # [B, T, 3, H, W]
+        x_end: the end frame's diopter per pixel.  # [B, H, W]
+        near, far: the pixels sharpest in the first / last frame.  # [B, H, W] bool
+    Returns:
+        diopters, x_end where neither.  # [B, H, W]
+    """
+    b, t, _, h, w = warped.shape
+    out = x_end.clone()
+    targets = gamma_encode(warped, 1 / 2.2)
+    pad = window // 2
+    for side, mask in (("near", near), ("far", far)):
+        if not bool(mask.any()):
+            continue
+        end, others = (0, (1, 2)) if side == "near" else (t - 1, (t - 2, t - 3))
+        x_e, x_in = 1 / focus_m[:, end].double(), 1 / focus_m[:, others[0]].double()  # [B]
+        x0 = x_e + 0.5 * (x_in - x_e)  # halfway to the next frame: its peak would be bracketed beyond
+        x1 = torch.full_like(x0, 1 / (min_depth_m if side == "near" else max_depth_m))
+        x1 = torch.maximum(x1, x_e) if side == "near" else torch.minimum(x1, x_e)
+        frac = torch.linspace(0, 1, DFF_BEYOND_HYPOTHESES, dtype=torch.float64, device=warped.device)
+        inv = x0[:, None] + (x1 - x0)[:, None] * frac  # [B, D]
+        sigma = sweep_blur_px(lens, (1 / inv).to(warped.dtype), focus_m, K, ref, w, 0.0)  # [B, T, D]
+        cost = warped.new_empty(b, DFF_BEYOND_HYPOTHESES, h, w)
+        for d in range(DFF_BEYOND_HYPOTHESES):
+            total = 0
+            for o in others:
+                blurred = gaussian_blur(warped[:, end], (sigma[:, o, d].square() - sigma[:, end, d].square())
+                                        .clamp_min(0).sqrt())
+                error = (gamma_encode(blurred, 1 / 2.2) - targets[:, o]).abs().mean(1, keepdim=True)
+                total = total + F.avg_pool2d(F.pad(error, (pad, pad, pad, pad), mode="reflect"), window, stride=1)
+            cost[:, d] = total[:, 0]
+        low = cost.argmin(1, keepdim=True)  # [B, 1, H, W]
+        count = DFF_BEYOND_HYPOTHESES
+        mid = low.clamp(1, count - 2)
+        grid = inv.to(warped.dtype)[:, :, None, None].expand(b, count, h, w)
+        (a0, c0), (ac, cc), (a2, c2) = ((grid.gather(1, mid + k), cost.gather(1, mid + k)) for k in (-1, 0, 1))
+        inner = (low > 0) & (low < count - 1)
+        best = torch.where(inner, _parabola_vertex(a0, c0, ac, cc, a2, c2), grid.gather(1, low))[:, 0]
+        out = torch.where(mask, best, out)
+    return out
 
 
 def sharp_composite(frames: Tensor, K: Tensor, ref: int) -> Tensor:

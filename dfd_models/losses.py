@@ -8,6 +8,8 @@ estimation", ICCV 2019, eq. 1 and 3); SSIM is Wang et al. 2004 over 3x3 windows.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -18,6 +20,7 @@ __all__ = [
     "masked_mean",
     "masked_mse",
     "photometric_error",
+    "region_mean",
     "ssim",
 ]
 
@@ -117,3 +120,28 @@ def masked_mse(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tens
     Unmasked elements may hold anything finite (e.g. depth 0 where invalid).
     """
     return masked_mean((pred - target).square(), mask)
+
+
+def region_mean(values: Tensor, masks: Sequence[Tensor], weights: Sequence[float] | None = None) -> Tensor:
+    """Weighted mean of the per-region means of ``values``, empty regions left out.
+
+        sum_r w_r [n_r > 0] mean_r / sum_r w_r [n_r > 0],   mean_r = masked_mean(values, masks[r])
+
+    n_r the elements of region r. Each region counts by its weight, whatever its size
+    (a region of 90 % of the pixels weighs as much as one of 10 % at equal weights);
+    one region with weight 1 is :func:`masked_mean`. Every region empty gives 0.
+
+    Args:
+        values: per-element errors.  # any shape
+        masks: one bool or {0, 1} mask per region, each broadcasting against ``values``.
+        weights: w_r >= 0 per region; None: 1 each.
+    Returns:
+        the weighted mean, scalar.
+    """
+    weights = [1.0] * len(masks) if weights is None else list(weights)
+    if len(weights) != len(masks) or not masks:
+        raise ValueError(f"need one weight per region and a region, got {len(weights)} for {len(masks)}")
+    means = torch.stack([masked_mean(values, m) for m in masks])  # [R]
+    present = torch.stack([m.any() for m in masks]).to(values.dtype)  # [R]
+    w = present * torch.tensor(weights, dtype=values.dtype, device=values.device)
+    return (w * means).sum() / w.sum().clamp_min(torch.finfo(values.dtype).tiny)

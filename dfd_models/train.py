@@ -5,7 +5,10 @@ A run directory ``RUN`` holds::
     RUN/config.yaml              the full resolved config (dfd_models.config)
     RUN/ckpt/step_XXXXXXX.pt     checkpoints every train.ckpt_every steps and at the end
     RUN/ckpt/last.pt             the latest of them (what --resume continues from)
-    RUN/tb/                      TensorBoard: every loss term, lr, grad norm; image grids
+    RUN/ckpt/best.pt             the best on validation so far (train.best_metric; same format)
+    RUN/best.json                its {"metric", "higher_is_better", "step", "value", "checkpoint"}
+    RUN/val.jsonl                one line per validation: {"step", "split", "samples", "regions": {"all", "objects"}}
+    RUN/tb/                      TensorBoard: every loss term, lr, grad norm, val/<region>/<metric>; image grids
 
 One step: the batch goes through ``model(batch)`` (under autocast when
 ``optim.amp`` is on), ``model.losses(batch, outputs)["total"]`` is
@@ -21,6 +24,17 @@ step and the steps per second from the first step; when the first step (on CUDA 
 second: the first warms up) takes more than :data:`SLOW_STEP_S`, one line says what the
 run will cost and which ``--set`` options make a step cheaper.
 
+Validation: when the shards hold a sample of split ``train.val_split`` (``val``; not the
+split trained on), rank 0 scores the model on all of it (:func:`dfd_models.evaluate.score_model`:
+eval mode, no gradients, full frames, ramp 0, in order, no loader worker; as ``dfdgen eval``)
+every ``train.val_every`` steps (0: at every checkpoint) and at the last step, prints one
+line, logs ``val/<region>/<metric>`` and appends to ``val.jsonl``; when ``train.best_metric``
+improves on every earlier validation of the run (``best.json``, kept across ``--resume``)
+the model is saved as ``ckpt/best.pt``. Validation leaves the random generators as it found
+them, so it changes no training step. Without such a split one line says validation is
+off, and no ``best.pt`` is kept. A resumed run drops the ``val.jsonl`` lines after its
+checkpoint's step (they are scored again).
+
 Distributed: started by ``torchrun`` (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``
 in the environment) the run joins the process group (NCCL on CUDA, gloo on
 CPU), wraps the model in DistributedDataParallel and reads its own share of the
@@ -35,7 +49,9 @@ training split (full frames, no flips, ``data.ramp`` as configured, no shuffle)
 and writes ``config.yaml`` and a checkpoint at step 0 (no optimizer step was
 taken; ``optimizer``, ``scheduler`` and ``scaler`` are None) as
 ``ckpt/step_0000000.pt`` and ``ckpt/last.pt``; no TensorBoard log.
-``train.max_steps`` and ``train.epochs`` do not apply (the log line says so).
+``train.max_steps`` and ``train.epochs`` do not apply (the log line says so). With a
+validation split the fitted model is scored once: ``val.jsonl`` holds that one line (step
+0) and ``ckpt/best.pt`` is the fitted checkpoint.
 Under DDP rank 0 fits on the whole split while the others wait; ``--resume``
 fits again (the same pass, the same result).
 
@@ -50,6 +66,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import json
 import math
 import os
 import random
@@ -68,17 +85,20 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from generator.errors import BadInput, DfdgenError, OutputError
+from generator.errors import BadInput, DfdgenError, OutputError, brief
 from generator.inspect import colorize
 from generator.codec import linear_to_srgb
 from generator.files import folder_lock, write_atomic
+from generator.format import split_samples
 from dfd_models.checkpoint import (dataset_info, load_checkpoint, load_strict, rng_state, save_checkpoint,
                                    set_rng_state)
-from dfd_models.config import ConfigError, TrainConfig, auto_data, read_yaml, resolve_config
-from dfd_models.data import FocalStackLoader, make_loader
+from dfd_models.config import HIGHER_IS_BETTER, ConfigError, TrainConfig, auto_data, read_yaml, resolve_config
+from dfd_models.data import FocalStackLoader, make_loader, resolve_shards
 from dfd_models.networks import MODELS, build_model
 
 CONFIG_FILE = "config.yaml"
+VAL_LOG = "val.jsonl"
+BEST_FILE = "best.json"
 
 
 # --- config and run directory -------------------------------------------------------
@@ -147,6 +167,18 @@ class RunDir:
     def tb(self) -> Path:
         return self.path / "tb"
 
+    @property
+    def best(self) -> Path:
+        return self.ckpt / "best.pt"
+
+    @property
+    def val_log(self) -> Path:
+        return self.path / VAL_LOG
+
+    @property
+    def best_record(self) -> Path:
+        return self.path / BEST_FILE
+
     def step_checkpoint(self, step: int) -> Path:
         return self.ckpt / f"step_{step:07d}.pt"
 
@@ -161,7 +193,7 @@ class RunDir:
         Raises:
             OutputError: see above.
         """
-        held = [p.name for p in (self.config, self.ckpt, self.tb) if p.exists()]
+        held = [p.name for p in (self.config, self.ckpt, self.tb, self.val_log) if p.exists()]
         if resume and not self.last.is_file():
             raise OutputError(f"{self.path} holds no checkpoint to resume ({self.last} is missing)")
         if not resume and held:
@@ -464,6 +496,183 @@ def step_cost_note(seconds: float, step: int, total: int, data: Any, image: dict
     return note
 
 
+# --- validation -------------------------------------------------------------------------
+
+
+def validation_off(config: TrainConfig) -> str | None:
+    """Why split ``train.val_split`` cannot be scored during training (one clause), or None when it can:
+    it is null, it is the split trained on, or the shards hold no sample of it (a dataset
+    directory's manifest counts its samples; other shards are matched by file name)."""
+    split, data = config.train.val_split, config.data
+    if split is None:
+        return "train.val_split is null"
+    if data.split is None:
+        return f"data.split is null, so split {split!r} is trained on (train.val_split)"
+    if data.split == split:
+        return f"split {split!r} is the one trained on (data.split, train.val_split)"
+    shards = data.shards
+    count = split_samples(shards, split) if isinstance(shards, (str, Path)) else None
+    if count == 0:
+        return f"the shards have no {split!r} split: {shards} lists no sample of it (train.val_split)"
+    if count is None:
+        try:
+            resolve_shards(shards, split)
+        except BadInput:
+            return f"the shards have no {split!r} split: no shard of it in {shards} (train.val_split)"
+    return None
+
+
+def val_batch_size(data: Any, image: dict | None) -> int:
+    """Full-frame stacks per validation batch: the training batch's pixels (``data.batch_size``
+    crops of ``data.crop``) in whole frames of ``image``, at least 1."""
+    if data.crop is None:
+        return data.batch_size
+    if not image:
+        return 1
+    return max(1, data.batch_size * data.crop[0] * data.crop[1] // (image["height"] * image["width"]))
+
+
+#: Metrics the validation line shows for each region (and ``train.best_metric``'s).
+VAL_LINE = {"abs_rel": "AbsRel", "delta1": "delta1"}
+
+
+@dataclass
+class Best:
+    """The best value of ``metric`` (``REGION.METRIC``) so far in a run, and its step (``RUN/best.json``)."""
+
+    metric: str
+    step: int | None = None
+    value: float | None = None
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric.split(".", 1)[1] in HIGHER_IS_BETTER
+
+    def of(self, regions: dict[str, dict | None]) -> float | None:
+        """``metric``'s value in ``regions`` (None: its region has no pixel)."""
+        region, name = self.metric.split(".", 1)
+        scores = regions.get(region)
+        return None if scores is None else scores.get(name)
+
+    def improves(self, value: float | None) -> bool:
+        """Whether ``value`` is finite and strictly better than the best so far (any is, first)."""
+        if value is None or not math.isfinite(value):
+            return False
+        if self.value is None:
+            return True
+        return value > self.value if self.higher_is_better else value < self.value
+
+    def to_json(self) -> bytes:
+        return json.dumps({"metric": self.metric, "higher_is_better": self.higher_is_better, "step": self.step,
+                           "value": self.value, "checkpoint": "ckpt/best.pt"}, indent=2).encode("utf-8")
+
+
+def _logged_step(line: str) -> int | None:
+    """The step of a ``val.jsonl`` line; None for one that is not a whole record."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+class Validation:
+    """Rank 0's scoring of the validation split during a run (module docstring)."""
+
+    def __init__(self, config: TrainConfig, run: RunDir, info: dict, device: torch.device):
+        self.config, self.run, self.device = config, run, device
+        self.split = config.train.val_split
+        self.batch_size = val_batch_size(config.data, info.get("image"))
+        self.max_depth_m = info.get("max_depth_m")
+        self.best = Best(config.train.best_metric)
+
+    def due(self, step: int, total: int) -> bool:
+        """Whether step ``step`` (1-based) of ``total`` is validated."""
+        every = self.config.train.val_every or self.config.train.ckpt_every
+        return step % every == 0 or step == total
+
+    def describe(self) -> str:
+        train = self.config.train
+        when = (f"every {train.val_every} steps" if train.val_every
+                else f"at every checkpoint ({train.ckpt_every} steps)")
+        order = "higher" if self.best.higher_is_better else "lower"
+        return (f"validation: split {self.split!r}, {when} and the last step; ckpt/best.pt by "
+                f"{self.best.metric} ({order} is better)")
+
+    def resume(self, step: int) -> str | None:
+        """Take the best so far from ``best.json`` and drop ``val.jsonl``'s lines after ``step``
+        (a resumed run scores them again); the note to show when ``best.json`` ranks by another
+        metric (the next validation then replaces ``best.pt``), else None."""
+        log = self.run.val_log
+        if log.is_file():
+            lines = log.read_text(encoding="utf-8").splitlines(keepends=True)
+            kept = [line for line in lines if _logged_step(line) is not None and _logged_step(line) <= step]
+            if len(kept) != len(lines):  # also drops a line cut by an interruption
+                write_atomic(log, "".join(kept).encode("utf-8"))
+        if not self.run.best_record.is_file():
+            return None
+        try:
+            saved = json.loads(self.run.best_record.read_text(encoding="utf-8"))
+            metric, best_step, value = saved["metric"], int(saved["step"]), float(saved["value"])
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            return f"{self.run.best_record} is unreadable ({brief(exc)}): the next validation replaces ckpt/best.pt"
+        if metric != self.best.metric:
+            return (f"train.best_metric is {self.best.metric}, ckpt/best.pt was chosen by {metric}: "
+                    "the next validation replaces it")
+        self.best.step, self.best.value = best_step, value
+        return None
+
+    def score(self, model: nn.Module, step: int, *, writer: Any = None, log: bool = True) -> tuple[bool, str, str]:
+        """Score ``model`` on the split at ``step``: log it (TensorBoard ``writer``; ``val.jsonl`` unless
+        not ``log``) and note a new best (the caller then saves ``best.pt`` and :meth:`record_best`).
+
+        Returns:
+            (whether ``train.best_metric`` improved, the line to show, the ``val.jsonl`` line).
+        """
+        from dfd_models.evaluate import score_model  # evaluate imports this module's helpers
+
+        state, training = rng_state(), model.training
+        model.eval()
+        try:
+            regions, _, samples = score_model(model, self.config.data.shards, split=self.split, device=self.device,
+                                              batch_size=self.batch_size, workers=0, max_depth_m=self.max_depth_m,
+                                              progress=False, skip_corrupt=self.config.data.skip_corrupt)
+        finally:
+            model.train(training)
+            set_rng_state(state)
+        value = self.best.of(regions)
+        improved = self.best.improves(value)
+        if improved:
+            self.best.step, self.best.value = step, value
+        line = json.dumps({"step": step, "split": self.split, "samples": samples, "regions": regions}) + "\n"
+        if log:
+            with open(self.run.val_log, "a", encoding="utf-8") as stream:
+                stream.write(line)
+        if writer is not None:
+            for region, scores in regions.items():
+                for name, number in (scores or {}).items():
+                    if name != "n_pixels":
+                        writer.add_scalar(f"val/{region}/{name}", number, step)
+        return improved, self._line(step, regions, improved), line
+
+    def record_best(self) -> None:
+        """Write ``best.json`` (after ``best.pt``)."""
+        write_atomic(self.run.best_record, self.best.to_json())
+
+    def _line(self, step: int, regions: dict, improved: bool) -> str:
+        shown = dict(VAL_LINE)
+        shown.setdefault(self.best.metric.split(".", 1)[1], self.best.metric.split(".", 1)[1])
+        parts = []
+        for region in ("objects", "all"):
+            scores = regions.get(region)
+            if scores is None:
+                parts.append(f"{region} (no pixel)")
+            else:
+                parts.append(" ".join([region] + [f"{label} {scores[name]:.4g}" for name, label in shown.items()]))
+        note = "  (best)" if improved else (f"  (best {self.best.value:.4g} at step {self.best.step})"
+                                            if self.best.value is not None else "")
+        return f"val step {step}: {' | '.join(parts)}{note}"
+
+
 # --- the run ----------------------------------------------------------------------------
 
 
@@ -485,6 +694,7 @@ class TrainSummary:
     last_checkpoint: Path | None
     last_losses: dict[str, float]
     seconds: float
+    best_checkpoint: Path | None = None
 
 
 def _rng_states(proc: Process) -> list[dict]:
@@ -519,9 +729,10 @@ def _restore(run: RunDir, model: nn.Module, opt: Optimisation, proc: Process, se
 
 
 def _save(run: RunDir, config: TrainConfig, data: dict, model: nn.Module, opt: Optimisation | None,
-          pos: Position, rng: list[dict]) -> Path:
-    """Write ``ckpt/step_XXXXXXX.pt`` and ``ckpt/last.pt`` (rank 0), with every rank's ``rng`` states
-    (``opt`` None, for a fitted model: no optimizer, schedule or scaler state)."""
+          pos: Position, rng: list[dict], paths: Sequence[Path] | None = None) -> Path:
+    """Write ``ckpt/step_XXXXXXX.pt`` and ``ckpt/last.pt`` (rank 0), or ``paths`` (the first is
+    returned), with every rank's ``rng`` states (``opt`` None, for a fitted model: no optimizer,
+    schedule or scaler state)."""
     run.ckpt.mkdir(parents=True, exist_ok=True)
     payload = {
         "config": config.to_dict(),
@@ -535,9 +746,9 @@ def _save(run: RunDir, config: TrainConfig, data: dict, model: nn.Module, opt: O
         "scaler": opt.scaler.state_dict() if opt is not None and opt.scaler.is_enabled() else None,
         "rng": rng,
     }
-    path = run.step_checkpoint(pos.step)
-    save_checkpoint(payload, [path, run.last])
-    return path
+    paths = [run.step_checkpoint(pos.step), run.last] if paths is None else list(paths)
+    save_checkpoint(payload, paths)
+    return paths[0]
 
 
 def _batches(loader: FocalStackLoader, pos: Position, where: str) -> Iterator[dict]:
@@ -573,7 +784,7 @@ def _fit_reference(config: TrainConfig, run: RunDir, proc: Process, started: flo
     model = build_model(config.model.name, config.model.config).to(proc.device)
     config, _ = sized_config(config, dataset_info(config.data.shards), proc.device, model.size_multiple)
     data_cfg = config.data
-    saved = None
+    saved = best = None
     if proc.is_main:
         # every training stack once, in order, whole (a fit sees the data as it is)
         data = dataclasses.replace(data_cfg, crop=None, flip=False, shuffle=0, epoch_len=None)
@@ -592,17 +803,29 @@ def _fit_reference(config: TrainConfig, run: RunDir, proc: Process, started: flo
             fitted = model.fit(counted())
         except ValueError as exc:
             raise BadInput(f"model {config.model.name} cannot be fitted on {where}: {exc}") from exc
+        info = dataset_info(data_cfg.shards)
+        validation = _validation(config, run, info, proc, resume=False, step=0)
+        improved, line, logged = (validation.score(model, 0, log=False) if validation is not None
+                                  else (False, None, None))
         run.path.mkdir(parents=True, exist_ok=True)
         write_atomic(run.config, config.to_yaml().encode("utf-8"))
-        saved = _save(run, config, dataset_info(data_cfg.shards), model, None, Position(), [rng_state()])
+        paths = [run.step_checkpoint(0), run.last] + ([run.best] if improved else [])
+        saved = _save(run, config, info, model, None, Position(), [rng_state()], paths)
+        if logged:  # a fit (again, when resumed) is scored once: the log holds that line alone
+            write_atomic(run.val_log, logged.encode("utf-8"))
+        if improved:
+            validation.record_best()
+            best = run.best
         values = ", ".join(f"{name} {value:.6g}" for name, value in fitted.items())
         read = f"fitted on one pass over {stacks} stacks of {where}" if stacks else "nothing to fit, no data read"
         print(f"{config.model.name} has no trainable parameters: {read}" + (f" ({values})" if values else "")
               + f" in {time.perf_counter() - started:.1f} s; train.max_steps and train.epochs do not apply",
               file=sys.stderr, flush=True)
+        if line:
+            print(line, file=sys.stderr, flush=True)
     if proc.world_size > 1:
         dist.barrier()
-    return TrainSummary(run.path, 0, saved, {}, time.perf_counter() - started)
+    return TrainSummary(run.path, 0, saved, {}, time.perf_counter() - started, best)
 
 
 def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> TrainSummary:
@@ -633,6 +856,24 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
             dist.destroy_process_group()
 
 
+def _validation(config: TrainConfig, run: RunDir, info: dict, proc: Process, *, resume: bool,
+                step: int) -> Validation | None:
+    """The run's :class:`Validation` (None: off); rank 0 says which, and when resuming takes the
+    best so far from the run (:meth:`Validation.resume` at checkpoint step ``step``)."""
+    off = validation_off(config)
+    if off is not None:
+        if proc.is_main:
+            print(f"validation off: {off}; no ckpt/best.pt is kept", file=sys.stderr, flush=True)
+        return None
+    validation = Validation(config, run, info, proc.device)
+    if proc.is_main and MODELS[config.model.name].trainable:
+        print(validation.describe(), file=sys.stderr, flush=True)
+        note = validation.resume(step) if resume else None
+        if note:
+            print(note, file=sys.stderr, flush=True)
+    return validation
+
+
 def _train(config: TrainConfig, run: RunDir, proc: Process, resume: bool, progress: bool,
            started: float) -> TrainSummary:
     """:func:`train`'s work, with the run directory checked and locked."""
@@ -654,6 +895,7 @@ def _train(config: TrainConfig, run: RunDir, proc: Process, resume: bool, progre
         print(chosen, file=sys.stderr, flush=True)
     opt = make_optimisation(model, config, proc.device)
     pos, data = _restore(run, model, opt, proc, config.train.seed) if resume else (Position(), info)
+    validation = _validation(config, run, info, proc, resume=resume, step=pos.step)
     stepper = model if proc.world_size == 1 else DistributedDataParallel(
         model, device_ids=[proc.device.index] if proc.device.type == "cuda" else None)
     loader = make_loader(data_cfg, seed=config.train.seed, pin_memory=proc.device.type == "cuda",
@@ -692,14 +934,27 @@ def _train(config: TrainConfig, run: RunDir, proc: Process, resume: bool, progre
                 last_losses = means
             if config.train.image_every and pos.step % config.train.image_every == 0:
                 logger.images(pos.step, batch, outputs)
-        if pos.step % config.train.ckpt_every == 0 or pos.step == total:
+        ckpt_due = pos.step % config.train.ckpt_every == 0 or pos.step == total
+        val_due = validation is not None and validation.due(pos.step, total)
+        if ckpt_due or val_due:
             rng = _rng_states(proc)
             if proc.is_main:
-                saved = _save(run, config, data, model, opt, pos, rng)
+                if ckpt_due:  # before validating: a validation that fails loses no checkpoint
+                    saved = _save(run, config, data, model, opt, pos, rng)
+                if val_due:
+                    improved, line, _ = validation.score(model, pos.step, writer=logger.writer)
+                    bar.write(line, file=sys.stderr)
+                    if improved:
+                        if ckpt_due:  # the same bytes
+                            write_atomic(run.best, run.last.read_bytes())
+                        else:
+                            _save(run, config, data, model, opt, pos, rng, [run.best])
+                        validation.record_best()
     batches.close()
     bar.close()
     if logger is not None:
         logger.close()
     if proc.world_size > 1:
         dist.barrier()
-    return TrainSummary(run.path, pos.step, saved, last_losses, time.perf_counter() - started)
+    best = run.best if validation is not None and validation.best.step is not None else None
+    return TrainSummary(run.path, pos.step, saved, last_losses, time.perf_counter() - started, best)

@@ -143,7 +143,7 @@ def test_untrained_single_head_baselines_start_in_the_middle_of_the_depth_range(
 def test_losses_ignore_invalid_and_wall_pixels(torch):
     from dfd_models.networks import build_model
 
-    model = build_model("ddff", _small("ddff", coc_head=True))
+    model = build_model("ddff", _small("ddff", coc_head=True, regions="objects"))
     batch = _batch(torch)
     out = {k: v.detach() for k, v in model(batch).items()}
     wall = torch.zeros_like(batch["valid"])
@@ -159,7 +159,7 @@ def test_losses_ignore_invalid_and_wall_pixels(torch):
     walled_far = dict(walled, depth=torch.where(wall, torch.tensor(2.9), batch["depth"]))
     assert model.losses(walled_far, out)["depth"] == pytest.approx(float(masked["depth"]))
     assert model.losses(walled_far, out)["coc"] == pytest.approx(float(masked["coc"]))
-    unmasked = build_model("ddff", _small("ddff", coc_head=True, mask_wall=False))
+    unmasked = build_model("ddff", _small("ddff", coc_head=True, regions="all"))
     unmasked.load_state_dict(model.state_dict())
     assert float(unmasked.losses(walled_far, out)["depth"]) > float(masked["depth"])
 
@@ -237,7 +237,7 @@ def test_overfits_four_scenes(torch, four_scenes, one_thread, name):
     from dfd_models.metrics import depth_metrics
     from dfd_models.networks import build_model
 
-    model = build_model(name, _small(name, mask_wall=False, coc_head=True))
+    model = build_model(name, _small(name, regions="all", coc_head=True))
     with torch.no_grad():
         before = float(model.losses(four_scenes, model(four_scenes))["total"])
     _fit(torch, model, four_scenes, steps=220, lr=2e-3)

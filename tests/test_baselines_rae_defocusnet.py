@@ -67,7 +67,7 @@ def test_overfits_four_scenes(torch, four_scenes, one_thread, name):  # noqa: F8
     from dfd_models.metrics import depth_metrics
     from dfd_models.networks import build_model
 
-    model = build_model(name, {**SMALL[name], "mask_wall": False, "coc_head": True})
+    model = build_model(name, {**SMALL[name], "regions": "all", "coc_head": True})
     with torch.no_grad():
         before = float(model.losses(four_scenes, model(four_scenes))["total"])
     _fit(torch, model, four_scenes, steps=700, lr=1e-2 if name == "recurrent_ae" else 3e-3)

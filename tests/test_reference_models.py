@@ -24,9 +24,10 @@ def _run(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-def _train_depths(shards: Path) -> np.ndarray:
+def _train_depths(shards: Path, region: str = "all") -> np.ndarray:
     """Every valid planar depth (float64) of frame T // 2 (the middle of ramp 0 by focus) of every
-    train-split sample, read from the shards' members directly (not through the loader)."""
+    train-split sample, read from the shards' members directly (not through the loader); with
+    ``region="objects"`` those off the wall (within 1e-4 of the metadata's ``depth.wall_m``)."""
     values = []
     for path in sorted(Path(shards).glob("*-train-*.tar")):
         with tarfile.open(path) as tar:
@@ -38,7 +39,11 @@ def _train_depths(shards: Path) -> np.ndarray:
                 member = f"{key}.depth.exr" if f"{key}.depth.exr" in members else \
                     f"{key}.f{ramp[len(ramp) // 2]['index']:03d}.depth.exr"
                 depth = read_exr_bytes(tar.extractfile(members[member]).read())["Z"]
-                values.append(depth[depth > 0].astype(np.float64))
+                keep = depth > 0
+                if region == "objects":
+                    wall_m = float(meta["depth"]["wall_m"])  # the tiny recipe has a fronto-parallel wall
+                    keep &= np.abs(depth.astype(np.float64) - wall_m) > 1e-4 * wall_m
+                values.append(depth[keep].astype(np.float64))
     return np.concatenate(values)
 
 
@@ -114,6 +119,68 @@ def test_predict_and_resume_of_a_fitted_constant(fitted, tiny_dataset, tmp_path,
     assert result.exit_code == 0, result.output
     again = torch.load(run / "ckpt" / "last.pt", weights_only=True)
     assert float(again["model"]["depth_m"]) == value and again["step"] == 0
+
+
+@pytest.fixture(scope="module")
+def fitted_objects(tiny_dataset, tmp_path_factory, torch):
+    """Run directory of ``dfdgen train --model constant --set model.config.region=objects``."""
+    run = tmp_path_factory.mktemp("constant_objects") / "run"
+    result = _run("train", "--shards", tiny_dataset, "--model", "constant", "--out", run, "--max-steps", 5,
+                  "--set", "model.config.region=objects", "--set", "data.workers=0")
+    assert result.exit_code == 0, result.output
+    assert "wall_pixels_left_out" in result.output, result.output
+    return run
+
+
+def test_objects_constant_is_the_median_off_the_wall(fitted, fitted_objects, tiny_dataset, tmp_path, torch):
+    """region=objects: the exact median of the valid depths off the wall (computed here from the
+    shards' EXRs and metadata), below the all-pixel one (the wall is the farthest surface); the
+    field survives the checkpoint; eval scores that constant on the objects region."""
+    from dfd_models.checkpoint import load_model
+
+    ckpt = torch.load(fitted_objects / "ckpt" / "last.pt", weights_only=True)
+    objects, every = _train_depths(tiny_dataset, "objects"), _train_depths(tiny_dataset)
+    assert 0 < objects.size < every.size
+    assert int(ckpt["model"]["n_pixels"]) == objects.size
+    assert float(ckpt["model"]["depth_m"]) == float(np.median(objects))
+    everywhere = float(torch.load(fitted["constant"] / "ckpt" / "last.pt", weights_only=True)["model"]["depth_m"])
+    assert float(np.median(objects)) < everywhere == float(np.median(every))
+    assert ckpt["config"]["model"]["config"] == {"region": "objects"}
+    model, _ = load_model(fitted_objects / "ckpt" / "last.pt")
+    assert model.config == {"region": "objects"} and float(model.depth_m) == float(np.median(objects))
+    assert load_model(fitted["constant"] / "ckpt" / "last.pt")[0].config == {"region": "all"}
+
+    out = tmp_path / "objects.json"
+    result = _run("eval", "--shards", tiny_dataset, "--checkpoint", fitted_objects / "ckpt" / "last.pt",
+                  "--split", "train", "--workers", 0, "--json", out)
+    assert result.exit_code == 0, result.output
+    scored = json.loads(out.read_text())["regions"]["objects"]
+    median = np.float64(np.float32(np.median(objects)))
+    assert scored["n_pixels"] == objects.size
+    assert scored["abs_rel"] == pytest.approx(np.mean(np.abs(median - objects) / objects), rel=1e-9)
+
+
+def test_constant_region_is_validated(tiny_dataset, tmp_path, torch):
+    from dfd_models.config import ConfigError
+    from dfd_models.networks import build_model
+
+    result = _run("train", "--shards", tiny_dataset, "--model", "constant", "--out", tmp_path / "run",
+                  "--max-steps", 5, "--set", "model.config.region=wall", "--set", "data.workers=0")
+    assert result.exit_code == 2, result.output
+    assert "model.config.region" in result.output and "one of: all, objects" in result.output
+    assert not (tmp_path / "run" / "ckpt").exists()
+    with pytest.raises(ConfigError, match="model.config.region"):
+        build_model("constant", {"region": 1})
+    depth = torch.tensor([1.0, 2.0, 3.0, 4.0]).reshape(1, 1, 2, 2)
+    valid = depth > 0
+    with pytest.raises(ValueError, match="needs the wall mask"):  # a batch without ``wall``
+        build_model("constant", {"region": "objects"}).fit(iter([{"depth": depth, "valid": valid}]))
+    with pytest.raises(ValueError, match="no valid pixel off the background wall"):
+        build_model("constant", {"region": "objects"}).fit(iter([{"depth": depth, "valid": valid, "wall": valid}]))
+    wall = depth == 4.0  # the farthest pixel is wall: the median of 1, 2, 3
+    fitted = build_model("constant", {"region": "objects"}).fit(iter([{"depth": depth, "valid": valid, "wall": wall}]))
+    assert fitted == {"depth_m": 2.0, "pixels": 3.0, "wall_pixels_left_out": 1.0}
+    assert build_model("constant").fit(iter([{"depth": depth, "valid": valid, "wall": wall}]))["depth_m"] == 2.5
 
 
 # --- the models themselves -------------------------------------------------------------------
@@ -235,6 +302,68 @@ def test_dff_finds_the_frame_where_the_blur_vanishes(torch):
     # at its own pixel centres, so equal up to rounding).
     composite = sharp_composite(frames, K, ref=t // 2)
     assert torch.allclose(composite[0, :, 8:-8, 8 : w // 2 - 8], frames[0, 2, :, 8:-8, 8 : w // 2 - 8], atol=1e-6)
+
+
+def _blurred_planes_stack(torch, depths_m, lens, t=5, size=48):
+    """A stack of textured fronto-parallel strips (one per depth, side by side) focused from 0.3 to
+    1.2 m in uniform diopter steps, each frame the texture blurred by the project's lens: a Gaussian
+    of std c / 4 (c = :func:`dfd_models.lens.coc_px`, a disc's std). Returns frames, focus_m, K."""
+    from dfd_models.focus import gaussian_blur
+    from dfd_models.lens import coc_px
+
+    texture = gaussian_blur(torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)), 1.0)
+    focus = (1 / torch.linspace(1 / 0.3, 1 / 1.2, t, dtype=torch.float64)).float()
+    width = size // len(depths_m)
+    frames = torch.empty(1, t, 3, size, size)
+    for i, z in enumerate(depths_m):
+        for k in range(t):
+            blur = float(coc_px(lens, torch.tensor([z]), focus[k : k + 1], size)[0]) / 4
+            frames[0, k, :, :, i * width : (i + 1) * width] = gaussian_blur(texture, blur)[0, :, :, i * width :
+                                                                                                (i + 1) * width]
+    K = torch.tensor([[80.0, 0, size / 2], [0, 80.0, size / 2], [0, 0, 1]]).expand(1, t, 3, 3)
+    return frames, focus[None], K, width
+
+
+def test_dff_extrapolates_beyond_the_far_focus_with_low_confidence(torch):
+    """A plane behind the stack's far focus (1.2 m): ``clamp`` puts it at 1.2 m; ``extrapolate`` puts it
+    beyond, nearer the truth, and both give it a lower confidence than a plane inside the range,
+    whose depth the two variants agree on."""
+    from dfd_models.lens import LensParams
+    from dfd_models.networks import build_model
+
+    lens = LensParams("blender", torch.tensor([0.05]), torch.tensor([2.0]), torch.tensor([0.036]))
+    truth = (0.6, 1.7)  # inside the range; beyond it (as small_obj's wall, 1.5-2 m)
+    frames, focus, K, width = _blurred_planes_stack(torch, truth, lens)
+    clamp, extrapolate = build_model("dff"), build_model("dff", {"beyond_range": "extrapolate"})
+    (d_c, c_c), (d_e, c_e) = (m.predict_with_confidence(frames, focus, lens, K) for m in (clamp, extrapolate))
+    assert d_c.shape == c_c.shape == (1, 1, 48, 48) and bool(((c_e >= 0) & (c_e <= 1)).all())
+    inner = [(slice(8, -8), slice(i * width + 8, (i + 1) * width - 8)) for i in range(len(truth))]
+    near, far = ([float(m[0, 0][r].median()) for r in inner] for m in (d_c, d_e))
+    assert abs(near[0] - truth[0]) < 0.1 * truth[0] and far[0] == pytest.approx(near[0], rel=1e-6)
+    assert near[1] == pytest.approx(1.2, rel=1e-6)  # clamped to the far focus
+    assert 1.3 < far[1] and abs(far[1] - truth[1]) < 0.5 * abs(near[1] - truth[1]), far[1]
+    for conf in (c_c, c_e):
+        assert float(conf[0, 0][inner[1]].mean()) < 0.6 * float(conf[0, 0][inner[0]].mean())
+    # extrapolated depths stay within the declared bounds, and without a lens there is nothing to extrapolate
+    bounded = build_model("dff", {"beyond_range": "extrapolate", "max_depth_m": 1.4}).predict(frames, focus, lens, K)
+    assert float(bounded.max()) <= 1.4 + 1e-5 and float(bounded[0, 0][inner[1]].median()) > 1.3
+    with pytest.raises(ValueError, match="needs the lens"):
+        extrapolate.predict(frames, focus, None, K)
+
+
+def test_dff_config_is_validated_and_kept(torch, tmp_path):
+    from dfd_models.config import ConfigError
+    from dfd_models.networks import build_model
+
+    assert build_model("dff").config == {"beyond_range": "clamp", "min_depth_m": 0.1, "max_depth_m": 3.0}
+    with pytest.raises(ConfigError, match="beyond_range"):
+        build_model("dff", {"beyond_range": "guess"})
+    with pytest.raises(ConfigError, match="max_depth_m"):
+        build_model("dff", {"min_depth_m": 2.0, "max_depth_m": 1.0})
+    with pytest.raises(ConfigError, match="min_depth_m"):
+        build_model("dff", {"min_depth_m": 0})
+    model = build_model("dff", {"beyond_range": "extrapolate", "max_depth_m": 2.5})
+    assert build_model("dff", model.config).config == model.config
 
 
 def test_warp_is_exact_for_a_pure_k_scaling(torch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -20,65 +21,123 @@ def table(torch):
     return module
 
 
-def _regions(abs_rel: float, objects: bool = True) -> dict:
-    every = {"abs_rel": abs_rel, "delta1": 0.915, "rms_norm": 0.0351, "accuracy": 91.5, "inv_mae": 0.2,
-             "pearson": 0.0}
-    return {"all": every, "objects": {**every, "abs_rel": 2 * abs_rel, "delta1": 0.5, "pearson": 0.71}
-            if objects else None}
+def _regions(abs_rel: float, all_delta1: float = 0.915, objects: bool = True) -> dict:
+    every = {"abs_rel": abs_rel, "delta1": all_delta1, "rms_norm": 0.0351, "accuracy": 100 * all_delta1,
+             "inv_mae": 0.2, "pearson": 0.0}
+    return {"all": every, "objects": {**every, "abs_rel": 2 * abs_rel, "delta1": 1 - abs_rel,
+                                      "pearson": 1 - 2 * abs_rel} if objects else None}
 
 
-def test_table_rows_regions_references_ablation_published_numbers_and_commands(table):
-    constant, ddff = table.ROWS[0], next(row for row in table.ROWS if row.model == "ddff")
-    both = next(row for row in table.ROWS if row.large)
-    sdgs = next(row for row in table.ROWS if row.model == "sdgs")
-    results = [table.ModelResult(constant, "dfdgen train --model constant", "dfdgen eval --checkpoint c", 1.0,
-                                 _regions(0.3)),
-               table.ModelResult(ddff, "dfdgen train --model ddff", "dfdgen eval --checkpoint x", 12.3,
-                                 _regions(0.0712)),
-               table.ModelResult(both, "dfdgen train --model recurrent_ae", "dfdgen eval", 4.0,
-                                 _regions(0.1, objects=False)),
-               table.ModelResult(sdgs, "dfdgen train --model sdgs", "dfdgen eval", 9.0, _regions(0.2))]
-    radiance_frame = next(row for row in table.ABLATIONS if row.run == "sdgs-radiance_frame")
-    ablations = [results[-1], table.ModelResult(radiance_frame, "dfdgen train --model sdgs --set "
-                                                "model.config.radiance=frame", "dfdgen eval", 8.0, _regions(0.4))]
-    text = table.format_results(results, ["`defocusnet` skipped: why"], recipe="small_obj", scale="3 scenes",
-                                recipe_line="sha256 `abc`", render_cmd="dfdgen render --recipe small_obj",
-                                ablations=ablations, ablation_scale="2 steps", figure="RESULTS_small_obj.png")
-    assert "| DDFF (`ddff`) | 0.142 | 0.500 | 0.200 | 0.71 | 0.071 | 0.915 | 0.035 | 91.50 | 12 |" in text
-    assert "| constant (training median) (`constant`) | 0.600 |" in text
-    assert "| recurrent AE, small+large objects (`recurrent_ae+large`) | - | - | - | - | 0.100 |" in text
-    assert "## Ablation of sdgs" in text and "(2 steps)" in text
-    assert "| radiance = the input frame, not the stack's sharpest pixels (`sdgs-radiance_frame`) | 0.800 |" in text
-    assert text.count("(`sdgs`) | 0.400 |") == 2  # the main table and the ablation's first row
-    assert "| LSTM-DDFF | 1.1e-03 | 0.033 | 94.98 |" in text and "| recurrent AE | 3.4e-03 | 0.058 | 69.02 |" in text
+def _result(table, row, test: list[dict], val: dict | None = None, lr: float | None = 1e-3,
+            candidates: list = ()) -> object:
+    """A RowResult of ``row`` with one run per training seed (their ``test`` regions)."""
+    runs = [table.Run(lr, seed, f"dfdgen train --model {row.model} --seed {seed}", 10.0, 40 + seed,
+                      val or regions, Path(f"/o/runs/{row.run}/ckpt/best.pt"), regions,
+                      f"dfdgen eval --checkpoint {row.run}-{seed}") for seed, regions in enumerate(test)]
+    return table.RowResult(row, list(candidates) or runs[:1], runs)
+
+
+def _row(table, run: str):
+    return next(row for row in table.ROWS + table.ABLATIONS if row.run == run)
+
+
+def test_page_shows_protocol_both_constants_two_draws_claims_choices_and_ablation(table):
+    const, const_obj, dff = (_row(table, name) for name in ("constant", "constant-objects", "dff"))
+    ddff, sdgs = _row(table, "ddff"), _row(table, "sdgs")
+    first = {"constant": _result(table, const, [_regions(0.3, 0.92)], lr=None),
+             "constant-objects": _result(table, const_obj, [_regions(0.9, 0.1)], lr=None),
+             "dff": _result(table, dff, [_regions(0.2, 0.05)], lr=None),
+             "ddff": _result(table, ddff, [_regions(0.05, 0.96)],
+                             candidates=[table.Run(3e-4, 0, "dfdgen train --set optim.lr=0.0003", 5.0, 12,
+                                                   _regions(0.2), Path("/o/a.pt"))]),
+             "sdgs": _result(table, sdgs, [_regions(0.1, 0.5), _regions(0.14, 0.5)])}
+    second = {"constant": _result(table, const, [_regions(0.32, 0.9)], lr=None),
+              "dff": _result(table, dff, [_regions(0.24, 0.06)], lr=None),
+              "ddff": _result(table, ddff, [_regions(0.06, 0.95)]),
+              "sdgs": _result(table, sdgs, [_regions(0.3, 0.4)])}
+    no_phot = _result(table, _row(table, "sdgs-no_photometric"), [_regions(0.5), _regions(0.52)])
+    text = table.format_results([first, second], ["`defocusnet` skipped: why"], recipe="small_obj",
+                                scale="3 scenes", recipe_line="sha256 `abc`", render_cmd="dfdgen render",
+                                ablations=[first["sdgs"], no_phot], ablation_scale="2 steps",
+                                figure="RESULTS_small_obj.png")
+    assert "**Protocol.**" in text and "60 / 20 / 20" in text and "Test is scored once" in text
+    # both constants, the first draw's ddff row with its chosen rate and step, sdgs with its seeds' spread
+    assert "| constant (training median, all pixels: the wall's depth) (`constant`) | 0.600 |" in text
+    assert "| constant (training median of object pixels) (`constant-objects`) | 1.800 |" in text
+    assert "| DDFF (`ddff`) | 0.100 | 0.950 | 0.200 | 0.90 | 0.050 | 0.960 | 0.035 | 96.00 | 1 | 0.001, 40 |" in text
+    assert "| SDGS (self-supervised, one frame in) (`sdgs`) | 0.240 ± 0.040 |" in text
+    assert "## Second draw (test)" in text and "| DDFF (`ddff`) | 0.120 |" in text
+    # claims: ddff beats the all-pixel constant on all pixels and dff on objects beyond the spread; sdgs does not
+    claims = text[text.index("## What holds"):text.index("## Choices")]
+    ddff_line = next(line for line in claims.splitlines() if line.startswith("| `ddff`"))
+    assert ddff_line.count("**yes**") == 5 and ddff_line.endswith("| beats both |"), ddff_line
+    assert "| `sdgs` |" in claims and claims.count("not a result") == 1
+    # choices: the candidate rates with their validation scores and the step kept
+    assert "| `ddff` | 0.0003 -> 0.400 (12) | 0.001 | 40 |" in text
+    assert "## Ablation of sdgs (validation)" in text
+    assert "`sdgs-no_photometric`: validation objects abs_rel 1.020 against the full model's 0.240 ± 0.040" in text
+    assert "helps." in text
     assert "- `defocusnet` skipped: why" in text and "**Scale:** 3 scenes" in text
-    assert "![input frame, true depth and each model's depth](RESULTS_small_obj.png)" in text
-    for line in ("dfdgen train --model ddff", "dfdgen eval --checkpoint x", "sha256 `abc`",
-                 "dfdgen render --recipe small_obj", "--set model.config.radiance=frame"):
+    for line in ("dfdgen train --model ddff --seed 0", "dfdgen eval --checkpoint sdgs-1", "sha256 `abc`",
+                 "dfdgen train --set optim.lr=0.0003", "`ddff`, draw 2:"):
         assert line in text
-    fod = table.format_results(results[:1], [], recipe="fod500", scale="s", recipe_line="r", render_cmd="c")
+    fod = table.format_results([{"constant": first["constant"]}], [], recipe="fod500", scale="s",
+                               recipe_line="r", render_cmd="c")
     assert "| DEReD (self-supervised; Si et al., CVPR 2023) | 0.746 | 0.351 | 0.177 |" in fod
-    assert "| LSTM-DDFF |" not in fod and "Ablation" not in fod
+    assert "| LSTM-DDFF |" not in fod and "Ablation" not in fod and "Second draw" not in fod
+
+
+def test_better_needs_a_gap_beyond_both_spreads(table):
+    def draws(a: tuple[float, float], b: tuple[float, float]) -> list[dict]:
+        row_a, row_b = _row(table, "ddff"), _row(table, "dff")
+        return [{"a": _result(table, row_a, [_regions(a[i])]), "b": _result(table, row_b, [_regions(b[i])])}
+                for i in range(2)]
+
+    assert table.better(draws((0.10, 0.12), (0.20, 0.22)), "a", "b", "all", "abs_rel") is True
+    assert table.better(draws((0.10, 0.30), (0.20, 0.22)), "a", "b", "all", "abs_rel") is False  # a's spread 0.1
+    assert table.better(draws((0.20, 0.22), (0.10, 0.12)), "a", "b", "all", "abs_rel") is False
+    assert table.better([draws((0.1, 0.1), (0.2, 0.2))[0]] * 2, "a", "missing", "all", "abs_rel") is None
+
+
+def test_choices_come_from_validation_never_test(table, tmp_path):
+    lines = [{"step": 10, "regions": _regions(0.3)}, {"step": 20, "regions": _regions(0.1)},
+             {"step": 30, "regions": _regions(0.1)}, {"step": 40, "regions": _regions(0.2)}]
+    (tmp_path / "val.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    assert table.best_validation(tmp_path) == (20, _regions(0.1))  # the earliest of ties
+    (tmp_path / "val.jsonl").write_text("")
+    with pytest.raises(RuntimeError, match="no validation"):
+        table.best_validation(tmp_path)
+    good_val_bad_test = table.Run(1e-3, 0, "", 1.0, 5, _regions(0.1), Path("a"), test=_regions(0.9))
+    bad_val_good_test = table.Run(3e-4, 0, "", 1.0, 5, _regions(0.2), Path("b"), test=_regions(0.01))
+    assert table.select([bad_val_good_test, good_val_bad_test]) is good_val_bad_test
 
 
 def test_every_row_and_ablation_is_a_registered_model_with_valid_overrides(table):
     from dfd_models.networks import MODELS
 
-    assert [row.model for row in table.REFERENCES] == ["constant", "dff", "dfd_sweep"]
+    assert [row.run for row in table.REFERENCES] == ["constant", "constant-objects", "dff", "dff-full",
+                                                     "dfd_sweep"]
     assert all(not MODELS[row.model].trainable for row in table.REFERENCES)
-    for row in table.ABLATIONS:
-        assert MODELS["sdgs"].resolve_config(dict(row.config)) != MODELS["sdgs"].default_config()
+    for row in table.ROWS + table.ABLATIONS:
+        config = MODELS[row.model].resolve_config(dict(row.config))
+        assert row.config == () or config != MODELS[row.model].default_config(), row.run
         assert row.sets == [f"model.config.{key}={value}" for key, value in row.config]
     assert len({row.run for row in table.ROWS + table.ABLATIONS}) == len(table.ROWS + table.ABLATIONS)
+    assert {row.run for row in table.ROWS if row.self_supervised} == {"sdgs", "sdgs_stack"}
+    assert table.ALL_PIXEL_REFERENCE in {r.run for r in table.REFERENCES}
 
 
-def test_recipe_overrides_load(table):
+def test_recipe_overrides_load_with_disjoint_splits_and_a_second_draw(table):
     from generator.recipe import load_recipe
 
     for name in ("small_obj", "large_obj", "fod500"):
         recipe = load_recipe(name, table.recipe_overrides(name, 10, 48, 4))
         assert (recipe.count, recipe.image.width, recipe.image.height, recipe.focus.ramps) == (10, 48, 48, 1)
         assert recipe.focus.frames_per_ramp == table.FRAMES
+        assert (recipe.splits.train, recipe.splits.val, recipe.splits.test) == (0.6, 0.2, 0.2)
+    first, second = (load_recipe("small_obj", table.recipe_overrides("small_obj", 10, 48, 4, seed))
+                     for seed in (0, 1))
+    assert (first.seed, second.seed) == (0, 1) and first.sha256 != second.sha256
 
 
 def test_no_page_quotes_a_machines_absolute_path(table):

@@ -404,18 +404,133 @@ def _train(torch, networks, batches, steps):
 
 
 def test_ground_truth_depth_never_enters_training(torch, networks, tiny_batches):
-    """Training on batches whose depth maps are zeros, or without any ground-truth key, gives
-    bit-identical losses and weights to training on the real depth maps."""
+    """Training on batches cut down to the allow-list of keys the self-supervised models read
+    (:data:`~dfd_models.networks.sdgs.BATCH_KEYS`: no depth, validity, CoC, wall or all-in-focus
+    image) gives bit-identical losses and weights to training on the full batches, and to
+    training on batches whose depth maps are zeros."""
+    from dfd_models.networks.sdgs import BATCH_KEYS, self_supervised_batch
+
+    assert not {"depth", "valid", "coc", "wall", "aif"} & set(BATCH_KEYS)
     assert all(b["valid"].any() for b in tiny_batches)
+    assert {"depth", "valid", "aif"} <= set(tiny_batches[0])  # the allow-list removes something
     losses, model = _train(torch, networks, tiny_batches, steps=3)
     weights = model.state_dict()
     zeroed = [{**b, "depth": torch.zeros_like(b["depth"]), "valid": torch.zeros_like(b["valid"])}
               for b in tiny_batches]  # fmt: skip
-    stripped = [{k: v for k, v in b.items() if k not in ("depth", "valid", "aif", "coc")} for b in tiny_batches]
+    stripped = [self_supervised_batch(b) for b in tiny_batches]
     for other in (zeroed, stripped):
         other_losses, other_model = _train(torch, networks, other, steps=3)
         assert other_losses == losses
         assert all(torch.equal(value, weights[key]) for key, value in other_model.state_dict().items())
+
+
+@pytest.mark.parametrize("name", ["sdgs", "sdgs_stack"])
+def test_self_supervised_models_read_only_the_allow_list(torch, networks, name):
+    """forward and losses of ``sdgs`` and ``sdgs_stack`` run on a batch cut down to the allow-list, and
+    poisoned ground truth (NaN depth, CoC, all-in-focus image, wall) in the full batch changes
+    neither their outputs nor their losses: the allow-list removes it, and the models never read it."""
+    from dfd_models.networks.sdgs import self_supervised_batch
+
+    batch = _synthetic_batch(torch)
+    b, t = batch["frames"].shape[:2]
+    nan = torch.full((b, 1, H, W), math.nan)
+    poisoned = {**batch, "depth": nan, "valid": torch.ones(b, 1, H, W, dtype=torch.bool), "coc": nan,
+                "aif": torch.full((b, 3, H, W), math.nan), "wall": torch.ones(b, 1, H, W, dtype=torch.bool)}
+    results = []
+    for data in (self_supervised_batch(poisoned), poisoned):
+        torch.manual_seed(0)
+        model = networks.build_model(name, {"channels": [4, 8, 8, 8], "splat_backend": "torch"})
+        with torch.no_grad():
+            for p in model.parameters():  # a network whose outputs vary over the image
+                p.add_(0.05 * torch.randn_like(p))
+        outputs = model(data)
+        terms = model.losses(data, outputs)
+        assert all(torch.isfinite(v) for v in terms.values()), terms
+        results.append((outputs, terms))
+    (out_a, terms_a), (out_b, terms_b) = results
+    assert set(terms_a) == {"photometric", "sweep", "coc", "smoothness", "total"}
+    for key, value in out_a.items():
+        assert torch.equal(torch.as_tensor(value), torch.as_tensor(out_b[key])), key
+    assert all(torch.equal(terms_a[k], terms_b[k]) for k in terms_a)
+
+
+def test_sdgs_stack_depth_sees_the_end_frames(torch, networks):
+    """``sdgs_stack``'s DepthNet takes two views (nearest and farthest frame, 6 channels each); its
+    prediction changes when the farthest frame changes and not when a middle frame does, unlike
+    ``sdgs``'s, and it is on frame T // 2's grid."""
+    assert networks.MODELS["sdgs_stack"].supervised is False
+    model = networks.build_model("sdgs_stack", {"channels": [4, 8, 8, 8]})
+    assert model.depth_net.in_channels == 12
+    assert set(model.config) == set(networks.MODELS["sdgs"].default_config())
+    single = networks.build_model("sdgs", {"channels": [4, 8, 8, 8]})
+    assert single.depth_net.in_channels == 6
+    batch = _synthetic_batch(torch, focus=(0.4, 0.6, 0.8, 1.2))
+    lens = networks.lens_from_batch(batch)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for m in (model, single):
+            for p in m.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+
+    def predict(m, frames):
+        with torch.no_grad():
+            return m.predict(frames, batch["focus_m"], lens, batch["K"])
+
+    base = predict(model, batch["frames"])
+    assert base.shape == (2, 1, H, W) and torch.isfinite(base).all() and (base > 0).all()
+    far, middle = batch["frames"].clone(), batch["frames"].clone()
+    far[:, -1] = torch.rand_like(far[:, -1])
+    middle[:, 1:-1] = torch.rand_like(middle[:, 1:-1])
+    assert not torch.allclose(predict(model, far), base)
+    torch.testing.assert_close(predict(model, middle), base)
+    torch.testing.assert_close(predict(single, far), predict(single, batch["frames"]))
+    with torch.no_grad():
+        torch.testing.assert_close(model(batch)["depth"], base)  # forward and predict agree
+
+
+def test_start_is_inside_the_range_for_small_obj_lenses(torch, networks):
+    """An untrained ``sdgs`` (and ``sdgs_stack``) on small_obj's lenses (thin lens, 25-50 mm, f/1.4-2.8,
+    36 mm sensor at 64 px, nearest frame focused at 0.3 m): the predicted inverse depth is strictly inside
+    [1/max_depth_m, 1/min_depth_m], away from the sigmoid's flat ends, and the depth terms (sweep,
+    smoothness) send gradient to DepthNet and DefocusNet at step 0. (A zero-initialised DefocusNet
+    head, 5.5 px of defocus, put 1/z below 1/3 1/m for the weak lenses.)"""
+    from dfd_models.lens import LensParams, intrinsics
+
+    focal, fnum = torch.tensor([0.025, 0.025, 0.05, 0.05]), torch.tensor([1.4, 2.8, 1.4, 2.8])
+    b, w = 4, 64
+    lens = LensParams("thin_lens", focal, fnum, torch.full((b,), 0.036))
+    focus = torch.tensor([0.3, 0.48, 1.2]).expand(b, 3)  # small_obj: 0.3-1.2 m, diopter steps
+    K = torch.stack([intrinsics(lens, focus[:, i], w, w) for i in range(3)], 1)
+    batch = {"frames": torch.rand(b, 3, 3, w, w, generator=torch.Generator().manual_seed(0)), "focus_m": focus,
+             "K": K, "lens_model": torch.zeros(b, dtype=torch.long), "focal_length_m": focal, "f_number": fnum,
+             "pixel_pitch_m": torch.full((b,), 0.036 / w)}
+    for name in ("sdgs", "sdgs_stack"):
+        model = networks.build_model(name, {"channels": [4, 8, 8, 8], "w_photometric": 0.0})
+        outputs = model(batch)
+        lo, hi = 1 / model.config["max_depth_m"], 1 / model.config["min_depth_m"]
+        position = (outputs["inv_depth"].detach() - lo) / (hi - lo)
+        assert float(position.min()) > 0.02 and float(position.max()) < 0.98, (name, position.flatten(1)[:, 0])
+        terms = model.losses(batch, outputs)
+        (terms["sweep"] + terms["smoothness"]).backward()
+        for net in (model.depth_net, model.defocus_net):
+            assert float(net.head.bias.grad.abs().max()) > 1e-6, name
+
+
+def test_w_photometric_zero_is_an_ablation(torch, networks):
+    """``w_photometric: 0``: the stack is not re-rendered, there is no photometric term, every other
+    term is finite and the total is the weighted sum of the rest."""
+    model = networks.build_model("sdgs", {"channels": [4, 8, 8, 8], "w_photometric": 0})
+    batch = _synthetic_batch(torch)
+    outputs = model(batch)
+    assert not outputs["rendered_mask"].any() and not outputs["rendered"].any()
+    terms = model.losses(batch, outputs)
+    assert set(terms) == {"sweep", "coc", "smoothness", "total"}
+    assert all(torch.isfinite(v) for v in terms.values())
+    cfg = model.config
+    expected = cfg["w_sweep"] * terms["sweep"] + cfg["w_coc"] * terms["coc"] + cfg["w_smoothness"] * terms["smoothness"]
+    torch.testing.assert_close(terms["total"], expected)
+    terms["total"].backward()
+    assert float(model.depth_net.head.bias.grad.abs()) > 0
 
 
 def test_training_on_the_tiny_dataset_lowers_the_loss(torch, networks, tiny_batches):
@@ -497,6 +612,21 @@ def test_balance_gives_every_occupied_bin_the_same_weight(torch):
     weight = _balance(inv, 1 / 3, 10.0, 8)
     totals = [float(weight[inv == v].sum()) for v in (0.5, 2.0, 3.0)]
     assert totals == pytest.approx([100 / 3] * 3, rel=1e-5) and float(weight.mean()) == pytest.approx(1.0)
+
+
+def test_balance_separates_far_objects_from_the_wall(torch):
+    """small_obj-like depths: a wall at 1.8 m (90 % of the pixels), objects at 1.0 m and at 0.4 m (5 %
+    each). Binned by depth ratio over the range 0.1-3 m, the far objects get their own bin, so a far
+    object's pixel weighs as much as a near one's and much more than the wall's (bins equal in 1/z
+    lumped everything beyond 0.65 m with the wall: a far object's pixel weighed 19x less than a near one's)."""
+    from dfd_models.networks.sdgs import _balance
+
+    inv = torch.full((1, 1, 20, 10), 1 / 1.8)
+    inv[0, 0, 0] = 1 / 1.0
+    inv[0, 0, 1] = 1 / 0.4
+    weight = _balance(inv, 1 / 3, 10.0, 8)
+    far, near, wall = float(weight[0, 0, 0, 0]), float(weight[0, 0, 1, 0]), float(weight[0, 0, 5, 0])
+    assert far == pytest.approx(near) and far > 10 * wall, (far, near, wall)
 
 
 def test_blur_features_fall_where_the_image_is_blurred(torch):

@@ -405,31 +405,55 @@ def _lens(torch):
     return LensParams.from_lens(np_lens.Lens("blender", 0.05, 2.0, 0.036))
 
 
+def _opened_lens(torch, scene, width, height, focus, coc_px):
+    """``_lens`` with its f-number scaled so that the largest CoC of ``scene`` over ``focus`` is
+    ``coc_px`` (the CoC goes as 1 / N), checked on the torch reference (CPU)."""
+    from dfd_models.lens import LensParams
+    from dfd_models.splat import Camera, render_defocus
+
+    lens = _lens(torch)
+    base = render_defocus(scene, Camera(width, height), focus, lens, backend="torch").coc_px.abs().max()
+    opened = LensParams(lens.model, lens.focal_length_m, lens.f_number * float(base) / coc_px, lens.sensor_width_m)
+    got = render_defocus(scene, Camera(width, height), focus, opened, backend="torch").coc_px.abs().max()
+    assert float(got) == pytest.approx(coc_px, rel=1e-4)
+    return opened
+
+
 @pytest.mark.cuda
-def test_gsplat_backend_matches_reference(torch):
-    """gsplat (CUDA) agrees with the torch reference: forward and gradients, float32.
+@pytest.mark.parametrize("share_of_limit", [None, 0.95])
+def test_gsplat_backend_matches_reference(torch, share_of_limit):
+    """gsplat (CUDA) agrees with the torch reference: forward and gradients, float32, on a scene
+    whose largest CoC is ``_lens``'s (3.9 px) or 0.95 of the limit gsplat draws (6.0 px).
 
     Tolerances: images 2e-3 absolute (float32 and gsplat's fast __expf can flip a splat
     across alpha_min = 1/255, a ~4e-3 step, at an occasional pixel, so also mean error
     < 1e-5); gradients 1e-2 relative L2 (float32 sums in a different order, atomics).
+    The scene and its CoCs are checked on the CPU first; only the comparison needs CUDA.
     """
-    if not torch.cuda.is_available():
-        pytest.skip("CUDA is not available: the gsplat backend needs a CUDA device (gsplat itself is not checked)")
-    require("gsplat")
-    from dfd_models.splat import Camera, Gaussians, render_defocus
+    from dfd_models.splat import Camera, Gaussians, gsplat_backend, render_defocus
 
     width, height = 64, 48
     scene = _random_scene(torch, 300, width, height, seed=6, dtype=torch.float32)
+    focus = torch.tensor([0.5, 1.5, 3.5])
+    if share_of_limit is None:
+        lens = _lens(torch)
+    else:
+        lens = _opened_lens(torch, scene, width, height, focus, share_of_limit * gsplat_backend.GSPLAT_MAX_COC_PX)
+    coc = render_defocus(scene, Camera(width, height), focus, lens, backend="torch").coc_px.abs().max()
+    assert 3.5 < float(coc) <= gsplat_backend.GSPLAT_MAX_COC_PX  # defocused, and gsplat draws it
+    if not torch.cuda.is_available():
+        pytest.skip("CUDA is not available: the gsplat backend needs a CUDA device (gsplat itself is not checked)")
+    require("gsplat")
+
     fields = ("means", "scales", "quats", "opacities", "colors")
-    lens = _lens(torch)
     results = {}
     for backend in ("torch", "gsplat"):
         inputs = [getattr(scene, f).cuda().requires_grad_() for f in fields]
-        focus = torch.tensor([0.5, 1.5, 3.5], device="cuda", requires_grad=True)
-        out = render_defocus(Gaussians(*inputs), Camera(width, height), focus, lens.to("cuda"), backend=backend)
+        focus_cuda = focus.cuda().requires_grad_()
+        out = render_defocus(Gaussians(*inputs), Camera(width, height), focus_cuda, lens.to("cuda"), backend=backend)
         weights = torch.linspace(0.1, 1.0, out.color.numel(), device="cuda").reshape(out.color.shape)
         ((out.color * weights).sum() + out.alpha.sum() + 0.1 * out.depth.sum()).backward()
-        results[backend] = (out, [x.grad for x in inputs] + [focus.grad])
+        results[backend] = (out, [x.grad for x in inputs] + [focus_cuda.grad])
 
     (ref, ref_grads), (fast, fast_grads) = results["torch"], results["gsplat"]
     assert ref.alpha.max() > 0.5
@@ -441,6 +465,115 @@ def test_gsplat_backend_matches_reference(torch):
     for name, a, b in zip(fields + ("focus",), ref_grads, fast_grads):
         rel = (a - b).norm() / a.norm()
         assert rel < 1e-2, (name, rel.item())
+
+
+def _one_pixel_splat(torch, size, coc_px, dtype):
+    """One splat of one pixel of weight (opacity 1, std 1 / sqrt(2 pi) px) at 1 m, its camera,
+    lens and the focus distance that blurs it by a CoC of ``coc_px``."""
+    from dfd_models.lens import LensParams
+    from dfd_models.splat import Camera, Gaussians
+
+    s = 1 / math.sqrt(2 * math.pi)
+    lens = LensParams("blender", *(torch.tensor(x, dtype=dtype) for x in (0.05, 1.0, 0.036)))
+    K = torch.tensor([[100.0, 0, size / 2], [0, 100.0, size / 2], [0, 0, 1]], dtype=dtype)
+    one = torch.ones(1, dtype=dtype)
+    g = Gaussians(torch.tensor([[0.0, 0.0, 1.0]], dtype=dtype), torch.full((1, 3), s / 100.0, dtype=dtype),
+                  torch.tensor([[1.0, 0, 0, 0]], dtype=dtype), one, one[:, None])
+    focus = torch.tensor(1 / (1 + coc_px * (0.036 / size) / (0.05 * 0.05)), dtype=dtype)
+    return g, Camera(size, size, K=K), focus, lens
+
+
+def test_gsplat_coc_limit_is_what_its_threshold_draws(torch):
+    """GSPLAT_MAX_COC_PX comes from gsplat's alpha_min 1/255 (gsplat_backend.blur_limit_px), and the
+    torch reference agrees: at that CoC the one-pixel-weight splat it is derived for, cut at
+    1/255, keeps 0.90 of the std of the same splat cut at 1e-12 and 1 - q = 0.935 of its weight
+    (within 0.01); at twice the limit 0.735 and 0.75, as blur_limit_px's derivation says."""
+    from dfd_models.splat import SplatConfig, gsplat_backend, render_defocus
+
+    limit = gsplat_backend.GSPLAT_MAX_COC_PX
+    assert limit == gsplat_backend.blur_limit_px(gsplat_backend.GSPLAT_THRESHOLDS[0],
+                                                 gsplat_backend.GSPLAT_BLUR_TOLERANCE)
+    assert limit == pytest.approx(6.30, abs=0.01)
+    size, dt = 64, torch.float64
+
+    def weight_and_std(coc, alpha_min):
+        g, camera, focus, lens = _one_pixel_splat(torch, size, coc, dt)
+        out = render_defocus(g, camera, focus, lens, config=SplatConfig(eps2d=0.0, alpha_min=alpha_min))
+        assert float(out.coc_px.abs()) == pytest.approx(coc, rel=1e-9)
+        alpha = out.alpha[0, 0]
+        profile = alpha.sum(0) / alpha.sum()
+        u = torch.arange(size, dtype=dt) + 0.5
+        return float(alpha.sum()), float((profile * (u - size / 2) ** 2).sum().sqrt())
+
+    for coc, want_std, want_weight in ((limit, 1 - gsplat_backend.GSPLAT_BLUR_TOLERANCE, 0.935),
+                                       (2 * limit, 0.735, 0.75)):
+        (w_cut, s_cut), (w_all, s_all) = weight_and_std(coc, 1 / 255), weight_and_std(coc, 1e-12)
+        assert s_cut / s_all == pytest.approx(want_std, abs=0.01), coc
+        assert w_cut / w_all == pytest.approx(want_weight, abs=0.01), coc
+
+
+def test_gsplat_refuses_a_coc_beyond_its_limit_on_any_machine(torch, monkeypatch):
+    """backend="gsplat" with a splat blurred beyond GSPLAT_MAX_COC_PX is one message naming the limit
+    and the largest CoC, checked before the device (so here, on the CPU); the CoC checked is the
+    blur drawn, what a coc_floor_px leaves of it."""
+    from dfd_models.splat import gsplat_backend, render_defocus
+
+    g, camera, focus, lens = _one_pixel_splat(torch, 64, 12.0, torch.float32)
+    with pytest.raises(RuntimeError) as error:
+        render_defocus(g, camera, focus, lens, backend="gsplat")
+    message = str(error.value)
+    assert f"up to {gsplat_backend.GSPLAT_MAX_COC_PX:.1f} px" in message and "6.3 px" in message
+    assert "largest CoC here is 12.0 px" in message and "torch backend" in message
+    # On a machine where gsplat would run (faked), the same refusal, and gsplat is never called.
+    with monkeypatch.context() as patch:
+        patch.setattr(gsplat_backend, "environment_refusal", lambda like: "")
+        patch.setattr(gsplat_backend, "rasterize_to_pixels", lambda *args: pytest.fail("gsplat was called"))
+        with pytest.raises(RuntimeError, match="largest CoC here is 12.0 px"):
+            render_defocus(g, camera, focus, lens, backend="gsplat")
+    # Within the limit the machine decides: this one has no CUDA tensors.
+    small = _one_pixel_splat(torch, 64, 5.0, torch.float32)
+    with pytest.raises(RuntimeError, match="not on a CUDA device"):
+        render_defocus(*small, backend="gsplat")
+    # A floor of 11 px leaves sqrt(12^2 - 11^2) = 4.8 px to draw.
+    with pytest.raises(RuntimeError, match="not on a CUDA device"):
+        render_defocus(g, camera, focus, lens, backend="gsplat", coc_floor_px=torch.tensor([[11.0]]))
+    assert gsplat_backend.coc_refusal(gsplat_backend.GSPLAT_MAX_COC_PX) == ""
+
+
+def test_auto_falls_back_to_the_reference_beyond_the_limit_and_says_so_once(torch, monkeypatch):
+    """On a machine where gsplat would run (faked here: the device check passes), "auto" renders a
+    CoC beyond the limit with the torch reference, with one warning per process however many
+    renders; within the limit it picks gsplat; a config gsplat refuses anyway (sdgs's alpha_min
+    1e-4) takes the reference without a word."""
+    import warnings
+
+    from dfd_models import splat
+    from dfd_models.splat import SplatConfig, gsplat_backend, render_defocus
+
+    monkeypatch.setattr(gsplat_backend, "environment_refusal", lambda like: "")
+    monkeypatch.setattr(gsplat_backend, "_fallback_warned", False)
+    g, camera, focus, lens = _one_pixel_splat(torch, 64, 12.0, torch.float32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        outs = [render_defocus(g, camera, focus, lens, backend="auto") for _ in range(3)]
+    said = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(said) == 1, said
+    assert "up to 6.3 px" in said[0] and "largest CoC here is 12.0 px" in said[0] and "torch reference" in said[0]
+    ref = render_defocus(g, camera, focus, lens, backend="torch")
+    for out in outs:
+        torch.testing.assert_close(out.color, ref.color, rtol=0, atol=0)
+
+    like = torch.zeros(1)
+    radius = torch.tensor([[0.5, 0.45 * gsplat_backend.GSPLAT_MAX_COC_PX]])  # CoC 0.9 of the limit
+    assert splat._choose_backend("auto", like, SplatConfig(), radius) == "gsplat"
+    assert splat._choose_backend("auto", like, SplatConfig(), 3 * radius) == "torch"
+    monkeypatch.setattr(gsplat_backend, "_fallback_warned", False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert splat._choose_backend("auto", like, SplatConfig(alpha_min=1e-4), 3 * radius) == "torch"
+    assert not caught and not gsplat_backend._fallback_warned
+    with pytest.raises(RuntimeError, match="hard-codes"):  # the config is named before the CoC
+        splat._choose_backend("gsplat", like, SplatConfig(alpha_min=1e-4), 3 * radius)
 
 
 def test_coc_floor_adds_only_the_rest_of_the_blur(torch):

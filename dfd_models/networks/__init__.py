@@ -12,6 +12,7 @@ The contract every model follows is documented in :mod:`dfd_models.networks.base
 
 from dfd_models.networks.base import MODELS, DepthModel, build_model, lens_from_batch, register
 from dfd_models.networks import sdgs  # noqa: F401  (registers "sdgs")
+from dfd_models.networks import sdgs_stack  # noqa: F401  (registers "sdgs_stack")
 from dfd_models.networks import ddff  # noqa: F401  (registers "ddff")
 from dfd_models.networks import lstm_ddff  # noqa: F401  (registers "lstm_ddff")
 from dfd_models.networks import recurrent_ae  # noqa: F401  (registers "recurrent_ae")

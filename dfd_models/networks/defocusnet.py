@@ -149,7 +149,7 @@ class DefocusNet(SupervisedDepthModel):
         depth = self.depth_from_logit(self.depth_out(features.amax(1)))
         return {"depth": depth, "coc": coc}
 
-    def forward(self, batch: dict) -> dict[str, Tensor]:
+    def stack_forward(self, batch: dict) -> dict[str, Tensor]:
         frames, focus, K = batch["frames"], batch["focus_m"], batch["K"]  # [B, T, 3, H, W], [B, T], [B, T, 3, 3]
         self.check_frames(frames, focus, K, min_frames=self.min_frames)
         return self.stages(frames, focus)

@@ -77,7 +77,7 @@ class LSTMDDFF(SupervisedDepthModel):
         self.coc_decoder = Decoder(channels, 1) if cfg["coc_head"] else None
         self.size_multiple = self.encoder.size_multiple
 
-    def forward(self, batch: dict) -> dict[str, Tensor]:
+    def stack_forward(self, batch: dict) -> dict[str, Tensor]:
         frames, focus, K = batch["frames"], batch["focus_m"], batch["K"]  # [B, T, 3, H, W], [B, T], [B, T, 3, 3]
         self.check_frames(frames, focus, K, min_frames=self.min_frames)
         b, t = frames.shape[:2]

@@ -165,7 +165,7 @@ class RecurrentAE(SupervisedDepthModel):
             states.append(torch.stack(sequence, 1))
         return states
 
-    def forward(self, batch: dict) -> dict[str, Tensor]:
+    def stack_forward(self, batch: dict) -> dict[str, Tensor]:
         frames, focus, K = batch["frames"], batch["focus_m"], batch["K"]  # [B, T, 3, H, W], [B, T], [B, T, 3, 3]
         self.check_frames(frames, focus, K, min_frames=self.min_frames)
         b, t = frames.shape[:2]

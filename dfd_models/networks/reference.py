@@ -5,16 +5,24 @@ A model that does not beat these has not learned:
 - ``constant``: one depth everywhere, the median valid depth of the training
   split (exact: the median over every valid pixel of frame T // 2 of every
   training stack, numpy's definition, the mean of the two middle values for an
-  even count). Fitted from labels, so ``supervised``.
-- ``dff``: classical depth from focus, :func:`dfd_models.focus.dff_depth`: the
-  frames put on frame T // 2's grid (exact under focus breathing), the energy of
-  the Laplacian as focus measure ("LAP2" in Pertuz, Puig and Garcia, "Analysis of
-  focus measure operators for shape-from-focus", Pattern Recognition 46(5),
+  even count). Config ``region``: ``"all"`` (default) takes every valid pixel, so
+  on scenes in front of a wall it predicts about the wall's depth; ``"objects"``
+  takes the valid pixels off the background wall (the batches' ``wall`` mask),
+  the constant to beat on the ``objects`` region the evaluator scores. Fitted
+  from labels, so ``supervised``.
+- ``dff``: classical depth from focus, :func:`dfd_models.focus.dff_depth_and_confidence`:
+  the frames put on frame T // 2's grid (exact under focus breathing), the energy
+  of the Laplacian as focus measure ("LAP2" in Pertuz, Puig and Garcia, "Analysis
+  of focus measure operators for shape-from-focus", Pattern Recognition 46(5),
   2013), the sharpest frame per pixel refined by a parabola in diopters. Nothing
-  to fit; depth lies within the stack's focus range, so it is > 0.
+  to fit. Config ``beyond_range``: ``"clamp"`` (default) keeps depth within the
+  stack's focus range; ``"extrapolate"`` places a pixel sharpest in an end frame
+  beyond it by the Gaussian fit of its focus measure, within
+  [``min_depth_m``, ``max_depth_m``]. Either way a confidence (low where the
+  sharpest frame is an end frame), which ``dfdgen predict`` writes.
 - ``dfd_sweep``: depth from defocus by re-rendering,
-  :func:`dfd_models.focus.defocus_sweep` (the sharp composite re-rendered as every
-  frame from 32 planes, the best plane per window), over ``sdgs``'s depth range:
+  :func:`dfd_models.networks.sdgs.sweep_teacher` with sdgs's defaults (the sharp composite
+  re-rendered as every frame from 32 planes, the best plane per window), over ``sdgs``'s depth range:
   the label-free teacher ``sdgs`` trains with, scored on its own so a reader sees
   how much of it the single-image network keeps. Nothing to fit; needs T >= 2.
 
@@ -35,12 +43,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dfd_models.focus import defocus_sweep, dff_depth
+from dfd_models.config import ConfigError
+from dfd_models.focus import DFF_BEYOND_RANGE, dff_depth_and_confidence
 from dfd_models.lens import LensParams
 from dfd_models.networks.base import DepthModel, lens_from_batch, register
-from dfd_models.networks.sdgs import SDGS  # the sweep's settings are sdgs's (one owner)
+from dfd_models.networks.sdgs import SDGS, sweep_teacher  # the sweep's settings are sdgs's (one owner)
 
-__all__ = ["Constant", "DefocusSweep", "DepthFromFocus", "ReferenceModel"]
+__all__ = ["CONSTANT_REGIONS", "Constant", "DefocusSweep", "DepthFromFocus", "ReferenceModel"]
+
+#: Values of ``constant``'s config ``region``: the pixels whose median depth it predicts.
+CONSTANT_REGIONS = ("all", "objects")
 
 
 class ReferenceModel(DepthModel):
@@ -69,6 +81,11 @@ class ReferenceModel(DepthModel):
 class Constant(ReferenceModel):
     """The training split's median valid depth, everywhere (module docstring).
 
+    Config:
+        region: ``"all"`` (default): the median over every valid pixel; ``"objects"``: over
+            the valid pixels off the background wall (``batch["wall"]``, which shards that
+            record the wall's depth give; fitting raises ValueError on batches without it).
+
     Buffers (in the state_dict): ``depth_m`` float64 [] (NaN until fitted) and
     ``n_pixels`` int64 [] (valid pixels the median was taken over; 0 = not fitted).
 
@@ -77,7 +94,12 @@ class Constant(ReferenceModel):
     """
 
     name = "constant"
-    supervised = True  # fitting reads batch["depth"] and batch["valid"]
+    supervised = True  # fitting reads batch["depth"] and batch["valid"] (and batch["wall"])
+    config_checks = {"region": {"choices": CONSTANT_REGIONS}}
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        return {"region": "all"}
 
     def __init__(self, config: dict | None = None):
         super().__init__(config)
@@ -89,24 +111,37 @@ class Constant(ReferenceModel):
         return int(self.n_pixels) > 0
 
     def fit(self, batches: Iterable[dict]) -> dict[str, float]:
-        """The median of the valid depths (``depth`` of frame T // 2 where ``valid``) of ``batches``.
+        """The median of the valid depths (``depth`` of frame T // 2 where ``valid``) of ``batches``,
+        off the wall (``wall``) with config ``region: objects``.
 
         Raises:
-            ValueError: the batches hold no valid pixel.
+            ValueError: the batches hold no valid pixel (off the wall, for ``objects``), or, for
+                ``objects``, a batch has no ``wall`` mask.
         """
-        values = []
+        objects = self.config["region"] == "objects"
+        values, wall = [], 0
         for batch in batches:
             depth, valid = batch["depth"], batch["valid"]  # [B, 1, H, W]
-            values.append(depth[valid.bool() & (depth > 0)].detach().to("cpu", torch.float32))
+            keep = valid.bool() & (depth > 0)
+            if objects:
+                if "wall" not in batch:
+                    raise ValueError("constant with region 'objects' needs the wall mask (batch key 'wall', from "
+                                     "shards whose metadata records depth.wall_m); this data has none")
+                on_wall = keep & batch["wall"].bool()  # [B, 1, H, W]
+                wall += int(on_wall.sum())
+                keep &= ~on_wall
+            values.append(depth[keep].detach().to("cpu", torch.float32))
         n = sum(v.numel() for v in values)
         if n == 0:
-            raise ValueError("no valid pixel in the training data: no median depth to predict")
+            where = "off the background wall " if objects else ""
+            raise ValueError(f"no valid pixel {where}in the training data: no median depth to predict")
         every = torch.cat(values)  # [n]
         lower = every.kthvalue((n + 1) // 2).values.double()  # 1-based ranks of the two middle values
         upper = every.kthvalue(n // 2 + 1).values.double()
         self.depth_m.fill_((lower + upper) / 2)
         self.n_pixels.fill_(n)
-        return {"depth_m": float(self.depth_m), "pixels": float(n)}
+        fitted = {"depth_m": float(self.depth_m), "pixels": float(n)}
+        return {**fitted, "wall_pixels_left_out": float(wall)} if objects else fitted
 
     def predict(self, frames: Tensor, focus_m: Tensor, lens: LensParams, K: Tensor) -> Tensor:
         """The fitted depth on every pixel of frame T // 2.  # [B, 1, H, W] float32
@@ -126,25 +161,53 @@ class Constant(ReferenceModel):
 class DepthFromFocus(ReferenceModel):
     """Classical depth from focus: the sharpest frame per pixel, refined in diopters; nothing to fit.
 
-    :func:`dfd_models.focus.dff_depth` (module docstring). Any T >= 1 (T < 3: the sharpest frame's focus distance, no refinement; T = 1:
-    that frame's focus distance everywhere).
+    :func:`dfd_models.focus.dff_depth_and_confidence` (module docstring). Any T >= 1 (T < 3: the
+    sharpest frame's focus distance, no refinement; T = 1: that frame's focus distance everywhere).
+
+    Config:
+        beyond_range: ``"clamp"`` (default: depth within the stack's focus range) or
+            ``"extrapolate"`` (a pixel sharpest in an end frame placed by the Gaussian fit of
+            its focus measure across the end frames, possibly beyond the range).
+        min_depth_m, max_depth_m: the bounds of extrapolated depth, metres (``"extrapolate"``).
     """
 
     name = "dff"
     supervised = False
+    config_checks = {"beyond_range": {"choices": DFF_BEYOND_RANGE}, "min_depth_m": {"gt": 0},
+                     "max_depth_m": {"gt": 0}}
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        return {"beyond_range": "clamp", "min_depth_m": 0.1, "max_depth_m": 3.0}
+
+    def __init__(self, config: dict | None = None):
+        super().__init__(config)
+        if not self.config["min_depth_m"] < self.config["max_depth_m"]:
+            raise ConfigError("model.config.max_depth_m", self.config["max_depth_m"],
+                              f"a depth above min_depth_m ({self.config['min_depth_m']})")
 
     def predict(self, frames: Tensor, focus_m: Tensor, lens: LensParams, K: Tensor) -> Tensor:
+        return self.predict_with_confidence(frames, focus_m, lens, K)[0]
+
+    def predict_with_confidence(self, frames: Tensor, focus_m: Tensor, lens: LensParams,
+                                K: Tensor) -> tuple[Tensor, Tensor]:
+        """Depth and confidence of :func:`dfd_models.focus.dff_depth_and_confidence`.  # [B, 1, H, W] each"""
         self.check_frames(frames, focus_m, K, min_frames=1)
-        ref = frames.shape[1] // 2
-        return dff_depth(frames.float(), focus_m.float(), K.float(), ref=ref).float()
+        cfg = self.config
+        depth, confidence = dff_depth_and_confidence(
+            frames.float(), focus_m.float(), K.float(), ref=frames.shape[1] // 2, beyond_range=cfg["beyond_range"],
+            lens=None if lens is None else lens.to(dtype=torch.float32), min_depth_m=cfg["min_depth_m"],
+            max_depth_m=cfg["max_depth_m"])
+        return depth.float(), confidence.float()
 
 
 @register
 class DefocusSweep(ReferenceModel):
     """Depth from defocus by a re-rendering sweep over fronto-parallel planes; nothing to fit.
 
-    :func:`dfd_models.focus.defocus_sweep` on frame T // 2's grid, with ``sdgs``'s depth range,
-    splat size and photometric encoding (its defaults, :meth:`SDGS.default_config`). T >= 2.
+    :func:`dfd_models.networks.sdgs.sweep_teacher` on frame T // 2's grid with ``sdgs``'s defaults
+    (:meth:`SDGS.default_config`: depth range, sweep footprint and hypotheses, splat size, photometric
+    encoding), the teacher sdgs trains with. T >= 2.
     """
 
     name = "dfd_sweep"
@@ -156,10 +219,7 @@ class DefocusSweep(ReferenceModel):
 
     def predict_with_confidence(self, frames: Tensor, focus_m: Tensor, lens: LensParams,
                                 K: Tensor) -> tuple[Tensor, Tensor]:
-        """The sweep's depth and its confidence (:func:`dfd_models.focus.defocus_sweep`)."""
+        """The sweep's depth and its confidence: sdgs's teacher (:func:`dfd_models.networks.sdgs.sweep_teacher`)."""
         self.check_frames(frames, focus_m, K, min_frames=self.min_frames)
-        cfg = SDGS.default_config()
-        return defocus_sweep(frames.float(), focus_m.float(), K.float(), lens.to(dtype=torch.float32),
-                             frames.shape[1] // 2, min_depth_m=cfg["min_depth_m"],
-                             max_depth_m=cfg["max_depth_m"], hypotheses=cfg["sweep_hypotheses"],
-                             gamma=cfg["photometric_gamma"], splat_px=cfg["gaussian_scale_px"])
+        return sweep_teacher(SDGS.default_config(), frames.float(), focus_m.float(), K.float(),
+                             lens.to(dtype=torch.float32), frames.shape[1] // 2)

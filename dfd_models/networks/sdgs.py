@@ -55,11 +55,16 @@ linear in 1/z. The loss (:meth:`SDGS.losses`):
                  blur disc (the CoC of its rendered depth) lies inside frame r's view, since
                  the splats that would blur into it from outside are missing
     sweep        mean of w |1/z - 1/z_s| (1/m): z_s is the depth of least re-rendering error
-                 found by :func:`dfd_models.focus.defocus_sweep` (the same sharp radiance
-                 re-rendered as every frame from 32 fronto-parallel planes, per pixel window;
-                 no parameters, frames only), w its confidence times a weight that gives
-                 every occupied bin of 1/z_s the same total (``balance_bins``; the wall
-                 would otherwise outweigh every object). Off with ``w_sweep: 0``
+                 found by :func:`sweep_teacher` (:func:`dfd_models.focus.defocus_sweep`: the
+                 same sharp radiance re-rendered as every frame, blurred by a Gaussian on
+                 frame r's grid, from 32 fronto-parallel planes uniform in 1/z over
+                 [min_depth_m, max_depth_m], per pixel window; no parameters, frames only; on
+                 small_obj's val split it beat the disc-footprint splat sweep over planes 1.1x
+                 apart, ``sweep_footprint: disc``, ``sweep_ratio: 1.1``: object AbsRel 0.227
+                 against 0.242), w its confidence times a weight that gives every
+                 occupied bin of z_s the same total (``balance_bins`` bins of equal depth
+                 ratio over the range; the wall would otherwise outweigh every object, and
+                 bins equal in 1/z lumped the far objects with the wall). Off with ``w_sweep: 0``
     coc          mean over the frames of w |c_t - |coc_px(lens, z, F_t)|| / coc_scale_px, c_t
                  resampled onto frame r's grid: every defocus map is the lens-model CoC
                  (DESIGN.md 3) at that frame's focus of the sweep's depth z_s (without the
@@ -67,6 +72,13 @@ linear in 1/z. The loss (:meth:`SDGS.losses`):
                  depth, not the depth from the maps)
     smoothness   edge-aware smoothness of inverse depth (monodepth2 eq. 3)
     total        w_photometric photometric + w_sweep sweep + w_coc coc + w_smoothness smoothness
+                 (``w_photometric: 0``, an ablation: the stack is not re-rendered and the
+                 photometric term is left out)
+
+The start: DefocusNet's head starts at ``defocus_init_px`` (0.5 px) everywhere, so the depth the
+untrained model implies, 1/F_r - c / k, lies inside the range for every lens (a zero head,
+coc_scale_px ln 2 = 5.5 px, put it beyond max_depth_m for ~72 % of small_obj's lenses at 64 px,
+where the sigmoid is flat and the depth terms send no gradient).
 
 Why this and not a pair of single-image branches each re-rendered into the other
 (measured in issue 14): with one target frame a constant depth near the middle focus
@@ -93,15 +105,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dfd_models.focus import blur_features, defocus_sweep, gamma_encode, sharp_composite, warp_to_grid
+from dfd_models.focus import blur_features, defocus_sweep, gamma_encode, sharp_composite, sweep_depths, warp_to_grid
 from dfd_models.lens import LensParams, coc_px, coc_signed_px
 from dfd_models.losses import edge_aware_smoothness, masked_mean, photometric_error
 from dfd_models.networks.base import WIDTHS, DepthModel, lens_from_batch, register
 from dfd_models.networks.blocks import UNet
 from dfd_models.splat import Camera, Gaussians, RenderOutput, SplatConfig, render_defocus
 
-__all__ = ["INPUT_FRAMES", "RADIANCES", "RENDER_FRAMES", "SDGS", "overlap_margin", "overlap_mask",
-           "pixel_gaussians", "rerender"]
+__all__ = ["BATCH_KEYS", "INPUT_FRAMES", "RADIANCES", "RENDER_FRAMES", "SDGS", "SWEEP_FOOTPRINTS", "overlap_margin",
+           "overlap_mask", "pixel_gaussians", "rerender", "self_supervised_batch", "sweep_teacher"]
 
 #: Config ``input_frame``: which frame of a stack the networks see.
 INPUT_FRAMES = ("nearest", "middle", "farthest")
@@ -109,6 +121,18 @@ INPUT_FRAMES = ("nearest", "middle", "farthest")
 RADIANCES = ("stack", "frame")
 #: Config ``render_frames``: which frames the photometric loss re-renders.
 RENDER_FRAMES = ("all", "pair")
+#: Config ``sweep_footprint``: the teacher's forward model (:func:`dfd_models.focus.defocus_sweep`):
+#: ``blur`` a Gaussian blur on frame r's grid (its ``footprint=None``), else the splat footprint.
+SWEEP_FOOTPRINTS = ("blur", "gaussian", "disc")
+#: The batch keys the self-supervised models read, all of them: the frames, their focus distances
+#: and intrinsics, and the lens (:func:`dfd_models.networks.base.lens_from_batch`). No depth, no
+#: validity, no CoC, no wall mask, no all-in-focus image.
+BATCH_KEYS = ("frames", "focus_m", "K", "lens_model", "focal_length_m", "f_number", "pixel_pitch_m")
+
+
+def self_supervised_batch(batch: dict) -> dict:
+    """The batch restricted to :data:`BATCH_KEYS` (an allow-list: whatever else a loader adds is dropped)."""
+    return {key: batch[key] for key in BATCH_KEYS}
 
 
 def _pixel_centres(height: int, width: int, like: Tensor) -> Tensor:
@@ -259,15 +283,43 @@ def _repeat_lens(lens: LensParams, repeats: int) -> LensParams:
 
 
 def _balance(inv_depth: Tensor, low: float, high: float, bins: int) -> Tensor:
-    """Per-pixel weights that give every occupied bin of inverse depth the same total weight (mean 1).
+    """Per-pixel weights that give every occupied bin of depth the same total weight (mean 1).
 
-    A far wall that fills 90 % of the pixels would otherwise outweigh every object: the bins are
-    ``bins`` equal steps of [low, high] (1/m), counted over the batch.  # [B, 1, H, W] -> same
+    A far wall that fills 90 % of the pixels would otherwise outweigh every object. The bins are
+    ``bins`` equal steps of log inverse depth over [low, high] (1/m; the model's depth range), counted
+    over the batch: equal ratios of depth, so the far objects are not lumped with the wall (bins
+    equal in 1/z over 1/3-10 1/m put everything beyond 0.65 m in the first). Beyond the range: the
+    end bins.  # [B, 1, H, W] -> same
     """
-    index = ((inv_depth - low) / (high - low) * bins).long().clamp(0, bins - 1)
+    lo, hi = math.log(low), math.log(high)
+    index = ((inv_depth.clamp_min(1e-12).log() - lo) / (hi - lo) * bins).floor().long().clamp(0, bins - 1)
     counts = torch.bincount(index.flatten(), minlength=bins).to(inv_depth.dtype)
     occupied = (counts > 0).sum()
     return (index.numel() / (occupied * counts.clamp_min(1)))[index]
+
+
+def sweep_teacher(config: dict, frames: Tensor, focus_m: Tensor, K: Tensor, lens: LensParams,
+                  ref: int) -> tuple[Tensor, Tensor]:
+    """The sweep's depth and confidence on frame ``ref``'s grid, with an sdgs config's forward model.
+
+    :func:`dfd_models.focus.defocus_sweep` over [min_depth_m, max_depth_m]: ``sweep_footprint``
+    (``blur``: its ``footprint=None``), hypotheses :func:`dfd_models.focus.sweep_depths` at most
+    ``sweep_ratio`` apart (0: ``sweep_hypotheses`` planes uniform in 1/z), ``photometric_gamma``,
+    ``gaussian_scale_px``. Frames only.
+
+    Args:
+        config: an sdgs config (:meth:`SDGS.default_config`'s keys).
+        frames, focus_m, K, lens, ref: as :func:`dfd_models.focus.defocus_sweep` (float32).
+    Returns:
+        (depth, metres; confidence in [0, 1]).  # [B, 1, H, W] each
+    """
+    footprint = None if config["sweep_footprint"] == "blur" else config["sweep_footprint"]
+    depths = (sweep_depths(config["min_depth_m"], config["max_depth_m"], config["sweep_ratio"])
+              if config["sweep_ratio"] > 0 else None)
+    return defocus_sweep(frames, focus_m, K, lens, ref, min_depth_m=config["min_depth_m"],
+                         max_depth_m=config["max_depth_m"], hypotheses=config["sweep_hypotheses"],
+                         gamma=config["photometric_gamma"], splat_px=config["gaussian_scale_px"],
+                         footprint=footprint, depths=depths)
 
 
 @register
@@ -294,10 +346,15 @@ class SDGS(DepthModel):
         photometric_gamma: exponent of the encoding the photometric error compares (1 = linear).
         photometric_pool: average-pooling factor of the images the photometric error compares.
         w_photometric, w_sweep, w_coc, w_smoothness: loss weights (w_sweep 0: no sweep term).
-        sweep_hypotheses: depth planes of the sweep.
+        sweep_hypotheses: depth planes of the sweep with ``sweep_ratio`` 0.
         depth_from_defocus: DepthNet corrects the defocus map's depth (module docstring).
         blur_scales_px: smoothing scales of :func:`dfd_models.focus.blur_features`, pixels ([]: none).
-        balance_bins: bins of the sweep's inverse depth given equal weight (0: no balance).
+        balance_bins: bins (equal depth ratios over the range) of the sweep's depth given equal weight
+            (0: no balance).
+        sweep_footprint: the teacher's forward model, :data:`SWEEP_FOOTPRINTS` (:func:`sweep_teacher`).
+        sweep_ratio: ratio of the teacher's consecutive depth planes (0: ``sweep_hypotheses`` planes
+            uniform in 1/z).
+        defocus_init_px: DefocusNet's untrained output, pixels (module docstring: the start).
 
     Outputs of :meth:`forward` (B stacks, T frames, r the input frame):
         ``depth`` [B, 1, H, W]: depth on frame T // 2's grid, metres.
@@ -315,6 +372,8 @@ class SDGS(DepthModel):
     config_checks = {"channels": WIDTHS, "blur_scales_px": {}}
     supervised = False
     min_frames = 2
+    #: Frames DepthNet sees (:meth:`seen_frames`): frame r alone.
+    depth_views = 1
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -342,6 +401,9 @@ class SDGS(DepthModel):
             "blur_scales_px": [0.5, 1.0, 2.0, 4.0],
             "balance_bins": 8,
             "sweep_hypotheses": 32,
+            "sweep_footprint": "blur",
+            "sweep_ratio": 0.0,
+            "defocus_init_px": 0.5,
         }
 
     def __init__(self, config: dict | None = None):
@@ -354,13 +416,23 @@ class SDGS(DepthModel):
         z0 = cfg["depth_init_m"] or math.sqrt(cfg["min_depth_m"] * cfg["max_depth_m"])
         z0 = min(max(z0, 1.05 * cfg["min_depth_m"]), cfg["max_depth_m"] / 1.05)  # inside the range
         for key, allowed in (("input_frame", INPUT_FRAMES), ("radiance", RADIANCES),
-                             ("render_frames", RENDER_FRAMES)):
+                             ("render_frames", RENDER_FRAMES), ("sweep_footprint", SWEEP_FOOTPRINTS)):
             if cfg[key] not in allowed:
-                raise ValueError(f"config key {key!r} of model 'sdgs' must be one of {allowed}, got {cfg[key]!r}")
+                raise ValueError(f"config key {key!r} of model {self.name!r} must be one of {allowed}, got {cfg[key]!r}")
+        if cfg["sweep_ratio"] != 0 and cfg["sweep_ratio"] <= 1:
+            raise ValueError(f"sweep_ratio must be 0 (sweep_hypotheses planes) or > 1, got {cfg['sweep_ratio']}")
+        if not 0 < cfg["defocus_init_px"] < 2 * cfg["coc_scale_px"]:
+            raise ValueError(f"defocus_init_px must be in (0, 2 coc_scale_px), got {cfg['defocus_init_px']}")
         # DefocusNet: image (3) + lens code (2) + blur features -> defocus (1).
         self.defocus_net = UNet(3 + 2 + len(cfg["blur_scales_px"]), 1, cfg["channels"])
-        # DepthNet: image (3) + defocus (1) + lens code (2) -> inverse-depth logit (1).
-        self.depth_net = UNet(3 + 1 + 2, 1, cfg["channels"])
+        # The untrained map is defocus_init_px everywhere (softplus(b) = defocus_init_px / coc_scale_px):
+        # small, so the depth it implies (1/F_r - c / k) lies inside the range for every lens; a zero
+        # bias, coc_scale_px ln 2 = 5.5 px, put it beyond max_depth_m for ~72 % of small_obj's lenses
+        # at 64 px, where the sigmoid saturates and the depth losses send no gradient.
+        x = cfg["defocus_init_px"] / cfg["coc_scale_px"]
+        nn.init.constant_(self.defocus_net.head.bias, math.log(math.expm1(x)))
+        # DepthNet: the frames it sees, each image (3) + defocus (1) + lens code (2) -> inverse-depth logit (1).
+        self.depth_net = UNet(6 * self.depth_views, 1, cfg["channels"])
         # sigmoid(y0) = (1/z0 - 1/max) / (1/min - 1/max)
         s0 = (1 / z0 - 1 / cfg["max_depth_m"]) / (1 / cfg["min_depth_m"] - 1 / cfg["max_depth_m"])
         if not cfg["depth_from_defocus"]:
@@ -406,31 +478,57 @@ class SDGS(DepthModel):
 
         Args as :meth:`defocus`; ``defocus_px`` [N, 1, H, W].  # -> [N, 1, H, W]
         """
-        cfg = self.config
         code = self._code(image, focus_m, lens)
-        scaled = (defocus_px / cfg["coc_scale_px"]).to(image.dtype)
-        logit = self.depth_net(torch.cat([image, scaled, code], 1)).float()
+        logit = self.depth_net(self._view(image, defocus_px, code)).float()
+        side = 1.0 if self.config["input_frame"] == "farthest" else -1.0
+        return self._inverse_depth(logit, defocus_px, focus_m, code, side)
+
+    def _view(self, image: Tensor, defocus_px: Tensor, code: Tensor) -> Tensor:
+        """DepthNet's input channels for one frame: image, defocus / coc_scale_px, lens code.  # [N, 6, H, W]"""
+        return torch.cat([image, (defocus_px / self.config["coc_scale_px"]).to(image.dtype), code], 1)
+
+    def _inverse_depth(self, logit: Tensor, defocus_px: Tensor, focus_m: Tensor, code: Tensor, side: float) -> Tensor:
+        """Inverse depth (1/m) from DepthNet's logit, with ``depth_from_defocus`` added to the logit of the
+        depth that ``defocus_px`` implies through the lens of ``focus_m`` / ``code`` (``side`` -1: behind
+        the plane of focus, +1: in front).  # [N, 1, H, W] each -> [N, 1, H, W]"""
+        cfg = self.config
         inv_near, inv_far = 1 / cfg["min_depth_m"], 1 / cfg["max_depth_m"]
         if cfg["depth_from_defocus"]:
             # c = k |1/F - 1/z|, k = CoC per dioptre: 1/z = 1/F - c / k behind the plane of focus (the
             # nearest frame's view of everything), 1/F + c / k in front of it (the farthest frame's).
             k = (code[:, 1:2] - code[:, 0:1]).float() * cfg["coc_scale_px"] / (inv_near - inv_far)
-            side = 1.0 if cfg["input_frame"] == "farthest" else -1.0
             inv_base = 1 / focus_m.float()[:, None, None, None] + side * defocus_px / k.clamp_min(1e-6)
             base = (inv_base - inv_far) / (inv_near - inv_far)
             base = base.clamp(1e-3, 1 - 1e-3)
             logit = logit + torch.log(base / (1 - base))
         return inv_far + (inv_near - inv_far) * torch.sigmoid(logit)
 
+    def seen_frames(self, frames: int) -> list[int]:
+        """Indices of the frames of a T-frame stack that the networks see at inference: frame r alone."""
+        return [_input_index(self.config["input_frame"], frames)]
+
+    def inverse_depth(self, frames: Tensor, defocus_px: Tensor, focus_m: Tensor, K: Tensor,
+                      lens: LensParams) -> Tensor:
+        """Inverse depth (1/m) on frame r's grid from the frames :meth:`seen_frames` names and their
+        defocus maps (the others' are not read).
+
+        Args:
+            frames [B, T, 3, H, W], defocus_px [B, T, 1, H, W] (pixels), focus_m [B, T], K [B, T, 3, 3],
+            lens fields [B].
+        Returns:
+            float32.  # [B, 1, H, W]
+        """
+        r = _input_index(self.config["input_frame"], frames.shape[1])
+        return self.depth(frames[:, r], defocus_px[:, r], focus_m[:, r], lens)
+
     def forward(self, batch: dict) -> dict[str, Tensor]:
         frames, focus, K = batch["frames"], batch["focus_m"], batch["K"]  # [B, T, 3, H, W], [B, T], [B, T, 3, 3]
         self.check_frames(frames, focus, K, min_frames=self.min_frames)
         b, t, _, h, w = frames.shape
-        r = _input_index(self.config["input_frame"], t)
         lens = lens_from_batch(batch)  # fields [B]
         defocus = self.defocus(frames.flatten(0, 1), focus.flatten(), _repeat_lens(lens, t))  # [B T, 1, H, W]
         defocus = defocus.reshape(b, t, 1, h, w)
-        return self.reconstruct(batch, self.depth(frames[:, r], defocus[:, r], focus[:, r], lens), defocus)
+        return self.reconstruct(batch, self.inverse_depth(frames, defocus, focus, K, lens), defocus)
 
     def reconstruct(self, batch: dict, inv_depth: Tensor, defocus_px: Tensor) -> dict[str, Tensor]:
         """The outputs of :meth:`forward` for a given inverse depth and defocus maps: the stack
@@ -459,35 +557,36 @@ class SDGS(DepthModel):
         with torch.autocast(frames.device.type, enabled=False):  # geometry in float32
             lens = lens_from_batch(batch).to(dtype=torch.float32)
             lens_n = _repeat_lens(lens, n)
-            # The radiance is blurred already, by the CoC of the stack's frame nearest in focus at
-            # this depth (the sharpest one, for a composite that is right): the renderer adds
-            # only the rest of frame t's blur. (The frame the composite actually took the pixel
-            # from would let any depth that blurs that frame heavily render every frame unblurred.)
-            coc_all = torch.stack([coc_signed_px(lens, depth, focus[:, s].float(), w) for s in range(t)], 1)
-            floor = coc_all.abs().amin(1, keepdim=True).expand(b, n, 1, h, w).flatten(0, 1)  # [B n, 1, H, W]
-            k_src = K[:, r : r + 1].expand(b, n, 3, 3).flatten(0, 1).float()  # [B n, 3, 3]
-            k_dst = K[rows, index].flatten(0, 1).float()
-            focus_dst = focus[rows, index].flatten().float()
-            render = rerender(
-                depth.repeat_interleave(n, 0),
-                radiance.repeat_interleave(n, 0),
-                k_src,
-                k_dst,
-                focus_dst,
-                lens_n,
-                scale_px=cfg["gaussian_scale_px"],
-                splat=self.splat,
-                backend=cfg["splat_backend"],
-                coc_floor_px=floor,
-            )
-            # A pixel is scored where its whole blur disc lies inside the source's view: nearer
-            # the edge, the splats that would blur into it from outside the view are missing.
-            reach = coc_px(lens_n, render.depth.detach().clamp_min(cfg["min_depth_m"]), focus_dst, w)
-            margin = overlap_margin(k_src, k_dst, h, w)
-            rendered = render.color.new_zeros(b, t, 3, h, w)
-            rendered[rows, index] = render.color.reshape(b, n, 3, h, w)
+            rendered = frames.new_zeros(b, t, 3, h, w, dtype=torch.float32)
             mask = torch.zeros(b, t, 1, h, w, dtype=torch.bool, device=frames.device)
-            mask[rows, index] = (margin >= reach / 2 + 2 * cfg["gaussian_scale_px"]).reshape(b, n, 1, h, w)
+            if cfg["w_photometric"] > 0:  # else nothing reads the re-rendering (w_photometric 0: an ablation)
+                # The radiance is blurred already, by the CoC of the stack's frame nearest in focus at
+                # this depth (the sharpest one, for a composite that is right): the renderer adds
+                # only the rest of frame t's blur. (The frame the composite actually took the pixel
+                # from would let any depth that blurs that frame heavily render every frame unblurred.)
+                coc_all = torch.stack([coc_signed_px(lens, depth, focus[:, s].float(), w) for s in range(t)], 1)
+                floor = coc_all.abs().amin(1, keepdim=True).expand(b, n, 1, h, w).flatten(0, 1)  # [B n, 1, H, W]
+                k_src = K[:, r : r + 1].expand(b, n, 3, 3).flatten(0, 1).float()  # [B n, 3, 3]
+                k_dst = K[rows, index].flatten(0, 1).float()
+                focus_dst = focus[rows, index].flatten().float()
+                render = rerender(
+                    depth.repeat_interleave(n, 0),
+                    radiance.repeat_interleave(n, 0),
+                    k_src,
+                    k_dst,
+                    focus_dst,
+                    lens_n,
+                    scale_px=cfg["gaussian_scale_px"],
+                    splat=self.splat,
+                    backend=cfg["splat_backend"],
+                    coc_floor_px=floor,
+                )
+                # A pixel is scored where its whole blur disc lies inside the source's view: nearer
+                # the edge, the splats that would blur into it from outside the view are missing.
+                reach = coc_px(lens_n, render.depth.detach().clamp_min(cfg["min_depth_m"]), focus_dst, w)
+                margin = overlap_margin(k_src, k_dst, h, w)
+                rendered[rows, index] = render.color.reshape(b, n, 3, h, w)
+                mask[rows, index] = (margin >= reach / 2 + 2 * cfg["gaussian_scale_px"]).reshape(b, n, 1, h, w)
             depth_mid = depth if r == mid else warp_to_grid(depth, K[:, r].float(), K[:, mid].float())
         return {
             "depth": depth_mid,
@@ -500,6 +599,10 @@ class SDGS(DepthModel):
             "rendered_mask": mask,
         }
 
+    def teacher(self, frames: Tensor, focus_m: Tensor, K: Tensor, lens: LensParams, ref: int) -> tuple[Tensor, Tensor]:
+        """The sweep teacher with this config (:func:`sweep_teacher`).  # -> ([B, 1, H, W], [B, 1, H, W])"""
+        return sweep_teacher(self.config, frames, focus_m, K, lens, ref)
+
     def losses(self, batch: dict, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
         """Self-supervised terms (module docstring); reads only frames, focus, K and the lens."""
         cfg = self.config
@@ -507,22 +610,21 @@ class SDGS(DepthModel):
         lens = lens_from_batch(batch).to(dtype=torch.float32)  # fields [B]
         b, t, _, h, w = frames.shape
         r, gamma = outputs["input_frame"], cfg["photometric_gamma"]
-        rendered, target = outputs["rendered"].flatten(0, 1), frames.flatten(0, 1)
-        mask = outputs["rendered_mask"].flatten(0, 1)
-        pool = cfg["photometric_pool"]
-        if pool > 1:  # path-tracing noise is per pixel, defocus spans pixels
-            rendered, target = F.avg_pool2d(rendered, pool), F.avg_pool2d(target, pool)
-            mask = -F.max_pool2d(-mask.float(), pool) > 0  # a pooled pixel counts if all its pixels do
-        error = photometric_error(gamma_encode(rendered, gamma), gamma_encode(target, gamma), cfg["ssim_alpha"])
-        photometric = masked_mean(error, mask)
+        terms = {}
+        if cfg["w_photometric"] > 0:  # 0: an ablation; the stack is not re-rendered (:meth:`reconstruct`)
+            rendered, target = outputs["rendered"].flatten(0, 1), frames.flatten(0, 1)
+            mask = outputs["rendered_mask"].flatten(0, 1)
+            pool = cfg["photometric_pool"]
+            if pool > 1:  # path-tracing noise is per pixel, defocus spans pixels
+                rendered, target = F.avg_pool2d(rendered, pool), F.avg_pool2d(target, pool)
+                mask = -F.max_pool2d(-mask.float(), pool) > 0  # a pooled pixel counts if all its pixels do
+            error = photometric_error(gamma_encode(rendered, gamma), gamma_encode(target, gamma), cfg["ssim_alpha"])
+            terms["photometric"] = masked_mean(error, mask)
 
         weight = torch.ones_like(outputs["inv_depth"])
         if cfg["w_sweep"] > 0:
             with torch.no_grad():
-                sweep_depth, weight = defocus_sweep(
-                    frames, focus, K, lens, r,
-                    min_depth_m=cfg["min_depth_m"], max_depth_m=cfg["max_depth_m"],
-                    hypotheses=cfg["sweep_hypotheses"], gamma=gamma, splat_px=cfg["gaussian_scale_px"])
+                sweep_depth, weight = self.teacher(frames, focus, K, lens, r)
             if cfg["balance_bins"]:
                 weight = weight * _balance(1 / sweep_depth, 1 / cfg["max_depth_m"], 1 / cfg["min_depth_m"],
                                            cfg["balance_bins"])
@@ -538,20 +640,24 @@ class SDGS(DepthModel):
 
         smoothness = edge_aware_smoothness(outputs["inv_depth"], frames[:, r])
 
-        terms = {"photometric": photometric, "coc": coc, "smoothness": smoothness}
+        terms.update({"coc": coc, "smoothness": smoothness})
         if cfg["w_sweep"] > 0:
             terms["sweep"] = sweep
         terms["total"] = sum(cfg[f"w_{name}"] * value for name, value in terms.items())
         return terms
 
     def predict(self, frames: Tensor, focus_m: Tensor, lens: LensParams, K: Tensor) -> Tensor:
-        """Depth from one image of the stack, frame r (``input_frame``; T = 1 allowed), on frame T // 2's grid.
+        """Depth from the frames :meth:`seen_frames` names (``sdgs``: frame r alone, ``input_frame``; T = 1
+        allowed), on frame T // 2's grid.
 
         Args and returns as :meth:`DepthModel.predict`.  # [B, T, 3, H, W] -> [B, 1, H, W]
         """
         self.check_frames(frames, focus_m, K, min_frames=1)
-        t = frames.shape[1]
+        b, t, _, h, w = frames.shape
         r, mid = _input_index(self.config["input_frame"], t), t // 2
-        image, focus = frames[:, r], focus_m[:, r]
-        depth = 1 / self.depth(image, self.defocus(image, focus, lens), focus, lens)
+        seen = self.seen_frames(t)
+        defocus = frames.new_zeros(b, t, 1, h, w, dtype=torch.float32)
+        maps = self.defocus(frames[:, seen].flatten(0, 1), focus_m[:, seen].flatten(), _repeat_lens(lens, len(seen)))
+        defocus[:, seen] = maps.reshape(b, len(seen), 1, h, w)
+        depth = 1 / self.inverse_depth(frames, defocus, focus_m, K, lens)
         return depth if r == mid else warp_to_grid(depth, K[:, r].float(), K[:, mid].float())

@@ -3,15 +3,40 @@
 :class:`SupervisedDepthModel` is a :class:`DepthModel` trained on ground-truth
 depth, as in the video depth-from-defocus work these baselines come from:
 
-    depth   masked MSE of depth normalised by max_depth_m, (z_pred - z_true)^2 / D^2
-            (``depth_space: "linear"``) or mean |log z_pred - log z_true| (``"log"``),
-            on valid pixels (true depth > 0), minus the background wall when config
-            ``mask_wall`` is true and the batch carries ``wall`` [B, 1, H, W] bool
-            (a batch without it is masked by validity alone)
-    coc     with config ``coc_head``: mean |c_pred - c_true| / coc_scale_px (``coc_loss:
-            "l1"``) or its square (``"mse"``) over every frame's valid pixels, c the
-            unsigned CoC diameter in pixels of each frame (outputs["coc"] [B, T, 1, H, W])
+    depth   squared error of depth normalised by max_depth_m, (z_pred - z_true)^2 / D^2
+            (``depth_space: "linear"``) or |log z_pred - log z_true| (``"log"``), averaged
+            over valid pixels (true depth > 0) as config ``regions`` says (below)
+    coc     with config ``coc_head``: |c_pred - c_true| / coc_scale_px (``coc_loss:
+            "l1"``) or its square (``"mse"``), averaged over the same pixels of every
+            frame, c the unsigned CoC diameter in pixels of each frame
+            (outputs["coc"] [B, T, 1, H, W])
     total   depth + w_coc coc
+
+Config ``regions`` chooses the pixels of the averages and their weights, using the
+batch's background-wall mask ``wall`` [B, 1, H, W] bool (a batch without it
+averages all valid pixels, whatever the choice):
+
+    "balanced"  (default) the mean of two region means over the batch, objects
+                (valid & ~wall) weighted 1 and wall (valid & wall) ``wall_weight``:
+                (L_objects + w L_wall) / (1 + w), an empty region left out
+                (:func:`dfd_models.losses.region_mean`). The wall fills ~93 % of a
+                small_obj frame: a plain mean is ruled by it and the objects, what
+                depth from defocus is about, are learnt last; left out, the wall
+                is never learnt and no model predicts the whole frame
+    "objects"   the mean over valid & ~wall (the thesis's masking; deprecated config
+                ``mask_wall: true``)
+    "all"       the mean over every valid pixel (``mask_wall: false``)
+    "split"     the network's own depth learns the objects ("objects"), and a small
+                :class:`WallHead` over the whole stack learns where the wall is (a
+                cross-entropy on ``wall``, the two regions' means weighted equally) and
+                its depth (on wall pixels); the output is the wall head's depth where it
+                sees the wall, the network's elsewhere. Depth from defocus tells little
+                beyond the focus sweep, where the wall lies: one output trained on both
+                regions settles on one compromise depth (log L1 is flat between the two
+                regions' medians at equal weights) and learns neither in 500 steps
+
+    Losses with "split": depth (objects) + wall_depth (wall pixels) + wall_mask (the
+    cross-entropy) [+ w_coc coc on the objects].
 
 The true CoC (:meth:`SupervisedDepthModel.coc_target`) is the renderer's per-frame
 CoC map ``batch["coc"]`` when the shards hold one (exact: each frame's own pixel
@@ -52,6 +77,7 @@ and attach several decoders (depth, CoC) to the same features.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -60,18 +86,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from generator.lens import LENS_MODELS
+from dfd_models.config import ConfigError
 from dfd_models.focus import blur_features
 from dfd_models.lens import LensParams, coc_px
-from dfd_models.losses import masked_l1, masked_mean, masked_mse
+from dfd_models.losses import masked_mean, region_mean
 from dfd_models.networks.base import DepthModel, lens_from_batch
 from dfd_models.networks.blocks import ConvBlock, zero_head
 
-__all__ = ["COC_LOSSES", "DEPTH_SPACES", "Decoder", "Encoder", "SupervisedDepthModel"]
+__all__ = ["COC_LOSSES", "DEPTH_SPACES", "REGIONS", "Decoder", "Encoder", "SupervisedDepthModel"]
 
 #: Values of config ``coc_loss``: the per-pixel error of the normalised CoC.
 COC_LOSSES = ("l1", "mse")
 #: Values of config ``depth_space``: the depth map of the output logit and its loss (module docstring).
 DEPTH_SPACES = ("linear", "log")
+#: Values of config ``regions``: the pixels the losses average over and their weights (module docstring).
+REGIONS = ("balanced", "objects", "all", "split")
 
 
 class Encoder(nn.Module):
@@ -136,6 +165,32 @@ class Decoder(nn.Module):
         return self.head(x)
 
 
+class WallHead(nn.Module):
+    """Where the background wall is, and its depth, from the whole stack (config ``regions: split``).
+
+    Input per frame: linear RGB, the frame's focus plane and its blur features at
+    :data:`WALL_BLUR_SCALES_PX`; their mean and maximum over the frames (any T) go through a
+    two-level U-Net (:class:`Encoder`, :class:`Decoder`, widths ``channels``).
+
+    Shapes:
+        [B, T, C, H, W] -> (wall logit [B, 1, H, W], depth logit [B, 1, H, W]); H, W even
+    """
+
+    def __init__(self, in_channels: int, channels: Sequence[int] = (16, 32)):
+        super().__init__()
+        # one U-Net each: sharing one, the wall's depth term (large at the start) kept the mask from learning
+        self.mask = nn.Sequential(Encoder(2 * in_channels, channels), Decoder(channels, 1))
+        self.depth = nn.Sequential(Encoder(2 * in_channels, channels), Decoder(channels, 1))
+
+    def forward(self, inputs: Tensor) -> tuple[Tensor, Tensor]:
+        x = torch.cat([inputs.mean(1), inputs.amax(1)], 1)
+        return self.mask(x), self.depth(x)
+
+
+#: Blur-feature scales (Gaussian std, px) of the wall head's input.
+WALL_BLUR_SCALES_PX = [0.5, 1.0, 2.0, 4.0]
+
+
 class SupervisedDepthModel(DepthModel):
     """A depth network trained on true depth (and optionally true CoC); see the module docstring.
 
@@ -154,8 +209,12 @@ class SupervisedDepthModel(DepthModel):
         coc_scale_px: CoC normaliser, pixels (c = coc_scale_px softplus(y); loss on c / it).
         coc_loss: ``"l1"`` or ``"mse"`` on the normalised CoC.
         w_coc: weight of the CoC term in the total.
-        mask_wall: leave the background wall out of the depth and CoC losses when the
-            batch carries a ``wall`` mask.
+        regions: ``"balanced"``, ``"objects"`` or ``"all"``: the pixels the depth and CoC
+            losses average over and their weights (module docstring).
+        wall_weight: weight of the wall's mean against the objects' (1) under "balanced".
+        mask_wall: deprecated alias read from older configs and checkpoints: true is
+            regions "objects", false "all"; None (default): unset. The model's config
+            holds regions in its place.
         blur_scales_px: Gaussian stds (px) of the parameter-free blur features
             (:func:`dfd_models.focus.blur_features`, sdgs's single-image cue) given to
             every frame as extra input channels; [] (the papers' input): none.
@@ -176,9 +235,36 @@ class SupervisedDepthModel(DepthModel):
             "coc_scale_px": 8.0,
             "coc_loss": "l1",
             "w_coc": 1.0,
-            "mask_wall": True,
+            "regions": "balanced",
+            "wall_weight": 1.0,
+            "depth_init_m": None,
+            "mask_wall": None,
             "blur_scales_px": [],
         }
+
+    @classmethod
+    def resolve_config(cls, overrides: dict | None = None) -> dict[str, Any]:
+        """:meth:`DepthModel.resolve_config`, with the deprecated ``mask_wall`` (configs and
+        checkpoints written before ``regions``) turned into ``regions``: true "objects", false
+        "all"; the result holds None in its place, so a run's completed config names regions alone.
+
+        Raises:
+            ConfigError: as :meth:`DepthModel.resolve_config`; ``mask_wall`` not true, false or
+                null, or given beside a ``regions`` it contradicts.
+        """
+        config = super().resolve_config(overrides)
+        mask_wall = config["mask_wall"]
+        if mask_wall is None:
+            return config
+        if not isinstance(mask_wall, bool):
+            raise ConfigError("model.config.mask_wall", mask_wall, "true or false (deprecated: use regions)")
+        alias, flag = ("objects" if mask_wall else "all"), str(mask_wall).lower()
+        if config["regions"] != alias and "regions" in (overrides or {}):
+            raise ConfigError("model.config.regions", config["regions"],
+                              f"{alias!r}, as the deprecated mask_wall {flag} beside it says: set regions alone")
+        warnings.warn(f"model config mask_wall is deprecated: mask_wall {flag} is regions {alias!r}",
+                      DeprecationWarning, stacklevel=3)
+        return {**config, "regions": alias, "mask_wall": None}
 
     def __init__(self, config: dict | None = None):
         super().__init__(config)
@@ -194,6 +280,38 @@ class SupervisedDepthModel(DepthModel):
             raise ValueError(f"coc_loss must be one of {COC_LOSSES}, got {cfg['coc_loss']!r}")
         if not cfg["coc_scale_px"] > 0:
             raise ValueError(f"coc_scale_px must be > 0, got {cfg['coc_scale_px']}")
+        if cfg["regions"] not in REGIONS:
+            raise ValueError(f"regions must be one of {REGIONS}, got {cfg['regions']!r}")
+        if not cfg["wall_weight"] > 0:
+            raise ValueError(f"wall_weight must be > 0, got {cfg['wall_weight']}")
+        if cfg["regions"] == "split":
+            self.wall_head = WallHead(4 + len(WALL_BLUR_SCALES_PX))
+        init = cfg["depth_init_m"]
+        if init is not None:
+            if not isinstance(init, (int, float)) or not cfg["min_depth_m"] < init < cfg["max_depth_m"]:
+                raise ValueError(f"depth_init_m must be null or a depth inside ({cfg['min_depth_m']}, "
+                                 f"{cfg['max_depth_m']}) m, got {init!r}")
+            # a learned shift of every pixel's logit, starting where a zero logit means depth_init_m
+            self.logit_shift = nn.Parameter(self.depth_logit(torch.tensor(float(init))).detach())
+
+    def forward(self, batch: dict) -> dict[str, Tensor]:
+        """:meth:`stack_forward`, and with ``regions: split`` the wall head: ``object_depth`` (the
+        network's), ``wall_logit``, ``wall_depth`` and ``depth`` (the wall's where its logit > 0)."""
+        outputs = self.stack_forward(batch)
+        if self.config["regions"] != "split":
+            return outputs
+        frames, focus = batch["frames"].float(), batch["focus_m"].float()
+        inputs = torch.cat([frames, self.focus_planes(focus, *frames.shape[-2:]),
+                            blur_features(frames.flatten(0, 1), WALL_BLUR_SCALES_PX).unflatten(0, frames.shape[:2])],
+                           2)  # [B, T, 4 + scales, H, W]
+        wall_logit, depth_logit = self.wall_head(inputs)
+        wall_depth = self.depth_from_logit(depth_logit)
+        return {**outputs, "object_depth": outputs["depth"], "wall_logit": wall_logit, "wall_depth": wall_depth,
+                "depth": torch.where(wall_logit > 0, wall_depth, outputs["depth"])}
+
+    def stack_forward(self, batch: dict) -> dict[str, Tensor]:
+        """The network's outputs (module docstring), subclasses implement it."""
+        raise NotImplementedError
 
     # --- output parameterisation ---------------------------------------------------------
 
@@ -201,6 +319,8 @@ class SupervisedDepthModel(DepthModel):
         """Depth z, metres, in [min_depth_m, max_depth_m]: min + (max - min) sigmoid(y), or
         min (max / min)^sigmoid(y) with ``depth_space: "log"``.  # shape of y"""
         near, far = self.config["min_depth_m"], self.config["max_depth_m"]
+        if hasattr(self, "logit_shift"):
+            logit = logit + self.logit_shift
         t = torch.sigmoid(logit.float())
         if self.config["depth_space"] == "log":
             return near * (far / near) ** t
@@ -228,8 +348,10 @@ class SupervisedDepthModel(DepthModel):
         near, far = self.config["min_depth_m"], self.config["max_depth_m"]
         z = depth_m.clamp(near, far)
         if self.config["depth_space"] == "log":
-            return torch.logit(torch.log(z / near) / math.log(far / near), eps=1e-3)
-        return torch.logit((z - near) / (far - near), eps=1e-3)
+            logit = torch.logit(torch.log(z / near) / math.log(far / near), eps=1e-3)
+        else:
+            logit = torch.logit((z - near) / (far - near), eps=1e-3)
+        return logit - self.logit_shift if hasattr(self, "logit_shift") else logit
 
     def coc_from_logit(self, logit: Tensor) -> Tensor:
         """Unsigned CoC c = coc_scale_px softplus(y), pixels, >= 0.  # shape of y"""
@@ -287,13 +409,23 @@ class SupervisedDepthModel(DepthModel):
 
     # --- losses --------------------------------------------------------------------------
 
-    def loss_mask(self, batch: dict) -> Tensor:
-        """Pixels of frame T // 2 the losses use: valid, and not wall when ``mask_wall``
-        and the batch has ``wall``.  # [B, 1, H, W] bool"""
-        mask = batch["valid"].bool()
-        if self.config["mask_wall"] and "wall" in batch:
-            mask = mask & ~batch["wall"].bool()
-        return mask
+    def loss_regions(self, batch: dict) -> tuple[list[Tensor], list[float]]:
+        """The pixel regions of frame T // 2 the losses average over, and their weights
+        (config ``regions``, module docstring): with the batch's ``wall``, "objects" is
+        [valid & ~wall], "all" [valid], "balanced" [valid & ~wall, valid & wall] weighted
+        [1, wall_weight]; without it, [valid] for all three.
+
+        Returns:
+            (masks, each [B, 1, H, W] bool; one weight per mask).
+        """
+        valid = batch["valid"].bool()
+        regions = self.config["regions"]
+        if "wall" not in batch or regions == "all":
+            return [valid], [1.0]
+        wall = batch["wall"].bool()
+        if regions in ("objects", "split"):
+            return [valid & ~wall], [1.0]
+        return [valid & ~wall, valid & wall], [1.0, float(self.config["wall_weight"])]
 
     def coc_target(self, batch: dict) -> Tensor:
         """True unsigned CoC of every frame, pixels (module docstring: source and approximation).
@@ -312,21 +444,34 @@ class SupervisedDepthModel(DepthModel):
 
     def losses(self, batch: dict, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
         cfg = self.config
-        mask = self.loss_mask(batch)  # [B, 1, H, W]
-        pred, true = outputs["depth"], batch["depth"].float()
-        if cfg["depth_space"] == "log":
-            near = cfg["min_depth_m"]  # clamps invalid 0 (masked) and depths below the range (the output's bound)
-            terms = {"depth": masked_l1(pred.clamp_min(near).log(), true.clamp_min(near).log(), mask)}
-        else:
-            terms = {"depth": masked_mse(pred / cfg["max_depth_m"], true / cfg["max_depth_m"], mask)}
+        masks, weights = self.loss_regions(batch)  # each [B, 1, H, W]
+        split = cfg["regions"] == "split"
+        terms = {"depth": region_mean(self.depth_error(outputs["object_depth" if split else "depth"], batch),
+                                      masks, weights)}
         total = terms["depth"]
+        if split:
+            valid = batch["valid"].bool()
+            wall = batch["wall"].bool() if "wall" in batch else torch.zeros_like(valid)
+            terms["wall_depth"] = masked_mean(self.depth_error(outputs["wall_depth"], batch), valid & wall)
+            bce = F.binary_cross_entropy_with_logits(outputs["wall_logit"].float(), wall.float(), reduction="none")
+            terms["wall_mask"] = region_mean(bce, [valid & ~wall, valid & wall])
+            total = total + terms["wall_depth"] + terms["wall_mask"]
         if cfg["coc_head"]:
             err = (outputs["coc"] - self.coc_target(batch)) / cfg["coc_scale_px"]  # [B, T, 1, H, W]
             err = err.abs() if cfg["coc_loss"] == "l1" else err.square()
-            terms["coc"] = masked_mean(err, mask[:, None])
+            terms["coc"] = region_mean(err, [m[:, None] for m in masks], weights)
             total = total + cfg["w_coc"] * terms["coc"]
         terms["total"] = total
         return terms
+
+    def depth_error(self, pred: Tensor, batch: dict) -> Tensor:
+        """Per-pixel depth error of ``pred`` against the batch's depth: |log z_pred - log z_true|
+        (``depth_space: "log"``) or ((z_pred - z_true) / max_depth_m)^2.  # [B, 1, H, W]"""
+        true = batch["depth"].float()
+        if self.config["depth_space"] == "log":
+            near = self.config["min_depth_m"]  # clamps invalid 0 (masked) and depths below the range
+            return (pred.clamp_min(near).log() - true.clamp_min(near).log()).abs()
+        return ((pred - true) / self.config["max_depth_m"]).square()
 
     # --- inference -----------------------------------------------------------------------
 

@@ -29,8 +29,10 @@ on fronto-parallel planes into other frames of the same camera in closed form
 
 Backends: ``"torch"`` (``_torch_impl``, the reference, CPU or GPU, any float
 dtype) and ``"gsplat"`` (CUDA, float32, only the rasterisation step differs, the
-default footprint and blend only); ``"auto"`` picks gsplat for float32 CUDA tensors
-when it is installed and usable.
+default footprint and blend only, CoCs up to ``gsplat_backend.GSPLAT_MAX_COC_PX``
+= 6.3 px: its fixed alpha_min 1/255 cuts wider blurs short); ``"auto"`` picks gsplat
+for float32 CUDA tensors when it is installed and usable, and says once when the
+CoC alone sends it to the torch reference.
 """
 
 from __future__ import annotations
@@ -246,7 +248,8 @@ def render_defocus(
     channels = gaussians.colors.shape[-1]
     if background is not None and background.shape[-1] != channels:
         raise ValueError(f"background must be [{channels}] or [B, {channels}], got {tuple(background.shape)}")
-    backend = _choose_backend(backend, gaussians.means, config)
+    if backend not in ("auto", "torch", "gsplat"):
+        raise ValueError(f"backend must be 'auto', 'torch' or 'gsplat', got {backend!r}")
 
     means = _batched(gaussians.means, 2, batch)  # [B, N, 3]
     covars = _torch_impl._quat_scale_to_covar(
@@ -278,6 +281,7 @@ def render_defocus(
     conics, opacities, covars2d, offsets = _torch_impl._add_defocus(
         covars2d, opacities, radius, config.eps2d, config.mixture(coc))  # [B, N, M, ...]
     radii = _torch_impl._support_radii(covars2d, opacities, config.alpha_min, offsets)  # [B, N, 2]
+    backend = _choose_backend(backend, gaussians.means, config, radius)
 
     # Expected depth rides along as one more colour channel.
     features = torch.cat([_batched(gaussians.colors, 2, batch), safe[..., None]], -1)  # [B, N, C + 1]
@@ -298,15 +302,33 @@ def render_defocus(
     return RenderOutput(color=color, alpha=alpha, depth=depth, coc_px=coc)
 
 
-def _choose_backend(backend: str, like: Tensor, config: SplatConfig) -> str:
-    if backend not in ("auto", "torch", "gsplat"):
-        raise ValueError(f"backend must be 'auto', 'torch' or 'gsplat', got {backend!r}")
-    usable, why = gsplat_backend.usable(like, config)
-    if backend == "gsplat" and not usable:
-        raise RuntimeError(f"gsplat backend unusable: {why}")
-    if backend == "auto":
-        return "gsplat" if usable else "torch"
-    return backend
+def _choose_backend(backend: str, like: Tensor, config: SplatConfig, radius: Tensor) -> str:
+    """The backend that renders. ``"gsplat"`` refuses (RuntimeError) what gsplat cannot draw: the
+    config and the largest CoC first, so the refusal reads the same on any machine, then the
+    machine. ``"auto"`` takes the torch reference then, and warns once when only the CoC stood
+    in the way.
+
+    Args:
+        radius: the blur each splat is given, CoC radius in pixels (culled splats 0).  # [B, N]
+    """
+    if backend == "torch":
+        return backend
+
+    def max_coc_px() -> float:  # a device sync: asked only when the answer matters
+        return 2 * float(radius.detach().abs().max())
+
+    if backend == "gsplat":
+        usable, why = gsplat_backend.usable(like, config, max_coc_px())
+        if not usable:
+            raise RuntimeError(f"gsplat backend unusable: {why}")
+        return backend
+    if gsplat_backend.config_refusal(config) or gsplat_backend.environment_refusal(like):
+        return "torch"
+    why = gsplat_backend.coc_refusal(max_coc_px())
+    if why:
+        gsplat_backend.warn_fallback_once(why)
+        return "torch"
+    return "gsplat"
 
 
 def footprint_factors(dx: Tensor, dy: Tensor, radius: Tensor, var: Tensor,
