@@ -110,7 +110,7 @@ from generator.safe_yaml import load_yaml
 from dfd_models.checkpoint import load_model
 from dfd_models.evaluate import predict_depth_and_confidence
 from dfd_models.lens import LensParams, intrinsics
-from dfd_models.train import pick_device
+from dfd_models.device import pick_device
 
 #: Frame file extensions (lower case) and the decoder of each.
 IMAGE_KINDS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".exr": "exr"}

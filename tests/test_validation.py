@@ -137,17 +137,17 @@ def test_resume_keeps_a_better_best(with_val, tmp_path, torch):
 ])
 def test_best_pt_holds_the_weights_of_the_best_step(with_val, tmp_path, torch, monkeypatch, metric, scripted,
                                                      best_step):
-    import dfd_models.evaluate
+    import dfd_models.validation
 
     region, name = metric.split(".")
-    score, values = dfd_models.evaluate.score_model, iter(scripted)
+    score, values = dfd_models.validation.score_model, iter(scripted)
 
     def scripted_score(*args, **kwargs):  # the real scores, with the ranked metric scripted
         regions, absent, samples = score(*args, **kwargs)
         regions[region][name] = next(values)
         return regions, absent, samples
 
-    monkeypatch.setattr(dfd_models.evaluate, "score_model", scripted_score)
+    monkeypatch.setattr(dfd_models.validation, "score_model", scripted_score)
     run = tmp_path / "run"
     result = _train(with_val, run, "--max-steps", 4, "--set", "train.val_every=1", "--set", "train.ckpt_every=1",
                     "--set", f"train.best_metric={metric}")
@@ -195,7 +195,7 @@ def test_a_fitted_reference_model_is_scored_once(with_val, tmp_path, torch):
 def test_best_metrics_are_metrics_the_evaluation_produces(torch):
     from dfd_models.config import BEST_METRICS, HIGHER_IS_BETTER
     from dfd_models.metrics import RegionMetrics
-    from dfd_models.train import Best
+    from dfd_models.validation import Best
 
     metrics = RegionMetrics(2.0)
     depth = torch.rand(1, 1, 4, 4) + 0.5
