@@ -295,3 +295,81 @@ def test_balanced_regions_learn_objects_and_wall(torch, one_thread):
     print(f"objects / wall log error: balanced {balanced}, all {plain}")
     assert max(balanced) < 0.3, balanced
     assert plain[0] > 0.6 and plain[1] < 0.3, plain
+
+
+def test_split_regions_switch_to_the_wall_head_and_score_each_part_on_its_region(torch):
+    """regions "split": depth is the wall head's where its logit > 0, the network's elsewhere; the
+    network's depth is scored on the objects, the wall head's depth on the wall, its mask by a
+    cross-entropy whose two regions weigh the same."""
+    import torch.nn.functional as F
+
+    from dfd_models.networks import build_model
+
+    torch.manual_seed(0)
+    model = build_model("ddff", {**SMALL_DDFF, "depth_space": "log", "regions": "split"})
+    batch = _walled_batch(torch)
+    with torch.no_grad():
+        for p in model.wall_head.mask.parameters():  # a mask head that is not all zeros
+            p.add_(0.1 * torch.randn_like(p))
+        outputs = model(batch)
+        terms = model.losses(batch, outputs)
+    wall_seen = outputs["wall_logit"] > 0
+    assert 0 < wall_seen.float().mean() < 1
+    assert torch.equal(outputs["depth"], torch.where(wall_seen, outputs["wall_depth"], outputs["object_depth"]))
+    valid, wall = batch["valid"], batch["wall"]
+    objects = valid & ~wall
+
+    def log_error(pred):
+        return (pred.log() - batch["depth"].clamp_min(0.1).log()).abs()
+
+    assert torch.allclose(terms["depth"], log_error(outputs["object_depth"])[objects].mean())
+    assert torch.allclose(terms["wall_depth"], log_error(outputs["wall_depth"])[wall].mean())
+    bce = F.binary_cross_entropy_with_logits(outputs["wall_logit"], wall.float(), reduction="none")
+    assert torch.allclose(terms["wall_mask"], (bce[objects].mean() + bce[wall].mean()) / 2)
+    assert torch.allclose(terms["total"], terms["depth"] + terms["wall_depth"] + terms["wall_mask"])
+
+
+def test_split_regions_learn_where_the_wall_is(torch, one_thread):
+    """A small ddff with a wall head, 60 Adam steps (lr 1e-3) on a batch whose objects are redder than
+    the wall: the mask head must find the wall and its depth (at lr 3e-3 the wall's depth overshoots
+    onto the 3 m bound, where the sigmoid has no slope left)."""
+    from dfd_models.networks import build_model
+
+    torch.manual_seed(0)
+    model = build_model("ddff", {**SMALL_DDFF, "depth_space": "log", "regions": "split"})
+    batch = _walled_batch(torch, b=4)
+    optim = torch.optim.Adam(model.parameters(), 1e-3)
+    for _ in range(60):
+        loss = model.losses(batch, model(batch))["total"]
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    with torch.no_grad():
+        outputs = model(batch)
+    valid, wall = batch["valid"], batch["wall"]
+    right = (outputs["wall_logit"] > 0) == wall
+    assert right[valid].float().mean() > 0.9
+    err = (outputs["depth"].log() - batch["depth"].clamp_min(0.1).log()).abs()
+    assert err[wall].mean() < 0.3
+
+
+def test_depth_init_sets_the_untrained_output_and_keeps_the_focus_prior(torch):
+    """depth_init_m: an untrained defocusnet outputs that depth everywhere; ddff's focus-weighted
+    logit still turns a frame's focus distance into itself (depth_logit inverts the shifted map)."""
+    from dfd_models.networks import build_model
+    from test_baselines_ddff import _batch
+
+    batch = _batch(torch, b=2, t=3, h=16, w=16)
+    for space in ("log", "linear"):
+        model = build_model("defocusnet", {"depth_space": space, "depth_init_m": 1.75})
+        with torch.no_grad():
+            depth = model(batch)["depth"]
+        assert torch.allclose(depth, torch.full_like(depth, 1.75), rtol=1e-4), space
+        ddff = build_model("ddff", {**SMALL_DDFF, "depth_space": space, "depth_init_m": 1.75})
+        focus = torch.tensor([0.3, 0.8, 1.2])
+        assert torch.allclose(ddff.depth_from_logit(ddff.depth_logit(focus)), focus, rtol=1e-4), space
+    plain = build_model("defocusnet", {"depth_space": "log"})
+    with torch.no_grad():
+        assert not torch.allclose(plain(batch)["depth"], torch.tensor(1.75))
+    with pytest.raises(ValueError, match="depth_init_m"):
+        build_model("defocusnet", {"depth_init_m": 5.0})
