@@ -18,7 +18,7 @@ from fakes import fake_render, make_spec
 from generator.recipe import load_recipe
 from generator.codec import decode_sample, encode_sample, wall_depth_m
 from generator.spec import MaterialSpec, ObjectSpec
-from test_baselines_ddff import one_thread  # noqa: F401  (a fixture)
+from test_baselines_ddff import _fit, one_thread  # noqa: F401  (one_thread: a fixture)
 from test_data_pipeline import write_dataset
 
 RECIPE = load_recipe("small_obj")
@@ -274,12 +274,7 @@ def _fit_errors(torch, regions, steps=40, lr=3e-3, seed=0):
     torch.manual_seed(seed)
     model = build_model("ddff", {**SMALL_DDFF, "depth_space": "log", "regions": regions})
     batch = _walled_batch(torch, b=4)
-    optim = torch.optim.Adam(model.parameters(), lr)
-    for _ in range(steps):
-        loss = model.losses(batch, model(batch))["total"]
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
+    _fit(torch, model, batch, steps, lr)
     with torch.no_grad():
         err = (model(batch)["depth"].log() - batch["depth"].clamp_min(0.1).log()).abs()
     objects, wall = batch["valid"] & ~batch["wall"], batch["wall"]
@@ -338,12 +333,7 @@ def test_split_regions_learn_where_the_wall_is(torch, one_thread):
     torch.manual_seed(0)
     model = build_model("ddff", {**SMALL_DDFF, "depth_space": "log", "regions": "split"})
     batch = _walled_batch(torch, b=4)
-    optim = torch.optim.Adam(model.parameters(), 1e-3)
-    for _ in range(60):
-        loss = model.losses(batch, model(batch))["total"]
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
+    _fit(torch, model, batch, 60, 1e-3)
     with torch.no_grad():
         outputs = model(batch)
     valid, wall = batch["valid"], batch["wall"]
