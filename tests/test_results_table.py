@@ -150,3 +150,23 @@ def test_no_page_quotes_a_machines_absolute_path(table):
         assert not found, (page.name, found[:3])
     out = Path("/data/bench")
     assert table.portable("/data/bench/runs/x --out-dir /data/bench", out) == "runs/x --out-dir OUT"
+
+
+def test_the_pages_splits_are_disjoint_scene_sets_and_the_draws_differ(table):
+    """Each scene of a draw lies in exactly one of train / val / test (by scene, so no stack is in two),
+    each split holds about its share of the 160 scenes, and the second draw splits other scenes."""
+    from generator.draw import scene_split
+    from generator.recipe import load_recipe
+
+    draws = []
+    for seed in table.DRAWS:
+        recipe = load_recipe("small_obj", table.recipe_overrides("small_obj", 160, 64, 64, seed))
+        sets = {name: set() for name in table.SPLITS}
+        for index in range(recipe.count):
+            sets[scene_split(recipe, index)].add(index)
+        assert set().union(*sets.values()) == set(range(160))
+        assert sum(len(s) for s in sets.values()) == 160  # disjoint
+        for name, share in table.SPLITS.items():
+            assert abs(len(sets[name]) - share * 160) < 16, (seed, name, len(sets[name]))
+        draws.append(sets)
+    assert draws[0]["test"] != draws[1]["test"]
