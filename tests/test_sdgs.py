@@ -489,7 +489,7 @@ def test_sdgs_stack_depth_sees_the_end_frames(torch, networks):
 
 
 def test_start_is_inside_the_range_for_small_obj_lenses(torch, networks):
-    """An untrained ``sdgs`` (and ``sdgs_stack``) on small_obj's lenses (thin lens, 25-50 mm, f/1.4-2.8,
+    """With ``defocus_init_px: 0.5``, an untrained ``sdgs`` (and ``sdgs_stack``) on small_obj's lenses (thin lens, 25-50 mm, f/1.4-2.8,
     36 mm sensor at 64 px, nearest frame focused at 0.3 m): the predicted inverse depth is strictly inside
     [1/max_depth_m, 1/min_depth_m], away from the sigmoid's flat ends, and the depth terms (sweep,
     smoothness) send gradient to DepthNet and DefocusNet at step 0. (A zero-initialised DefocusNet
@@ -505,7 +505,7 @@ def test_start_is_inside_the_range_for_small_obj_lenses(torch, networks):
              "K": K, "lens_model": torch.zeros(b, dtype=torch.long), "focal_length_m": focal, "f_number": fnum,
              "pixel_pitch_m": torch.full((b,), 0.036 / w)}
     for name in ("sdgs", "sdgs_stack"):
-        model = networks.build_model(name, {"channels": [4, 8, 8, 8], "w_photometric": 0.0})
+        model = networks.build_model(name, {"channels": [4, 8, 8, 8], "w_photometric": 0.0, "defocus_init_px": 0.5})
         outputs = model(batch)
         lo, hi = 1 / model.config["max_depth_m"], 1 / model.config["min_depth_m"]
         position = (outputs["inv_depth"].detach() - lo) / (hi - lo)
@@ -609,14 +609,14 @@ def test_balance_gives_every_occupied_bin_the_same_weight(torch):
     inv = torch.full((1, 1, 10, 10), 0.5)
     inv[0, 0, 0, :5] = 2.0
     inv[0, 0, 0, 5:] = 3.0
-    weight = _balance(inv, 1 / 3, 10.0, 8)
+    weight = _balance(inv, 1 / 3, 10.0, 8, "inverse")
     totals = [float(weight[inv == v].sum()) for v in (0.5, 2.0, 3.0)]
     assert totals == pytest.approx([100 / 3] * 3, rel=1e-5) and float(weight.mean()) == pytest.approx(1.0)
 
 
 def test_balance_separates_far_objects_from_the_wall(torch):
     """small_obj-like depths: a wall at 1.8 m (90 % of the pixels), objects at 1.0 m and at 0.4 m (5 %
-    each). Binned by depth ratio over the range 0.1-3 m, the far objects get their own bin, so a far
+    each). Binned by depth ratio over the range 0.1-3 m (``balance_space: log``), the far objects get their own bin, so a far
     object's pixel weighs as much as a near one's and much more than the wall's (bins equal in 1/z
     lumped everything beyond 0.65 m with the wall: a far object's pixel weighed 19x less than a near one's)."""
     from dfd_models.networks.sdgs import _balance
@@ -624,7 +624,9 @@ def test_balance_separates_far_objects_from_the_wall(torch):
     inv = torch.full((1, 1, 20, 10), 1 / 1.8)
     inv[0, 0, 0] = 1 / 1.0
     inv[0, 0, 1] = 1 / 0.4
-    weight = _balance(inv, 1 / 3, 10.0, 8)
+    weight = _balance(inv, 1 / 3, 10.0, 8, "log")
+    lumped = _balance(inv, 1 / 3, 10.0, 8, "inverse")
+    assert float(lumped[0, 0, 0, 0]) == pytest.approx(float(lumped[0, 0, 5, 0]))  # far object = wall's bin
     far, near, wall = float(weight[0, 0, 0, 0]), float(weight[0, 0, 1, 0]), float(weight[0, 0, 5, 0])
     assert far == pytest.approx(near) and far > 10 * wall, (far, near, wall)
 
