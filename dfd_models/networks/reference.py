@@ -60,7 +60,8 @@ class ReferenceModel(DepthModel):
 
     :meth:`forward` is :meth:`predict` on a batch (``{"depth"}``, for code that
     looks at a batch's outputs); :meth:`losses` raises, since there is nothing
-    to optimise. No config keys.
+    to optimise. No config keys unless a subclass declares them (``constant``'s
+    ``region``, ``dff``'s ``beyond_range`` and depth range).
     """
 
     trainable = False
