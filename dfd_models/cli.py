@@ -117,6 +117,8 @@ def train(shards, skip_corrupt, model_name, run_dir, config_path, overrides, max
         done = f"trained {config.model.name} to step {summary.steps}" if summary.steps else f"fitted {config.model.name}"
         click.echo(f"{done} in {summary.seconds:.1f} s" + (f", loss {loss:.4g}" if loss is not None else ""))
         click.echo(f"checkpoint: {summary.last_checkpoint}")
+        if summary.best_checkpoint is not None:
+            click.echo(f"best on validation ({config.train.best_metric}): {summary.best_checkpoint}")
 
 
 @click.command(name="eval")

@@ -74,6 +74,7 @@ def test_validation_is_logged_at_the_expected_steps(validated, torch):
     run, output = validated
     log = _val_log(run)
     assert [line["step"] for line in log] == [2, 4, 6]  # every val_every steps, and the last
+    assert f"best on validation (objects.abs_rel): {run / 'ckpt' / 'best.pt'}" in output
     for line in log:
         assert line["split"] == "val" and line["samples"] == 2
         assert set(line["regions"]) == {"all", "objects"}
