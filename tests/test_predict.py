@@ -113,7 +113,8 @@ def test_predict_stack_folders_of_jpegs_give_one_depth_map_each(planes, dff_ckpt
     assert result.exit_code == 0, result.output
     assert "far_first: 7 frame(s) focused at 0.3-1.6 m" in result.output
     assert "f 50 mm (camera file), f/1.4 (camera file), sensor 36 mm (camera file)" in result.output
-    assert sorted(p.name for p in out.iterdir()) == ["far_first.depth.exr", "far_first.depth.png",
+    assert sorted(p.name for p in out.iterdir()) == ["far_first.confidence.exr", "far_first.depth.exr",
+                                                    "far_first.depth.png", "shuffled.confidence.exr",
                                                     "shuffled.depth.exr", "shuffled.depth.png"]
     depth = _depth(out / "far_first.depth.exr")
     assert depth.shape == (64, 64) and np.isfinite(depth).all()
@@ -165,7 +166,8 @@ def test_predict_reads_the_lens_from_the_checkpoint(planes, bpy, torch, tmp_path
     assert result.exit_code == 0, result.output
     assert ("lens thin_lens (checkpoint), f 25 mm (checkpoint), f/2 (checkpoint), sensor 36 mm (checkpoint)"
             in result.output)
-    assert sorted(p.name for p in out.iterdir()) == ["img1.depth.exr", "img1.depth.png"]  # nearest-focused frame
+    assert sorted(p.name for p in out.iterdir()) == ["img1.confidence.exr", "img1.depth.exr",
+                                                    "img1.depth.png"]  # nearest-focused frame
 
     model, _ = load_model(ckpt)
     lens = LensParams.from_lens(Lens("thin_lens", 0.025, 2.0, 0.036))
@@ -357,8 +359,8 @@ def test_predict_refuses_bad_stacks_with_one_line_and_writes_nothing(planes, dff
 
 
 def test_predict_writes_the_sweeps_confidence_beside_its_depth(planes, tiny_dataset, tmp_path):
-    """``dfd_sweep`` has a confidence: NAME.confidence.exr, in [0, 1], varying over the frame (``dff`` has
-    none, and writes none: the first test's listing)."""
+    """``dfd_sweep`` has a confidence: NAME.confidence.exr, in [0, 1], varying over the frame (``dff``
+    has one too since issue 30: the first test's listing)."""
     _stack_folder(tmp_path / "stack", planes)
     (tmp_path / "camera.yaml").write_text(CAMERA)
     sweep = _train(tiny_dataset, "dfd_sweep", tmp_path / "sweep")
