@@ -163,8 +163,7 @@ def test_balanced_loss_is_the_weighted_mean_of_the_region_means(torch, depth_spa
     from dfd_models.networks import build_model
 
     model = build_model("ddff", {**SMALL_DDFF, "coc_head": True, "depth_space": depth_space,
-                                 "wall_weight": wall_weight})
-    assert model.config["regions"] == "balanced"  # the default
+                                 "regions": "balanced", "wall_weight": wall_weight})
     batch = _walled_batch(torch)
     with torch.no_grad():
         out = model(batch)
@@ -192,7 +191,7 @@ def test_an_empty_region_contributes_nothing(torch, empty):
     balanced loss is then the other region's mean (0 with none)."""
     from dfd_models.networks import build_model
 
-    model = build_model("ddff", {**SMALL_DDFF, "coc_head": True, "depth_space": "log"})
+    model = build_model("ddff", {**SMALL_DDFF, "coc_head": True, "depth_space": "log", "regions": "balanced"})
     batch = _walled_batch(torch)
     valid = batch["valid"] & (empty != "both")
     wall = valid if empty == "objects" else torch.zeros_like(valid)

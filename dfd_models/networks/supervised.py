@@ -16,15 +16,16 @@ Config ``regions`` chooses the pixels of the averages and their weights, using t
 batch's background-wall mask ``wall`` [B, 1, H, W] bool (a batch without it
 averages all valid pixels, whatever the choice):
 
-    "balanced"  (default) the mean of two region means over the batch, objects
+    "balanced"  the mean of two region means over the batch, objects
                 (valid & ~wall) weighted 1 and wall (valid & wall) ``wall_weight``:
                 (L_objects + w L_wall) / (1 + w), an empty region left out
                 (:func:`dfd_models.losses.region_mean`). The wall fills ~93 % of a
                 small_obj frame: a plain mean is ruled by it and the objects, what
                 depth from defocus is about, are learnt last; left out, the wall
                 is never learnt and no model predicts the whole frame
-    "objects"   the mean over valid & ~wall (the thesis's masking; deprecated config
-                ``mask_wall: true``)
+    "objects"   (default) the mean over valid & ~wall (the thesis's masking; deprecated
+                config ``mask_wall: true``): the best on objects on validation at the
+                pages' budgets (docs/DESIGN.md: which pixels the supervised losses see)
     "all"       the mean over every valid pixel (``mask_wall: false``)
     "split"     the network's own depth learns the objects ("objects"), and a small
                 :class:`WallHead` over the whole stack learns where the wall is (a
@@ -235,7 +236,7 @@ class SupervisedDepthModel(DepthModel):
             "coc_scale_px": 8.0,
             "coc_loss": "l1",
             "w_coc": 1.0,
-            "regions": "balanced",
+            "regions": "objects",
             "wall_weight": 1.0,
             "depth_init_m": None,
             "mask_wall": None,
