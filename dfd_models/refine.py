@@ -31,6 +31,8 @@ moves to each hypothesis, the others held, computed exactly from the pixel's own
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -106,10 +108,29 @@ def residual_cost(rendered: Tensor, frames: Tensor, cover: Tensor, gamma: float)
     return (gamma_encode(colour, gamma) - gamma_encode(frames, gamma)).abs().mean(2, keepdim=True) * cover
 
 
+@dataclass(frozen=True)
+class _ForwardModel:
+    """The splat forward model of one stack: the radiance layer [B, 4, H, W], the covered pixels
+    [B, T, 1, H, W], the layer depths [L], the plane operators, the splat config and gamma."""
+
+    layer: Tensor
+    cover: Tensor
+    nodes: Tensor
+    operators: Any
+    config: Any
+    gamma: float
+    frames_target: Tensor  # the frames the renderings are compared with
+
+    def error(self, depth: Tensor) -> Tensor:
+        """Mean re-rendering error over the covered pixels of every frame at ``depth`` (m).  # []"""
+        rendered = render_depth(depth, self.layer, self.nodes, self.operators)
+        return residual_cost(rendered, self.frames_target, self.cover, self.gamma).sum() / self.cover.sum()
+
+
 def _model(frames: Tensor, focus_m: Tensor, K: Tensor, lens: LensParams, ref: int, min_depth_m: float,
-           max_depth_m: float, footprint: str, splat_px: float, node_ratio: float, radiance: Tensor | None = None):
-    """(layer [B, 4, H, W], cover [B, T, 1, H, W], nodes [L], operators, config) of the forward model;
-    ``radiance`` None: the composite, else that sharp radiance [B, 3, H, W]."""
+           max_depth_m: float, footprint: str, splat_px: float, node_ratio: float, gamma: float,
+           radiance: Tensor | None = None) -> _ForwardModel:
+    """The forward model of the stack; ``radiance`` None: the composite, else that sharp radiance [B, 3, H, W]."""
     b, t, _, h, w = frames.shape
     config = splat_sweep_config(footprint)
     composite, cover = splat_radiance(frames, K, ref, splat_px, config)
@@ -117,7 +138,8 @@ def _model(frames: Tensor, focus_m: Tensor, K: Tensor, lens: LensParams, ref: in
     layer = torch.cat([layer, torch.ones_like(layer[:, :1])], 1)
     nodes = sweep_depths(min_depth_m, max_depth_m, node_ratio).to(frames)
     rest = rest_of_coc(lens, nodes.expand(b, -1), focus_m, w, sharp=radiance is not None)  # [B, T, L]
-    return layer, cover, nodes, plane_operators(rest, K[:, ref], K, h, w, splat_px, config), config
+    return _ForwardModel(layer, cover, nodes, plane_operators(rest, K[:, ref], K, h, w, splat_px, config), config,
+                         gamma, frames)
 
 
 def rerender_error(
@@ -141,10 +163,8 @@ def rerender_error(
     Returns:
         mean over covered pixels of every frame.  # [] (the batch pooled)
     """
-    layer, cover, nodes, operators, _ = _model(frames, focus_m, K, lens, ref, min_depth_m, max_depth_m, footprint,
-                                               splat_px, node_ratio)
-    rendered = render_depth(depth.clamp(min_depth_m, max_depth_m), layer, nodes, operators)
-    return residual_cost(rendered, frames, cover, gamma).sum() / cover.sum()
+    model = _model(frames, focus_m, K, lens, ref, min_depth_m, max_depth_m, footprint, splat_px, node_ratio, gamma)
+    return model.error(depth.clamp(min_depth_m, max_depth_m))
 
 
 def refine_depth(
@@ -179,8 +199,7 @@ def refine_depth(
     Returns:
         depth, metres, within the range.  # [B, 1, H, W]
     """
-    layer, cover, nodes, operators, _ = _model(frames, focus_m, K, lens, ref, min_depth_m, max_depth_m, footprint,
-                                               splat_px, node_ratio)
+    model = _model(frames, focus_m, K, lens, ref, min_depth_m, max_depth_m, footprint, splat_px, node_ratio, gamma)
     lo, hi = math.log(min_depth_m), math.log(max_depth_m)
     log_depth = depth.detach().log().clamp(lo, hi)
     with torch.enable_grad():
@@ -193,8 +212,7 @@ def refine_depth(
                 return (log_depth + up).clamp(lo, hi)
 
             for _ in range(steps):
-                rendered = render_depth(current().exp(), layer, nodes, operators)
-                loss = residual_cost(rendered, frames, cover, gamma).sum() / cover.sum()
+                loss = model.error(current().exp())
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
@@ -240,10 +258,11 @@ def depth_scan(
     """
     _, t, _, h, w = frames.shape
     lo, hi = float(min(depths.min(), depth.min())), float(max(depths.max(), depth.max()))
-    layer, cover, nodes, operators, config = _model(frames, focus_m, K, lens, ref, lo / node_ratio, hi * node_ratio,
-                                                    footprint, splat_px, node_ratio, radiance)
+    model = _model(frames, focus_m, K, lens, ref, lo / node_ratio, hi * node_ratio, footprint, splat_px, node_ratio,
+                   gamma, radiance)
+    layer, cover, config = model.layer, model.cover, model.config
     sharp = radiance is not None
-    sums = render_depth(depth, layer, nodes, operators)[0]  # [T, 4, H, W]
+    sums = render_depth(depth, layer, model.nodes, model.operators)[0]  # [T, 4, H, W]
     # p's centre in frame t and the window of pixels around it
     scale = K[0, :, 0, 0] / K[0, ref, 0, 0]  # [T]
     shift = K[0, :, :2, 2] - scale[:, None] * K[0, ref, :2, 2]  # [T, 2]
