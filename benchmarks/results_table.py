@@ -18,7 +18,7 @@ train / validation / test (60 / 20 / 20). On each draw:
 The page (``--results``) holds: the protocol; the first draw's table, the second draw's and their mean and
 spread; the claims that survive the spread (a row is called better than another only where the gap of
 their means over the two draws exceeds both rows' spread, half the difference between the draws); every
-choice made on validation; the sdgs ablation, scored on validation (its rows' training seeds give the
+choice made on validation; the sdgs and sdgs_stack ablations, scored on validation (their rows' training seeds give the
 spread); the published numbers; a PNG figure (``--figure``) of a few test stacks, every model's depth of
 the whole frame on one colour scale; the budget (scenes, size, samples, steps, wall time, machine), the
 recipes' sha256 and every command, with paths relative to ``--out-dir`` (written ``OUT``).
@@ -125,7 +125,7 @@ ROWS = REFERENCES + [
     Row("sdgs", "SDGS (self-supervised, one frame in)"),
     Row("sdgs_stack", "SDGS-stack (self-supervised, the stack in)"),
 ]
-#: sdgs with one design choice removed each (dfd_models/networks/sdgs.py), same budget as ``sdgs``.
+#: sdgs and sdgs_stack with one design choice removed each (dfd_models/networks/sdgs.py), same budget as the model.
 ABLATIONS = [
     Row("sdgs", "no splat re-rendering: depth learns from the re-rendering sweep alone",
         config=(("w_photometric", 0.0),), run_name="sdgs-no_photometric"),
@@ -145,6 +145,10 @@ ABLATIONS = [
         config=(("input_frame", "middle"),), run_name="sdgs-input_middle"),
     Row("sdgs", "photometric error on linear RGB (gamma 1)",
         config=(("photometric_gamma", 1.0),), run_name="sdgs-linear"),
+    Row("sdgs_stack", "no splat re-rendering: depth learns from the re-rendering sweep alone",
+        config=(("w_photometric", 0.0),), run_name="sdgs_stack-no_photometric"),
+    Row("sdgs_stack", "DepthNet without the views' blur features",
+        config=(("depth_blur_features", False),), run_name="sdgs_stack-no_depth_blur_features"),
 ]
 #: Published synthetic test numbers (MSE and RMS of depth normalised to [0, 1], accuracy %).
 PUBLISHED = {
@@ -444,7 +448,7 @@ def _choices(results: list[RowResult]) -> list[str]:
 
 
 def format_results(draws: list[dict[str, RowResult]], skipped: list[str], *, recipe: str, scale: str,
-                   recipe_line: str, render_cmd: str, ablations: list[RowResult] = (), ablation_scale: str = "",
+                   recipe_line: str, render_cmd: str, ablations: list[list[RowResult]] = (), ablation_scale: str = "",
                    figure: str | None = None, caveats: list[str] = ()) -> str:
     """The Markdown of the results page.
 
@@ -457,8 +461,8 @@ def format_results(draws: list[dict[str, RowResult]], skipped: list[str], *, rec
         recipe_line: the recipes' names, overrides and sha256.
         render_cmd: the ``dfdgen render`` commands equivalent to the benchmark's ``render_dataset``
             calls (same recipes, same bytes), one per line.
-        ablations: the sdgs ablation's rows on the first draw, scored on validation: the full model at
-            the ablation's budget first, then each variant.
+        ablations: per model ablated (sdgs, sdgs_stack), its rows on the first draw, scored on
+            validation: the full model at the ablation's budget first, then each variant.
         ablation_scale: the ablation's budget.
         figure: file name of the figure, relative to the page.
         caveats: sentences that qualify the protocol, shown after it.
@@ -517,16 +521,17 @@ def format_results(draws: list[dict[str, RowResult]], skipped: list[str], *, rec
                   "objects: the mean over the two draws ± the spread; **yes** only where the gap exceeds both "
                   "spreads.", "", *_claims(draws), ""]
     lines += ["## Choices made on validation", "", *_choices(first), ""]
-    if ablations:
-        full = ablations[0]
-        lines += ["## Ablation of sdgs (validation)", "",
-                  f"The first row is `sdgs` as built; each other row removes one of its design choices "
-                  f"(`dfd_models/networks/sdgs.py`); same data and budget ({ablation_scale}), scored on the "
-                  "first draw's **validation** split (the ablation is a choice).", "", *_table(ablations, "val"),
+    for group in ablations:
+        full = group[0]
+        model = full.row.model
+        lines += [f"## Ablation of {model} (validation)", "",
+                  f"The first row is `{model}` as built; each other row removes one of its design choices "
+                  f"(`dfd_models/networks/`); same data and budget ({ablation_scale}), scored on the "
+                  "first draw's **validation** split (the ablation is a choice).", "", *_table(group, "val"),
                   ""]
         full_values = full.val(region, metric)
         spread = (max(full_values) - min(full_values)) if len(full_values) > 1 else float("nan")
-        for r in ablations[1:]:
+        for r in group[1:]:
             gap = _mean(r.val(region, metric)) - _mean(full_values)
             if metric in HIGHER_IS_BETTER:
                 gap = -gap
@@ -553,7 +558,7 @@ def format_results(draws: list[dict[str, RowResult]], skipped: list[str], *, rec
             runs = [*r.candidates, *r.seeds[1:]]
             lines += [f"`{r.row.run}`, draw {number}:", "", "```", *(run.train_cmd for run in runs),
                       *(run.eval_cmd for run in r.seeds), "```", ""]
-    for r in ablations[1:]:
+    for r in (r for group in ablations for r in group[1:]):
         lines += [f"`{r.row.run}` (ablation):", "", "```", *(run.train_cmd for run in r.seeds), "```", ""]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -753,19 +758,22 @@ def main(argv: list[str] | None = None) -> None:
             if row.run == ALL_PIXEL_REFERENCE and args.init_at_constant:
                 depth_init[draw] = round(fitted_constant(results[row.run].chosen.checkpoint), 3)
         draws.append(results)
-    if ablation_steps and ablation_rows and "sdgs" in draws[0]:
-        full = draws[0]["sdgs"]
+    for model in dict.fromkeys(row.model for row in ablation_rows):  # each model ablated, in ABLATIONS' order
+        if not ablation_steps or model not in draws[0]:
+            continue
+        full = draws[0][model]
         if ablation_steps != sdgs_steps:  # the full model at the ablation's budget, so the rows compare
-            full = run_row(Row("sdgs", "sdgs, as built", run_name=f"sdgs-{ablation_steps}steps"), 0,
-                           ablation_steps, [chosen_lr["sdgs"]], args.seeds, args.out_dir / "runs", test=False)
-        ablations = [full] + [run_row(row, 0, ablation_steps, [chosen_lr["sdgs"]], args.seeds,
-                                      args.out_dir / "runs", test=False) for row in ablation_rows]
+            full = run_row(Row(model, f"{model}, as built", run_name=f"{model}-{ablation_steps}steps"), 0,
+                           ablation_steps, [chosen_lr[model]], args.seeds, args.out_dir / "runs", test=False)
+        ablations.append([full] + [run_row(row, 0, ablation_steps, [chosen_lr[model]], args.seeds,
+                                           args.out_dir / "runs", test=False)
+                                   for row in ablation_rows if row.model == model])
     write_figure(list(draws[0].values()), datasets[args.recipe, 0][0], figure)
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
     large = (f" plus {args.large_scenes} large_obj scenes (same split) for the small+large row"
              if ("large_obj", 0) in datasets else "")
-    wall = sum(r.train_s for d in draws for r in d.values()) + sum(r.train_s for r in ablations[1:])
+    wall = sum(r.train_s for d in draws for r in d.values()) + sum(r.train_s for g in ablations for r in g[1:])
     counts = []
     for seed in list(DRAWS)[:args.draws]:
         manifest = read_manifest(datasets[args.recipe, seed][0])

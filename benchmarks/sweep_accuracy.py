@@ -35,7 +35,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from dfd_models.config import DataSection
 from dfd_models.data import make_loader
@@ -47,7 +46,7 @@ from generator.pipeline import render_dataset
 from generator.recipe import load_recipe
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from planes_stack import render_planes_stack  # noqa: E402
+from planes_stack import on_frame, render_planes_stack  # noqa: E402
 
 METHODS = ("constant", "dff", "sweep-old", "sweep", "refined")
 
@@ -70,22 +69,11 @@ def score(depth: torch.Tensor, stack: dict) -> dict[str, tuple[float, float]]:
     return {region: (m["abs_rel"], m["delta1"]) for region, m in metrics.compute().items()}
 
 
-def nearest_to_frame0(image: torch.Tensor, K: torch.Tensor, ref: int) -> torch.Tensor:
-    """A map of frame ``ref``'s grid on frame 0's, nearest neighbour (depth and masks keep their values)."""
-    h, w = image.shape[-2:]
-    v, u = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
-    pixels = torch.stack([u, v, torch.ones_like(u)], -1).reshape(1, -1, 3).to(K)
-    src = pixels @ (K[:, ref] @ torch.linalg.inv(K[:, 0])).transpose(-1, -2)
-    grid = torch.stack([2 * src[..., 0] / src[..., 2] / w - 1, 2 * src[..., 1] / src[..., 2] / h - 1], -1)
-    return F.grid_sample(image.float(), grid.reshape(-1, h, w, 2), mode="nearest", padding_mode="border",
-                         align_corners=False)
-
-
 def scan_fraction(stack: dict, lens, footprint: str) -> float:
     """Textured object pixels whose per-pixel scan minimum lies within delta1 of the truth (frame 0's grid)."""
     K, ref = stack["K"], stack["frames"].shape[1] // 2
-    depth = nearest_to_frame0(stack["depth"], K, ref)
-    objects = nearest_to_frame0((stack["valid"] & ~stack["wall"]).float(), K, ref) > 0.5
+    depth = on_frame(stack["depth"], K, ref, 0)
+    objects = on_frame((stack["valid"] & ~stack["wall"]).float(), K, ref, 0) > 0.5
     textured = focus_measure(gamma_encode(stack["aif"], 1 / 2.2), window=3) > 1e-3
     pixels = (objects & textured).flatten().nonzero()[:, 0]
     depths = sweep_depths(0.25, 2.5, 1.05)

@@ -42,8 +42,9 @@ from dfd_models.focus import gamma_encode, splat_radiance, splat_sweep_config, s
 from dfd_models.lens import LensParams, coc_px
 from dfd_models.splat import footprint_factors, plane_operators, render_planes
 
-__all__ = ["NODE_RATIO", "REFINE_LR", "REFINE_SCALES", "REFINE_STEPS", "depth_scan", "refine_depth",
-           "render_depth", "rerender_error", "residual_cost", "rest_of_coc"]
+__all__ = ["NODE_RATIO", "REFINE_LR", "REFINE_SCALES", "REFINE_STEPS", "ForwardModel", "depth_scan", "forward_model",
+           "refine_depth",
+           "render_depth", "rerender_error", "rest_of_coc"]
 
 #: Ratio of consecutive layer depths of :func:`render_depth`.
 NODE_RATIO = 1.03
@@ -94,24 +95,19 @@ def render_depth(depth: Tensor, layer: Tensor, nodes: Tensor, operators: tuple[T
     return torch.cat(images)
 
 
-def residual_cost(rendered: Tensor, frames: Tensor, cover: Tensor, gamma: float) -> Tensor:
-    """Per-pixel L1 of the gamma-encoded colours, rendered (colour and alpha) against the frames.
-
-    Args:
-        rendered: colour and alpha.  # [B, T, 4, H, W]
-        frames: linear RGB.  # [B, T, 3, H, W]
-        cover: pixels scored, 0/1.  # [B, T, 1, H, W]
-    Returns:
-        mean over colour channels, 0 where not covered.  # [B, T, 1, H, W]
-    """
-    colour = rendered[:, :, :3] / rendered[:, :, 3:].clamp_min(1e-4)
-    return (gamma_encode(colour, gamma) - gamma_encode(frames, gamma)).abs().mean(2, keepdim=True) * cover
-
-
 @dataclass(frozen=True)
-class _ForwardModel:
-    """The splat forward model of one stack: the radiance layer [B, 4, H, W], the covered pixels
-    [B, T, 1, H, W], the layer depths [L], the plane operators, the splat config and gamma."""
+class ForwardModel:
+    """The splat forward model of one batch of stacks (module docstring), built by :func:`forward_model`.
+
+    Attributes:
+        layer: the splats' colour and alpha (ones) on frame ``ref``'s grid.  # [B, 4, H, W]
+        cover: the frames' pixels scored, 0/1: those frame ``ref``'s view covers.  # [B, T, 1, H, W]
+        nodes: the layers' depths, metres.  # [L]
+        operators: :func:`dfd_models.splat.plane_operators` of the nodes.
+        config: the splat config (footprint, blend "sum").
+        gamma: exponent of the encoding the error compares.
+        frames: the frames the renderings are compared with, linear RGB.  # [B, T, 3, H, W]
+    """
 
     layer: Tensor
     cover: Tensor
@@ -119,18 +115,45 @@ class _ForwardModel:
     operators: Any
     config: Any
     gamma: float
-    frames_target: Tensor  # the frames the renderings are compared with
+    frames: Tensor
+
+    def render(self, depth: Tensor) -> Tensor:
+        """Every frame re-rendered from the splats at ``depth`` (metres, within the nodes), colour
+        normalised by alpha (0 where no splat lands).  # [B, 1, H, W] -> [B, T, 3, H, W]"""
+        rendered = render_depth(depth, self.layer, self.nodes, self.operators)
+        return rendered[:, :, :3] / rendered[:, :, 3:].clamp_min(1e-4)
 
     def error(self, depth: Tensor) -> Tensor:
         """Mean re-rendering error over the covered pixels of every frame at ``depth`` (m).  # []"""
-        rendered = render_depth(depth, self.layer, self.nodes, self.operators)
-        return residual_cost(rendered, self.frames_target, self.cover, self.gamma).sum() / self.cover.sum()
+        residual = gamma_encode(self.render(depth), self.gamma) - gamma_encode(self.frames, self.gamma)
+        return (residual.abs().mean(2, keepdim=True) * self.cover).sum() / self.cover.sum()
 
 
-def _model(frames: Tensor, focus_m: Tensor, K: Tensor, lens: LensParams, ref: int, min_depth_m: float,
-           max_depth_m: float, footprint: str, splat_px: float, node_ratio: float, gamma: float,
-           radiance: Tensor | None = None) -> _ForwardModel:
-    """The forward model of the stack; ``radiance`` None: the composite, else that sharp radiance [B, 3, H, W]."""
+def forward_model(
+    frames: Tensor,
+    focus_m: Tensor,
+    K: Tensor,
+    lens: LensParams,
+    ref: int,
+    *,
+    min_depth_m: float,
+    max_depth_m: float,
+    footprint: str = "disc",
+    splat_px: float = 1 / math.sqrt(2 * math.pi),
+    gamma: float = 1 / 2.2,
+    node_ratio: float = NODE_RATIO,
+    radiance: Tensor | None = None,
+) -> ForwardModel:
+    """The forward model of a batch of stacks: splats of frame ``ref``'s grid, layers over the range.
+
+    Args:
+        frames, focus_m, K, lens, ref: the stacks, as :func:`dfd_models.focus.defocus_sweep`.
+        min_depth_m, max_depth_m: the depths the model can render, metres (the layers span them).
+        footprint, splat_px, gamma, node_ratio: the splat footprint, its std (pixels), the error's
+            encoding exponent and the ratio of consecutive layer depths.
+        radiance: None, the stack's composite (:func:`dfd_models.focus.splat_radiance`), blurred by
+            the rest of each frame's CoC; else a sharp radiance, blurred by the whole CoC.  # [B, 3, H, W]
+    """
     b, t, _, h, w = frames.shape
     config = splat_sweep_config(footprint)
     composite, cover = splat_radiance(frames, K, ref, splat_px, config)
@@ -138,8 +161,8 @@ def _model(frames: Tensor, focus_m: Tensor, K: Tensor, lens: LensParams, ref: in
     layer = torch.cat([layer, torch.ones_like(layer[:, :1])], 1)
     nodes = sweep_depths(min_depth_m, max_depth_m, node_ratio).to(frames)
     rest = rest_of_coc(lens, nodes.expand(b, -1), focus_m, w, sharp=radiance is not None)  # [B, T, L]
-    return _ForwardModel(layer, cover, nodes, plane_operators(rest, K[:, ref], K, h, w, splat_px, config), config,
-                         gamma, frames)
+    return ForwardModel(layer, cover, nodes, plane_operators(rest, K[:, ref], K, h, w, splat_px, config), config,
+                        gamma, frames)
 
 
 def rerender_error(
@@ -163,7 +186,8 @@ def rerender_error(
     Returns:
         mean over covered pixels of every frame.  # [] (the batch pooled)
     """
-    model = _model(frames, focus_m, K, lens, ref, min_depth_m, max_depth_m, footprint, splat_px, node_ratio, gamma)
+    model = forward_model(frames, focus_m, K, lens, ref, min_depth_m=min_depth_m, max_depth_m=max_depth_m,
+                          footprint=footprint, splat_px=splat_px, gamma=gamma, node_ratio=node_ratio)
     return model.error(depth.clamp(min_depth_m, max_depth_m))
 
 
@@ -199,7 +223,8 @@ def refine_depth(
     Returns:
         depth, metres, within the range.  # [B, 1, H, W]
     """
-    model = _model(frames, focus_m, K, lens, ref, min_depth_m, max_depth_m, footprint, splat_px, node_ratio, gamma)
+    model = forward_model(frames, focus_m, K, lens, ref, min_depth_m=min_depth_m, max_depth_m=max_depth_m,
+                          footprint=footprint, splat_px=splat_px, gamma=gamma, node_ratio=node_ratio)
     lo, hi = math.log(min_depth_m), math.log(max_depth_m)
     log_depth = depth.detach().log().clamp(lo, hi)
     with torch.enable_grad():
@@ -258,8 +283,8 @@ def depth_scan(
     """
     _, t, _, h, w = frames.shape
     lo, hi = float(min(depths.min(), depth.min())), float(max(depths.max(), depth.max()))
-    model = _model(frames, focus_m, K, lens, ref, lo / node_ratio, hi * node_ratio, footprint, splat_px, node_ratio,
-                   gamma, radiance)
+    model = forward_model(frames, focus_m, K, lens, ref, min_depth_m=lo / node_ratio, max_depth_m=hi * node_ratio,
+                          footprint=footprint, splat_px=splat_px, gamma=gamma, node_ratio=node_ratio, radiance=radiance)
     layer, cover, config = model.layer, model.cover, model.config
     sharp = radiance is not None
     sums = render_depth(depth, layer, model.nodes, model.operators)[0]  # [T, 4, H, W]

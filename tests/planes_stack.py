@@ -89,6 +89,28 @@ def plane_interior(batch: dict, margin: int = 6):
     return inside
 
 
+def on_frame(image, K, src: int, dst: int):
+    """A map on frame ``src``'s grid resampled onto frame ``dst``'s, nearest neighbour, so depth and
+    masks keep their values (frames differ by focus breathing, K only).
+
+    Args:
+        image: the map.  # [B, C, H, W]
+        K: the stack's intrinsics.  # [B, T, 3, 3]
+    Returns:
+        float32.  # [B, C, H, W]
+    """
+    import torch
+    import torch.nn.functional as F
+
+    h, w = image.shape[-2:]
+    v, u = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+    pixels = torch.stack([u, v, torch.ones_like(u)], -1).reshape(1, -1, 3).to(K)
+    at = pixels @ (K[:, src] @ torch.linalg.inv(K[:, dst])).mT
+    grid = torch.stack([2 * at[..., 0] / at[..., 2] / w - 1, 2 * at[..., 1] / at[..., 2] / h - 1], -1)
+    return F.grid_sample(image.float(), grid.reshape(-1, h, w, 2), mode="nearest", padding_mode="border",
+                         align_corners=False)
+
+
 def planes_scene(size: int = 64, samples: int = 64, model: str = "thin_lens", f_number: float = 1.4,
                  frames: int = FRAMES):
     """The :class:`generator.spec.SceneSpec` that :func:`render_planes_stack` renders."""

@@ -149,7 +149,7 @@ def test_depth_scan_minimum_is_at_the_truth_on_the_cycles_planes(bpy, torch):
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from planes_stack import plane_interior, render_planes_stack
+    from planes_stack import on_frame, plane_interior, render_planes_stack
 
     from dfd_models.focus import sweep_depths
     from dfd_models.networks.base import lens_from_batch
@@ -157,15 +157,9 @@ def test_depth_scan_minimum_is_at_the_truth_on_the_cycles_planes(bpy, torch):
 
     batch = render_planes_stack(size=64, samples=64, frames=5)
     K, ref = batch["K"], batch["frames"].shape[1] // 2
-    h, w = batch["depth"].shape[-2:]
-    # truth and plane interiors from frame ref's grid onto frame 0's, nearest neighbour (planes: exact)
-    v, u = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
-    src = torch.stack([u, v, torch.ones_like(u)], -1).reshape(1, -1, 3) @ (K[:, ref] @ torch.linalg.inv(K[:, 0])).mT
-    grid = torch.stack([2 * src[..., 0] / src[..., 2] / w - 1, 2 * src[..., 1] / src[..., 2] / h - 1], -1)
 
-    def on_frame0(image):
-        return torch.nn.functional.grid_sample(image.float(), grid.reshape(1, h, w, 2), mode="nearest",
-                                               padding_mode="border", align_corners=False)
+    def on_frame0(image):  # truth and plane interiors from frame ref's grid (planes: exact)
+        return on_frame(image, K, ref, 0)
 
     depth = on_frame0(batch["depth"])
     pixels = (on_frame0(plane_interior(batch, margin=6)) > 0.5).flatten().nonzero()[:, 0]

@@ -58,7 +58,7 @@ def test_page_shows_protocol_both_constants_two_draws_claims_choices_and_ablatio
     no_phot = _result(table, _row(table, "sdgs-no_photometric"), [_regions(0.5), _regions(0.52)])
     text = table.format_results([first, second], ["`defocusnet` skipped: why"], recipe="small_obj",
                                 scale="3 scenes", recipe_line="sha256 `abc`", render_cmd="dfdgen render",
-                                ablations=[first["sdgs"], no_phot], ablation_scale="2 steps",
+                                ablations=[[first["sdgs"], no_phot]], ablation_scale="2 steps",
                                 figure="RESULTS_small_obj.png")
     assert "**Protocol.**" in text and "60 / 20 / 20" in text and "Test is scored once" in text
     # both constants, the first draw's ddff row with its chosen rate and step, sdgs with its seeds' spread

@@ -112,9 +112,10 @@ from dfd_models.lens import LensParams, coc_px, coc_signed_px
 from dfd_models.losses import edge_aware_smoothness, masked_mean, photometric_error
 from dfd_models.networks.base import WIDTHS, DepthModel, lens_from_batch, register
 from dfd_models.networks.blocks import UNet
+from dfd_models.refine import forward_model
 from dfd_models.splat import Camera, Gaussians, RenderOutput, SplatConfig, render_defocus
 
-__all__ = ["BATCH_KEYS", "INPUT_FRAMES", "RADIANCES", "RENDER_FRAMES", "SDGS", "SWEEP_FOOTPRINTS", "overlap_margin",
+__all__ = ["BATCH_KEYS", "INPUT_FRAMES", "PHOTOMETRIC_RENDERERS", "RADIANCES", "RENDER_FRAMES", "SDGS", "SWEEP_FOOTPRINTS", "overlap_margin",
            "overlap_mask", "pixel_gaussians", "rerender", "self_supervised_batch", "sweep_teacher"]
 
 #: Config ``input_frame``: which frame of a stack the networks see.
@@ -126,6 +127,10 @@ RENDER_FRAMES = ("all", "pair")
 #: Config ``sweep_footprint``: the teacher's forward model (:func:`dfd_models.focus.defocus_sweep`):
 #: ``blur`` a Gaussian blur on frame r's grid (its ``footprint=None``), else the splat footprint.
 SWEEP_FOOTPRINTS = ("blur", "gaussian", "disc")
+#: Config ``photometric_renderer``: how the photometric term re-renders the stack. ``splats``: one
+#: Gaussian per pixel through :func:`dfd_models.splat.render_defocus` (:func:`rerender`); ``layers``: the
+#: splat forward model of :func:`dfd_models.refine.forward_model` (disc footprints, drawn as layers).
+PHOTOMETRIC_RENDERERS = ("splats", "layers")
 #: Config ``balance_space``: the steps of the balance bins (:func:`_balance`).
 BALANCE_SPACES = ("inverse", "log")
 #: The batch keys the self-supervised models read, all of them: the frames, their focus distances
@@ -355,6 +360,11 @@ class SDGS(DepthModel):
         w_photometric, w_sweep, w_coc, w_smoothness: loss weights (w_sweep 0: no sweep term).
         sweep_hypotheses: depth planes of the sweep with ``sweep_ratio`` 0.
         depth_from_defocus: DepthNet corrects the defocus map's depth (module docstring).
+        depth_blur_features: DepthNet also sees each view's blur features (``blur_scales_px``); off
+            for ``sdgs`` (one image: validation object AbsRel 0.37 with them, 0.27 without, after 200
+            teacher-only steps), on for ``sdgs_stack``, where they make it learn (docs/DESIGN.md).
+        photometric_renderer: :data:`PHOTOMETRIC_RENDERERS` (``layers`` wants ``photometric_pool: 1``
+            and ``ssim_alpha: 0``: the refinement's L1, no pooling).
         blur_scales_px: smoothing scales of :func:`dfd_models.focus.blur_features`, pixels ([]: none).
         balance_bins: bins of the sweep's depth given equal weight (0: no balance).
         balance_space: ``"inverse"`` (bins equal in 1/z) or ``"log"`` (equal depth ratios), :func:`_balance`.
@@ -401,12 +411,14 @@ class SDGS(DepthModel):
             "ssim_alpha": 0.85,
             "photometric_gamma": 1 / 2.2,
             "photometric_pool": 4,
+            "photometric_renderer": "splats",
             "w_photometric": 1.0,
             "w_coc": 0.05,
             "w_smoothness": 0.001,
             "w_sweep": 1.0,
             "depth_from_defocus": True,
             "blur_scales_px": [0.5, 1.0, 2.0, 4.0],
+            "depth_blur_features": False,
             "balance_bins": 8,
             "balance_space": "inverse",
             "sweep_hypotheses": 32,
@@ -425,15 +437,17 @@ class SDGS(DepthModel):
         z0 = cfg["depth_init_m"] or math.sqrt(cfg["min_depth_m"] * cfg["max_depth_m"])
         z0 = min(max(z0, 1.05 * cfg["min_depth_m"]), cfg["max_depth_m"] / 1.05)  # inside the range
         for key, allowed in (("input_frame", INPUT_FRAMES), ("radiance", RADIANCES),
-                             ("render_frames", RENDER_FRAMES), ("sweep_footprint", SWEEP_FOOTPRINTS)):
+                             ("render_frames", RENDER_FRAMES), ("sweep_footprint", SWEEP_FOOTPRINTS),
+                             ("photometric_renderer", PHOTOMETRIC_RENDERERS), ("balance_space", BALANCE_SPACES)):
             if cfg[key] not in allowed:
                 raise ValueError(f"config key {key!r} of model {self.name!r} must be one of {allowed}, got {cfg[key]!r}")
         if cfg["sweep_ratio"] != 0 and cfg["sweep_ratio"] <= 1:
             raise ValueError(f"sweep_ratio must be 0 (sweep_hypotheses planes) or > 1, got {cfg['sweep_ratio']}")
         if cfg["defocus_init_px"] is not None and not 0 < cfg["defocus_init_px"] < 2 * cfg["coc_scale_px"]:
             raise ValueError(f"defocus_init_px must be null or in (0, 2 coc_scale_px), got {cfg['defocus_init_px']}")
-        if cfg["balance_space"] not in BALANCE_SPACES:
-            raise ValueError(f"balance_space must be one of {BALANCE_SPACES}, got {cfg['balance_space']!r}")
+        if cfg["photometric_renderer"] == "layers" and (cfg["render_frames"] != "all" or cfg["radiance"] != "stack"):
+            raise ValueError("photometric_renderer 'layers' renders every frame from the stack's composite: it needs "
+                             f"render_frames 'all' and radiance 'stack', got {cfg['render_frames']!r}, {cfg['radiance']!r}")
         # DefocusNet: image (3) + lens code (2) + blur features -> defocus (1).
         self.defocus_net = UNet(3 + 2 + len(cfg["blur_scales_px"]), 1, cfg["channels"])
         # With defocus_init_px the untrained map is that everywhere (softplus(b) = defocus_init_px /
@@ -444,7 +458,8 @@ class SDGS(DepthModel):
             x = cfg["defocus_init_px"] / cfg["coc_scale_px"]
             nn.init.constant_(self.defocus_net.head.bias, math.log(math.expm1(x)))
         # DepthNet: the frames it sees, each image (3) + defocus (1) + lens code (2) -> inverse-depth logit (1).
-        self.depth_net = UNet(6 * self.depth_views, 1, cfg["channels"])
+        view = 6 + (len(cfg["blur_scales_px"]) if cfg["depth_blur_features"] else 0)
+        self.depth_net = UNet(view * self.depth_views, 1, cfg["channels"])
         # sigmoid(y0) = (1/z0 - 1/max) / (1/min - 1/max)
         s0 = (1 / z0 - 1 / cfg["max_depth_m"]) / (1 / cfg["min_depth_m"] - 1 / cfg["max_depth_m"])
         if not cfg["depth_from_defocus"]:
@@ -496,8 +511,12 @@ class SDGS(DepthModel):
         return self._inverse_depth(logit, defocus_px, focus_m, code, side)
 
     def _view(self, image: Tensor, defocus_px: Tensor, code: Tensor) -> Tensor:
-        """DepthNet's input channels for one frame: image, defocus / coc_scale_px, lens code.  # [N, 6, H, W]"""
-        return torch.cat([image, (defocus_px / self.config["coc_scale_px"]).to(image.dtype), code], 1)
+        """DepthNet's input channels for one frame: image, defocus / coc_scale_px, lens code, and with
+        ``depth_blur_features`` the image's blur features.  # [N, 6 (+ len(blur_scales_px)), H, W]"""
+        views = [image, (defocus_px / self.config["coc_scale_px"]).to(image.dtype), code]
+        if self.config["depth_blur_features"] and self.config["blur_scales_px"]:
+            views.append(blur_features(image, self.config["blur_scales_px"]))
+        return torch.cat(views, 1)
 
     def _inverse_depth(self, logit: Tensor, defocus_px: Tensor, focus_m: Tensor, code: Tensor, side: float) -> Tensor:
         """Inverse depth (1/m) from DepthNet's logit, with ``depth_from_defocus`` added to the logit of the
@@ -571,7 +590,15 @@ class SDGS(DepthModel):
             lens_n = _repeat_lens(lens, n)
             rendered = frames.new_zeros(b, t, 3, h, w, dtype=torch.float32)
             mask = torch.zeros(b, t, 1, h, w, dtype=torch.bool, device=frames.device)
-            if cfg["w_photometric"] > 0:  # else nothing reads the re-rendering (w_photometric 0: an ablation)
+            if cfg["w_photometric"] > 0 and cfg["photometric_renderer"] == "layers":
+                with torch.no_grad():  # the splats' colours, the layers and the covered pixels: no parameters
+                    model = forward_model(frames.float(), focus.float(), K.float(), lens, r,
+                                          min_depth_m=cfg["min_depth_m"], max_depth_m=cfg["max_depth_m"],
+                                          splat_px=cfg["gaussian_scale_px"], gamma=cfg["photometric_gamma"])
+                radiance = model.layer[:, :3]
+                rendered = model.render(depth.clamp(cfg["min_depth_m"], cfg["max_depth_m"]))
+                mask = model.cover > 0
+            elif cfg["w_photometric"] > 0:  # else nothing reads the re-rendering (w_photometric 0: an ablation)
                 # The radiance is blurred already, by the CoC of the stack's frame nearest in focus at
                 # this depth (the sharpest one, for a composite that is right): the renderer adds
                 # only the rest of frame t's blur. (The frame the composite actually took the pixel
