@@ -53,7 +53,10 @@ linear in 1/z. The loss (:meth:`SDGS.losses`):
                  defocus spans pixels, and on small_obj at 64 spp the true depth scored no
                  better than a constant at full resolution. A pixel counts only where its
                  blur disc (the CoC of its rendered depth) lies inside frame r's view, since
-                 the splats that would blur into it from outside are missing
+                 the splats that would blur into it from outside are missing. With
+                 ``photometric_renderer: layers`` the rendering is instead the refinement's forward
+                 model (:func:`dfd_models.refine.forward_model`: disc footprints drawn as layers,
+                 each frame on its own grid, the pixels frame r's view covers)
     sweep        mean of w |1/z - 1/z_s| (1/m): z_s is the depth of least re-rendering error
                  found by :func:`sweep_teacher` (:func:`dfd_models.focus.defocus_sweep`: the
                  same sharp radiance re-rendered as every frame, blurred by a Gaussian on

@@ -7,7 +7,8 @@ predicted depth, the re-rendering sweep teacher, the CoC and smoothness terms; i
 
 What differs is what DepthNet sees. ``sdgs`` predicts depth from one image, where blur alone
 cannot tell the texture's own softness from defocus. Here DepthNet takes two views, each image
-(3) + its defocus map (1) + its lens code (2), of the nearest-focused frame (0) and the
+(3) + its defocus map (1) + its lens code (2) + its blur features (``depth_blur_features``, on by
+default here: without them DepthNet learnt no depth, even pulled to the true one), of the nearest-focused frame (0) and the
 farthest-focused frame (T - 1), both on frame r's grid (``input_frame``, default the nearest;
 the other resampled exactly, :func:`dfd_models.focus.warp_to_grid`): a surface sharp in one and
 blurred in the other is placed between or beyond the two planes of focus by the pair, as in depth

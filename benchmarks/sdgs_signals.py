@@ -1,0 +1,157 @@
+"""Which of sdgs's signals teach depth: each term alone and together, on one dataset, scored on validation.
+
+Trains ``sdgs_stack`` (or ``--model``) from the same seed on the first ``--train-stacks`` stacks of the
+training split, in order, one batch per step (batch ``--batch-size``, whole frames, AdamW at ``--lr``,
+gradients clipped at 1), once per variant, and scores each on the first ``--val-stacks`` stacks of
+the validation split: object AbsRel, delta1 and Pearson, all-pixel AbsRel and delta1. Beside them,
+on the same stacks: the best constant of the objects (fitted to their truth: a floor), classical
+depth from focus (``dff``) and the teacher the networks learn from (:func:`sweep_teacher`).
+
+Variants (``--variants``, default all):
+
+- ``teacher``: the sweep term alone (``w_photometric: 0``): what the networks learn from the teacher;
+- ``teacher, no view blur features``: the same, DepthNet without its views' blur features;
+- ``teacher + splats``: the default photometric term beside it (one Gaussian per pixel through the
+  splat renderer, SSIM + L1 on 4 x 4-pooled images, weight 1);
+- ``teacher + layers x W``: the refinement's forward model as the photometric term
+  (``photometric_renderer: layers``, L1, no pooling), weight W (``--layer-weights``);
+- ``truth as teacher``: the sweep term pulled to the true depth (confidence 1) instead of the
+  sweep's: a diagnostic of what the networks can learn at this budget, never a model.
+
+    python benchmarks/sdgs_signals.py --shards OUT/data [--steps 200] [--lr 1e-3] [--model sdgs_stack]
+
+Prints one line per variant with its wall time; the budget line says what ran. On the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import torch
+
+from dfd_models.config import DataSection
+from dfd_models.data import make_loader
+from dfd_models.focus import dff_depth
+from dfd_models.metrics import RegionMetrics
+from dfd_models.networks import build_model, lens_from_batch
+from dfd_models.networks.sdgs import SDGS
+
+#: Variant name -> model config changes.
+VARIANTS = {
+    "teacher": {"w_photometric": 0.0},
+    "teacher, no view blur features": {"w_photometric": 0.0, "depth_blur_features": False},
+    "teacher + splats": {},
+    "truth as teacher": {"w_photometric": 0.0},
+}
+#: The diagnostic variant: the sweep term pulled to the true depth.
+TRUTH = "truth as teacher"
+LAYERS = {"photometric_renderer": "layers", "photometric_pool": 1, "ssim_alpha": 0.0}
+
+
+def batches(shards: str, split: str, stacks: int, size: int) -> list[dict]:
+    """The first ``stacks`` stacks of ``split``, ramp 0, in batches of ``size``."""
+    out, seen = [], 0
+    for batch in make_loader(DataSection.for_eval(shards, split=split, batch_size=size)):
+        out.append(batch)
+        seen += len(batch["frames"])
+        if seen >= stacks:
+            break
+    return out
+
+
+class TruthTeacher:
+    """sdgs's teacher replaced by the batch's true depth (confidence 1), for the diagnostic variant."""
+
+    def __init__(self, model: SDGS):
+        self.batch: dict = {}
+        model.teacher = self.teacher  # the instance's teacher; every other model is untouched
+
+    def teacher(self, frames, focus_m, K, lens, ref):
+        depth = self.batch["depth"].float()  # frame T // 2's grid; ~frame ref's at this breathing
+        return depth.clamp(0.1, 3.0), torch.ones_like(depth)
+
+
+def train_and_score(model_name: str, config: dict, train: list[dict], val: list[dict], steps: int,
+                    lr: float, truth_teacher: bool = False) -> tuple[dict, float]:
+    """{region: metrics} on ``val`` after ``steps`` steps on ``train``, and the training seconds."""
+    torch.manual_seed(0)
+    model = build_model(model_name, config)
+    truth = TruthTeacher(model) if truth_teacher else None
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr)
+    start = time.perf_counter()
+    model.train()
+    for step in range(steps):
+        batch = train[step % len(train)]
+        if truth is not None:
+            truth.batch = batch
+        loss = model.losses(batch, model(batch))["total"]
+        optimiser.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+    seconds = time.perf_counter() - start
+    model.eval()
+    with torch.no_grad():
+        return score(val, lambda b: model.predict(b["frames"], b["focus_m"], lens_from_batch(b), b["K"])), seconds
+
+
+def score(val: list[dict], predict: Callable[[dict], torch.Tensor]) -> dict:
+    """{region: metrics} of ``predict`` (batch -> depth on frame T // 2's grid) over ``val``."""
+    metrics = RegionMetrics()
+    for batch in val:
+        metrics.update(predict(batch), batch["depth"], batch["valid"], batch["wall"])
+    return metrics.compute()
+
+
+def line(name: str, scores: dict, seconds: float | None = None) -> str:
+    o, a = scores["objects"], scores["all"]
+    time_s = "" if seconds is None else f" | {seconds:5.0f} s"
+    return (f"  {name:34s} objects AbsRel {o['abs_rel']:.3f} delta1 {o['delta1']:.3f} Pearson {o['pearson']:+.2f}"
+            f" | all AbsRel {a['abs_rel']:.3f} delta1 {a['delta1']:.3f}{time_s}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shards", required=True, help="a dataset folder with train and val splits")
+    parser.add_argument("--model", default="sdgs_stack", choices=["sdgs", "sdgs_stack"])
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--train-stacks", type=int, default=64)
+    parser.add_argument("--val-stacks", type=int, default=32)
+    parser.add_argument("--layer-weights", type=float, nargs="*", default=[1.0, 10.0],
+                        help="weights of the layers photometric term, one variant each")
+    parser.add_argument("--variants", nargs="*", default=None, help="only these variants (names as printed)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    variants = dict(VARIANTS)
+    for weight in args.layer_weights:
+        variants[f"teacher + layers x {weight:g}"] = {**LAYERS, "w_photometric": weight}
+    unknown = set(args.variants or ()) - set(variants)
+    if unknown:
+        parser.error(f"unknown --variants {sorted(unknown)}; one of {sorted(variants)}")
+    train = batches(args.shards, "train", args.train_stacks, args.batch_size)
+    val = batches(args.shards, "val", args.val_stacks, args.batch_size)
+    print(f"budget: {args.model}, {args.steps} steps of batch {args.batch_size} over the first "
+          f"{sum(len(b['frames']) for b in train)} training stacks, lr {args.lr:g}; scored on the first "
+          f"{sum(len(b['frames']) for b in val)} validation stacks ({tuple(val[0]['frames'].shape[-2:])} px); "
+          f"{torch.get_num_threads()} CPU threads")
+    teacher = build_model("sdgs")
+    objects = torch.cat([b["depth"][b["valid"] & ~b["wall"]] for b in val])
+    best = min(torch.linspace(0.1, 3.0, 291).tolist(), key=lambda c: float(((c - objects).abs() / objects).mean()))
+    print("references (same validation stacks)")
+    print(line("constant at the objects' best", score(val, lambda b: torch.full_like(b["depth"], best))))
+    print(line("dff", score(val, lambda b: dff_depth(b["frames"], b["focus_m"], b["K"], b["frames"].shape[1] // 2))))
+    print(line("the teacher (sweep)", score(val, lambda b: teacher.teacher(
+        b["frames"].float(), b["focus_m"].float(), b["K"].float(), lens_from_batch(b), b["frames"].shape[1] // 2)[0])))
+    print("trained")
+    for name, config in variants.items():
+        if args.variants is None or name in args.variants:
+            scores, seconds = train_and_score(args.model, config, train, val, args.steps, args.lr, name == TRUTH)
+            print(line(name, scores, seconds), flush=True)
+
+
+if __name__ == "__main__":
+    main()
