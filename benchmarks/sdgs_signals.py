@@ -10,7 +10,8 @@ depth from focus (``dff``) and the teacher the networks learn from (:func:`sweep
 Variants (``--variants``, default all):
 
 - ``teacher``: the sweep term alone (``w_photometric: 0``): what the networks learn from the teacher;
-- ``teacher, no view blur features``: the same, DepthNet without its views' blur features;
+- ``teacher, view blur features off`` (``on`` for ``sdgs``): the same, DepthNet's views' blur
+  features (``depth_blur_features``) the other way from the model's default;
 - ``teacher + splats``: the default photometric term beside it (one Gaussian per pixel through the
   splat renderer, SSIM + L1 on 4 x 4-pooled images, weight 1);
 - ``teacher + layers x W``: the refinement's forward model as the photometric term
@@ -35,13 +36,12 @@ from dfd_models.config import DataSection
 from dfd_models.data import make_loader
 from dfd_models.focus import dff_depth
 from dfd_models.metrics import RegionMetrics
-from dfd_models.networks import build_model, lens_from_batch
+from dfd_models.networks import MODELS, build_model, lens_from_batch
 from dfd_models.networks.sdgs import SDGS
 
 #: Variant name -> model config changes.
 VARIANTS = {
     "teacher": {"w_photometric": 0.0},
-    "teacher, no view blur features": {"w_photometric": 0.0, "depth_blur_features": False},
     "teacher + splats": {},
     "truth as teacher": {"w_photometric": 0.0},
 }
@@ -127,6 +127,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     variants = dict(VARIANTS)
+    flipped = not MODELS[args.model].default_config()["depth_blur_features"]
+    variants[f"teacher, view blur features {'on' if flipped else 'off'}"] = {"w_photometric": 0.0,
+                                                                             "depth_blur_features": flipped}
     for weight in args.layer_weights:
         variants[f"teacher + layers x {weight:g}"] = {**LAYERS, "w_photometric": weight}
     unknown = set(args.variants or ()) - set(variants)
