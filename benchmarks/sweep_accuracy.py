@@ -41,7 +41,7 @@ from dfd_models.data import make_loader
 from dfd_models.focus import defocus_sweep, dff_depth, focus_measure, gamma_encode, sweep_depths
 from dfd_models.metrics import RegionMetrics
 from dfd_models.networks.base import lens_from_batch
-from dfd_models.refine import depth_scan, refine_depth, rerender_error
+from dfd_models.refine import depth_scan, forward_model, refine_depth
 from generator.pipeline import render_dataset
 from generator.recipe import load_recipe
 
@@ -110,9 +110,9 @@ def run(stack: dict, low: float, high: float, window: int) -> tuple[dict, dict, 
         scores[name] = score(depths[name], stack)
     start = time.perf_counter()
     checks = {f"scan {fp}": scan_fraction(stack, lens, fp) for fp in ("disc", "gaussian")}
+    model = forward_model(frames, focus, K, lens, ref, min_depth_m=low, max_depth_m=high)  # refine_depth's
     for name, depth in (("truth", stack["depth"]), ("sweep", depths["sweep"]), ("refined", depths["refined"])):
-        checks[f"error at {name}"] = float(rerender_error(frames, focus, K, lens, ref, depth, min_depth_m=low,
-                                                          max_depth_m=high))
+        checks[f"error at {name}"] = float(model.error(depth.clamp(low, high)))
     seconds["checks"] = time.perf_counter() - start
     return scores, seconds, checks
 

@@ -44,7 +44,7 @@ from dfd_models.splat import footprint_factors, plane_operators, render_planes
 
 __all__ = ["NODE_RATIO", "REFINE_LR", "REFINE_SCALES", "REFINE_STEPS", "ForwardModel", "depth_scan", "forward_model",
            "refine_depth",
-           "render_depth", "rerender_error", "rest_of_coc"]
+           "render_depth", "rest_of_coc"]
 
 #: Ratio of consecutive layer depths of :func:`render_depth`.
 NODE_RATIO = 1.03
@@ -163,32 +163,6 @@ def forward_model(
     rest = rest_of_coc(lens, nodes.expand(b, -1), focus_m, w, sharp=radiance is not None)  # [B, T, L]
     return ForwardModel(layer, cover, nodes, plane_operators(rest, K[:, ref], K, h, w, splat_px, config), config,
                         gamma, frames)
-
-
-def rerender_error(
-    frames: Tensor,
-    focus_m: Tensor,
-    K: Tensor,
-    lens: LensParams,
-    ref: int,
-    depth: Tensor,
-    *,
-    min_depth_m: float,
-    max_depth_m: float,
-    footprint: str = "disc",
-    splat_px: float = 1 / math.sqrt(2 * math.pi),
-    gamma: float = 1 / 2.2,
-    node_ratio: float = NODE_RATIO,
-) -> Tensor:
-    """The error :func:`refine_depth` minimises, at ``depth`` (clamped to the range).
-
-    Args as :func:`refine_depth`.
-    Returns:
-        mean over covered pixels of every frame.  # [] (the batch pooled)
-    """
-    model = forward_model(frames, focus_m, K, lens, ref, min_depth_m=min_depth_m, max_depth_m=max_depth_m,
-                          footprint=footprint, splat_px=splat_px, gamma=gamma, node_ratio=node_ratio)
-    return model.error(depth.clamp(min_depth_m, max_depth_m))
 
 
 def refine_depth(
