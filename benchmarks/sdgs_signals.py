@@ -16,6 +16,9 @@ Variants (``--variants``, default all):
   splat renderer, SSIM + L1 on 4 x 4-pooled images, weight 1);
 - ``teacher + layers x W``: the refinement's forward model as the photometric term
   (``photometric_renderer: layers``, L1, no pooling), weight W (``--layer-weights``);
+- ``teacher, then + layers x W``: the teacher alone, then for the last ``--refine-steps`` steps the
+  layers term beside it (search first, refine after, as :func:`dfd_models.refine.refine_depth`
+  refines the sweep), one variant per weight;
 - ``truth as teacher``: the sweep term pulled to the true depth (confidence 1) instead of the
   sweep's: a diagnostic of what the networks can learn at this budget, never a model.
 
@@ -74,8 +77,9 @@ class TruthTeacher:
 
 
 def train_and_score(model_name: str, config: dict, train: list[dict], val: list[dict], steps: int,
-                    lr: float, truth_teacher: bool = False) -> tuple[dict, float]:
-    """{region: metrics} on ``val`` after ``steps`` steps on ``train``, and the training seconds."""
+                    lr: float, truth_teacher: bool = False, later: tuple[dict, int] = ({}, 0)) -> tuple[dict, float]:
+    """{region: metrics} on ``val`` after ``steps`` steps on ``train``, and the training seconds; with
+    ``later`` = (config changes, n) the last n steps train with those changes (a schedule)."""
     torch.manual_seed(0)
     model = build_model(model_name, config)
     truth = TruthTeacher(model) if truth_teacher else None
@@ -83,6 +87,8 @@ def train_and_score(model_name: str, config: dict, train: list[dict], val: list[
     start = time.perf_counter()
     model.train()
     for step in range(steps):
+        if step == steps - later[1]:  # the model reads its config at every step
+            model.config.update(later[0])
         batch = train[step % len(train)]
         if truth is not None:
             truth.batch = batch
@@ -123,6 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val-stacks", type=int, default=32)
     parser.add_argument("--layer-weights", type=float, nargs="*", default=[1.0, 10.0],
                         help="weights of the layers photometric term, one variant each")
+    parser.add_argument("--refine-steps", type=int, default=100,
+                        help="steps of the 'then + layers' variants that add the layers term")
     parser.add_argument("--variants", nargs="*", default=None, help="only these variants (names as printed)")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
@@ -130,8 +138,12 @@ def main(argv: list[str] | None = None) -> None:
     flipped = not MODELS[args.model].default_config()["depth_blur_features"]
     variants[f"teacher, view blur features {'on' if flipped else 'off'}"] = {"w_photometric": 0.0,
                                                                              "depth_blur_features": flipped}
+    later = {}
     for weight in args.layer_weights:
         variants[f"teacher + layers x {weight:g}"] = {**LAYERS, "w_photometric": weight}
+        name = f"teacher, then + layers x {weight:g}"
+        variants[name] = {**LAYERS, "w_photometric": 0.0}
+        later[name] = ({"w_photometric": weight}, args.refine_steps)
     unknown = set(args.variants or ()) - set(variants)
     if unknown:
         parser.error(f"unknown --variants {sorted(unknown)}; one of {sorted(variants)}")
@@ -152,7 +164,8 @@ def main(argv: list[str] | None = None) -> None:
     print("trained")
     for name, config in variants.items():
         if args.variants is None or name in args.variants:
-            scores, seconds = train_and_score(args.model, config, train, val, args.steps, args.lr, name == TRUTH)
+            scores, seconds = train_and_score(args.model, config, train, val, args.steps, args.lr, name == TRUTH,
+                                              later.get(name, ({}, 0)))
             print(line(name, scores, seconds), flush=True)
 
 
