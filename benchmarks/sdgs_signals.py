@@ -4,8 +4,8 @@ Trains ``sdgs_stack`` (or ``--model``) from the same seed on the first ``--train
 training split, in order, one batch per step (batch ``--batch-size``, whole frames, AdamW at ``--lr``,
 gradients clipped at 1), once per variant, and scores each on the first ``--val-stacks`` stacks of
 the validation split: object AbsRel, delta1 and Pearson, all-pixel AbsRel and delta1. Beside them,
-on the same stacks: the best constant of the objects (fitted to their truth: a floor), classical
-depth from focus (``dff``) and the teacher the networks learn from (:func:`sweep_teacher`).
+on the same stacks, the registry's references as the results pages fit them: ``constant`` at the
+training stacks' object median, ``dff`` and ``dfd_sweep`` (the teacher the networks learn from).
 
 Variants (``--variants``, default all):
 
@@ -37,7 +37,6 @@ import torch
 
 from dfd_models.config import DataSection
 from dfd_models.data import make_loader
-from dfd_models.focus import dff_depth
 from dfd_models.metrics import RegionMetrics
 from dfd_models.networks import MODELS, build_model, lens_from_batch
 from dfd_models.networks.sdgs import SDGS
@@ -153,14 +152,14 @@ def main(argv: list[str] | None = None) -> None:
           f"{sum(len(b['frames']) for b in train)} training stacks, lr {args.lr:g}; scored on the first "
           f"{sum(len(b['frames']) for b in val)} validation stacks ({tuple(val[0]['frames'].shape[-2:])} px); "
           f"{torch.get_num_threads()} CPU threads")
-    teacher = build_model("sdgs")
-    objects = torch.cat([b["depth"][b["valid"] & ~b["wall"]] for b in val])
-    best = min(torch.linspace(0.1, 3.0, 291).tolist(), key=lambda c: float(((c - objects).abs() / objects).mean()))
-    print("references (same validation stacks)")
-    print(line("constant at the objects' best", score(val, lambda b: torch.full_like(b["depth"], best))))
-    print(line("dff", score(val, lambda b: dff_depth(b["frames"], b["focus_m"], b["K"], b["frames"].shape[1] // 2))))
-    print(line("the teacher (sweep)", score(val, lambda b: teacher.teacher(
-        b["frames"].float(), b["focus_m"].float(), b["K"].float(), lens_from_batch(b), b["frames"].shape[1] // 2)[0])))
+    print("references (same validation stacks; the registry's, as on the results pages)")
+    for name, label, config in (("constant", "constant (train objects' median)", {"region": "objects"}),
+                                ("dff", "dff", {}), ("dfd_sweep", "the teacher (dfd_sweep)", {})):
+        reference = build_model(name, config)
+        if name == "constant":
+            reference.fit(train)
+        print(line(label, score(val, lambda b: reference.predict(b["frames"], b["focus_m"], lens_from_batch(b),
+                                                                   b["K"]))))
     print("trained")
     for name, config in variants.items():
         if args.variants is None or name in args.variants:

@@ -43,8 +43,7 @@ from dfd_models.lens import LensParams, coc_px
 from dfd_models.splat import footprint_factors, plane_operators, render_planes
 
 __all__ = ["NODE_RATIO", "REFINE_LR", "REFINE_SCALES", "REFINE_STEPS", "ForwardModel", "depth_scan", "forward_model",
-           "refine_depth",
-           "render_depth", "rest_of_coc"]
+           "refine_depth", "render_depth", "rest_of_coc"]
 
 #: Ratio of consecutive layer depths of :func:`render_depth`.
 NODE_RATIO = 1.03

@@ -542,8 +542,11 @@ def test_layers_photometric_is_the_forward_models_error(torch, networks):
 
     with pytest.raises(ValueError, match="photometric_renderer.*one of"):
         networks.build_model("sdgs", {"photometric_renderer": "fast"})
-    with pytest.raises(ValueError, match="photometric_renderer 'layers'.*render_frames 'all'"):
-        networks.build_model("sdgs", {"photometric_renderer": "layers", "render_frames": "pair"})
+    with pytest.raises(ValueError, match="photometric_renderer 'layers'.*render_frames 'all' \\(got 'pair'\\)"):
+        networks.build_model("sdgs", {"photometric_renderer": "layers", "render_frames": "pair",
+                                      "photometric_pool": 1, "ssim_alpha": 0.0})
+    with pytest.raises(ValueError, match=r"photometric_pool 1 \(got 4\)"):  # pooled SSIM is not its error
+        networks.build_model("sdgs", {"photometric_renderer": "layers"})
     config = {"channels": [4, 8, 8, 8], "photometric_renderer": "layers", "photometric_pool": 1, "ssim_alpha": 0.0}
     model = networks.build_model("sdgs", config)
     batch = _synthetic_batch(torch)

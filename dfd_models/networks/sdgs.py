@@ -118,8 +118,9 @@ from dfd_models.networks.blocks import UNet
 from dfd_models.refine import forward_model
 from dfd_models.splat import Camera, Gaussians, RenderOutput, SplatConfig, render_defocus
 
-__all__ = ["BATCH_KEYS", "INPUT_FRAMES", "PHOTOMETRIC_RENDERERS", "RADIANCES", "RENDER_FRAMES", "SDGS", "SWEEP_FOOTPRINTS", "overlap_margin",
-           "overlap_mask", "pixel_gaussians", "rerender", "self_supervised_batch", "sweep_teacher"]
+__all__ = ["BALANCE_SPACES", "BATCH_KEYS", "INPUT_FRAMES", "PHOTOMETRIC_RENDERERS", "RADIANCES", "RENDER_FRAMES", "SDGS",
+           "SWEEP_FOOTPRINTS", "overlap_margin", "overlap_mask", "pixel_gaussians", "rerender", "self_supervised_batch",
+           "sweep_teacher"]
 
 #: Config ``input_frame``: which frame of a stack the networks see.
 INPUT_FRAMES = ("nearest", "middle", "farthest")
@@ -366,8 +367,8 @@ class SDGS(DepthModel):
         depth_blur_features: DepthNet also sees each view's blur features (``blur_scales_px``); off
             for ``sdgs`` (one image: validation object AbsRel 0.62 with them, 0.35 without, after 200
             teacher-only steps), on for ``sdgs_stack``, where they make it learn (docs/DESIGN.md).
-        photometric_renderer: :data:`PHOTOMETRIC_RENDERERS` (``layers`` wants ``photometric_pool: 1``
-            and ``ssim_alpha: 0``: the refinement's L1, no pooling).
+        photometric_renderer: :data:`PHOTOMETRIC_RENDERERS` (``layers`` needs ``render_frames: all``,
+            ``radiance: stack``, ``photometric_pool: 1`` and ``ssim_alpha: 0``: the refinement's error).
         blur_scales_px: smoothing scales of :func:`dfd_models.focus.blur_features`, pixels ([]: none).
         balance_bins: bins of the sweep's depth given equal weight (0: no balance).
         balance_space: ``"inverse"`` (bins equal in 1/z) or ``"log"`` (equal depth ratios), :func:`_balance`.
@@ -448,9 +449,11 @@ class SDGS(DepthModel):
             raise ValueError(f"sweep_ratio must be 0 (sweep_hypotheses planes) or > 1, got {cfg['sweep_ratio']}")
         if cfg["defocus_init_px"] is not None and not 0 < cfg["defocus_init_px"] < 2 * cfg["coc_scale_px"]:
             raise ValueError(f"defocus_init_px must be null or in (0, 2 coc_scale_px), got {cfg['defocus_init_px']}")
-        if cfg["photometric_renderer"] == "layers" and (cfg["render_frames"] != "all" or cfg["radiance"] != "stack"):
-            raise ValueError("photometric_renderer 'layers' renders every frame from the stack's composite: it needs "
-                             f"render_frames 'all' and radiance 'stack', got {cfg['render_frames']!r}, {cfg['radiance']!r}")
+        layers_needs = {"render_frames": "all", "radiance": "stack", "photometric_pool": 1, "ssim_alpha": 0.0}
+        if cfg["photometric_renderer"] == "layers" and any(cfg[k] != v for k, v in layers_needs.items()):
+            # its term is the refinement's error: every frame from the composite, L1, unpooled
+            raise ValueError("photometric_renderer 'layers' is the refinement's error and needs "
+                             + ", ".join(f"{k} {v!r} (got {cfg[k]!r})" for k, v in layers_needs.items()))
         # DefocusNet: image (3) + lens code (2) + blur features -> defocus (1).
         self.defocus_net = UNet(3 + 2 + len(cfg["blur_scales_px"]), 1, cfg["channels"])
         # With defocus_init_px the untrained map is that everywhere (softplus(b) = defocus_init_px /

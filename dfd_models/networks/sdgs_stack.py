@@ -8,7 +8,7 @@ predicted depth, the re-rendering sweep teacher, the CoC and smoothness terms; i
 What differs is what DepthNet sees. ``sdgs`` predicts depth from one image, where blur alone
 cannot tell the texture's own softness from defocus. Here DepthNet takes two views, each image
 (3) + its defocus map (1) + its lens code (2) + its blur features (``depth_blur_features``, on by
-default here: without them DepthNet learnt no depth, even pulled to the true one), of the nearest-focused frame (0) and the
+default here: without them DepthNet learnt no depth from the teacher), of the nearest-focused frame (0) and the
 farthest-focused frame (T - 1), both on frame r's grid (``input_frame``, default the nearest;
 the other resampled exactly, :func:`dfd_models.focus.warp_to_grid`): a surface sharp in one and
 blurred in the other is placed between or beyond the two planes of focus by the pair, as in depth
@@ -47,7 +47,7 @@ class SDGSStack(SDGS):
     @classmethod
     def default_config(cls) -> dict[str, Any]:
         # DepthNet sees each view's blur features: without them it learnt no depth from the teacher
-        # (validation Pearson -0.02 after 200 steps, 0.46 with them; docs/DESIGN.md).
+        # (validation Pearson 0.01 after 200 steps, 0.46 with them: benchmarks/sdgs_signals.py).
         return {**SDGS.default_config(), "depth_blur_features": True}
 
     def seen_frames(self, frames: int) -> list[int]:
