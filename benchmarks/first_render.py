@@ -15,8 +15,8 @@ import argparse
 import tempfile
 import time
 
-from generator.pipeline import render_dataset
-from generator.recipe import PRESETS, load_recipe
+from generator.render.pipeline import render_dataset
+from generator.recipe.recipe import PRESETS, load_recipe
 
 
 def seconds_per_scene(recipe_name: str, preset: str | None, scenes: int) -> float:

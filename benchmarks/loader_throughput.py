@@ -1,8 +1,8 @@
 """Focus stacks per second through the training pipeline vs. the raw read + decode bound.
 
-The bound reads the same shards with the format's tar reader (``generator.format.read_shard``) and decodes the
+The bound reads the same shards with the format's tar reader (``generator.dataset.format.read_shard``) and decodes the
 members the pipeline decodes for one ramp (its frames with
-``generator.codec.decode_rgb``, one depth map, and the AIF image and CoC maps
+``generator.dataset.pixels.decode_rgb``, one depth map, and the AIF image and CoC maps
 when present, with ``read_exr_bytes``), in the same number of processes, with
 no torch stages. The pipeline adds everything else: shuffle buffer, ramp
 choice and focus sort, random crop and flip with K, tensors, batching and the
@@ -30,12 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from generator.lens import Lens
-from generator.recipe import load_recipe
-from generator.codec import decode_rgb, encode_sample, read_exr_bytes
-from generator.format import AIF, META, coc_member, depth_member, frame_stem, read_shard, rgb_member
-from generator.shards import DatasetDir
-from generator.spec import CameraSpec, FrameSpec, MaterialSpec, ObjectSpec, RenderSpec, SceneSpec
+from generator.core.lens import Lens
+from generator.recipe.recipe import load_recipe
+from generator.dataset.pixels import decode_rgb, read_exr_bytes
+from generator.dataset.sample import encode_sample
+from generator.dataset.format import AIF, META, coc_member, depth_member, frame_stem, read_shard, rgb_member
+from generator.dataset.shards import DatasetDir
+from generator.scene.spec import CameraSpec, FrameSpec, MaterialSpec, ObjectSpec, RenderSpec, SceneSpec
 
 
 class _Rendered:

@@ -4,7 +4,7 @@ One scene of a recipe (``--scene``), one focus ramp of ``--frames`` frames at
 ``--size`` px (default 256, the datasets' size), is rendered with each setting
 below, in one process (bpy imported once, outside every timing). Each row gives:
 
-- s/frame: wall seconds per focus frame of :func:`generator.render_tasks.render_sample`
+- s/frame: wall seconds per focus frame of :func:`generator.render.tasks.render_sample`
   (what ``dfdgen render`` runs per scene: build once, depth, every frame, encoding);
   for the naive loop, of its own per-frame loop.
 - PSNR against the reference (the recipe's settings at ``--reference-samples`` with
@@ -14,11 +14,11 @@ below, in one process (bpy imported once, outside every timing). Each row gives:
   the first two without edge pixels.
 - noise: RMS (sRGB) of the difference between two renders with different seeds,
   over sqrt 2: the noise of one render, biased or not (light-path rows only).
-- CoC: the largest error of :mod:`generator.calibration`'s disc probes (both lens
+- CoC: the largest error of :mod:`generator.scene.calibration`'s disc probes (both lens
   models, CoC 5-57 px; emissive discs, and lit discs for light-path rows) rendered
   with the row's setting, in units of the tolerance (max(3 %, 0.5 px)): <= 1 holds.
 - plane blur: the disc diameter fitted between the all-in-focus image and each
-  defocused frame of a checker plane (:func:`generator.calibration.plane_probe`,
+  defocused frame of a checker plane (:func:`generator.scene.calibration.plane_probe`,
   64 px, CoC 4.8 and 2.1 px) rendered with the row's setting, against the same at
   ``--reference-samples``, in the same tolerance: a denoiser that erases the
   faint texture left by the blur reads as more blur here.
@@ -29,7 +29,7 @@ below, in one process (bpy imported once, outside every timing). Each row gives:
 Rows: ``samples`` (dfdgen's sampling at each of ``--samples``), ``denoise``
 (OpenImageDenoise with albedo and normal guides at each of ``--denoise-samples``),
 ``adaptive`` (adaptive thresholds at ``--adaptive-samples`` with min samples
-1/16 and 1/4 of it), ``light_paths`` (each :class:`generator.spec.LightPaths`
+1/16 and 1/4 of it), ``light_paths`` (each :class:`generator.scene.spec.LightPaths`
 change at ``--light-path-samples``, against Cycles' factory settings), and ``naive``: per
 frame a fresh scene opened from a .blend, focused, and rendered with Cycles'
 defaults (adaptive 0.01 up to ``--naive-samples`` samples, OpenImageDenoise,
@@ -63,15 +63,17 @@ import torch
 
 from dfd_models.data.stages import wall_mask
 from dfd_models.focus import dff_depth
-from generator.blender.camera import apply_camera
-from generator.blender.render import render_scene
-from generator.calibration import coc_error, coc_probes, fit_blur_px, measure_coc, plane_probe, tolerances
-from generator.codec import linear_to_srgb, read_exr_bytes, wall_depth_m
-from generator.draw import sample_scene
-from generator.lens import coc_map_px, intrinsics
-from generator.recipe import load_recipe
-from generator.render_tasks import render_sample
-from generator.spec import LightPaths, SceneSpec, with_render
+from generator.render.blender.camera import apply_camera
+from generator.render.blender.render import render_scene
+from generator.scene.calibration import coc_error, coc_probes, fit_blur_px, measure_coc, plane_probe, tolerances
+from generator.core.display import linear_to_srgb
+from generator.dataset.metadata import wall_depth_m
+from generator.dataset.pixels import read_exr_bytes
+from generator.draw.scene import draw_scene
+from generator.core.lens import coc_map_px, intrinsics
+from generator.recipe.recipe import load_recipe
+from generator.render.tasks import render_sample
+from generator.scene.spec import LightPaths, SceneSpec, with_render
 from quiet import results_stream
 
 GROUPS = ("naive", "samples", "denoise", "adaptive", "light_paths")
@@ -175,7 +177,7 @@ PLANE_SIZE, PLANE_DEPTH_M, PLANE_FOCUS_M = 64, 1.0, (0.4, 0.6)
 
 
 def plane_blurs(changes: dict) -> list[float]:
-    """Blur diameters (px) fitted to :func:`generator.calibration.plane_probe`'s frames rendered with ``changes``."""
+    """Blur diameters (px) fitted to :func:`generator.scene.calibration.plane_probe`'s frames rendered with ``changes``."""
     spec = with_render(plane_probe(PLANE_SIZE, PLANE_DEPTH_M, PLANE_FOCUS_M), **changes)
     result = render_scene(spec)
     return [fit_blur_px(result.aif, frame, 3 * PLANE_SIZE / 16) for frame in result.frames]
@@ -247,7 +249,7 @@ def main() -> None:
     recipe = load_recipe(args.recipe, overrides)
     full = load_recipe(args.recipe)
     repeats = full.focus.ramps if full.motion is None else 1  # a dynamic scene renders every frame
-    spec = sample_scene(recipe, args.scene)
+    spec = draw_scene(recipe, args.scene)
     base = spec.render
     print(f"{args.recipe} scene {args.scene}, {args.size}x{args.size} px, {args.frames} frames; reference "
           f"{args.reference_samples} samples (another seed); recipe samples {full.image.samples}", file=out)

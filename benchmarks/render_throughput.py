@@ -11,7 +11,7 @@ For each image size, in one process (bpy imported once, outside the timing):
   (``RenderedScene.cycles_seconds``) for the same images. 1.00 means every
   second went into Cycles; the goal is <= 1.10 at 256 x 256, 64 samples;
 - encode s: time spent encoding the sample after the last render, on the
-  render thread (:func:`generator.render_tasks.render_sample`, what ``dfdgen
+  render thread (:func:`generator.render.tasks.render_sample`, what ``dfdgen
   render`` runs: images are encoded on a background thread while the next view
   renders). ``--encoding background inline`` measures both ways in one run;
   ``inline`` encodes every image after the last render.
@@ -29,7 +29,7 @@ dynamic scene renders every frame and depth map, a static one only the
 distinct focus distances).
 
 ``--coc-probe``: before the throughput rows, each device renders
-:mod:`generator.calibration`'s CoC probes (discs of known CoC, 5-57 px, both lens
+:mod:`generator.scene.calibration`'s CoC probes (discs of known CoC, 5-57 px, both lens
 models, ``--probe-samples`` samples) and prints the largest CoC error in units of
 the tolerance (max(3 %, 0.5 px)): <= 1 holds, so a device's frames/s counts only
 where its blur is right (a GPU renders other pixels than the CPU).
@@ -46,15 +46,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from generator.blender.device import gpu_backend
-from generator.blender.render import render_scene
-from generator.calibration import coc_error, coc_probes, measure_coc
-from generator.render_options import DEVICES
-from generator.render_tasks import render_sample
-from generator.recipe import load_recipe
-from generator.draw import sample_scene
-from generator.shards import DatasetDir
-from generator.spec import with_render
+from generator.render.blender.device import gpu_backend
+from generator.render.blender.render import render_scene
+from generator.scene.calibration import coc_error, coc_probes, measure_coc
+from generator.render.options import DEVICES
+from generator.render.tasks import render_sample
+from generator.recipe.recipe import load_recipe
+from generator.draw.scene import draw_scene
+from generator.dataset.shards import DatasetDir
+from generator.scene.spec import with_render
 
 
 def probe_error(device: str, samples: int, threads: int) -> float:
@@ -75,14 +75,14 @@ def measure(recipe_name: str, size: int, samples: int, scenes: int, ramps: int, 
         f"image.width={size}", f"image.height={size}", f"image.samples={samples}",
         f"focus.ramps={ramps}", f"count={scenes + 1}", "splits={train: 1.0, val: 0.0, test: 0.0}",
     ])
-    render_scene(sample_scene(recipe, 0), threads=threads, device=device)  # warm-up
+    render_scene(draw_scene(recipe, 0), threads=threads, device=device)  # warm-up
     with tempfile.TemporaryDirectory() as tmp:
         out = DatasetDir(Path(tmp), recipe, max_samples=recipe.shards.max_samples,
                          max_bytes=recipe.shards.max_bytes)
         cycles = frames = renders = encode = 0.0
         start = time.perf_counter()
         for index in range(1, scenes + 1):
-            spec = sample_scene(recipe, index)
+            spec = draw_scene(recipe, index)
             begin = time.perf_counter()
             sample, rendered = render_sample(spec, recipe, threads=threads, device=device,
                                              background_encoding=background_encoding)

@@ -54,9 +54,9 @@ from PIL import Image
 
 from dfd_models.networks import MODELS
 from dfd_models.networks.supervised import DEPTH_SPACES, REGIONS
-from generator.format import read_manifest
-from generator.pipeline import render_dataset
-from generator.recipe import load_recipe
+from generator.dataset.format import read_manifest
+from generator.render.pipeline import render_dataset
+from generator.recipe.recipe import load_recipe
 
 
 @dataclass(frozen=True)
@@ -550,7 +550,7 @@ def format_results(draws: list[dict[str, RowResult]], skipped: list[str], *, rec
         lines += ["Published synthetic test numbers (the video depth-from-defocus work, its full scale, all pixels):",
                   "", "| model | MSE | RMS | accuracy % |", "|---|---|---|---|"]
         lines += [f"| {label} | {mse:.1e} | {rms:.3f} | {acc:.2f} |" for label, (mse, rms, acc) in PUBLISHED.items()]
-    lines += ["", "## Data", "", recipe_line, "Rendered in-process by `generator.pipeline.render_dataset`; "
+    lines += ["", "## Data", "", recipe_line, "Rendered in-process by `generator.render.pipeline.render_dataset`; "
               "the equivalent commands (same recipes, same bytes):", "", "```", render_cmd, "```", "",
               "## Commands", ""]
     for number, draw in enumerate(draws, 1):
@@ -573,8 +573,8 @@ def write_figure(results: list[RowResult], data: Path, path: Path, stacks: int =
     from dfd_models.data import DataSection, make_loader, resolve_shards
     from dfd_models.evaluate import predict_depth
     from dfd_models.networks import lens_from_batch
-    from generator.inspect import colorize
-    from generator.codec import linear_to_srgb
+    from generator.core.display import colorize
+    from generator.core.display import linear_to_srgb
 
     loader = make_loader(DataSection.for_eval(resolve_shards(data, "test"), split=None, batch_size=stacks),
                          rank=0, world_size=1)

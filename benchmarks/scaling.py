@@ -2,7 +2,7 @@
 
 Each configuration renders the same ``--scenes`` small_obj scenes (``--size``
 px, ``--samples`` samples, one ramp of ``--frames`` frames, all-in-focus
-image) with :func:`generator.pipeline.render_dataset` into a fresh folder;
+image) with :func:`generator.render.pipeline.render_dataset` into a fresh folder;
 scenes/s = scenes / wall time of that call. Worker start-up and Blender's
 import are inside it for both executors. Ray's local instance (every core,
 no dashboard) is started before and stopped after each Ray configuration,
@@ -22,7 +22,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from generator.recipe import load_recipe
+from generator.recipe.recipe import load_recipe
 
 
 def scenes_per_second(recipe, executor: str, workers: int) -> float:
@@ -33,8 +33,8 @@ def scenes_per_second(recipe, executor: str, workers: int) -> float:
     """
     import ray
 
-    from generator.pipeline import render_dataset
-    from generator.ray_executor import LOCAL_OBJECT_STORE_BYTES
+    from generator.render.pipeline import render_dataset
+    from generator.render.ray_executor import LOCAL_OBJECT_STORE_BYTES
 
     if executor == "ray":
         # Ray runs its workers at nice 15 (so its own daemons stay responsive); the local

@@ -34,7 +34,7 @@ from dfd_models.data import make_loader
 from dfd_models.lens import coc_px
 from dfd_models.metrics import RegionMetrics
 from dfd_models.networks import build_model, lens_from_batch
-from generator.format import read_manifest
+from generator.dataset.format import read_manifest
 
 
 #: Per-stack fields a sub-batch keeps (:func:`take`): what ``lens_from_batch`` and the loss read.

@@ -42,8 +42,8 @@ from dfd_models.focus import defocus_sweep, dff_depth, focus_measure, gamma_enco
 from dfd_models.metrics import RegionMetrics
 from dfd_models.networks.base import lens_from_batch
 from dfd_models.refine import depth_scan, forward_model, refine_depth
-from generator.pipeline import render_dataset
-from generator.recipe import load_recipe
+from generator.render.pipeline import render_dataset
+from generator.recipe.recipe import load_recipe
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from planes_stack import on_frame, render_planes_stack  # noqa: E402

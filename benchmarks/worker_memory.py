@@ -1,7 +1,7 @@
 """A render worker's memory over a long run: resident set size after 20 and after 200 tiny scenes (issue 7).
 
 One worker process (spawned like every render worker, recycling off, so one
-Blender does every scene) runs :func:`generator.render_tasks.render_task` for
+Blender does every scene) runs :func:`generator.render.tasks.render_task` for
 ``--scenes`` scenes of a tiny small_obj recipe and reports its RSS
 (``VmRSS`` of ``/proc/self/status``) after each. Memory is bounded when
 RSS(last) / RSS(20th) stays near 1; the goal is <= 1.2. (Production runs
@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import functools
 
-from generator.render_tasks import render_task
-from generator.scheduler import ProcessPool, run_tasks
-from generator.recipe import Recipe, load_recipe
+from generator.render.tasks import render_task
+from generator.render.scheduler import ProcessPool, run_tasks
+from generator.recipe.recipe import Recipe, load_recipe
 
 
 def rss_bytes() -> int:

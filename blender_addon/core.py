@@ -1,11 +1,11 @@
 """What the panel's operators do, without the UI: settings -> recipe -> SceneSpec -> Blender.
 
 Everything comes from the bundled :mod:`generator`, the code the CLI runs:
-the recipe is validated by :mod:`generator.recipe` (so errors read as they
-do on the command line), the scene is :func:`generator.draw.sample_scene`
-of (recipe, seed, index), it is built by :func:`generator.blender.build.build_into`
-and rendered by :func:`generator.blender.render.render_views`, and samples are
-encoded by :func:`generator.codec.encode_sample`. Hence a panel sample has
+the recipe is validated by :mod:`generator.recipe.recipe` (so errors read as they
+do on the command line), the scene is :func:`generator.draw.scene.draw_scene`
+of (recipe, seed, index), it is built by :func:`generator.render.blender.build.build_into`
+and rendered by :func:`generator.render.blender.render.render_views`, and samples are
+encoded by :func:`generator.dataset.sample.encode_sample`. Hence a panel sample has
 the bytes of the CLI's.
 
 Two kinds of scene:
@@ -28,17 +28,17 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from generator.blender.build import build_into, keyframe_sequence
-from generator.blender.render import RenderedScene, render_count, render_views
-from generator.errors import BadInput, OutputError, RecipeError
-from generator.files import output_file, write_atomic
-from generator.recipe import Recipe, asset_places, load_recipe, recipe_from_dict
-from generator.codec import encode_sample
-from generator.format import sample_key, sample_tar
-from generator.safe_yaml import load_yaml
-from generator.schema import set_value
-from generator.draw import check_scene_index, sample_scene
-from generator.spec import SceneSpec
+from generator.render.blender.build import build_into, keyframe_sequence
+from generator.render.blender.render import RenderedScene, render_count, render_views
+from generator.core.errors import BadInput, OutputError, RecipeError
+from generator.core.files import output_file, write_atomic
+from generator.recipe.recipe import Recipe, asset_places, load_recipe, recipe_from_dict
+from generator.dataset.sample import encode_sample
+from generator.dataset.format import sample_key, sample_tar
+from generator.core.safe_yaml import load_yaml
+from generator.core.schema import set_value
+from generator.draw.scene import check_scene_index, draw_scene
+from generator.scene.spec import SceneSpec
 
 #: Name of the collection the generated scene is built into (Blender may add a suffix).
 COLLECTION = "dfdgen"
@@ -127,14 +127,14 @@ def current_recipe(settings) -> Recipe:
 
 
 def current_spec(settings) -> tuple[Recipe, SceneSpec]:
-    """(recipe, scene) of the panel: ``sample_scene(recipe, index)``, as ``dfdgen render`` draws it.
+    """(recipe, scene) of the panel: ``draw_scene(recipe, index)``, as ``dfdgen render`` draws it.
 
     Raises:
         BadInput: the scene index is not in the recipe; RecipeError: see :func:`current_recipe`.
     """
     recipe = current_recipe(settings)
     check_scene_index(recipe, settings.scene_index)
-    return recipe, sample_scene(recipe, settings.scene_index)
+    return recipe, draw_scene(recipe, settings.scene_index)
 
 
 @functools.lru_cache(maxsize=4)

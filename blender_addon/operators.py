@@ -1,6 +1,6 @@
 """The panel's operators: each calls :mod:`.core` and reports a library error in Blender's UI.
 
-A :class:`~generator.errors.DfdgenError` becomes an error report carrying the
+A :class:`~generator.core.errors.DfdgenError` becomes an error report carrying the
 CLI's message (a script calling the operator gets it as ``RuntimeError``),
 never a traceback. Renders run as modal operators from the UI: one Cycles
 render per timer event, progress in the status bar, Esc cancels (and nothing
@@ -12,8 +12,8 @@ import bpy
 from bpy.props import IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper
 
-from generator.errors import DfdgenError
-from generator.format import sample_key
+from generator.core.errors import DfdgenError
+from generator.dataset.format import sample_key
 
 from . import core
 

@@ -8,9 +8,9 @@ operator runs, so a bad value gets the CLI's message (e.g. a negative seed).
 import bpy
 from bpy.props import EnumProperty, FloatVectorProperty, IntProperty, PointerProperty, StringProperty
 
-from generator.errors import DfdgenError
-from generator.lens import LENS_MODELS
-from generator.recipe import builtin_recipes
+from generator.core.errors import DfdgenError
+from generator.core.lens import LENS_MODELS
+from generator.recipe.recipe import builtin_recipes
 
 from . import core
 

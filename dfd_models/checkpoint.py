@@ -22,7 +22,7 @@ leaves the previous checkpoint readable. A checkpoint is user input: one whose
 ``config`` is not a training config (:class:`dfd_models.config.TrainConfig`) naming
 a model, whose model config asks for layers wider than the model allows
 (``DepthModel.config_checks``), or whose other fields are not of their type is
-refused (:class:`~generator.errors.BadInput`, exit status 2) before anything is built.
+refused (:class:`~generator.core.errors.BadInput`, exit status 2) before anything is built.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ import torch
 from torch import nn
 
 import generator
-from generator.errors import BadInput
-from generator.files import write_atomic
-from generator.format import MANIFEST, read_manifest
+from generator.core.errors import BadInput
+from generator.core.files import write_atomic
+from generator.dataset.format import MANIFEST, read_manifest
 from dfd_models.config import ConfigError, TrainConfig
 from dfd_models.networks import DepthModel, build_model
 

@@ -4,7 +4,7 @@
 :mod:`generator.cli` adds them to the ``dfdgen`` group. This module imports no
 torch: each command imports its library module when it runs, so ``dfdgen
 render`` and ``--help`` work without the training dependencies. Errors and warnings
-are reported as ``dfdgen render``'s (:func:`generator.errors.library_errors`).
+are reported as ``dfdgen render``'s (:func:`generator.core.errors.library_errors`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import click
 
-from generator.errors import library_errors, warnings_as_messages
-from generator.files import write_atomic
+from generator.core.errors import library_errors, warnings_as_messages
+from generator.core.files import write_atomic
 
 #: Metric keys in the order the table shows them (others follow).
 _TABLE_ORDER = ("abs_rel", "sq_rel", "rmse", "rmse_log", "mae", "mse", "inv_mae", "inv_rmse", "delta1", "delta2",
@@ -92,8 +92,8 @@ def train(shards, skip_corrupt, model_name, run_dir, config_path, overrides, max
     from dfd_models.config import read_yaml
     from dfd_models.train import run_config
     from dfd_models.train import train as run_training
-    from generator.errors import BadInput, brief
-    from generator.format import is_url
+    from generator.core.errors import BadInput, brief
+    from generator.dataset.format import is_url
 
     settings = {"model.name": model_name, "data.shards": None if shards is None else str(shards),
                 "data.skip_corrupt": skip_corrupt,

@@ -12,8 +12,8 @@ A config is a :class:`TrainConfig` of four sections; written as YAML::
 defaults below, the YAML file, ``--set`` overrides, a command's own options
 (``--model``, ``--max-steps``, ...). ``model.config`` is the
 model's business (``DepthModel.resolve_config`` checks and completes it). Validation is
-:mod:`generator.schema`'s (the recipes' mechanism: frozen sections, the same errors).
-Files are read with ``generator.safe_yaml.load_yaml``, an override's value is parsed as YAML (``optim.lr=3e-4``, ``data.crop=[64, 64]``,
+:mod:`generator.core.schema`'s (the recipes' mechanism: frozen sections, the same errors).
+Files are read with ``generator.core.safe_yaml.load_yaml``, an override's value is parsed as YAML (``optim.lr=3e-4``, ``data.crop=[64, 64]``,
 ``data.epoch_len=null``). Every error is a :class:`ConfigError` (exit status 2)
 naming the key path, the value and what is allowed.
 
@@ -37,10 +37,10 @@ from typing import Any, Literal
 
 import yaml
 
-from generator.errors import BadInput, FieldError, brief
-from generator.safe_yaml import MAX_CHARS, load_yaml
-from generator.schema import build, set_value, setting
-from generator.schema import apply_overrides as schema_overrides
+from generator.core.errors import BadInput, FieldError, brief
+from generator.core.safe_yaml import MAX_CHARS, load_yaml
+from generator.core.schema import build, set_value, setting
+from generator.core.schema import apply_overrides as schema_overrides
 
 #: ``optim.amp`` choices: ``auto`` = fp16 on CUDA, off on CPU.
 AMP_MODES = ("auto", "off", "bf16", "fp16")

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from generator.errors import BadInput
-from generator.format import split_samples
+from generator.core.errors import BadInput
+from generator.dataset.format import split_samples
 from dfd_models.checkpoint import dataset_info, load_model
 from dfd_models.data import DataSection, make_loader, resolve_shards
 from dfd_models.lens import LensParams

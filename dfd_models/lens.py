@@ -1,4 +1,4 @@
-"""Differentiable, batched torch versions of :mod:`generator.lens` (DESIGN.md section 3).
+"""Differentiable, batched torch versions of :mod:`generator.core.lens` (DESIGN.md section 3).
 
 Same symbols and formulas as the numpy module, which stays the single source of
 truth; ``tests/test_torch_lens.py`` checks the two agree to 1e-10 in float64.
@@ -23,13 +23,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from generator.errors import LensError
-from generator.lens import LENS_MODELS, Lens
+from generator.core.errors import LensError
+from generator.core.lens import LENS_MODELS, Lens
 
 
 @dataclass(frozen=True)
 class LensParams:
-    """A lens and sensor as tensors (the torch twin of :class:`generator.lens.Lens`).
+    """A lens and sensor as tensors (the torch twin of :class:`generator.core.lens.Lens`).
 
     Attributes:
         model: ``"thin_lens"`` or ``"blender"``, one for the whole batch.
@@ -55,7 +55,7 @@ class LensParams:
     def from_lens(
         cls, lens: Lens, *, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
     ) -> LensParams:
-        """Scalar-tensor copy of a (validated) :class:`generator.lens.Lens`."""
+        """Scalar-tensor copy of a (validated) :class:`generator.core.lens.Lens`."""
 
         def t(x: float) -> Tensor:
             return torch.tensor(x, dtype=dtype, device=device)

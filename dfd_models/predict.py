@@ -38,11 +38,11 @@ frames by a softmax / an LSTM over T, ``recurrent_ae`` is recurrent,
 ``defocusnet`` max-pools over the stack, ``dff`` and ``constant`` take any T.
 
 **Images.** Frames are read as linear RGB: 8/16-bit sRGB PNG and 8-bit JPEG
-(a phone's focal stack) through the sRGB table of :func:`generator.codec.decode_rgb`,
+(a phone's focal stack) through the sRGB table of :func:`generator.dataset.pixels.decode_rgb`,
 linear EXR as it is; JPEG colour profiles are not applied (the pixels are taken as
 sRGB), nor is an EXIF orientation (the depth map keeps the stored pixel layout,
 whose width is the one the sensor width spans). The decoders' size limits of
-:mod:`generator.limits` apply, checked from the header before any pixel is decoded.
+:mod:`generator.core.limits` apply, checked from the header before any pixel is decoded.
 A size that is not a multiple of the model's ``size_multiple`` is padded at the
 right and bottom by repeating the edge pixels (which leaves K, and the pixel pitch
 given to the model, those of the real pixels) and the depth is cropped back
@@ -53,7 +53,7 @@ command-line option, else the camera file (``--camera``), else the frames' EXIF,
 else the checkpoint's training data where that had one value (not a range). Every
 value missing for any stack is named in one message, with the ways to give it.
 
-- Camera file (YAML, read as data by :func:`generator.safe_yaml.load_yaml`), every
+- Camera file (YAML, read as data by :func:`generator.core.safe_yaml.load_yaml`), every
   key optional, no other keys::
 
       focal_length_mm: 4.25      # the real focal length, not the 35 mm equivalent
@@ -83,7 +83,7 @@ textureless surfaces).
 
 Every stack is predicted, and every depth map checked finite, before the first file
 is written, and every file is written atomically (never through a link,
-:func:`generator.files.write_atomic`): bad input or a damaged model writes nothing.
+:func:`generator.core.files.write_atomic`): bad input or a damaged model writes nothing.
 """
 
 from __future__ import annotations
@@ -100,13 +100,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from generator.codec import decode_rgb, write_exr_bytes
-from generator.errors import BadInput, DfdgenError, WriteError, brief, printable
-from generator.files import refuse_link, write_atomic
-from generator.inspect import colorize
-from generator.lens import LENS_MODELS, Lens
-from generator.recipe import MAX_FRAMES
-from generator.safe_yaml import load_yaml
+from generator.dataset.pixels import decode_rgb, write_exr_bytes
+from generator.core.errors import BadInput, DfdgenError, WriteError, brief, printable
+from generator.core.files import refuse_link, write_atomic
+from generator.core.display import colorize
+from generator.core.lens import LENS_MODELS, Lens
+from generator.core.limits import MAX_FRAMES
+from generator.core.safe_yaml import load_yaml
 from dfd_models.checkpoint import load_model
 from dfd_models.evaluate import predict_depth_and_confidence
 from dfd_models.lens import LensParams, intrinsics
@@ -327,7 +327,7 @@ def read_image(path: Path) -> np.ndarray:
 
     Raises:
         BadInput: a missing or undecodable file, another format, or more pixels than
-            :data:`generator.limits.MAX_IMAGE_PIXELS` (from the header, before decoding).
+            :data:`generator.core.limits.MAX_IMAGE_PIXELS` (from the header, before decoding).
     """
     kind = IMAGE_KINDS.get(path.suffix.lower())
     if kind is None:

@@ -84,10 +84,10 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from generator.errors import BadInput, DfdgenError, OutputError
-from generator.inspect import colorize
-from generator.codec import linear_to_srgb
-from generator.files import folder_lock, write_atomic
+from generator.core.errors import BadInput, DfdgenError, OutputError
+from generator.core.display import colorize
+from generator.core.display import linear_to_srgb
+from generator.core.files import folder_lock, write_atomic
 from dfd_models.checkpoint import (dataset_info, load_checkpoint, load_strict, rng_state, save_checkpoint,
                                    set_rng_state)
 from dfd_models.config import ConfigError, TrainConfig, auto_data, read_yaml, resolve_config

@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from generator.errors import BadInput, brief
-from generator.files import write_atomic
-from generator.format import split_samples
+from generator.core.errors import BadInput, brief
+from generator.core.files import write_atomic
+from generator.dataset.format import split_samples
 from dfd_models.checkpoint import rng_state, set_rng_state
 from dfd_models.config import HIGHER_IS_BETTER, TrainConfig
 from dfd_models.data import resolve_shards

@@ -1,6 +1,6 @@
 """dfdgen generator: recipe -> scene spec -> Blender -> sample -> shard.
 
-Only :mod:`generator.blender` imports ``bpy``; everything else here is pure
+Only :mod:`generator.render.blender` imports ``bpy``; everything else here is pure
 Python and imports without Blender.
 """
 

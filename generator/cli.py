@@ -1,7 +1,7 @@
 """``dfdgen`` command line: a thin click layer over the library (DESIGN.md section 9).
 
 Each command parses options, calls one library function and turns the
-library's :class:`~generator.errors.DfdgenError` into a click error with the
+library's :class:`~generator.core.errors.DfdgenError` into a click error with the
 same message and exit status (2 bad input, 1 other). Commands of other
 packages live in their own modules, found through :data:`COMMAND_GROUP`.
 
@@ -17,9 +17,9 @@ from pathlib import Path
 import click
 
 from generator import __version__
-from generator.errors import EXIT_SCENES_FAILED, library_errors, printable, warnings_as_messages
-from generator.recipe import PRESETS, builtin_recipes
-from generator.render_options import DEVICES, EXECUTORS, RenderOptions
+from generator.core.errors import EXIT_SCENES_FAILED, library_errors, printable, warnings_as_messages
+from generator.recipe.recipe import PRESETS, builtin_recipes
+from generator.render.options import DEVICES, EXECUTORS, RenderOptions
 
 
 class OutPath(click.Path):
@@ -81,8 +81,8 @@ def render(recipe_path, preset, out_dir, count, workers, threads, overrides, ove
     """
     # Imported here, not at the top: every spawned render worker re-imports the
     # main script (this module), and the pipeline pulls in webdataset and torch.
-    from generator.pipeline import render_dataset, save_scene_blend
-    from generator.recipe import load_recipe
+    from generator.render.pipeline import render_dataset, save_scene_blend
+    from generator.recipe.recipe import load_recipe
 
     if scene_index is not None and save_blend is None:
         raise click.UsageError("--scene is only used with --save-blend")
@@ -123,9 +123,9 @@ def render(recipe_path, preset, out_dir, count, workers, threads, overrides, ove
                    "member; exit 1 naming each problem.")
 def inspect(data_dir, sheet, samples, verify):
     """Summarise a rendered dataset: counts, lens, focus, depth and CoC ranges."""
-    from generator.inspect import contact_sheet, summarize
-    from generator.inspect import verify as verify_dataset
-    from generator.format import MANIFEST
+    from generator.dataset.inspection import contact_sheet, summarize
+    from generator.dataset.inspection import verify as verify_dataset
+    from generator.dataset.format import MANIFEST
 
     with library_errors():
         if verify:
@@ -155,7 +155,7 @@ def inspect(data_dir, sheet, samples, verify):
                    "without a gap), instead of stopping.")
 def export(data_dir, fmt, out_dir, force, skip_corrupt):
     """Export a rendered dataset DIR to another layout that existing depth-from-focus code reads."""
-    from generator.export import INDEX_FILE, export_dataset
+    from generator.dataset.export import INDEX_FILE, export_dataset
 
     with library_errors(), warnings_as_messages():
         ranges = export_dataset(data_dir, out_dir, fmt, force=force, skip_corrupt=skip_corrupt)

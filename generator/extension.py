@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import generator
-from generator.errors import BadInput, DfdgenError, OutputError
-from generator.files import write_atomic
+from generator.core.errors import BadInput, DfdgenError, OutputError
+from generator.core.files import write_atomic
 
 #: Distributions whose modules :mod:`generator` imports and Blender does not ship
 #: (yaml, OpenEXR, PIL, trimesh); Blender ships numpy itself, and bundling a second copy

@@ -1,1 +1,1 @@
-"""Built-in recipes (package data), found by name with ``generator.recipe.load_recipe``."""
+"""Built-in recipes (package data), found by name with ``generator.recipe.recipe.load_recipe``."""

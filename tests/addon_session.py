@@ -195,7 +195,7 @@ result["save_recipe"] = run("save_recipe", filepath=CONFIG["saved_recipe"])
 # A render job closed before its last step: nothing written, nothing left in the file.
 core = sys.modules[f"{module}.core"]
 counts = data_counts()
-job = core.RenderJob(generator.spec.SceneSpec.from_dict(json.loads(settings.spec_json)))
+job = core.RenderJob(generator.scene.spec.SceneSpec.from_dict(json.loads(settings.spec_json)))
 job.step()
 job.close()
 result["cancelled_job"] = {"done": job.done, "total": job.total, "result": job.result is not None,

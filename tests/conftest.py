@@ -69,8 +69,8 @@ TINY_DATASET = (
 def tiny_dataset(tmp_path_factory):
     """Directory of a tiny dataset rendered once per test session with Cycles."""
     require("bpy")
-    from generator.pipeline import render_dataset
-    from generator.recipe import load_recipe
+    from generator.render.pipeline import render_dataset
+    from generator.recipe.recipe import load_recipe
 
     out = tmp_path_factory.mktemp("tiny64")
     render_dataset(load_recipe("small_obj", TINY_DATASET), out, workers=2, progress=False)

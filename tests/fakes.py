@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from generator import lens as lensmod
-from generator.recipe import Recipe, load_recipe
-from generator.codec import encode_sample
-from generator.draw import scene_split
-from generator.spec import CameraSpec, FrameSpec, MaterialSpec, ObjectSpec, RenderSpec, SceneSpec
+from generator.core import lens as lensmod
+from generator.recipe.recipe import Recipe, load_recipe
+from generator.dataset.sample import encode_sample
+from generator.draw.scene import scene_split
+from generator.scene.spec import CameraSpec, FrameSpec, MaterialSpec, ObjectSpec, RenderSpec, SceneSpec
 
 
 #: A recipe small enough to render in about a second per scene with Cycles.
@@ -97,7 +97,7 @@ def fake_render(spec: SceneSpec) -> FakeRendered:
 
 def fake_task(recipe: Recipe, index: int) -> dict:
     """Executor task: encode a fake render of scene ``index``, in the recipe's split for it
-    (:func:`generator.draw.scene_split`: scenes 1 and 4 of :func:`tiny_recipe` are "test")."""
+    (:func:`generator.draw.scene.scene_split`: scenes 1 and 4 of :func:`tiny_recipe` are "test")."""
     spec = make_spec(index, split=scene_split(recipe, index))
     return encode_sample(spec, fake_render(spec), recipe)
 

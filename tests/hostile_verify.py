@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from fakes import fake_render, make_spec, tiny_recipe
-from generator.codec import encode_sample, write_exr_bytes
-from generator.shards import DatasetDir
-from generator.spec import FrameSpec
+from generator.dataset.pixels import write_exr_bytes
+from generator.dataset.sample import encode_sample
+from generator.dataset.shards import DatasetDir
+from generator.scene.spec import FrameSpec
 
 TRAIN0, TEST0 = "small_obj-train-000000.tar", "small_obj-test-000000.tar"
 #: The fake dataset's images (tests/fakes.make_spec): width, height in pixels.

@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 from fakes import fake_render
-from generator.codec import encode_sample
-from generator.draw import sample_scene, scene_split
-from generator.files import LOCK, PARTIAL
-from generator.format import PROGRESS, shard_name
-from generator.recipe import load_recipe
-from generator.shards import DatasetDir
+from generator.dataset.sample import encode_sample
+from generator.draw.scene import draw_scene, scene_split
+from generator.core.files import LOCK, PARTIAL
+from generator.dataset.format import PROGRESS, shard_name
+from generator.recipe.recipe import load_recipe
+from generator.dataset.shards import DatasetDir
 
 #: The recipe of the render cases that get as far as rendering: the command line's
 #: ``--recipe small_obj -n 2 --set image.width=32 --set image.height=32 --set image.samples=4``.
@@ -43,7 +43,7 @@ def _interrupted_render(work: Path) -> tuple[Path, dict]:
     """``out/`` as a render killed after its first scene left it: scene 0 in an open shard."""
     recipe = load_recipe("small_obj", overrides=RENDER_OVERRIDES)
     out = DatasetDir(work / "out", recipe, max_samples=recipe.shards.max_samples)
-    spec = sample_scene(recipe, 0)
+    spec = draw_scene(recipe, 0)
     out.add(0, scene_split(recipe, 0), encode_sample(spec, fake_render(spec), recipe))
     out.abort()  # keeps the open shard and progress.json, gives the lock back
     progress = json.loads((work / "out" / PROGRESS).read_text())

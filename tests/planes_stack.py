@@ -19,7 +19,7 @@ shining along the view axis (direct light only, no bounces, a black world), so
 the pixels carry no lighting noise, only the aperture sampling's. Lens: 50 mm,
 f/1.4 by default (about 3.2 px of blur per dioptre at 64 px over a 36 mm
 sensor), :data:`FRAMES` frames focused from 0.3 to 1.2 m in uniform dioptre
-steps (``generator.focus.focus_ramp("diopter", ...)``).
+steps (``generator.recipe.ramps.focus_ramp("diopter", ...)``).
 
 Results are cached per process by their arguments (a session's tests share one
 render of each); every call returns fresh tensors, so callers may change them.
@@ -113,10 +113,10 @@ def on_frame(image, K, src: int, dst: int):
 
 def planes_scene(size: int = 64, samples: int = 64, model: str = "thin_lens", f_number: float = 1.4,
                  frames: int = FRAMES):
-    """The :class:`generator.spec.SceneSpec` that :func:`render_planes_stack` renders."""
-    from generator.focus import focus_ramp
-    from generator.lens import Lens, intrinsics
-    from generator.spec import (CameraSpec, FrameSpec, LightSpec, MaterialSpec, ObjectSpec, RenderSpec, SceneSpec,
+    """The :class:`generator.scene.spec.SceneSpec` that :func:`render_planes_stack` renders."""
+    from generator.recipe.ramps import focus_ramp
+    from generator.core.lens import Lens, intrinsics
+    from generator.scene.spec import (CameraSpec, FrameSpec, LightSpec, MaterialSpec, ObjectSpec, RenderSpec, SceneSpec,
                                 WorldSpec)
 
     lens = Lens(model, FOCAL_M, f_number, SENSOR_M)
@@ -157,9 +157,10 @@ def planes_scene(size: int = 64, samples: int = 64, model: str = "thin_lens", f_
 @functools.cache
 def _render(size: int, samples: int, model: str, f_number: float, frames: int, quantize: bool) -> dict:
     """numpy arrays of :func:`render_planes_stack`'s batch (B left out), rendered once per arguments."""
-    from generator.blender.render import render_scene
-    from generator.lens import LENS_MODELS, coc_map_px, intrinsics
-    from generator.codec import srgb8, srgb_to_linear
+    from generator.render.blender.render import render_scene
+    from generator.core.lens import LENS_MODELS, coc_map_px, intrinsics
+    from generator.core.display import srgb_to_linear
+    from generator.dataset.pixels import srgb8
 
     spec = planes_scene(size, samples, model, f_number, frames)
     result = render_scene(spec)

@@ -20,12 +20,12 @@ import webdataset as wds
 from click.testing import CliRunner
 
 from fakes import write_tiny_recipe
-from generator import lens as lensmod
+from generator.core import lens as lensmod
 from generator.cli import main
-from generator.recipe import load_recipe
-from generator.codec import decode_sample
-from generator.draw import sample_scene
-from generator.spec import SceneSpec
+from generator.recipe.recipe import load_recipe
+from generator.dataset.sample import decode_sample
+from generator.draw.scene import draw_scene
+from generator.scene.spec import SceneSpec
 
 #: The scene the panel shows, and the panel's f-number range (an override of the recipe).
 INDEX = 1
@@ -118,10 +118,10 @@ def test_user_objects_survive_generate(session):
 
 def test_panel_scene_equals_cli_scene(session):
     work, recipe, result = session
-    expected = sample_scene(load_recipe(recipe, PANEL), INDEX)
+    expected = draw_scene(load_recipe(recipe, PANEL), INDEX)
     assert _panel_spec(result) == expected
     saved = load_recipe(work / "saved.yaml")
-    assert saved.sha256 == load_recipe(recipe, PANEL).sha256 and sample_scene(saved, INDEX) == expected
+    assert saved.sha256 == load_recipe(recipe, PANEL).sha256 and draw_scene(saved, INDEX) == expected
 
 
 def test_focus_step_and_timeline_set_the_camera(session):
@@ -145,7 +145,7 @@ def test_timeline_plays_the_motion_of_a_dynamic_recipe(session):
     _, _, result = session
     assert result["generate_dynamic"] == {"result": ["FINISHED"]}
     spec = SceneSpec.from_dict(json.loads(result["dynamic_spec"]))
-    assert spec == sample_scene(load_recipe("dynamic", DYNAMIC), 0)
+    assert spec == draw_scene(load_recipe("dynamic", DYNAMIC), 0)
     moving = [o for o in spec.objects if any(o.velocity) or any(o.angular_velocity)]
     assert moving and len({spec.camera_at(f) for f in spec.frames}) > 1  # the test needs motion to see
     for frame, seen in zip(spec.frames, result["dynamic_steps"], strict=True):

@@ -18,16 +18,16 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image
 
-import generator.assets
+import generator.scene.assets
 from fakes import fake_render, write_tiny_recipe
-from generator.assets import AssetError, AssetFiles, AssetPlaces, load_mesh
+from generator.scene.assets import AssetError, AssetFiles, AssetPlaces, load_mesh
 from generator.cli import main
-from generator.codec import encode_sample
-from generator.errors import RecipeError
-from generator.limits import MAX_MESH_VERTICES
-from generator.recipe import load_recipe
-from generator.draw import sample_scene
-from generator.spec import AssetRef, SceneSpec
+from generator.dataset.sample import encode_sample
+from generator.core.errors import RecipeError
+from generator.core.limits import MAX_MESH_VERTICES
+from generator.recipe.recipe import load_recipe
+from generator.draw.scene import draw_scene
+from generator.scene.spec import AssetRef, SceneSpec
 
 # A tetrahedron 4 x 2 x 2 units, off the origin: the readers must centre and scale it.
 TETRA = np.array([[10.0, 0.0, 0.0], [14.0, 0.0, 0.0], [10.0, 2.0, 0.0], [10.0, 0.0, 2.0]])
@@ -234,8 +234,8 @@ WRITERS = {"obj": lambda p: write_obj(p), "ply_ascii": lambda p: write_ply(p, Fa
 @pytest.mark.parametrize("writer", sorted(WRITERS))
 @pytest.mark.parametrize("limit", ["vertices", "faces"])
 def test_mesh_counts_over_the_limits_are_refused(tmp_path, monkeypatch, writer, limit):
-    """Each reader checks the counts its file lists (an STL: 3 vertices a triangle) against generator.limits."""
-    monkeypatch.setattr(generator.assets, f"MAX_MESH_{limit.upper()}", 3)  # the tetrahedron lists 4 of each or more
+    """Each reader checks the counts its file lists (an STL: 3 vertices a triangle) against generator.core.limits."""
+    monkeypatch.setattr(generator.scene.assets, f"MAX_MESH_{limit.upper()}", 3)  # the tetrahedron lists 4 of each or more
     path = WRITERS[writer](tmp_path / f"tetra.{writer.partition('_')[0]}")
     with pytest.raises(AssetError, match=f"tetra.* lists more than 3 {limit}"):
         load_mesh(str(path))
@@ -306,7 +306,7 @@ def test_relative_folders_resolve_against_the_recipe_file(tmp_path, assets, monk
 
 def test_scenes_draw_every_asset(tmp_path, assets):
     recipe = _asset_recipe(tmp_path)
-    scenes = [sample_scene(recipe, i) for i in range(12)]
+    scenes = [draw_scene(recipe, i) for i in range(12)]
     objects = [o for s in scenes for o in s.objects if o.name != "wall"]
 
     def ref(kind, name):
@@ -319,7 +319,7 @@ def test_scenes_draw_every_asset(tmp_path, assets):
     assert {o.material.image for s in scenes for o in s.objects} == {ref("textures", "checker.png")}
     assert all(0 <= o.material.rotation < 2 * np.pi for s in scenes for o in s.objects)
     assert {s.world.image for s in scenes} == {ref("environments", "red.exr")}
-    assert sample_scene(recipe, 3) == scenes[3]
+    assert draw_scene(recipe, 3) == scenes[3]
 
 
 def test_samples_record_assets_by_folder_name_and_sha256_wherever_they_lie(tmp_path, assets):
@@ -329,7 +329,7 @@ def test_samples_record_assets_by_folder_name_and_sha256_wherever_they_lie(tmp_p
     samples = []
     for folder in (tmp_path, copy):
         recipe = load_recipe(write_tiny_recipe(folder / "assets.yaml", _ASSET_FIELDS))
-        spec = sample_scene(recipe, 0)
+        spec = draw_scene(recipe, 0)
         samples.append(encode_sample(spec, fake_render(spec), recipe))
     text = samples[0]["json"].decode()
     assert str(tmp_path) not in text and str(tmp_path.resolve()) not in text and "host_path" not in text
@@ -364,10 +364,10 @@ def test_folders_outside_the_recipes_folder_are_refused_unless_allowed(tmp_path,
         (tmp_path / "recipe" / "meshes").symlink_to(outside)
     path = write_tiny_recipe(tmp_path / "recipe" / "r.yaml", {"assets": {"meshes": [folder]}, "scene.objects.shapes": ["mesh"]})
     with pytest.raises(RecipeError, match=r"'assets.meshes\[0\]': got .*in the recipe's folder .*--assets-root"):
-        sample_scene(load_recipe(path), 0)
+        draw_scene(load_recipe(path), 0)
     for root in (outside, tmp_path):  # the folder itself, or one above it
         recipe = load_recipe(path, asset_roots=[root])
-        assert {o.asset.host_path for o in sample_scene(recipe, 0).objects[1:]} == {str(outside / "tetra.obj")}
+        assert {o.asset.host_path for o in draw_scene(recipe, 0).objects[1:]} == {str(outside / "tetra.obj")}
 
 
 def test_a_file_linked_out_of_an_allowed_folder_is_refused(tmp_path):
@@ -398,10 +398,10 @@ def test_a_built_in_recipes_folder_is_the_recipes_folder(tmp_path):
 
 
 def test_rendered_scene_uses_the_assets(bpy, tmp_path, assets):
-    from generator.blender.build import build_scene
-    from generator.blender.render import render_scene
+    from generator.render.blender.build import build_scene
+    from generator.render.blender.render import render_scene
 
-    spec = sample_scene(_asset_recipe(
+    spec = draw_scene(_asset_recipe(
         tmp_path, "scene.lights.count=0", "scene.objects.deform_probability=0", "image.width=24", "image.height=24"), 0)
     built = build_scene(spec)
     for obj_spec in spec.objects[1:]:

@@ -13,7 +13,7 @@ import pytest
 
 import numpy as np
 
-from generator.codec import read_exr_bytes
+from generator.dataset.pixels import read_exr_bytes
 from test_train_cli import LENS, _run, checkpoint_loss, frame_pngs  # noqa: F401  (frame_pngs is a fixture)
 
 MODELS = ("ddff", "lstm_ddff")

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from generator.lens import Lens, blender_camera
-from generator.draw import shape_params
-from generator.spec import (
+from generator.core.lens import Lens, blender_camera
+from generator.draw.scene import shape_params
+from generator.scene.spec import (
     MATERIALS,
     SHAPES,
     CameraSpec,
@@ -95,8 +95,8 @@ def _check_camera(cam_obj, lens: Lens, focus_m: float, use_dof: bool) -> None:
 
 @pytest.mark.parametrize("model", ["thin_lens", "blender"])
 def test_camera_values_reach_blender_per_frame(bpy, model):
-    from generator.blender.build import build_scene
-    from generator.blender.camera import apply_camera
+    from generator.render.blender.build import build_scene
+    from generator.render.blender.camera import apply_camera
 
     spec = _scene(model)
     built = build_scene(spec)
@@ -116,7 +116,7 @@ def test_camera_values_reach_blender_per_frame(bpy, model):
 
 
 def test_render_settings_reach_blender(bpy):
-    from generator.blender.build import build_scene
+    from generator.render.blender.build import build_scene
 
     spec = _scene()
     scene = build_scene(spec, threads=3).scene
@@ -137,7 +137,7 @@ def test_render_settings_reach_blender(bpy):
 
 
 def test_scene_contents_match_spec(bpy):
-    from generator.blender.build import build_scene
+    from generator.render.blender.build import build_scene
 
     spec = _scene()
     scene = build_scene(spec).scene
@@ -176,8 +176,8 @@ def test_scene_contents_match_spec(bpy):
 
 
 def test_sky_world_reaches_blender_and_lights_the_scene(bpy):
-    from generator.blender.build import build_scene
-    from generator.blender.render import render_scene
+    from generator.render.blender.build import build_scene
+    from generator.render.blender.render import render_scene
 
     sky = WorldSpec(kind="sky", strength=0.3, sun_elevation=0.6, sun_azimuth=1.0, turbidity=4.0)
     spec = dataclasses.replace(_scene(width=16, height=12, world=sky), lights=())
@@ -207,8 +207,8 @@ def _mesh_arrays(mesh) -> list[np.ndarray]:
 @pytest.mark.parametrize("shape", SHAPES)
 def test_meshes_are_identical_from_build_to_build(bpy, shape):
     """Bit-identical geometry and shading normals (Blender's own normals and bmesh's
-    UV sphere are not; see generator.blender.mesh)."""
-    from generator.blender.mesh import build_mesh
+    UV sphere are not; see generator.render.blender.mesh)."""
+    from generator.render.blender.mesh import build_mesh
 
     for deformed in (False, True):
         spec = ObjectSpec(
@@ -222,7 +222,7 @@ def test_meshes_are_identical_from_build_to_build(bpy, shape):
 
 def test_twist_and_taper_follow_simple_deform(bpy):
     """Twist rotates by twist x z about local Z; taper scales x, y by 1 + taper x z."""
-    from generator.blender.mesh import build_mesh
+    from generator.render.blender.mesh import build_mesh
 
     twist, taper = 0.6, 0.25
     spec = ObjectSpec(
@@ -240,7 +240,7 @@ def test_twist_and_taper_follow_simple_deform(bpy):
 
 
 def test_rendering_is_deterministic_and_thread_independent(bpy):
-    from generator.blender.render import render_scene
+    from generator.render.blender.render import render_scene
 
     spec = _scene()
     first = render_scene(spec, threads=2)
@@ -258,7 +258,7 @@ def test_rendering_is_deterministic_and_thread_independent(bpy):
 
 def test_repeated_views_are_rendered_once(bpy, monkeypatch):
     """Ramps repeating the same focus distances cost one render per distinct view."""
-    from generator.blender import render as render_module
+    from generator.render.blender import render as render_module
 
     calls = []
     original = render_module._Renderer.render
@@ -278,7 +278,7 @@ def test_repeated_views_are_rendered_once(bpy, monkeypatch):
 
 
 def test_save_blend_writes_what_is_rendered(bpy, tmp_path):
-    from generator.blender.render import save_blend
+    from generator.render.blender.render import save_blend
 
     spec = _scene()
     path = tmp_path / "scene.blend"

@@ -1,12 +1,12 @@
-"""Cycles renders what generator.lens says: blur-disc sizes and planar depth, measured from pixels.
+"""Cycles renders what generator.core.lens says: blur-disc sizes and planar depth, measured from pixels.
 
-CoC: the discs of :mod:`generator.calibration` (flattened spheres at one planar
+CoC: the discs of :mod:`generator.scene.calibration` (flattened spheres at one planar
 depth each, on a black world) are rendered through :func:`render_scene` for both
 lens models, and the blur diameter is measured from the blob's second moments.
 
 Depth: planes filling the view; the rendered depth must equal the depth of the
 plane hit by the ray through each pixel centre (integer + 0.5), with K from
-:func:`generator.lens.intrinsics` for that frame.
+:func:`generator.core.lens.intrinsics` for that frame.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import math
 import numpy as np
 import pytest
 
-from generator.calibration import COC_CASES, FOCAL_M, SENSOR_M, WIDTH, coc_error, coc_probes, measure_coc
-from generator.lens import Lens, coc_px, intrinsics
-from generator.spec import (
+from generator.scene.calibration import COC_CASES, FOCAL_M, SENSOR_M, WIDTH, coc_error, coc_probes, measure_coc
+from generator.core.lens import Lens, coc_px, intrinsics
+from generator.scene.spec import (
     CameraSpec,
     FrameSpec,
     MaterialSpec,
@@ -35,7 +35,7 @@ from generator.spec import (
 
 def coc_rows(model: str, **probe) -> list[dict]:
     """Render every calibration case for ``model`` and measure its discs (``probe``: of :func:`coc_probes`)."""
-    from generator.blender.render import render_scene
+    from generator.render.blender.render import render_scene
 
     rows = []
     for spec in coc_probes(model, **probe):
@@ -121,7 +121,7 @@ def _analytic_plane_depth(spec: SceneSpec, focus_m: float) -> np.ndarray:
 
 @pytest.mark.parametrize("plane", sorted(PLANES))
 def test_depth_is_planar_depth_at_pixel_centres(bpy, plane):
-    from generator.blender.render import render_scene
+    from generator.render.blender.render import render_scene
 
     for model in ("thin_lens", "blender"):
         spec = _plane_scene(model, PLANES[plane])
@@ -137,7 +137,7 @@ def test_depth_is_planar_depth_at_pixel_centres(bpy, plane):
 
 
 def test_blender_model_depth_does_not_depend_on_focus(bpy):
-    from generator.blender.render import render_scene
+    from generator.render.blender.render import render_scene
 
     a = render_scene(_plane_scene("blender", PLANES["tilted"], focus=(0.6,)))
     b = render_scene(_plane_scene("blender", PLANES["tilted"], focus=(4.0,)))
@@ -145,7 +145,7 @@ def test_blender_model_depth_does_not_depend_on_focus(bpy):
 
 
 def test_sky_depth_is_zero(bpy):
-    from generator.blender.render import render_scene
+    from generator.render.blender.render import render_scene
 
     # A horizontal ground plane just below the camera: sky above the horizon (the middle row).
     spec = _plane_scene("blender", (0.0, 0.0, 0.0), focus=(1.0,))

@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from generator.errors import BadInput
+from generator.core.errors import BadInput
 
 SMALL_SDGS = {"channels": [4, 8]}
 

@@ -11,13 +11,13 @@ import pytest
 from click.testing import CliRunner
 
 import generator
-import generator.pipeline
+import generator.render.pipeline
 from conftest import require
 from fakes import tiny_recipe, write_tiny_recipe
 from generator.cli import main
-from generator.pipeline import RunSummary
-from generator.recipe import load_recipe
-from generator.shards import DatasetDir
+from generator.render.pipeline import RunSummary
+from generator.recipe.recipe import load_recipe
+from generator.dataset.shards import DatasetDir
 
 
 def _run(*args: str):
@@ -96,7 +96,7 @@ def test_unusable_ray_address_exits_2_and_writes_nothing(tmp_path, address):
 
 def test_executor_ray_without_ray_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails as if it were not installed
-    monkeypatch.delitem(sys.modules, "generator.ray_executor", raising=False)
+    monkeypatch.delitem(sys.modules, "generator.render.ray_executor", raising=False)
     recipe = write_tiny_recipe(tmp_path / "tiny.yaml")
     result = _run("render", "--recipe", recipe, "--out", tmp_path / "out", "--executor", "ray")
     assert result.exit_code == 1 and "pip install 'dfdgen[ray]'" in result.output, result.output
@@ -171,7 +171,7 @@ def test_default_out_summary_and_ctrl_c(tmp_path, monkeypatch):
         calls.append((recipe, out_dir, kw))
         return RunSummary(Path(out_dir), 6, 0, ((4, "RuntimeError: boom"),), 3, 1000, 2.0)
 
-    monkeypatch.setattr(generator.pipeline, "render_dataset", fake_render_dataset)
+    monkeypatch.setattr(generator.render.pipeline, "render_dataset", fake_render_dataset)
     result = _run("render", "--recipe", recipe, "-n", "7", "--set", "image.samples=2", "--workers", "2")
     assert result.exit_code == 3, result.output  # finished, but a scene failed: not a success
     (got, out_dir, kw), = calls
@@ -184,7 +184,7 @@ def test_default_out_summary_and_ctrl_c(tmp_path, monkeypatch):
     def interrupted(*args, **kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(generator.pipeline, "render_dataset", interrupted)
+    monkeypatch.setattr(generator.render.pipeline, "render_dataset", interrupted)
     result = _run("render", "--recipe", recipe)
     assert result.exit_code == 130 and "resume" in result.output
 
@@ -192,7 +192,7 @@ def test_default_out_summary_and_ctrl_c(tmp_path, monkeypatch):
 def test_cli_and_worker_modules_import_light():
     """No bpy outside workers; and nothing heavy (webdataset pulls in torch) in what a spawned
     worker imports: the main script (the CLI) and the task's module."""
-    code = ("import sys, generator.cli, generator.render_tasks, generator.scheduler; "
+    code = ("import sys, generator.cli, generator.render.tasks, generator.render.scheduler; "
             "print(sorted(m for m in ('bpy', 'webdataset', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

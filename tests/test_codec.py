@@ -18,13 +18,14 @@ import pytest
 from PIL import Image
 
 from fakes import fake_render, make_spec, tiny_recipe
-from generator import lens as lensmod
-from generator.codec import (decode_rgb, decode_sample, encode_sample, linear_to_srgb, read_exr_bytes, read_metadata,
-                             srgb_to_linear, write_exr_bytes)
-from generator.errors import CorruptShard
-from generator.limits import MAX_IMAGE_PIXELS
-from generator.recipe import MAX_FRAMES, MAX_SCENE_PIXELS
-from generator.spec import world_to_camera
+from generator.core import lens as lensmod
+from generator.core.display import linear_to_srgb, srgb_to_linear
+from generator.dataset.pixels import decode_rgb, read_exr_bytes, write_exr_bytes
+from generator.dataset.sample import decode_sample, encode_sample, read_metadata
+from generator.core.errors import CorruptShard
+from generator.core.limits import MAX_IMAGE_PIXELS
+from generator.core.limits import MAX_FRAMES, MAX_SCENE_PIXELS
+from generator.scene.spec import world_to_camera
 
 
 def _encode(**kw):

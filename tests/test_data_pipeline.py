@@ -1,5 +1,5 @@
 """Training data pipeline (dfd_models.data): shards written by the generator's
-own writer (generator.codec + generator.shards), read by the training loader."""
+own writer (generator.dataset.codec + generator.dataset.shards), read by the training loader."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 from fakes import FakeRendered, fake_render, make_spec
-from generator.errors import BadInput, CorruptShard
-from generator.recipe import load_recipe
-from generator.codec import decode_sample, encode_sample, linear_to_srgb, srgb_to_linear
-from generator.shards import DatasetDir
-from generator.spec import FrameSpec
+from generator.core.errors import BadInput, CorruptShard
+from generator.recipe.recipe import load_recipe
+from generator.core.display import linear_to_srgb, srgb_to_linear
+from generator.dataset.sample import decode_sample, encode_sample
+from generator.dataset.shards import DatasetDir
+from generator.scene.spec import FrameSpec
 
 H, W = 24, 32  # fake render size (make_spec)
 RECIPE = load_recipe("small_obj")

@@ -9,17 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from generator import lens as lensmod
-from generator.recipe import load_recipe
-from generator.draw import (
-    aim_rotation,
-    blackbody_rgb,
-    bounding_radius,
-    sample_scene,
-    scene_seed,
-    scene_split,
-)
-from generator.spec import LIGHTS, SHAPES, SceneSpec, euler_xyz_matrix, world_to_camera
+from generator.core import lens as lensmod
+from generator.recipe.recipe import load_recipe
+from generator.draw.colour import blackbody_rgb
+from generator.draw.scene import bounding_radius, draw_scene, scene_seed, scene_split
+from generator.draw.view import aim_rotation
+from generator.scene.spec import LIGHTS, SHAPES, SceneSpec, euler_xyz_matrix, world_to_camera
 
 N_VARIETY = 200
 
@@ -33,7 +28,7 @@ def small():
 def drawn(request):
     """A recipe and its first N_VARIETY scenes."""
     recipe = load_recipe(request.param)
-    return recipe, [sample_scene(recipe, i) for i in range(N_VARIETY)]
+    return recipe, [draw_scene(recipe, i) for i in range(N_VARIETY)]
 
 
 def camera_points(scene: SceneSpec, points) -> np.ndarray:
@@ -43,46 +38,46 @@ def camera_points(scene: SceneSpec, points) -> np.ndarray:
 
 
 def test_same_index_same_scene(small):
-    assert sample_scene(small, 7).to_json() == sample_scene(small, 7).to_json()
+    assert draw_scene(small, 7).to_json() == draw_scene(small, 7).to_json()
 
 
 def test_global_random_state_does_not_matter(small):
     np.random.seed(1)
-    first = sample_scene(small, 3).to_json()
+    first = draw_scene(small, 3).to_json()
     np.random.seed(2)
     np.random.random(10)
-    assert sample_scene(small, 3).to_json() == first
+    assert draw_scene(small, 3).to_json() == first
 
 
 def test_same_scene_in_a_fresh_process(small):
     code = (
-        "from generator.recipe import load_recipe; from generator.draw import sample_scene; "
-        "r = load_recipe('small_obj'); print('\\n'.join(sample_scene(r, i).to_json() for i in (0, 5)))"
+        "from generator.recipe.recipe import load_recipe; from generator.draw.scene import draw_scene; "
+        "r = load_recipe('small_obj'); print('\\n'.join(draw_scene(r, i).to_json() for i in (0, 5)))"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
-    assert out.splitlines() == [sample_scene(small, i).to_json() for i in (0, 5)]
+    assert out.splitlines() == [draw_scene(small, i).to_json() for i in (0, 5)]
 
 
 def test_different_indices_differ(small):
-    scenes = {sample_scene(small, i).to_json() for i in range(20)}
+    scenes = {draw_scene(small, i).to_json() for i in range(20)}
     assert len(scenes) == 20
     assert len({scene_seed(small.seed, i) for i in range(1000)}) == 1000
 
 
 def test_seed_changes_scenes(small):
     other = dataclasses.replace(small, seed=1)
-    assert sample_scene(other, 0).to_json() != sample_scene(small, 0).to_json()
+    assert draw_scene(other, 0).to_json() != draw_scene(small, 0).to_json()
 
 
 def test_count_changes_neither_scene_nor_split(small):
     more = load_recipe("small_obj", ["count=5"])
     for i in range(5):
-        assert sample_scene(more, i).to_json() == sample_scene(small, i).to_json()
+        assert draw_scene(more, i).to_json() == draw_scene(small, i).to_json()
         assert scene_split(more, i) == scene_split(small, i)
 
 
 def test_scene_carries_its_seed_and_split(small):
-    scene = sample_scene(small, 11)
+    scene = draw_scene(small, 11)
     assert scene.seed == scene_seed(small.seed, 11) and 0 <= scene.seed < 2**32
     assert scene.render.seed == scene.seed % 2**31
     assert scene.split == scene_split(small, 11)
@@ -102,12 +97,12 @@ def test_splits_follow_the_fractions():
 
 
 def test_scene_round_trips_through_json(small):
-    scene = sample_scene(small, 2)
+    scene = draw_scene(small, 2)
     assert SceneSpec.from_dict(scene.to_dict()) == scene
 
 
 def test_frames_are_ramps_of_increasing_focus(small):
-    scene = sample_scene(small, 0)
+    scene = draw_scene(small, 0)
     focus = small.focus
     assert len(scene.frames) == focus.ramps * focus.frames_per_ramp
     assert [f.index for f in scene.frames] == list(range(len(scene.frames)))
@@ -121,18 +116,18 @@ def test_frames_are_ramps_of_increasing_focus(small):
 
 def test_random_schedule_draws_each_ramp():
     recipe = load_recipe("small_obj", ["focus.schedule=random"])
-    scene = sample_scene(recipe, 0)
+    scene = draw_scene(recipe, 0)
     ramps = [[f.focus_distance_m for f in scene.frames if f.ramp == r] for r in range(recipe.focus.ramps)]
     assert ramps[0] != ramps[1]
     for distances in ramps:
         assert np.all(np.diff(distances) > 0)
         assert recipe.focus.near_m <= min(distances) and max(distances) <= recipe.focus.far_m
-    assert sample_scene(recipe, 0) == scene
+    assert draw_scene(recipe, 0) == scene
 
 
 def test_fod500_scene_uses_the_focus_list():
     recipe = load_recipe("fod500")
-    scene = sample_scene(recipe, 0)
+    scene = draw_scene(recipe, 0)
     assert [f.focus_distance_m for f in scene.frames] == [0.1, 0.15, 0.3, 0.7, 1.5]
     assert scene.lens == lensmod.Lens("blender", 0.0029, 1.0, 0.0031)
 
@@ -212,12 +207,12 @@ def test_non_overlapping_placement():
     loose = load_recipe("large_obj", ["scene.objects.count=[4, 8]"])
     kept = drawn = overlaps = 0
     for i in range(40):
-        objects = sample_scene(recipe, i).objects[1:]
+        objects = draw_scene(recipe, i).objects[1:]
         for a_i, a in enumerate(objects):
             for b in objects[a_i + 1:]:
                 assert np.linalg.norm(np.subtract(a.location, b.location)) >= bounding_radius(a) + bounding_radius(b)
         kept += len(objects)
-        others = sample_scene(loose, i).objects[1:]
+        others = draw_scene(loose, i).objects[1:]
         drawn += len(others)
         overlaps += sum(
             np.linalg.norm(np.subtract(a.location, b.location)) < bounding_radius(a) + bounding_radius(b)

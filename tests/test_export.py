@@ -17,10 +17,11 @@ from PIL import Image
 
 from fakes import fake_render, make_spec, tiny_recipe
 from generator.cli import main
-from generator.export import INDEX_FILE
-from generator.codec import decode_sample, encode_sample, srgb8
-from generator.shards import DatasetDir
-from generator.spec import FrameSpec
+from generator.dataset.export import INDEX_FILE
+from generator.dataset.pixels import srgb8
+from generator.dataset.sample import decode_sample, encode_sample
+from generator.dataset.shards import DatasetDir
+from generator.scene.spec import FrameSpec
 
 # Capture order is not focus order: the export must sort the frames.
 FOCUS = (0.7, 0.1, 1.5, 0.3, 0.15)
@@ -140,8 +141,8 @@ def test_dfv_index_split_of_an_export_puts_no_test_scene_in_training(tmp_path):
 
 
 def test_fod500_recipe_splits_by_contiguous_ranges():
-    from generator.recipe import load_recipe
-    from generator.draw import scene_split
+    from generator.recipe.recipe import load_recipe
+    from generator.draw.scene import scene_split
 
     recipe = load_recipe("fod500")
     assert [scene_split(recipe, i) for i in (0, 399, 400, 499)] == ["train", "train", "test", "test"]

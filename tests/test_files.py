@@ -1,4 +1,4 @@
-"""generator.files: writes that never follow a link, never leave half a file, and report a disk
+"""generator.core.files: writes that never follow a link, never leave half a file, and report a disk
 that refuses them in one line."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import os
 import click
 import pytest
 
-from generator import files
-from generator.errors import OutputError, WriteError, library_errors
+from generator.core import files
+from generator.core.errors import OutputError, WriteError, library_errors
 
 
 def test_write_atomic_replaces_a_file_and_refuses_a_link(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from generator.focus import focus_ramp
+from generator.recipe.ramps import focus_ramp
 
 
 def test_diopter_is_uniform_in_inverse_distance_with_exact_ends():

@@ -123,7 +123,7 @@ def test_sweep_hypotheses_are_finer_than_delta1_over_the_range(torch):
     (nearest object / 1.1 to farthest wall x 1.1) takes 23, where the old sweep's 32 planes uniform
     in 1/z over 0.1-3 m step 31 % at 1 m and put 20 planes nearer than 0.25 m."""
     from dfd_models.focus import sweep_depths
-    from generator.recipe import load_recipe
+    from generator.recipe.recipe import load_recipe
 
     scene = load_recipe("small_obj").scene
     low, high = scene.objects.depth_m.min / 1.1, scene.wall.distance_m.max * 1.1
@@ -210,8 +210,8 @@ def tiny_small_obj(bpy, tmp_path_factory, torch):
     recipe's depth range (nearest object / 1.1, farthest wall x 1.1), metres."""
     from dfd_models.config import DataSection
     from dfd_models.data import make_loader
-    from generator.pipeline import render_dataset
-    from generator.recipe import load_recipe
+    from generator.render.pipeline import render_dataset
+    from generator.recipe.recipe import load_recipe
 
     recipe = load_recipe("small_obj", ["count=2", "image.width=64", "image.height=64", "image.samples=64",
                                        "focus.ramps=1", "splits={train: 0.0, val: 0.0, test: 1.0}"])

@@ -23,8 +23,8 @@ from hostile_assets import TRIANGLE, TRIANGLE_BIN, glb
 import hostile_verify
 import hostile_writes
 from fakes import fake_render, make_spec, tiny_recipe
-from generator.codec import encode_sample
-from generator.shards import DatasetDir
+from generator.dataset.sample import encode_sample
+from generator.dataset.shards import DatasetDir
 
 pytestmark = pytest.mark.slow  # every case runs the CLI in a fresh process
 

@@ -8,12 +8,14 @@ from click.testing import CliRunner
 from PIL import Image
 
 from fakes import fake_render, make_spec, tiny_recipe
-from generator import lens as lensmod
+from generator.core import lens as lensmod
 from generator.cli import main
-from generator.errors import CorruptShard
-from generator.inspect import colorize, contact_sheet, iter_samples, summarize, verify
-from generator.codec import decode_sample, encode_sample, write_exr_bytes
-from generator.shards import DatasetDir
+from generator.core.errors import CorruptShard
+from generator.core.display import colorize
+from generator.dataset.inspection import contact_sheet, iter_samples, summarize, verify
+from generator.dataset.pixels import write_exr_bytes
+from generator.dataset.sample import decode_sample, encode_sample
+from generator.dataset.shards import DatasetDir
 
 
 def _lens(meta) -> lensmod.Lens:
@@ -116,7 +118,7 @@ def test_no_sheet_of_a_corrupt_sample(tmp_path):
 
 def test_contact_sheet_rows_are_the_lowest_scenes_in_index_order(tmp_path, monkeypatch):
     """Shards sort test before train by name; the sheet still shows scenes 0, 1, 2 in that order."""
-    import generator.inspect as inspect_module
+    import generator.dataset.inspection as inspect_module
 
     recipe = tiny_recipe()
     out = DatasetDir(tmp_path / "data", recipe, max_samples=2)

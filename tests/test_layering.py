@@ -1,7 +1,12 @@
 """The house's layering (DESIGN.md section 1), read from the source with ``ast``:
 
-- only ``generator/blender/`` and ``blender_addon/`` import ``bpy``;
+- only ``generator/render/blender/`` and ``blender_addon/`` import ``bpy``;
 - ``generator`` never imports ``dfd_models`` (the trainer builds on the generator, not back);
+- ``generator``'s stages import only themselves and the stages before them, in the order
+  :data:`STAGES` (core, scene, recipe, draw, dataset, render); the CLI and the add-on builder at
+  ``generator``'s top sit above every stage;
+- ``dfd_models`` reads only ``generator``'s shared core and its dataset stage (the sample
+  format's one owner, through which the loader decodes shards), and the package's version;
 - the project's modules import each other without a cycle, counting imports inside
   functions too (a lazy import still ties two modules together).
 """
@@ -16,7 +21,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("generator", "blender_addon", "dfd_models")
 #: Where bpy may be imported.
-BPY_ALLOWED = ("generator.blender", "blender_addon")
+BPY_ALLOWED = ("generator.render.blender", "blender_addon")
+#: ``generator``'s stages in the data's order of dependence: each may import only itself and those before it.
+STAGES = ("core", "scene", "recipe", "draw", "dataset", "render")
+#: What of ``generator`` ``dfd_models`` may import (the package itself: its version).
+MODELS_MAY_IMPORT = ("generator.core", "generator.dataset")
+
+
+def stage_of(module: str) -> str | None:
+    """The stage of a ``generator`` module, or None (the package, its CLI and add-on builder)."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "generator" and len(parts) > 2 and parts[1] in STAGES else None
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
@@ -65,6 +80,16 @@ def layering_errors(root: Path = ROOT) -> list[str]:
             errors.append(f"{name} imports bpy (only {', '.join(BPY_ALLOWED)} may)")
         if name.startswith("generator") and any(m.split(".")[0] == "dfd_models" for m in found):
             errors.append(f"{name} imports dfd_models (generator must not)")
+        stage = stage_of(name)
+        for m in sorted(found):
+            other = stage_of(m)
+            if stage and other and STAGES.index(other) > STAGES.index(stage):
+                errors.append(f"{name} imports {m} (stage {stage} may not import the later stage {other})")
+            if stage and m.split(".")[0] == "generator" and not other and m != "generator":
+                errors.append(f"{name} imports {m} (a stage may not import the CLI or the add-on builder)")
+            if (name.startswith("dfd_models") and m.split(".")[0] == "generator" and m != "generator"
+                    and not m.startswith(MODELS_MAY_IMPORT)):
+                errors.append(f"{name} imports {m} (dfd_models may import only {', '.join(MODELS_MAY_IMPORT)})")
     graph = project_graph(root)
     for cycle in _cycles(graph):
         errors.append("import cycle: " + " -> ".join(cycle))
@@ -108,9 +133,13 @@ def test_the_project_keeps_its_layers():
 
 
 @pytest.mark.parametrize("module, source, expected", [
-    ("generator/lens.py", "import bpy\n", "generator.lens imports bpy"),
-    ("generator/draw.py", "def f():\n    from dfd_models.networks import MODELS\n", "generator.draw imports dfd_models"),
-    ("generator/spec.py", "from generator.codec import encode_sample\n", "import cycle"),
+    ("generator/core/lens.py", "import bpy\n", "generator.core.lens imports bpy"),
+    ("generator/draw/scene.py", "def f():\n    from dfd_models.networks import MODELS\n", "generator.draw.scene imports dfd_models"),
+    ("generator/scene/spec.py", "from generator.dataset.sample import encode_sample\n",
+     "stage scene may not import the later stage dataset"),
+    ("generator/core/lens.py", "from generator.scene.spec import SceneSpec\n", "stage core may not import the later stage scene"),
+    ("dfd_models/losses.py", "from generator.draw.scene import draw_scene\n", "dfd_models may import only"),
+    ("generator/core/errors.py", "from generator.core import files\n", "import cycle"),
 ])
 def test_the_check_catches_a_broken_layer(tmp_path, module, source, expected):
     """Copy the project, add one offending import, and the check names it."""

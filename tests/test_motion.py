@@ -12,13 +12,14 @@ import pytest
 from PIL import Image
 
 from fakes import fake_render, make_spec, tiny_recipe
-from generator import lens as lensmod
-from generator.inspect import SEQUENCE_TILES, contact_sheet
-from generator.recipe import load_recipe
-from generator.codec import decode_sample, encode_sample, wall_depth_m
-from generator.draw import IMAGE_MARGIN, sample_scene
-from generator.shards import DatasetDir
-from generator.spec import (
+from generator.core import lens as lensmod
+from generator.dataset.inspection import SEQUENCE_TILES, contact_sheet
+from generator.recipe.recipe import load_recipe
+from generator.dataset.metadata import wall_depth_m
+from generator.dataset.sample import decode_sample, encode_sample
+from generator.draw.scene import IMAGE_MARGIN, draw_scene
+from generator.dataset.shards import DatasetDir
+from generator.scene.spec import (
     CameraSpec,
     FrameSpec,
     MaterialSpec,
@@ -36,7 +37,7 @@ def dynamic():
 
 
 def test_time_advances_one_frame_per_focus_step_through_all_ramps(dynamic):
-    scene = sample_scene(dynamic, 0)
+    scene = draw_scene(dynamic, 0)
     assert len(scene.frames) == 25 and {f.ramp for f in scene.frames} == set(range(5))
     assert [f.time_s for f in scene.frames] == [k / 25 for k in range(25)]
     for ramp in range(5):  # every ramp still sweeps near to far
@@ -49,7 +50,7 @@ def test_adding_motion_changes_no_object_light_or_world():
     static = load_recipe("small_obj")
     moving = load_recipe("small_obj", ["motion.fps=30", "motion.objects.speed_m_s=[0.1, 0.2]"])
     for i in range(5):
-        a, b = sample_scene(static, i), sample_scene(moving, i)
+        a, b = draw_scene(static, i), draw_scene(moving, i)
         assert (a.lights, a.world, a.lens) == (b.lights, b.world, b.lens)
         still = [dataclasses.replace(o, velocity=(0.0,) * 3, angular_velocity=(0.0,) * 3) for o in b.objects]
         assert tuple(still) == a.objects
@@ -61,7 +62,7 @@ def test_moving_objects_stay_in_view_and_depth_range(dynamic):
     motion, objects = dynamic.motion.objects, dynamic.scene.objects
     moving = total = 0
     for i in range(40):
-        scene = sample_scene(dynamic, i)
+        scene = draw_scene(dynamic, i)
         end = scene.frames[-1].time_s
         k = max((lensmod.intrinsics(scene.lens, f.focus_distance_m, 256, 256) for f in scene.frames),
                 key=lambda m: m[0, 0])  # the narrowest view
@@ -84,7 +85,7 @@ def test_moving_objects_stay_in_view_and_depth_range(dynamic):
 
 def test_camera_drifts_and_jitters_per_frame(dynamic):
     camera = dynamic.motion.camera
-    scene = sample_scene(dynamic, 1)
+    scene = draw_scene(dynamic, 1)
     poses = [scene.camera_at(f) for f in scene.frames]
     assert len(set(poses)) == len(poses)  # jitter: every frame has its own pose
     end = scene.frames[-1].time_s
@@ -178,7 +179,7 @@ def test_moving_object_depth_and_position_follow_its_velocity(bpy):
     """Measured on the rendered depth maps: the plate's planar depth and the centroid of its
     pixels in each frame, against its pose at the frame's time seen through that frame's
     recorded world_to_camera and K (the camera drifts too)."""
-    from generator.blender.render import render_scene
+    from generator.render.blender.render import render_scene
 
     spec = _plate_scene()
     decoded = decode_sample(encode_sample(spec, render_scene(spec), tiny_recipe()))
@@ -229,7 +230,7 @@ def test_motion_vectors_are_stored_for_every_frame_but_the_last_and_only_when_as
 
 
 def test_dynamic_recipe_asks_for_motion_vectors(dynamic):
-    assert sample_scene(dynamic, 0).render.motion and not sample_scene(load_recipe("small_obj"), 0).render.motion
+    assert draw_scene(dynamic, 0).render.motion and not draw_scene(load_recipe("small_obj"), 0).render.motion
 
 
 def _warp(mask: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -245,7 +246,7 @@ def test_motion_vectors_carry_each_pixel_to_where_its_surface_is_rendered_next(b
     """Measured on the renders: the spinning, moving plate's pixels moved by their vectors land on
     the plate's pixels of the next frame's depth map, at the depth the vectors predict; so do the
     wall's (the camera drifts, and the thin lens breathes as the focus changes)."""
-    from generator.blender.render import render_scene
+    from generator.render.blender.render import render_scene
 
     base = _plate_scene()
     wall, plate = base.objects

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from PIL import ExifTags, Image
 
 from generator.cli import main
-from generator.codec import read_exr_bytes, srgb8
+from generator.dataset.pixels import read_exr_bytes, srgb8
 
 #: The planes scene's lens as a camera file.
 CAMERA = "focal_length_mm: 50\nf_number: 1.4\nsensor_width_mm: 36\nmodel: thin_lens\n"
@@ -99,7 +99,7 @@ def dff_ckpt(tiny_dataset, tmp_path_factory):
 def test_predict_stack_folders_of_jpegs_give_one_depth_map_each(planes, dff_ckpt, tmp_path):
     """Two folders of the same 7 JPEG frames, named in different orders (a list in focus.yaml, a focus.txt):
     one depth map per folder, the same for both (frames sorted by focus), following the true depth."""
-    from generator.inspect import colorize
+    from generator.core.display import colorize
     from dfd_models.predict import scale_bar_labels
 
     _stack_folder(tmp_path / "far_first", planes)
@@ -141,9 +141,9 @@ def test_predict_stack_folders_of_jpegs_give_one_depth_map_each(planes, dff_ckpt
 
 def test_predict_reads_the_lens_from_the_checkpoint(planes, bpy, torch, tmp_path):
     """Training data with one lens: no lens option needed; the depth is the model's with that lens."""
-    from generator.pipeline import render_dataset
-    from generator.recipe import load_recipe
-    from generator.lens import Lens
+    from generator.render.pipeline import render_dataset
+    from generator.recipe.recipe import load_recipe
+    from generator.core.lens import Lens
     from dfd_models.checkpoint import load_model
     from dfd_models.lens import LensParams, intrinsics
     from dfd_models.predict import read_image
@@ -185,7 +185,7 @@ def test_predict_network_takes_the_whole_stack_and_any_size(tiny_dataset, planes
     and cropped back; one frame with one focus works."""
     from dfd_models.checkpoint import load_model
     from dfd_models.evaluate import predict_depth
-    from generator.lens import Lens
+    from generator.core.lens import Lens
     from dfd_models.lens import LensParams, intrinsics
     from dfd_models.predict import read_image
 

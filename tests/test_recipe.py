@@ -9,9 +9,9 @@ from importlib import resources
 import pytest
 import yaml
 
-from generator.errors import BadInput, RecipeError
-from generator.safe_yaml import load_yaml
-from generator.recipe import (
+from generator.core.errors import BadInput, RecipeError
+from generator.core.safe_yaml import load_yaml
+from generator.recipe.recipe import (
     IntRange,
     Range,
     apply_overrides,
@@ -234,13 +234,13 @@ def test_fod500_is_the_focus_on_defocus_setting():
 
 
 def test_pure_modules_do_not_import_bpy():
-    code = "import sys, generator.recipe, generator.draw, generator.focus; assert 'bpy' not in sys.modules"
+    code = "import sys, generator.recipe.recipe, generator.draw.scene, generator.recipe.ramps; assert 'bpy' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_the_preview_preset_is_small_keeps_every_split_and_yields_to_set():
-    from generator.draw import scene_split
-    from generator.recipe import PRESETS
+    from generator.draw.scene import scene_split
+    from generator.recipe.recipe import PRESETS
 
     preview = load_recipe("small_obj", preset="preview")
     full = load_recipe("small_obj")

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from generator.cli import main
-from generator.codec import read_exr_bytes
+from generator.dataset.pixels import read_exr_bytes
 from planes_stack import PLANE_DEPTHS_M, plane_interior, render_planes_stack
 
 LENS = ("--lens-focal-length-mm", "50", "--f-number", "2")  # the tiny recipe's sensor width is fixed

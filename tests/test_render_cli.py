@@ -15,12 +15,12 @@ import webdataset as wds
 from click.testing import CliRunner
 
 from fakes import dir_bytes, write_tiny_recipe
-from generator import lens as lensmod
+from generator.core import lens as lensmod
 from generator.cli import main
-from generator.recipe import load_recipe
-from generator.codec import decode_sample
-from generator.draw import scene_split
-from generator.spec import SceneSpec
+from generator.recipe.recipe import load_recipe
+from generator.dataset.sample import decode_sample
+from generator.draw.scene import scene_split
+from generator.scene.spec import SceneSpec
 
 COUNT = 8
 

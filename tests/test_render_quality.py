@@ -1,7 +1,7 @@
 """Render settings keep the defocus (issue 17), measured from pixels.
 
 The built-in recipes' sampling (samples per pixel, ``image.denoise``) and light
-paths (``image.light_paths``) must leave the blur where :mod:`generator.lens`
+paths (``image.light_paths``) must leave the blur where :mod:`generator.core.lens`
 puts it: the CoC of the calibration discs, and the blur of a textured plane
 (fitted between its all-in-focus image and its defocused frames) against a
 converged render. OpenImageDenoise does not: it erases the faint texture that a
@@ -15,7 +15,7 @@ import dataclasses
 
 import pytest
 
-from generator.calibration import (
+from generator.scene.calibration import (
     COC_CASES,
     FOCAL_M,
     SENSOR_M,
@@ -27,9 +27,9 @@ from generator.calibration import (
     plane_probe,
     tolerances,
 )
-from generator.lens import Lens, coc_px
-from generator.recipe import builtin_recipes, load_recipe
-from generator.spec import LightPaths, with_render
+from generator.core.lens import Lens, coc_px
+from generator.recipe.recipe import builtin_recipes, load_recipe
+from generator.scene.spec import LightPaths, with_render
 
 IMAGES = {name: load_recipe(name).image for name in builtin_recipes()}
 #: (image.denoise, image.samples) of every built-in recipe.
@@ -40,7 +40,7 @@ CONVERGED_SAMPLES = 512
 
 
 def _plane_blurs(samples: int, denoise: bool) -> list[float]:
-    from generator.blender.render import render_scene
+    from generator.render.blender.render import render_scene
 
     result = render_scene(plane_probe(SIZE, DEPTH_M, FOCUS_M, samples=samples, denoise=denoise))
     return [fit_blur_px(result.aif, frame, 12.0) for frame in result.frames]
@@ -58,7 +58,7 @@ def converged_plane(bpy) -> list[float]:
 
 @pytest.mark.parametrize("denoise,samples", SAMPLINGS)
 def test_coc_holds_for_every_recipe_sampling(bpy, denoise, samples):
-    from generator.blender.render import render_scene
+    from generator.render.blender.render import render_scene
 
     for model in ("thin_lens", "blender"):
         for spec in coc_probes(model):
@@ -88,7 +88,7 @@ LIGHT_PATH_FIELDS = [f.name for f in dataclasses.fields(LightPaths)]
 def test_each_light_path_default_keeps_the_coc(bpy, field):
     """Lit discs (direct and bounced light, partly glossy), each recipe's value of ``field`` set
     alone on Cycles' factory settings: the CoC stays within tolerance."""
-    from generator.blender.render import render_scene
+    from generator.render.blender.render import render_scene
 
     f_number, depths, focus = COC_CASES[0]
     values = {getattr(image.light_paths, field) for image in IMAGES.values()}
@@ -103,7 +103,7 @@ def test_each_light_path_default_keeps_the_coc(bpy, field):
 
 
 def test_recipe_light_paths_together_keep_the_coc(bpy):
-    from generator.blender.render import render_scene
+    from generator.render.blender.render import render_scene
 
     for paths in {image.light_paths for image in IMAGES.values()}:
         for model in ("thin_lens", "blender"):

@@ -128,7 +128,7 @@ def test_every_row_and_ablation_is_a_registered_model_with_valid_overrides(table
 
 
 def test_recipe_overrides_load_with_disjoint_splits_and_a_second_draw(table):
-    from generator.recipe import load_recipe
+    from generator.recipe.recipe import load_recipe
 
     for name in ("small_obj", "large_obj", "fod500"):
         recipe = load_recipe(name, table.recipe_overrides(name, 10, 48, 4))
@@ -155,8 +155,8 @@ def test_no_page_quotes_a_machines_absolute_path(table):
 def test_the_pages_splits_are_disjoint_scene_sets_and_the_draws_differ(table):
     """Each scene of a draw lies in exactly one of train / val / test (by scene, so no stack is in two),
     each split holds about its share of the 160 scenes, and the second draw splits other scenes."""
-    from generator.draw import scene_split
-    from generator.recipe import load_recipe
+    from generator.draw.scene import scene_split
+    from generator.recipe.recipe import load_recipe
 
     draws = []
     for seed in table.DRAWS:

@@ -26,8 +26,8 @@ from click.testing import CliRunner
 from conftest import require
 from fakes import dir_bytes, fake_task, flaky_task, listed_shards, tiny_recipe, write_tiny_recipe
 from generator.cli import main
-from generator.render_options import NO_GPU
-from generator.pipeline import render_dataset
+from generator.render.options import NO_GPU
+from generator.render.pipeline import render_dataset
 
 pytestmark = pytest.mark.slow  # starts Ray
 
@@ -104,7 +104,7 @@ def test_killed_ray_worker_scene_is_rerun_and_written_once(ray_local, tmp_path):
 
 @pytest.mark.parametrize("executor", ["local", "ray"])
 def test_both_executors_retry_once_isolate_crashes_and_record(executor, request, tmp_path):
-    """The scheduler's rules (generator.scheduler), whichever pool runs the tasks: a scene that
+    """The scheduler's rules (generator.render.scheduler), whichever pool runs the tasks: a scene that
     raises is retried once; one whose worker dies is retried alone; both are then recorded."""
     if executor == "ray":
         request.getfixturevalue("ray_local")
@@ -144,7 +144,7 @@ def test_ray_worker_processes_are_recycled(ray_local, tmp_path):
 
 
 def test_ray_device_gpu_without_a_gpu_warns_and_uses_the_cpu(bpy, ray_local, tmp_path):
-    from generator.blender.device import gpu_backend
+    from generator.render.blender.device import gpu_backend
 
     if gpu_backend() is not None or ray_local.cluster_resources().get("GPU"):
         pytest.skip("this machine has a GPU: --device gpu renders on it")
@@ -205,7 +205,7 @@ def _group_alive(pgid: int) -> bool:
 
 
 def test_device_gpu_without_a_gpu_warns_and_renders_the_cpu_bytes(local_cpu, tmp_path):
-    from generator.blender.device import gpu_backend
+    from generator.render.blender.device import gpu_backend
 
     if gpu_backend() is not None:
         pytest.skip("this machine has a GPU: --device gpu renders on it")
@@ -216,7 +216,7 @@ def test_device_gpu_without_a_gpu_warns_and_renders_the_cpu_bytes(local_cpu, tmp
 
 
 def test_select_device(bpy):
-    from generator.blender.device import gpu_backend, select_device
+    from generator.render.blender.device import gpu_backend, select_device
 
     scene = bpy.data.scenes.new("device_test")
     try:

@@ -1,4 +1,4 @@
-"""One config mechanism (generator.schema): recipes, training configs, model configs and scene
+"""One config mechanism (generator.core.schema): recipes, training configs, model configs and scene
 specs give the same error text, have frozen sections and take ``--set`` the same way."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import pytest
 
 from dfd_models.config import ConfigError, TrainConfig
 from dfd_models.config import apply_overrides as config_overrides
-from generator.draw import sample_scene
-from generator.errors import RecipeError, SpecError
-from generator.recipe import apply_overrides as recipe_overrides
-from generator.recipe import load_recipe, recipe_from_dict
-from generator.schema import build_dict
-from generator.spec import SceneSpec
+from generator.draw.scene import draw_scene
+from generator.core.errors import RecipeError, SpecError
+from generator.recipe.recipe import apply_overrides as recipe_overrides
+from generator.recipe.recipe import load_recipe, recipe_from_dict
+from generator.core.schema import build_dict
+from generator.scene.spec import SceneSpec
 
 MODEL_DEFAULTS = {"max_depth_m": 3.0, "channels": [16, 32], "input_frame": "nearest", "coc_head": True}
 
@@ -26,7 +26,7 @@ def _recipe_data() -> dict:
 
 
 def _spec_data() -> dict:
-    return json.loads(sample_scene(load_recipe("small_obj"), 0).to_json())
+    return json.loads(draw_scene(load_recipe("small_obj"), 0).to_json())
 
 
 def _with(data: dict, section: str, key: str, value) -> dict:
@@ -114,5 +114,5 @@ def test_model_config_is_typed_like_its_defaults_and_free_below_a_dict():
 
 def test_scene_spec_round_trip_is_exact():
     for index in range(5):
-        spec = sample_scene(load_recipe("dynamic"), index)
+        spec = draw_scene(load_recipe("dynamic"), index)
         assert SceneSpec.from_dict(json.loads(spec.to_json())) == spec

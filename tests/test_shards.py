@@ -17,12 +17,12 @@ import pytest
 import webdataset as wds
 
 from fakes import dir_bytes, fake_task, listed_shards, slow_task, tiny_recipe
-from generator.errors import BadInput, OutputError
-from generator.files import LOCK
-from generator.scheduler import ProcessPool, run_tasks
-from generator.pipeline import render_dataset
-from generator.format import MANIFEST, PROGRESS, TAR_MTIME, tar_members
-from generator.shards import DatasetDir
+from generator.core.errors import BadInput, OutputError
+from generator.core.files import LOCK
+from generator.render.scheduler import ProcessPool, run_tasks
+from generator.render.pipeline import render_dataset
+from generator.dataset.format import MANIFEST, PROGRESS, TAR_MTIME, tar_members
+from generator.dataset.shards import DatasetDir
 
 TESTS = Path(__file__).parent
 
@@ -155,7 +155,7 @@ def test_interrupted_subprocess_resumes_identically(tmp_path):
         import functools, sys
         sys.path.insert(0, {str(TESTS)!r})
         from fakes import slow_task, tiny_recipe
-        from generator.pipeline import render_dataset
+        from generator.render.pipeline import render_dataset
         recipe = tiny_recipe("count=12")
         render_dataset(recipe, {str(out)!r}, workers=2, progress=False,
                        task=functools.partial(slow_task, 0.3, recipe))
@@ -182,7 +182,7 @@ def test_ctrl_c_stops_cleanly(tmp_path):
         import functools, sys
         sys.path.insert(0, {str(TESTS)!r})
         from fakes import slow_task, tiny_recipe
-        from generator.pipeline import render_dataset
+        from generator.render.pipeline import render_dataset
         recipe = tiny_recipe("count=12")
         try:
             render_dataset(recipe, {str(tmp_path)!r}, workers=2, progress=False,
@@ -307,7 +307,7 @@ def test_sigkill_of_the_parent_leaves_no_worker_behind(tmp_path):
         import functools, sys
         sys.path.insert(0, {str(TESTS)!r})
         from fakes import slow_task, tiny_recipe
-        from generator.pipeline import render_dataset
+        from generator.render.pipeline import render_dataset
         recipe = tiny_recipe("count=40")
         render_dataset(recipe, {str(tmp_path / "out")!r}, workers=2, progress=False,
                        task=functools.partial(slow_task, 0.5, recipe))
@@ -341,7 +341,7 @@ def test_a_second_run_into_a_busy_folder_is_refused_and_the_first_ends_intact(tm
         import functools, sys
         sys.path.insert(0, {str(TESTS)!r})
         from fakes import slow_task, tiny_recipe
-        from generator.pipeline import render_dataset
+        from generator.render.pipeline import render_dataset
         recipe = tiny_recipe("count=8")
         render_dataset(recipe, {str(tmp_path / "busy")!r}, workers=1, progress=False,
                        task=functools.partial(slow_task, 0.3, recipe))

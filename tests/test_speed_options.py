@@ -13,15 +13,17 @@ import numpy as np
 import pytest
 
 from fakes import TINY, FakeRendered, fake_render, fake_task, make_spec, tiny_recipe
-from generator import codec
-from generator.pipeline import DENOISE, render_dataset
-from generator.recipe import load_recipe
-from generator.draw import sample_scene
-from generator.spec import with_render
+from generator.dataset import encoder as encoding
+from generator.dataset.encoder import Encoder
+from generator.dataset.sample import encode_sample
+from generator.render.pipeline import DENOISE, render_dataset
+from generator.recipe.recipe import load_recipe
+from generator.draw.scene import draw_scene
+from generator.scene.spec import with_render
 
 
 def test_sampling_options_reach_cycles(bpy):
-    from generator.blender.build import set_beauty_sampling
+    from generator.render.blender.build import set_beauty_sampling
 
     scene = bpy.data.scenes.new("options_test")
     try:
@@ -40,9 +42,9 @@ def test_sampling_options_reach_cycles(bpy):
 
 
 def test_options_change_frames_not_depth_and_stay_deterministic(bpy):
-    from generator.blender.render import render_scene
+    from generator.render.blender.render import render_scene
 
-    spec = with_render(sample_scene(load_recipe("small_obj", TINY), 0), samples=64)  # at 16 samples Cycles stopped no pixel early
+    spec = with_render(draw_scene(load_recipe("small_obj", TINY), 0), samples=64)  # at 16 samples Cycles stopped no pixel early
     plain = render_scene(spec)
     adaptive = with_render(spec, adaptive_threshold=0.1, adaptive_min_samples=4)
     one, two = render_scene(adaptive, threads=1), render_scene(adaptive, threads=2)
@@ -65,13 +67,13 @@ def test_denoise_warns_and_only_then(tmp_path):
 
 def _count_rgb_encodings(monkeypatch) -> list:
     """Patch the RGB codec to record (thread name, start time) of every image it encodes."""
-    calls, encode = [], codec._encode_rgb
+    calls, encode = [], encoding.encode_rgb
 
     def recorded(rgb, kind):
         calls.append((threading.current_thread().name, time.perf_counter()))
         return encode(rgb, kind)
 
-    monkeypatch.setattr(codec, "_encode_rgb", recorded)
+    monkeypatch.setattr(encoding, "encode_rgb", recorded)
     return calls
 
 
@@ -79,38 +81,38 @@ def _count_rgb_encodings(monkeypatch) -> list:
 def test_repeated_ramps_are_encoded_once_with_the_same_bytes(monkeypatch, background):
     spec = make_spec(aif=True, coc=True)
     fresh = fake_render(spec)
-    expected = codec.encode_sample(spec, fresh, tiny_recipe())
+    expected = encode_sample(spec, fresh, tiny_recipe())
     # A static scene's renderer hands repeated views one shared array: frames 0 and 2 here.
     shared = FakeRendered([fresh.frames[0], fresh.frames[1], fresh.frames[0], fresh.frames[3]], fresh.depth, fresh.aif)
     expected["f002.png"] = expected["f000.png"]
     calls = _count_rgb_encodings(monkeypatch)
-    with codec.Encoder(spec, background=background) as encoder:
+    with Encoder(spec, background=background) as encoder:
         encoder.depth_pass(shared.depth, None)  # as the renderer does, while rendering on
         encoder.image(shared.frames[1])
-        assert codec.encode_sample(spec, shared, tiny_recipe(), encoder) == expected
+        assert encode_sample(spec, shared, tiny_recipe(), encoder) == expected
     assert len(calls) == 4  # three distinct frames and the all-in-focus image, not five
     with pytest.raises(ValueError, match="another scene"):
-        codec.encode_sample(spec, shared, tiny_recipe(), codec.Encoder(make_spec(index=4)))
+        encode_sample(spec, shared, tiny_recipe(), Encoder(make_spec(index=4)))
 
 
 def test_depth_pass_members_encoded_early_are_the_members_encoded_late():
     recipe = load_recipe("dynamic", ["image.width=32", "image.height=24", "outputs.coc=true"])
-    spec = sample_scene(recipe, 2)
+    spec = draw_scene(recipe, 2)
     rendered = fake_render(spec)
-    with codec.Encoder(spec, background=True) as encoder:
+    with Encoder(spec, background=True) as encoder:
         early = encoder.depth_pass(rendered.depth, rendered.object_index)
-        sample = codec.encode_sample(spec, rendered, recipe, encoder)
+        sample = encode_sample(spec, rendered, recipe, encoder)
     names = {n for n in sample if n.endswith((".depth.exr", ".coc.exr", ".motion.exr"))}
     assert set(early) == names and len(names) == 3 * len(spec.frames) - 1
-    assert sample == codec.encode_sample(spec, rendered, recipe)
+    assert sample == encode_sample(spec, rendered, recipe)
 
 
 def test_images_are_encoded_while_the_next_view_renders(bpy, monkeypatch):
-    from generator.blender import render as rendermod
-    from generator.render_tasks import render_sample
+    from generator.render.blender import render as rendermod
+    from generator.render.tasks import render_sample
 
     recipe = load_recipe("small_obj", TINY)
-    spec = sample_scene(recipe, 1)
+    spec = draw_scene(recipe, 1)
     returned = []
     render_scene = rendermod.render_scene
 
@@ -128,4 +130,4 @@ def test_images_are_encoded_while_the_next_view_renders(bpy, monkeypatch):
     assert len(calls) == len({id(f) for f in rendered.frames}) + (rendered.aif is not None) == len(views) + spec.render.aif
     assert all(name.startswith("dfdgen-encode") for name, _ in calls)
     assert calls[0][1] < returned[0]
-    assert sample == codec.encode_sample(spec, rendered, recipe)  # the same bytes as encoding afterwards
+    assert sample == encode_sample(spec, rendered, recipe)  # the same bytes as encoding afterwards

@@ -7,7 +7,7 @@ import math
 import pytest
 from conftest import require
 
-from generator import lens as np_lens
+from generator.core import lens as np_lens
 
 F_PX = 60.0  # focal length of the test cameras, pixels
 
@@ -57,7 +57,7 @@ def test_one_gaussian_is_the_analytic_2d_gaussian(torch, eps2d, defocus):
     """pixel value = o_b exp(-d^T S^-1 d / 2) at centres (j + 0.5, i + 0.5), 0 where below alpha_min.
 
     S = J Sigma J^T + eps2d I (+ c^2/16 I defocused, o_b = o sqrt(det S_sharp / det S));
-    J from autograd of the pinhole projection, c from generator.lens (numpy).
+    J from autograd of the pinhole projection, c from generator.core.lens (numpy).
     """
     from dfd_models.lens import LensParams
     from dfd_models.splat import Gaussians, SplatConfig, render_defocus

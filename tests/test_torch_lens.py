@@ -1,12 +1,12 @@
-"""dfd_models.lens equals generator.lens (float64, rtol 1e-10) and is differentiable."""
+"""dfd_models.lens equals generator.core.lens (float64, rtol 1e-10) and is differentiable."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from generator import lens as np_lens
-from generator.errors import LensError
+from generator.core import lens as np_lens
+from generator.core.errors import LensError
 
 MODELS = ("thin_lens", "blender")
 
@@ -60,7 +60,7 @@ def test_matches_numpy_lens_batched(torch, model):
 
 @pytest.mark.parametrize("model", MODELS)
 def test_scalar_lens_broadcasts_like_numpy(torch, model):
-    """A scalar lens and focus with a depth map of any shape, as in generator.lens."""
+    """A scalar lens and focus with a depth map of any shape, as in generator.core.lens."""
     from dfd_models import lens as tl
 
     le = np_lens.Lens(model, 0.05, 1.4, 0.036)

@@ -13,7 +13,7 @@ import yaml
 from click.testing import CliRunner
 
 from generator.cli import main
-from generator.errors import BadInput
+from generator.core.errors import BadInput
 
 #: Options that keep sdgs fast on 2 CPU cores.
 SMALL = (

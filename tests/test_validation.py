@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 from fakes import make_spec, fake_render
 from generator.cli import main
-from generator.codec import encode_sample
-from generator.recipe import load_recipe
-from generator.shards import DatasetDir
+from generator.dataset.sample import encode_sample
+from generator.recipe.recipe import load_recipe
+from generator.dataset.shards import DatasetDir
 
 #: Options that keep defocusnet fast on 2 CPU cores (fake frames are 24 x 32 px).
 SMALL = (

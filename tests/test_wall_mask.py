@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 from fakes import fake_render, make_spec
-from generator.recipe import load_recipe
-from generator.codec import decode_sample, encode_sample, wall_depth_m
-from generator.spec import MaterialSpec, ObjectSpec
+from generator.recipe.recipe import load_recipe
+from generator.dataset.metadata import wall_depth_m
+from generator.dataset.sample import decode_sample, encode_sample
+from generator.scene.spec import MaterialSpec, ObjectSpec
 from test_baselines_ddff import _fit, one_thread  # noqa: F401  (one_thread: a fixture)
 from test_data_pipeline import write_dataset
 
@@ -98,12 +99,12 @@ def test_samples_without_wall_m_have_an_all_false_mask(tmp_path, data, torch):
 def test_cycles_wall_mask_is_where_objects_are_not(bpy, data):
     """Render a small_obj scene, then the same scene without its wall: the mask is
     exactly where the second render sees nothing, in every frame's depth map."""
-    from generator.blender.render import render_scene
-    from generator.draw import sample_scene
+    from generator.render.blender.render import render_scene
+    from generator.draw.scene import draw_scene
 
     recipe = load_recipe("small_obj", ["image.width=32", "image.height=32", "image.samples=1",
                                        "focus.ramps=1", "focus.frames_per_ramp=2", "scene.objects.count=[3, 3]"])
-    spec = sample_scene(recipe, 0)
+    spec = draw_scene(recipe, 0)
     wall_m = wall_depth_m(spec)
     assert wall_m is not None
     with_wall = render_scene(spec, threads=2).depth

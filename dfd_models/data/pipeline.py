@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from webdataset.filters import batched, shuffle
 from webdataset.utils import pytorch_worker_info
 
-from generator.errors import CorruptShard
+from generator.core.errors import CorruptShard
 from dfd_models.config import AUTO, DataSection, auto_data
 from dfd_models.data import stages
 from dfd_models.data.sources import resolve_shards, shard_pass
@@ -46,7 +46,7 @@ class FocalStackDataset(IterableDataset):
             (buffer size in samples, held encoded, whole sequences before decoding;
             the shard order is shuffled per pass too; 0 reads shards and samples in
             order), ``batch_size`` and ``skip_corrupt`` (warn about and skip corrupt
-            samples/shards instead of raising :class:`generator.errors.CorruptShard`).
+            samples/shards instead of raising :class:`generator.core.errors.CorruptShard`).
             An ``auto`` crop or batch size is sized here as training sizes it
             (:func:`dfd_models.config.auto_data`: this machine's device, the image size
             in the dataset's manifest, no model).

@@ -7,7 +7,7 @@ paths/URLs into a sorted list of shard URLs. :func:`shard_pass` orders the
 shards of one pass and keeps the ones of this DDP rank and DataLoader worker.
 
 What a directory holds is data: its shards come back as absolute local paths
-(a manifest entry is checked by :func:`generator.format.manifest_shards`), so a
+(a manifest entry is checked by :func:`generator.dataset.format.manifest_shards`), so a
 file or manifest entry named ``pipe:...`` is never run. Only a URL or ``pipe:``
 the caller writes itself is passed to webdataset as such.
 """
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from webdataset.shardlists import expand_urls
 
-from generator.errors import BadInput
-from generator.format import MANIFEST, manifest_shards, shard_split
+from generator.core.errors import BadInput
+from generator.dataset.format import MANIFEST, manifest_shards, shard_split
 
 
 def _directory_shards(directory: Path, split: str | None) -> list[str]:

@@ -8,10 +8,10 @@ The chain :func:`dfd_models.data.pipeline.FocalStackDataset` composes::
 Stages that meet shard data take ``handler=``, webdataset's convention: it is
 called with the exception and returns True to skip the sample (or the rest of
 a broken shard) and go on, False to stop, or raises. Data problems are raised
-as :class:`generator.errors.CorruptShard` naming the shard and member;
+as :class:`generator.core.errors.CorruptShard` naming the shard and member;
 :func:`reraise` and :func:`warn_and_skip` are the two handlers used.
 
-Metadata and members are read through :mod:`generator.codec` (``read_metadata``,
+Metadata and members are read through :mod:`generator.dataset.codec` (``read_metadata``,
 ``decode_member``), the codecs that wrote them and the checks ``dfdgen inspect --verify``
 and ``export`` apply: bounds, image limits, sizes, finite depth.
 """
@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from generator.errors import CorruptShard
-from generator.lens import LENS_MODELS
-from generator.codec import decode_member, image_member, read_metadata
-from generator.format import AIF, META, coc_member, depth_member, frame_stem, read_shard, rgb_member
+from generator.core.errors import CorruptShard
+from generator.core.lens import LENS_MODELS
+from generator.dataset.sample import decode_member, image_member, read_metadata
+from generator.dataset.format import AIF, META, coc_member, depth_member, frame_stem, read_shard, rgb_member
 from dfd_models.data import transforms
 
 Handler = Callable[[Exception], bool]
@@ -35,7 +35,7 @@ Handler = Callable[[Exception], bool]
 LENS_FIELDS = ("focal_length_m", "f_number", "sensor_width_m", "pixel_pitch_m")
 #: Relative tolerance of the wall mask: a valid pixel is wall when |depth - wall_m| <= WALL_RTOL * wall_m.
 #: Cycles' planar depth of the fronto-parallel wall is float32 (relative error ~1e-7), and the
-#: recipe keeps every object in front of the wall by a finite gap (generator.recipe checks
+#: recipe keeps every object in front of the wall by a finite gap (generator.recipe.recipe checks
 #: objects.depth_m.max + objects.size_m.max < wall.distance_m.min), far more than 1e-4.
 WALL_RTOL = 1e-4
 
@@ -175,7 +175,7 @@ def _decode(stack: dict) -> dict:
 def decode(src: Iterable[dict], *, handler: Handler = reraise) -> Iterator[dict]:
     """Stage: encoded stack -> numpy images (channels last, see :mod:`dfd_models.data.transforms`).
 
-    ``frames`` [T, H, W, 3] float32 linear RGB (``generator.codec.decode_rgb``:
+    ``frames`` [T, H, W, 3] float32 linear RGB (``generator.dataset.pixels.decode_rgb``:
     sRGB PNGs are linearised, in [0, 1]; EXR frames are as rendered, not clipped),
     ``depth`` [H, W, 1] float32 planar metres (0 = no surface), optional ``aif``
     [H, W, 3] and ``coc`` [T, H, W, 1] (CoC diameter, pixels).
@@ -218,7 +218,7 @@ def wall_mask(depth: np.ndarray, wall_m: float | None) -> np.ndarray:
             (older samples, or no fronto-parallel wall) gives an all-False mask.
 
     Assumes the wall is fronto-parallel, so it has one planar depth everywhere
-    (:func:`generator.codec.wall_depth_m` writes None otherwise), and that no
+    (:func:`generator.dataset.metadata.wall_depth_m` writes None otherwise), and that no
     object surface lies within :data:`WALL_RTOL` of it.
     """
     if wall_m is None:
@@ -246,7 +246,7 @@ def to_tensors(src: Iterable[dict]) -> Iterator[dict]:
       all False for samples without ``wall_m`` (written before it existed), so
       batches mixing old and new samples still collate and masking excludes nothing.
       Derived from the cropped / flipped depth, so it moves with it;
-    - ``lens_model`` int64 [] (index in ``generator.lens.LENS_MODELS``);
+    - ``lens_model`` int64 [] (index in ``generator.core.lens.LENS_MODELS``);
       ``focal_length_m``, ``f_number``, ``sensor_width_m`` (full, uncropped
       sensor), ``pixel_pitch_m`` float32 [];
     - when the shards hold them: ``aif`` [3, H, W], ``coc`` [T, 1, H, W] (pixels).

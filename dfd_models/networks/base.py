@@ -47,8 +47,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from generator.lens import LENS_MODELS
-from generator.schema import build_dict, convert
+from generator.core.lens import LENS_MODELS
+from generator.core.schema import build_dict, convert
 from dfd_models.config import ConfigError
 from dfd_models.lens import LensParams
 
@@ -63,7 +63,7 @@ MAX_WIDTH = 1024
 #: network (each halves the image; 10 levels need sizes divisible by 512), or blur scales
 #: (an input channel each).
 MAX_LEVELS = 10
-#: :func:`generator.schema.setting` checks of a layer width (or of each width of a list).
+#: :func:`generator.core.schema.setting` checks of a layer width (or of each width of a list).
 WIDTHS = {"ge": 1, "le": MAX_WIDTH}
 
 
@@ -84,7 +84,7 @@ class DepthModel(nn.Module, abc.ABC):
         trainable: False for a model with nothing to optimise, which the trainer
             fits (:meth:`fit`) instead of training (module docstring).
         config_checks: checks of config keys beyond the type their default implies, by key:
-            :func:`generator.schema.setting`'s bounds (``ge``, ``le``; e.g. :data:`WIDTHS`) of
+            :func:`generator.core.schema.setting`'s bounds (``ge``, ``le``; e.g. :data:`WIDTHS`) of
             the value or of each item of a list, which has at most :data:`MAX_LEVELS` items.
             Every key that sets a layer's size is checked, so a config cannot make the model
             allocate more than a few GB.
@@ -118,7 +118,7 @@ class DepthModel(nn.Module, abc.ABC):
 
     @classmethod
     def resolve_config(cls, overrides: dict | None = None) -> dict[str, Any]:
-        """The defaults updated with ``overrides``, typed like the defaults (:func:`generator.schema.build_dict`:
+        """The defaults updated with ``overrides``, typed like the defaults (:func:`generator.core.schema.build_dict`:
         an int for a float default is accepted, and the errors are the training config's).
 
         Raises:

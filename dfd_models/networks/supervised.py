@@ -86,7 +86,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from generator.lens import LENS_MODELS
+from generator.core.lens import LENS_MODELS
 from dfd_models.config import ConfigError
 from dfd_models.focus import blur_features
 from dfd_models.lens import LensParams, coc_px

@@ -1,0 +1,54 @@
+"""Motion of a drawn scene (a recipe's ``motion`` section): object velocities and the camera's path.
+
+Drawn last, from a stream of its own (a child of the scene's SeedSequence), so adding motion to
+a recipe changes no object, light or world of its scenes: they only start to move.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from generator.recipe.recipe import CameraMotionRecipe, MotionRecipe, SceneRecipe
+from generator.draw.ranges import direction, uniform
+from generator.scene.spec import CameraSpec, FrameSpec, ObjectSpec
+from generator.draw.view import View
+
+
+def draw_object_motion(
+    rng: np.random.Generator, motion: MotionRecipe, obj: ObjectSpec, scene: SceneRecipe, view: View, duration_s: float
+) -> ObjectSpec:
+    """``obj`` with constant linear and angular velocities (with probability ``moving_fraction``).
+
+    The speed is cut, when needed, to the largest that keeps the centre inside the
+    placement region (image margins in the narrow view, the depth range) until
+    ``duration_s``: the region is convex (linear in camera coordinates) and holds
+    the start, so the whole straight path stays in it.
+    """
+    if rng.random() >= motion.objects.moving_fraction:
+        return obj
+    velocity = direction(rng) * uniform(rng, motion.objects.speed_m_s)
+    angular = direction(rng) * uniform(rng, motion.objects.angular_speed_rad_s)
+    start = view.to_camera(obj.location)
+    step = view.to_camera(np.add(obj.location, velocity * duration_s)) - start
+    velocity = velocity * view.fraction_inside(start, step, scene.objects.depth_m)
+    return dataclasses.replace(obj, velocity=tuple(map(float, velocity)), angular_velocity=tuple(map(float, angular)))
+
+
+def draw_camera_motion(
+    rng: np.random.Generator, motion: CameraMotionRecipe, camera: CameraSpec, frames: tuple[FrameSpec, ...]
+) -> tuple[FrameSpec, ...]:
+    """``frames`` with their camera poses: ``camera`` moved by a constant drift (linear and
+    Euler-angle rates) plus independent Gaussian jitter per frame; unchanged without camera motion."""
+    drift = direction(rng) * uniform(rng, motion.drift_m_s)
+    turn = direction(rng) * uniform(rng, motion.drift_rad_s)
+    if not (drift.any() or turn.any() or motion.jitter_m or motion.jitter_rad):
+        return frames
+    out = []
+    for frame in frames:
+        location = np.add(camera.location, drift * frame.time_s) + rng.normal(0.0, motion.jitter_m, 3)
+        rotation = np.add(camera.rotation, turn * frame.time_s) + rng.normal(0.0, motion.jitter_rad, 3)
+        pose = CameraSpec(location=tuple(map(float, location)), rotation=tuple(map(float, rotation)))
+        out.append(dataclasses.replace(frame, camera=pose))
+    return tuple(out)
