@@ -11,17 +11,15 @@ where frame ``ref``'s view covers the frame.
 Layers (:func:`render_depth`): a depth map is drawn as fronto-parallel layers at nodes uniform
 in log depth, ``NODE_RATIO`` apart; each splat splits its weight between the two nodes around
 its depth, linearly in log z, and every layer renders in closed form
-(:func:`dfd_models.splat.render_planes`): at 64 px, 5 frames, about 9 times faster than
-:func:`dfd_models.splat.render_defocus` (blend "sum", disc) draws the same splats, whose colours
-it matches within 2e-3 (measured 1.5e-3 at 64 px, 2e-4 at 32 px: tests/test_forward_model.py).
+(:func:`dfd_models.splat.render_planes`), much faster than :func:`dfd_models.splat.render_defocus`
+(blend "sum", disc) draws the same splats, whose colours it matches within 2e-3
+(tests/test_forward_model.py).
 
 Refinement (:func:`refine_depth`): Adam on log depth from a start (the sweep's), coarse to
 fine: at each scale s of ``scales`` the correction to the start is a map s times coarser,
-upsampled bilinearly. Measured on 12 small_obj stacks at 64 px (recipe scenes 8-19), object
-AbsRel / delta1: sweep 0.274 / 0.673; correction at 1/8 resolution 0.250 / 0.686 (the
-default), at 1/4 0.249 / 0.663. A free depth per pixel drifts from the truth (scenes 8-13:
-0.212 / 0.699 -> 0.247 / 0.606): on small_obj the error's per-pixel minimum is not at the true
-depth at occlusion edges (:func:`depth_scan`; benchmarks/sweep_accuracy.py).
+upsampled bilinearly (1/8 by default). A free depth per pixel drifts from the truth: on
+small_obj the error's per-pixel minimum is not at the true depth at occlusion edges
+(:func:`depth_scan`; benchmarks/sweep_accuracy.py; the figures: docs/NOTES.md, issue 31).
 
 The scan (:func:`depth_scan`): the change of the total error when one pixel's depth alone
 moves to each hypothesis, the others held, computed exactly from the pixel's own footprint

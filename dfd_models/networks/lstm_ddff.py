@@ -17,8 +17,7 @@ and, with config ``blur_scales_px``, its blur features) runs on every frame. The
   (:meth:`SupervisedDepthModel.focus_weighted_logit`: softmax over the frames of
   the scores weighting logit(F_t) + v_t). An earlier version decoded one depth
   from the frames' mean and maximum features: order-free, it lost which frame is
-  sharp, and at 1500 steps on small_obj it predicted a constant (object Pearson
-  -0.01) where ``ddff`` learned.
+  sharp and predicted a constant where ``ddff`` learned (docs/NOTES.md).
 
 Any T >= 1 works (T = 1 is ``dfdgen predict``'s one-image stack).
 

@@ -17,7 +17,7 @@ A model that does not beat these has not learned:
   2013), the sharpest frame per pixel refined by a parabola in diopters. Nothing
   to fit. Config ``beyond_range``: ``"clamp"`` (default) keeps depth within the
   stack's focus range; ``"extrapolate"`` places a pixel sharpest in an end frame
-  beyond it by the Gaussian fit of its focus measure, within
+  beyond it by depth from defocus with the known lens, within
   [``min_depth_m``, ``max_depth_m``]. Either way a confidence (low where the
   sharpest frame is an end frame), which ``dfdgen predict`` writes.
 - ``dfd_sweep``: depth from defocus by re-rendering,

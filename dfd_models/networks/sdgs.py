@@ -1,104 +1,46 @@
 """``sdgs``: self-supervised depth from defocus with a Siamese defocus network and 3DGS re-rendering.
 
-Inference (:meth:`SDGS.predict`) needs one defocused image with its focus distance
-and lens. Two networks, each seeing that single image:
+Inference (:meth:`SDGS.predict`) sees one image, frame r of a stack (``input_frame``: ``nearest``,
+r = 0, the default; ``middle``, T // 2; ``farthest``, T - 1), with its focus distance and lens:
 
     DefocusNet: (image, lens code, blur features) -> defocus map c (unsigned CoC diameter, pixels)
     DepthNet:   (image, c, lens code) -> inverse depth in [1/max_depth, 1/min_depth]
 
-The blur features (:func:`dfd_models.focus.blur_features`, ``blur_scales_px``) are parameter-free
-cues of the one image: the log ratios of its focus measure at consecutive smoothing
-scales, which fall where the image is already blurred whatever the texture's
-contrast. With ``depth_from_defocus`` (default) DepthNet corrects the depth the
-defocus map implies through the lens, 1/z = 1/F -+ c / k (k the CoC per dioptre;
-minus for ``input_frame: nearest``, where every surface is behind the plane of
-focus, plus for ``farthest``): it adds to that inverse depth's logit, so an
-untrained DepthNet already turns more blur into more distance.
+The lens code is the signed CoC at ``min_depth_m`` and ``max_depth_m`` over ``coc_scale_px``, which
+fixes c(z) = k (1/F - 1/z) for every depth; the blur features are the image's focus-measure ratios
+(:func:`dfd_models.focus.blur_features`). With ``depth_from_defocus`` DepthNet corrects the depth
+the map implies through the lens, 1/z = 1/F -+ c / k (minus for ``nearest``, where every surface is
+behind the plane of focus, plus for ``farthest``). Depth is returned on frame T // 2's grid.
 
-The lens code is what the lens does to this frame: the signed CoC (pixels, from
-:func:`dfd_models.lens.coc_signed_px`) a point would have at ``min_depth_m`` and at
-``max_depth_m``, divided by ``coc_scale_px``. Since the CoC is affine in 1/z, the
-two numbers fix c(z) = k (1/F - 1/z), k = A L / p, for every depth: they carry the
-focus distance, aperture, focal length and pixel pitch in the one combination the
-image depends on. Both are broadcast as two constant channels.
+Training sees the stack, never depth nor an all-in-focus image: the same DefocusNet gives every
+frame's c_t, and the stack is re-rendered (:func:`rerender`) from one splat per pixel of frame r at
+the predicted depth, coloured by a sharp radiance R (``radiance: stack``: each pixel's sharpest frame,
+:func:`dfd_models.focus.sharp_composite`; ``frame``: frame r), each splat blurred by the part of frame
+t's CoC that R does not already carry (``coc_floor_px``). The terms (:meth:`SDGS.losses`):
 
-The image is frame r of a stack: ``input_frame: nearest`` (default) takes the frame
-focused nearest (r = 0), ``middle`` frame T // 2, ``farthest`` frame T - 1. With the focus at the near end of
-the ramp every surface lies at or behind the plane of focus, so the blur grows with
-depth and one image determines it; from the middle of the ramp a point in front of
-the plane of focus blurs like one behind it. Depth is returned on frame T // 2's
-grid (resampled exactly from frame r's, :func:`dfd_models.focus.warp_to_grid`), the
-frame whose ground truth the loader returns.
-
-Training sees the whole focal stack (frames t = 0..T-1, focus F_t, K_t) and never
-ground-truth depth nor an all-in-focus image. The defocus branches are Siamese: the
-same DefocusNet (shared weights) runs on every frame, giving c_t. The supervision
-re-renders the stack with the 3D Gaussian splatting renderer: one Gaussian per pixel
-of frame r at the predicted depth (:func:`pixel_gaussians`), coloured by a sharp
-radiance R, rendered at every frame's focus distance and K (:func:`rerender`). R is
-``radiance: stack`` (default), each pixel's colour from its sharpest frame s(p)
-(:func:`dfd_models.focus.sharp_composite`, a training-time estimator that sees all
-frames, no parameters), or ``frame``, frame r itself (ablation). Either way R at p
-is already blurred by frame s(p)'s CoC, so each splat gets only the rest of frame
-t's blur: variance (c_t(z)^2 - c_s(z)^2) / 16 (``coc_floor_px`` of
-:func:`dfd_models.splat.render_defocus`; Gaussian blurs add in variance), which is
-linear in 1/z. The loss (:meth:`SDGS.losses`):
-
-    photometric  mean over the frames t rendered (``render_frames: all`` = every frame,
-                 frame r included; ``pair`` = frame r and one other drawn per stack) of
-                 pe(P g(render_t), P g(frame_t)); pe = alpha (1 - SSIM) / 2 + (1 - alpha) L1
-                 (monodepth2 eq. 1); g(x) = (x + 1e-3)^gamma (``photometric_gamma``, 1/2.2:
-                 sRGB-like, so dark texture counts as much as bright); P = average pooling by
-                 ``photometric_pool`` (4): path-tracing noise is independent per pixel while
-                 defocus spans pixels, and on small_obj at 64 spp the true depth scored no
-                 better than a constant at full resolution. A pixel counts only where its
-                 blur disc (the CoC of its rendered depth) lies inside frame r's view, since
-                 the splats that would blur into it from outside are missing. With
-                 ``photometric_renderer: layers`` the rendering is instead the refinement's forward
-                 model (:func:`dfd_models.refine.forward_model`: disc footprints drawn as layers,
-                 each frame on its own grid, the pixels frame r's view covers)
-    sweep        mean of w |1/z - 1/z_s| (1/m): z_s is the depth of least re-rendering error
-                 found by :func:`sweep_teacher` (:func:`dfd_models.focus.defocus_sweep`: the
-                 same sharp radiance re-rendered as every frame, blurred by a Gaussian on
-                 frame r's grid, from 32 fronto-parallel planes uniform in 1/z over
-                 [min_depth_m, max_depth_m], per pixel window; no parameters, frames only; on
-                 small_obj's val split it beat the disc-footprint splat sweep over planes 1.1x
-                 apart, ``sweep_footprint: disc``, ``sweep_ratio: 1.1``: object AbsRel 0.227
-                 against 0.242), w its confidence times a weight that gives every
-                 occupied bin of z_s the same total (``balance_bins`` bins of equal depth
-                 ratio over the range; the wall would otherwise outweigh every object, and
-                 bins equal in 1/z lumped the far objects with the wall). Off with ``w_sweep: 0``
-    coc          mean over the frames of w |c_t - |coc_px(lens, z, F_t)|| / coc_scale_px, c_t
-                 resampled onto frame r's grid: every defocus map is the lens-model CoC
-                 (DESIGN.md 3) at that frame's focus of the sweep's depth z_s (without the
-                 sweep: of the predicted depth, held fixed, w = 1; the maps learn from the
-                 depth, not the depth from the maps)
+    photometric  pe(P g(render_t), P g(frame_t)) over the frames rendered (``render_frames``: ``all``, or
+                 ``pair``: frame r and one drawn), pe = alpha (1 - SSIM) / 2 + (1 - alpha) L1 (monodepth2
+                 eq. 1), g(x) = (x + 1e-3)^photometric_gamma, P average pooling by ``photometric_pool``
+                 (path-tracing noise is per pixel, defocus spans pixels), where the blur disc lies inside
+                 frame r's view; ``photometric_renderer: layers``: :func:`dfd_models.refine.forward_model`
+    sweep        mean of w |1/z - 1/z_s|, z_s the plane of least re-rendering error (:func:`sweep_teacher`),
+                 w its confidence times equal weight per occupied depth bin (``balance_bins``,
+                 ``balance_space``: the wall would otherwise outweigh every object); off with ``w_sweep: 0``
+    coc          mean over the frames of w |c_t - |coc_px(lens, z_s, F_t)|| / coc_scale_px (without the
+                 sweep: the predicted depth, held fixed): the maps learn from the depth, not the reverse
     smoothness   edge-aware smoothness of inverse depth (monodepth2 eq. 3)
     total        w_photometric photometric + w_sweep sweep + w_coc coc + w_smoothness smoothness
-                 (``w_photometric: 0``, an ablation: the stack is not re-rendered and the
-                 photometric term is left out)
+                 (``w_photometric: 0``, an ablation, does not re-render)
 
-The start: with ``defocus_init_px`` (e.g. 0.5 px) DefocusNet's head starts there everywhere, so the
-depth the untrained model implies, 1/F_r - c / k, lies inside the range for every lens (the default,
-a zero head, coc_scale_px ln 2 = 5.5 px, puts it beyond max_depth_m for ~72 % of small_obj's lenses
-at 64 px, where the sigmoid is flat and the depth terms send no gradient). With it and bins equal in
-log depth (``balance_space: log``) sdgs measured far worse on validation after 300 steps (best object
-AbsRel 0.93 against 0.28 with the zero head and bins equal in 1/z), so both stay options.
+The start: ``defocus_init_px`` starts DefocusNet's map at that value everywhere, so the untrained
+depth lies inside the range for every lens; the default (null) is a zero head, chosen on validation.
 
-Why this and not a pair of single-image branches each re-rendered into the other
-(measured in issue 14): with one target frame a constant depth near the middle focus
-and radiance = the input frame cost almost nothing, and front cannot be told from
-behind. Every frame of the stack must be explained by one sharp radiance and one
-depth, which no constant does. Why the sweep: a gradient step on the re-rendering
-error moves depth only locally, where the CoC's gradient vanishes near a plane of
-focus and the error has local minima (per-pixel free depth under the photometric
-term alone reached object AbsRel 0.64 on the Cycles planes, worse than a constant);
-the sweep evaluates the same re-rendering at every depth and takes the best one
-(object AbsRel 0.22 on small_obj's test stacks, where depth from focus scores 0.39).
+Why: every frame must be explained by one sharp radiance and one depth, which no constant depth does;
+the sweep finds the global minimum of that forward model, where a gradient step finds a local one.
+The design and its reasons: docs/DESIGN.md section 7; what was measured: docs/NOTES.md.
 
-Draws (the other frame of ``pair``) come from torch's global CPU generator
-(deterministic under ``torch.manual_seed``). Image height and width must be
-multiples of 2^(len(channels) - 1) (8 by default).
+Draws (the other frame of ``pair``) come from torch's global CPU generator (deterministic under
+``torch.manual_seed``). Image height and width must be multiples of 2^(len(channels) - 1) (8 by default).
 """
 
 from __future__ import annotations

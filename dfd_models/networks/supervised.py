@@ -25,7 +25,7 @@ averages all valid pixels, whatever the choice):
                 is never learnt and no model predicts the whole frame
     "objects"   (default) the mean over valid & ~wall (the thesis's masking; deprecated
                 config ``mask_wall: true``): the best on objects on validation at the
-                pages' budgets (docs/DESIGN.md: which pixels the supervised losses see)
+                pages' budgets (docs/NOTES.md: which pixels the supervised losses see)
     "all"       the mean over every valid pixel (``mask_wall: false``)
     "split"     the network's own depth learns the objects ("objects"), and a small
                 :class:`WallHead` over the whole stack learns where the wall is (a

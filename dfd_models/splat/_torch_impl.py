@@ -18,12 +18,10 @@ against it. Names mirror gsplat's ``_torch_impl.py``. Stages:
 Limits of the reference rasteriser: it materialises [tiles, K, tile_size^2] tensors, tiles
 grouped by the power of two at or above their count and K each group's largest number of
 Gaussians touching one tile, so memory grows with the square of the largest splat radius
-(a splat's support reaches sqrt(2 ln(255)) = 3.33 sigma at the default alpha_min): at
-256 x 256 with one Gaussian per pixel and CoC up to 8 px the forward+backward peak is
-about 1 GB with 8 px tiles (benchmarks/splat_throughput.py; 1.25 GB and 1.7x the time with
-one group padded to the busiest tile). Heavily defocused scenes (CoC of tens of pixels)
-belong on the gsplat backend. A footprint of M Gaussians (``"disc"``: 9) costs M exponentials
-per (tile, splat, pixel) entry.
+(a splat's support reaches sqrt(2 ln(255)) = 3.33 sigma at the default alpha_min;
+benchmarks/splat_throughput.py measures it, docs/NOTES.md records it). Heavily defocused
+scenes (CoC of tens of pixels) belong on the gsplat backend. A footprint of M Gaussians
+(``"disc"``: 9) costs M exponentials per (tile, splat, pixel) entry.
 """
 
 from __future__ import annotations
