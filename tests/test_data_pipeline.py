@@ -1,5 +1,5 @@
 """Training data pipeline (dfd_models.data): shards written by the generator's
-own writer (generator.dataset.codec + generator.dataset.shards), read by the training loader."""
+own writer (generator.dataset.sample + generator.dataset.shards), read by the training loader."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The dataset format's one owner: member names, shard names, the manifest, and the tar reader/writer.
 
 Every module that writes or reads dfdgen's data names it through here
-(DESIGN.md section 5): :mod:`generator.dataset.codec` (what a member holds),
+(DESIGN.md section 5): :mod:`generator.dataset.sample` (what a member holds),
 :mod:`generator.dataset.shards` (writing a dataset folder), ``export``, ``inspect``,
 the loader's stages and sources, checkpoints and the benchmarks.
 
