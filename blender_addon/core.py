@@ -54,7 +54,7 @@ FILE = "FILE"
 LENS_RANGES = ("focal_length_mm", "f_number", "sensor_width_mm")
 
 
-# --- settings -> recipe -> spec ------------------------------------------------------
+# Settings -> recipe -> spec
 
 
 def recipe_source(settings) -> str:
@@ -147,7 +147,7 @@ def generated_spec(settings) -> SceneSpec | None:
     return _parse_spec(settings.spec_json) if settings.spec_json else None
 
 
-# --- the generated scene ---------------------------------------------------------------
+# The generated scene
 
 
 def remove_with_dependents(seeds: set[bpy.types.ID]) -> None:
@@ -235,7 +235,7 @@ def synced_spec(scene: bpy.types.Scene, settings) -> tuple[Recipe, SceneSpec]:
     return recipe, spec
 
 
-# --- renders -----------------------------------------------------------------------------
+# Renders
 
 
 class RenderJob:

@@ -115,7 +115,7 @@ def camera_values(scene) -> dict:
             "focus_distance_m": data.dof.focus_distance, "use_dof": data.dof.use_dof}
 
 
-# --- install ---------------------------------------------------------------------------------
+# Install
 handlers_before = handler_counts()
 bpy.ops.preferences.extension_repo_add(name=REPO, type="LOCAL", use_custom_directory=True,
                                        custom_directory=CONFIG["repo_dir"])
@@ -131,7 +131,7 @@ import yaml  # noqa: E402
 result["imported_from"] = {m.__name__: m.__file__ for m in (generator, yaml, PIL, OpenEXR)}
 result["registered"] = registered()
 
-# --- a user's scene: their own object and material, which Generate must leave alone ---------------
+# A user's scene: their own object and material, which Generate must leave alone
 scene = bpy.context.scene
 user_mesh = bpy.data.meshes.new("user_mesh")
 user_mesh.from_pydata([(0, 0, 0), (1, 0, 0), (0, 1, 0)], [], [(0, 1, 2)])
@@ -146,7 +146,7 @@ settings.recipe_file = CONFIG["recipe"]
 settings.scene_index = CONFIG["index"]
 result["loaded_seed"] = settings.seed
 
-# --- operators --------------------------------------------------------------------------------
+# Operators
 result["generate"] = run("generate")
 result["generated_objects"] = sorted(o.name for o in settings.collection.all_objects)
 counts = data_counts()
@@ -201,7 +201,7 @@ job.close()
 result["cancelled_job"] = {"done": job.done, "total": job.total, "result": job.result is not None,
                            "leaked": {k: v - counts[k] for k, v in data_counts().items() if v != counts[k]}}
 
-# --- bad input: the CLI's messages, nothing changed ----------------------------------------------
+# Bad input: the CLI's messages, nothing changed
 errors = {}
 spec_before = settings.spec_json
 settings.scene_index = 99
@@ -223,7 +223,7 @@ result["samples_after_errors"] = sorted(p.name for p in Path(CONFIG["sample_dir"
 
 result["draw_after_generate"] = check_draw()
 
-# --- a dynamic recipe: scrubbing the timeline plays the motion too --------------------------------
+# A dynamic recipe: scrubbing the timeline plays the motion too
 settings.recipe_file, settings.scene_index = CONFIG["dynamic_recipe"], 0
 result["generate_dynamic"] = run("generate")
 result["dynamic_spec"] = settings.spec_json
@@ -237,7 +237,7 @@ for step in range(len(json.loads(settings.spec_json)["frames"])):
         **camera_values(scene),
     })
 
-# --- unregister, register again ----------------------------------------------------------------
+# Unregister, register again
 addon_utils.disable(module, default_set=True)
 result["after_unregister"] = {**registered(), "handlers_unchanged": handler_counts() == handlers_before}
 addon_utils.enable(module, default_set=True)

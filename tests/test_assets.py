@@ -18,9 +18,12 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image
 
-import generator.scene.assets
+import generator.scene.meshes
 from fakes import fake_render, write_tiny_recipe
-from generator.scene.assets import AssetError, AssetFiles, AssetPlaces, load_mesh
+from generator.core.errors import AssetError
+from generator.scene.assets import AssetFiles
+from generator.scene.meshes import load_mesh
+from generator.scene.places import AssetPlaces
 from generator.cli import main
 from generator.dataset.sample import encode_sample
 from generator.core.errors import RecipeError
@@ -134,7 +137,7 @@ def _asset_recipe(tmp_path, *overrides):
     return load_recipe(write_tiny_recipe(tmp_path / "assets.yaml", _ASSET_FIELDS), overrides)
 
 
-# --- readers --------------------------------------------------------------------------
+# Readers
 
 
 def _triangles(path) -> np.ndarray:
@@ -235,7 +238,7 @@ WRITERS = {"obj": lambda p: write_obj(p), "ply_ascii": lambda p: write_ply(p, Fa
 @pytest.mark.parametrize("limit", ["vertices", "faces"])
 def test_mesh_counts_over_the_limits_are_refused(tmp_path, monkeypatch, writer, limit):
     """Each reader checks the counts its file lists (an STL: 3 vertices a triangle) against generator.core.limits."""
-    monkeypatch.setattr(generator.scene.assets, f"MAX_MESH_{limit.upper()}", 3)  # the tetrahedron lists 4 of each or more
+    monkeypatch.setattr(generator.scene.meshes, f"MAX_MESH_{limit.upper()}", 3)  # the tetrahedron lists 4 of each or more
     path = WRITERS[writer](tmp_path / f"tetra.{writer.partition('_')[0]}")
     with pytest.raises(AssetError, match=f"tetra.* lists more than 3 {limit}"):
         load_mesh(str(path))
@@ -283,7 +286,7 @@ def test_corrupt_images_and_bad_folders(tmp_path, assets):
     AssetFiles.of(folders(**{k: (str(v),) for k, v in assets.items()})).check()  # the good ones pass
 
 
-# --- recipes and sampling -------------------------------------------------------------
+# Recipes and sampling
 
 
 def test_asset_families_need_their_folders(tmp_path):
@@ -344,7 +347,7 @@ def test_samples_record_assets_by_folder_name_and_sha256_wherever_they_lie(tmp_p
     assert read_back == spec and read_back.world.image.host_path == ""
 
 
-# --- where assets may come from -------------------------------------------------------
+# Where assets may come from
 
 
 def _outside(tmp_path):
@@ -394,7 +397,7 @@ def test_a_built_in_recipes_folder_is_the_recipes_folder(tmp_path):
         AssetFiles.of(recipe.assets)
 
 
-# --- rendering and the command line -----------------------------------------------------
+# Rendering and the command line
 
 
 def test_rendered_scene_uses_the_assets(bpy, tmp_path, assets):

@@ -207,7 +207,7 @@ def test_coc_target_is_the_lens_coc_or_the_rendered_one(torch):
     assert torch.equal(model.coc_target(dict(batch, coc=rendered)), rendered)
 
 
-# --- the tiny rendered dataset -----------------------------------------------------------
+# The tiny rendered dataset
 
 
 @pytest.fixture(scope="module")

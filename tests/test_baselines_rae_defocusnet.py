@@ -57,7 +57,7 @@ def test_losses_ignore_invalid_pixels(torch, name):
     assert terms["coc"] == pytest.approx(float(base["coc"]))
 
 
-# --- the tiny rendered dataset -----------------------------------------------------------
+# The tiny rendered dataset
 
 
 @pytest.mark.parametrize("name", MODELS)

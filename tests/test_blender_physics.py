@@ -30,7 +30,7 @@ from generator.scene.spec import (
     world_to_camera,
 )
 
-# --------------------------------------------------------------------------- CoC
+# CoC
 
 
 def coc_rows(model: str, **probe) -> list[dict]:
@@ -76,7 +76,7 @@ def test_thin_lens_coc_is_the_seed_formula():
                 assert coc_px(lens, z, big_f, WIDTH) == pytest.approx(seed / (SENSOR_M / WIDTH), rel=1e-12)
 
 
-# --------------------------------------------------------------------------- depth
+# Depth
 
 DW, DH = 64, 48
 DEPTH_FOCUS = (0.6, 1.5, 4.0)

@@ -140,7 +140,7 @@ def test_shape_mismatch_is_an_error():
         encode_sample(spec, rendered, tiny_recipe())
 
 
-# --- decoding what a stranger wrote: every member checked against the metadata and the limits -----
+# Decoding what a stranger wrote: every member checked against the metadata and the limits
 
 
 def _png16_header(width: int, height: int, idat: bytes) -> bytes:

@@ -54,7 +54,7 @@ def eight(tmp_path):
     return write_dataset(tmp_path / "ds", specs)
 
 
-# --- sources -----------------------------------------------------------------
+# Sources
 
 
 def test_resolve_shards_directory_manifest_split_braces_list(eight, data):
@@ -86,7 +86,7 @@ def test_shard_pass_partitions_over_ranks_and_workers():
     assert parts(0) != parts(1)  # each pass reshuffles
 
 
-# --- samples -----------------------------------------------------------------
+# Samples
 
 
 def test_sample_shapes_dtypes_and_focus_order(tmp_path, data, torch):
@@ -134,7 +134,7 @@ def test_static_scene_single_depth_and_batching(tmp_path, data, torch):
     assert (batch["focus_m"][:, 1] > batch["focus_m"][:, 0]).all()
 
 
-# --- crop and flip ------------------------------------------------------------
+# Crop and flip
 
 
 def _coded_render(spec):
@@ -200,7 +200,7 @@ def test_same_seed_and_epoch_reproduce_the_batches(eight, data, torch):
     assert keys_of(a) != keys_of(c) or not all(torch.equal(x["K"], y["K"]) for x, y in zip(a, c))
 
 
-# --- workers, ranks, epochs ---------------------------------------------------
+# Workers, ranks, epochs
 
 
 def test_two_workers_yield_every_sample_once_per_epoch(eight, data):
@@ -258,7 +258,7 @@ def test_epoch_length_is_honoured(eight, data, epoch_len, workers):
         assert set(keys_of(batches)) == {f"{i:08d}" for i in range(8)}
 
 
-# --- corrupt shards -----------------------------------------------------------
+# Corrupt shards
 
 
 def _member_offsets(path):
@@ -339,7 +339,7 @@ def test_skip_corrupt_does_not_hide_configuration_errors(eight, data):
         _iterate(data, eight, crop=[64, 64], skip_corrupt=True)
 
 
-# --- real renders ---------------------------------------------------------------
+# Real renders
 
 
 def test_auto_crop_and_batch_are_sized_from_the_manifest(tiny_dataset, data, torch):

@@ -75,7 +75,7 @@ def clean(tmp_path_factory, torch):
     return root
 
 
-# --- damage to a dataset, and assets -------------------------------------------------------------
+# Damage to a dataset, and assets
 
 
 def _rewrite_member(data: Path, shard: str, member: str, change) -> None:
@@ -154,7 +154,7 @@ for _module in (hostile_verify, hostile_assets, hostile_writes):
     SETUP.update(getattr(_module, "SETUP", {}))
 
 
-# --- the cases ------------------------------------------------------------------------------------
+# The cases
 
 
 def _snapshot(root: Path) -> dict[str, str]:

@@ -144,7 +144,7 @@ def test_contact_sheet_shows_a_sequence_over_time(tmp_path):
     assert not np.array_equal(tiles[0], tiles[SEQUENCE_TILES - 1])  # first and last frame differ
 
 
-# --------------------------------------------------------------------------- rendered motion
+# Rendered motion
 
 W, H = 96, 64
 PLATE_HALF_M = 0.1
@@ -208,7 +208,7 @@ def test_moving_object_depth_and_position_follow_its_velocity(bpy):
     np.testing.assert_allclose(moved[:, 2], expected[:, 2], rtol=0.01)
 
 
-# --------------------------------------------------------------------------- motion vectors
+# Motion vectors
 
 
 def test_motion_vectors_are_stored_for_every_frame_but_the_last_and_only_when_asked():

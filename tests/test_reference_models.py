@@ -47,7 +47,7 @@ def _train_depths(shards: Path, region: str = "all") -> np.ndarray:
     return np.concatenate(values)
 
 
-# --- through the command line, on the tiny dataset ---------------------------------------------
+# Through the command line, on the tiny dataset
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +183,7 @@ def test_constant_region_is_validated(tiny_dataset, tmp_path, torch):
     assert build_model("constant").fit(iter([{"depth": depth, "valid": valid, "wall": wall}]))["depth_m"] == 2.5
 
 
-# --- the models themselves -------------------------------------------------------------------
+# The models themselves
 
 
 def test_reference_models_are_registered_fit_and_refuse_to_train(torch):
@@ -226,7 +226,7 @@ def test_reference_models_are_registered_fit_and_refuse_to_train(torch):
         sweep.predict(frames[:, :1], focus[:, :1], lens, K[:, :1])  # one frame has no defocus to compare
 
 
-# --- depth from focus on Cycles renders ---------------------------------------------------------
+# Depth from focus on Cycles renders
 
 
 @pytest.mark.parametrize("model", ["thin_lens", "blender"])
@@ -269,7 +269,7 @@ def test_defocus_sweep_recovers_the_depth_of_rendered_planes(bpy, torch, model):
     assert float(confidence[inside].mean()) > 0.2
 
 
-# --- depth from focus and the warp on synthetic stacks -------------------------------------------
+# Depth from focus and the warp on synthetic stacks
 
 
 def test_dff_finds_the_frame_where_the_blur_vanishes(torch):

@@ -54,7 +54,7 @@ def _synthetic_batch(torch, b=2, focus=(0.5, 0.75, 1.2), seed=0):
     }
 
 
-# --- registry and contract -------------------------------------------------------
+# Registry and contract
 
 
 def test_registry_builds_by_name_and_checks_config(networks):
@@ -101,7 +101,7 @@ def test_lens_from_batch_uses_the_full_sensor_pitch(torch, networks):
         networks.lens_from_batch(batch)
 
 
-# --- geometry and re-rendering ------------------------------------------------------
+# Geometry and re-rendering
 
 
 def _render_args():
@@ -270,7 +270,7 @@ def test_toy_planes_depth_recovered_from_the_rerendering_loss(torch):
     assert (error < 0.05).all(), f"depths {log_z.exp().tolist()} vs {planes.tolist()}"
 
 
-# --- the model on synthetic stacks ---------------------------------------------------
+# The model on synthetic stacks
 
 
 @pytest.mark.slow
@@ -370,7 +370,7 @@ def test_pairs_are_seeded(torch, networks):
     assert len(draws[0][:, 1:].float().argmax(1).unique()) > 1
 
 
-# --- the model on the tiny rendered dataset -------------------------------------------
+# The model on the tiny rendered dataset
 
 
 @pytest.fixture(scope="module")

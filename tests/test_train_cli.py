@@ -69,7 +69,7 @@ def frame_pngs(tiny_dataset, tmp_path_factory):
     return sorted(out.glob("*.png"))
 
 
-# --- training ----------------------------------------------------------------------------
+# Training
 
 
 def test_train_writes_the_run_and_lowers_the_loss(trained, tiny_dataset, torch):
@@ -131,7 +131,7 @@ def test_resume_continues_exactly(tiny_dataset, tmp_path, torch, monkeypatch):
     assert a["scheduler"] == b["scheduler"]
 
 
-# --- eval and predict ----------------------------------------------------------------------
+# Eval and predict
 
 
 def test_eval_prints_and_writes_every_metric(trained, tiny_dataset, tmp_path):
@@ -178,7 +178,7 @@ def test_eval_scores_all_pixels_and_objects(trained, tiny_dataset, tmp_path, tor
     assert float(table["inv_mae"][1]) == pytest.approx(report["regions"]["objects"]["inv_mae"], rel=1e-5)
 
 
-# --- bad input -------------------------------------------------------------------------------
+# Bad input
 
 
 def _check_exit_2(result, *texts):
@@ -213,7 +213,7 @@ def test_train_crop_larger_than_the_images_exits_2(tiny_dataset, tmp_path, torch
     assert "Traceback" not in result.output and not out.exists()
 
 
-# --- sizes chosen for the data and the device ---------------------------------------------------
+# Sizes chosen for the data and the device
 
 
 def test_auto_data_sizes_crop_and_batch_to_the_images_and_the_device():
@@ -374,7 +374,7 @@ def test_eval_and_predict_bad_input_exit_2(trained, tiny_dataset, frame_pngs, tm
     _check_exit_2(_run("eval", "--shards", tiny_dataset, "--checkpoint", last), "no shards of split 'test'")
 
 
-# --- config ---------------------------------------------------------------------------------
+# Config
 
 
 def test_config_layers_yaml_set_and_options(tmp_path):

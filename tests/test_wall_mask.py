@@ -118,7 +118,7 @@ def test_cycles_wall_mask_is_where_objects_are_not(bpy, data):
         assert np.abs(full[mask] - wall_m).max() <= 1e-6 * wall_m  # float32 render error, far inside WALL_RTOL
 
 
-# --- the supervised losses' regions (issue 30): objects, wall, or both balanced ---------
+# The supervised losses' regions (issue 30): objects, wall, or both balanced
 
 
 SMALL_DDFF = {"channels": [8, 16, 16]}

@@ -112,7 +112,7 @@ class CorruptShard(DfdgenError):
         super().__init__(printable(f"corrupt shard {where}: {reason}", 2 * BRIEF_CHARS))
 
 
-# --- reporting, for the click commands -------------------------------------------
+# Reporting, for the click commands
 
 
 @contextlib.contextmanager

@@ -42,7 +42,7 @@ def sample_key(scene_index: int) -> str:
     return f"{scene_index:08d}"
 
 
-# --- member names ---------------------------------------------------------------------
+# Member names
 
 #: The sample's metadata member (JSON, DESIGN.md section 5).
 META = "json"
@@ -77,7 +77,7 @@ def motion_member(index: int) -> str:
     return f"{frame_stem(index)}.motion.exr"
 
 
-# --- shard names and the manifest -------------------------------------------------------
+# Shard names and the manifest
 
 MANIFEST = "manifest.json"
 PROGRESS = "progress.json"
@@ -252,7 +252,7 @@ def read_shard(url: str) -> Iterator[dict[str, Any]]:
             yield sample
 
 
-# --- tar: one writer, one reader ----------------------------------------------------------
+# Tar: one writer, one reader
 
 #: Fixed tar member mtime (2020-01-01T00:00:00Z): tars must not depend on the clock.
 #: Not 0, which GNU tar flags as an "implausibly old time stamp" on extraction.

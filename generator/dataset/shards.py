@@ -117,7 +117,7 @@ class DatasetDir:
                        else disk) from exc
             raise
 
-    # --- state on disk -----------------------------------------------------
+    # State on disk
 
     def _read_previous(self) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
         """The previous run's manifest and progress entries, or ``None`` without a manifest."""
@@ -257,7 +257,7 @@ class DatasetDir:
         else:
             (self.path / PROGRESS).unlink(missing_ok=True)
 
-    # --- progress ------------------------------------------------------------
+    # Progress
 
     @property
     def scenes_in_shards(self) -> set[int]:
@@ -269,7 +269,7 @@ class DatasetDir:
         """Scenes that need no rendering: written to a shard (complete or open) or recorded as failed."""
         return self.scenes_in_shards | {i for s in self._open.values() for i in s.scenes} | set(self.failed)
 
-    # --- writing -------------------------------------------------------------
+    # Writing
 
     def add(self, index: int, split: str, sample: Mapping[str, Any]) -> None:
         """Append a sample (member name -> bytes) to its split's current shard, durably."""

@@ -83,7 +83,7 @@ class IntRange(NamedTuple):
     max: int
 
 
-# --- sections -----------------------------------------------------------------------
+# Sections
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -502,7 +502,7 @@ def _check_consistency(recipe: Recipe) -> None:
             raise RecipeError(path, list(families), f"'{family}' needs folders in assets.{folder}")
 
 
-# --- public API ---------------------------------------------------------------------
+# Public API
 
 
 def _require_mapping(data: Any, source: str) -> None:

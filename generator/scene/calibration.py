@@ -168,7 +168,7 @@ def coc_error(row: dict) -> float:
     return tolerances(row["measured"], row["predicted"])
 
 
-# --------------------------------------------------------------------------- blur of a textured plane
+# Blur of a textured plane
 
 #: The plane probe's camera: 50 mm at f/1.4 on a 36 mm sensor, Blender's lens (no breathing: the
 #: all-in-focus image, rendered through frame 0's camera, has every frame's K).

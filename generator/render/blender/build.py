@@ -131,7 +131,7 @@ def keyframe_sequence(built: BuiltScene, spec: SceneSpec, first_frame: int) -> N
                 key.interpolation = "CONSTANT"
 
 
-# --------------------------------------------------------------------------- render settings
+# Render settings
 
 
 def configure_render(scene: bpy.types.Scene, render: RenderSpec, threads: int) -> None:
@@ -252,7 +252,7 @@ def set_depth_sampling(scene: bpy.types.Scene) -> None:
     cycles.max_bounces = 0
 
 
-# --------------------------------------------------------------------------- world and lights
+# World and lights
 
 
 def _world(world: WorldSpec) -> bpy.types.World:
@@ -313,7 +313,7 @@ def _light(spec: LightSpec) -> bpy.types.Object:
     return obj
 
 
-# --------------------------------------------------------------------------- objects
+# Objects
 
 
 def _mesh_object(spec: ObjectSpec) -> bpy.types.Object:
@@ -328,7 +328,7 @@ def _mesh_object(spec: ObjectSpec) -> bpy.types.Object:
     return obj
 
 
-# --------------------------------------------------------------------------- materials
+# Materials
 
 
 def _material(spec: MaterialSpec, name: str) -> bpy.types.Material:

@@ -20,7 +20,7 @@ import mathutils
 import mathutils.noise
 import numpy as np
 
-from generator.scene.assets import load_mesh
+from generator.scene.meshes import load_mesh
 from generator.scene.spec import MESH_SHAPE, ObjectSpec, asset_file
 
 #: Edges with a larger dihedral angle are shaded sharp (split), smaller ones smooth.
@@ -53,7 +53,7 @@ def build_mesh(spec: ObjectSpec) -> bpy.types.Mesh:
     shaded); ``blob`` bumps on a sphere, :data:`BLOB_BUMP_PARAMS` numbers each;
     ``rod`` (radius,) of a cylinder of length 2; ``ring`` (tube radius,) of a
     torus of outer radius 1. ``mesh`` objects load the file of ``spec.asset``
-    on this host (:func:`generator.scene.assets.load_mesh`); the other shapes take no parameters.
+    on this host (:func:`generator.scene.meshes.load_mesh`); the other shapes take no parameters.
     """
     verts, tris, quads = _shape(spec)
     if spec.displace or spec.twist or spec.taper:
