@@ -41,6 +41,10 @@ class BadInput(DfdgenError):
     exit_code = 2
 
 
+class AssetError(BadInput):
+    """An asset folder or file cannot be used (exit status 2)."""
+
+
 class FieldError(BadInput):
     """A field of a structured input (recipe, training config) is invalid.
 
