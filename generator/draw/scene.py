@@ -3,18 +3,11 @@
 Scene i depends only on the recipe and i: its seed comes from
 ``SeedSequence(entropy=recipe.seed, spawn_key=(i,))``, so any subset of scenes
 can be drawn anywhere, in any order, and changing ``count`` changes no scene.
-Every sampler takes its ``np.random.Generator`` explicitly; there is no global
-random state.
-
-Geometry: the camera sits at the origin looking along world +Y (the
-:class:`~generator.scene.spec.CameraSpec` default). Objects are placed by planar depth
-and image position, back-projected through the narrowest view of the sequence
-(so they stay in frame in every frame, breathing included); the wall is sized
-from the widest view, so it fills every frame.
-
-Motion (a recipe's ``motion`` section) is drawn last, from a stream of its own
-(a child of the scene's SeedSequence), so adding motion to a recipe changes no
-object, light or world of its scenes: they only start to move.
+Every draw takes its ``np.random.Generator`` explicitly (:mod:`generator.draw.ranges`);
+there is no global random state. The camera sits at the origin looking along world +Y
+(the :class:`~generator.scene.spec.CameraSpec` default); things are placed through its
+view (:mod:`generator.draw.view`); motion is drawn last, from a stream of its own
+(:mod:`generator.draw.motion`).
 """
 
 from __future__ import annotations
