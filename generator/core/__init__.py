@@ -1,1 +1,2 @@
-"""The shared core: errors, the config schema, safe readers, safe writes, limits and the lens; what every stage and dfd_models may import."""
+"""The shared core: errors, the config schema, safe readers and writes, limits, the lens and display
+colours; what every stage and dfd_models may import."""
