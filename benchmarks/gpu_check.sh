@@ -93,7 +93,7 @@ fi
 stage train 110 "$PY" benchmarks/train_throughput.py --shards "$OUT/data" --crop "$SIZE" --batch-size 1 \
   --steps "$STEPS" --rows $ROWS --device "$TORCH_DEVICE" $THREADS
 
-# ---------------------------------------------------------------- summary, from the stage logs
+# The summary, read back from the stage logs.
 log() { cat "$OUT/$1.log" 2>/dev/null; }
 echo
 echo "=================== gpu_check summary ($([ "$SMOKE" = 1 ] && echo 'CPU SMOKE: toy sizes, no GPU' || echo "$SIZE px")) ==================="

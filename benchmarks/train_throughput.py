@@ -5,8 +5,8 @@ One process, one machine, the same batches for every row (read once from ``--sha
 ``--crop`` crops of batch ``--batch-size``), so the ratios compare like with like:
 
 - steps/s: AdamW steps (forward, losses, backward, step) of each registered network with
-  its default config, and of ``sdgs`` with each of the results table's ablation overrides;
-  the ratio is to ``sdgs`` as built.
+  its default config, and of ``sdgs`` and ``sdgs_stack`` with each of the results table's ablation
+  overrides (``benchmarks/results/experiments.py``); the ratio is to ``sdgs`` as built.
 - splat ms: :func:`dfd_models.networks.sdgs.rerender` of the batch's stacks at their true
   depth (so the blur is the data's) into every frame, forward + backward, per rendered frame.
 
@@ -18,9 +18,7 @@ One process, one machine, the same batches for every row (read once from ``--sha
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -31,22 +29,13 @@ from dfd_models.networks import MODELS, build_model, lens_from_batch
 from dfd_models.networks.sdgs import SDGS, _repeat_lens, rerender
 from dfd_models.splat import SplatConfig
 from dfd_models.device import pick_device, to_device
+from results.experiments import ABLATIONS
 
 
 def _sync(device: torch.device) -> None:
     """Wait for the device's queued work, so a timing ends when the work does."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _ablations() -> list[tuple[str, dict]]:
-    """(run name, sdgs config overrides) of the results table's ablation rows."""
-    path = Path(__file__).with_name("results_table.py")
-    spec = importlib.util.spec_from_file_location("results_table", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return [(row.run, dict(row.config)) for row in module.ABLATIONS]
 
 
 def steps_per_second(name: str, config: dict, batches: list[dict], steps: int,
@@ -104,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     device = pick_device(args.device)
     rows = [(name, name, {}) for name, cls in sorted(MODELS.items()) if cls.trainable]
-    rows += [(run, "sdgs", overrides) for run, overrides in _ablations()]
+    rows += [(row.run, row.model, dict(row.config)) for row in ABLATIONS]
     if args.rows:
         unknown = sorted(set(args.rows) - {run for run, _, _ in rows})
         if unknown:
