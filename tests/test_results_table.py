@@ -172,6 +172,7 @@ def test_no_page_quotes_a_machines_absolute_path(report):
         assert not found, (page.name, found[:3])
     out = Path("/data/bench")
     assert report.portable("/data/bench/runs/x --out-dir /data/bench", out) == "runs/x --out-dir OUT"
+    assert report.portable("/data/bench_pages/x /data/bench.", out) == "/data/bench_pages/x OUT."  # a sibling keeps its name
 
 
 def test_the_pages_splits_are_disjoint_scene_sets_and_the_draws_differ(experiments):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shlex
 import subprocess
 from pathlib import Path
@@ -48,7 +49,8 @@ def portable(text: str, out_dir: Path) -> str:
     beside this Python as ``dfdgen``, paths under ``out_dir`` relative to it, ``out_dir`` itself as ``OUT``."""
     text = text.replace(dfdgen_path(), "dfdgen")
     for base in sorted({str(out_dir.resolve()), str(out_dir)}, key=len, reverse=True):
-        text = text.replace(base + "/", "").replace(base, "OUT")
+        # Only the folder itself or a path under it: a sibling such as ``OUT_pages`` keeps its name.
+        text = re.sub(re.escape(base) + r"(/|(?![\w-]|\.\w))", lambda m: "" if m.group(1) else "OUT", text)
     return text
 
 
