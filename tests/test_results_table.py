@@ -120,7 +120,7 @@ def test_every_row_and_ablation_is_a_registered_model_with_valid_overrides(table
     assert all(not MODELS[row.model].trainable for row in table.REFERENCES)
     for row in table.ROWS + table.ABLATIONS:
         config = MODELS[row.model].resolve_config(dict(row.config))
-        assert row.config == () or config != MODELS[row.model].default_config(), row.run
+        assert row.config == () or config != MODELS[row.model].Config(), row.run
         assert row.sets == [f"model.config.{key}={value}" for key, value in row.config]
     assert len({row.run for row in table.ROWS + table.ABLATIONS}) == len(table.ROWS + table.ABLATIONS)
     assert {row.run for row in table.ROWS if row.self_supervised} == {"sdgs", "sdgs_stack"}
