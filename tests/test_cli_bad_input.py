@@ -75,7 +75,8 @@ BAD_MODEL_CONFIGS = {
                     "config key 'model.config.chanels': got [4]; unknown key; did you mean 'channels'? known keys: "
                     "min_depth_m, max_depth_m, depth_space, coc_head, coc_scale_px, coc_loss, w_coc, regions, "
                     "wall_weight, depth_init_m, blur_scales_px, channels"),
-    "rule between keys": (["--model", "dff", "--set", "model.config.min_depth_m=2", "--set", "model.config.max_depth_m=1"],
+    "rule between keys": (["--model", "dff", "--set", "model.config.min_depth_m=2",
+                           "--set", "model.config.max_depth_m=1"],
                           "config key 'model.config.max_depth_m': got 1.0; a depth above min_depth_m = 2.0 m"),
     "option a model lacks": (["--model", "sdgs", "--coc-head"],
                              "config key 'model.config.coc_head': got True; unknown key; known keys: min_depth_m, "),

@@ -364,5 +364,6 @@ def test_depth_init_sets_the_untrained_output_and_keeps_the_focus_prior(torch):
     plain = build_model("defocusnet", {"depth_space": "log"})
     with torch.no_grad():
         assert not torch.allclose(plain(batch)["depth"], torch.tensor(1.75))
-    with pytest.raises(ConfigError, match=r"'model.config.depth_init_m': got 5.0; null or a depth inside \(0.1, 3.0\) m"):
+    with pytest.raises(ConfigError,
+                       match=r"'model.config.depth_init_m': got 5.0; null or a depth inside \(0.1, 3.0\) m"):
         build_model("defocusnet", {"depth_init_m": 5.0})

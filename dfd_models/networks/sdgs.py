@@ -123,9 +123,9 @@ from dfd_models.networks.blocks import UNet
 from dfd_models.refine import forward_model
 from dfd_models.splat import Camera, Gaussians, RenderOutput, SplatConfig, render_defocus
 
-__all__ = ["BALANCE_SPACES", "BATCH_KEYS", "INPUT_FRAMES", "PHOTOMETRIC_RENDERERS", "RADIANCES", "RENDER_FRAMES", "SDGS",
-           "SDGSConfig", "SPLAT_BACKENDS", "SWEEP_FOOTPRINTS", "overlap_margin", "overlap_mask", "pixel_gaussians", "rerender", "self_supervised_batch",
-           "sweep_teacher"]
+__all__ = ["BALANCE_SPACES", "BATCH_KEYS", "INPUT_FRAMES", "LAYERS_NEEDS", "PHOTOMETRIC_RENDERERS", "RADIANCES",
+           "RENDER_FRAMES", "SDGS", "SDGSConfig", "SPLAT_BACKENDS", "SWEEP_FOOTPRINTS", "overlap_margin",
+           "overlap_mask", "pixel_gaussians", "rerender", "self_supervised_batch", "sweep_teacher"]
 
 #: Config ``input_frame``: which frame of a stack the networks see.
 INPUT_FRAMES = ("nearest", "middle", "farthest")
