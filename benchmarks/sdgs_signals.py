@@ -30,6 +30,7 @@ Prints one line per variant with its wall time; the budget line says what ran. O
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -68,11 +69,12 @@ class TruthTeacher:
 
     def __init__(self, model: SDGS):
         self.batch: dict = {}
+        self.config = model.config  # the depth range the true depth is clamped to
         model.teacher = self.teacher  # the instance's teacher; every other model is untouched
 
     def teacher(self, frames, focus_m, K, lens, ref):
         depth = self.batch["depth"].float()  # frame T // 2's grid; ~frame ref's at this breathing
-        return depth.clamp(0.1, 3.0), torch.ones_like(depth)
+        return depth.clamp(self.config.min_depth_m, self.config.max_depth_m), torch.ones_like(depth)
 
 
 def train_and_score(model_name: str, config: dict, train: list[dict], val: list[dict], steps: int,
@@ -87,7 +89,7 @@ def train_and_score(model_name: str, config: dict, train: list[dict], val: list[
     model.train()
     for step in range(steps):
         if step == steps - later[1]:  # the model reads its config at every step
-            model.config.update(later[0])
+            model.config = dataclasses.replace(model.config, **later[0])
         batch = train[step % len(train)]
         if truth is not None:
             truth.batch = batch
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     variants = dict(VARIANTS)
-    flipped = not MODELS[args.model].default_config()["depth_blur_features"]
+    flipped = not MODELS[args.model].Config().depth_blur_features
     variants[f"teacher, view blur features {'on' if flipped else 'off'}"] = {"w_photometric": 0.0,
                                                                              "depth_blur_features": flipped}
     later = {}

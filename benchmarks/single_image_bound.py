@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--crop must be a multiple of 8 in 8..{size} (the image size), got {args.crop}")
     print(f"{n} train / {len(test['frames'])} test stacks, {size} px, {crop} px windows; batch {args.batch_size}, "
           f"{args.steps} steps, "
-          f"lr {args.lr:g}, blur scales {model.config['blur_scales_px']} px; torch {torch.__version__}, {torch.get_num_threads()} threads")
+          f"lr {args.lr:g}, blur scales {model.config.blur_scales_px} px; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print("| step | test CoC MAE px | test AbsRel | test Pearson | train AbsRel | train Pearson | s |")
     print("|---|---|---|---|---|---|---|")
     start = time.perf_counter()

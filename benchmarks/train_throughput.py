@@ -26,8 +26,7 @@ import torch
 
 from dfd_models.data import DataSection, make_loader, resolve_shards
 from dfd_models.networks import MODELS, build_model, lens_from_batch
-from dfd_models.networks.sdgs import SDGS, _repeat_lens, rerender
-from dfd_models.splat import SplatConfig
+from dfd_models.networks.sdgs import SDGSConfig, _repeat_lens, rerender
 from dfd_models.device import pick_device, to_device
 from results.experiments import ABLATIONS
 
@@ -62,18 +61,17 @@ def steps_per_second(name: str, config: dict, batches: list[dict], steps: int,
 
 def splat_ms_per_frame(batches: list[dict], repeats: int, device: torch.device = torch.device("cpu")) -> float:
     """Forward + backward of sdgs' re-rendering at the true depth into every frame, ms per frame."""
-    cfg = SDGS.default_config()
-    splat = SplatConfig(eps2d=cfg["splat_eps2d"], alpha_min=cfg["splat_alpha_min"])
+    cfg = SDGSConfig()
     frames, seconds = 0, 0.0
     for batch in batches[:repeats]:
         b, t, _, h, w = batch["frames"].shape
-        depth = batch["depth"].clamp_min(0.1).repeat_interleave(t, 0).requires_grad_()
+        depth = batch["depth"].clamp_min(cfg.min_depth_m).repeat_interleave(t, 0).requires_grad_()
         colors = batch["frames"][:, 0].repeat_interleave(t, 0).requires_grad_()
         _sync(device)
         start = time.perf_counter()
         out = rerender(depth, colors, batch["K"][:, :1].expand(b, t, 3, 3).flatten(0, 1), batch["K"].flatten(0, 1),
                        batch["focus_m"].flatten(), _repeat_lens(lens_from_batch(batch), t),
-                       scale_px=cfg["gaussian_scale_px"], splat=splat, backend="torch")
+                       scale_px=cfg.gaussian_scale_px, splat=cfg.splat, backend="torch")
         (out.color.sum() + out.depth.sum()).backward()
         _sync(device)
         seconds += time.perf_counter() - start

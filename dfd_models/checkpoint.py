@@ -5,7 +5,9 @@ classes), so it loads with ``torch.load(weights_only=True)``::
 
     format          "dfdgen.checkpoint"           format_version  1
     generator       {"name": "dfdgen", "version": ...}
-    config          TrainConfig.to_dict(): the full resolved training config
+    config          TrainConfig.to_dict(): the full resolved training config; its
+                    model.config is the model's config as plain data
+                    (dataclasses.asdict of its DepthModel.Config)
     data            what the training data's manifest says about it (:func:`dataset_info`)
     step, epoch, batch_in_epoch
                     optimizer steps done; the epoch being read and the batches
@@ -20,9 +22,11 @@ classes), so it loads with ``torch.load(weights_only=True)``::
 Files are written atomically (a temporary file renamed into place), so a crash
 leaves the previous checkpoint readable. A checkpoint is user input: one whose
 ``config`` is not a training config (:class:`dfd_models.config.TrainConfig`) naming
-a model, whose model config asks for layers wider than the model allows
-(``DepthModel.config_checks``), or whose other fields are not of their type is
-refused (:class:`~generator.core.errors.BadInput`, exit status 2) before anything is built.
+a model, whose model config is not one the model's ``Config`` accepts (an unknown key, a
+value out of its bounds, e.g. layers wider than the model allows), or whose other fields
+are not of their type is refused (:class:`~generator.core.errors.BadInput`, exit status 2)
+before anything is built. A model config written by an earlier dfdgen loads when its keys
+are still the model's or a deprecated alias of one (``mask_wall``, read as ``regions``).
 """
 
 from __future__ import annotations
@@ -196,15 +200,15 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[De
 
     Raises:
         BadInput: not a dfdgen checkpoint, a model this dfdgen cannot build (an unknown
-            name, a config key it does not have, layers wider than it allows), or weights
-            that do not match it.
+            name, a config key it does not have, a value its config does not allow, such as
+            layers wider than it allows), or weights that do not match it.
     """
     checkpoint = load_checkpoint(path, map_location=device)
     section = TrainConfig.from_dict(checkpoint["config"]).model  # checked by load_checkpoint
     name = section.name
     try:
-        model = build_model(name, section.config)  # its config's widths are checked before any layer is
-    except (ValueError, ConfigError) as exc:
+        model = build_model(name, section.config)  # its config is checked before any layer is built
+    except ConfigError as exc:
         raise BadInput(f"{path}: cannot build its model: {exc}") from None
     load_strict(model, checkpoint["model"], f"model {name}", path)
     return model.to(device).eval(), checkpoint

@@ -2,7 +2,7 @@
 
 A config is a :class:`TrainConfig` of four sections; written as YAML::
 
-    model: {name: sdgs, config: {...}}       # the model's own keys (its default_config)
+    model: {name: sdgs, config: {...}}       # the model's own keys (its DepthModel.Config)
     data:  {shards: data/small_obj, split: train, crop: auto, batch_size: auto, workers: auto, ...}
     optim: {lr: 0.0002, weight_decay: 0.01, warmup_steps: 100, grad_clip: 1.0, amp: auto, ...}
     train: {max_steps: 10000, epochs: null, log_every: 20, ckpt_every: 1000, seed: 0,
@@ -10,9 +10,11 @@ A config is a :class:`TrainConfig` of four sections; written as YAML::
 
 :func:`resolve_config` builds one from, in order of precedence (last wins): the
 defaults below, the YAML file, ``--set`` overrides, a command's own options
-(``--model``, ``--max-steps``, ...). ``model.config`` is the
-model's business (``DepthModel.resolve_config`` checks and completes it). Validation is
-:mod:`generator.core.schema`'s (the recipes' mechanism: frozen sections, the same errors).
+(``--model``, ``--max-steps``, ...). ``model.config`` holds the keys of the model
+``model.name`` names: its ``DepthModel.Config``, a frozen dataclass of the same mechanism,
+which ``DepthModel.resolve_config`` checks and completes (``dfdgen train`` does so before
+anything is written). Validation is :mod:`generator.core.schema`'s (the recipes' mechanism:
+frozen sections, the same errors).
 Files are read with ``generator.core.safe_yaml.load_yaml``, an override's value is parsed as YAML (``optim.lr=3e-4``, ``data.crop=[64, 64]``,
 ``data.epoch_len=null``). Every error is a :class:`ConfigError` (exit status 2)
 naming the key path, the value and what is allowed.
@@ -64,7 +66,8 @@ class ConfigError(FieldError):
 
 @dataclass(frozen=True, kw_only=True)
 class ModelSection:
-    """Which network (``dfd_models.networks.MODELS``) and its own keys (see its ``default_config``)."""
+    """Which network (``dfd_models.networks.MODELS``) and its own keys: plain data of its
+    ``DepthModel.Config`` (``dataclasses.asdict``), checked by the model (the keys depend on ``name``)."""
 
     name: str | None = setting(None)
     config: dict = setting({})

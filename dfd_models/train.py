@@ -114,7 +114,8 @@ def complete_model_config(config: TrainConfig) -> TrainConfig:
     name = config.model.name
     if name not in MODELS:
         raise ConfigError("model.name", name, f"one of the registered models: {', '.join(sorted(MODELS))}")
-    model = dataclasses.replace(config.model, config=MODELS[name].resolve_config(config.model.config))
+    completed = dataclasses.asdict(MODELS[name].resolve_config(config.model.config))
+    model = dataclasses.replace(config.model, config=completed)
     return dataclasses.replace(config, model=model)
 
 

@@ -8,11 +8,13 @@ overfitted to delta1 >= 0.9, and ``dfdgen train/eval/predict`` run every baselin
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 import numpy as np
 
+from dfd_models.config import ConfigError
 from generator.dataset.pixels import read_exr_bytes
 from test_train_cli import LENS, _run, checkpoint_loss, frame_pngs  # noqa: F401  (frame_pngs is a fixture)
 
@@ -83,11 +85,11 @@ def test_shapes_any_stack_length_and_size(torch, one_thread, name, t, depth_spac
     out = model(batch)
     assert out["depth"].shape == (2, 1, 3 * m, 5 * m) and out["coc"].shape == (2, t, 1, 3 * m, 5 * m)
     cfg = model.config
-    assert torch.all((out["depth"] >= cfg["min_depth_m"]) & (out["depth"] <= cfg["max_depth_m"]))
+    assert torch.all((out["depth"] >= cfg.min_depth_m) & (out["depth"] <= cfg.max_depth_m))
     assert torch.all(out["coc"] >= 0)
     terms = model.losses(batch, out)
     assert set(terms) == {"depth", "coc", "total"}
-    assert torch.allclose(terms["total"], terms["depth"] + cfg["w_coc"] * terms["coc"])
+    assert torch.allclose(terms["total"], terms["depth"] + cfg.w_coc * terms["coc"])
     terms["total"].backward()
 
     if name != "defocusnet":  # its CoC stage is not optional (tested beside the model)
@@ -136,7 +138,7 @@ def test_untrained_single_head_baselines_start_in_the_middle_of_the_depth_range(
     with torch.no_grad():
         depth = model(_batch(torch, b=2, t=3))["depth"]
     cfg = model.config
-    middle = torch.full_like(depth, (cfg["min_depth_m"] + cfg["max_depth_m"]) / 2)
+    middle = torch.full_like(depth, (cfg.min_depth_m + cfg.max_depth_m) / 2)
     torch.testing.assert_close(depth, middle)
 
 
@@ -185,10 +187,11 @@ def test_log_depth_space_maps_logits_geometrically_and_scores_relative_error(tor
     assert float(loss) == pytest.approx(np.log(2.0))  # |log 2| and |log 0.5| alike: relative, not absolute
     linear = build_model("ddff", _small("ddff", min_depth_m=0.1, max_depth_m=10.0))
     assert float(linear.losses(batch, {"depth": pred})["depth"]) == pytest.approx((4 * 0.25 + 8 * 1.0) / 12 / 100)
-    with pytest.raises(ValueError, match="depth_space must be one of"):
+    with pytest.raises(ConfigError, match="'model.config.depth_space': got 'inverse'; one of: linear, log"):
         build_model("ddff", _small("ddff", depth_space="inverse"))
-    for bad in ([1.0, -1.0], ["1"], [0]):  # not a list at all: the config schema refuses it first
-        with pytest.raises(ValueError, match="blur_scales_px must be a list"):
+    for bad, item in (([1.0, -1.0], 1), (["1"], 0), ([0], 0), (1.0, None)):  # Gaussian stds > 0, in a list
+        with pytest.raises(ConfigError, match=re.escape("'model.config.blur_scales_px" + (f"[{item}]'" if item
+                                                                                          is not None else "'"))):
             build_model("ddff", _small("ddff", blur_scales_px=bad))
 
 

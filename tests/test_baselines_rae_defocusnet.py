@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from dfd_models.config import ConfigError
 from test_baselines_ddff import SMALL, _batch, _fit, four_scenes, one_thread  # noqa: F401  (fixtures)
 
 MODELS = ("recurrent_ae", "defocusnet")
@@ -18,12 +19,12 @@ MODELS = ("recurrent_ae", "defocusnet")
 def test_coc_head_is_optional_for_recurrent_ae_and_always_on_for_defocusnet(torch):
     from dfd_models.networks import build_model
 
-    assert build_model("recurrent_ae").config["coc_head"] is True
+    assert build_model("recurrent_ae").config.coc_head is True
     plain = build_model("recurrent_ae", {**SMALL["recurrent_ae"], "coc_head": False})
     batch = _batch(torch)
     assert "coc" not in plain(batch) and set(plain.losses(batch, plain(batch))) == {"depth", "total"}
-    assert build_model("defocusnet").config["coc_head"] is True
-    with pytest.raises(ValueError, match="coc_head must be true"):
+    assert build_model("defocusnet").config.coc_head is True
+    with pytest.raises(ConfigError, match="'model.config.coc_head': got False; true: the CoC head is defocusnet's"):
         build_model("defocusnet", {"coc_head": False})
 
 

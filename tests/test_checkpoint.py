@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import re
@@ -27,7 +28,7 @@ def _payload(torch, model):
     model(_batch(torch))["depth"].mean().backward()
     optimizer.step()
     return {
-        "config": {"model": {"name": model.name, "config": model.config}},
+        "config": {"model": {"name": model.name, "config": dataclasses.asdict(model.config)}},
         "data": {"lens": {"model": "thin_lens", "focal_length_mm": 50.0}},
         "step": 1, "epoch": 0, "batch_in_epoch": 1,
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": None,
@@ -149,7 +150,7 @@ def test_a_checkpoint_whose_fields_are_not_ours_is_bad_input(torch, ckpt, tmp_pa
 
 @pytest.mark.parametrize("config, message", [
     ({"channels": [100_000, 8]}, "'model.config.channels[0]': got 100000; an integer >= 1 and <= 1024"),
-    ({"channels": [4] * 11}, "'model.config.channels': got [4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4]; a list of at most 10 items"),
+    ({"channels": [4] * 11}, "'model.config.channels': got [4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4]; a list of 1 to 10 items"),
     ({"blur_scales_px": [1.0] * 11}, "'model.config.blur_scales_px'"),
 ])
 def test_a_checkpoint_asking_for_absurd_layers_is_refused_before_any_is_built(torch, ckpt, tmp_path, config, message):
@@ -162,3 +163,87 @@ def test_a_checkpoint_asking_for_absurd_layers_is_refused_before_any_is_built(to
     ckpt.save_checkpoint(payload, [path])
     with pytest.raises(BadInput, match=f"wide.pt: cannot build its model: config key {re.escape(message)}"):
         ckpt.load_model(path)
+
+
+@pytest.mark.parametrize("name, config", [
+    ("sdgs", {**SMALL_SDGS, "w_sweep": 0.5, "input_frame": "middle", "defocus_init_px": 0.5, "blur_scales_px": []}),
+    ("sdgs_stack", {**SMALL_SDGS, "depth_blur_features": False}),
+    ("ddff", {"channels": [4, 8], "depth_space": "log", "regions": "balanced", "wall_weight": 2.0,
+              "depth_init_m": 1.5}),
+    ("lstm_ddff", {"channels": [4, 8], "lstm_grid": 1, "lstm_hidden": 8}),
+    ("recurrent_ae", {"channels": [4, 8], "coc_head": False}),
+    ("defocusnet", {"coc_channels": [4, 4], "depth_channels": [4, 4], "blur_scales_px": [1.0]}),
+    ("constant", {"region": "objects"}),
+    ("dff", {"beyond_range": "extrapolate", "max_depth_m": 2.5}),
+    ("dfd_sweep", {}),
+])
+def test_a_model_config_round_trips_through_a_checkpoint_as_plain_data(torch, ckpt, tmp_path, name, config):
+    """The checkpoint holds the model's config as plain data (weights-only safe), and the model
+    rebuilt from it has the same config, the values set and every default."""
+    from dfd_models.networks import build_model
+
+    model = build_model(name, config)
+    plain = dataclasses.asdict(model.config)
+    path = tmp_path / f"{name}.pt"
+    ckpt.save_checkpoint({"config": {"model": {"name": name, "config": plain}}, "data": {}, "step": 0,
+                          "model": model.state_dict()}, [path])
+    saved = torch.load(path, weights_only=True)["config"]["model"]["config"]
+    assert saved == plain and all(isinstance(v, (bool, int, float, str, list, type(None))) for v in saved.values())
+    loaded, _ = ckpt.load_model(path)
+    assert type(loaded.config) is type(model.config) and loaded.config == model.config
+    assert {key: getattr(loaded.config, key) for key in config} == config  # what was set, not a default
+
+
+#: Model configs as checkpoints of dfdgen wrote them when a model's config was a dict: every key
+#: of the model's default_config() (small widths), supervised ones with the deprecated
+#: ``mask_wall`` (null: unset).
+OLD_CONFIGS = {
+    "sdgs": {"min_depth_m": 0.1, "max_depth_m": 3.0, "depth_init_m": 2.0, "channels": [4, 8], "coc_scale_px": 8.0,
+             "input_frame": "nearest", "radiance": "stack", "render_frames": "all",
+             "gaussian_scale_px": 0.3989422804014327, "splat_eps2d": 0.0, "splat_alpha_min": 0.0001,
+             "splat_backend": "auto", "ssim_alpha": 0.85, "photometric_gamma": 0.45454545454545453,
+             "photometric_pool": 4, "photometric_renderer": "splats", "w_photometric": 1.0, "w_coc": 0.05,
+             "w_smoothness": 0.001, "w_sweep": 1.0, "depth_from_defocus": True, "blur_scales_px": [0.5, 1.0, 2.0, 4.0],
+             "depth_blur_features": False, "balance_bins": 8, "balance_space": "inverse", "sweep_hypotheses": 32,
+             "sweep_footprint": "blur", "sweep_ratio": 0.0, "defocus_init_px": None},
+    "ddff": {"min_depth_m": 0.1, "max_depth_m": 3.0, "depth_space": "linear", "coc_head": False, "coc_scale_px": 8.0,
+             "coc_loss": "l1", "w_coc": 1.0, "regions": "objects", "wall_weight": 1.0, "depth_init_m": None,
+             "mask_wall": None, "blur_scales_px": [], "channels": [4, 8]},
+    "dff": {"beyond_range": "clamp", "min_depth_m": 0.1, "max_depth_m": 3.0},
+}
+
+
+def _save_model_config(ckpt, path, name, config, state):
+    ckpt.save_checkpoint({"config": {"model": {"name": name, "config": config}}, "data": {}, "step": 1,
+                          "model": state}, [path])
+
+
+@pytest.mark.parametrize("name", OLD_CONFIGS)
+def test_a_checkpoint_with_a_dict_model_config_of_an_earlier_dfdgen_loads(torch, ckpt, tmp_path, name):
+    from dfd_models.networks import build_model
+
+    old = OLD_CONFIGS[name]
+    current = {key: value for key, value in old.items() if key != "mask_wall"}  # an unset alias: nothing
+    _save_model_config(ckpt, tmp_path / "old.pt", name, old, build_model(name, current).state_dict())
+    loaded, _ = ckpt.load_model(tmp_path / "old.pt")
+    assert dataclasses.asdict(loaded.config) == current
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"splat_tile_px": 8}, "config key 'model.config.splat_tile_px': got 8; unknown key; known keys: min_depth_m, "),
+    ({"mask_wall": "yes"}, "config key 'model.config.mask_wall': got 'yes'; true or false (deprecated: use regions)"),
+    ({"mask_wall": True, "regions": "all"}, "config key 'model.config.regions': got 'all'; 'objects', as the "
+                                            "deprecated mask_wall true beside it says: set regions alone"),
+    ({"coc_loss": "huber"}, "config key 'model.config.coc_loss': got 'huber'; one of: l1, mse"),
+    ({"min_depth_m": 3.0}, "config key 'model.config.max_depth_m': got 3.0; a depth above min_depth_m = 3.0 m"),
+])
+def test_a_checkpoint_whose_model_config_this_dfdgen_cannot_take_is_refused_by_name(torch, ckpt, tmp_path, change,
+                                                                                    message):
+    from dfd_models.networks import build_model
+
+    path = tmp_path / "old.pt"
+    _save_model_config(ckpt, path, "ddff", {**OLD_CONFIGS["ddff"], **change}, build_model("ddff", {"channels": [4, 8]})
+                       .state_dict())
+    with pytest.raises(BadInput) as info:
+        ckpt.load_model(path)
+    assert str(info.value).startswith(f"{path}: cannot build its model: {message}"), str(info.value)

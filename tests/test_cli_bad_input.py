@@ -61,6 +61,28 @@ BAD_OPTIONS = {
 }
 
 
+#: ``dfdgen train`` options whose model config the model refuses: (options, the whole message). The
+#: model's config is checked before the shards are opened or anything is written.
+BAD_MODEL_CONFIGS = {
+    "out of range": (["--model", "sdgs", "--set", "model.config.coc_scale_px=-1"],
+                     "config key 'model.config.coc_scale_px': got -1; a number > 0"),
+    "not a choice": (["--model", "sdgs", "--set", "model.config.input_frame=last"],
+                     "config key 'model.config.input_frame': got 'last'; one of: nearest, middle, farthest"),
+    "too many levels": (["--model", "ddff", "--set", "model.config.channels=[4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4]"],
+                        "config key 'model.config.channels': got [4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4]; "
+                        "a list of 1 to 10 items, each an integer >= 1 and <= 1024"),
+    "unknown key": (["--model", "ddff", "--set", "model.config.chanels=[4]"],
+                    "config key 'model.config.chanels': got [4]; unknown key; did you mean 'channels'? known keys: "
+                    "min_depth_m, max_depth_m, depth_space, coc_head, coc_scale_px, coc_loss, w_coc, regions, "
+                    "wall_weight, depth_init_m, blur_scales_px, channels"),
+    "rule between keys": (["--model", "dff", "--set", "model.config.min_depth_m=2",
+                           "--set", "model.config.max_depth_m=1"],
+                          "config key 'model.config.max_depth_m': got 1.0; a depth above min_depth_m = 2.0 m"),
+    "option a model lacks": (["--model", "sdgs", "--coc-head"],
+                             "config key 'model.config.coc_head': got True; unknown key; known keys: min_depth_m, "),
+}
+
+
 def _check_refused(result, text: str, out: Path) -> None:
     assert result.exit_code == 2, result.output
     assert text in result.output, result.output
@@ -83,6 +105,17 @@ def test_bad_option_exits_2_and_writes_nothing(tmp_path, case, monkeypatch):
     out = tmp_path / "out"
     _check_refused(_run("render", "--recipe", recipe, "--out", out, *options), text, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]
+
+
+@pytest.mark.parametrize("case", BAD_MODEL_CONFIGS)
+def test_bad_model_config_exits_2_with_the_recipes_error_text_and_writes_nothing(tmp_path, torch, case):
+    """``--set model.config.KEY=VALUE`` is checked by the model's config (its dataclass), with the
+    error text of recipes: ``config key 'PATH': got VALUE; ALLOWED``."""
+    options, message = BAD_MODEL_CONFIGS[case]
+    out = tmp_path / "run"
+    result = _run("train", "--shards", tmp_path / "data", "--max-steps", "1", "--out", out, *options)
+    _check_refused(result, f"Error: {message}", out)
+    assert "Traceback" not in result.output and sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1", "nohost"])

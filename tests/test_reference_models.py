@@ -4,6 +4,7 @@ Cycles stack of planes (tests/planes_stack.py) and on synthetic stacks; the fram
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import tarfile
@@ -147,8 +148,8 @@ def test_objects_constant_is_the_median_off_the_wall(fitted, fitted_objects, tin
     assert float(np.median(objects)) < everywhere == float(np.median(every))
     assert ckpt["config"]["model"]["config"] == {"region": "objects"}
     model, _ = load_model(fitted_objects / "ckpt" / "last.pt")
-    assert model.config == {"region": "objects"} and float(model.depth_m) == float(np.median(objects))
-    assert load_model(fitted["constant"] / "ckpt" / "last.pt")[0].config == {"region": "all"}
+    assert model.config.region == "objects" and float(model.depth_m) == float(np.median(objects))
+    assert load_model(fitted["constant"] / "ckpt" / "last.pt")[0].config.region == "all"
 
     out = tmp_path / "objects.json"
     result = _run("eval", "--shards", tiny_dataset, "--checkpoint", fitted_objects / "ckpt" / "last.pt",
@@ -355,7 +356,8 @@ def test_dff_config_is_validated_and_kept(torch, tmp_path):
     from dfd_models.config import ConfigError
     from dfd_models.networks import build_model
 
-    assert build_model("dff").config == {"beyond_range": "clamp", "min_depth_m": 0.1, "max_depth_m": 3.0}
+    assert dataclasses.asdict(build_model("dff").config) == {"min_depth_m": 0.1, "max_depth_m": 3.0,
+                                                             "beyond_range": "clamp"}
     with pytest.raises(ConfigError, match="beyond_range"):
         build_model("dff", {"beyond_range": "guess"})
     with pytest.raises(ConfigError, match="max_depth_m"):

@@ -141,7 +141,7 @@ def test_every_row_and_ablation_is_a_registered_model_with_valid_overrides(exper
     assert all(not MODELS[row.model].trainable for row in experiments.REFERENCES)
     for row in experiments.ROWS + experiments.ABLATIONS:
         config = MODELS[row.model].resolve_config(dict(row.config))
-        assert row.config == () or config != MODELS[row.model].default_config(), row.run
+        assert row.config == () or config != MODELS[row.model].Config(), row.run
         assert row.sets == [f"model.config.{key}={value}" for key, value in row.config]
     assert (len({row.run for row in experiments.ROWS + experiments.ABLATIONS})
             == len(experiments.ROWS + experiments.ABLATIONS))

@@ -1,5 +1,5 @@
-"""One config mechanism (generator.core.schema): recipes, training configs, model configs and scene
-specs give the same error text, have frozen sections and take ``--set`` the same way."""
+"""One config mechanism (generator.core.schema): recipes, training configs, model configs, render
+options and scene specs give the same error text, have frozen sections and take ``--set`` the same way."""
 
 from __future__ import annotations
 
@@ -9,16 +9,20 @@ import re
 
 import pytest
 
+from conftest import require
 from dfd_models.config import ConfigError, TrainConfig
 from dfd_models.config import apply_overrides as config_overrides
 from generator.draw.scene import draw_scene
 from generator.core.errors import RecipeError, SpecError
 from generator.recipe.recipe import apply_overrides as recipe_overrides
 from generator.recipe.recipe import load_recipe, recipe_from_dict
-from generator.core.schema import build_dict
+from generator.render.options import RenderOptionError, RenderOptions
 from generator.scene.spec import SceneSpec
 
-MODEL_DEFAULTS = {"max_depth_m": 3.0, "channels": [16, 32], "input_frame": "nearest", "coc_head": True}
+
+def _sdgs():
+    """The ``sdgs`` model class (imports torch: skipped locally without it, a failure in CI)."""
+    return require("dfd_models.networks").MODELS["sdgs"]
 
 
 def _recipe_data() -> dict:
@@ -37,14 +41,15 @@ UNKNOWN = [
     (lambda: recipe_from_dict(_with(_recipe_data(), "lens", "f_numbr", 2)), RecipeError,
      "recipe field", "lens.f_numbr", "f_number"),
     (lambda: TrainConfig.from_dict({"optim": {"lrr": 2}}), ConfigError, "config key", "optim.lrr", "lr"),
-    (lambda: build_dict(MODEL_DEFAULTS, {"max_depht_m": 2}, ConfigError, "model.config"), ConfigError,
+    (lambda: _sdgs().resolve_config({"max_depht_m": 2}), ConfigError,
      "config key", "model.config.max_depht_m", "max_depth_m"),
     (lambda: SceneSpec.from_dict(_with(_spec_data(), "lens", "f_numbr", 2)), SpecError,
      "scene spec field", "lens.f_numbr", "f_number"),
+    (lambda: RenderOptions.from_dict({"wrokers": 2}), RenderOptionError, "render option", "wrokers", "workers"),
 ]
 
 
-@pytest.mark.parametrize("make, error, what, path, close", UNKNOWN, ids=["recipe", "config", "model", "spec"])
+@pytest.mark.parametrize("make, error, what, path, close", UNKNOWN, ids=["recipe", "config", "model", "spec", "render"])
 def test_an_unknown_key_reads_the_same_everywhere(make, error, what, path, close):
     with pytest.raises(error) as info:
         make()
@@ -58,8 +63,18 @@ BAD_VALUES = [
      "recipe field 'image.width': got 'big'; an integer >= 8 and <= 8192"),
     (lambda: TrainConfig.from_dict({"data": {"batch_size": "big"}}), ConfigError,
      "config key 'data.batch_size': got 'big'; an integer >= 1 or one of: auto"),
-    (lambda: build_dict(MODEL_DEFAULTS, {"channels": [16, "big"]}, ConfigError, "model.config"), ConfigError,
-     "config key 'model.config.channels[1]': got 'big'; an integer"),
+    (lambda: _sdgs().resolve_config({"channels": [16, "big"]}), ConfigError,
+     "config key 'model.config.channels[1]': got 'big'; an integer >= 1 and <= 1024"),
+    (lambda: _sdgs().resolve_config({"channels": []}), ConfigError,
+     "config key 'model.config.channels': got []; a list of 1 to 10 items, each an integer >= 1 and <= 1024"),
+    (lambda: _sdgs().resolve_config({"w_sweep": -1}), ConfigError,
+     "config key 'model.config.w_sweep': got -1; a number >= 0"),
+    (lambda: _sdgs().resolve_config({"input_frame": "last"}), ConfigError,
+     "config key 'model.config.input_frame': got 'last'; one of: nearest, middle, farthest"),
+    (lambda: RenderOptions.from_dict({"workers": 0}), RenderOptionError,
+     "render option 'workers': got 0; an integer >= 1"),
+    (lambda: RenderOptions.from_dict({"device": "tpu"}), RenderOptionError,
+     "render option 'device': got 'tpu'; one of: cpu, gpu"),
     (lambda: SceneSpec.from_dict(_with(_spec_data(), "lens", "f_number", "big")), SpecError,
      "scene spec field 'lens.f_number': got 'big'; a number"),
     (lambda: recipe_from_dict(_with(_recipe_data(), "lens", "model", "pinhole")), RecipeError,
@@ -82,6 +97,8 @@ def test_sections_are_frozen():
         recipe.image.width = 64
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.data.batch_size = 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        RenderOptions.from_dict({}).workers = 2
 
 
 @pytest.mark.parametrize("apply, error, data, good, typo, through", [
@@ -102,14 +119,26 @@ def test_set_works_the_same_way(apply, error, data, good, typo, through):
         apply(data, [through])
 
 
-def test_model_config_is_typed_like_its_defaults_and_free_below_a_dict():
-    config = build_dict(MODEL_DEFAULTS, {"max_depth_m": 2, "channels": [8, 16, 32]}, ConfigError, "model.config")
-    assert config == {**MODEL_DEFAULTS, "max_depth_m": 2.0, "channels": [8, 16, 32]}
-    assert isinstance(config["max_depth_m"], float)  # an int for a float default
-    with pytest.raises(ConfigError, match="'model.config.coc_head': got 1; true or false"):
-        build_dict(MODEL_DEFAULTS, {"coc_head": 1}, ConfigError, "model.config")
-    # --set below model.config (a dict): any key may be set; the model's defaults check it later
+def test_model_config_is_a_frozen_dataclass_typed_by_its_fields_and_free_below_a_dict():
+    sdgs = _sdgs()
+    config = sdgs.resolve_config({"max_depth_m": 2, "channels": [8, 16, 32]})
+    assert config == sdgs.Config(max_depth_m=2.0, channels=[8, 16, 32])  # every other key at its default
+    assert isinstance(config.max_depth_m, float)  # an int for a float field
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.max_depth_m = 1.0
+    with pytest.raises(ConfigError, match="'model.config.depth_from_defocus': got 1; true or false"):
+        sdgs.resolve_config({"depth_from_defocus": 1})
+    # --set below model.config (a dict): any key may be set; the model's Config checks it later
     assert config_overrides({}, ["model.config.anything=3"])["model"]["config"] == {"anything": 3}
+
+
+def test_a_rule_between_fields_names_the_field_with_the_schemas_text():
+    with pytest.raises(ConfigError) as info:
+        _sdgs().resolve_config({"min_depth_m": 2, "max_depth_m": 1})
+    assert str(info.value) == "config key 'model.config.max_depth_m': got 1.0; a depth above min_depth_m = 2.0 m"
+    with pytest.raises(RenderOptionError, match="'ray_address': got 'auto'; null unless executor is 'ray'"):
+        RenderOptions.from_dict({"ray_address": "auto"})
+    assert RenderOptions.from_dict({"ray_address": "auto", "executor": "ray"}).ray_address == "auto"
 
 
 def test_scene_spec_round_trip_is_exact():

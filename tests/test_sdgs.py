@@ -8,6 +8,7 @@ depth provably never enters it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -61,9 +62,9 @@ def test_registry_builds_by_name_and_checks_config(networks):
     assert "sdgs" in networks.MODELS and networks.MODELS["sdgs"].supervised is False
     model = networks.build_model("sdgs", {"max_depth_m": 2, "channels": [8, 16, 32]})
     assert isinstance(model, networks.DepthModel) and model.name == "sdgs"
-    assert model.config["max_depth_m"] == 2.0 and isinstance(model.config["max_depth_m"], float)
+    assert model.config.max_depth_m == 2.0 and isinstance(model.config.max_depth_m, float)
     assert model.size_multiple == 4  # three levels
-    assert set(model.config) == set(networks.MODELS["sdgs"].default_config())
+    assert model.config == networks.MODELS["sdgs"].Config(max_depth_m=2.0, channels=[8, 16, 32])  # the rest: defaults
     rebuilt = networks.build_model(model.name, model.config)  # the saved config rebuilds the same network
     def shapes(m):
         return {k: v.shape for k, v in m.state_dict().items()}
@@ -78,7 +79,7 @@ def test_registry_builds_by_name_and_checks_config(networks):
         networks.build_model("sdgs", {"lr": 1e-3})
     with pytest.raises(ConfigError, match=r"'model.config.max_depth_m': got 'far'; a number"):
         networks.build_model("sdgs", {"max_depth_m": "far"})
-    with pytest.raises(ValueError, match="min_depth_m < max_depth_m"):
+    with pytest.raises(ConfigError, match=r"'model.config.max_depth_m': got 2.0; a depth above min_depth_m = 3.0 m"):
         networks.build_model("sdgs", {"min_depth_m": 3.0, "max_depth_m": 2.0})
     with pytest.raises(ValueError, match="already registered"):
         networks.register(type("Other", (networks.MODELS["sdgs"],), {}))
@@ -106,12 +107,10 @@ def test_lens_from_batch_uses_the_full_sensor_pitch(torch, networks):
 
 def _render_args():
     """sdgs' default splat settings, as keyword arguments of ``rerender``."""
-    from dfd_models.networks.sdgs import SDGS
-    from dfd_models.splat import SplatConfig
+    from dfd_models.networks.sdgs import SDGSConfig
 
-    cfg = SDGS.default_config()
-    splat = SplatConfig(eps2d=cfg["splat_eps2d"], alpha_min=cfg["splat_alpha_min"])
-    return {"scale_px": cfg["gaussian_scale_px"], "splat": splat, "backend": "torch"}
+    cfg = SDGSConfig()
+    return {"scale_px": cfg.gaussian_scale_px, "splat": cfg.splat, "backend": "torch"}
 
 
 
@@ -292,7 +291,7 @@ def test_forward_losses_predict_shapes(torch, networks):
     assert outputs["input_frame"] == 0  # the frame focused nearest
     assert all(v.dtype == torch.float32 for k, v in outputs.items()
                if k not in ("input_frame", "rendered_mask"))  # fmt: skip
-    lo, hi = model.config["min_depth_m"], model.config["max_depth_m"]
+    lo, hi = model.config.min_depth_m, model.config.max_depth_m
     assert ((outputs["depth"] >= lo) & (outputs["depth"] <= hi)).all()
     # an untrained model's depth is the one its defocus map implies through the lens: the lens CoC of
     # that depth at the input frame's focus is the map (every surface behind the plane of focus)
@@ -306,7 +305,7 @@ def test_forward_losses_predict_shapes(torch, networks):
         free_depth = free(batch)["input_depth"]
     torch.testing.assert_close(free_depth, torch.full_like(free_depth, 2.0))
     near = networks.build_model("sdgs", {"max_depth_m": 1.5, "depth_init_m": 0.0, "depth_from_defocus": False})
-    assert near.config["depth_init_m"] == 0.0  # 0: the geometric mean of the range
+    assert near.config.depth_init_m == 0.0  # 0: the geometric mean of the range
     with torch.no_grad():
         start = near.predict(batch["frames"][:, :1], batch["focus_m"][:, :1], networks.lens_from_batch(batch),
                              batch["K"][:, :1])
@@ -347,7 +346,7 @@ def test_forward_losses_predict_shapes(torch, networks):
         model.predict(batch["frames"][:, :1, :, :12], batch["focus_m"][:, :1], lens, batch["K"][:, :1])
     with pytest.raises(ValueError, match="at least 2 frames"):
         model({**batch, **{key: batch[key][:, :1] for key in ("frames", "focus_m", "K")}})
-    with pytest.raises(ValueError, match="render_frames"):
+    with pytest.raises(ConfigError, match="'model.config.render_frames': got 'some'; one of: all, pair"):
         networks.build_model("sdgs", {"render_frames": "some"})
     assert SDGS.supervised is False
 
@@ -460,8 +459,10 @@ def test_sdgs_stack_depth_sees_the_end_frames(torch, networks):
     ``sdgs``'s, and it is on frame T // 2's grid."""
     assert networks.MODELS["sdgs_stack"].supervised is False
     model = networks.build_model("sdgs_stack", {"channels": [4, 8, 8, 8]})
-    assert model.depth_net.in_channels == 2 * (6 + len(model.config["blur_scales_px"]))
-    assert set(model.config) == set(networks.MODELS["sdgs"].default_config())
+    assert model.depth_net.in_channels == 2 * (6 + len(model.config.blur_scales_px))
+    sdgs_config = networks.MODELS["sdgs"].Config
+    assert isinstance(model.config, sdgs_config)  # sdgs's keys, no others
+    assert {f.name for f in dataclasses.fields(model.config)} == {f.name for f in dataclasses.fields(sdgs_config)}
     single = networks.build_model("sdgs", {"channels": [4, 8, 8, 8]})
     assert single.depth_net.in_channels == 6
     batch = _synthetic_batch(torch, focus=(0.4, 0.6, 0.8, 1.2))
@@ -507,7 +508,7 @@ def test_start_is_inside_the_range_for_small_obj_lenses(torch, networks):
     for name in ("sdgs", "sdgs_stack"):
         model = networks.build_model(name, {"channels": [4, 8, 8, 8], "w_photometric": 0.0, "defocus_init_px": 0.5})
         outputs = model(batch)
-        lo, hi = 1 / model.config["max_depth_m"], 1 / model.config["min_depth_m"]
+        lo, hi = 1 / model.config.max_depth_m, 1 / model.config.min_depth_m
         position = (outputs["inv_depth"].detach() - lo) / (hi - lo)
         assert float(position.min()) > 0.02 and float(position.max()) < 0.98, (name, position.flatten(1)[:, 0])
         terms = model.losses(batch, outputs)
@@ -527,7 +528,7 @@ def test_w_photometric_zero_is_an_ablation(torch, networks):
     assert set(terms) == {"sweep", "coc", "smoothness", "total"}
     assert all(torch.isfinite(v) for v in terms.values())
     cfg = model.config
-    expected = cfg["w_sweep"] * terms["sweep"] + cfg["w_coc"] * terms["coc"] + cfg["w_smoothness"] * terms["smoothness"]
+    expected = cfg.w_sweep * terms["sweep"] + cfg.w_coc * terms["coc"] + cfg.w_smoothness * terms["smoothness"]
     torch.testing.assert_close(terms["total"], expected)
     terms["total"].backward()
     assert float(model.depth_net.head.bias.grad.abs()) > 0
@@ -540,12 +541,13 @@ def test_layers_photometric_is_the_forward_models_error(torch, networks):
     from dfd_models.networks.base import lens_from_batch
     from dfd_models.refine import forward_model
 
-    with pytest.raises(ValueError, match="photometric_renderer.*one of"):
+    with pytest.raises(ConfigError, match="photometric_renderer.*one of"):
         networks.build_model("sdgs", {"photometric_renderer": "fast"})
-    with pytest.raises(ValueError, match="photometric_renderer 'layers'.*render_frames 'all' \\(got 'pair'\\)"):
+    with pytest.raises(ConfigError, match="'model.config.photometric_renderer': got 'layers'; .*"
+                                          "render_frames 'all' \\(got 'pair'\\)$"):  # only what it lacks
         networks.build_model("sdgs", {"photometric_renderer": "layers", "render_frames": "pair",
                                       "photometric_pool": 1, "ssim_alpha": 0.0})
-    with pytest.raises(ValueError, match=r"photometric_pool 1 \(got 4\)"):  # pooled SSIM is not its error
+    with pytest.raises(ConfigError, match=r"photometric_pool 1 \(got 4\)"):  # pooled SSIM is not its error
         networks.build_model("sdgs", {"photometric_renderer": "layers"})
     config = {"channels": [4, 8, 8, 8], "photometric_renderer": "layers", "photometric_pool": 1, "ssim_alpha": 0.0}
     model = networks.build_model("sdgs", config)
@@ -554,8 +556,8 @@ def test_layers_photometric_is_the_forward_models_error(torch, networks):
     terms = model.losses(batch, outputs)
     cfg = model.config
     reference = forward_model(batch["frames"], batch["focus_m"], batch["K"], lens_from_batch(batch), 0,
-                              min_depth_m=cfg["min_depth_m"], max_depth_m=cfg["max_depth_m"],
-                              splat_px=cfg["gaussian_scale_px"], gamma=cfg["photometric_gamma"])
+                              min_depth_m=cfg.min_depth_m, max_depth_m=cfg.max_depth_m,
+                              splat_px=cfg.gaussian_scale_px, gamma=cfg.photometric_gamma)
     torch.testing.assert_close(terms["photometric"], reference.error(outputs["input_depth"]), rtol=1e-4, atol=1e-6)
     terms["photometric"].backward()
     assert float(model.depth_net.head.bias.grad.abs()) > 0

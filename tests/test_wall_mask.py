@@ -150,11 +150,11 @@ def _region_errors(torch, model, batch, outputs):
         (depth error [B, 1, H, W], CoC error [B, T, 1, H, W])."""
     cfg = model.config
     pred, true = outputs["depth"], batch["depth"]
-    if cfg["depth_space"] == "log":
-        depth = (pred.clamp_min(cfg["min_depth_m"]).log() - true.clamp_min(cfg["min_depth_m"]).log()).abs()
+    if cfg.depth_space == "log":
+        depth = (pred.clamp_min(cfg.min_depth_m).log() - true.clamp_min(cfg.min_depth_m).log()).abs()
     else:
-        depth = ((pred - true) / cfg["max_depth_m"]) ** 2
-    coc = ((outputs["coc"] - model.coc_target(batch)) / cfg["coc_scale_px"]).abs()
+        depth = ((pred - true) / cfg.max_depth_m) ** 2
+    coc = ((outputs["coc"] - model.coc_target(batch)) / cfg.coc_scale_px).abs()
     return depth, coc
 
 
@@ -238,32 +238,34 @@ def test_mask_wall_is_a_deprecated_alias_of_regions(torch, tmp_path):
     for mask_wall, regions in ((True, "objects"), (False, "all")):
         with pytest.warns(DeprecationWarning, match="mask_wall"):
             model = build_model("defocusnet", {"mask_wall": mask_wall})
-        assert model.config["regions"] == regions and model.config["mask_wall"] is None
+        assert model.config.regions == regions and not hasattr(model.config, "mask_wall")
         assert build_model("defocusnet", model.config).config == model.config  # the config rebuilds it
+        assert build_model("defocusnet", dataclasses.asdict(model.config)).config == model.config  # as saved
     with pytest.warns(DeprecationWarning):
-        assert build_model("ddff", {"mask_wall": True, "regions": "objects"}).config["regions"] == "objects"
+        assert build_model("ddff", {"mask_wall": True, "regions": "objects"}).config.regions == "objects"
     with pytest.raises(ConfigError, match="'objects', as the deprecated mask_wall true"):
         build_model("ddff", {"mask_wall": True, "regions": "balanced"})
     with pytest.raises(ConfigError, match="model.config.mask_wall"):
         build_model("ddff", {"mask_wall": "yes"})
-    for bad, match in (({"regions": "wall"}, "regions must be one of"),
-                       ({"wall_weight": 0}, "wall_weight must be > 0")):
-        with pytest.raises(ValueError, match=match):
+    for bad, match in (({"regions": "wall"}, "'model.config.regions': got 'wall'; one of: balanced, objects"),
+                       ({"wall_weight": 0}, "'model.config.wall_weight': got 0; a number > 0")):
+        with pytest.raises(ConfigError, match=match):
             build_model("ddff", {**SMALL_DDFF, **bad})
     old_run = TrainConfig.from_dict({"model": {"name": "ddff", "config": {"mask_wall": True}}})
     with pytest.warns(DeprecationWarning):  # a run's completed config (--set model.config.mask_wall=true) names regions
         completed = complete_model_config(old_run)
-    assert completed.model.config["regions"] == "objects" and completed.model.config["mask_wall"] is None
-    assert build_model("ddff", completed.model.config).config["regions"] == "objects"
+    assert completed.model.config["regions"] == "objects" and "mask_wall" not in completed.model.config
+    assert build_model("ddff", completed.model.config).config.regions == "objects"
 
     old = build_model("ddff", SMALL_DDFF)
-    config = {**SMALL_DDFF, **{k: v for k, v in old.config.items() if k not in ("regions", "wall_weight")},
+    config = {**SMALL_DDFF, **{k: v for k, v in dataclasses.asdict(old.config).items()
+                               if k not in ("regions", "wall_weight")},
               "mask_wall": True}  # an old checkpoint's config: mask_wall, no regions
     save_checkpoint({"config": {"model": {"name": "ddff", "config": config}}, "data": {}, "step": 1,
                      "model": old.state_dict()}, [tmp_path / "old.pt"])
     with pytest.warns(DeprecationWarning):
         loaded, _ = load_model(tmp_path / "old.pt")
-    assert loaded.config["regions"] == "objects"
+    assert loaded.config.regions == "objects"
 
 
 def _fit_errors(torch, regions, steps=40, lr=3e-3, seed=0):
@@ -346,6 +348,7 @@ def test_split_regions_learn_where_the_wall_is(torch, one_thread):
 def test_depth_init_sets_the_untrained_output_and_keeps_the_focus_prior(torch):
     """depth_init_m: an untrained defocusnet outputs that depth everywhere; ddff's focus-weighted
     logit still turns a frame's focus distance into itself (depth_logit inverts the shifted map)."""
+    from dfd_models.config import ConfigError
     from dfd_models.networks import build_model
     from test_baselines_ddff import _batch
 
@@ -361,5 +364,6 @@ def test_depth_init_sets_the_untrained_output_and_keeps_the_focus_prior(torch):
     plain = build_model("defocusnet", {"depth_space": "log"})
     with torch.no_grad():
         assert not torch.allclose(plain(batch)["depth"], torch.tensor(1.75))
-    with pytest.raises(ValueError, match="depth_init_m"):
+    with pytest.raises(ConfigError,
+                       match=r"'model.config.depth_init_m': got 5.0; null or a depth inside \(0.1, 3.0\) m"):
         build_model("defocusnet", {"depth_init_m": 5.0})

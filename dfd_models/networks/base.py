@@ -8,7 +8,7 @@ network.
 
 A training step, whatever the model::
 
-    model = build_model("sdgs", {"min_depth_m": 0.2})   # unknown name or key: ConfigError
+    model = build_model("sdgs", {"min_depth_m": 0.2})   # unknown name, key or value: ConfigError
     outputs = model(batch)                    # batch from dfd_models.data.make_loader
     terms = model.losses(batch, outputs)      # scalar tensors, terms["total"] is optimised
     terms["total"].backward()
@@ -36,35 +36,76 @@ set lives in buffers) as an ordinary checkpoint at step 0, which
 
 Their ``forward`` is ``{"depth": predict(...)}`` on a batch and their ``losses``
 raises ``NotImplementedError``.
+
+A model's own config (``model.config`` of a training config) is its :attr:`DepthModel.Config`:
+a frozen dataclass (a subclass of :class:`ModelConfig`) whose fields are declared with
+:func:`generator.core.schema.setting`, bounds and choices beside the default, as the recipe's
+sections are. :meth:`DepthModel.resolve_config` builds it from plain data with the training
+config's errors (``config key 'model.config.KEY': got VALUE; ALLOWED``, exit status 2); the
+rules between fields are its ``__post_init__``. A model reads ``self.config.KEY``; checkpoints
+and ``config.yaml`` hold ``dataclasses.asdict(model.config)``, which rebuilds it.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from generator.core.lens import LENS_MODELS
-from generator.core.schema import build_dict, convert
+from generator.core.schema import build, setting
 from dfd_models.config import ConfigError
 from dfd_models.lens import LensParams
 
-__all__ = ["MODELS", "DepthModel", "build_model", "lens_from_batch", "register"]
+__all__ = ["MODELS", "DepthModel", "DepthRangeConfig", "ModelConfig", "build_model", "lens_from_batch", "register"]
 
 #: Widest layer a model config may ask for, channels or units: 8x the widest default (64
 #: channels, 128 LSTM units). A 3x3 convolution of 1024 to 1024 channels holds 38 MB of float32
 #: weights; a checkpoint's config (user input) asking for 10^5 would allocate 360 GB before a
 #: weight is read.
 MAX_WIDTH = 1024
-#: Most items of a list-valued key that :attr:`DepthModel.config_checks` names: levels of a
-#: network (each halves the image; 10 levels need sizes divisible by 512), or blur scales
-#: (an input channel each).
+#: Most items of a model config's list of widths or of blur scales: levels of a network (each
+#: halves the image; 10 levels need sizes divisible by 512), or blur scales (an input channel each).
 MAX_LEVELS = 10
-#: :func:`generator.core.schema.setting` checks of a layer width (or of each width of a list).
-WIDTHS = {"ge": 1, "le": MAX_WIDTH}
+#: :func:`generator.core.schema.setting` checks of a list of layer widths, channels, one per level.
+WIDTHS = {"ge": 1, "le": MAX_WIDTH, "min_items": 1, "max_items": MAX_LEVELS}
+#: :func:`generator.core.schema.setting` checks of a list of blur scales (Gaussian stds, pixels).
+BLUR_SCALES = {"gt": 0, "max_items": MAX_LEVELS}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """The base of every model's config (:attr:`DepthModel.Config`): no keys of its own.
+
+    A subclass declares each key as a field with :func:`generator.core.schema.setting`
+    (default, bounds, choices) and its unit in its docstring; a rule between keys goes in
+    ``__post_init__`` and raises :class:`~dfd_models.config.ConfigError` naming the key.
+    Every key that sets a layer's size is bounded (:data:`WIDTHS`), so a config (a
+    checkpoint's is user input) cannot make the model allocate more than a few GB.
+    """
+
+
+@dataclass(frozen=True, kw_only=True)
+class DepthRangeConfig(ModelConfig):
+    """The depth range of a model's output, declared once for every model that has one.
+
+    Attributes:
+        min_depth_m, max_depth_m: the nearest and farthest depth predicted, metres;
+            0 < min_depth_m < max_depth_m.
+    """
+
+    min_depth_m: float = setting(0.1, gt=0)
+    max_depth_m: float = setting(3.0, gt=0)
+
+    def __post_init__(self) -> None:
+        if not self.min_depth_m < self.max_depth_m:
+            raise ConfigError("model.config.max_depth_m", self.max_depth_m,
+                              f"a depth above min_depth_m = {self.min_depth_m} m")
 
 
 class DepthModel(nn.Module, abc.ABC):
@@ -83,15 +124,11 @@ class DepthModel(nn.Module, abc.ABC):
             (:meth:`predict` may accept fewer; see the subclass).
         trainable: False for a model with nothing to optimise, which the trainer
             fits (:meth:`fit`) instead of training (module docstring).
-        config_checks: checks of config keys beyond the type their default implies, by key:
-            :func:`generator.core.schema.setting`'s bounds (``ge``, ``le``; e.g. :data:`WIDTHS`) of
-            the value or of each item of a list, which has at most :data:`MAX_LEVELS` items.
-            Every key that sets a layer's size is checked, so a config cannot make the model
-            allocate more than a few GB.
+        Config: the model's config class (a :class:`ModelConfig`; this base's has no keys).
 
-    ``self.config`` is the complete configuration (defaults merged with the
-    overrides given), plain JSON-able data: save it with every checkpoint and
-    rebuild with ``build_model(model.name, model.config)``.
+    ``self.config`` is the complete configuration, a ``Config`` (its defaults with the
+    values given): save ``dataclasses.asdict(model.config)`` with every checkpoint and
+    rebuild with ``build_model(model.name, model.config)`` (the plain data or the instance).
 
     Outputs are float32 (a model casts back from autocast where it matters) and
     lengths are metres. Depth outputs are planar depth (camera z, DESIGN.md
@@ -105,36 +142,24 @@ class DepthModel(nn.Module, abc.ABC):
     size_multiple: ClassVar[int] = 1
     min_frames: ClassVar[int] = 1
     trainable: ClassVar[bool] = True
-    config_checks: ClassVar[dict[str, dict[str, Any]]] = {}
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
 
-    def __init__(self, config: dict | None = None):
+    def __init__(self, config: Mapping[str, Any] | ModelConfig | None = None):
         super().__init__()
         self.config = self.resolve_config(config)
 
     @classmethod
-    @abc.abstractmethod
-    def default_config(cls) -> dict[str, Any]:
-        """Every hyper-parameter of the model with its default value (plain JSON-able data)."""
-
-    @classmethod
-    def resolve_config(cls, overrides: dict | None = None) -> dict[str, Any]:
-        """The defaults updated with ``overrides``, typed like the defaults (:func:`generator.core.schema.build_dict`:
-        an int for a float default is accepted, and the errors are the training config's).
+    def resolve_config(cls, config: Mapping[str, Any] | ModelConfig | None = None) -> ModelConfig:
+        """The model's :attr:`Config` from ``config``: plain data (keys left out take their
+        defaults; an int for a float is accepted) or a config instance, checked either way.
 
         Raises:
-            ConfigError: an override's key is not a key of :meth:`default_config` (naming
-                the allowed keys), its value is not of the default's type, or it fails the
-                key's :attr:`config_checks`.
+            ConfigError: a key that is not one of :attr:`Config`'s (naming them), a value of
+                the wrong type, out of its bounds or not one of its choices, or keys that
+                break a rule between them; the key path is ``model.config.KEY``.
         """
-        config = build_dict(cls.default_config(), overrides or {}, ConfigError, "model.config")
-        for key, checks in cls.config_checks.items():
-            path, value = f"model.config.{key}", config[key]
-            if isinstance(value, list) and len(value) > MAX_LEVELS:
-                raise ConfigError(path, value, f"a list of at most {MAX_LEVELS} items")
-            for where, item in ([(f"{path}[{i}]", v) for i, v in enumerate(value)] if isinstance(value, list)
-                                else [(path, value)]):
-                convert(type(item), item, where, checks, ConfigError)
-        return config
+        data = dataclasses.asdict(config) if isinstance(config, ModelConfig) else config
+        return build(cls.Config, {} if data is None else data, ConfigError, "model.config")
 
     @abc.abstractmethod
     def forward(self, batch: dict) -> dict[str, Tensor]:
@@ -223,12 +248,12 @@ def register(cls: type[DepthModel]) -> type[DepthModel]:
     return cls
 
 
-def build_model(name: str, config: dict | None = None) -> DepthModel:
-    """A new model ``name`` with its default config updated by ``config``.
+def build_model(name: str, config: Mapping[str, Any] | ModelConfig | None = None) -> DepthModel:
+    """A new model ``name`` with its default config updated by ``config`` (plain data or a config).
 
     Raises:
-        ConfigError: unknown name (naming the registered ones) or config key/type
-            (see :meth:`DepthModel.resolve_config`).
+        ConfigError: unknown name (naming the registered ones), or a config key or value
+            the model does not take (see :meth:`DepthModel.resolve_config`).
     """
     if name not in MODELS:
         raise ConfigError("model.name", name, f"one of the registered models: {', '.join(sorted(MODELS))}")

@@ -26,22 +26,35 @@ with the true CoC (:class:`SupervisedDepthModel` losses).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor
 
+from generator.core.schema import setting
 from dfd_models.networks.base import WIDTHS, register
-from dfd_models.networks.supervised import Decoder, Encoder, SupervisedDepthModel
+from dfd_models.networks.supervised import Decoder, Encoder, SupervisedConfig, SupervisedDepthModel
 
-__all__ = ["DDFF"]
+__all__ = ["DDFF", "DDFFConfig"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DDFFConfig(SupervisedConfig):
+    """``ddff``'s config: :class:`~dfd_models.networks.supervised.SupervisedConfig`'s keys, and
+
+    Attributes:
+        channels: encoder/decoder widths per level, channels (H, W multiples of 2^(levels - 1)).
+    """
+
+    channels: list[int] = setting([16, 32, 64, 64], **WIDTHS)
 
 
 @register
 class DDFF(SupervisedDepthModel):
     """Per-frame encoder-decoder, focus scores softmaxed across the stack (module docstring).
 
-    Config keys: those of :meth:`SupervisedDepthModel.supervised_config`, and
-        channels: encoder/decoder widths per level (H, W multiples of 2^(levels - 1)).
+    Config: :class:`DDFFConfig`.
 
     Outputs of :meth:`forward`:
         ``depth`` [B, 1, H, W]: metres, on every frame's grid (the stack's frames are
@@ -51,18 +64,15 @@ class DDFF(SupervisedDepthModel):
     """
 
     name = "ddff"
-    config_checks = {**SupervisedDepthModel.config_checks, "channels": WIDTHS}
+    Config = DDFFConfig
+    config: DDFFConfig
 
-    @classmethod
-    def default_config(cls) -> dict[str, Any]:
-        return {**cls.supervised_config(), "channels": [16, 32, 64, 64]}
-
-    def __init__(self, config: dict | None = None):
+    def __init__(self, config: Mapping[str, Any] | DDFFConfig | None = None):
         super().__init__(config)
-        channels = self.config["channels"]
+        channels = self.config.channels
         self.encoder = Encoder(self.frame_channels, channels)
         self.depth_decoder = Decoder(channels, 2)  # score s_t, offset v_t
-        self.coc_decoder = Decoder(channels, 1) if self.config["coc_head"] else None
+        self.coc_decoder = Decoder(channels, 1) if self.config.coc_head else None
         self.size_multiple = self.encoder.size_multiple
 
     def stack_forward(self, batch: dict) -> dict[str, Tensor]:

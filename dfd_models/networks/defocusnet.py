@@ -29,18 +29,24 @@ runs on a single image. Height and width must be multiples of 2^(len(channels) -
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from generator.core.schema import setting
+from dfd_models.config import ConfigError
 from dfd_models.networks.base import WIDTHS, register
 from dfd_models.networks.blocks import ConvBlock, zero_head
-from dfd_models.networks.supervised import SupervisedDepthModel
+from dfd_models.networks.supervised import SupervisedConfig, SupervisedDepthModel
 
-__all__ = ["DefocusNet", "PoolNet"]
+__all__ = ["DefocusNet", "DefocusNetConfig", "PoolNet"]
+
+#: :data:`~dfd_models.networks.base.WIDTHS` of a :class:`PoolNet`, which needs two levels at least.
+POOLNET_WIDTHS = {**WIDTHS, "min_items": 2}
 
 
 def stack_max(x: Tensor) -> Tensor:
@@ -91,44 +97,56 @@ class PoolNet(nn.Module):
         return x.unflatten(0, (b, t))
 
 
-@register
-class DefocusNet(SupervisedDepthModel):
-    """PoolNet CoC stage then PoolNet depth stage (module docstring).
+@dataclass(frozen=True, kw_only=True)
+class DefocusNetConfig(SupervisedConfig):
+    """``defocusnet``'s config: :class:`~dfd_models.networks.supervised.SupervisedConfig`'s keys,
+    whose CoC term is this model's first-stage loss, and
 
-    Config keys (:meth:`default_config`; the shared supervised keys are documented in
-    :class:`~dfd_models.networks.supervised.SupervisedDepthModel`, whose CoC term is
-    this model's first-stage loss and always on):
-        coc_channels: widths per level of the first (CoC) stage.
-        depth_channels: widths per level of the second (depth) stage.
+    Attributes:
+        coc_head: must be true: the CoC head is the first stage.
+        coc_channels: widths per level of the first (CoC) stage, channels, two levels at least.
+        depth_channels: widths per level of the second (depth) stage, channels, two levels at least.
         focus_input: give the CoC stage each frame's focus distance (as
             :meth:`~dfd_models.networks.supervised.SupervisedDepthModel.focus_planes`), as the
             depth stage has it. Its branches share weights and meet only through the stack
             maximum, so without it a branch does not know which focus its frame has.
+    """
+
+    coc_head: bool = setting(True)
+    coc_channels: list[int] = setting([8, 16, 32], **POOLNET_WIDTHS)
+    depth_channels: list[int] = setting([8, 16, 32], **POOLNET_WIDTHS)
+    focus_input: bool = setting(True)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.coc_head:
+            raise ConfigError("model.config.coc_head", self.coc_head, "true: the CoC head is defocusnet's first stage")
+
+
+@register
+class DefocusNet(SupervisedDepthModel):
+    """PoolNet CoC stage then PoolNet depth stage (module docstring).
+
+    Config: :class:`DefocusNetConfig`.
 
     Outputs of :meth:`forward`: ``depth`` [B, 1, H, W] metres, ``coc`` [B, T, 1, H, W]
     (unsigned CoC of each frame, pixels). :meth:`predict` is the shared one (forward on the frames).
     """
 
     name = "defocusnet"
-    config_checks = {**SupervisedDepthModel.config_checks, "coc_channels": WIDTHS, "depth_channels": WIDTHS}
+    Config = DefocusNetConfig
+    config: DefocusNetConfig
 
     @property
     def focus_input(self) -> bool:
         """The CoC stage sees the focus plane only with config ``focus_input``."""
-        return self.config["focus_input"]
+        return self.config.focus_input
 
-    @classmethod
-    def default_config(cls) -> dict[str, Any]:
-        return {**cls.supervised_config(), "coc_head": True, "coc_channels": [8, 16, 32], "depth_channels": [8, 16, 32],
-                "focus_input": True}
-
-    def __init__(self, config: dict | None = None):
+    def __init__(self, config: Mapping[str, Any] | DefocusNetConfig | None = None):
         super().__init__(config)
-        if not self.config["coc_head"]:
-            raise ValueError("defocusnet's first stage is its CoC head: coc_head must be true")
-        self.coc_net = PoolNet(self.frame_channels, self.config["coc_channels"])
+        self.coc_net = PoolNet(self.frame_channels, self.config.coc_channels)
         self.coc_out = nn.Conv2d(self.coc_net.out_channels, 1, 1)
-        self.depth_net = PoolNet(2, self.config["depth_channels"])
+        self.depth_net = PoolNet(2, self.config.depth_channels)
         self.depth_out = zero_head(self.depth_net.out_channels, 1)
         self.size_multiple = max(self.coc_net.size_multiple, self.depth_net.size_multiple)
 
@@ -145,7 +163,7 @@ class DefocusNet(SupervisedDepthModel):
         focus = self.focus_planes(focus_m, h, w).to(frames.dtype)  # [B, T, 1, H, W]
         coc = self.coc_from_logit(self.coc_out(self.coc_net(self.frame_inputs(frames, focus_m)).flatten(0, 1)))
         coc = coc.unflatten(0, (b, t))
-        features = self.depth_net(torch.cat([(coc / self.config["coc_scale_px"]).to(frames.dtype), focus], 2))
+        features = self.depth_net(torch.cat([(coc / self.config.coc_scale_px).to(frames.dtype), focus], 2))
         depth = self.depth_from_logit(self.depth_out(features.amax(1)))
         return {"depth": depth, "coc": coc}
 

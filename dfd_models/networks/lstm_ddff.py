@@ -28,25 +28,41 @@ plus the context of its LSTM step (which has seen the frames up to it).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dfd_models.networks.base import WIDTHS, register
-from dfd_models.networks.supervised import Decoder, Encoder, SupervisedDepthModel
+from generator.core.schema import setting
+from dfd_models.networks.base import MAX_WIDTH, WIDTHS, register
+from dfd_models.networks.supervised import Decoder, Encoder, SupervisedConfig, SupervisedDepthModel
 
-__all__ = ["LSTMDDFF"]
+__all__ = ["LSTMDDFF", "LSTMDDFFConfig"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LSTMDDFFConfig(SupervisedConfig):
+    """``lstm_ddff``'s config: :class:`~dfd_models.networks.supervised.SupervisedConfig`'s keys, and
+
+    Attributes:
+        channels: encoder/decoder widths per level, channels (H, W multiples of 2^(levels - 1)).
+        lstm_grid: side g of the pooled bottleneck grid the LSTM reads (g x g cells), 1 to 8.
+        lstm_hidden: LSTM units per layer.
+    """
+
+    channels: list[int] = setting([16, 32, 64, 64], **WIDTHS)
+    # The LSTM reads channels[-1] x lstm_grid^2 numbers: at the largest widths and grid 8, 1 GB of weights.
+    lstm_grid: int = setting(2, ge=1, le=8)
+    lstm_hidden: int = setting(128, ge=1, le=MAX_WIDTH)
 
 
 @register
 class LSTMDDFF(SupervisedDepthModel):
     """Per-frame encoder, two-layer LSTM over pooled bottlenecks, mean/max skip aggregation (module docstring).
 
-    Config keys: those of :meth:`SupervisedDepthModel.supervised_config`, and
-        channels: encoder/decoder widths per level (H, W multiples of 2^(levels - 1)).
-        lstm_grid: side g of the pooled bottleneck grid the LSTM reads (g x g cells).
-        lstm_hidden: LSTM units per layer.
+    Config: :class:`LSTMDDFFConfig`.
 
     Outputs of :meth:`forward`:
         ``depth`` [B, 1, H, W]: metres.
@@ -54,26 +70,19 @@ class LSTMDDFF(SupervisedDepthModel):
     """
 
     name = "lstm_ddff"
-    # The LSTM reads channels[-1] x lstm_grid^2 numbers: at the largest widths and grid 8, 1 GB of weights.
-    config_checks = {**SupervisedDepthModel.config_checks, "channels": WIDTHS, "lstm_hidden": WIDTHS,
-                     "lstm_grid": {"ge": 1, "le": 8}}
+    Config = LSTMDDFFConfig
+    config: LSTMDDFFConfig
 
-    @classmethod
-    def default_config(cls) -> dict[str, Any]:
-        return {**cls.supervised_config(), "channels": [16, 32, 64, 64], "lstm_grid": 2, "lstm_hidden": 128}
-
-    def __init__(self, config: dict | None = None):
+    def __init__(self, config: Mapping[str, Any] | LSTMDDFFConfig | None = None):
         super().__init__(config)
         cfg = self.config
-        channels, grid = cfg["channels"], cfg["lstm_grid"]
-        if grid < 1 or cfg["lstm_hidden"] < 1:
-            raise ValueError(f"lstm_grid and lstm_hidden must be >= 1, got {grid}, {cfg['lstm_hidden']}")
+        channels, grid = cfg.channels, cfg.lstm_grid
         self.encoder = Encoder(self.frame_channels, channels)
         cells = channels[-1] * grid * grid
-        self.lstm = nn.LSTM(cells, cfg["lstm_hidden"], num_layers=2, batch_first=True)
-        self.context = nn.Linear(cfg["lstm_hidden"], cells)
+        self.lstm = nn.LSTM(cells, cfg.lstm_hidden, num_layers=2, batch_first=True)
+        self.context = nn.Linear(cfg.lstm_hidden, cells)
         self.depth_decoder = Decoder(channels, 2)  # score s_t, offset v_t
-        self.coc_decoder = Decoder(channels, 1) if cfg["coc_head"] else None
+        self.coc_decoder = Decoder(channels, 1) if cfg.coc_head else None
         self.size_multiple = self.encoder.size_multiple
 
     def stack_forward(self, batch: dict) -> dict[str, Tensor]:
@@ -84,7 +93,7 @@ class LSTMDDFF(SupervisedDepthModel):
         features = self.encoder(x)  # per level [BT, C_k, H_k, W_k]
 
         bottleneck = features[-1]  # [BT, C_L, H_L, W_L]
-        grid = self.config["lstm_grid"]
+        grid = self.config.lstm_grid
         cells = F.adaptive_avg_pool2d(bottleneck, grid).flatten(1).unflatten(0, (b, t))  # [B, T, C_L g^2]
         steps, _ = self.lstm(cells.float())  # [B, T, hidden]
         context = self.context(steps).reshape(b * t, -1, grid, grid)  # [BT, C_L, g, g]

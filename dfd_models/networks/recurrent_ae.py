@@ -29,17 +29,19 @@ Height and width must be multiples of 2^(len(channels) - 1) (8 by default).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from generator.core.schema import setting
 from dfd_models.networks.base import WIDTHS, register
 from dfd_models.networks.blocks import zero_head
-from dfd_models.networks.supervised import SupervisedDepthModel
+from dfd_models.networks.supervised import SupervisedConfig, SupervisedDepthModel
 
-__all__ = ["ConvGRUCell", "RecurrentAE", "StackDecoder"]
+__all__ = ["ConvGRUCell", "RecurrentAE", "RecurrentAEConfig", "StackDecoder"]
 
 
 def conv_bn(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
@@ -105,34 +107,40 @@ class StackDecoder(nn.Module):
         return self.head(x)
 
 
+@dataclass(frozen=True, kw_only=True)
+class RecurrentAEConfig(SupervisedConfig):
+    """``recurrent_ae``'s config: :class:`~dfd_models.networks.supervised.SupervisedConfig`'s keys, and
+
+    Attributes:
+        channels: encoder widths per level, channels, full size first, at least two levels
+            (4 levels: H, W multiples of 8).
+        coc_head: on by default here: the per-frame CoC supervision is what makes the memory
+            learn the defocus cue (docs/RESULTS.md). Measured on small_obj at 64 px (160 scenes,
+            2000 steps, lr 1e-3): [8, 16, 32, 32] without the CoC head reached object AbsRel
+            0.32-0.54, delta1 0.35-0.56; the default widths with the CoC head 0.23 / 0.66.
+    """
+
+    coc_head: bool = setting(True)
+    channels: list[int] = setting([16, 32, 64, 64], **{**WIDTHS, "min_items": 2})
+
+
 @register
 class RecurrentAE(SupervisedDepthModel):
     """Recurrent convolutional autoencoder over the stack (module docstring).
 
-    Config keys (:meth:`default_config`; the shared supervised keys are documented in
-    :class:`~dfd_models.networks.supervised.SupervisedDepthModel`):
-        channels: encoder widths per level, full size first (4 levels: H, W multiples of 8).
-        coc_head: on by default here: the per-frame CoC supervision is what makes the memory
-            learn the defocus cue (docs/RESULTS.md).
+    Config: :class:`RecurrentAEConfig`.
 
     Outputs of :meth:`forward`: ``depth`` [B, 1, H, W] metres, and with ``coc_head``
     ``coc`` [B, T, 1, H, W] (unsigned CoC of each frame, pixels).
     """
 
     name = "recurrent_ae"
-    config_checks = {**SupervisedDepthModel.config_checks, "channels": WIDTHS}
+    Config = RecurrentAEConfig
+    config: RecurrentAEConfig
 
-    @classmethod
-    def default_config(cls) -> dict[str, Any]:
-        # Measured on small_obj at 64 px (160 scenes, 2000 steps, lr 1e-3): [8, 16, 32, 32] without the CoC
-        # head reached object AbsRel 0.32-0.54, delta1 0.35-0.56; these widths with the CoC head 0.23 / 0.66.
-        return {**cls.supervised_config(), "coc_head": True, "channels": [16, 32, 64, 64]}
-
-    def __init__(self, config: dict | None = None):
+    def __init__(self, config: Mapping[str, Any] | RecurrentAEConfig | None = None):
         super().__init__(config)
-        channels = self.config["channels"]
-        if len(channels) < 2 or min(channels) < 1:
-            raise ValueError(f"channels must list at least two positive widths, got {channels}")
+        channels = self.config.channels
         widths = [self.frame_channels] + list(channels)  # RGB, focus channel, blur features
         self.encoder = nn.ModuleList(
             nn.Sequential(conv_bn(widths[k], c, stride=1 if k == 0 else 2), conv_bn(c, c))
@@ -140,7 +148,7 @@ class RecurrentAE(SupervisedDepthModel):
         )
         self.memory = nn.ModuleList(ConvGRUCell(c, c) for c in channels)
         self.depth_decoder = StackDecoder(channels, 1)
-        self.coc_decoder = StackDecoder(channels, 1) if self.config["coc_head"] else None
+        self.coc_decoder = StackDecoder(channels, 1) if self.config.coc_head else None
         self.size_multiple = 2 ** (len(channels) - 1)
 
     def states(self, frames: Tensor, focus_m: Tensor) -> list[Tensor]:

@@ -37,22 +37,52 @@ buffers, so it is in the checkpoint's ``model`` state_dict.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from dfd_models.config import ConfigError
+from generator.core.schema import setting
 from dfd_models.focus import DFF_BEYOND_RANGE, dff_depth_and_confidence
 from dfd_models.lens import LensParams
-from dfd_models.networks.base import DepthModel, lens_from_batch, register
-from dfd_models.networks.sdgs import SDGS, sweep_teacher  # the sweep's settings are sdgs's (one owner)
+from dfd_models.networks.base import DepthModel, DepthRangeConfig, ModelConfig, lens_from_batch, register
+from dfd_models.networks.sdgs import SDGSConfig, sweep_teacher  # the sweep's settings are sdgs's (one owner)
 
-__all__ = ["CONSTANT_REGIONS", "Constant", "DefocusSweep", "DepthFromFocus", "ReferenceModel"]
+__all__ = ["CONSTANT_REGIONS", "Constant", "ConstantConfig", "DFFConfig", "DefocusSweep", "DepthFromFocus",
+           "ReferenceModel"]
 
 #: Values of ``constant``'s config ``region``: the pixels whose median depth it predicts.
 CONSTANT_REGIONS = ("all", "objects")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConstantConfig(ModelConfig):
+    """``constant``'s config.
+
+    Attributes:
+        region: one of :data:`CONSTANT_REGIONS`: ``all`` (default), the median over every valid
+            pixel; ``objects``, over the valid pixels off the background wall (``batch["wall"]``,
+            which shards that record the wall's depth give; fitting raises ValueError on
+            batches without it).
+    """
+
+    region: str = setting("all", choices=CONSTANT_REGIONS)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DFFConfig(DepthRangeConfig):
+    """``dff``'s config; the depth range, metres, bounds extrapolated depth (``extrapolate``).
+
+    Attributes:
+        beyond_range: one of :data:`dfd_models.focus.DFF_BEYOND_RANGE`: ``clamp`` (default: depth
+            within the stack's focus range) or ``extrapolate`` (a pixel sharpest in an end frame
+            placed by the Gaussian fit of its focus measure across the end frames, possibly beyond
+            the range, within [min_depth_m, max_depth_m]).
+    """
+
+    beyond_range: str = setting("clamp", choices=DFF_BEYOND_RANGE)
 
 
 class ReferenceModel(DepthModel):
@@ -60,15 +90,11 @@ class ReferenceModel(DepthModel):
 
     :meth:`forward` is :meth:`predict` on a batch (``{"depth"}``, for code that
     looks at a batch's outputs); :meth:`losses` raises, since there is nothing
-    to optimise. No config keys unless a subclass declares them (``constant``'s
+    to optimise. No config keys unless a subclass declares its :attr:`Config` (``constant``'s
     ``region``, ``dff``'s ``beyond_range`` and depth range).
     """
 
     trainable = False
-
-    @classmethod
-    def default_config(cls) -> dict[str, Any]:
-        return {}
 
     def forward(self, batch: dict) -> dict[str, Tensor]:
         return {"depth": self.predict(batch["frames"], batch["focus_m"], lens_from_batch(batch), batch["K"])}
@@ -82,10 +108,7 @@ class ReferenceModel(DepthModel):
 class Constant(ReferenceModel):
     """The training split's median valid depth, everywhere (module docstring).
 
-    Config:
-        region: ``"all"`` (default): the median over every valid pixel; ``"objects"``: over
-            the valid pixels off the background wall (``batch["wall"]``, which shards that
-            record the wall's depth give; fitting raises ValueError on batches without it).
+    Config: :class:`ConstantConfig`.
 
     Buffers (in the state_dict): ``depth_m`` float64 [] (NaN until fitted) and
     ``n_pixels`` int64 [] (valid pixels the median was taken over; 0 = not fitted).
@@ -96,13 +119,10 @@ class Constant(ReferenceModel):
 
     name = "constant"
     supervised = True  # fitting reads batch["depth"] and batch["valid"] (and batch["wall"])
-    config_checks = {"region": {"choices": CONSTANT_REGIONS}}
+    Config = ConstantConfig
+    config: ConstantConfig
 
-    @classmethod
-    def default_config(cls) -> dict[str, Any]:
-        return {"region": "all"}
-
-    def __init__(self, config: dict | None = None):
+    def __init__(self, config: Mapping[str, Any] | ConstantConfig | None = None):
         super().__init__(config)
         self.register_buffer("depth_m", torch.tensor(math.nan, dtype=torch.float64))
         self.register_buffer("n_pixels", torch.tensor(0, dtype=torch.int64))
@@ -119,7 +139,7 @@ class Constant(ReferenceModel):
             ValueError: the batches hold no valid pixel (off the wall, for ``objects``), or, for
                 ``objects``, a batch has no ``wall`` mask.
         """
-        objects = self.config["region"] == "objects"
+        objects = self.config.region == "objects"
         values, wall = [], 0
         for batch in batches:
             depth, valid = batch["depth"], batch["valid"]  # [B, 1, H, W]
@@ -165,27 +185,13 @@ class DepthFromFocus(ReferenceModel):
     :func:`dfd_models.focus.dff_depth_and_confidence` (module docstring). Any T >= 1 (T < 3: the
     sharpest frame's focus distance, no refinement; T = 1: that frame's focus distance everywhere).
 
-    Config:
-        beyond_range: ``"clamp"`` (default: depth within the stack's focus range) or
-            ``"extrapolate"`` (a pixel sharpest in an end frame placed by the Gaussian fit of
-            its focus measure across the end frames, possibly beyond the range).
-        min_depth_m, max_depth_m: the bounds of extrapolated depth, metres (``"extrapolate"``).
+    Config: :class:`DFFConfig`.
     """
 
     name = "dff"
     supervised = False
-    config_checks = {"beyond_range": {"choices": DFF_BEYOND_RANGE}, "min_depth_m": {"gt": 0},
-                     "max_depth_m": {"gt": 0}}
-
-    @classmethod
-    def default_config(cls) -> dict[str, Any]:
-        return {"beyond_range": "clamp", "min_depth_m": 0.1, "max_depth_m": 3.0}
-
-    def __init__(self, config: dict | None = None):
-        super().__init__(config)
-        if not self.config["min_depth_m"] < self.config["max_depth_m"]:
-            raise ConfigError("model.config.max_depth_m", self.config["max_depth_m"],
-                              f"a depth above min_depth_m ({self.config['min_depth_m']})")
+    Config = DFFConfig
+    config: DFFConfig
 
     def predict(self, frames: Tensor, focus_m: Tensor, lens: LensParams, K: Tensor) -> Tensor:
         return self.predict_with_confidence(frames, focus_m, lens, K)[0]
@@ -196,9 +202,9 @@ class DepthFromFocus(ReferenceModel):
         self.check_frames(frames, focus_m, K, min_frames=1)
         cfg = self.config
         depth, confidence = dff_depth_and_confidence(
-            frames.float(), focus_m.float(), K.float(), ref=frames.shape[1] // 2, beyond_range=cfg["beyond_range"],
-            lens=None if lens is None else lens.to(dtype=torch.float32), min_depth_m=cfg["min_depth_m"],
-            max_depth_m=cfg["max_depth_m"])
+            frames.float(), focus_m.float(), K.float(), ref=frames.shape[1] // 2, beyond_range=cfg.beyond_range,
+            lens=None if lens is None else lens.to(dtype=torch.float32), min_depth_m=cfg.min_depth_m,
+            max_depth_m=cfg.max_depth_m)
         return depth.float(), confidence.float()
 
 
@@ -207,8 +213,8 @@ class DefocusSweep(ReferenceModel):
     """Depth from defocus by a re-rendering sweep over fronto-parallel planes; nothing to fit.
 
     :func:`dfd_models.networks.sdgs.sweep_teacher` on frame T // 2's grid with ``sdgs``'s defaults
-    (:meth:`SDGS.default_config`: depth range, sweep footprint and hypotheses, splat size, photometric
-    encoding), the teacher sdgs trains with. T >= 2.
+    (:class:`~dfd_models.networks.sdgs.SDGSConfig`'s: depth range, sweep footprint and hypotheses,
+    splat size, photometric encoding), the teacher sdgs trains with. T >= 2. No config keys.
     """
 
     name = "dfd_sweep"
@@ -222,5 +228,5 @@ class DefocusSweep(ReferenceModel):
                                 K: Tensor) -> tuple[Tensor, Tensor]:
         """The sweep's depth and its confidence: sdgs's teacher (:func:`dfd_models.networks.sdgs.sweep_teacher`)."""
         self.check_frames(frames, focus_m, K, min_frames=self.min_frames)
-        return sweep_teacher(SDGS.default_config(), frames.float(), focus_m.float(), K.float(),
+        return sweep_teacher(SDGSConfig(), frames.float(), focus_m.float(), K.float(),
                              lens.to(dtype=torch.float32), frames.shape[1] // 2)

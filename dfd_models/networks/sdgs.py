@@ -46,23 +46,28 @@ Draws (the other frame of ``pair``) come from torch's global CPU generator (dete
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dfd_models.focus import blur_features, defocus_sweep, gamma_encode, sharp_composite, sweep_depths, warp_to_grid
+from generator.core.schema import setting
+from dfd_models.config import ConfigError
+from dfd_models.focus import (SWEEP_HYPOTHESES, blur_features, defocus_sweep, gamma_encode, sharp_composite,
+                              sweep_depths, warp_to_grid)
 from dfd_models.lens import LensParams, coc_px, coc_signed_px
 from dfd_models.losses import edge_aware_smoothness, masked_mean, photometric_error
-from dfd_models.networks.base import WIDTHS, DepthModel, lens_from_batch, register
+from dfd_models.networks.base import BLUR_SCALES, WIDTHS, DepthModel, DepthRangeConfig, lens_from_batch, register
 from dfd_models.networks.blocks import UNet
 from dfd_models.refine import forward_model
 from dfd_models.splat import Camera, Gaussians, RenderOutput, SplatConfig, render_defocus
 
-__all__ = ["BALANCE_SPACES", "BATCH_KEYS", "INPUT_FRAMES", "PHOTOMETRIC_RENDERERS", "RADIANCES", "RENDER_FRAMES", "SDGS",
-           "SWEEP_FOOTPRINTS", "overlap_margin", "overlap_mask", "pixel_gaussians", "rerender", "self_supervised_batch",
-           "sweep_teacher"]
+__all__ = ["BALANCE_SPACES", "BATCH_KEYS", "INPUT_FRAMES", "LAYERS_NEEDS", "PHOTOMETRIC_RENDERERS", "RADIANCES",
+           "RENDER_FRAMES", "SDGS", "SDGSConfig", "SPLAT_BACKENDS", "SWEEP_FOOTPRINTS", "overlap_margin",
+           "overlap_mask", "pixel_gaussians", "rerender", "self_supervised_batch", "sweep_teacher"]
 
 #: Config ``input_frame``: which frame of a stack the networks see.
 INPUT_FRAMES = ("nearest", "middle", "farthest")
@@ -79,6 +84,8 @@ SWEEP_FOOTPRINTS = ("blur", "gaussian", "disc")
 PHOTOMETRIC_RENDERERS = ("splats", "layers")
 #: Config ``balance_space``: the steps of the balance bins (:func:`_balance`).
 BALANCE_SPACES = ("inverse", "log")
+#: Config ``splat_backend``: the backends of :func:`dfd_models.splat.render_defocus`.
+SPLAT_BACKENDS = ("auto", "torch", "gsplat")
 #: The batch keys the self-supervised models read, all of them: the frames, their focus distances
 #: and intrinsics, and the lens (:func:`dfd_models.networks.base.lens_from_batch`). No depth, no
 #: validity, no CoC, no wall mask, no all-in-focus image.
@@ -256,7 +263,7 @@ def _balance(inv_depth: Tensor, low: float, high: float, bins: int, space: str) 
     return (index.numel() / (occupied * counts.clamp_min(1)))[index]
 
 
-def sweep_teacher(config: dict, frames: Tensor, focus_m: Tensor, K: Tensor, lens: LensParams,
+def sweep_teacher(config: SDGSConfig, frames: Tensor, focus_m: Tensor, K: Tensor, lens: LensParams,
                   ref: int) -> tuple[Tensor, Tensor]:
     """The sweep's depth and confidence on frame ``ref``'s grid, with an sdgs config's forward model.
 
@@ -266,32 +273,38 @@ def sweep_teacher(config: dict, frames: Tensor, focus_m: Tensor, K: Tensor, lens
     ``gaussian_scale_px``. Frames only.
 
     Args:
-        config: an sdgs config (:meth:`SDGS.default_config`'s keys).
+        config: an sdgs config.
         frames, focus_m, K, lens, ref: as :func:`dfd_models.focus.defocus_sweep` (float32).
     Returns:
         (depth, metres; confidence in [0, 1]).  # [B, 1, H, W] each
     """
-    footprint = None if config["sweep_footprint"] == "blur" else config["sweep_footprint"]
-    depths = (sweep_depths(config["min_depth_m"], config["max_depth_m"], config["sweep_ratio"])
-              if config["sweep_ratio"] > 0 else None)
-    return defocus_sweep(frames, focus_m, K, lens, ref, min_depth_m=config["min_depth_m"],
-                         max_depth_m=config["max_depth_m"], hypotheses=config["sweep_hypotheses"],
-                         gamma=config["photometric_gamma"], splat_px=config["gaussian_scale_px"],
+    footprint = None if config.sweep_footprint == "blur" else config.sweep_footprint
+    depths = (sweep_depths(config.min_depth_m, config.max_depth_m, config.sweep_ratio)
+              if config.sweep_ratio > 0 else None)
+    return defocus_sweep(frames, focus_m, K, lens, ref, min_depth_m=config.min_depth_m,
+                         max_depth_m=config.max_depth_m, hypotheses=config.sweep_hypotheses,
+                         gamma=config.photometric_gamma, splat_px=config.gaussian_scale_px,
                          footprint=footprint, depths=depths)
 
 
-@register
-class SDGS(DepthModel):
-    """Self-supervised Siamese defocus network + DepthNet + 3DGS defocus re-rendering (module docstring).
+#: What ``photometric_renderer: layers`` needs of the other keys: its term is the refinement's
+#: error (:func:`dfd_models.refine.forward_model`): every frame from the composite, L1, unpooled.
+LAYERS_NEEDS = {"render_frames": "all", "radiance": "stack", "photometric_pool": 1, "ssim_alpha": 0.0}
 
-    Config keys (:meth:`default_config`):
-        min_depth_m, max_depth_m: depth range, metres; depth = 1 / (1/max + (1/min - 1/max) sigmoid(y)).
+
+@dataclass(frozen=True, kw_only=True)
+class SDGSConfig(DepthRangeConfig):
+    """``sdgs``'s config (module docstring); the depth range, metres, is :class:`DepthRangeConfig`'s:
+    depth = 1 / (1/max + (1/min - 1/max) sigmoid(y)).
+
+    Attributes:
         depth_init_m: the depth an untrained DepthNet predicts without ``depth_from_defocus``,
-            metres (0: the geometric mean of the range; at least 5 % inside the range). 2 m: behind the focus range of the recipes, so the far background starts
-            in its own basin (measured: started at 0.55 m, small_obj's wall settles at 0.47 m, a
-            local minimum behind a barrier where frames focus on it) and nearer surfaces move
-            in, along the side where blur grows with depth.
-        channels: U-Net widths per level of both networks (4 levels: H, W multiples of 8).
+            metres (0: the geometric mean of the range; kept at least 5 % inside the range). 2 m:
+            behind the focus range of the recipes, so the far background starts in its own basin
+            (measured: started at 0.55 m, small_obj's wall settles at 0.47 m, a local minimum
+            behind a barrier where frames focus on it) and nearer surfaces move in, along the side
+            where blur grows with depth.
+        channels: U-Net widths per level of both networks, channels (4 levels: H, W multiples of 8).
         coc_scale_px: CoC normaliser, pixels (defocus map = coc_scale_px softplus(y); lens code / it).
         input_frame, radiance, render_frames: see :data:`INPUT_FRAMES`, :data:`RADIANCES`,
             :data:`RENDER_FRAMES` and the module docstring.
@@ -299,26 +312,84 @@ class SDGS(DepthModel):
         splat_eps2d: the renderer's low-pass variance, pixels^2 (0: splats are already pixel-sized).
         splat_alpha_min: the renderer's alpha threshold (:func:`rerender` says why 1e-4, not
             3DGS's 1/255; the gsplat backend needs 1/255, ``"auto"`` picks torch otherwise).
-        splat_backend: ``"auto"``, ``"torch"`` or ``"gsplat"`` (dfd_models.splat).
-        ssim_alpha: SSIM weight of the photometric error (0.85).
+        splat_backend: one of :data:`SPLAT_BACKENDS` (:func:`dfd_models.splat.render_defocus`).
+        ssim_alpha: SSIM weight of the photometric error, in [0, 1] (monodepth2's 0.85).
         photometric_gamma: exponent of the encoding the photometric error compares (1 = linear).
-        photometric_pool: average-pooling factor of the images the photometric error compares.
-        w_photometric, w_sweep, w_coc, w_smoothness: loss weights (w_sweep 0: no sweep term).
-        sweep_hypotheses: depth planes of the sweep with ``sweep_ratio`` 0.
+        photometric_pool: average-pooling factor of the images the photometric error compares, pixels.
+        photometric_renderer: one of :data:`PHOTOMETRIC_RENDERERS`; ``layers`` needs the values of
+            :data:`LAYERS_NEEDS` (the refinement's error).
+        w_photometric, w_sweep, w_coc, w_smoothness: loss weights, >= 0 (w_photometric 0: the stack
+            is not re-rendered; w_sweep 0: no sweep term).
         depth_from_defocus: DepthNet corrects the defocus map's depth (module docstring).
+        blur_scales_px: smoothing scales of :func:`dfd_models.focus.blur_features`, pixels ([]: none).
         depth_blur_features: DepthNet also sees each view's blur features (``blur_scales_px``); off
             for ``sdgs`` (one image: validation object AbsRel 0.62 with them, 0.35 without, after 200
             teacher-only steps), on for ``sdgs_stack``, where they make it learn (docs/DESIGN.md).
-        photometric_renderer: :data:`PHOTOMETRIC_RENDERERS` (``layers`` needs ``render_frames: all``,
-            ``radiance: stack``, ``photometric_pool: 1`` and ``ssim_alpha: 0``: the refinement's error).
-        blur_scales_px: smoothing scales of :func:`dfd_models.focus.blur_features`, pixels ([]: none).
         balance_bins: bins of the sweep's depth given equal weight (0: no balance).
-        balance_space: ``"inverse"`` (bins equal in 1/z) or ``"log"`` (equal depth ratios), :func:`_balance`.
-        sweep_footprint: the teacher's forward model, :data:`SWEEP_FOOTPRINTS` (:func:`sweep_teacher`).
-        sweep_ratio: ratio of the teacher's consecutive depth planes (0: ``sweep_hypotheses`` planes
-            uniform in 1/z).
-        defocus_init_px: DefocusNet's untrained output, pixels (null: a zero head, coc_scale_px ln 2;
-            module docstring: the start).
+        balance_space: one of :data:`BALANCE_SPACES`: ``inverse`` (bins equal in 1/z) or ``log``
+            (equal depth ratios), :func:`_balance`.
+        sweep_hypotheses: depth planes of the sweep with ``sweep_ratio`` 0 (3 at least: the best
+            plane is refined by a parabola through its neighbours).
+        sweep_footprint: the teacher's forward model, one of :data:`SWEEP_FOOTPRINTS` (:func:`sweep_teacher`).
+        sweep_ratio: ratio of the teacher's consecutive depth planes, > 1 (0: ``sweep_hypotheses``
+            planes uniform in 1/z).
+        defocus_init_px: DefocusNet's untrained output, pixels, in (0, 2 coc_scale_px) (null: a zero
+            head, coc_scale_px ln 2; module docstring: the start).
+    """
+
+    depth_init_m: float = setting(2.0, ge=0)
+    channels: list[int] = setting([16, 32, 48, 64], **WIDTHS)
+    coc_scale_px: float = setting(8.0, gt=0)
+    input_frame: str = setting("nearest", choices=INPUT_FRAMES)
+    radiance: str = setting("stack", choices=RADIANCES)
+    render_frames: str = setting("all", choices=RENDER_FRAMES)
+    gaussian_scale_px: float = setting(1 / math.sqrt(2 * math.pi), gt=0)
+    splat_eps2d: float = setting(0.0, ge=0)
+    splat_alpha_min: float = setting(1e-4, gt=0, le=SplatConfig.alpha_max)
+    splat_backend: str = setting("auto", choices=SPLAT_BACKENDS)
+    ssim_alpha: float = setting(0.85, ge=0, le=1)
+    photometric_gamma: float = setting(1 / 2.2, gt=0)
+    photometric_pool: int = setting(4, ge=1)
+    photometric_renderer: str = setting("splats", choices=PHOTOMETRIC_RENDERERS)
+    w_photometric: float = setting(1.0, ge=0)
+    w_coc: float = setting(0.05, ge=0)
+    w_smoothness: float = setting(0.001, ge=0)
+    w_sweep: float = setting(1.0, ge=0)
+    depth_from_defocus: bool = setting(True)
+    blur_scales_px: list[float] = setting([0.5, 1.0, 2.0, 4.0], **BLUR_SCALES)
+    depth_blur_features: bool = setting(False)
+    balance_bins: int = setting(8, ge=0)
+    balance_space: str = setting("inverse", choices=BALANCE_SPACES)
+    sweep_hypotheses: int = setting(SWEEP_HYPOTHESES, ge=3)
+    sweep_footprint: str = setting("blur", choices=SWEEP_FOOTPRINTS)
+    sweep_ratio: float = setting(0.0, ge=0)
+    defocus_init_px: float | None = setting(None, gt=0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if 0 < self.sweep_ratio <= 1:
+            raise ConfigError("model.config.sweep_ratio", self.sweep_ratio,
+                              "0 (sweep_hypotheses planes) or a ratio > 1")
+        if self.defocus_init_px is not None and not self.defocus_init_px < 2 * self.coc_scale_px:
+            raise ConfigError("model.config.defocus_init_px", self.defocus_init_px,
+                              f"null or less than 2 coc_scale_px = {2 * self.coc_scale_px} px")
+        unmet = [f"{key} {value!r} (got {getattr(self, key)!r})" for key, value in LAYERS_NEEDS.items()
+                 if getattr(self, key) != value]
+        if self.photometric_renderer == "layers" and unmet:
+            raise ConfigError("model.config.photometric_renderer", self.photometric_renderer,
+                              "splats, or layers (the refinement's error) with " + ", ".join(unmet))
+
+    @property
+    def splat(self) -> SplatConfig:
+        """The splat renderer's constants of the re-rendering: ``splat_eps2d``, ``splat_alpha_min``."""
+        return SplatConfig(eps2d=self.splat_eps2d, alpha_min=self.splat_alpha_min)
+
+
+@register
+class SDGS(DepthModel):
+    """Self-supervised Siamese defocus network + DepthNet + 3DGS defocus re-rendering (module docstring).
+
+    Config: :class:`SDGSConfig`.
 
     Outputs of :meth:`forward` (B stacks, T frames, r the input frame):
         ``depth`` [B, 1, H, W]: depth on frame T // 2's grid, metres.
@@ -333,87 +404,35 @@ class SDGS(DepthModel):
     """
 
     name = "sdgs"
-    config_checks = {"channels": WIDTHS, "blur_scales_px": {}}
+    Config = SDGSConfig
+    config: SDGSConfig
     supervised = False
     min_frames = 2
     #: Frames DepthNet sees (:meth:`seen_frames`): frame r alone.
     depth_views = 1
 
-    @classmethod
-    def default_config(cls) -> dict[str, Any]:
-        return {
-            "min_depth_m": 0.1,
-            "max_depth_m": 3.0,
-            "depth_init_m": 2.0,
-            "channels": [16, 32, 48, 64],
-            "coc_scale_px": 8.0,
-            "input_frame": "nearest",
-            "radiance": "stack",
-            "render_frames": "all",
-            "gaussian_scale_px": 1 / math.sqrt(2 * math.pi),
-            "splat_eps2d": 0.0,
-            "splat_alpha_min": 1e-4,
-            "splat_backend": "auto",
-            "ssim_alpha": 0.85,
-            "photometric_gamma": 1 / 2.2,
-            "photometric_pool": 4,
-            "photometric_renderer": "splats",
-            "w_photometric": 1.0,
-            "w_coc": 0.05,
-            "w_smoothness": 0.001,
-            "w_sweep": 1.0,
-            "depth_from_defocus": True,
-            "blur_scales_px": [0.5, 1.0, 2.0, 4.0],
-            "depth_blur_features": False,
-            "balance_bins": 8,
-            "balance_space": "inverse",
-            "sweep_hypotheses": 32,
-            "sweep_footprint": "blur",
-            "sweep_ratio": 0.0,
-            "defocus_init_px": None,
-        }
-
-    def __init__(self, config: dict | None = None):
+    def __init__(self, config: Mapping[str, Any] | SDGSConfig | None = None):
         super().__init__(config)
         cfg = self.config
-        if not 0 < cfg["min_depth_m"] < cfg["max_depth_m"]:
-            raise ValueError(f"need 0 < min_depth_m < max_depth_m, got {cfg['min_depth_m']}, {cfg['max_depth_m']}")
-        if cfg["depth_init_m"] < 0:
-            raise ValueError(f"depth_init_m must be >= 0 (0: the geometric mean of the range), got {cfg['depth_init_m']}")
-        z0 = cfg["depth_init_m"] or math.sqrt(cfg["min_depth_m"] * cfg["max_depth_m"])
-        z0 = min(max(z0, 1.05 * cfg["min_depth_m"]), cfg["max_depth_m"] / 1.05)  # inside the range
-        for key, allowed in (("input_frame", INPUT_FRAMES), ("radiance", RADIANCES),
-                             ("render_frames", RENDER_FRAMES), ("sweep_footprint", SWEEP_FOOTPRINTS),
-                             ("photometric_renderer", PHOTOMETRIC_RENDERERS), ("balance_space", BALANCE_SPACES)):
-            if cfg[key] not in allowed:
-                raise ValueError(f"config key {key!r} of model {self.name!r} must be one of {allowed}, got {cfg[key]!r}")
-        if cfg["sweep_ratio"] != 0 and cfg["sweep_ratio"] <= 1:
-            raise ValueError(f"sweep_ratio must be 0 (sweep_hypotheses planes) or > 1, got {cfg['sweep_ratio']}")
-        if cfg["defocus_init_px"] is not None and not 0 < cfg["defocus_init_px"] < 2 * cfg["coc_scale_px"]:
-            raise ValueError(f"defocus_init_px must be null or in (0, 2 coc_scale_px), got {cfg['defocus_init_px']}")
-        layers_needs = {"render_frames": "all", "radiance": "stack", "photometric_pool": 1, "ssim_alpha": 0.0}
-        if cfg["photometric_renderer"] == "layers" and any(cfg[k] != v for k, v in layers_needs.items()):
-            # its term is the refinement's error: every frame from the composite, L1, unpooled
-            raise ValueError("photometric_renderer 'layers' is the refinement's error and needs "
-                             + ", ".join(f"{k} {v!r} (got {cfg[k]!r})" for k, v in layers_needs.items()))
+        z0 = cfg.depth_init_m or math.sqrt(cfg.min_depth_m * cfg.max_depth_m)
+        z0 = min(max(z0, 1.05 * cfg.min_depth_m), cfg.max_depth_m / 1.05)  # inside the range
         # DefocusNet: image (3) + lens code (2) + blur features -> defocus (1).
-        self.defocus_net = UNet(3 + 2 + len(cfg["blur_scales_px"]), 1, cfg["channels"])
+        self.defocus_net = UNet(3 + 2 + len(cfg.blur_scales_px), 1, cfg.channels)
         # With defocus_init_px the untrained map is that everywhere (softplus(b) = defocus_init_px /
         # coc_scale_px): small, the depth it implies (1/F_r - c / k) lies inside the range for every
         # lens; a zero bias (null), coc_scale_px ln 2 = 5.5 px, puts it beyond max_depth_m for ~72 % of
         # small_obj's lenses at 64 px. Yet the zero bias measured better on validation (DESIGN.md).
-        if cfg["defocus_init_px"] is not None:
-            x = cfg["defocus_init_px"] / cfg["coc_scale_px"]
+        if cfg.defocus_init_px is not None:
+            x = cfg.defocus_init_px / cfg.coc_scale_px
             nn.init.constant_(self.defocus_net.head.bias, math.log(math.expm1(x)))
         # DepthNet: the frames it sees, each image (3) + defocus (1) + lens code (2) -> inverse-depth logit (1).
-        view = 6 + (len(cfg["blur_scales_px"]) if cfg["depth_blur_features"] else 0)
-        self.depth_net = UNet(view * self.depth_views, 1, cfg["channels"])
+        view = 6 + (len(cfg.blur_scales_px) if cfg.depth_blur_features else 0)
+        self.depth_net = UNet(view * self.depth_views, 1, cfg.channels)
         # sigmoid(y0) = (1/z0 - 1/max) / (1/min - 1/max)
-        s0 = (1 / z0 - 1 / cfg["max_depth_m"]) / (1 / cfg["min_depth_m"] - 1 / cfg["max_depth_m"])
-        if not cfg["depth_from_defocus"]:
+        s0 = (1 / z0 - 1 / cfg.max_depth_m) / (1 / cfg.min_depth_m - 1 / cfg.max_depth_m)
+        if not cfg.depth_from_defocus:
             nn.init.constant_(self.depth_net.head.bias, math.log(s0 / (1 - s0)))
         self.size_multiple = self.defocus_net.size_multiple
-        self.splat = SplatConfig(eps2d=cfg["splat_eps2d"], alpha_min=cfg["splat_alpha_min"])
 
     def lens_code(self, lens: LensParams, focus_m: Tensor, width_px: int) -> Tensor:
         """Signed CoC (pixels) at min_depth_m and max_depth_m for focus F, / coc_scale_px.
@@ -423,9 +442,9 @@ class SDGS(DepthModel):
         Returns:
             the lens code.  # [N, 2]
         """
-        depths = torch.tensor([self.config["min_depth_m"], self.config["max_depth_m"]], dtype=focus_m.dtype)
+        depths = torch.tensor([self.config.min_depth_m, self.config.max_depth_m], dtype=focus_m.dtype)
         depths = depths.to(focus_m.device).expand(focus_m.shape[0], 2)  # [N, 2]
-        return coc_signed_px(lens, depths, focus_m, width_px) / self.config["coc_scale_px"]
+        return coc_signed_px(lens, depths, focus_m, width_px) / self.config.coc_scale_px
 
     def _code(self, image: Tensor, focus_m: Tensor, lens: LensParams) -> Tensor:
         """The lens code as two constant channels.  # [N, 2, H, W]"""
@@ -443,10 +462,10 @@ class SDGS(DepthModel):
             float32.  # [N, 1, H, W]
         """
         features = [image, self._code(image, focus_m, lens)]
-        if self.config["blur_scales_px"]:
-            features.append(blur_features(image, self.config["blur_scales_px"]))
+        if self.config.blur_scales_px:
+            features.append(blur_features(image, self.config.blur_scales_px))
         out = self.defocus_net(torch.cat(features, 1)).float()
-        return self.config["coc_scale_px"] * F.softplus(out)
+        return self.config.coc_scale_px * F.softplus(out)
 
     def depth(self, image: Tensor, defocus_px: Tensor, focus_m: Tensor, lens: LensParams) -> Tensor:
         """DepthNet: inverse depth (1/m, float32) of single frames from the image and its defocus map.
@@ -455,15 +474,15 @@ class SDGS(DepthModel):
         """
         code = self._code(image, focus_m, lens)
         logit = self.depth_net(self._view(image, defocus_px, code)).float()
-        side = 1.0 if self.config["input_frame"] == "farthest" else -1.0
+        side = 1.0 if self.config.input_frame == "farthest" else -1.0
         return self._inverse_depth(logit, defocus_px, focus_m, code, side)
 
     def _view(self, image: Tensor, defocus_px: Tensor, code: Tensor) -> Tensor:
         """DepthNet's input channels for one frame: image, defocus / coc_scale_px, lens code, and with
         ``depth_blur_features`` the image's blur features.  # [N, 6 (+ len(blur_scales_px)), H, W]"""
-        views = [image, (defocus_px / self.config["coc_scale_px"]).to(image.dtype), code]
-        if self.config["depth_blur_features"] and self.config["blur_scales_px"]:
-            views.append(blur_features(image, self.config["blur_scales_px"]))
+        views = [image, (defocus_px / self.config.coc_scale_px).to(image.dtype), code]
+        if self.config.depth_blur_features and self.config.blur_scales_px:
+            views.append(blur_features(image, self.config.blur_scales_px))
         return torch.cat(views, 1)
 
     def _inverse_depth(self, logit: Tensor, defocus_px: Tensor, focus_m: Tensor, code: Tensor, side: float) -> Tensor:
@@ -471,11 +490,11 @@ class SDGS(DepthModel):
         depth that ``defocus_px`` implies through the lens of ``focus_m`` / ``code`` (``side`` -1: behind
         the plane of focus, +1: in front).  # [N, 1, H, W] each -> [N, 1, H, W]"""
         cfg = self.config
-        inv_near, inv_far = 1 / cfg["min_depth_m"], 1 / cfg["max_depth_m"]
-        if cfg["depth_from_defocus"]:
+        inv_near, inv_far = 1 / cfg.min_depth_m, 1 / cfg.max_depth_m
+        if cfg.depth_from_defocus:
             # c = k |1/F - 1/z|, k = CoC per dioptre: 1/z = 1/F - c / k behind the plane of focus (the
             # nearest frame's view of everything), 1/F + c / k in front of it (the farthest frame's).
-            k = (code[:, 1:2] - code[:, 0:1]).float() * cfg["coc_scale_px"] / (inv_near - inv_far)
+            k = (code[:, 1:2] - code[:, 0:1]).float() * cfg.coc_scale_px / (inv_near - inv_far)
             inv_base = 1 / focus_m.float()[:, None, None, None] + side * defocus_px / k.clamp_min(1e-6)
             base = (inv_base - inv_far) / (inv_near - inv_far)
             base = base.clamp(1e-3, 1 - 1e-3)
@@ -484,7 +503,7 @@ class SDGS(DepthModel):
 
     def seen_frames(self, frames: int) -> list[int]:
         """Indices of the frames of a T-frame stack that the networks see at inference: frame r alone."""
-        return [_input_index(self.config["input_frame"], frames)]
+        return [_input_index(self.config.input_frame, frames)]
 
     def inverse_depth(self, frames: Tensor, defocus_px: Tensor, focus_m: Tensor, K: Tensor,
                       lens: LensParams) -> Tensor:
@@ -497,7 +516,7 @@ class SDGS(DepthModel):
         Returns:
             float32.  # [B, 1, H, W]
         """
-        r = _input_index(self.config["input_frame"], frames.shape[1])
+        r = _input_index(self.config.input_frame, frames.shape[1])
         return self.depth(frames[:, r], defocus_px[:, r], focus_m[:, r], lens)
 
     def forward(self, batch: dict) -> dict[str, Tensor]:
@@ -520,10 +539,10 @@ class SDGS(DepthModel):
         cfg = self.config
         frames, focus, K = batch["frames"], batch["focus_m"], batch["K"]
         b, t, _, h, w = frames.shape
-        r, mid = _input_index(cfg["input_frame"], t), t // 2
+        r, mid = _input_index(cfg.input_frame, t), t // 2
         depth = 1 / inv_depth
         rows = torch.arange(b, device=frames.device)[:, None]
-        if cfg["render_frames"] == "all":
+        if cfg.render_frames == "all":
             index = torch.arange(t, device=frames.device).expand(b, t)  # [B, n]: the frames rendered
         else:  # frame r and one other per stack
             other = torch.randint(t - 1, (b,))  # global CPU generator
@@ -531,22 +550,22 @@ class SDGS(DepthModel):
             index = torch.stack([torch.full_like(other, r), other], 1)
         n = index.shape[1]
         with torch.autocast(frames.device.type, enabled=False), torch.no_grad():
-            radiance = (sharp_composite(frames.float(), K.float(), r) if cfg["radiance"] == "stack"
+            radiance = (sharp_composite(frames.float(), K.float(), r) if cfg.radiance == "stack"
                         else frames[:, r].float())  # [B, 3, H, W]
         with torch.autocast(frames.device.type, enabled=False):  # geometry in float32
             lens = lens_from_batch(batch).to(dtype=torch.float32)
             lens_n = _repeat_lens(lens, n)
             rendered = frames.new_zeros(b, t, 3, h, w, dtype=torch.float32)
             mask = torch.zeros(b, t, 1, h, w, dtype=torch.bool, device=frames.device)
-            if cfg["w_photometric"] > 0 and cfg["photometric_renderer"] == "layers":
+            if cfg.w_photometric > 0 and cfg.photometric_renderer == "layers":
                 with torch.no_grad():  # the splats' colours, the layers and the covered pixels: no parameters
                     model = forward_model(frames.float(), focus.float(), K.float(), lens, r,
-                                          min_depth_m=cfg["min_depth_m"], max_depth_m=cfg["max_depth_m"],
-                                          splat_px=cfg["gaussian_scale_px"], gamma=cfg["photometric_gamma"])
+                                          min_depth_m=cfg.min_depth_m, max_depth_m=cfg.max_depth_m,
+                                          splat_px=cfg.gaussian_scale_px, gamma=cfg.photometric_gamma)
                 radiance = model.layer[:, :3]
-                rendered = model.render(depth.clamp(cfg["min_depth_m"], cfg["max_depth_m"]))
+                rendered = model.render(depth.clamp(cfg.min_depth_m, cfg.max_depth_m))
                 mask = model.cover > 0
-            elif cfg["w_photometric"] > 0:  # else nothing reads the re-rendering (w_photometric 0: an ablation)
+            elif cfg.w_photometric > 0:  # else nothing reads the re-rendering (w_photometric 0: an ablation)
                 # The radiance is blurred already, by the CoC of the stack's frame nearest in focus at
                 # this depth (the sharpest one, for a composite that is right): the renderer adds
                 # only the rest of frame t's blur. (The frame the composite actually took the pixel
@@ -563,17 +582,17 @@ class SDGS(DepthModel):
                     k_dst,
                     focus_dst,
                     lens_n,
-                    scale_px=cfg["gaussian_scale_px"],
-                    splat=self.splat,
-                    backend=cfg["splat_backend"],
+                    scale_px=cfg.gaussian_scale_px,
+                    splat=cfg.splat,
+                    backend=cfg.splat_backend,
                     coc_floor_px=floor,
                 )
                 # A pixel is scored where its whole blur disc lies inside the source's view: nearer
                 # the edge, the splats that would blur into it from outside the view are missing.
-                reach = coc_px(lens_n, render.depth.detach().clamp_min(cfg["min_depth_m"]), focus_dst, w)
+                reach = coc_px(lens_n, render.depth.detach().clamp_min(cfg.min_depth_m), focus_dst, w)
                 margin = overlap_margin(k_src, k_dst, h, w)
                 rendered[rows, index] = render.color.reshape(b, n, 3, h, w)
-                mask[rows, index] = (margin >= reach / 2 + 2 * cfg["gaussian_scale_px"]).reshape(b, n, 1, h, w)
+                mask[rows, index] = (margin >= reach / 2 + 2 * cfg.gaussian_scale_px).reshape(b, n, 1, h, w)
             depth_mid = depth if r == mid else warp_to_grid(depth, K[:, r].float(), K[:, mid].float())
         return {
             "depth": depth_mid,
@@ -596,41 +615,43 @@ class SDGS(DepthModel):
         frames, focus, K = batch["frames"].float(), batch["focus_m"].float(), batch["K"].float()
         lens = lens_from_batch(batch).to(dtype=torch.float32)  # fields [B]
         b, t, _, h, w = frames.shape
-        r, gamma = outputs["input_frame"], cfg["photometric_gamma"]
+        r, gamma = outputs["input_frame"], cfg.photometric_gamma
         terms = {}
-        if cfg["w_photometric"] > 0:  # 0: an ablation; the stack is not re-rendered (:meth:`reconstruct`)
+        if cfg.w_photometric > 0:  # 0: an ablation; the stack is not re-rendered (:meth:`reconstruct`)
             rendered, target = outputs["rendered"].flatten(0, 1), frames.flatten(0, 1)
             mask = outputs["rendered_mask"].flatten(0, 1)
-            pool = cfg["photometric_pool"]
+            pool = cfg.photometric_pool
             if pool > 1:  # path-tracing noise is per pixel, defocus spans pixels
                 rendered, target = F.avg_pool2d(rendered, pool), F.avg_pool2d(target, pool)
                 mask = -F.max_pool2d(-mask.float(), pool) > 0  # a pooled pixel counts if all its pixels do
-            error = photometric_error(gamma_encode(rendered, gamma), gamma_encode(target, gamma), cfg["ssim_alpha"])
+            error = photometric_error(gamma_encode(rendered, gamma), gamma_encode(target, gamma), cfg.ssim_alpha)
             terms["photometric"] = masked_mean(error, mask)
 
         weight = torch.ones_like(outputs["inv_depth"])
-        if cfg["w_sweep"] > 0:
+        if cfg.w_sweep > 0:
             with torch.no_grad():
                 sweep_depth, weight = self.teacher(frames, focus, K, lens, r)
-            if cfg["balance_bins"]:
-                weight = weight * _balance(1 / sweep_depth, 1 / cfg["max_depth_m"], 1 / cfg["min_depth_m"],
-                                           cfg["balance_bins"], cfg["balance_space"])
+            if cfg.balance_bins:
+                weight = weight * _balance(1 / sweep_depth, 1 / cfg.max_depth_m, 1 / cfg.min_depth_m,
+                                           cfg.balance_bins, cfg.balance_space)
             sweep = (weight * (outputs["inv_depth"] - 1 / sweep_depth).abs()).mean()
         # The defocus maps learn from a depth, not the other way round: pulled towards a map, the
         # depth would be dragged to wherever the CoC matches it, e.g. towards a plane of focus. That
         # depth is the sweep's (weighted by its confidence) when there is one, else the prediction.
-        depth = sweep_depth if cfg["w_sweep"] > 0 else outputs["input_depth"].detach()
+        depth = sweep_depth if cfg.w_sweep > 0 else outputs["input_depth"].detach()
         lens_coc = coc_px(_repeat_lens(lens, t), depth.repeat_interleave(t, 0), focus.flatten(), w)  # every frame's, frame r's grid
         k_src, k_dst = K.flatten(0, 1), K[:, r : r + 1].expand(b, t, 3, 3).flatten(0, 1)
         defocus = warp_to_grid(outputs["defocus_px"].flatten(0, 1), k_src, k_dst)
-        coc = (weight.repeat_interleave(t, 0) * (defocus - lens_coc).abs()).mean() / cfg["coc_scale_px"]
+        coc = (weight.repeat_interleave(t, 0) * (defocus - lens_coc).abs()).mean() / cfg.coc_scale_px
 
         smoothness = edge_aware_smoothness(outputs["inv_depth"], frames[:, r])
 
         terms.update({"coc": coc, "smoothness": smoothness})
-        if cfg["w_sweep"] > 0:
+        if cfg.w_sweep > 0:
             terms["sweep"] = sweep
-        terms["total"] = sum(cfg[f"w_{name}"] * value for name, value in terms.items())
+        weights = {"photometric": cfg.w_photometric, "sweep": cfg.w_sweep, "coc": cfg.w_coc,
+                   "smoothness": cfg.w_smoothness}
+        terms["total"] = sum(weights[name] * value for name, value in terms.items())
         return terms
 
     def predict(self, frames: Tensor, focus_m: Tensor, lens: LensParams, K: Tensor) -> Tensor:
@@ -641,7 +662,7 @@ class SDGS(DepthModel):
         """
         self.check_frames(frames, focus_m, K, min_frames=1)
         b, t, _, h, w = frames.shape
-        r, mid = _input_index(self.config["input_frame"], t), t // 2
+        r, mid = _input_index(self.config.input_frame, t), t // 2
         seen = self.seen_frames(t)
         defocus = frames.new_zeros(b, t, 1, h, w, dtype=torch.float32)
         maps = self.defocus(frames[:, seen].flatten(0, 1), focus_m[:, seen].flatten(), _repeat_lens(lens, len(seen)))

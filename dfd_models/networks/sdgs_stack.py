@@ -21,34 +21,40 @@ frames (T = 1: the one frame twice).
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from generator.core.schema import setting
 from dfd_models.focus import warp_to_grid
 from dfd_models.lens import LensParams
 from dfd_models.networks.base import register
-from dfd_models.networks.sdgs import SDGS, _input_index
+from dfd_models.networks.sdgs import SDGS, SDGSConfig, _input_index
 
-__all__ = ["SDGSStack"]
+__all__ = ["SDGSStack", "SDGSStackConfig"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SDGSStackConfig(SDGSConfig):
+    """:class:`~dfd_models.networks.sdgs.SDGSConfig`, with ``depth_blur_features`` on by default:
+    without them DepthNet learnt no depth from the teacher (validation Pearson 0.01 after 200
+    steps, 0.46 with them: benchmarks/sdgs_signals.py)."""
+
+    depth_blur_features: bool = setting(True)
 
 
 @register
 class SDGSStack(SDGS):
     """``sdgs`` with DepthNet on the stack's nearest and farthest frames (module docstring).
 
-    Config keys and outputs: :class:`~dfd_models.networks.sdgs.SDGS`'s.
+    Config: :class:`SDGSStackConfig`. Outputs: :class:`~dfd_models.networks.sdgs.SDGS`'s.
     """
 
     name = "sdgs_stack"
+    Config = SDGSStackConfig
+    config: SDGSStackConfig
     depth_views = 2
-
-    @classmethod
-    def default_config(cls) -> dict[str, Any]:
-        # DepthNet sees each view's blur features: without them it learnt no depth from the teacher
-        # (validation Pearson 0.01 after 200 steps, 0.46 with them: benchmarks/sdgs_signals.py).
-        return {**SDGS.default_config(), "depth_blur_features": True}
 
     def seen_frames(self, frames: int) -> list[int]:
         """The nearest- and farthest-focused frames, 0 and T - 1."""
@@ -61,7 +67,7 @@ class SDGSStack(SDGS):
         Args and returns as :meth:`SDGS.inverse_depth`.  # -> [B, 1, H, W]
         """
         t = frames.shape[1]
-        r = _input_index(self.config["input_frame"], t)
+        r = _input_index(self.config.input_frame, t)
 
         def on_r(x: Tensor, i: int) -> Tensor:  # frame i's map on frame r's grid
             return x if i == r else warp_to_grid(x, K[:, i].float().to(x.dtype), K[:, r].float().to(x.dtype))

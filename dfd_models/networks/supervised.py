@@ -79,7 +79,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -87,14 +88,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from generator.core.lens import LENS_MODELS
+from generator.core.schema import setting
 from dfd_models.config import ConfigError
 from dfd_models.focus import blur_features
 from dfd_models.lens import LensParams, coc_px
 from dfd_models.losses import masked_mean, region_mean
-from dfd_models.networks.base import DepthModel, lens_from_batch
+from dfd_models.networks.base import BLUR_SCALES, DepthModel, DepthRangeConfig, ModelConfig, lens_from_batch
 from dfd_models.networks.blocks import ConvBlock, zero_head
 
-__all__ = ["COC_LOSSES", "DEPTH_SPACES", "REGIONS", "Decoder", "Encoder", "SupervisedDepthModel"]
+__all__ = ["COC_LOSSES", "DEPTH_SPACES", "REGIONS", "Decoder", "Encoder", "SupervisedConfig", "SupervisedDepthModel"]
 
 #: Values of config ``coc_loss``: the per-pixel error of the normalised CoC.
 COC_LOSSES = ("l1", "mse")
@@ -192,114 +194,100 @@ class WallHead(nn.Module):
 WALL_BLUR_SCALES_PX = [0.5, 1.0, 2.0, 4.0]
 
 
+@dataclass(frozen=True, kw_only=True)
+class SupervisedConfig(DepthRangeConfig):
+    """The config keys every supervised baseline shares (module docstring); the depth range, metres,
+    is :class:`~dfd_models.networks.base.DepthRangeConfig`'s (the bound of the output).
+
+    Attributes:
+        depth_space: one of :data:`DEPTH_SPACES`: the output's depth map and the depth loss.
+        coc_head: predict each frame's CoC with an extra decoder, supervised by the true CoC.
+        coc_scale_px: CoC normaliser, pixels (c = coc_scale_px softplus(y); loss on c / it).
+        coc_loss: one of :data:`COC_LOSSES`, the error of the normalised CoC.
+        w_coc: weight of the CoC term in the total, >= 0.
+        regions: one of :data:`REGIONS`: the pixels the depth and CoC losses average over and
+            their weights.
+        wall_weight: weight of the wall's mean against the objects' (1) under ``balanced``, > 0.
+        depth_init_m: the depth an untrained network predicts, metres, inside (min_depth_m,
+            max_depth_m) (a learned shift of every pixel's logit); null: the logit 0's.
+        blur_scales_px: Gaussian stds (pixels, > 0) of the parameter-free blur features
+            (:func:`dfd_models.focus.blur_features`, sdgs's single-image cue) given to every
+            frame as extra input channels; [] (the papers' input): none.
+
+    The deprecated key ``mask_wall`` of older configs and checkpoints is read as ``regions``
+    (:meth:`SupervisedDepthModel.resolve_config`); a config never holds it.
+    """
+
+    depth_space: str = setting("linear", choices=DEPTH_SPACES)
+    coc_head: bool = setting(False)
+    coc_scale_px: float = setting(8.0, gt=0)
+    coc_loss: str = setting("l1", choices=COC_LOSSES)
+    w_coc: float = setting(1.0, ge=0)
+    regions: str = setting("objects", choices=REGIONS)
+    wall_weight: float = setting(1.0, gt=0)
+    depth_init_m: float | None = setting(None, gt=0)
+    blur_scales_px: list[float] = setting([], **BLUR_SCALES)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.depth_init_m is not None and not self.min_depth_m < self.depth_init_m < self.max_depth_m:
+            raise ConfigError("model.config.depth_init_m", self.depth_init_m,
+                              f"null or a depth inside ({self.min_depth_m}, {self.max_depth_m}) m")
+
+
 class SupervisedDepthModel(DepthModel):
     """A depth network trained on true depth (and optionally true CoC); see the module docstring.
 
-    Subclasses implement :meth:`forward` (outputs ``depth`` [B, 1, H, W] metres and,
-    with ``coc_head``, ``coc`` [B, T, 1, H, W] pixels) and build their
-    :meth:`default_config` from :meth:`supervised_config`. :meth:`forward` may read
-    only ``frames``, ``focus_m`` and ``K`` of the batch (and the lens fields), so
-    :meth:`predict` works on images alone. Any T >= 1 works (T = 1: a stack of one
-    frame, as ``dfdgen predict`` gives).
-
-    Shared config keys (:meth:`supervised_config`):
-        min_depth_m, max_depth_m: depth range, metres (the bound of the output).
-        depth_space: ``"linear"`` or ``"log"``: the output's depth map and the depth
-            loss (module docstring).
-        coc_head: predict each frame's CoC with an extra decoder, supervised by the true CoC.
-        coc_scale_px: CoC normaliser, pixels (c = coc_scale_px softplus(y); loss on c / it).
-        coc_loss: ``"l1"`` or ``"mse"`` on the normalised CoC.
-        w_coc: weight of the CoC term in the total.
-        regions: ``"balanced"``, ``"objects"`` or ``"all"``: the pixels the depth and CoC
-            losses average over and their weights (module docstring).
-        wall_weight: weight of the wall's mean against the objects' (1) under "balanced".
-        mask_wall: deprecated alias read from older configs and checkpoints: true is
-            regions "objects", false "all"; None (default): unset. The model's config
-            holds regions in its place.
-        blur_scales_px: Gaussian stds (px) of the parameter-free blur features
-            (:func:`dfd_models.focus.blur_features`, sdgs's single-image cue) given to
-            every frame as extra input channels; [] (the papers' input): none.
+    Subclasses implement :meth:`stack_forward` (outputs ``depth`` [B, 1, H, W] metres and,
+    with ``coc_head``, ``coc`` [B, T, 1, H, W] pixels) and declare their :attr:`Config` as a
+    subclass of :class:`SupervisedConfig`. :meth:`forward` may read only ``frames``,
+    ``focus_m`` and ``K`` of the batch (and the lens fields), so :meth:`predict` works on
+    images alone. Any T >= 1 works (T = 1: a stack of one frame, as ``dfdgen predict`` gives).
     """
 
     supervised = True
     min_frames = 1
-    config_checks = {"blur_scales_px": {}}  # one input channel per scale: at most MAX_LEVELS
+    Config = SupervisedConfig
+    config: SupervisedConfig
 
     @classmethod
-    def supervised_config(cls) -> dict[str, Any]:
-        """The config keys every supervised baseline shares, with their defaults."""
-        return {
-            "min_depth_m": 0.1,
-            "max_depth_m": 3.0,
-            "depth_space": "linear",
-            "coc_head": False,
-            "coc_scale_px": 8.0,
-            "coc_loss": "l1",
-            "w_coc": 1.0,
-            "regions": "objects",
-            "wall_weight": 1.0,
-            "depth_init_m": None,
-            "mask_wall": None,
-            "blur_scales_px": [],
-        }
-
-    @classmethod
-    def resolve_config(cls, overrides: dict | None = None) -> dict[str, Any]:
-        """:meth:`DepthModel.resolve_config`, with the deprecated ``mask_wall`` (configs and
-        checkpoints written before ``regions``) turned into ``regions``: true "objects", false
-        "all"; the result holds None in its place, so a run's completed config names regions alone.
+    def resolve_config(cls, config: Mapping[str, Any] | ModelConfig | None = None) -> SupervisedConfig:
+        """:meth:`DepthModel.resolve_config`, with the deprecated ``mask_wall`` of configs and
+        checkpoints written before ``regions`` read as ``regions``: true "objects", false "all",
+        null (what completed configs of that time hold) nothing.
 
         Raises:
             ConfigError: as :meth:`DepthModel.resolve_config`; ``mask_wall`` not true, false or
                 null, or given beside a ``regions`` it contradicts.
         """
-        config = super().resolve_config(overrides)
-        mask_wall = config["mask_wall"]
-        if mask_wall is None:
-            return config
-        if not isinstance(mask_wall, bool):
+        if not isinstance(config, Mapping) or "mask_wall" not in config:
+            return super().resolve_config(config)
+        data = dict(config)
+        mask_wall = data.pop("mask_wall")
+        if mask_wall is not None and not isinstance(mask_wall, bool):
             raise ConfigError("model.config.mask_wall", mask_wall, "true or false (deprecated: use regions)")
-        alias, flag = ("objects" if mask_wall else "all"), str(mask_wall).lower()
-        if config["regions"] != alias and "regions" in (overrides or {}):
-            raise ConfigError("model.config.regions", config["regions"],
-                              f"{alias!r}, as the deprecated mask_wall {flag} beside it says: set regions alone")
-        warnings.warn(f"model config mask_wall is deprecated: mask_wall {flag} is regions {alias!r}",
-                      DeprecationWarning, stacklevel=3)
-        return {**config, "regions": alias, "mask_wall": None}
+        if mask_wall is not None:
+            alias, flag = ("objects" if mask_wall else "all"), str(mask_wall).lower()
+            if data.setdefault("regions", alias) != alias:
+                raise ConfigError("model.config.regions", data["regions"],
+                                  f"{alias!r}, as the deprecated mask_wall {flag} beside it says: set regions alone")
+            warnings.warn(f"model config mask_wall is deprecated: mask_wall {flag} is regions {alias!r}",
+                          DeprecationWarning, stacklevel=3)
+        return super().resolve_config(data)
 
-    def __init__(self, config: dict | None = None):
+    def __init__(self, config: Mapping[str, Any] | SupervisedConfig | None = None):
         super().__init__(config)
-        cfg = self.config
-        if not 0 < cfg["min_depth_m"] < cfg["max_depth_m"]:
-            raise ValueError(f"need 0 < min_depth_m < max_depth_m, got {cfg['min_depth_m']}, {cfg['max_depth_m']}")
-        if cfg["depth_space"] not in DEPTH_SPACES:
-            raise ValueError(f"depth_space must be one of {DEPTH_SPACES}, got {cfg['depth_space']!r}")
-        scales = cfg["blur_scales_px"]
-        if not isinstance(scales, list) or not all(isinstance(s, (int, float)) and s > 0 for s in scales):
-            raise ValueError(f"blur_scales_px must be a list of Gaussian stds > 0 (px), got {scales!r}")
-        if cfg["coc_loss"] not in COC_LOSSES:
-            raise ValueError(f"coc_loss must be one of {COC_LOSSES}, got {cfg['coc_loss']!r}")
-        if not cfg["coc_scale_px"] > 0:
-            raise ValueError(f"coc_scale_px must be > 0, got {cfg['coc_scale_px']}")
-        if cfg["regions"] not in REGIONS:
-            raise ValueError(f"regions must be one of {REGIONS}, got {cfg['regions']!r}")
-        if not cfg["wall_weight"] > 0:
-            raise ValueError(f"wall_weight must be > 0, got {cfg['wall_weight']}")
-        if cfg["regions"] == "split":
+        if self.config.regions == "split":
             self.wall_head = WallHead(4 + len(WALL_BLUR_SCALES_PX))
-        init = cfg["depth_init_m"]
-        if init is not None:
-            if not isinstance(init, (int, float)) or not cfg["min_depth_m"] < init < cfg["max_depth_m"]:
-                raise ValueError(f"depth_init_m must be null or a depth inside ({cfg['min_depth_m']}, "
-                                 f"{cfg['max_depth_m']}) m, got {init!r}")
+        if self.config.depth_init_m is not None:
             # a learned shift of every pixel's logit, starting where a zero logit means depth_init_m
-            self.logit_shift = nn.Parameter(self.depth_logit(torch.tensor(float(init))).detach())
+            self.logit_shift = nn.Parameter(self.depth_logit(torch.tensor(float(self.config.depth_init_m))).detach())
 
     def forward(self, batch: dict) -> dict[str, Tensor]:
         """:meth:`stack_forward`, and with ``regions: split`` the wall head: ``object_depth`` (the
         network's), ``wall_logit``, ``wall_depth`` and ``depth`` (the wall's where its logit > 0)."""
         outputs = self.stack_forward(batch)
-        if self.config["regions"] != "split":
+        if self.config.regions != "split":
             return outputs
         frames, focus = batch["frames"].float(), batch["focus_m"].float()
         inputs = torch.cat([frames, self.focus_planes(focus, *frames.shape[-2:]),
@@ -319,11 +307,11 @@ class SupervisedDepthModel(DepthModel):
     def depth_from_logit(self, logit: Tensor) -> Tensor:
         """Depth z, metres, in [min_depth_m, max_depth_m]: min + (max - min) sigmoid(y), or
         min (max / min)^sigmoid(y) with ``depth_space: "log"``.  # shape of y"""
-        near, far = self.config["min_depth_m"], self.config["max_depth_m"]
+        near, far = self.config.min_depth_m, self.config.max_depth_m
         if hasattr(self, "logit_shift"):
             logit = logit + self.logit_shift
         t = torch.sigmoid(logit.float())
-        if self.config["depth_space"] == "log":
+        if self.config.depth_space == "log":
             return near * (far / near) ** t
         return near + (far - near) * t
 
@@ -346,9 +334,9 @@ class SupervisedDepthModel(DepthModel):
 
     def depth_logit(self, depth_m: Tensor) -> Tensor:
         """The inverse of :meth:`depth_from_logit`, depth clamped into the range first.  # shape of depth_m"""
-        near, far = self.config["min_depth_m"], self.config["max_depth_m"]
+        near, far = self.config.min_depth_m, self.config.max_depth_m
         z = depth_m.clamp(near, far)
-        if self.config["depth_space"] == "log":
+        if self.config.depth_space == "log":
             logit = torch.logit(torch.log(z / near) / math.log(far / near), eps=1e-3)
         else:
             logit = torch.logit((z - near) / (far - near), eps=1e-3)
@@ -356,7 +344,7 @@ class SupervisedDepthModel(DepthModel):
 
     def coc_from_logit(self, logit: Tensor) -> Tensor:
         """Unsigned CoC c = coc_scale_px softplus(y), pixels, >= 0.  # shape of y"""
-        return self.config["coc_scale_px"] * F.softplus(logit.float())
+        return self.config.coc_scale_px * F.softplus(logit.float())
 
     def focus_planes(self, focus_m: Tensor, height: int, width: int) -> Tensor:
         """Each frame's focus distance as a constant image channel: its normalised inverse
@@ -367,7 +355,7 @@ class SupervisedDepthModel(DepthModel):
         Returns:
             the channel per frame.  # [B, T, 1, H, W]
         """
-        inv_near, inv_far = 1 / self.config["min_depth_m"], 1 / self.config["max_depth_m"]
+        inv_near, inv_far = 1 / self.config.min_depth_m, 1 / self.config.max_depth_m
         code = (1 / focus_m - inv_far) / (inv_near - inv_far)  # [B, T]
         return code[:, :, None, None, None].expand(*focus_m.shape, 1, height, width)
 
@@ -379,7 +367,7 @@ class SupervisedDepthModel(DepthModel):
     @property
     def frame_channels(self) -> int:
         """Channels of :meth:`frame_inputs`: RGB, the focus plane, the blur features."""
-        return 3 + int(self.focus_input) + len(self.config["blur_scales_px"])
+        return 3 + int(self.focus_input) + len(self.config.blur_scales_px)
 
     def frame_inputs(self, frames: Tensor, focus_m: Tensor) -> Tensor:
         """Every frame with its :meth:`focus_planes` channel (when :attr:`focus_input`) and, with
@@ -403,7 +391,7 @@ class SupervisedDepthModel(DepthModel):
         Returns:
             [] or one tensor.  # [B, T, len(blur_scales_px), H, W]
         """
-        scales = self.config["blur_scales_px"]
+        scales = self.config.blur_scales_px
         if not scales:
             return []
         return [blur_features(frames.flatten(0, 1), scales).unflatten(0, frames.shape[:2])]
@@ -420,13 +408,13 @@ class SupervisedDepthModel(DepthModel):
             (masks, each [B, 1, H, W] bool; one weight per mask).
         """
         valid = batch["valid"].bool()
-        regions = self.config["regions"]
+        regions = self.config.regions
         if "wall" not in batch or regions == "all":
             return [valid], [1.0]
         wall = batch["wall"].bool()
         if regions in ("objects", "split"):
             return [valid & ~wall], [1.0]
-        return [valid & ~wall, valid & wall], [1.0, float(self.config["wall_weight"])]
+        return [valid & ~wall, valid & wall], [1.0, float(self.config.wall_weight)]
 
     def coc_target(self, batch: dict) -> Tensor:
         """True unsigned CoC of every frame, pixels (module docstring: source and approximation).
@@ -437,7 +425,7 @@ class SupervisedDepthModel(DepthModel):
         if "coc" in batch:
             return batch["coc"].float().abs()
         depth, focus = batch["depth"].float(), batch["focus_m"].float()  # [B, 1, H, W], [B, T]
-        z = torch.where(depth > 0, depth, torch.full_like(depth, self.config["max_depth_m"]))
+        z = torch.where(depth > 0, depth, torch.full_like(depth, self.config.max_depth_m))
         lens = lens_from_batch(batch).to(dtype=torch.float32)
         width = batch["frames"].shape[-1]
         coc = torch.stack([coc_px(lens, z[:, 0], focus[:, t], width) for t in range(focus.shape[1])], 1)
@@ -446,7 +434,7 @@ class SupervisedDepthModel(DepthModel):
     def losses(self, batch: dict, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
         cfg = self.config
         masks, weights = self.loss_regions(batch)  # each [B, 1, H, W]
-        split = cfg["regions"] == "split"
+        split = cfg.regions == "split"
         terms = {"depth": region_mean(self.depth_error(outputs["object_depth" if split else "depth"], batch),
                                       masks, weights)}
         total = terms["depth"]
@@ -457,11 +445,11 @@ class SupervisedDepthModel(DepthModel):
             bce = F.binary_cross_entropy_with_logits(outputs["wall_logit"].float(), wall.float(), reduction="none")
             terms["wall_mask"] = region_mean(bce, [valid & ~wall, valid & wall])
             total = total + terms["wall_depth"] + terms["wall_mask"]
-        if cfg["coc_head"]:
-            err = (outputs["coc"] - self.coc_target(batch)) / cfg["coc_scale_px"]  # [B, T, 1, H, W]
-            err = err.abs() if cfg["coc_loss"] == "l1" else err.square()
+        if cfg.coc_head:
+            err = (outputs["coc"] - self.coc_target(batch)) / cfg.coc_scale_px  # [B, T, 1, H, W]
+            err = err.abs() if cfg.coc_loss == "l1" else err.square()
             terms["coc"] = region_mean(err, [m[:, None] for m in masks], weights)
-            total = total + cfg["w_coc"] * terms["coc"]
+            total = total + cfg.w_coc * terms["coc"]
         terms["total"] = total
         return terms
 
@@ -469,10 +457,10 @@ class SupervisedDepthModel(DepthModel):
         """Per-pixel depth error of ``pred`` against the batch's depth: |log z_pred - log z_true|
         (``depth_space: "log"``) or ((z_pred - z_true) / max_depth_m)^2.  # [B, 1, H, W]"""
         true = batch["depth"].float()
-        if self.config["depth_space"] == "log":
-            near = self.config["min_depth_m"]  # clamps invalid 0 (masked) and depths below the range
+        if self.config.depth_space == "log":
+            near = self.config.min_depth_m  # clamps invalid 0 (masked) and depths below the range
             return (pred.clamp_min(near).log() - true.clamp_min(near).log()).abs()
-        return ((pred - true) / self.config["max_depth_m"]).square()
+        return ((pred - true) / self.config.max_depth_m).square()
 
     # --- inference -----------------------------------------------------------------------
 

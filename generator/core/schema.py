@@ -1,7 +1,8 @@
 """Typed, frozen dataclasses from plain data: the one config mechanism of dfdgen.
 
 Recipes (:mod:`generator.recipe.recipe`), training configs (:mod:`dfd_models.config`),
-each model's own keys (``DepthModel.resolve_config``) and the scene spec
+each model's own config (``DepthModel.Config``), the render options
+(:class:`generator.render.options.RenderOptions`) and the scene spec
 (:meth:`generator.scene.spec.SceneSpec.from_dict`) are dataclasses whose annotations
 and :func:`setting` checks say what each field accepts. :func:`build` validates
 plain data (parsed YAML, JSON) into them and :func:`apply_overrides` applies
@@ -22,8 +23,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
-import functools
-import json
 import math
 import re
 import types
@@ -35,7 +34,7 @@ from generator.core.errors import BadInput, FieldError
 from generator.core.safe_yaml import load_yaml
 
 #: The check keywords of :func:`setting`.
-CHECKS = ("gt", "ge", "le", "choices", "pattern")
+CHECKS = ("gt", "ge", "le", "choices", "pattern", "min_items", "max_items")
 
 
 def setting(default: Any = dataclasses.MISSING, **checks: Any) -> Any:
@@ -44,7 +43,8 @@ def setting(default: Any = dataclasses.MISSING, **checks: Any) -> Any:
     ``default``: a value; a list or dict (copied per instance); a section class (that
     section's defaults); or none (the field is required). ``checks``: ``gt``, ``ge``,
     ``le`` (bounds of every number in the field), ``choices`` (allowed strings),
-    ``pattern`` (a regex a string must match in full).
+    ``pattern`` (a regex a string must match in full), ``min_items``, ``max_items`` (the
+    length of a list: e.g. a network's levels, each of which halves the image).
     """
     unknown = set(checks) - set(CHECKS)
     if unknown:
@@ -101,12 +101,10 @@ def describe(tp: Any, meta: Mapping[str, Any]) -> str:
         return " or ".join("null" if a is type(None) else describe(a, meta) for a in args)
     if _is_range(tp):
         return f"{describe(_range_item(tp), meta)}, or [min, max] of such with min <= max"
-    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-        return f"a list, each {describe(args[0], meta)}"
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis or origin is list:
+        return f"a list{_items(meta)}, each {describe(args[0], meta)}"
     if origin is tuple:
         return f"a list of {len(args)}: {', '.join(describe(a, meta) for a in args)}"
-    if origin is list:
-        return f"a list, each {describe(args[0], meta)}"
     if tp is str and "choices" in meta:
         return f"one of: {', '.join(meta['choices'])}"
     words = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a mapping"}[tp]
@@ -116,6 +114,16 @@ def describe(tp: Any, meta: Mapping[str, Any]) -> str:
         bounds = [f"{op} {meta[key]}" for key, op in (("gt", ">"), ("ge", ">="), ("le", "<=")) if key in meta]
         words = " ".join([words, " and ".join(bounds)]).strip()
     return words
+
+
+def _items(meta: Mapping[str, Any]) -> str:
+    """How many items ``min_items`` and ``max_items`` allow, in words ("" for any number)."""
+    low, high = meta.get("min_items"), meta.get("max_items")
+    if low is not None and high is not None:
+        return f" of {low} to {high} items"
+    if high is not None:
+        return f" of at most {high} items"
+    return "" if low is None else f" of at least {low} items"
 
 
 def _scalar(tp: type, value: Any, meta: Mapping[str, Any]) -> tuple[bool, Any]:
@@ -184,6 +192,8 @@ def convert(tp: Any, value: Any, path: str, meta: Mapping[str, Any], error: type
             raise error(path, value, describe(tp, meta))
         if origin is tuple and variadic and nonempty and not value:
             raise error(path, value, f"a non-empty {describe(tp, meta).removeprefix('a ')}")
+        if not meta.get("min_items", 0) <= len(value) <= meta.get("max_items", len(value)):
+            raise error(path, value, describe(tp, meta))
         items = [convert(args[0] if variadic else args[i], v, f"{path}[{i}]", meta, error, nonempty)
                  for i, v in enumerate(value)]
         return items if origin is list else tuple(items)
@@ -247,8 +257,9 @@ def set_value(cls: type, data: dict[str, Any], key: str, value: Any, error: type
     """Set the dotted ``key`` of plain ``data`` (for dataclass ``cls``) to ``value``, in place.
 
     The key path must name a field, even one the data leaves at its default; below a
-    ``dict`` field (free keys, e.g. a model's own config) any key may be set. The value
-    is checked later, by :func:`build`.
+    ``dict`` field (free keys, e.g. ``model.config``, whose keys depend on ``model.name``) any
+    key may be set. The value is checked later, by :func:`build` (a model's config: of its
+    ``DepthModel.Config``).
 
     Raises:
         error: a key path that is not a field, or one that goes through a value as if
@@ -292,36 +303,6 @@ def apply_overrides(cls: type, data: Mapping[str, Any], overrides: Sequence[str]
         key, value = parse_override(item, error, example)
         set_value(cls, out, key, value, error)
     return out
-
-
-def _type_of(value: Any) -> Any:
-    """The field type a default value implies: its own; a list's from its items (float if any
-    is one); Any for None or an empty list."""
-    if value is None:
-        return Any
-    if not isinstance(value, list):
-        return dict if isinstance(value, dict) else type(value)
-    kinds = {type(v) for v in value}
-    if kinds == {int, float}:
-        return list[float]
-    return list[kinds.pop()] if len(kinds) == 1 else list[Any]
-
-
-@functools.cache
-def _schema_of(name: str, defaults: str) -> type:
-    fields = [(key, _type_of(value), setting(value)) for key, value in json.loads(defaults).items()]
-    return dataclasses.make_dataclass(name, fields, frozen=True, kw_only=True)
-
-
-def build_dict(defaults: Mapping[str, Any], data: Any, error: type[FieldError], path: str) -> dict[str, Any]:
-    """``defaults`` updated with the mapping ``data``, each value checked against the type of its
-    default (:func:`build` of a dataclass made from them): a model's own config.
-
-    Raises:
-        error: as :func:`build`, the keys named below ``path``.
-    """
-    schema = _schema_of(f"{path}_schema".replace(".", "_"), json.dumps(dict(defaults)))
-    return dataclasses.asdict(build(schema, data, error, path))
 
 
 def to_plain(value: Any) -> Any:

@@ -104,7 +104,7 @@ def render_dataset(
         KeyboardInterrupt: after stopping cleanly (complete shards kept, partial ones removed).
     """
     start = time.perf_counter()
-    opts = RenderOptions(**options)
+    opts = RenderOptions.from_dict(options)
     # Every asset file is read here, so a corrupt one is bad input before anything renders or is written.
     AssetFiles.of(recipe.assets).check()
     if recipe.image.denoise:
