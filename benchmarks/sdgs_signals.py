@@ -71,7 +71,7 @@ class TruthTeacher:
         model.teacher = self.teacher  # the instance's teacher; every other model is untouched
 
     def teacher(self, frames, focus_m, K, lens, ref):
-        depth = self.batch["depth"].float()  # frame T // 2's grid; ~frame ref's at this breathing
+        depth = self.batch["depth"].float()  # the reference frame's grid; ~frame ref's at this breathing
         return depth.clamp(0.1, 3.0), torch.ones_like(depth)
 
 
@@ -103,7 +103,7 @@ def train_and_score(model_name: str, config: dict, train: list[dict], val: list[
 
 
 def score(val: list[dict], predict: Callable[[dict], torch.Tensor]) -> dict:
-    """{region: metrics} of ``predict`` (batch -> depth on frame T // 2's grid) over ``val``."""
+    """{region: metrics} of ``predict`` (batch -> depth on the reference frame's grid) over ``val``."""
     metrics = RegionMetrics()
     for batch in val:
         metrics.update(predict(batch), batch["depth"], batch["valid"], batch["wall"])

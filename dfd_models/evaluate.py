@@ -48,7 +48,7 @@ def predict_depth_and_confidence(model: DepthModel, frames: Tensor, focus_m: Ten
         lens: the lens, pixel pitch that of these images.
         K: intrinsics, pixels.  # [B, T, 3, 3]
     Returns:
-        planar depth of frame T // 2, metres, and the model's confidence or None.  # [B, 1, H, W] each
+        planar depth of the reference frame, metres, and the model's confidence or None.  # [B, 1, H, W] each
     """
     b, t, c, h, w = frames.shape
     m = model.size_multiple

@@ -26,8 +26,9 @@
 
 A stack's frames are sorted by increasing focus distance (the order the training
 data has) and the whole stack is the model's one input, ``[1, T, 3, H, W]``: one
-depth map per stack, on the pixel grid of frame ``T // 2`` of the sorted stack
-(under the thin lens' focus breathing every frame has its own K). A stack is
+depth map per stack, on the pixel grid of the sorted stack's reference frame
+(:func:`dfd_models.data.batch.reference_index`; under the thin lens' focus breathing
+every frame has its own K). A stack is
 refused (:class:`BadInput`, one line, nothing written) when its frames differ in
 size, when two frames share a focus distance, when a focus file's entries do not
 match its frames, when a focus distance is not a positive finite number beyond

@@ -60,7 +60,7 @@ def _exif(**tags) -> Image.Exif:
 
 @pytest.fixture(scope="module")
 def planes(bpy, torch):
-    """The planes stack: 8-bit sRGB frames [H, W, 3] (sorted by focus), focus distances, true depth of frame T // 2."""
+    """The planes stack: 8-bit sRGB frames [H, W, 3] (sorted by focus), focus distances, true depth of the reference frame."""
     from planes_stack import render_planes_stack
 
     batch = render_planes_stack()

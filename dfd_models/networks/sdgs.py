@@ -23,10 +23,10 @@ focus distance, aperture, focal length and pixel pitch in the one combination th
 image depends on. Both are broadcast as two constant channels.
 
 The image is frame r of a stack: ``input_frame: nearest`` (default) takes the frame
-focused nearest (r = 0), ``middle`` frame T // 2, ``farthest`` frame T - 1. With the focus at the near end of
-the ramp every surface lies at or behind the plane of focus, so the blur grows with
-depth and one image determines it; from the middle of the ramp a point in front of
-the plane of focus blurs like one behind it. Depth is returned on frame T // 2's
+focused nearest (r = 0), ``middle`` the reference frame (T // 2), ``farthest`` frame T - 1. With
+the focus at the near end of the ramp every surface lies at or behind the plane of focus, so the blur
+grows with depth and one image determines it; from the middle of the ramp a point in front of the
+plane of focus blurs like one behind it. Depth is returned on the reference frame's
 grid (resampled exactly from frame r's, :func:`dfd_models.focus.warp_to_grid`), the
 frame whose ground truth the loader returns.
 
@@ -110,6 +110,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dfd_models.data.batch import reference_index
 from dfd_models.focus import blur_features, defocus_sweep, gamma_encode, sharp_composite, sweep_depths, warp_to_grid
 from dfd_models.lens import LensParams, coc_px, coc_signed_px
 from dfd_models.losses import edge_aware_smoothness, masked_mean, photometric_error
@@ -282,8 +283,9 @@ def overlap_mask(K_src: Tensor, K_dst: Tensor, height: int, width: int) -> Tenso
 
 
 def _input_index(choice: str, frames: int) -> int:
-    """Index of the frame the networks see: 0 (``nearest``), T // 2 (``middle``) or T - 1 (``farthest``)."""
-    return {"nearest": 0, "middle": frames // 2, "farthest": frames - 1}[choice]
+    """Index of the frame the networks see: 0 (``nearest``), the reference frame T // 2 (``middle``,
+    :func:`~dfd_models.data.batch.reference_index`) or T - 1 (``farthest``)."""
+    return {"nearest": 0, "middle": reference_index(frames), "farthest": frames - 1}[choice]
 
 
 def _repeat_lens(lens: LensParams, repeats: int) -> LensParams:
@@ -379,7 +381,7 @@ class SDGS(DepthModel):
             module docstring: the start).
 
     Outputs of :meth:`forward` (B stacks, T frames, r the input frame):
-        ``depth`` [B, 1, H, W]: depth on frame T // 2's grid, metres.
+        ``depth`` [B, 1, H, W]: depth on the reference frame's grid, metres.
         ``input_depth``, ``inv_depth`` [B, 1, H, W]: depth (m) and inverse depth (1/m) on frame r's grid.
         ``input_frame`` int: r.
         ``defocus_px`` [B, T, 1, H, W]: every frame's defocus map (unsigned CoC, pixels, its own grid).
@@ -578,7 +580,7 @@ class SDGS(DepthModel):
         cfg = self.config
         frames, focus, K = batch["frames"], batch["focus_m"], batch["K"]
         b, t, _, h, w = frames.shape
-        r, mid = _input_index(cfg["input_frame"], t), t // 2
+        r, mid = _input_index(cfg["input_frame"], t), reference_index(t)
         depth = 1 / inv_depth
         rows = torch.arange(b, device=frames.device)[:, None]
         if cfg["render_frames"] == "all":
@@ -693,13 +695,13 @@ class SDGS(DepthModel):
 
     def predict(self, frames: Tensor, focus_m: Tensor, lens: LensParams, K: Tensor) -> Tensor:
         """Depth from the frames :meth:`seen_frames` names (``sdgs``: frame r alone, ``input_frame``; T = 1
-        allowed), on frame T // 2's grid.
+        allowed), on the reference frame's grid.
 
         Args and returns as :meth:`DepthModel.predict`.  # [B, T, 3, H, W] -> [B, 1, H, W]
         """
         self.check_frames(frames, focus_m, K, min_frames=1)
         b, t, _, h, w = frames.shape
-        r, mid = _input_index(self.config["input_frame"], t), t // 2
+        r, mid = _input_index(self.config["input_frame"], t), reference_index(t)
         seen = self.seen_frames(t)
         defocus = frames.new_zeros(b, t, 1, h, w, dtype=torch.float32)
         maps = self.defocus(frames[:, seen].flatten(0, 1), focus_m[:, seen].flatten(), _repeat_lens(lens, len(seen)))

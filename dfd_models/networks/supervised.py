@@ -42,7 +42,7 @@ averages all valid pixels, whatever the choice):
 The true CoC (:meth:`SupervisedDepthModel.coc_target`) is the renderer's per-frame
 CoC map ``batch["coc"]`` when the shards hold one (exact: each frame's own pixel
 grid); otherwise it is computed with :func:`dfd_models.lens.coc_px` from the depth
-of the reference frame T // 2, the frame's focus distance and the batch's lens.
+of the reference frame, the frame's focus distance and the batch's lens.
 That is exact for the ``blender`` lens model (K is the same for every frame) and an
 approximation for ``thin_lens``, whose focus breathing scales frame t's image about
 the principal point by L_t / L_ref (L the lens-to-sensor distance): a pixel at
@@ -411,7 +411,7 @@ class SupervisedDepthModel(DepthModel):
     # --- losses --------------------------------------------------------------------------
 
     def loss_regions(self, batch: dict) -> tuple[list[Tensor], list[float]]:
-        """The pixel regions of frame T // 2 the losses average over, and their weights
+        """The pixel regions of the reference frame the losses average over, and their weights
         (config ``regions``, module docstring): with the batch's ``wall``, "objects" is
         [valid & ~wall], "all" [valid], "balanced" [valid & ~wall, valid & wall] weighted
         [1, wall_weight]; without it, [valid] for all three.
@@ -477,7 +477,7 @@ class SupervisedDepthModel(DepthModel):
     # --- inference -----------------------------------------------------------------------
 
     def predict(self, frames: Tensor, focus_m: Tensor, lens: LensParams, K: Tensor) -> Tensor:
-        """Depth of frame T // 2 from the frames alone (:meth:`forward` on a batch of them), T >= 1."""
+        """Depth of the reference frame from the frames alone (:meth:`forward` on a batch of them), T >= 1."""
         self.check_frames(frames, focus_m, K, min_frames=1)
         b = frames.shape[0]
 
