@@ -26,7 +26,7 @@ from dfd_models.data import DataSection, make_loader, resolve_shards
 from dfd_models.lens import LensParams
 from dfd_models.metrics import RegionMetrics
 from dfd_models.networks import DepthModel, lens_from_batch
-from dfd_models.device import pick_device, to_device
+from dfd_models.runtime import pick_device, to_device
 
 
 def predict_depth(model: DepthModel, frames: Tensor, focus_m: Tensor, lens: LensParams, K: Tensor) -> Tensor:

@@ -386,9 +386,9 @@ def test_skip_corrupt_does_not_hide_configuration_errors(eight, data):
 
 
 def test_auto_crop_and_batch_are_sized_from_the_manifest(tiny_dataset, data, torch):
-    """A library user's ``auto`` crop and batch size: :func:`dfd_models.config.auto_data` with the
+    """A library user's ``auto`` crop and batch size: :func:`dfd_models.sizing.auto_data` with the
     manifest's image size (64 px) and this machine's device, as training sizes them."""
-    from dfd_models.config import AUTO_SIZE
+    from dfd_models.sizing import AUTO_SIZE
 
     side, batch_size = AUTO_SIZE["cuda" if torch.cuda.is_available() else "cpu"]
     loader = data.make_loader(data.DataSection(shards=tiny_dataset, workers=0, shuffle=0))

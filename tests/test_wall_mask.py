@@ -233,7 +233,7 @@ def test_mask_wall_is_a_deprecated_alias_of_regions(torch, tmp_path):
     from dfd_models.checkpoint import load_model, save_checkpoint
     from dfd_models.config import ConfigError, TrainConfig
     from dfd_models.networks import build_model
-    from dfd_models.train import complete_model_config
+    from dfd_models.run_dir import complete_model_config
 
     for mask_wall, regions in ((True, "objects"), (False, "all")):
         with pytest.warns(DeprecationWarning, match="mask_wall"):

@@ -32,10 +32,11 @@ from webdataset.pipeline import DataPipeline
 from webdataset.utils import pytorch_worker_info
 
 from generator.core.errors import CorruptShard
-from dfd_models.config import AUTO, DataSection, auto_data
+from dfd_models.config import AUTO, DataSection
 from dfd_models.data import stages
 from dfd_models.data.batch import Batch, collate, to_tensors
 from dfd_models.data.transforms import random_crop, random_flip
+from dfd_models.sizing import auto_data
 from dfd_models.data.sources import resolve_shards, shard_pass
 
 
@@ -54,7 +55,7 @@ class FocalStackDataset(IterableDataset):
             order), ``batch_size`` and ``skip_corrupt`` (warn about and skip corrupt
             samples/shards instead of raising :class:`generator.core.errors.CorruptShard`).
             An ``auto`` crop or batch size is sized here as training sizes it
-            (:func:`dfd_models.config.auto_data`: this machine's device, the image size
+            (:func:`dfd_models.sizing.auto_data`: this machine's device, the image size
             in the dataset's manifest, no model).
         batched: collate ``data.batch_size`` samples per item (the last batch of a
             worker's pass may be smaller); False: single samples.

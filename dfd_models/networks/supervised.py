@@ -314,8 +314,6 @@ class SupervisedDepthModel(DepthModel):
         """The network's outputs (module docstring), subclasses implement it."""
         raise NotImplementedError
 
-    # --- output parameterisation ---------------------------------------------------------
-
     def depth_from_logit(self, logit: Tensor) -> Tensor:
         """Depth z, metres, in [min_depth_m, max_depth_m]: min + (max - min) sigmoid(y), or
         min (max / min)^sigmoid(y) with ``depth_space: "log"``.  # shape of y"""
@@ -408,8 +406,6 @@ class SupervisedDepthModel(DepthModel):
             return []
         return [blur_features(frames.flatten(0, 1), scales).unflatten(0, frames.shape[:2])]
 
-    # --- losses --------------------------------------------------------------------------
-
     def loss_regions(self, batch: dict) -> tuple[list[Tensor], list[float]]:
         """The pixel regions of the reference frame the losses average over, and their weights
         (config ``regions``, module docstring): with the batch's ``wall``, "objects" is
@@ -473,8 +469,6 @@ class SupervisedDepthModel(DepthModel):
             near = self.config["min_depth_m"]  # clamps invalid 0 (masked) and depths below the range
             return (pred.clamp_min(near).log() - true.clamp_min(near).log()).abs()
         return ((pred - true) / self.config["max_depth_m"]).square()
-
-    # --- inference -----------------------------------------------------------------------
 
     def predict(self, frames: Tensor, focus_m: Tensor, lens: LensParams, K: Tensor) -> Tensor:
         """Depth of the reference frame from the frames alone (:meth:`forward` on a batch of them), T >= 1."""
