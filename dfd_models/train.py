@@ -8,7 +8,8 @@ loops: a batch from the loader (:mod:`dfd_models.data`), one optimizer step
 ``train.ckpt_every`` steps and at the end (:mod:`dfd_models.run_state`), and validation.
 
 Sizes: an ``auto`` ``data.crop`` and ``data.batch_size`` (the defaults) are sized to the
-data's image size and the device, and one line on stderr says what was chosen;
+data's image size and the device (:mod:`dfd_models.sizing`), and one line on stderr says
+what was chosen;
 ``data.workers: auto`` starts at most one worker per shard of the process.
 
 Validation: when the shards hold a sample of split ``train.val_split`` (``val``; not the

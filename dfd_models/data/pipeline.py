@@ -1,7 +1,7 @@
 """The training data pipeline: shards -> batches of focus stacks.
 
 :class:`FocalStackDataset` is an ``IterableDataset`` whose stages are a list
-(:meth:`FocalStackDataset.stages`: shard reading from :mod:`dfd_models.data.stages`,
+(:meth:`FocalStackDataset.stage_list`: shard reading from :mod:`dfd_models.data.stages`,
 augmentation from :mod:`dfd_models.data.transforms`, the batch from
 :mod:`dfd_models.data.batch`), composed by webdataset's ``DataPipeline`` inside each
 DataLoader worker; :func:`make_loader` wraps it in a DataLoader with a per-epoch seed and an
@@ -116,7 +116,7 @@ class FocalStackDataset(IterableDataset):
             if count == 0 or not self.repeat:
                 return
 
-    def stages(self, worker: int, num_workers: int) -> list:
+    def stage_list(self, worker: int, num_workers: int) -> list:
         """The pipeline of DataLoader worker ``worker`` of ``num_workers`` in this epoch, source
         first, as ``webdataset.DataPipeline`` takes it (None: a stage this config leaves out).
 
@@ -139,7 +139,7 @@ class FocalStackDataset(IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         info = torch.utils.data.get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        src = iter(DataPipeline(*self.stages(worker, num_workers)))
+        src = iter(DataPipeline(*self.stage_list(worker, num_workers)))
         return src if info is None else _reported(src)
 
 

@@ -1,6 +1,6 @@
 """The stages that read shards: small generators over samples, each taking the iterator first.
 
-:meth:`dfd_models.data.pipeline.FocalStackDataset.stages` lists the whole chain::
+:meth:`dfd_models.data.pipeline.FocalStackDataset.stage_list` lists the whole chain::
 
     shard URLs -> tar_samples -> (shuffle) -> select_ramp -> decode    this module
                -> random_crop -> random_flip                           dfd_models.data.transforms
