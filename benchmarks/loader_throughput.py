@@ -83,6 +83,8 @@ def write_synthetic(out: Path, scenes: int, per_shard: int, frames: int, height:
 def _raw_decode(url: str) -> int:
     """Read one shard with the format's tar reader and decode what the pipeline decodes, in a
     plain loop; returns its sample count."""
+    from dfd_models.data.batch import reference_index
+
     count = 0
     for sample in read_shard(url):
         meta = json.loads(sample[META])
@@ -90,7 +92,7 @@ def _raw_decode(url: str) -> int:
         images = [rgb_member(sample, frame_stem(f["index"])) for f in stack] + [rgb_member(sample, AIF)]
         for name in filter(None, images):
             decode_rgb(sample[name], name.rsplit(".", 1)[1])
-        ref = stack[len(stack) // 2]["index"] if meta["depth"]["per_frame"] else None
+        ref = stack[reference_index(len(stack))]["index"] if meta["depth"]["per_frame"] else None
         read_exr_bytes(sample[depth_member(ref)])["Z"]
         for name in [coc_member(f["index"]) for f in stack if coc_member(f["index"]) in sample]:
             read_exr_bytes(sample[name])["Y"]

@@ -61,7 +61,7 @@ import bpy
 import numpy as np
 import torch
 
-from dfd_models.data.stages import wall_mask
+from dfd_models.data.batch import reference_index, wall_mask
 from dfd_models.focus import dff_depth
 from generator.render.blender.camera import apply_camera
 from generator.render.blender.render import render_scene
@@ -151,7 +151,7 @@ def psnr_by_region(frames, reference, masks) -> dict[str, float]:
 def dff_abs_rel(spec: SceneSpec, frames: list[np.ndarray], depths: list[np.ndarray]) -> float:
     """AbsRel of classical depth from focus against the true depth of the middle frame, on object pixels."""
     order = sorted(range(len(spec.frames)), key=lambda k: spec.frames[k].focus_distance_m)
-    ref = len(order) // 2
+    ref = reference_index(len(order))
     stack = torch.from_numpy(np.stack([frames[k] for k in order])).permute(0, 3, 1, 2)[None]  # [1, T, 3, H, W]
     focus = torch.tensor([[spec.frames[k].focus_distance_m for k in order]], dtype=torch.float64)
     K = torch.from_numpy(np.stack([intrinsics(spec.lens, spec.frames[k].focus_distance_m, spec.render.width,

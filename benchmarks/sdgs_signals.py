@@ -73,7 +73,7 @@ class TruthTeacher:
         model.teacher = self.teacher  # the instance's teacher; every other model is untouched
 
     def teacher(self, frames, focus_m, K, lens, ref):
-        depth = self.batch["depth"].float()  # frame T // 2's grid; ~frame ref's at this breathing
+        depth = self.batch["depth"].float()  # the reference frame's grid; ~frame ref's at this breathing
         return depth.clamp(self.config.min_depth_m, self.config.max_depth_m), torch.ones_like(depth)
 
 
@@ -105,7 +105,7 @@ def train_and_score(model_name: str, config: dict, train: list[dict], val: list[
 
 
 def score(val: list[dict], predict: Callable[[dict], torch.Tensor]) -> dict:
-    """{region: metrics} of ``predict`` (batch -> depth on frame T // 2's grid) over ``val``."""
+    """{region: metrics} of ``predict`` (batch -> depth on the reference frame's grid) over ``val``."""
     metrics = RegionMetrics()
     for batch in val:
         metrics.update(predict(batch), batch["depth"], batch["valid"], batch["wall"])

@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 from dfd_models.config import DataSection
-from dfd_models.data import make_loader
+from dfd_models.data import make_loader, reference_index
 from dfd_models.focus import defocus_sweep, dff_depth, focus_measure, gamma_encode, sweep_depths
 from dfd_models.metrics import RegionMetrics
 from dfd_models.networks.base import lens_from_batch
@@ -71,7 +71,7 @@ def score(depth: torch.Tensor, stack: dict) -> dict[str, tuple[float, float]]:
 
 def scan_fraction(stack: dict, lens, footprint: str) -> float:
     """Textured object pixels whose per-pixel scan minimum lies within delta1 of the truth (frame 0's grid)."""
-    K, ref = stack["K"], stack["frames"].shape[1] // 2
+    K, ref = stack["K"], reference_index(stack["frames"].shape[1])
     depth = on_frame(stack["depth"], K, ref, 0)
     objects = on_frame((stack["valid"] & ~stack["wall"]).float(), K, ref, 0) > 0.5
     textured = focus_measure(gamma_encode(stack["aif"], 1 / 2.2), window=3) > 1e-3
@@ -86,7 +86,7 @@ def scan_fraction(stack: dict, lens, footprint: str) -> float:
 def run(stack: dict, low: float, high: float, window: int) -> tuple[dict, dict, dict]:
     """(scores by method, seconds by method, forward-model checks) of one stack (B = 1)."""
     frames, focus, K = stack["frames"], stack["focus_m"], stack["K"]
-    lens, ref = lens_from_batch(stack), frames.shape[1] // 2
+    lens, ref = lens_from_batch(stack), reference_index(frames.shape[1])
     objects = stack["valid"] & ~stack["wall"]
     truth = stack["depth"][objects]
     scores, seconds, depths = {}, {}, {}

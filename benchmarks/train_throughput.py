@@ -27,7 +27,7 @@ import torch
 from dfd_models.data import DataSection, make_loader, resolve_shards
 from dfd_models.networks import MODELS, build_model, lens_from_batch
 from dfd_models.networks.sdgs import SDGSConfig, _repeat_lens, rerender
-from dfd_models.device import pick_device, to_device
+from dfd_models.runtime import pick_device, to_device
 from results.experiments import ABLATIONS
 
 

@@ -90,7 +90,7 @@ def train(shards, skip_corrupt, model_name, run_dir, config_path, overrides, max
     RUN/ckpt/last.pt with the run's saved config.
     """
     from dfd_models.config import read_yaml
-    from dfd_models.train import run_config
+    from dfd_models.run_dir import run_config
     from dfd_models.train import train as run_training
     from generator.core.errors import BadInput, brief
     from generator.dataset.format import is_url

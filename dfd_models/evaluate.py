@@ -26,7 +26,7 @@ from dfd_models.data import DataSection, make_loader, resolve_shards
 from dfd_models.lens import LensParams
 from dfd_models.metrics import RegionMetrics
 from dfd_models.networks import DepthModel, lens_from_batch
-from dfd_models.device import pick_device, to_device
+from dfd_models.runtime import pick_device, to_device
 
 
 def predict_depth(model: DepthModel, frames: Tensor, focus_m: Tensor, lens: LensParams, K: Tensor) -> Tensor:
@@ -48,7 +48,7 @@ def predict_depth_and_confidence(model: DepthModel, frames: Tensor, focus_m: Ten
         lens: the lens, pixel pitch that of these images.
         K: intrinsics, pixels.  # [B, T, 3, 3]
     Returns:
-        planar depth of frame T // 2, metres, and the model's confidence or None.  # [B, 1, H, W] each
+        planar depth of the reference frame, metres, and the model's confidence or None.  # [B, 1, H, W] each
     """
     b, t, c, h, w = frames.shape
     m = model.size_multiple

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,11 @@ from dfd_models.checkpoint import rng_state, set_rng_state
 from dfd_models.config import HIGHER_IS_BETTER, TrainConfig
 from dfd_models.data import resolve_shards
 from dfd_models.evaluate import score_model
+from dfd_models.networks import MODELS
+from dfd_models.run_dir import RunDir
+from dfd_models.runtime import Process
 
-__all__ = ["Best", "Validation", "val_batch_size", "validation_off"]
+__all__ = ["Best", "Validation", "start_validation", "val_batch_size", "validation_off"]
 
 
 def validation_off(config: TrainConfig) -> str | None:
@@ -106,7 +110,7 @@ def _logged_step(line: str) -> int | None:
 class Validation:
     """Rank 0's scoring of the validation split during a run (module docstring)."""
 
-    def __init__(self, config: TrainConfig, run: Any, info: dict, device: torch.device):
+    def __init__(self, config: TrainConfig, run: RunDir, info: dict, device: torch.device):
         self.config, self.run, self.device = config, run, device
         self.split = config.train.val_split
         self.batch_size = val_batch_size(config.data, info.get("image"))
@@ -197,3 +201,21 @@ class Validation:
         note = "  (best)" if improved else (f"  (best {self.best.value:.4g} at step {self.best.step})"
                                             if self.best.value is not None else "")
         return f"val step {step}: {' | '.join(parts)}{note}"
+
+
+def start_validation(config: TrainConfig, run: RunDir, info: dict, proc: Process, *, resume: bool,
+                     step: int) -> Validation | None:
+    """The run's :class:`Validation` (None: off); rank 0 says which, and when resuming takes the
+    best so far from the run (:meth:`Validation.resume` at checkpoint step ``step``)."""
+    off = validation_off(config)
+    if off is not None:
+        if proc.is_main:
+            print(f"validation off: {off}; no ckpt/best.pt is kept", file=sys.stderr, flush=True)
+        return None
+    validation = Validation(config, run, info, proc.device)
+    if proc.is_main and MODELS[config.model.name].trainable:
+        print(validation.describe(), file=sys.stderr, flush=True)
+        note = validation.resume(step) if resume else None
+        if note:
+            print(note, file=sys.stderr, flush=True)
+    return validation

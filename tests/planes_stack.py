@@ -11,7 +11,7 @@ per region (depth from focus, self-supervised depth)::
 
 The scene (camera at the origin looking along world +Y, OpenCV z = world y):
 three checker-textured planes side by side at planar depths :data:`PLANE_DEPTHS_M`
-(0.35, 0.55, 0.9 m), each filling a third of the width of frame T // 2 (less
+(0.35, 0.55, 0.9 m), each filling a third of the width of the reference frame (less
 a 2/64 gap) and rows 1/8 to 7/8 of its height, in front of a checker-textured
 wall at :data:`WALL_M` (1.2 m) filling the view. The checks are about 3 px wide
 on every plane (anisotropic on the planes: 3 x 7 px at 64 px). Lit by a sun
@@ -57,15 +57,15 @@ def render_planes_stack(*, size: int = 64, samples: int = 64, model: str = "thin
             so the values are those the loader would yield (else Cycles' float32).
 
     Returns:
-        the batch of :func:`dfd_models.data.stages.to_tensors` collated with B = 1:
+        a :class:`dfd_models.data.batch.Batch` with B = 1:
         ``key`` ["planes"]; ``frames`` [1, T, 3, H, W] float32 linear, sorted by focus;
         ``focus_m`` [1, T]; ``K`` [1, T, 3, 3]; ``depth`` [1, 1, H, W] planar metres of
-        frame ``ref_frame`` = T // 2; ``valid``, ``wall`` [1, 1, H, W] bool; ``ref_frame``,
-        ``lens_model`` int64 [1]; ``focal_length_m``, ``f_number``, ``sensor_width_m``,
-        ``pixel_pitch_m`` float32 [1]; ``aif`` [1, 3, H, W] (camera of frame 0, no depth of
-        field); ``coc`` [1, T, 1, H, W] pixels (each frame's, from its own depth); and,
-        beyond the loader's keys, ``planes`` [1, 1, H, W] int64 (0 wall, i + 1 plane i
-        of :data:`PLANE_DEPTHS_M`, on frame T // 2) and ``plane_depths_m`` [1, 3].
+        the reference frame (``reference_index(T)``); ``valid``, ``wall`` [1, 1, H, W] bool;
+        ``lens_model`` int64 [1]; ``focal_length_m``, ``f_number``, ``pixel_pitch_m``
+        float32 [1]; ``aif`` [1, 3, H, W] (camera of frame 0, no depth of field); ``coc``
+        [1, T, 1, H, W] pixels (each frame's, from its own depth); and, beyond the loader's
+        keys, ``planes`` [1, 1, H, W] int64 (0 wall, i + 1 plane i of
+        :data:`PLANE_DEPTHS_M`, on the reference frame) and ``plane_depths_m`` [1, 3].
     """
     import torch
 
@@ -116,12 +116,13 @@ def planes_scene(size: int = 64, samples: int = 64, model: str = "thin_lens", f_
     """The :class:`generator.scene.spec.SceneSpec` that :func:`render_planes_stack` renders."""
     from generator.recipe.ramps import focus_ramp
     from generator.core.lens import Lens, intrinsics
+    from dfd_models.data.batch import reference_index
     from generator.scene.spec import (CameraSpec, FrameSpec, LightSpec, MaterialSpec, ObjectSpec, RenderSpec, SceneSpec,
                                 WorldSpec)
 
     lens = Lens(model, FOCAL_M, f_number, SENSOR_M)
     focus = focus_ramp("diopter", frames, near_m=NEAR_M, far_m=FAR_M)
-    k = intrinsics(lens, float(focus[frames // 2]), size, size)  # lay the planes out on frame T // 2
+    k = intrinsics(lens, float(focus[reference_index(frames)]), size, size)  # lay the planes out on the reference frame
     fpx, centre = k[0, 0], size / 2
     facing = (math.pi / 2, 0.0, 0.0)  # a unit plane's normal +Z turned to -Y: facing the camera
     gap, top, bottom = size / 32, size / 8, 7 * size / 8
@@ -161,10 +162,11 @@ def _render(size: int, samples: int, model: str, f_number: float, frames: int, q
     from generator.core.lens import LENS_MODELS, coc_map_px, intrinsics
     from generator.core.display import srgb_to_linear
     from generator.dataset.pixels import srgb8
+    from dfd_models.data.batch import reference_index
 
     spec = planes_scene(size, samples, model, f_number, frames)
     result = render_scene(spec)
-    ref = frames // 2
+    ref = reference_index(frames)
 
     def linear(rgb: np.ndarray) -> np.ndarray:  # [H, W, 3] -> [3, H, W]
         if quantize:
@@ -185,11 +187,9 @@ def _render(size: int, samples: int, model: str, f_number: float, frames: int, q
         "depth": depth[None],
         "valid": (depth > 0)[None],
         "wall": (np.abs(depth - WALL_M) <= LABEL_RTOL * WALL_M)[None],
-        "ref_frame": np.array(ref, dtype=np.int64),
         "lens_model": np.array(LENS_MODELS.index(model), dtype=np.int64),
         "focal_length_m": np.array(lens.focal_length_m, dtype=np.float32),
         "f_number": np.array(lens.f_number, dtype=np.float32),
-        "sensor_width_m": np.array(lens.sensor_width_m, dtype=np.float32),
         "pixel_pitch_m": np.array(lens.pixel_pitch_m(size), dtype=np.float32),
         "aif": linear(result.aif),
         "coc": np.stack([coc_map_px(lens, d, float(f), size) for d, f in zip(depths, focus)])[:, None],

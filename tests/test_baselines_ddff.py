@@ -57,7 +57,6 @@ def _batch(torch, b=2, t=3, h=H, w=W, seed=0):
         "lens_model": torch.zeros(b, dtype=torch.long),
         "focal_length_m": lens.focal_length_m,
         "f_number": lens.f_number,
-        "sensor_width_m": torch.full((b,), 0.036),
         "pixel_pitch_m": lens.sensor_width_m / w,
     }
 

@@ -36,14 +36,14 @@ def _payload(torch, model):
 
 
 def _batch(torch, b=1, t=2, h=16, w=16):
-    """A synthetic loader batch (see dfd_models.data.stages.to_tensors)."""
+    """A synthetic loader batch (a dfd_models.data.batch.Batch)."""
     focus = torch.tensor([[0.5, 1.0]] * b)[:, :t]
     k = torch.tensor([[20.0, 0, w / 2], [0, 20.0, h / 2], [0, 0, 1]]).expand(b, t, 3, 3)
     depth = torch.full((b, 1, h, w), 0.8)
     return {"frames": torch.rand(b, t, 3, h, w), "focus_m": focus, "K": k, "depth": depth, "valid": depth > 0,
-            "ref_frame": torch.full((b,), t // 2), "lens_model": torch.zeros(b, dtype=torch.long),
+            "lens_model": torch.zeros(b, dtype=torch.long),
             "focal_length_m": torch.full((b,), 0.05), "f_number": torch.full((b,), 2.0),
-            "sensor_width_m": torch.full((b,), 0.036), "pixel_pitch_m": torch.full((b,), 0.036 / w)}
+            "pixel_pitch_m": torch.full((b,), 0.036 / w)}
 
 
 def test_save_writes_every_path_atomically_and_loads_weights_only(torch, ckpt, tmp_path):

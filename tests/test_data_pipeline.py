@@ -110,7 +110,7 @@ def test_sample_shapes_dtypes_and_focus_order(tmp_path, data, torch):
             np.testing.assert_array_equal(s["frames"][t].numpy(), decoded.frames[index].transpose(2, 0, 1))
             np.testing.assert_allclose(s["K"][t].numpy(), decoded.meta["frames"][index]["K"], rtol=1e-6)
         np.testing.assert_allclose(s["focus_m"].numpy(), [spec.frames[i].focus_distance_m for i in order])
-        assert s["ref_frame"].item() == 1  # the middle frame: its own depth map
+        assert data.reference_index(s["frames"].shape[0]) == 1  # the middle frame: its own depth map
         assert s["depth"].shape == (1, H, W) and s["depth"].dtype == torch.float32
         np.testing.assert_array_equal(s["depth"][0].numpy(), rendered.depth[order[1]])
         assert s["valid"].dtype == torch.bool and torch.equal(s["valid"], s["depth"] > 0)
@@ -120,6 +120,49 @@ def test_sample_shapes_dtypes_and_focus_order(tmp_path, data, torch):
         assert s["lens_model"].item() == 0 and s["f_number"].item() == 2.0
         assert s["focal_length_m"].item() == pytest.approx(0.05) and s["pixel_pitch_m"].item() == pytest.approx(
             0.036 / W)
+
+
+def _check_against_batch_type(item, sizes, *, batched):
+    """``item`` (a batch, or one sample when not ``batched``) holds exactly the keys of
+    :class:`dfd_models.data.batch.Batch` (the optional ones when ``sizes`` has them), each with
+    the shape and dtype its :class:`~dfd_models.data.batch.Field` declares; the named axes
+    take ``sizes``."""
+    import typing
+
+    from dfd_models.data.batch import Batch, Field
+
+    optional = {"aif", "coc"} & set(sizes.pop("optional"))
+    assert set(item) == set(Batch.__required_keys__) | optional
+    for name, hint in typing.get_type_hints(Batch, include_extras=True).items():
+        if name not in item:
+            continue
+        if typing.get_origin(hint) is typing.NotRequired:
+            (hint,) = typing.get_args(hint)
+        if name == "key":
+            assert item[name] == sizes["keys"] if batched else item[name] in sizes["keys"], name
+            continue
+        (field,) = [m for m in hint.__metadata__ if isinstance(m, Field)]
+        shape = tuple(sizes.get(axis, axis) for axis in field.shape)
+        assert tuple(item[name].shape) == (shape if batched else shape[1:]), name
+        assert item[name].dtype == field.dtype, name
+
+
+def test_the_loader_yields_the_documented_batch(tmp_path, data, torch):
+    """Every batch (and, unbatched, every sample) has exactly the keys of the batch type, with its
+    shapes and dtypes: with and without the optional all-in-focus image and CoC maps."""
+    for optional, extra in (((), {}), (("aif", "coc"), {"aif": True, "coc": True})):
+        out = tmp_path / f"ds-{len(optional)}"
+        write_dataset(out, [make_spec(i, **extra) for i in range(3)], max_samples=3)
+        section = data.DataSection(shards=out, split=None, batch_size=2, crop=[16, 20], workers=0, shuffle=0)
+        batches = list(data.make_loader(section))
+        assert [len(b["key"]) for b in batches] == [2, 1]
+        keys = ["00000000", "00000001", "00000002"]
+        for batch, chunk in zip(batches, (keys[:2], keys[2:])):
+            _check_against_batch_type(batch, {"B": len(chunk), "T": 2, "H": 16, "W": 20, "keys": chunk,
+                                              "optional": optional}, batched=True)
+        for sample in data.FocalStackDataset(section, batched=False):
+            _check_against_batch_type(sample, {"T": 2, "H": 16, "W": 20, "keys": keys, "optional": optional},
+                                      batched=False)
 
 
 def test_static_scene_single_depth_and_batching(tmp_path, data, torch):
@@ -168,7 +211,7 @@ def test_crop_and_flip_move_colour_depth_and_K_together(tmp_path, data):
         flipped = col[0, 0] > col[0, -1]
         seen_flip.add(bool(flipped))
         assert np.all(np.abs(np.diff(col, axis=1)) == 1) and np.all(np.diff(row, axis=0) == 1)
-        ref = s["ref_frame"].item()
+        ref = data.reference_index(s["frames"].shape[0])
         z0 = rendered.depth[ref][row, col]  # original depth at each pixel's source
         np.testing.assert_array_equal(s["depth"][0].numpy(), z0)
         np.testing.assert_array_equal(s["valid"][0].numpy(), z0 > 0)
@@ -343,9 +386,9 @@ def test_skip_corrupt_does_not_hide_configuration_errors(eight, data):
 
 
 def test_auto_crop_and_batch_are_sized_from_the_manifest(tiny_dataset, data, torch):
-    """A library user's ``auto`` crop and batch size: :func:`dfd_models.config.auto_data` with the
+    """A library user's ``auto`` crop and batch size: :func:`dfd_models.sizing.auto_data` with the
     manifest's image size (64 px) and this machine's device, as training sizes them."""
-    from dfd_models.config import AUTO_SIZE
+    from dfd_models.sizing import AUTO_SIZE
 
     side, batch_size = AUTO_SIZE["cuda" if torch.cuda.is_available() else "cpu"]
     loader = data.make_loader(data.DataSection(shards=tiny_dataset, workers=0, shuffle=0))

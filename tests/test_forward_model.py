@@ -151,12 +151,13 @@ def test_depth_scan_minimum_is_at_the_truth_on_the_cycles_planes(bpy, torch):
     sys.path.insert(0, str(Path(__file__).parent))
     from planes_stack import on_frame, plane_interior, render_planes_stack
 
+    from dfd_models.data.batch import reference_index
     from dfd_models.focus import sweep_depths
     from dfd_models.networks.base import lens_from_batch
     from dfd_models.refine import depth_scan
 
     batch = render_planes_stack(size=64, samples=64, frames=5)
-    K, ref = batch["K"], batch["frames"].shape[1] // 2
+    K, ref = batch["K"], reference_index(batch["frames"].shape[1])
 
     def on_frame0(image):  # truth and plane interiors from frame ref's grid (planes: exact)
         return on_frame(image, K, ref, 0)
@@ -181,6 +182,7 @@ def test_refinement_beats_the_sweep_on_small_obj(tiny_small_obj, torch):
     depth only scores). The schedule was chosen on 12 other scenes (recipe scenes 8-19: sweep
     0.274 / 0.673; correction at 1/8 resolution 0.250 / 0.686, at 1/4 0.249 / 0.663; per pixel, on
     scenes 8-13, 0.247 / 0.606 against the sweep's 0.212 / 0.699)."""
+    from dfd_models.data.batch import reference_index
     from dfd_models.focus import defocus_sweep, sweep_depths
     from dfd_models.metrics import RegionMetrics
     from dfd_models.networks.base import lens_from_batch
@@ -188,7 +190,7 @@ def test_refinement_beats_the_sweep_on_small_obj(tiny_small_obj, torch):
 
     batch, (low, high) = tiny_small_obj
     frames, focus, K = batch["frames"], batch["focus_m"], batch["K"]
-    lens, ref = lens_from_batch(batch), frames.shape[1] // 2
+    lens, ref = lens_from_batch(batch), reference_index(frames.shape[1])
     sweep = defocus_sweep(frames, focus, K, lens, ref, min_depth_m=low, max_depth_m=high, window=7,
                           footprint="disc", depths=sweep_depths(low, high))[0]
     refined = refine_depth(frames, focus, K, lens, ref, sweep, min_depth_m=low, max_depth_m=high)

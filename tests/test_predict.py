@@ -60,7 +60,7 @@ def _exif(**tags) -> Image.Exif:
 
 @pytest.fixture(scope="module")
 def planes(bpy, torch):
-    """The planes stack: 8-bit sRGB frames [H, W, 3] (sorted by focus), focus distances, true depth of frame T // 2."""
+    """The planes stack: 8-bit sRGB frames [H, W, 3] (sorted by focus), focus distances, true depth of the reference frame."""
     from planes_stack import render_planes_stack
 
     batch = render_planes_stack()
@@ -100,7 +100,7 @@ def test_predict_stack_folders_of_jpegs_give_one_depth_map_each(planes, dff_ckpt
     """Two folders of the same 7 JPEG frames, named in different orders (a list in focus.yaml, a focus.txt):
     one depth map per folder, the same for both (frames sorted by focus), following the true depth."""
     from generator.core.display import colorize
-    from dfd_models.predict import scale_bar_labels
+    from dfd_models.predict.depth_png import scale_bar_labels
 
     _stack_folder(tmp_path / "far_first", planes)
     t = len(planes["frames"])
@@ -146,7 +146,7 @@ def test_predict_reads_the_lens_from_the_checkpoint(planes, bpy, torch, tmp_path
     from generator.core.lens import Lens
     from dfd_models.checkpoint import load_model
     from dfd_models.lens import LensParams, intrinsics
-    from dfd_models.stack_files import read_image
+    from dfd_models.predict.images import read_image
 
     data = tmp_path / "fixed"
     render_dataset(load_recipe("small_obj", (
@@ -187,7 +187,7 @@ def test_predict_network_takes_the_whole_stack_and_any_size(tiny_dataset, planes
     from dfd_models.evaluate import predict_depth
     from generator.core.lens import Lens
     from dfd_models.lens import LensParams, intrinsics
-    from dfd_models.stack_files import read_image
+    from dfd_models.predict.images import read_image
 
     ckpt = _train(tiny_dataset, "ddff", tmp_path / "run", "--set", "data.crop=[32, 32]", "--set", "data.batch_size=1",
                   "--set", "data.workers=0", "--set", "model.config.channels=[4, 8]")
@@ -253,7 +253,7 @@ def test_predict_names_every_missing_lens_value_in_one_message(tiny_dataset, pla
 
 def test_predict_reads_exif_and_a_camera_file_options_first(planes, dff_ckpt, tmp_path):
     """EXIF FocalLength and FNumber of JPEG frames; the camera file overrides EXIF, options override both."""
-    from dfd_models.stack_files import exif_lens
+    from dfd_models.predict.images import exif_lens
 
     _stack_folder(tmp_path / "phone", planes, exif=_exif(FocalLength=50.0, FNumber=1.4))
     out = tmp_path / "pred"

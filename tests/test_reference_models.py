@@ -26,9 +26,11 @@ def _run(*args):
 
 
 def _train_depths(shards: Path, region: str = "all") -> np.ndarray:
-    """Every valid planar depth (float64) of frame T // 2 (the middle of ramp 0 by focus) of every
+    """Every valid planar depth (float64) of the reference frame (the middle of ramp 0 by focus) of every
     train-split sample, read from the shards' members directly (not through the loader); with
     ``region="objects"`` those off the wall (within 1e-4 of the metadata's ``depth.wall_m``)."""
+    from dfd_models.data.batch import reference_index
+
     values = []
     for path in sorted(Path(shards).glob("*-train-*.tar")):
         with tarfile.open(path) as tar:
@@ -38,7 +40,7 @@ def _train_depths(shards: Path, region: str = "all") -> np.ndarray:
                 meta = json.loads(tar.extractfile(members[name]).read())
                 ramp = sorted((f for f in meta["frames"] if f["ramp"] == 0), key=lambda f: f["focus_distance_m"])
                 member = f"{key}.depth.exr" if f"{key}.depth.exr" in members else \
-                    f"{key}.f{ramp[len(ramp) // 2]['index']:03d}.depth.exr"
+                    f"{key}.f{ramp[reference_index(len(ramp))]['index']:03d}.depth.exr"
                 depth = read_exr_bytes(tar.extractfile(members[member]).read())["Z"]
                 keep = depth > 0
                 if region == "objects":
@@ -232,10 +234,11 @@ def test_reference_models_are_registered_fit_and_refuse_to_train(torch):
 
 @pytest.mark.parametrize("model", ["thin_lens", "blender"])
 def test_dff_recovers_the_depth_of_rendered_planes(bpy, torch, model):
+    from dfd_models.data.batch import reference_index
     from dfd_models.networks import build_model, lens_from_batch
 
     batch = render_planes_stack(model=model)
-    assert batch["frames"].shape == (1, 7, 3, 64, 64) and batch["ref_frame"].item() == 3
+    assert batch["frames"].shape == (1, 7, 3, 64, 64) and reference_index(batch["frames"].shape[1]) == 3
     inside = plane_interior(batch, margin=6)
     for i in range(len(PLANE_DEPTHS_M)):  # every plane is seen, with an interior to score
         assert (inside & (batch["planes"] == i + 1)).sum() >= 150, i
@@ -254,13 +257,14 @@ def test_dff_recovers_the_depth_of_rendered_planes(bpy, torch, model):
 def test_defocus_sweep_recovers_the_depth_of_rendered_planes(bpy, torch, model):
     """The re-rendering sweep (sdgs' training-time teacher) on the Cycles planes: AbsRel < 10 % on
     every plane's interior, and confident there (textured planes)."""
+    from dfd_models.data.batch import reference_index
     from dfd_models.focus import defocus_sweep
     from dfd_models.networks import lens_from_batch
 
     batch = render_planes_stack(model=model)
     inside = plane_interior(batch, margin=6)
     depth, confidence = defocus_sweep(batch["frames"], batch["focus_m"], batch["K"], lens_from_batch(batch),
-                                      batch["frames"].shape[1] // 2, min_depth_m=0.1, max_depth_m=3.0)
+                                      reference_index(batch["frames"].shape[1]), min_depth_m=0.1, max_depth_m=3.0)
     rel = (depth - batch["depth"]).abs() / batch["depth"]
     per_plane = [float(rel[inside & (batch["planes"] == i + 1)].mean()) for i in range(len(PLANE_DEPTHS_M))]
     print(f"\ndefocus sweep on Cycles planes ({model}): AbsRel {float(rel[inside].mean()):.4f}; per plane "
@@ -274,6 +278,7 @@ def test_defocus_sweep_recovers_the_depth_of_rendered_planes(bpy, torch, model):
 
 
 def test_dff_finds_the_frame_where_the_blur_vanishes(torch):
+    from dfd_models.data.batch import reference_index
     from dfd_models.focus import dff_depth, gaussian_blur, sharp_composite
 
     h, w, t = 48, 64, 7
@@ -290,7 +295,7 @@ def test_dff_finds_the_frame_where_the_blur_vanishes(torch):
             sigma = px_per_diopter * abs(truth[side] - float(diopters[k]))
             frames[0, k, :, :, cols] = gaussian_blur(texture, sigma)[0, :, :, cols]
     K = torch.tensor([[80.0, 0, w / 2], [0, 80.0, h / 2], [0, 0, 1]]).expand(1, t, 3, 3)
-    depth = dff_depth(frames, focus[None], K, ref=t // 2)[0, 0]  # [H, W]
+    depth = dff_depth(frames, focus[None], K, ref=reference_index(t))[0, 0]  # [H, W]
     # away from the seam by more than the measure's reach (9 px window, 1 px smoothing: 7 px)
     left, right = depth[8:-8, 8 : w // 2 - 8], depth[8:-8, w // 2 + 8 : -8]
     # Frames 1 and 3 are equally blurred: the parabola's vertex is frame 2 itself.
@@ -301,7 +306,7 @@ def test_dff_finds_the_frame_where_the_blur_vanishes(torch):
     assert torch.all((toward_5 > 0.05) & (toward_5 < 0.5)), (float(toward_5.min()), float(toward_5.max()))
     # The composite takes each pixel from its sharpest frame: frame 2 on the left (unblurred there; resampled
     # at its own pixel centres, so equal up to rounding).
-    composite = sharp_composite(frames, K, ref=t // 2)
+    composite = sharp_composite(frames, K, ref=reference_index(t))
     assert torch.allclose(composite[0, :, 8:-8, 8 : w // 2 - 8], frames[0, 2, :, 8:-8, 8 : w // 2 - 8], atol=1e-6)
 
 

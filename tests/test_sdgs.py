@@ -50,7 +50,6 @@ def _synthetic_batch(torch, b=2, focus=(0.5, 0.75, 1.2), seed=0):
         "lens_model": torch.zeros(b, dtype=torch.long),
         "focal_length_m": lens.focal_length_m,
         "f_number": lens.f_number,
-        "sensor_width_m": torch.full((b,), 0.036),
         "pixel_pitch_m": lens.sensor_width_m / W,
     }
 
@@ -274,6 +273,7 @@ def test_toy_planes_depth_recovered_from_the_rerendering_loss(torch):
 
 @pytest.mark.slow
 def test_forward_losses_predict_shapes(torch, networks):
+    from dfd_models.data.batch import reference_index
     from dfd_models.focus import sharp_composite, warp_to_grid
     from dfd_models.networks.sdgs import SDGS
 
@@ -324,7 +324,7 @@ def test_forward_losses_predict_shapes(torch, networks):
     lens = networks.lens_from_batch(batch)
     one = model.predict(batch["frames"][:, :1], batch["focus_m"][:, :1], lens, batch["K"][:, :1])
     assert one.shape == (b, 1, H, W) and (one > 0).all()
-    # of a stack, predict sees the nearest-focus frame alone and returns depth on frame T // 2's grid
+    # of a stack, predict sees the nearest-focus frame alone and returns depth on the reference frame's grid
     with torch.no_grad():
         for p in model.depth_net.head.parameters():
             p.normal_(0, 0.3)  # a depth that varies, so the resampling shows
@@ -333,11 +333,11 @@ def test_forward_losses_predict_shapes(torch, networks):
         noisy = {**batch, "frames": batch["frames"].clone()}
         noisy["frames"][:, 1:] = torch.rand_like(noisy["frames"][:, 1:])  # the other frames do not matter
         again = model.predict(noisy["frames"], noisy["focus_m"], lens, noisy["K"])
-    torch.testing.assert_close(stack, warp_to_grid(one, batch["K"][:, 0], batch["K"][:, t // 2]))
+    torch.testing.assert_close(stack, warp_to_grid(one, batch["K"][:, 0], batch["K"][:, reference_index(t)]))
     torch.testing.assert_close(again, stack)
     assert not torch.allclose(stack, one)
     middle = networks.build_model("sdgs", {"splat_backend": "torch", "input_frame": "middle"})
-    assert middle(batch)["input_frame"] == t // 2
+    assert middle(batch)["input_frame"] == reference_index(t)
     # batch size and image size are not baked in
     frames = batch["frames"][:1, :1, :, :16, :24]
     small = model.predict(frames, batch["focus_m"][:1, :1], _lens(torch), batch["K"][:1, :1])
@@ -456,7 +456,7 @@ def test_self_supervised_models_read_only_the_allow_list(torch, networks, name):
 def test_sdgs_stack_depth_sees_the_end_frames(torch, networks):
     """``sdgs_stack``'s DepthNet takes two views (nearest and farthest frame, 6 channels each and the
     blur features, ``depth_blur_features`` on by default); its prediction changes when the farthest frame changes and not when a middle frame does, unlike
-    ``sdgs``'s, and it is on frame T // 2's grid."""
+    ``sdgs``'s, and it is on the reference frame's grid."""
     assert networks.MODELS["sdgs_stack"].supervised is False
     model = networks.build_model("sdgs_stack", {"channels": [4, 8, 8, 8]})
     assert model.depth_net.in_channels == 2 * (6 + len(model.config.blur_scales_px))
@@ -575,8 +575,10 @@ def test_layers_photometric_is_least_at_the_true_depth_of_the_cycles_planes(bpy,
     sys.path.insert(0, str(Path(__file__).parent))
     from planes_stack import on_frame, render_planes_stack
 
+    from dfd_models.data.batch import reference_index
+
     batch = render_planes_stack(size=64, samples=64, frames=5)
-    truth = on_frame(batch["depth"], batch["K"], batch["frames"].shape[1] // 2, 0)  # sdgs's grid: frame 0's
+    truth = on_frame(batch["depth"], batch["K"], reference_index(batch["frames"].shape[1]), 0)  # sdgs's grid: frame 0's
     model = networks.build_model("sdgs", {"photometric_renderer": "layers", "photometric_pool": 1,
                                           "ssim_alpha": 0.0, "w_sweep": 0})
     b, t, _, h, w = batch["frames"].shape

@@ -565,15 +565,15 @@ def test_auto_falls_back_to_the_reference_beyond_the_limit_and_says_so_once(torc
 
     like = torch.zeros(1)
     radius = torch.tensor([[0.5, 0.45 * gsplat_backend.GSPLAT_MAX_COC_PX]])  # CoC 0.9 of the limit
-    assert splat._choose_backend("auto", like, SplatConfig(), radius) == "gsplat"
-    assert splat._choose_backend("auto", like, SplatConfig(), 3 * radius) == "torch"
+    assert splat.rendering._choose_backend("auto", like, SplatConfig(), radius) == "gsplat"
+    assert splat.rendering._choose_backend("auto", like, SplatConfig(), 3 * radius) == "torch"
     monkeypatch.setattr(gsplat_backend, "_fallback_warned", False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert splat._choose_backend("auto", like, SplatConfig(alpha_min=1e-4), 3 * radius) == "torch"
+        assert splat.rendering._choose_backend("auto", like, SplatConfig(alpha_min=1e-4), 3 * radius) == "torch"
     assert not caught and not gsplat_backend._fallback_warned
     with pytest.raises(RuntimeError, match="hard-codes"):  # the config is named before the CoC
-        splat._choose_backend("gsplat", like, SplatConfig(alpha_min=1e-4), 3 * radius)
+        splat.rendering._choose_backend("gsplat", like, SplatConfig(alpha_min=1e-4), 3 * radius)
 
 
 def test_coc_floor_adds_only_the_rest_of_the_blur(torch):

@@ -217,7 +217,8 @@ def test_train_crop_larger_than_the_images_exits_2(tiny_dataset, tmp_path, torch
 
 
 def test_auto_data_sizes_crop_and_batch_to_the_images_and_the_device():
-    from dfd_models.config import DataSection, auto_data
+    from dfd_models.config import DataSection
+    from dfd_models.sizing import auto_data
 
     auto = DataSection(shards="x")
     assert (auto.crop, auto.batch_size, auto.workers) == ("auto", "auto", "auto")
@@ -261,10 +262,10 @@ def test_train_records_the_sizes_it_chose_and_shows_the_loss_from_step_1(tiny_da
     """Default crop, batch and workers on the CPU: chosen from the 64 px images, said in one line,
     recorded in config.yaml and the checkpoint (a resume reads the same); the progress bar shows a
     loss before the first log_every; a slow first step says what the run costs."""
-    import dfd_models.train
-    from dfd_models.train import Process, auto_workers
+    import dfd_models.train_log
+    from dfd_models.runtime import Process, auto_workers
 
-    monkeypatch.setattr(dfd_models.train, "SLOW_STEP_S", 0.0)  # every step is "slow"
+    monkeypatch.setattr(dfd_models.train_log, "SLOW_STEP_S", 0.0)  # every step is "slow"
     run = tmp_path / "run"
     result = _run("train", "--shards", tiny_dataset, "--model", "sdgs", "--out", run, "--max-steps", 2,
                   "--set", "model.config.channels=[8, 16]", "--set", "train.log_every=50",
@@ -302,7 +303,7 @@ def test_train_keeps_the_users_sizes_and_caps_the_workers_at_the_shards(tiny_dat
 def test_auto_workers_leave_torch_its_cores_on_the_cpu(torch, monkeypatch):
     import os
 
-    from dfd_models.train import AUTO_WORKERS, Process, auto_workers
+    from dfd_models.runtime import AUTO_WORKERS, Process, auto_workers
 
     cpu, cuda = Process(0, 1, torch.device("cpu")), Process(0, 1, torch.device("cuda", 0))
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
@@ -317,7 +318,7 @@ def test_auto_workers_leave_torch_its_cores_on_the_cpu(torch, monkeypatch):
 
 def test_a_slow_first_step_says_what_the_run_costs_and_how_to_make_it_cheaper(torch):
     from dfd_models.config import DataSection
-    from dfd_models.train import SLOW_STEP_S, step_cost_note
+    from dfd_models.train_log import SLOW_STEP_S, step_cost_note
 
     data = DataSection(shards="x", crop=[128, 128], batch_size=8)
     cpu = torch.device("cpu")
@@ -413,7 +414,7 @@ def test_config_errors_name_key_and_allowed_values(override, text):
 
 
 def test_lr_schedule_warms_up_then_follows_a_cosine():
-    from dfd_models.train import lr_factor
+    from dfd_models.optimisation import lr_factor
 
     factors = [lr_factor(s, warmup=4, total=13, final=0.1) for s in range(13)]
     assert factors[:4] == [0.25, 0.5, 0.75, 1.0]

@@ -29,7 +29,7 @@ WALL_M = 3.0  # metres in front of make_spec's camera (at the origin, looking al
 @pytest.fixture
 def data(torch):
     """dfd_models.data (imports torch)."""
-    import dfd_models.data.stages  # noqa: F401  (attribute access below)
+    import dfd_models.data.batch  # noqa: F401  (attribute access below)
 
     return dfd_models.data
 
@@ -112,7 +112,7 @@ def test_cycles_wall_mask_is_where_objects_are_not(bpy, data):
     assert len(with_wall) == len(spec.frames) == 2  # thin lens: one depth map per frame
     for full, bare in zip(with_wall, without):
         assert (full > 0).all()  # the wall fills the view
-        mask = data.stages.wall_mask(full[..., None], wall_m)[..., 0]
+        mask = data.batch.wall_mask(full[..., None], wall_m)[..., 0]
         np.testing.assert_array_equal(mask, bare == 0)
         assert 0.2 < mask.mean() < 1.0  # objects and wall both seen
         assert np.abs(full[mask] - wall_m).max() <= 1e-6 * wall_m  # float32 render error, far inside WALL_RTOL
@@ -233,7 +233,7 @@ def test_mask_wall_is_a_deprecated_alias_of_regions(torch, tmp_path):
     from dfd_models.checkpoint import load_model, save_checkpoint
     from dfd_models.config import ConfigError, TrainConfig
     from dfd_models.networks import build_model
-    from dfd_models.train import complete_model_config
+    from dfd_models.run_dir import complete_model_config
 
     for mask_wall, regions in ((True, "objects"), (False, "all")):
         with pytest.warns(DeprecationWarning, match="mask_wall"):

@@ -1,8 +1,10 @@
 """The training data pipeline: shards -> batches of focus stacks.
 
-:class:`FocalStackDataset` is an ``IterableDataset`` that composes the stages
-of :mod:`dfd_models.data.stages` inside each DataLoader worker;
-:func:`make_loader` wraps it in a DataLoader with a per-epoch seed and an
+:class:`FocalStackDataset` is an ``IterableDataset`` whose stages are a list
+(:meth:`FocalStackDataset.stage_list`: shard reading from :mod:`dfd_models.data.stages`,
+augmentation from :mod:`dfd_models.data.transforms`, the batch from
+:mod:`dfd_models.data.batch`), composed by webdataset's ``DataPipeline`` inside each
+DataLoader worker; :func:`make_loader` wraps it in a DataLoader with a per-epoch seed and an
 optional fixed epoch length.
 
 Reproducibility: every random draw (shard order, shuffle buffer, ramp choice,
@@ -14,6 +16,7 @@ number of workers give the same batches.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 import sys
@@ -25,11 +28,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 from webdataset.filters import batched, shuffle
+from webdataset.pipeline import DataPipeline
 from webdataset.utils import pytorch_worker_info
 
 from generator.core.errors import CorruptShard
-from dfd_models.config import AUTO, DataSection, auto_data
+from dfd_models.config import AUTO, DataSection
 from dfd_models.data import stages
+from dfd_models.data.batch import Batch, collate, to_tensors
+from dfd_models.data.transforms import random_crop, random_flip
+from dfd_models.sizing import auto_data
 from dfd_models.data.sources import resolve_shards, shard_pass
 
 
@@ -48,7 +55,7 @@ class FocalStackDataset(IterableDataset):
             order), ``batch_size`` and ``skip_corrupt`` (warn about and skip corrupt
             samples/shards instead of raising :class:`generator.core.errors.CorruptShard`).
             An ``auto`` crop or batch size is sized here as training sizes it
-            (:func:`dfd_models.config.auto_data`: this machine's device, the image size
+            (:func:`dfd_models.sizing.auto_data`: this machine's device, the image size
             in the dataset's manifest, no model).
         batched: collate ``data.batch_size`` samples per item (the last batch of a
             worker's pass may be smaller); False: single samples.
@@ -62,8 +69,8 @@ class FocalStackDataset(IterableDataset):
         epoch: current epoch, part of every seed; set it before iterating
             (:class:`FocalStackLoader` does).
 
-    Yields (batched: every tensor gains a leading B, ``key`` becomes a list)
-    the sample dict of :func:`dfd_models.data.stages.to_tensors`.
+    Yields batches (:class:`dfd_models.data.batch.Batch`), or unbatched their samples
+    (every entry without the leading B, ``key`` a str).
     """
 
     def __init__(
@@ -103,28 +110,36 @@ class FocalStackDataset(IterableDataset):
                               shuffle=self.shuffle > 0, rank=self.rank, world_size=self.world_size,
                               worker=worker, num_workers=num_workers)
             count = 0
-            for sample in stages.tar_samples(urls, handler=self.handler):
+            for sample in stages.tar_samples(handler=self.handler)(urls):
                 count += 1
                 yield sample
             if count == 0 or not self.repeat:
                 return
 
+    def stage_list(self, worker: int, num_workers: int) -> list:
+        """The pipeline of DataLoader worker ``worker`` of ``num_workers`` in this epoch, source
+        first, as ``webdataset.DataPipeline`` takes it (None: a stage this config leaves out).
+
+        One generator, seeded by (seed, epoch, rank, worker), draws in turn the shuffle
+        buffer's seed, then per sample its ramp, crop and flip.
+        """
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker])
+        return [
+            functools.partial(self._raw_samples, worker, num_workers),
+            shuffle(self.shuffle, initial=self.shuffle, rng=random.Random(int(rng.integers(2**63))))
+            if self.shuffle > 1 else None,
+            stages.select_ramp(ramp=self.ramp, rng=rng, handler=self.handler),
+            stages.decode(handler=self.handler),
+            random_crop(size=self.crop, rng=rng) if self.crop is not None else None,
+            random_flip(rng=rng) if self.flip else None,
+            to_tensors(),
+            batched(self.batch_size, collation_fn=collate, partial=True) if self.batch_size is not None else None,
+        ]
+
     def __iter__(self) -> Iterator[dict]:
         info = torch.utils.data.get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker])
-        src = self._raw_samples(worker, num_workers)
-        if self.shuffle > 1:
-            src = shuffle(self.shuffle, initial=self.shuffle, rng=random.Random(int(rng.integers(2**63))))(src)
-        src = stages.select_ramp(src, ramp=self.ramp, rng=rng, handler=self.handler)
-        src = stages.decode(src, handler=self.handler)
-        if self.crop is not None:
-            src = stages.random_crop(src, size=self.crop, rng=rng)
-        if self.flip:
-            src = stages.random_flip(src, rng=rng)
-        src = stages.to_tensors(src)
-        if self.batch_size is not None:
-            src = batched(self.batch_size, collation_fn=stages.collate, partial=True)(src)
+        src = iter(DataPipeline(*self.stage_list(worker, num_workers)))
         return src if info is None else _reported(src)
 
 
@@ -201,7 +216,7 @@ class FocalStackLoader:
             raise TypeError("a loader without epoch_len has no fixed length")
         return self.batches_per_epoch
 
-    def __iter__(self) -> Iterator[dict]:
+    def __iter__(self) -> Iterator[Batch]:
         self.dataset.epoch = self.epoch
         self.epoch += 1
         batches = self.batches_per_epoch if self.batches_per_epoch is not None else sys.maxsize
@@ -234,8 +249,7 @@ def make_loader(
         auto_workers: the workers ``data.workers: auto`` asks for (then at most one per
             shard of this rank); training on the CPU asks for the cores torch leaves free.
 
-    Yields dicts of batched tensors: ``frames`` [B, T, 3, H, W], ``focus_m`` [B, T],
-    ``K`` [B, T, 3, 3], ``depth``/``valid`` [B, 1, H, W], lens fields [B], ``key`` list.
+    Yields batches (:class:`dfd_models.data.batch.Batch`).
     """
     dataset = FocalStackDataset(data, repeat=data.epoch_len is not None, seed=seed, rank=rank, world_size=world_size)
     batch_size = dataset.batch_size

@@ -1,9 +1,10 @@
-"""Geometric transforms of one decoded focus stack, keeping K consistent with the pixels.
+"""Geometric transforms of one decoded focus stack, keeping K consistent with the pixels, and
+the pipeline stages that apply them at random (:func:`random_crop`, :func:`random_flip`).
 
 A decoded stack (see :func:`dfd_models.data.stages.decode`) holds numpy images
 whose height and width are axes -3 and -2 (channels last):
 
-- ``frames`` [T, H, W, 3] uint8/uint16, ``depth`` [H, W, 1] float32 metres,
+- ``frames`` [T, H, W, 3] float32 linear RGB, ``depth`` [H, W, 1] float32 metres,
 - optionally ``aif`` [H, W, 3] and ``coc`` [T, H, W, 1],
 
 and ``K`` [T, 3, 3] in pixels (OpenCV, pixel centres at integer + 0.5). The same
@@ -12,6 +13,11 @@ its depth and its CoC move together.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+from webdataset.filters import pipelinefilter
 
 #: Fields holding images with height and width on axes -3, -2.
 IMAGE_FIELDS = ("frames", "depth", "aif", "coc")
@@ -60,3 +66,24 @@ def hflip(stack: dict) -> dict:
     k[:, 0, 1] = -k[:, 0, 1]
     out["K"] = k
     return out
+
+
+@pipelinefilter
+def random_crop(src: Iterable[dict], *, size: tuple[int, int], rng: np.random.Generator) -> Iterator[dict]:
+    """Stage: crop every image of a stack to ``size`` = (height, width) pixels at one
+    uniform random offset (K's principal point follows, :func:`crop`)."""
+    height, width = size
+    for stack in src:
+        full_h, full_w = image_size(stack)
+        if height > full_h or width > full_w:
+            raise ValueError(f"crop {size} is larger than the {full_h}x{full_w} images of {stack['__url__']}")
+        top = int(rng.integers(full_h - height + 1))
+        left = int(rng.integers(full_w - width + 1))
+        yield crop(stack, top, left, height, width)
+
+
+@pipelinefilter
+def random_flip(src: Iterable[dict], *, rng: np.random.Generator, p: float = 0.5) -> Iterator[dict]:
+    """Stage: mirror a whole stack left-right with probability ``p`` (K follows, :func:`hflip`)."""
+    for stack in src:
+        yield hflip(stack) if rng.random() < p else stack

@@ -17,10 +17,10 @@ and inference on images only (no ground truth, no loader)::
 
     depth = model.predict(frames, focus_m, lens, K)   # [B, 1, H, W] metres
 
-The batch is the dict documented in :func:`dfd_models.data.stages.to_tensors`
-(``frames`` [B, T, 3, H, W] linear RGB sorted by focus, ``focus_m`` [B, T],
-``K`` [B, T, 3, 3], ``depth``/``valid`` [B, 1, H, W] of frame ``ref_frame``
-= T // 2, lens fields [B]).
+The batch is a :class:`dfd_models.data.batch.Batch` (``frames`` [B, T, 3, H, W] linear
+RGB sorted by focus, ``focus_m`` [B, T], ``K`` [B, T, 3, 3], ``depth``/``valid``
+[B, 1, H, W] of the reference frame, :func:`~dfd_models.data.batch.reference_index`,
+lens fields [B]).
 
 Models that are not trained (``trainable = False``: the reference predictors of
 :mod:`dfd_models.networks.reference`, which have no parameters) take no step.
@@ -60,6 +60,7 @@ from torch import Tensor, nn
 from generator.core.lens import LENS_MODELS
 from generator.core.schema import build, setting
 from dfd_models.config import ConfigError
+from dfd_models.data.batch import Batch
 from dfd_models.lens import LensParams
 
 __all__ = ["MODELS", "DepthModel", "DepthRangeConfig", "ModelConfig", "build_model", "lens_from_batch", "register"]
@@ -133,8 +134,9 @@ class DepthModel(nn.Module, abc.ABC):
     Outputs are float32 (a model casts back from autocast where it matters) and
     lengths are metres. Depth outputs are planar depth (camera z, DESIGN.md
     section 2), strictly positive everywhere (models predict a bounded depth),
-    and aligned with the pixel grid of frame T // 2 of the stack, the
-    frame whose ground truth the loader returns (``batch["ref_frame"]``).
+    and aligned with the pixel grid of the stack's reference frame, the frame
+    whose ground truth the loader returns
+    (:func:`~dfd_models.data.batch.reference_index`: T // 2).
     """
 
     name: ClassVar[str]
@@ -162,16 +164,16 @@ class DepthModel(nn.Module, abc.ABC):
         return build(cls.Config, {} if data is None else data, ConfigError, "model.config")
 
     @abc.abstractmethod
-    def forward(self, batch: dict) -> dict[str, Tensor]:
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
         """Training forward pass on a loader batch.
 
         Returns:
-            Tensors; always ``"depth"`` [B, 1, H, W] metres (frame T // 2's grid),
+            Tensors; always ``"depth"`` [B, 1, H, W] metres (the reference frame's grid),
             plus what :meth:`losses` needs (model-specific keys).
         """
 
     @abc.abstractmethod
-    def losses(self, batch: dict, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
+    def losses(self, batch: Batch, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
         """Loss terms of one step: scalar tensors by name, ``"total"`` the one to minimise.
 
         The other terms are for logging (unweighted, so comparable across configs);
@@ -192,7 +194,7 @@ class DepthModel(nn.Module, abc.ABC):
                 (see :func:`lens_from_batch`).
             K: intrinsics of each frame, pixels.  # [B, T, 3, 3]
         Returns:
-            planar depth of frame T // 2, metres, > 0.  # [B, 1, H, W]
+            planar depth of the reference frame, metres, > 0.  # [B, 1, H, W]
         """
 
     def predict_with_confidence(self, frames: Tensor, focus_m: Tensor, lens: LensParams,
@@ -201,7 +203,7 @@ class DepthModel(nn.Module, abc.ABC):
         grid (1 = sure; None for a model without one, this default).  # [B, 1, H, W] each"""
         return self.predict(frames, focus_m, lens, K), None
 
-    def fit(self, batches: Iterable[dict]) -> dict[str, float]:
+    def fit(self, batches: Iterable[Batch]) -> dict[str, float]:
         """Set a model that is not trained (``trainable`` False) from the training data.
 
         The trainer calls it once, in place of the optimisation loop, with one pass
@@ -260,13 +262,12 @@ def build_model(name: str, config: Mapping[str, Any] | ModelConfig | None = None
     return MODELS[name](config)
 
 
-def lens_from_batch(batch: dict) -> LensParams:
+def lens_from_batch(batch: Batch) -> LensParams:
     """The batch's lens as :class:`LensParams` with fields [B], for the batch's image width.
 
-    The loader's ``sensor_width_m`` is the full sensor's, while a crop is narrower:
-    CoC in pixels after a crop is CoC in metres / ``pixel_pitch_m``, not / (sensor
-    width / crop width). So the returned ``sensor_width_m`` is the width the crop
-    spans on the sensor, ``pixel_pitch_m * W`` (W = ``frames.shape[-1]``), which
+    A crop spans less than the full sensor: CoC in pixels after a crop is CoC in
+    metres / ``pixel_pitch_m``, not / (the full sensor's width / crop width). So the
+    returned ``sensor_width_m`` is the width the crop spans on the sensor, ``pixel_pitch_m * W`` (W = ``frames.shape[-1]``), which
     makes ``LensParams.pixel_pitch_m(W)`` and every ``dfd_models.lens`` function
     called with ``width_px=W`` right for the crop. (``dfd_models.lens.intrinsics``
     would still put the principal point at the crop's centre: use ``batch["K"]``.)

@@ -58,7 +58,7 @@ class DDFF(SupervisedDepthModel):
 
     Outputs of :meth:`forward`:
         ``depth`` [B, 1, H, W]: metres, on every frame's grid (the stack's frames are
-            combined pixel by pixel; frame T // 2's is the reference).
+            combined pixel by pixel; the reference frame's grid is the one scored).
         ``scores`` [B, T, 1, H, W]: the per-frame focus scores s_t (softmax logits).
         ``coc`` [B, T, 1, H, W]: per-frame CoC, pixels (only with ``coc_head``).
     """

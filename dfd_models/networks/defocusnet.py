@@ -12,7 +12,7 @@ maximum over the stack, so each frame sees what the others see whatever T is.
               1 x 1 head -> unsigned CoC c_t of every frame, pixels (``outputs["coc"]``)
     stage 2   [c_t / coc_scale_px, focus plane of F_t] per frame (the focus distance F_t as a
               constant channel, :meth:`SupervisedDepthModel.focus_planes`) -> PoolNet -> max
-              over the stack -> 1 x 1 head -> depth on frame T // 2's grid, bounded to
+              over the stack -> 1 x 1 head -> depth on the reference frame's grid, bounded to
               [min_depth_m, max_depth_m] (:meth:`SupervisedDepthModel.depth_from_logit`)
     loss      depth + w_coc coc: the shared depth loss (MSE, or L1 of log depth with
               ``depth_space: log``), and the first stage's CoC loss

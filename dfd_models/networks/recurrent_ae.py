@@ -17,7 +17,7 @@ order (increasing focus distance).
               a 1 x 1 head gives the depth logit (it starts at zero: the middle of the depth
               range)
     depth     the decoder on the states after the LAST frame, h_k(T-1): one depth map per
-              stack, on the grid of frame T // 2 (the loader's ``ref_frame``; the memory sees
+              stack, on the grid of the reference frame T // 2 (the loader's depth; the memory sees
               the whole stack, so static and moving sequences are handled alike)
     coc head  (config ``coc_head``) a second decoder of the same shape on the states after
               EACH frame, h_k(t), predicting that frame's unsigned CoC in pixels

@@ -3,7 +3,7 @@
 A model that does not beat these has not learned:
 
 - ``constant``: one depth everywhere, the median valid depth of the training
-  split (exact: the median over every valid pixel of frame T // 2 of every
+  split (exact: the median over every valid pixel of the reference frame of every
   training stack, numpy's definition, the mean of the two middle values for an
   even count). Config ``region``: ``"all"`` (default) takes every valid pixel, so
   on scenes in front of a wall it predicts about the wall's depth; ``"objects"``
@@ -11,7 +11,7 @@ A model that does not beat these has not learned:
   the constant to beat on the ``objects`` region the evaluator scores. Fitted
   from labels, so ``supervised``.
 - ``dff``: classical depth from focus, :func:`dfd_models.focus.dff_depth_and_confidence`:
-  the frames put on frame T // 2's grid (exact under focus breathing), the energy
+  the frames put on the reference frame's grid (exact under focus breathing), the energy
   of the Laplacian as focus measure ("LAP2" in Pertuz, Puig and Garcia, "Analysis
   of focus measure operators for shape-from-focus", Pattern Recognition 46(5),
   2013), the sharpest frame per pixel refined by a parabola in diopters. Nothing
@@ -45,6 +45,7 @@ import torch
 from torch import Tensor
 
 from generator.core.schema import setting
+from dfd_models.data.batch import reference_index
 from dfd_models.focus import DFF_BEYOND_RANGE, dff_depth_and_confidence
 from dfd_models.lens import LensParams
 from dfd_models.networks.base import DepthModel, DepthRangeConfig, ModelConfig, lens_from_batch, register
@@ -132,7 +133,7 @@ class Constant(ReferenceModel):
         return int(self.n_pixels) > 0
 
     def fit(self, batches: Iterable[dict]) -> dict[str, float]:
-        """The median of the valid depths (``depth`` of frame T // 2 where ``valid``) of ``batches``,
+        """The median of the valid depths (``depth`` of the reference frame where ``valid``) of ``batches``,
         off the wall (``wall``) with config ``region: objects``.
 
         Raises:
@@ -165,7 +166,7 @@ class Constant(ReferenceModel):
         return {**fitted, "wall_pixels_left_out": float(wall)} if objects else fitted
 
     def predict(self, frames: Tensor, focus_m: Tensor, lens: LensParams, K: Tensor) -> Tensor:
-        """The fitted depth on every pixel of frame T // 2.  # [B, 1, H, W] float32
+        """The fitted depth on every pixel of the reference frame.  # [B, 1, H, W] float32
 
         Raises:
             RuntimeError: the model is not fitted (``dfdgen train --model constant`` fits it).
@@ -202,7 +203,7 @@ class DepthFromFocus(ReferenceModel):
         self.check_frames(frames, focus_m, K, min_frames=1)
         cfg = self.config
         depth, confidence = dff_depth_and_confidence(
-            frames.float(), focus_m.float(), K.float(), ref=frames.shape[1] // 2, beyond_range=cfg.beyond_range,
+            frames.float(), focus_m.float(), K.float(), ref=reference_index(frames.shape[1]), beyond_range=cfg.beyond_range,
             lens=None if lens is None else lens.to(dtype=torch.float32), min_depth_m=cfg.min_depth_m,
             max_depth_m=cfg.max_depth_m)
         return depth.float(), confidence.float()
@@ -212,7 +213,7 @@ class DepthFromFocus(ReferenceModel):
 class DefocusSweep(ReferenceModel):
     """Depth from defocus by a re-rendering sweep over fronto-parallel planes; nothing to fit.
 
-    :func:`dfd_models.networks.sdgs.sweep_teacher` on frame T // 2's grid with ``sdgs``'s defaults
+    :func:`dfd_models.networks.sdgs.sweep_teacher` on the reference frame's grid with ``sdgs``'s defaults
     (:class:`~dfd_models.networks.sdgs.SDGSConfig`'s: depth range, sweep footprint and hypotheses,
     splat size, photometric encoding), the teacher sdgs trains with. T >= 2. No config keys.
     """
@@ -229,4 +230,4 @@ class DefocusSweep(ReferenceModel):
         """The sweep's depth and its confidence: sdgs's teacher (:func:`dfd_models.networks.sdgs.sweep_teacher`)."""
         self.check_frames(frames, focus_m, K, min_frames=self.min_frames)
         return sweep_teacher(SDGSConfig(), frames.float(), focus_m.float(), K.float(),
-                             lens.to(dtype=torch.float32), frames.shape[1] // 2)
+                             lens.to(dtype=torch.float32), reference_index(frames.shape[1]))

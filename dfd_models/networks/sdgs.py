@@ -10,7 +10,7 @@ The lens code is the signed CoC at ``min_depth_m`` and ``max_depth_m`` over ``co
 fixes c(z) = k (1/F - 1/z) for every depth; the blur features are the image's focus-measure ratios
 (:func:`dfd_models.focus.blur_features`). With ``depth_from_defocus`` DepthNet corrects the depth
 the map implies through the lens, 1/z = 1/F -+ c / k (minus for ``nearest``, where every surface is
-behind the plane of focus, plus for ``farthest``). Depth is returned on frame T // 2's grid.
+behind the plane of focus, plus for ``farthest``). Depth is returned on the reference frame's grid (T // 2).
 
 Training sees the stack, never depth nor an all-in-focus image: the same DefocusNet gives every
 frame's c_t, and the stack is re-rendered (:func:`rerender`) from one splat per pixel of frame r at
@@ -56,6 +56,7 @@ from torch import Tensor, nn
 
 from generator.core.schema import setting
 from dfd_models.config import ConfigError
+from dfd_models.data.batch import reference_index
 from dfd_models.focus import (SWEEP_HYPOTHESES, blur_features, defocus_sweep, gamma_encode, sharp_composite,
                               sweep_depths, warp_to_grid)
 from dfd_models.lens import LensParams, coc_px, coc_signed_px
@@ -231,8 +232,9 @@ def overlap_mask(K_src: Tensor, K_dst: Tensor, height: int, width: int) -> Tenso
 
 
 def _input_index(choice: str, frames: int) -> int:
-    """Index of the frame the networks see: 0 (``nearest``), T // 2 (``middle``) or T - 1 (``farthest``)."""
-    return {"nearest": 0, "middle": frames // 2, "farthest": frames - 1}[choice]
+    """Index of the frame the networks see: 0 (``nearest``), the reference frame T // 2 (``middle``,
+    :func:`~dfd_models.data.batch.reference_index`) or T - 1 (``farthest``)."""
+    return {"nearest": 0, "middle": reference_index(frames), "farthest": frames - 1}[choice]
 
 
 def _repeat_lens(lens: LensParams, repeats: int) -> LensParams:
@@ -392,7 +394,7 @@ class SDGS(DepthModel):
     Config: :class:`SDGSConfig`.
 
     Outputs of :meth:`forward` (B stacks, T frames, r the input frame):
-        ``depth`` [B, 1, H, W]: depth on frame T // 2's grid, metres.
+        ``depth`` [B, 1, H, W]: depth on the reference frame's grid, metres.
         ``input_depth``, ``inv_depth`` [B, 1, H, W]: depth (m) and inverse depth (1/m) on frame r's grid.
         ``input_frame`` int: r.
         ``defocus_px`` [B, T, 1, H, W]: every frame's defocus map (unsigned CoC, pixels, its own grid).
@@ -539,7 +541,7 @@ class SDGS(DepthModel):
         cfg = self.config
         frames, focus, K = batch["frames"], batch["focus_m"], batch["K"]
         b, t, _, h, w = frames.shape
-        r, mid = _input_index(cfg.input_frame, t), t // 2
+        r, mid = _input_index(cfg.input_frame, t), reference_index(t)
         depth = 1 / inv_depth
         rows = torch.arange(b, device=frames.device)[:, None]
         if cfg.render_frames == "all":
@@ -656,13 +658,13 @@ class SDGS(DepthModel):
 
     def predict(self, frames: Tensor, focus_m: Tensor, lens: LensParams, K: Tensor) -> Tensor:
         """Depth from the frames :meth:`seen_frames` names (``sdgs``: frame r alone, ``input_frame``; T = 1
-        allowed), on frame T // 2's grid.
+        allowed), on the reference frame's grid.
 
         Args and returns as :meth:`DepthModel.predict`.  # [B, T, 3, H, W] -> [B, 1, H, W]
         """
         self.check_frames(frames, focus_m, K, min_frames=1)
         b, t, _, h, w = frames.shape
-        r, mid = _input_index(self.config.input_frame, t), t // 2
+        r, mid = _input_index(self.config.input_frame, t), reference_index(t)
         seen = self.seen_frames(t)
         defocus = frames.new_zeros(b, t, 1, h, w, dtype=torch.float32)
         maps = self.defocus(frames[:, seen].flatten(0, 1), focus_m[:, seen].flatten(), _repeat_lens(lens, len(seen)))

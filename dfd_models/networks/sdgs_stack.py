@@ -15,7 +15,7 @@ blurred in the other is placed between or beyond the two planes of focus by the 
 from defocus with two images (Subbarao and Surya, IJCV 13(3), 1994). With ``depth_from_defocus``
 the logit starts from the depth the nearest frame's defocus map implies (every surface behind
 its plane of focus), as ``sdgs`` with ``input_frame: nearest``. Fixed at two views, the layers
-do not depend on T. Depth is returned on frame T // 2's grid; :meth:`predict` needs both end
+do not depend on T. Depth is returned on the reference frame's grid; :meth:`predict` needs both end
 frames (T = 1: the one frame twice).
 """
 

@@ -42,7 +42,7 @@ averages all valid pixels, whatever the choice):
 The true CoC (:meth:`SupervisedDepthModel.coc_target`) is the renderer's per-frame
 CoC map ``batch["coc"]`` when the shards hold one (exact: each frame's own pixel
 grid); otherwise it is computed with :func:`dfd_models.lens.coc_px` from the depth
-of the reference frame T // 2, the frame's focus distance and the batch's lens.
+of the reference frame, the frame's focus distance and the batch's lens.
 That is exact for the ``blender`` lens model (K is the same for every frame) and an
 approximation for ``thin_lens``, whose focus breathing scales frame t's image about
 the principal point by L_t / L_ref (L the lens-to-sensor distance): a pixel at
@@ -302,8 +302,6 @@ class SupervisedDepthModel(DepthModel):
         """The network's outputs (module docstring), subclasses implement it."""
         raise NotImplementedError
 
-    # --- output parameterisation ---------------------------------------------------------
-
     def depth_from_logit(self, logit: Tensor) -> Tensor:
         """Depth z, metres, in [min_depth_m, max_depth_m]: min + (max - min) sigmoid(y), or
         min (max / min)^sigmoid(y) with ``depth_space: "log"``.  # shape of y"""
@@ -396,10 +394,8 @@ class SupervisedDepthModel(DepthModel):
             return []
         return [blur_features(frames.flatten(0, 1), scales).unflatten(0, frames.shape[:2])]
 
-    # --- losses --------------------------------------------------------------------------
-
     def loss_regions(self, batch: dict) -> tuple[list[Tensor], list[float]]:
-        """The pixel regions of frame T // 2 the losses average over, and their weights
+        """The pixel regions of the reference frame the losses average over, and their weights
         (config ``regions``, module docstring): with the batch's ``wall``, "objects" is
         [valid & ~wall], "all" [valid], "balanced" [valid & ~wall, valid & wall] weighted
         [1, wall_weight]; without it, [valid] for all three.
@@ -462,10 +458,8 @@ class SupervisedDepthModel(DepthModel):
             return (pred.clamp_min(near).log() - true.clamp_min(near).log()).abs()
         return ((pred - true) / self.config.max_depth_m).square()
 
-    # --- inference -----------------------------------------------------------------------
-
     def predict(self, frames: Tensor, focus_m: Tensor, lens: LensParams, K: Tensor) -> Tensor:
-        """Depth of frame T // 2 from the frames alone (:meth:`forward` on a batch of them), T >= 1."""
+        """Depth of the reference frame from the frames alone (:meth:`forward` on a batch of them), T >= 1."""
         self.check_frames(frames, focus_m, K, min_frames=1)
         b = frames.shape[0]
 

@@ -1,5 +1,76 @@
 """Depth maps of focal stacks with a trained checkpoint (``dfdgen predict``).
-The stacks, their frames and their lens are read by :mod:`dfd_models.stack_files`.
+
+**Stacks.** A stack is given in one of two ways:
+
+(a) a folder per stack (several folders: several stacks): its frames, every
+    ``*.png``, ``*.jpg``/``*.jpeg`` and ``*.exr`` file in it (hidden files, other
+    files and subfolders are ignored), and a *focus file* giving each frame's
+    focus distance in metres (a DFF dataset's per-frame focus list), one of:
+
+    - ``focus.yaml`` (or ``focus.yml``): a list, one distance per frame in the
+      frames' name order, or a mapping from frame file name to its distance::
+
+          [0.30, 0.37, 0.48, 0.69, 1.20]      # or:
+          IMG_0001.jpg: 0.30
+          IMG_0002.jpg: 0.37
+
+    - ``focus.txt``: one distance per line in the frames' name order (blank lines
+      and ``#`` comments ignored).
+
+    Name order is the natural order of the file names (runs of digits compared as
+    numbers: ``f2.jpg`` before ``f10.jpg``; zero-padded names sort the same either way).
+
+(b) frame files on the command line with ``--focus-distance`` repeated, one per
+    file in the order given: one stack (one image and one focus distance is a stack
+    of one frame, for models that take one frame).
+
+A stack's frames are sorted by increasing focus distance (the order the training
+data has) and the whole stack is the model's one input, ``[1, T, 3, H, W]``: one
+depth map per stack, on the pixel grid of the sorted stack's reference frame
+(:func:`dfd_models.data.batch.reference_index`; under the thin lens' focus breathing
+every frame has its own K). A stack is
+refused (:class:`BadInput`, one line, nothing written) when its frames differ in
+size, when two frames share a focus distance, when a focus file's entries do not
+match its frames, when a focus distance is not a positive finite number beyond
+the focal length, or when the model cannot take T frames (``dfd_sweep`` needs at
+least 2; ``sdgs`` predicts from one frame, ``input_frame``, though it trains on
+stacks). No registered model needs a fixed T: ``ddff``/``lstm_ddff`` combine the
+frames by a softmax / an LSTM over T, ``recurrent_ae`` is recurrent,
+``defocusnet`` max-pools over the stack, ``dff`` and ``constant`` take any T.
+
+**Images.** Frames are read as linear RGB: 8/16-bit sRGB PNG and 8-bit JPEG
+(a phone's focal stack) through the sRGB table of :func:`generator.dataset.pixels.decode_rgb`,
+linear EXR as it is; JPEG colour profiles are not applied (the pixels are taken as
+sRGB), nor is an EXIF orientation (the depth map keeps the stored pixel layout,
+whose width is the one the sensor width spans). The decoders' size limits of
+:mod:`generator.core.limits` apply, checked from the header before any pixel is decoded.
+A size that is not a multiple of the model's ``size_multiple`` is padded at the
+right and bottom by repeating the edge pixels (which leaves K, and the pixel pitch
+given to the model, those of the real pixels) and the depth is cropped back
+(:func:`dfd_models.evaluate.predict_depth`).
+
+**The lens**, value by value (focal length, f-number, sensor width): a
+command-line option, else the camera file (``--camera``), else the frames' EXIF,
+else the checkpoint's training data where that had one value (not a range). Every
+value missing for any stack is named in one message, with the ways to give it.
+
+- Camera file (YAML, read as data by :func:`generator.core.safe_yaml.load_yaml`), every
+  key optional, no other keys::
+
+      focal_length_mm: 4.25      # the real focal length, not the 35 mm equivalent
+      f_number: 1.8
+      sensor_width_mm: 5.6       # the sensor width the image's width spans
+      model: thin_lens           # or blender (the Blender camera of DESIGN.md section 3)
+
+- EXIF (JPEG, PNG): FocalLength (0x920A), FNumber (0x829D); the sensor width from
+  FocalPlaneXResolution (0xA20E) and its unit (0xA210) over PixelXDimension (0xA002,
+  else the image width), else from FocalLengthIn35mmFilm (0xA405) as the 35 mm
+  frame's diagonal (43.27 mm) x f / f35 times the image's width / diagonal (36 mm x
+  f / f35 for a 3:2 image). The frames of a stack must agree on a value they give,
+  unless an option or the camera file gives it.
+- The lens model: ``--lens-model``, else the camera file's ``model``, else the
+  checkpoint's, else ``thin_lens`` (a real camera's lens). K follows from the lens
+  (:func:`dfd_models.lens.intrinsics`; focus breathing for ``thin_lens``).
 
 **Output**, per stack ``NAME`` (the folder's name, or the nearest-focused frame's
 file stem), in the output folder (created if missing): ``NAME.depth.exr`` (channel
@@ -14,30 +85,36 @@ textureless surfaces).
 Every stack is predicted, and every depth map checked finite, before the first file
 is written, and every file is written atomically (never through a link,
 :func:`generator.core.files.write_atomic`): bad input or a damaged model writes nothing.
+
+Modules: :mod:`.inputs` (stacks, focus files, camera files), :mod:`.images` (a frame's
+pixels and EXIF), :mod:`.lens_values` (the lens, value by value), :mod:`.depth_png` (the
+depth map's picture); this one predicts and writes (:func:`predict_stacks`).
 """
 
 from __future__ import annotations
 
-import io
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
 
-from generator.dataset.pixels import write_exr_bytes
 from generator.core.errors import BadInput, DfdgenError, WriteError, printable
 from generator.core.files import refuse_link, write_atomic
-from generator.core.display import colorize
 from generator.core.lens import Lens
+from generator.dataset.pixels import write_exr_bytes
 from dfd_models.checkpoint import load_model
 from dfd_models.evaluate import predict_depth_and_confidence
-from dfd_models.stack_files import Stack, exif_lens, gather_stacks, missing_message, read_camera_file, read_image, resolve_lens
 from dfd_models.lens import LensParams, intrinsics
-from dfd_models.device import pick_device
+from dfd_models.predict.depth_png import depth_png
+from dfd_models.predict.images import read_image
+from dfd_models.predict.inputs import Stack, gather_stacks, read_camera_file
+from dfd_models.predict.lens_values import missing_message, resolve_lens, stack_exif
+from dfd_models.runtime import pick_device
+
+__all__ = ["Prediction", "Stack", "predict_stacks"]
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -57,55 +134,6 @@ class Prediction:
     sources: dict[str, str]
     depth_range_m: tuple[float, float]
     paths: tuple[Path, ...]
-
-
-
-
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError, ImportError):  # Pillow < 10.1, or no FreeType: the fixed bitmap font
-        return ImageFont.load_default()
-
-
-def scale_bar_labels(vmin: float, vmax: float) -> tuple[str, str]:
-    """The texts at the ends of the colour bar: the nearest and farthest depth, metres."""
-    return f"{vmin:.3g} m", f"{vmax:.3g} m"
-
-
-def depth_png(depth: np.ndarray, vmin: float, vmax: float) -> bytes:
-    """PNG bytes of a depth map [H, W] in viridis from ``vmin`` to ``vmax`` with a scale bar below it.
-
-    Layout: the map at the top left, unchanged (``colorize(depth, vmin, vmax)``); below it, on
-    white, a colour bar from ``vmin`` (left) to ``vmax`` (right) with
-    :func:`scale_bar_labels` under its ends. The image is widened (white) when the labels
-    need more room than the map's width.
-    """
-    h, w = depth.shape
-    px = int(np.clip(max(w, h) // 40, 10, 64))  # text height: legible at 64 px, in scale at 4000 px
-    font, margin = _font(px), max(px // 2, 3)
-    left, right = scale_bar_labels(vmin, vmax)
-    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    boxes = [measure.textbbox((0, 0), text, font=font) for text in (left, right)]
-    text_w = [b[2] - b[0] for b in boxes]
-    text_h = max(b[3] for b in boxes)
-    width = max(w, sum(text_w) + 3 * margin)
-    bar_top, bar_h = h + margin, px
-    canvas = np.full((bar_top + bar_h + margin // 2 + text_h + margin, width, 3), 255, dtype=np.uint8)
-    canvas[:h, :w] = colorize(depth, vmin, vmax)
-    bar_w = width - 2 * margin
-    ramp = np.linspace(vmin, vmax, bar_w, dtype=np.float64)[None].repeat(bar_h, 0)  # [bar_h, bar_w]
-    canvas[bar_top:bar_top + bar_h, margin:margin + bar_w] = colorize(ramp, vmin, vmax)
-    image = Image.fromarray(canvas)
-    draw = ImageDraw.Draw(image)
-    y = bar_top + bar_h + margin // 2
-    draw.text((margin - boxes[0][0], y), left, fill=(0, 0, 0), font=font)
-    draw.text((margin + bar_w - text_w[1] - boxes[1][0], y), right, fill=(0, 0, 0), font=font)
-    out = io.BytesIO()
-    image.save(out, format="PNG")
-    return out.getvalue()
-
-
 
 
 def predict_stacks(
@@ -152,7 +180,7 @@ def predict_stacks(
     lenses: list[tuple[Lens, dict[str, str]]] = []
     missing: dict[str, dict[str, str]] = {}
     for stack in stacks:
-        exif, conflicts = _stack_exif(stack)
+        exif, conflicts = stack_exif(stack)
         for key, message in conflicts.items():
             if given[key] is None and camera_values.get(key) is None:
                 raise BadInput(message)
@@ -194,22 +222,6 @@ def predict_stacks(
             written += (conf,)
         results.append(Prediction(stack, lens, sources, (vmin, vmax), written))
     return results
-
-
-def _stack_exif(stack: Stack) -> tuple[dict[str, float], dict[str, str]]:
-    """The EXIF lens values of a stack's frames (those any frame gives; see :func:`exif_lens`),
-    and, by key, a message for each value two frames give differently (left out of the values)."""
-    values: dict[str, tuple[float, Path]] = {}
-    conflicts: dict[str, str] = {}
-    for path in stack.frames:
-        for key, value in exif_lens(path).items():
-            if key in values and not math.isclose(values[key][0], value, rel_tol=1e-6):
-                first, where = values[key]
-                conflicts.setdefault(key, f"stack {stack.name}: the frames' EXIF disagree on the {key} ({first:g} "
-                                          f"in {printable(where.name)}, {value:g} in {printable(path.name)}); "
-                                          "give it with an option or a --camera file")
-            values.setdefault(key, (value, path))
-    return {key: value for key, (value, _) in values.items() if key not in conflicts}, conflicts
 
 
 def _predict_stack(model, stack: Stack, lens: Lens, target: torch.device,
