@@ -64,10 +64,11 @@ from dfd_models.losses import edge_aware_smoothness, masked_mean, photometric_er
 from dfd_models.networks.base import BLUR_SCALES, WIDTHS, DepthModel, DepthRangeConfig, lens_from_batch, register
 from dfd_models.networks.blocks import UNet
 from dfd_models.refine import forward_model
+from dfd_models.splat.rendering import BACKENDS
 from dfd_models.splat import Camera, Gaussians, RenderOutput, SplatConfig, render_defocus
 
 __all__ = ["BALANCE_SPACES", "BATCH_KEYS", "INPUT_FRAMES", "LAYERS_NEEDS", "PHOTOMETRIC_RENDERERS", "RADIANCES",
-           "RENDER_FRAMES", "SDGS", "SDGSConfig", "SPLAT_BACKENDS", "SWEEP_FOOTPRINTS", "overlap_margin",
+           "RENDER_FRAMES", "SDGS", "SDGSConfig", "SWEEP_FOOTPRINTS", "overlap_margin",
            "overlap_mask", "pixel_gaussians", "rerender", "self_supervised_batch", "sweep_teacher"]
 
 #: Config ``input_frame``: which frame of a stack the networks see.
@@ -85,8 +86,6 @@ SWEEP_FOOTPRINTS = ("blur", "gaussian", "disc")
 PHOTOMETRIC_RENDERERS = ("splats", "layers")
 #: Config ``balance_space``: the steps of the balance bins (:func:`_balance`).
 BALANCE_SPACES = ("inverse", "log")
-#: Config ``splat_backend``: the backends of :func:`dfd_models.splat.render_defocus`.
-SPLAT_BACKENDS = ("auto", "torch", "gsplat")
 #: The batch keys the self-supervised models read, all of them: the frames, their focus distances
 #: and intrinsics, and the lens (:func:`dfd_models.networks.base.lens_from_batch`). No depth, no
 #: validity, no CoC, no wall mask, no all-in-focus image.
@@ -314,7 +313,7 @@ class SDGSConfig(DepthRangeConfig):
         splat_eps2d: the renderer's low-pass variance, pixels^2 (0: splats are already pixel-sized).
         splat_alpha_min: the renderer's alpha threshold (:func:`rerender` says why 1e-4, not
             3DGS's 1/255; the gsplat backend needs 1/255, ``"auto"`` picks torch otherwise).
-        splat_backend: one of :data:`SPLAT_BACKENDS` (:func:`dfd_models.splat.render_defocus`).
+        splat_backend: one of :data:`dfd_models.splat.rendering.BACKENDS` (:func:`dfd_models.splat.render_defocus`).
         ssim_alpha: SSIM weight of the photometric error, in [0, 1] (monodepth2's 0.85).
         photometric_gamma: exponent of the encoding the photometric error compares (1 = linear).
         photometric_pool: average-pooling factor of the images the photometric error compares, pixels.
@@ -348,7 +347,7 @@ class SDGSConfig(DepthRangeConfig):
     gaussian_scale_px: float = setting(1 / math.sqrt(2 * math.pi), gt=0)
     splat_eps2d: float = setting(0.0, ge=0)
     splat_alpha_min: float = setting(1e-4, gt=0, le=SplatConfig.alpha_max)
-    splat_backend: str = setting("auto", choices=SPLAT_BACKENDS)
+    splat_backend: str = setting("auto", choices=BACKENDS)
     ssim_alpha: float = setting(0.85, ge=0, le=1)
     photometric_gamma: float = setting(1 / 2.2, gt=0)
     photometric_pool: int = setting(4, ge=1)

@@ -14,6 +14,10 @@ from dfd_models.lens import LensParams, coc_signed_px, intrinsics
 from dfd_models.splat import _torch_impl, gsplat_backend
 from dfd_models.splat.footprint import SplatConfig
 
+#: Rasterisers :func:`render_defocus` can use: ``auto`` (gsplat where it applies, else the torch
+#: reference), ``torch`` (the reference), ``gsplat`` (the CUDA fast path).
+BACKENDS = ("auto", "torch", "gsplat")
+
 __all__ = ["Camera", "Gaussians", "RenderOutput", "render_defocus"]
 
 
@@ -154,8 +158,8 @@ def render_defocus(
     channels = gaussians.colors.shape[-1]
     if background is not None and background.shape[-1] != channels:
         raise ValueError(f"background must be [{channels}] or [B, {channels}], got {tuple(background.shape)}")
-    if backend not in ("auto", "torch", "gsplat"):
-        raise ValueError(f"backend must be 'auto', 'torch' or 'gsplat', got {backend!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
 
     means = _batched(gaussians.means, 2, batch)  # [B, N, 3]
     covars = _torch_impl._quat_scale_to_covar(
