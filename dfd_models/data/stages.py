@@ -15,7 +15,7 @@ a broken shard) and go on, False to stop, or raises. Data problems are raised
 as :class:`generator.core.errors.CorruptShard` naming the shard and member;
 :func:`reraise` and :func:`warn_and_skip` are the two handlers used.
 
-Metadata and members are read through :mod:`generator.dataset.codec` (``read_metadata``,
+Metadata and members are read through :mod:`generator.dataset.sample` (``read_metadata``,
 ``decode_member``), the codecs that wrote them and the checks ``dfdgen inspect --verify``
 and ``export`` apply: bounds, image limits, sizes, finite depth.
 """

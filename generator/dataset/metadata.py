@@ -59,7 +59,7 @@ def _frame_meta(spec: SceneSpec, frame) -> dict[str, Any]:
 def wall_depth_m(spec: SceneSpec) -> float | None:
     """Planar depth of the scene's background wall, metres, or None when it has none.
 
-    The wall (:func:`generator.draw.scene._sample_wall`) is a ``plane`` object named
+    The wall (:func:`generator.draw.scene._draw_wall`) is a ``plane`` object named
     :data:`WALL_NAME`, undeformed, whose normal lies along the optical axis: every
     point of it then has the same planar depth z in the OpenCV camera frame, so a
     pixel sees the wall exactly where its depth equals this value. The lens model
