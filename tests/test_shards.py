@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import os
@@ -354,3 +355,54 @@ def test_a_second_run_into_a_busy_folder_is_refused_and_the_first_ends_intact(tm
         _render(recipe, tmp_path / "busy")
     assert first.wait(timeout=60) == 0
     assert dir_bytes(tmp_path / "busy") == dir_bytes(tmp_path / "alone")
+
+
+class _Crash(Exception):
+    """What the fake pool below raises for a task whose worker died."""
+
+
+class _CrashingPool:
+    """A pool whose tasks all finish at once (each future is done when submitted): the tasks in
+    ``dying`` kill their worker on every attempt. Every crash then lands in the same wait."""
+
+    workers, threads = 2, 1
+
+    def __init__(self, dying: set[int], crash_ends_all: bool):
+        self.dying, self.crash_ends_all, self.runs = dying, crash_ends_all, collections.Counter()
+
+    def submit(self, task, index):
+        from concurrent.futures import Future
+
+        self.runs[index] += 1
+        future = Future()
+        if index in self.dying:
+            future.set_exception(_Crash(index))
+        else:
+            future.set_result(task(index))
+        return future
+
+    def describe(self, exc):
+        return "died"
+
+    def crashed(self, exc):
+        return isinstance(exc, _Crash)
+
+    def restart(self):
+        pass
+
+    def close(self):
+        pass
+
+    def kill(self):
+        pass
+
+
+@pytest.mark.parametrize("crash_ends_all, runs", [(True, 3), (False, 2)])
+def test_crashes_that_land_together_are_charged_unless_the_pool_shares_them(crash_ends_all, runs):
+    """Two workers dying in one wait: where a death fails every task in flight (a local pool) neither
+    task is known to be the culprit, so both are retried alone uncharged first (3 runs); where a
+    death fails only its own task (Ray), each is charged (2 runs, MAX_ATTEMPTS), however they land."""
+    pool = _CrashingPool({0, 1}, crash_ends_all)
+    results = list(run_tasks(str, [0, 1, 2], pool))
+    assert [r.error for r in results] == ["died", "died", None]
+    assert pool.runs == {0: runs, 1: runs, 2: 1}

@@ -130,6 +130,9 @@ class RayPool:
         gpus: GPUs each task declares (0 on the CPU; a fraction lets scenes share a GPU).
     """
 
+    #: A dead Ray worker fails only its own task (``WorkerCrashedError``).
+    crash_ends_all = False
+
     def __init__(self, workers: int, recycle_every: int, *, threads: int, gpus: float = 0.0):
         self.workers, self.threads = workers, threads
         self._remote = ray.remote(num_cpus=threads, num_gpus=gpus, max_calls=recycle_every, max_retries=0)(_call)

@@ -115,10 +115,14 @@ class Pool(Protocol):
     Attributes:
         workers: tasks the pool runs at once (and :func:`run_tasks` keeps in flight).
         threads: CPU threads each task may use (>= 1; a render task gives them to Cycles).
+        crash_ends_all: whether a dying worker fails every task in flight (a local process
+            pool), so that which task killed it is unknown; False where it fails only its own
+            task (Ray), which is then charged its attempt whatever else crashed meanwhile.
     """
 
     workers: int
     threads: int
+    crash_ends_all: bool
 
     def submit(self, task: Callable[[int], Any], index: int) -> Future:
         """Start ``task(index)``; the future holds its result or the exception that ended it."""
@@ -147,6 +151,9 @@ class ProcessPool:
         recycle_every: tasks a worker process runs before it is replaced.
         threads: CPU threads per task; 0 = this machine's cores shared evenly among the workers.
     """
+
+    #: A dead worker breaks the executor: every task in flight fails with it.
+    crash_ends_all = True
 
     def __init__(self, workers: int, recycle_every: int, *, threads: int = 0):
         self.workers, self.recycle_every = workers, recycle_every
@@ -266,8 +273,8 @@ def run_tasks(
                     submit(order[next_submit])
                     next_submit += 1
             done, _ = wait(inflight, return_when=FIRST_COMPLETED)
-            if any(pool.crashed(f.exception()) for f in done):
-                # A worker died (locally, every task in flight fails with it): let all of them end.
+            if pool.crash_ends_all and any(pool.crashed(f.exception()) for f in done):
+                # A worker died and every task in flight fails with it: let all of them end.
                 done, _ = wait(inflight)
                 crashed = [f for f in done if pool.crashed(f.exception())]
                 if len(crashed) > 1:  # which task killed it is unknown: retry each alone, uncharged
