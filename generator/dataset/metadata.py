@@ -40,7 +40,7 @@ class RecipeInfo(Protocol):
 def _frame_meta(spec: SceneSpec, frame) -> dict[str, Any]:
     width, height = spec.render.width, spec.render.height
     cam = lensmod.blender_camera(spec.lens, frame.focus_distance_m)
-    return {
+    meta = {
         "index": frame.index,
         "ramp": frame.ramp,
         "time_s": frame.time_s,
@@ -54,6 +54,9 @@ def _frame_meta(spec: SceneSpec, frame) -> dict[str, Any]:
             "sensor_width_mm": cam.sensor_width_mm,
         },
     }
+    if spec.shutter is not None:  # only then, so frames without a shutter keep their bytes
+        meta["shutter"] = {"exposure_s": spec.shutter.exposure_s, "rolling_readout_s": spec.shutter.rolling_readout_s}
+    return meta
 
 
 def wall_depth_m(spec: SceneSpec) -> float | None:

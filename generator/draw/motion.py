@@ -1,7 +1,8 @@
 """Motion of a drawn scene (a recipe's ``motion`` section): object velocities and the camera's path.
 
 Drawn last, from a stream of its own (a child of the scene's SeedSequence), so adding motion to
-a recipe changes no object, light or world of its scenes: they only start to move.
+a recipe changes no object, light or world of its scenes: they only start to move. The shutter
+has a stream of its own too, so adding one changes no motion either.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ import dataclasses
 
 import numpy as np
 
-from generator.recipe.recipe import CameraMotionRecipe, MotionRecipe, SceneRecipe
+from generator.recipe.recipe import CameraMotionRecipe, MotionRecipe, SceneRecipe, ShutterRecipe
 from generator.draw.ranges import direction, uniform
-from generator.scene.spec import CameraSpec, FrameSpec, ObjectSpec
+from generator.scene.spec import CameraSpec, FrameSpec, ObjectSpec, ShutterSpec
 from generator.draw.view import View
 
 
@@ -52,3 +53,8 @@ def draw_camera_motion(
         pose = CameraSpec(location=tuple(map(float, location)), rotation=tuple(map(float, rotation)))
         out.append(dataclasses.replace(frame, camera=pose))
     return tuple(out)
+
+
+def draw_shutter(rng: np.random.Generator, shutter: ShutterRecipe) -> ShutterSpec:
+    """The scene's exposure and rolling readout (seconds), uniform in the recipe's ranges."""
+    return ShutterSpec(exposure_s=uniform(rng, shutter.exposure_s), rolling_readout_s=uniform(rng, shutter.rolling_readout_s))

@@ -20,7 +20,7 @@ import numpy as np
 from generator.core import lens as lensmod
 from generator.scene.assets import AssetFile, AssetFiles
 from generator.draw.colour import blackbody_rgb, colour_ramp, tint
-from generator.draw.motion import draw_camera_motion, draw_object_motion
+from generator.draw.motion import draw_camera_motion, draw_object_motion, draw_shutter
 from generator.draw.ranges import integer, pick, uniform
 from generator.draw.view import IMAGE_MARGIN, View, aim_rotation
 from generator.core.errors import BadInput
@@ -138,6 +138,10 @@ def draw_scene(recipe: Recipe, index: int) -> SceneSpec:
         duration = frames[-1].time_s
         objects = tuple(draw_object_motion(motion_rng, recipe.motion, o, scene, view, duration) for o in objects)
         frames = draw_camera_motion(motion_rng, recipe.motion.camera, camera, frames)
+    shutter = None
+    if recipe.shutter is not None:
+        (shutter_stream,) = _seed_sequence(recipe.seed, index).spawn(3)[2:]
+        shutter = draw_shutter(np.random.default_rng(shutter_stream), recipe.shutter)
     render = RenderSpec(
         width=recipe.image.width,
         height=recipe.image.height,
@@ -164,6 +168,7 @@ def draw_scene(recipe: Recipe, index: int) -> SceneSpec:
         objects=(wall, *objects),
         lights=lights,
         world=world,
+        shutter=shutter,
     )
 
 

@@ -374,6 +374,24 @@ class MotionRecipe:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ShutterRecipe:
+    """A shutter open for a while: Cycles' motion blur over each frame's exposure, and its
+    rolling shutter (DESIGN.md section 10, "Shutter"). Needs ``motion``; drawn once per scene
+    (a camera locked during a focus sweep keeps its exposure).
+
+    Attributes:
+        exposure_s: how long each image row collects light, seconds; at most the frame
+            interval 1 / ``motion.fps`` (a video camera cannot expose a row for longer).
+        rolling_readout_s: time from the start of the top row's exposure to that of the
+            bottom row's, seconds (0 = a global shutter); at most 1 / ``motion.fps``, the
+            sensor being read out once per frame.
+    """
+
+    exposure_s: Range = setting(gt=0)
+    rolling_readout_s: Range = setting(Range(0.0, 0.0), ge=0)
+
+
+@dataclass(frozen=True, kw_only=True)
 class OutputsRecipe:
     """Extra outputs: all-in-focus image, RGB encoding, per-frame CoC maps and motion vectors."""
 
@@ -411,6 +429,7 @@ class Recipe:
     scene: SceneRecipe = setting(SceneRecipe)
     assets: AssetsRecipe = setting(AssetsRecipe)
     motion: MotionRecipe | None = setting(None)
+    shutter: ShutterRecipe | None = setting(None)
     outputs: OutputsRecipe = setting(OutputsRecipe)
     shards: ShardsRecipe = setting(ShardsRecipe)
 
@@ -491,6 +510,8 @@ def _check_consistency(recipe: Recipe) -> None:
             f"> the largest focal length ({longest_f_m:g} m)",
         )
 
+    _check_shutter(recipe)
+
     scene, assets = recipe.scene, recipe.assets
     for path, families, family, folder in (
         ("scene.objects.shapes", scene.objects.shapes, MESH_SHAPE, "meshes"),
@@ -500,6 +521,21 @@ def _check_consistency(recipe: Recipe) -> None:
     ):
         if family in families and getattr(assets, folder) is None:
             raise RecipeError(path, list(families), f"'{family}' needs folders in assets.{folder}")
+
+
+def _check_shutter(recipe: Recipe) -> None:
+    """A shutter needs motion (a still scene would render the same), and fits in a frame interval."""
+    shutter = recipe.shutter
+    if shutter is None:
+        return
+    if recipe.motion is None:
+        raise RecipeError("shutter", to_plain(shutter), "a motion section too (a still scene has nothing to blur)")
+    interval_s = 1.0 / recipe.motion.fps
+    for name in ("exposure_s", "rolling_readout_s"):
+        value = getattr(shutter, name)
+        if value.max > interval_s:
+            raise RecipeError(f"shutter.{name}", to_plain(value),
+                              f"at most the frame interval 1 / motion.fps = {interval_s:g} s")
 
 
 # Public API

@@ -228,6 +228,25 @@ class FrameSpec:
     camera: CameraSpec | None = None
 
 
+@dataclass(frozen=True)
+class ShutterSpec:
+    """The shutter of every frame of a moving scene (DESIGN.md section 10, "Shutter").
+
+    Each image row collects light for ``exposure_s`` seconds; the rows start one after
+    another from the top, the bottom row ``rolling_readout_s`` seconds after the top one
+    (0: a global shutter). The whole window, :attr:`window_s`, is centred on the frame's
+    ``time_s``, the instant its depth, pose, CoC and motion vectors refer to.
+    """
+
+    exposure_s: float
+    rolling_readout_s: float = 0.0
+
+    @property
+    def window_s(self) -> float:
+        """Seconds from the top row's first light to the bottom row's last."""
+        return self.exposure_s + self.rolling_readout_s
+
+
 @dataclass(frozen=True, kw_only=True)
 class LightPaths:
     """Cycles light-path settings of RGB frames: they change noise, cost and shading, never the blur.
@@ -322,6 +341,7 @@ class SceneSpec:
     objects: tuple[ObjectSpec, ...]
     lights: tuple[LightSpec, ...] = ()
     world: WorldSpec = field(default_factory=WorldSpec)
+    shutter: ShutterSpec | None = None  # None: every frame is an instant
 
     @property
     def depth_per_frame(self) -> bool:
@@ -337,8 +357,11 @@ class SceneSpec:
         return frame.camera or self.camera
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict of built-in types (tuples become lists), without host paths (:class:`AssetRef`)."""
+        """Plain dict of built-in types (tuples become lists), without host paths (:class:`AssetRef`),
+        and without ``shutter`` when there is none, so scenes without one keep their bytes."""
         scene = dataclasses.asdict(self, dict_factory=lambda items: {k: v for k, v in items if k != _HOST_ONLY})
+        if self.shutter is None:
+            del scene["shutter"]
         return json.loads(json.dumps(scene))
 
     def to_json(self) -> str:

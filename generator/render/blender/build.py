@@ -8,6 +8,8 @@ object-space position). Geometry is built by :mod:`generator.render.blender.mesh
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import bpy
@@ -102,6 +104,64 @@ def _moving(built: BuiltScene, spec: SceneSpec) -> list[tuple[ObjectSpec, bpy.ty
     return [(o, built.objects[o.name]) for o in spec.objects if any(o.velocity) or any(o.angular_velocity)]
 
 
+@contextmanager
+def exposure(built: BuiltScene, spec: SceneSpec, time_s: float) -> Iterator[None]:
+    """Renders inside see the exposure centred on ``time_s`` seconds (``spec.shutter``), motion-blurred
+    by Cycles; without a shutter they see the instant, as set by :func:`pose_objects`.
+
+    Cycles blurs what Blender evaluates at sub-frames of the timeline, so for the renders the
+    moving objects get two LINEAR keys, at timeline frames c - 1 and c + 1 (c = the current
+    frame), holding their poses at ``time_s`` -/+ ``window_s`` (:attr:`ShutterSpec.window_s`),
+    and ``motion_blur_shutter`` = 1 frame with ``motion_blur_position='CENTER'``: sub-frame
+    c + s then shows the poses at ``time_s + s * window_s``, s in [-1/2, 1/2], exactly where
+    they move linearly (:meth:`ObjectSpec.pose_at`; Euler rates are interpolated by Cycles
+    between its 3 motion steps, close for the small turns of one exposure). The camera holds
+    its frame's pose (a spec has no camera velocity, only per-frame poses).
+
+    Rolling shutter: ``rolling_shutter_type='TOP'`` gives the row a fraction y of the way down
+    the image the part [y (1 - d), y (1 - d) + d] of the window, d = ``rolling_shutter_duration``;
+    d = exposure / window makes every row's exposure ``exposure_s`` long and the top and bottom
+    rows start ``rolling_readout_s`` apart. The keys and motion blur are removed on leaving, so
+    depth and all-in-focus renders stay instants.
+    """
+    shutter = spec.shutter
+    if shutter is None:
+        yield
+        return
+    scene, centre = built.scene, built.scene.frame_current
+    moving = _moving(built, spec)
+    for obj_spec, obj in moving:
+        for frame, time in ((centre - 1, time_s - shutter.window_s), (centre + 1, time_s + shutter.window_s)):
+            obj.location, obj.rotation_euler = obj_spec.pose_at(time)
+            obj.keyframe_insert("location", frame=frame)
+            obj.keyframe_insert("rotation_euler", frame=frame)
+        for key in _keys(obj):
+            key.interpolation = "LINEAR"
+    r = scene.render
+    r.use_motion_blur = True
+    r.motion_blur_shutter = 1.0
+    r.motion_blur_position = "CENTER"
+    scene.cycles.rolling_shutter_type = "TOP" if shutter.rolling_readout_s > 0 else "NONE"
+    scene.cycles.rolling_shutter_duration = shutter.exposure_s / shutter.window_s
+    try:
+        yield
+    finally:
+        r.use_motion_blur = False
+        scene.cycles.rolling_shutter_type = "NONE"
+        for obj_spec, obj in moving:
+            action = obj.animation_data.action
+            obj.animation_data_clear()
+            bpy.data.actions.remove(action)  # not left behind, one per object and frame
+            obj.location, obj.rotation_euler = obj_spec.pose_at(time_s)
+
+
+def _keys(datablock: bpy.types.ID) -> list[bpy.types.Keyframe]:
+    """Every keyframe of ``datablock``'s action."""
+    animation = datablock.animation_data
+    curves = anim_utils.action_get_channelbag_for_slot(animation.action, animation.action_slot).fcurves
+    return [key for curve in curves for key in curve.keyframe_points]
+
+
 def keyframe_sequence(built: BuiltScene, spec: SceneSpec, first_frame: int) -> None:
     """Keyframe the spec's frames on the timeline, for a viewer: frame ``i`` at timeline frame ``first_frame + i``.
 
@@ -125,10 +185,8 @@ def keyframe_sequence(built: BuiltScene, spec: SceneSpec, first_frame: int) -> N
             obj.keyframe_insert("location", frame=first_frame + i)
             obj.keyframe_insert("rotation_euler", frame=first_frame + i)
     for datablock in animated:
-        animation = datablock.animation_data
-        for curve in anim_utils.action_get_channelbag_for_slot(animation.action, animation.action_slot).fcurves:
-            for key in curve.keyframe_points:
-                key.interpolation = "CONSTANT"
+        for key in _keys(datablock):
+            key.interpolation = "CONSTANT"
 
 
 # Render settings

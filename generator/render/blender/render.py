@@ -19,7 +19,8 @@ import bpy
 import numpy as np
 import OpenEXR
 
-from generator.render.blender.build import BuiltScene, build_scene, pose_objects, set_beauty_sampling, set_depth_sampling
+from generator.render.blender.build import (BuiltScene, build_scene, exposure, pose_objects, set_beauty_sampling,
+                                             set_depth_sampling)
 from generator.render.blender.camera import CLIP_END_M, apply_camera, set_camera_pose
 from generator.render.blender.device import select_device
 from generator.core.lens import Lens
@@ -139,7 +140,9 @@ def render_views(
     renderer = _Renderer(built, spec.lens, scratch / "render.exr", object_index=spec.render.motion)
     # Depth first, through a pinhole at the lens centre (DoF off); then the
     # all-in-focus image and the focus frames, changing only the camera (and,
-    # in a dynamic scene, the poses at each frame's time).
+    # in a dynamic scene, the poses at each frame's time). Only the focus frames
+    # are exposed over time (spec.shutter); depth and the all-in-focus image are
+    # the instant at the exposure's centre, their ground truth.
     set_depth_sampling(built.scene)
     depth, object_index = {}, {}
     for view in dict.fromkeys(depth_views):
@@ -164,7 +167,8 @@ def render_views(
     rgb = {}
     for view in dict.fromkeys(views):
         _pose(built, spec, frame_of[view])
-        rgb[view] = _rgb(renderer.render(view[1], use_dof=True))
+        with exposure(built, spec, view[0]):  # motion blur where the spec has a shutter
+            rgb[view] = _rgb(renderer.render(view[1], use_dof=True))
         if listener:
             listener.image(rgb[view])
         yield renderer.renders
