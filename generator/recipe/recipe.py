@@ -529,7 +529,7 @@ def _check_shutter(recipe: Recipe) -> None:
     if shutter is None:
         return
     if recipe.motion is None:
-        raise RecipeError("shutter", to_plain(shutter), "a motion section too (a still scene has nothing to blur)")
+        raise RecipeError("shutter", to_plain(shutter), "only with a motion section (a still scene has nothing to blur)")
     interval_s = 1.0 / recipe.motion.fps
     for name in ("exposure_s", "rolling_readout_s"):
         value = getattr(shutter, name)

@@ -118,20 +118,24 @@ def exposure(built: BuiltScene, spec: SceneSpec, time_s: float) -> Iterator[None
     between its 3 motion steps, close for the small turns of one exposure). The camera holds
     its frame's pose (a spec has no camera velocity, only per-frame poses).
 
-    Rolling shutter: ``rolling_shutter_type='TOP'`` gives the row a fraction y of the way down
-    the image the part [y (1 - d), y (1 - d) + d] of the window, d = ``rolling_shutter_duration``;
-    d = exposure / window makes every row's exposure ``exposure_s`` long and the top and bottom
-    rows start ``rolling_readout_s`` apart. The keys and motion blur are removed on leaving, so
-    depth and all-in-focus renders stay instants.
+    Rolling shutter: ``rolling_shutter_type='TOP'`` gives image row r (0 at the top, H rows) the
+    part [y (1 - d), y (1 - d) + d] of the window, y = (r + 1) / H (measured: Cycles takes the
+    row's index, not its centre) and d = ``rolling_shutter_duration``; d = exposure / window
+    makes every row's exposure ``exposure_s`` long and the rows start ``rolling_readout_s`` /
+    H apart. The window is moved earlier by half a row's step so that row r is exposed centred
+    on ``time_s + ((r + 1/2) / H - 1/2) * rolling_readout_s``: the rows are symmetric about the
+    image's middle line, which sees ``time_s``. The keys and motion blur are removed on leaving,
+    so depth and all-in-focus renders stay instants.
     """
     shutter = spec.shutter
     if shutter is None:
         yield
         return
     scene, centre = built.scene, built.scene.frame_current
+    middle_s = time_s - shutter.rolling_readout_s / (2 * spec.render.height)
     moving = _moving(built, spec)
     for obj_spec, obj in moving:
-        for frame, time in ((centre - 1, time_s - shutter.window_s), (centre + 1, time_s + shutter.window_s)):
+        for frame, time in ((centre - 1, middle_s - shutter.window_s), (centre + 1, middle_s + shutter.window_s)):
             obj.location, obj.rotation_euler = obj_spec.pose_at(time)
             obj.keyframe_insert("location", frame=frame)
             obj.keyframe_insert("rotation_euler", frame=frame)
