@@ -234,8 +234,10 @@ class ShutterSpec:
 
     Each image row collects light for ``exposure_s`` seconds; the rows start one after
     another from the top, the bottom row ``rolling_readout_s`` seconds after the top one
-    (0: a global shutter). The whole window, :attr:`window_s`, is centred on the frame's
-    ``time_s``, the instant its depth, pose, CoC and motion vectors refer to.
+    (0: a global shutter). Row r of H (0 at the top) is exposed centred on
+    ``time_s + ((r + 1/2) / H - 1/2) * rolling_readout_s``: the image's middle line (the whole
+    image, with a global shutter) is centred on the frame's ``time_s``, the instant its depth,
+    pose, CoC and motion vectors refer to.
     """
 
     exposure_s: float

@@ -156,7 +156,7 @@ def exposure(built: BuiltScene, spec: SceneSpec, time_s: float) -> Iterator[None
             action = obj.animation_data.action
             obj.animation_data_clear()
             bpy.data.actions.remove(action)  # not left behind, one per object and frame
-            obj.location, obj.rotation_euler = obj_spec.pose_at(time_s)
+            obj.location, obj.rotation_euler = obj_spec.pose_at(time_s)  # back to the instant
 
 
 def _keys(datablock: bpy.types.ID) -> list[bpy.types.Keyframe]:
