@@ -155,9 +155,9 @@ def test_motion_blur_streak_is_velocity_times_exposure_and_centred_on_the_ground
         print(f"\nframe {frame}: streak {length:.2f} px, expected {expected:.2f} px; "
               f"centre {mean.mean():.3f} px, sharp {still_mean.mean():.3f} px")
         # Each pixel's share of the exposure is a 64-sample estimate: the rows' variances scatter by
-        # about 0.4 px^2 (of 12.9), their mean over 12 rows by about 0.15 px^2, ~1 % of L^2 / 12; 3 %
-        # of L leaves room for that and for the 3-step motion sampling, and fails a shutter off by a
-        # third of a window (15 %, a shutter of 1 - 1/e, or the window counted twice).
+        # about 0.4 px^2 (of L^2 / 12 = 12.9), their mean over 12 rows by about 0.15 px^2, ~1 %;
+        # 3 % of L leaves room for that (measured: 1-1.3 % short) and still fails any mistake in
+        # the window (readout counted in it: 2x; half-open: 0.5x; one step of 24 fps: 0.42x).
         assert length == pytest.approx(expected, rel=0.03)
         assert mean.mean() == pytest.approx(still_mean.mean(), abs=0.1)  # an off-centre window moves it by L / 2
     assert np.array_equal(np.stack(blurred.depth), np.stack(sharp.depth))
