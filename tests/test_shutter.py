@@ -157,7 +157,7 @@ def test_motion_blur_streak_is_velocity_times_exposure_and_centred_on_the_ground
         # Each pixel's share of the exposure is a 64-sample estimate: the rows' variances scatter by
         # about 0.4 px^2 (of L^2 / 12 = 12.9), their mean over 12 rows by about 0.15 px^2, ~1 %;
         # 3 % of L leaves room for that (measured: 1-1.3 % short) and still fails any mistake in
-        # the window (readout counted in it: 2x; half-open: 0.5x; one step of 24 fps: 0.42x).
+        # the window (keys at -/+ half the window: 0.5x; shutter of 2 frames: 2x; one step of 24 fps: 0.42x).
         assert length == pytest.approx(expected, rel=0.03)
         assert mean.mean() == pytest.approx(still_mean.mean(), abs=0.1)  # an off-centre window moves it by L / 2
     assert np.array_equal(np.stack(blurred.depth), np.stack(sharp.depth))
