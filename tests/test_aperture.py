@@ -11,10 +11,15 @@ import numpy as np
 import pytest
 import webdataset as wds
 from click.testing import CliRunner
-
 from fakes import dir_bytes, fake_render, tiny_recipe, write_tiny_recipe
+
 from generator.cli import main
-from generator.core.lens import Aperture, circumscribed_factor, corner_angles_rad, equal_area_factor
+from generator.core.lens import (
+    Aperture,
+    circumscribed_factor,
+    corner_angles_rad,
+    equal_area_factor,
+)
 from generator.dataset.sample import decode_sample, encode_sample
 from generator.draw.scene import draw_scene
 from generator.scene.calibration import aperture_probe, measure_aperture, tolerances

@@ -27,10 +27,9 @@ turn it into the polygon's other diameters.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
-
-import math
 
 import numpy as np
 
