@@ -41,6 +41,8 @@ LENS_MODELS: tuple[str, ...] = ("thin_lens", "blender")
 
 #: Blade counts of a polygonal aperture (Cycles draws a disc below 3; Blender allows at most 16).
 MIN_BLADES, MAX_BLADES = 3, 16
+#: Smallest aperture ratio Blender accepts (it clamps a smaller one, which would then not be the recorded one).
+MIN_RATIO = 0.01
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class Aperture:
         rotation_rad: rotation of the polygon, radians in [-pi, pi] (``aperture_rotation``):
             at 0 a corner points along the camera's +x at the angle pi / blades
             counterclockwise (x right, y up) and an edge faces +x.
-        ratio: anamorphic squeeze, > 0 (``aperture_ratio``): the shape's width over x
+        ratio: anamorphic squeeze, >= :data:`MIN_RATIO` (``aperture_ratio``): the shape's width over x
             is divided by it (ratio 2: twice as tall as wide).
     """
 
@@ -70,8 +72,8 @@ class Aperture:
             raise LensError(f"aperture blades must be 0 (a disc) or {MIN_BLADES} to {MAX_BLADES}, got {self.blades!r}")
         if not (np.isfinite(self.rotation_rad) and abs(self.rotation_rad) <= math.pi):
             raise LensError(f"aperture rotation must be within [-pi, pi] radians, got {self.rotation_rad!r}")
-        if not (np.isfinite(self.ratio) and self.ratio > 0):
-            raise LensError(f"aperture ratio must be a positive number, got {self.ratio!r}")
+        if not (np.isfinite(self.ratio) and self.ratio >= MIN_RATIO):
+            raise LensError(f"aperture ratio must be a number >= {MIN_RATIO}, got {self.ratio!r}")
 
 
 def corner_angles_rad(aperture: Aperture) -> np.ndarray:

@@ -41,7 +41,7 @@ from generator.scene.places import AssetPlaces
 from generator.core.limits import MAX_FRAMES, MAX_SCENE_PIXELS
 from generator.core.errors import BadInput, RecipeError, brief
 from generator.recipe.ramps import SCHEDULES
-from generator.core.lens import LENS_MODELS, MAX_BLADES, MIN_BLADES
+from generator.core.lens import LENS_MODELS, MAX_BLADES, MIN_BLADES, MIN_RATIO
 from generator.core.safe_yaml import MAX_CHARS, load_yaml
 from generator.core.schema import NOTHING, build, setting, to_plain
 from generator.core.schema import apply_overrides as schema_overrides
@@ -136,12 +136,13 @@ class ApertureRecipe:
     Attributes:
         blades: number of blades: 0 (a disc), or a range within 3..16.
         rotation_deg: rotation of the blades, degrees.
-        ratio: anamorphic squeeze (Cycles' ``aperture_ratio``): the blur's width is divided by it.
+        ratio: anamorphic squeeze (Cycles' ``aperture_ratio``; Blender's bounds, up to a sane 100):
+            the blur's width is divided by it.
     """
 
     blades: IntRange = setting(ge=0, le=MAX_BLADES)
     rotation_deg: Range = setting(Range(0.0, 0.0), ge=-180, le=180)
-    ratio: Range = setting(Range(1.0, 1.0), gt=0, le=100)
+    ratio: Range = setting(Range(1.0, 1.0), ge=MIN_RATIO, le=100)
 
 
 @dataclass(frozen=True, kw_only=True)
