@@ -41,6 +41,13 @@ BAD_RECIPES = {
     "adaptive threshold above 1": ({"image.adaptive_threshold": 2}, "image.adaptive_threshold"),
     "negative adaptive min samples": ({"image.adaptive_min_samples": -1}, "image.adaptive_min_samples"),
     "denoise not a bool": ({"image.denoise": "maybe"}, "image.denoise"),
+    "two aperture blades": ({"lens.aperture.blades": 2}, "lens.aperture.blades"),
+    "17 aperture blades": ({"lens.aperture.blades": 17}, "lens.aperture.blades"),
+    "aperture blades from a disc to a polygon": ({"lens.aperture.blades": [0, 6]}, "lens.aperture.blades"),
+    "zero aperture ratio": ({"lens.aperture.blades": 6, "lens.aperture.ratio": 0}, "lens.aperture.ratio"),
+    "negative aperture ratio": ({"lens.aperture.blades": 6, "lens.aperture.ratio": [-1, 2]}, "lens.aperture.ratio"),
+    "aperture rotation past 180": ({"lens.aperture.blades": 6, "lens.aperture.rotation_deg": 270},
+                                   "lens.aperture.rotation_deg"),
 }
 
 BAD_OPTIONS = {

@@ -59,6 +59,35 @@ def _frame_meta(spec: SceneSpec, frame) -> dict[str, Any]:
     return meta
 
 
+#: What a sample's CoC (its ``fNNN.coc.exr`` maps, :func:`generator.core.lens.coc_px`) is the
+#: diameter of when the aperture has a shape: the blur of the circle of diameter A that the
+#: polygon's corners lie on, before the squeeze (``lens.aperture.coc`` in the metadata).
+APERTURE_COC = "aperture_circle"
+
+
+def _lens_meta(spec: SceneSpec) -> dict[str, Any]:
+    """The metadata's ``lens``; ``aperture`` only when the lens has a shape, so samples of recipes
+    without ``lens.aperture`` keep their bytes."""
+    lens = spec.lens
+    meta = {
+        "model": lens.model,
+        "focal_length_m": lens.focal_length_m,
+        "f_number": lens.f_number,
+        "sensor_width_m": lens.sensor_width_m,
+        "pixel_pitch_m": lens.pixel_pitch_m(spec.render.width),
+    }
+    if lens.aperture is not None:
+        meta["aperture"] = {
+            "blades": lens.aperture.blades,
+            "rotation_rad": lens.aperture.rotation_rad,
+            "ratio": lens.aperture.ratio,
+            "coc": APERTURE_COC,
+            "equal_area_factor": lensmod.equal_area_factor(lens.aperture),
+            "circumscribed_factor": lensmod.circumscribed_factor(lens.aperture),
+        }
+    return meta
+
+
 def wall_depth_m(spec: SceneSpec) -> float | None:
     """Planar depth of the scene's background wall, metres, or None when it has none.
 
@@ -93,7 +122,9 @@ def sample_metadata(spec: SceneSpec, rendered: Rendered, recipe: RecipeInfo) -> 
     stored depth maps, metres; ``None`` when no pixel has a surface.
     ``depth.wall_m`` is the background wall's planar depth in every frame, metres
     (:func:`wall_depth_m`; ``None`` without a fronto-parallel wall): the loader
-    marks pixels at that depth as wall.
+    marks pixels at that depth as wall. ``lens.aperture`` (only with a shaped aperture): its
+    blades, rotation (radians) and ratio, what the CoC is (:data:`APERTURE_COC`) and the factors
+    that turn it into the blur's equal-area and circumscribed diameters.
     """
     valid = np.concatenate([d[d > 0].ravel() for d in rendered.depth])
     return {
@@ -104,13 +135,7 @@ def sample_metadata(spec: SceneSpec, rendered: Rendered, recipe: RecipeInfo) -> 
         "seed": spec.seed,
         "split": spec.split,
         "image": {"width": spec.render.width, "height": spec.render.height, "samples": spec.render.samples},
-        "lens": {
-            "model": spec.lens.model,
-            "focal_length_m": spec.lens.focal_length_m,
-            "f_number": spec.lens.f_number,
-            "sensor_width_m": spec.lens.sensor_width_m,
-            "pixel_pitch_m": spec.lens.pixel_pitch_m(spec.render.width),
-        },
+        "lens": _lens_meta(spec),
         "depth": {
             "per_frame": spec.depth_per_frame,
             "kind": "planar",

@@ -27,6 +27,7 @@ from generator.core.errors import BadInput
 from generator.recipe.ramps import focus_ramp
 from generator.recipe.recipe import (
     SPLITS,
+    ApertureRecipe,
     MaterialsRecipe,
     Recipe,
     SceneRecipe,
@@ -77,6 +78,16 @@ def _seed_sequence(recipe_seed: int, index: int) -> np.random.SeedSequence:
     return np.random.SeedSequence(entropy=recipe_seed, spawn_key=(index,))
 
 
+#: Children of a scene's SeedSequence with draws of their own, apart from the content's: the split
+#: (:func:`scene_split`), and the optional sections, so that turning one on changes no other draw.
+SPLIT_STREAM, MOTION_STREAM, APERTURE_STREAM, SHUTTER_STREAM = 0, 1, 2, 3
+
+
+def _child_rng(recipe_seed: int, index: int, child: int) -> np.random.Generator:
+    """A generator on child ``child`` of scene ``index``'s SeedSequence (what ``spawn`` gives as its ``child``-th)."""
+    return np.random.default_rng(np.random.SeedSequence(entropy=recipe_seed, spawn_key=(index, child)))
+
+
 def scene_seed(recipe_seed: int, index: int) -> int:
     """Seed of scene ``index`` (uint32), from ``SeedSequence(entropy=recipe_seed, spawn_key=(index,))``."""
     return int(_seed_sequence(recipe_seed, index).generate_state(1, dtype=np.uint32)[0])
@@ -97,8 +108,7 @@ def scene_split(recipe: Recipe, index: int) -> str:
     if recipe.splits.order == "contiguous":
         ends = np.rint(edges * recipe.count).astype(int)
         return SPLITS[min(int(np.searchsorted(ends, index, side="right")), len(SPLITS) - 1)]
-    (stream,) = _seed_sequence(recipe.seed, index).spawn(1)
-    draw = np.random.default_rng(stream).random()
+    draw = _child_rng(recipe.seed, index, SPLIT_STREAM).random()
     # side="right" never picks a split of fraction 0 (its edge equals the previous one).
     return SPLITS[min(int(np.searchsorted(edges, draw, side="right")), len(SPLITS) - 1)]
 
@@ -124,6 +134,9 @@ def draw_scene(recipe: Recipe, index: int) -> SceneSpec:
     rng = np.random.default_rng(_seed_sequence(recipe.seed, index))
     assets = AssetFiles.of(recipe.assets)
     lens = _draw_lens(rng, recipe)
+    if recipe.lens.aperture is not None:
+        lens = dataclasses.replace(lens, aperture=_draw_aperture(_child_rng(recipe.seed, index, APERTURE_STREAM),
+                                                                 recipe.lens.aperture))
     frames = _draw_frames(rng, recipe)
     camera = CameraSpec()
     view = View.of(lens, camera, frames, recipe.image.width, recipe.image.height)
@@ -133,15 +146,13 @@ def draw_scene(recipe: Recipe, index: int) -> SceneSpec:
     lights = tuple(_draw_light(rng, scene, view) for _ in range(integer(rng, scene.lights.count)))
     world = _draw_world(rng, scene.world, assets)
     if recipe.motion is not None:
-        (motion_stream,) = _seed_sequence(recipe.seed, index).spawn(2)[1:]
-        motion_rng = np.random.default_rng(motion_stream)
+        motion_rng = _child_rng(recipe.seed, index, MOTION_STREAM)
         duration = frames[-1].time_s
         objects = tuple(draw_object_motion(motion_rng, recipe.motion, o, scene, view, duration) for o in objects)
         frames = draw_camera_motion(motion_rng, recipe.motion.camera, camera, frames)
     shutter = None
     if recipe.shutter is not None:
-        (shutter_stream,) = _seed_sequence(recipe.seed, index).spawn(3)[2:]
-        shutter = draw_shutter(np.random.default_rng(shutter_stream), recipe.shutter)
+        shutter = draw_shutter(_child_rng(recipe.seed, index, SHUTTER_STREAM), recipe.shutter)
     render = RenderSpec(
         width=recipe.image.width,
         height=recipe.image.height,
@@ -198,6 +209,15 @@ def _draw_lens(rng: np.random.Generator, recipe: Recipe) -> lensmod.Lens:
         focal_length_m=uniform(rng, lens.focal_length_mm) / 1e3,
         f_number=uniform(rng, lens.f_number),
         sensor_width_m=uniform(rng, lens.sensor_width_mm) / 1e3,
+    )
+
+
+def _draw_aperture(rng: np.random.Generator, aperture: ApertureRecipe) -> lensmod.Aperture:
+    """An aperture shape drawn from the recipe's ranges (degrees there, radians here)."""
+    return lensmod.Aperture(
+        blades=integer(rng, aperture.blades),
+        rotation_rad=math.radians(uniform(rng, aperture.rotation_deg)),
+        ratio=uniform(rng, aperture.ratio),
     )
 
 

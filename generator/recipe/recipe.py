@@ -41,7 +41,7 @@ from generator.scene.places import AssetPlaces
 from generator.core.limits import MAX_FRAMES, MAX_SCENE_PIXELS
 from generator.core.errors import BadInput, RecipeError, brief
 from generator.recipe.ramps import SCHEDULES
-from generator.core.lens import LENS_MODELS
+from generator.core.lens import LENS_MODELS, MAX_BLADES, MIN_BLADES, MIN_RATIO
 from generator.core.safe_yaml import MAX_CHARS, load_yaml
 from generator.core.schema import NOTHING, build, setting, to_plain
 from generator.core.schema import apply_overrides as schema_overrides
@@ -130,6 +130,22 @@ class ImageRecipe:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ApertureRecipe:
+    """The aperture's shape (:class:`generator.core.lens.Aperture`), rendered by Cycles; drawn per scene.
+
+    Attributes:
+        blades: number of blades: 0 (a disc), or a range within 3..16.
+        rotation_deg: rotation of the blades, degrees.
+        ratio: anamorphic squeeze (Cycles' ``aperture_ratio``; Blender's bounds, up to a sane 100):
+            the blur's width is divided by it.
+    """
+
+    blades: IntRange = setting(ge=0, le=MAX_BLADES)
+    rotation_deg: Range = setting(Range(0.0, 0.0), ge=-180, le=180)
+    ratio: Range = setting(Range(1.0, 1.0), ge=MIN_RATIO, le=100)
+
+
+@dataclass(frozen=True, kw_only=True)
 class LensRecipe:
     """Lens model (see :mod:`generator.core.lens`) and ranges its values are drawn from, per scene.
 
@@ -138,12 +154,14 @@ class LensRecipe:
         focal_length_mm: f, millimetres.
         f_number: N.
         sensor_width_mm: sensor width, millimetres (fit horizontally).
+        aperture: the aperture's shape; left out: a disc.
     """
 
     model: str = setting("thin_lens", choices=LENS_MODELS)
     focal_length_mm: Range = setting(gt=0)
     f_number: Range = setting(gt=0)
     sensor_width_mm: Range = setting(gt=0)
+    aperture: ApertureRecipe | None = setting(None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -463,6 +481,11 @@ def _check_consistency(recipe: Recipe) -> None:
     total = splits.train + splits.val + splits.test
     if not math.isclose(total, 1.0, abs_tol=1e-9):
         raise RecipeError("splits", to_plain(splits), f"fractions that sum to 1 (these sum to {total:g})")
+
+    aperture = recipe.lens.aperture
+    if aperture is not None and aperture.blades != (0, 0) and aperture.blades.min < MIN_BLADES:
+        raise RecipeError("lens.aperture.blades", to_plain(aperture.blades),
+                          f"0 (a disc), or blade counts within {MIN_BLADES}..{MAX_BLADES}")
 
     focus, longest_f_m = recipe.focus, recipe.lens.focal_length_mm.max / 1e3
     beyond_f = f"focus distances must exceed the largest focal length, {longest_f_m:g} m"

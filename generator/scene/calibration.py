@@ -22,11 +22,12 @@ shading, and must not change their blur).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
-from generator.core.lens import Lens, coc_px, intrinsics
+from generator.core.lens import Aperture, Lens, circumscribed_factor, coc_px, intrinsics
 from generator.scene.spec import (
     CameraSpec,
     FrameSpec,
@@ -61,8 +62,10 @@ CAMERA = CameraSpec()
 COC_TOLERANCE_REL, COC_TOLERANCE_PX = 0.03, 0.5
 
 
-def coc_probe(lens: Lens, depths, focus, *, render: RenderSpec | None = None, lit: bool = False) -> SceneSpec:
-    """Two discs at planar ``depths`` (m), seen through ``lens`` focused at each of ``focus`` (m).
+def coc_probe(lens: Lens, depths, focus, *, render: RenderSpec | None = None, lit: bool = False,
+              offsets_px=(-U_OFFSET_PX, U_OFFSET_PX)) -> SceneSpec:
+    """Discs at planar ``depths`` (m), one per image offset ``offsets_px`` (right of the centre,
+    pixels at the nominal focal length), seen through ``lens`` focused at each of ``focus`` (m).
 
     ``render`` defaults to 256 samples, no bounces for emissive discs, 4 for lit ones.
     """
@@ -72,9 +75,9 @@ def coc_probe(lens: Lens, depths, focus, *, render: RenderSpec | None = None, li
     else:
         material = MaterialSpec(kind="emission", color_a=(1.0, 1.0, 1.0), emission_strength=1.0)
     objects = []
-    for i, (z, side) in enumerate(zip(depths, (-1.0, 1.0))):
+    for i, (z, offset) in enumerate(zip(depths, offsets_px, strict=True)):
         radius = DISC_PX / 2 * z / fpx
-        objects.append(ObjectSpec(name=f"disc{i}", shape="uv_sphere", location=(side * U_OFFSET_PX * z / fpx, z, 0.0),
+        objects.append(ObjectSpec(name=f"disc{i}", shape="uv_sphere", location=(offset * z / fpx, z, 0.0),
                                   rotation=(0.0, 0.0, 0.0), scale=(radius, radius / 1000, radius), material=material))
     if lit:
         # Out of view: an emitting wall 0.5 m behind the camera, which lights the discs
@@ -100,6 +103,85 @@ def coc_probes(model: str, *, render: RenderSpec | None = None, lit: bool = Fals
             for f_number, depths, focus in COC_CASES]
 
 
+# The aperture's shape
+
+#: Aperture probe: image size (pixels), one emissive disc on the axis at planar depth
+#: :data:`APERTURE_DEPTH_M`, seen beyond and in front of focus (:data:`APERTURE_FOCUS_M`): CoC 33 px
+#: through :data:`APERTURE_LENS` (f/1, 100 um pixels, 500 px focal length) at 64 px.
+APERTURE_SIZE = 64
+APERTURE_DEPTH_M = 0.5
+APERTURE_FOCUS_M = (0.3, 1.5)
+APERTURE_LENS = Lens("blender", FOCAL_M, 1.0, 0.1e-3 * APERTURE_SIZE)
+#: Harmonics searched for the blade count (Cycles' blade counts).
+BLADE_HARMONICS = range(3, 17)
+#: Below this strongest harmonic the probe's blur counts as a disc. Measured at 1024 samples: a
+#: disc (squeezed or not) 0.015-0.021, harmonics that are no multiple of the blade count up to
+#: 0.03 (noise), an octagon 0.065, a hexagon 0.11, fewer blades more.
+DISC_STRENGTH = 0.045
+
+
+def aperture_probe(aperture: Aperture | None, *, samples: int = 1024) -> SceneSpec:
+    """One small emissive disc on the axis at :data:`APERTURE_DEPTH_M`, through :data:`APERTURE_LENS`
+    with ``aperture``, focused at each of :data:`APERTURE_FOCUS_M` (the disc beyond, then in front of, focus).
+
+    Its sharp image is :data:`DISC_PX` across and covers about 2 % of the 33 px blur, so a pixel
+    needs many ``samples`` for its value; the moments of :func:`measure_aperture` average over the blob.
+    """
+    lens = dataclasses.replace(APERTURE_LENS, aperture=aperture)
+    return coc_probe(lens, (APERTURE_DEPTH_M,), APERTURE_FOCUS_M, offsets_px=(0.0,),
+                     render=RenderSpec(width=APERTURE_SIZE, height=APERTURE_SIZE, samples=samples, seed=1,
+                                       max_bounces=0))
+
+
+def measure_aperture(spec: SceneSpec, frames: list[np.ndarray]) -> list[dict]:
+    """The blur's shape, from the pixels of every disc of a :func:`coc_probe` (e.g. :func:`aperture_probe`).
+
+    From the blob's complex moments m_k = sum I (x + i y)^k / sum I |x + i y|^k about its centroid
+    (x right, y up, pixels): a blur that is a polygon of n corners has m_k != 0 only for k a
+    multiple of n, and an isotropic blur (the sharp disc) leaves the numerator's ratio to the
+    total unchanged, so ``blades`` is the k of :data:`BLADE_HARMONICS` with the largest |m_k| and
+    ``corner_deg`` = arg(m_n) / n, degrees in [0, 360 / n), the direction of a corner
+    counterclockwise from +x in the image (a corner is farther out than an edge, so m_n points
+    there; None for a disc). ``area_px`` (px^2) is the area of the affine image of a regular ``blades``-gon (an ellipse
+    for none found) with the blob's covariance once the sharp disc and pixel box are taken out:
+    a regular n-gon of circumradius R has per-axis variance R^2 (2 + cos(2 pi / n)) / 12 and area
+    (n / 2) R^2 sin(2 pi / n), and both scale with the determinant under a squeeze.
+    ``width_u``: the blur's standard deviation along u over that along v, which the harmonics undo
+    first (a squeeze along u, as Cycles' ``aperture_ratio``, then leaves a regular polygon).
+
+    Rows as :func:`measure_coc` (``predicted``: the CoC c, px), with those keys and ``strength``
+    (|m_n|, 0 for a disc) and ``strength_next`` (the largest |m_k| of another k, the noise floor).
+    """
+    rows = measure_coc(spec, frames)
+    discs = sum(o.name.startswith("disc") for o in spec.objects)
+    for row, image in zip(rows, (image for image in frames for _ in range(discs)), strict=True):
+        disc_px, half = row["disc_px"], row["half"]
+        (mu, mv), var_u, var_v, window = _moments(image.mean(axis=2), row["centre"], half)
+        u0, v0 = (int(round(c)) for c in row["centre"])
+        vs, us = np.mgrid[v0 - half: v0 + half + 1, u0 - half: u0 + half + 1] + 0.5
+        cov_uv = (window * (us - mu) * (vs - mv)).sum() / window.sum()
+        blur_u, blur_v = var_u - isotropic(disc_px), var_v - isotropic(disc_px)
+        width_u = math.sqrt(max(blur_u, 0.0) / blur_v)
+        # Undo the squeeze along u, then the angular harmonics of the blob (weighted by r^2, so
+        # they are those of its outline's r^4), y up as the lens's corner angles.
+        x, y = (us - mu) / width_u, mv - vs
+        weight, angle = window * (x**2 + y**2), np.arctan2(y, x)
+        harmonics = {k: (weight * np.exp(1j * k * angle)).sum() / weight.sum() for k in BLADE_HARMONICS}
+        strengths = {k: abs(h) for k, h in harmonics.items()}
+        blades = max(strengths, key=strengths.get)
+        noise = max(v for k, v in strengths.items() if k % blades)
+        if strengths[blades] < DISC_STRENGTH:
+            blades = 0
+        # Area over sqrt(det covariance) of a regular n-gon, 4 pi for a disc (n -> infinity).
+        polygon = blades * math.sin(2 * math.pi / blades) / 2 * 12 / (2 + math.cos(2 * math.pi / blades)) \
+            if blades else 4 * math.pi
+        row.update(blades=blades, strength=strengths[max(strengths, key=strengths.get)], noise=noise,
+                   corner_deg=float(np.degrees(np.angle(harmonics[blades])) / blades % (360 / blades))
+                   if blades else None,
+                   area_px=float(polygon * math.sqrt(max(blur_u * blur_v - cov_uv**2, 0.0))), width_u=width_u)
+    return rows
+
+
 def _moments(image: np.ndarray, centre, half: int):
     """Centroid (u, v) and per-axis variances (px^2) of the blob in a window around ``centre``."""
     u0, v0 = (int(round(c)) for c in centre)
@@ -110,9 +192,14 @@ def _moments(image: np.ndarray, centre, half: int):
     return (mu, mv), (window * (us - mu) ** 2).sum() / total, (window * (vs - mv) ** 2).sum() / total, window
 
 
+def isotropic(disc_px: float) -> float:
+    """Per-axis variance (px^2) that a sharp disc of ``disc_px`` and the pixel box add to a blur's."""
+    return disc_px**2 / 16 + 1 / 12
+
+
 def _blur_px(var: float, disc_px: float) -> float:
     """The CoC diameter (px) of a blob of per-axis variance ``var`` (px^2) imaging a disc of ``disc_px``."""
-    return 4 * math.sqrt(max(var - disc_px**2 / 16 - 1 / 12, 0.0))
+    return 4 * math.sqrt(max(var - isotropic(disc_px), 0.0))
 
 
 def measure_coc(spec: SceneSpec, frames: list[np.ndarray]) -> list[dict]:
@@ -137,7 +224,7 @@ def measure_coc(spec: SceneSpec, frames: list[np.ndarray]) -> list[dict]:
             centre = (k[0, 0] * x / z + k[0, 2], k[1, 1] * y / z + k[1, 2])
             disc_px = 2 * k[0, 0] * obj.scale[0] / z
             predicted = float(coc_px(spec.lens, z, frame.focus_distance_m, spec.render.width))
-            half = int(math.ceil((predicted + disc_px) / 2 + 3))
+            half = int(math.ceil((predicted * circumscribed_factor(spec.lens.aperture) + disc_px) / 2 + 3))
             if not (half <= centre[0] <= gray.shape[1] - half and half <= centre[1] <= gray.shape[0] - half):
                 raise ValueError(f"disc {obj.name} leaves the frame at focus {frame.focus_distance_m} m")
             (mu, mv), var_u, var_v, window = _moments(gray, centre, half)
@@ -149,7 +236,8 @@ def measure_coc(spec: SceneSpec, frames: list[np.ndarray]) -> list[dict]:
                 N=spec.lens.f_number, z=float(z), F=frame.focus_distance_m, predicted=predicted,
                 measured=_blur_px((var_u + var_v) / 2, disc_px), measured_u=_blur_px(var_u, disc_px),
                 measured_v=_blur_px(var_v, disc_px),
-                centroid_error=math.hypot(mu - centre[0], mv - centre[1]), edge=float(border / peak), peak=float(peak)))
+                centroid_error=math.hypot(mu - centre[0], mv - centre[1]), edge=float(border / peak), peak=float(peak),
+                centre=centre, half=half, disc_px=disc_px))
         stray = float(gray[~covered].max()) if (~covered).any() else 0.0
         for row in frame_rows:
             row["stray"] = stray / row["peak"]

@@ -68,6 +68,14 @@ class AssetRef:
 
 #: The field of :class:`AssetRef` that :meth:`SceneSpec.to_dict` leaves out.
 _HOST_ONLY = "host_path"
+#: Fields added after samples were first written, which :meth:`SceneSpec.to_dict` leaves out
+#: while None (off), so the scenes of recipes without them keep their bytes.
+_LEFT_OUT_WHEN_NONE = frozenset({"aperture", "shutter"})
+
+
+def _plain_items(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A dataclass's fields for :meth:`SceneSpec.to_dict`: no host paths, no optional field that is off."""
+    return {k: v for k, v in items if k != _HOST_ONLY and not (k in _LEFT_OUT_WHEN_NONE and v is None)}
 
 
 def _no_asset() -> Any:
@@ -359,11 +367,9 @@ class SceneSpec:
         return frame.camera or self.camera
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict of built-in types (tuples become lists), without host paths (:class:`AssetRef`),
-        and without ``shutter`` when there is none, so scenes without one keep their bytes."""
-        scene = dataclasses.asdict(self, dict_factory=lambda items: {k: v for k, v in items if k != _HOST_ONLY})
-        if self.shutter is None:
-            del scene["shutter"]
+        """Plain dict of built-in types (tuples become lists), without host paths (:class:`AssetRef`)
+        and without optional fields that are off (:data:`_LEFT_OUT_WHEN_NONE`)."""
+        scene = dataclasses.asdict(self, dict_factory=_plain_items)
         return json.loads(json.dumps(scene))
 
     def to_json(self) -> str:

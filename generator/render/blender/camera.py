@@ -41,7 +41,8 @@ def apply_camera(cam_obj: bpy.types.Object, lens: Lens, focus_m: float, use_dof:
       the lens's A (DESIGN.md section 3).
     - ``dof.focus_distance`` (m): Cycles aims every lens sample at the plane at
       this planar distance, which is the thin-lens plane of focus.
-    - ``aperture_blades=0`` and ``aperture_ratio=1``: a round, undistorted
+    - ``dof.aperture_blades``, ``aperture_rotation`` (radians), ``aperture_ratio``: the
+      lens's :class:`~generator.core.lens.Aperture`; without one a round, unsqueezed
       aperture, so the blur kernel is the uniform disc the CoC formula describes.
     - ``use_dof``: off for depth and all-in-focus renders (a pinhole at the lens
       centre), on for focus frames.
@@ -63,9 +64,9 @@ def apply_camera(cam_obj: bpy.types.Object, lens: Lens, focus_m: float, use_dof:
     dof.focus_object = None  # focus_distance, not an object, decides the focus plane
     dof.focus_distance = values.focus_distance_m
     dof.aperture_fstop = values.fstop
-    dof.aperture_blades = 0
-    dof.aperture_ratio = 1.0
-    dof.aperture_rotation = 0.0
+    dof.aperture_blades = values.aperture_blades
+    dof.aperture_ratio = values.aperture_ratio
+    dof.aperture_rotation = values.aperture_rotation
     return values
 
 
