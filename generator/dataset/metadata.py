@@ -91,16 +91,22 @@ def sample_metadata(spec: SceneSpec, rendered: Rendered, recipe: RecipeInfo) -> 
     ``depth.wall_m`` is the background wall's planar depth in every frame, metres
     (:func:`wall_depth_m`; ``None`` without a fronto-parallel wall): the loader
     marks pixels at that depth as wall.
+    ``sensor`` (only with a sensor): its parameters (:class:`generator.scene.sensor.SensorSpec`),
+    which undo or redo the camera's pipeline; ``image.jpeg_quality`` (only for ``rgb: jpeg``).
     """
     valid = np.concatenate([d[d > 0].ravel() for d in rendered.depth])
-    return {
+    scene = spec.to_dict()
+    image = {"width": spec.render.width, "height": spec.render.height, "samples": spec.render.samples}
+    if spec.render.jpeg_quality is not None:
+        image["jpeg_quality"] = spec.render.jpeg_quality
+    meta = {
         "format_version": FORMAT_VERSION,
         "generator": {"name": "dfdgen", "version": generator.__version__},
         "recipe": {"name": recipe.name, "sha256": recipe.sha256, "seed": recipe.seed},
         "scene_index": spec.index,
         "seed": spec.seed,
         "split": spec.split,
-        "image": {"width": spec.render.width, "height": spec.render.height, "samples": spec.render.samples},
+        "image": image,
         "lens": {
             "model": spec.lens.model,
             "focal_length_m": spec.lens.focal_length_m,
@@ -118,5 +124,8 @@ def sample_metadata(spec: SceneSpec, rendered: Rendered, recipe: RecipeInfo) -> 
             "wall_m": wall_depth_m(spec),
         },
         "frames": [_frame_meta(spec, frame) for frame in spec.frames],
-        "scene": spec.to_dict(),
+        "scene": scene,
     }
+    if spec.sensor is not None:
+        meta["sensor"] = scene["sensor"]
+    return meta

@@ -7,7 +7,7 @@ Every draw takes its ``np.random.Generator`` explicitly (:mod:`generator.draw.ra
 there is no global random state. The camera sits at the origin looking along world +Y
 (the :class:`~generator.scene.spec.CameraSpec` default); things are placed through its
 view (:mod:`generator.draw.view`); motion is drawn last, from a stream of its own
-(:mod:`generator.draw.motion`).
+(:mod:`generator.draw.motion`), and so is the camera's sensor (:mod:`generator.draw.sensor`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from generator.core import lens as lensmod
 from generator.scene.assets import AssetFile, AssetFiles
 from generator.draw.colour import blackbody_rgb, colour_ramp, tint
 from generator.draw.motion import draw_camera_motion, draw_object_motion
+from generator.draw.sensor import draw_camera
 from generator.draw.ranges import integer, pick, uniform
 from generator.draw.view import IMAGE_MARGIN, View, aim_rotation
 from generator.core.errors import BadInput
@@ -138,6 +139,8 @@ def draw_scene(recipe: Recipe, index: int) -> SceneSpec:
         duration = frames[-1].time_s
         objects = tuple(draw_object_motion(motion_rng, recipe.motion, o, scene, view, duration) for o in objects)
         frames = draw_camera_motion(motion_rng, recipe.motion.camera, camera, frames)
+    (camera_stream,) = _seed_sequence(recipe.seed, index).spawn(3)[2:]
+    sensor, jpeg_quality = draw_camera(np.random.default_rng(camera_stream), recipe, len(frames))
     render = RenderSpec(
         width=recipe.image.width,
         height=recipe.image.height,
@@ -152,6 +155,7 @@ def draw_scene(recipe: Recipe, index: int) -> SceneSpec:
         adaptive_min_samples=recipe.image.adaptive_min_samples,
         denoise=recipe.image.denoise,
         light_paths=recipe.image.light_paths,
+        jpeg_quality=jpeg_quality,
     )
     return SceneSpec(
         index=index,
@@ -164,6 +168,7 @@ def draw_scene(recipe: Recipe, index: int) -> SceneSpec:
         objects=(wall, *objects),
         lights=lights,
         world=world,
+        sensor=sensor,
     )
 
 

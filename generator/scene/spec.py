@@ -23,6 +23,7 @@ import numpy as np
 from generator.core import lens as lensmod
 from generator.core.errors import BadInput, SpecError, brief
 from generator.core.schema import build, setting
+from generator.scene.sensor import SensorSpec
 
 Vec3 = tuple[float, float, float]
 
@@ -68,6 +69,9 @@ class AssetRef:
 
 #: The field of :class:`AssetRef` that :meth:`SceneSpec.to_dict` leaves out.
 _HOST_ONLY = "host_path"
+#: Fields added after scenes were first recorded, left out of :meth:`SceneSpec.to_dict` while
+#: None, so the scenes of recipes that do not use them keep their bytes.
+_LEFT_OUT_WHEN_NONE = ("sensor", "jpeg_quality")
 
 
 def _no_asset() -> Any:
@@ -279,13 +283,14 @@ class RenderSpec:
         seed: Cycles sampling seed.
         max_bounces: total light bounces.
         aif: also render the all-in-focus image (camera of frame 0, DoF off).
-        rgb: RGB encoding, ``png8`` | ``png16`` | ``exr`` (linear).
+        rgb: RGB encoding, ``png8`` | ``png16`` | ``exr`` (linear) | ``jpeg`` (8-bit sRGB).
         coc: also store per-frame CoC maps (pixels) computed from depth.
         motion: also store per-frame motion vectors to the next frame (:mod:`generator.scene.flow`).
         adaptive_threshold: adaptive-sampling noise threshold, 0 = off (fixed ``samples``).
         adaptive_min_samples: samples before adaptive sampling may stop a pixel, 0 = ``samples // 4``.
         denoise: OpenImageDenoise on RGB frames (albedo and normal guides).
         light_paths: bounces per type, clamping, caustics and the other path settings.
+        jpeg_quality: Pillow's JPEG quality (1-95) for ``rgb: jpeg``; else None.
     """
 
     width: int
@@ -301,6 +306,7 @@ class RenderSpec:
     adaptive_min_samples: int = 0
     denoise: bool = False
     light_paths: LightPaths = LightPaths()
+    jpeg_quality: int | None = None
 
 
 def with_render(spec: SceneSpec, **changes) -> SceneSpec:
@@ -310,7 +316,11 @@ def with_render(spec: SceneSpec, **changes) -> SceneSpec:
 
 @dataclass(frozen=True)
 class SceneSpec:
-    """Everything needed to render one scene's focal-stack sequence."""
+    """Everything needed to render one scene's focal-stack sequence.
+
+    ``sensor``: the camera's noise and image pipeline (:class:`generator.scene.sensor.SensorSpec`),
+    applied to the rendered frames; None: frames are stored as Cycles renders them.
+    """
 
     index: int
     seed: int
@@ -322,6 +332,7 @@ class SceneSpec:
     objects: tuple[ObjectSpec, ...]
     lights: tuple[LightSpec, ...] = ()
     world: WorldSpec = field(default_factory=WorldSpec)
+    sensor: SensorSpec | None = None
 
     @property
     def depth_per_frame(self) -> bool:
@@ -337,8 +348,10 @@ class SceneSpec:
         return frame.camera or self.camera
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict of built-in types (tuples become lists), without host paths (:class:`AssetRef`)."""
-        scene = dataclasses.asdict(self, dict_factory=lambda items: {k: v for k, v in items if k != _HOST_ONLY})
+        """Plain dict of built-in types (tuples become lists), without host paths (:class:`AssetRef`)
+        and without the later fields of :data:`_LEFT_OUT_WHEN_NONE` that are None."""
+        scene = dataclasses.asdict(self, dict_factory=lambda items: {
+            k: v for k, v in items if k != _HOST_ONLY and not (v is None and k in _LEFT_OUT_WHEN_NONE)})
         return json.loads(json.dumps(scene))
 
     def to_json(self) -> str:
