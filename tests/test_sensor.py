@@ -144,6 +144,23 @@ def test_a_noiseless_pipeline_is_redone_from_the_clean_frames_byte_for_byte():
         assert encode_rgb(photograph(clean, sensor, i, i), "png16")[1] == sample[f"f00{i}.png"]
 
 
+def test_the_training_loader_reads_noisy_jpeg_frames(tmp_path, torch):
+    """dfd_models' loader reads ``fNNN.jpg`` frames (and leaves the clean members aside)."""
+    import dfd_models.data as data
+    from generator.dataset.shards import DatasetDir
+
+    recipe = tiny_recipe("count=2", "shards.max_samples=2")
+    dataset = DatasetDir(tmp_path / "ds", recipe, max_samples=2)
+    for index in range(2):
+        spec = dataclasses.replace(sensor_spec("jpeg"), index=index)
+        dataset.add(index, spec.split, encode_sample(spec, fake_rendered(spec), recipe))
+    dataset.finish()
+    section = data.DataSection(shards=tmp_path / "ds", split=None, batch_size=2, crop=[16, 16], workers=0, shuffle=0)
+    (batch,) = list(data.make_loader(section))
+    assert batch["frames"].shape == (2, 2, 3, 16, 16) and batch["aif"].shape == (2, 3, 16, 16)
+    assert torch.isfinite(batch["frames"]).all() and batch["frames"].std() > 0
+
+
 def test_jpeg_bytes_are_fixed_and_carry_no_exif():
     v, u = np.mgrid[0:16, 0:24]
     rgb = np.repeat(((u + v) / 40)[..., None], 3, axis=-1).astype(np.float32)  # smooth grey: JPEG keeps it
