@@ -27,7 +27,8 @@ def draw_sensor(rng: np.random.Generator, sensor: SensorRecipe, frames: int, cle
     standard deviation ``exposure.drift_ev``. Noise: the shot gain log-uniform in its range, the
     read variance from it by the log-linear relation (Brooks et al. 2019).
     """
-    ev = uniform(rng, sensor.exposure.ev) + np.concatenate([[0.0], np.cumsum(rng.normal(0.0, sensor.exposure.drift_ev, frames - 1))])
+    steps = rng.normal(0.0, sensor.exposure.drift_ev, frames - 1)
+    ev = uniform(rng, sensor.exposure.ev) + np.concatenate([[0.0], np.cumsum(steps)])
     shot = read = 0.0
     if sensor.noise is not None:
         noise = sensor.noise

@@ -567,7 +567,8 @@ def _check_consistency(recipe: Recipe) -> None:
 
     outputs = recipe.outputs
     if outputs.jpeg_quality is not None and outputs.rgb != "jpeg":
-        raise RecipeError("outputs.jpeg_quality", list(outputs.jpeg_quality), "only used by outputs.rgb 'jpeg'; remove it")
+        raise RecipeError("outputs.jpeg_quality", list(outputs.jpeg_quality),
+                          "only used by outputs.rgb 'jpeg'; remove it")
     if outputs.clean and recipe.sensor is None:
         raise RecipeError("outputs.clean", outputs.clean, "a sensor section (without one every frame is clean)")
 
