@@ -364,7 +364,7 @@ def test_missing_member_and_bad_json_are_corrupt(tmp_path, data):
     with pytest.warns(RuntimeWarning) as caught:
         assert _iterate(data, tmp_path / "ds", ramp=0, skip_corrupt=True) == ["00000000"]
     messages = sorted(str(w.message) for w in caught)
-    assert "00000001.f001.png|exr: member missing" in messages[0]
+    assert "00000001.f001.png|exr|jpg: member missing" in messages[0]
     assert "00000002.json: bad metadata" in messages[1]
 
 

@@ -100,7 +100,7 @@ def test_verify_checks_every_member_against_the_metadata(tmp_path):
     checked, problems = verify(tmp_path / "data")
     shard = tmp_path / "data"
     assert checked == 4 and problems == [
-        f"corrupt shard {shard / 'small_obj-train-000000.tar'}:00000001.f002.png|exr: member missing or not a regular file",
+        f"corrupt shard {shard / 'small_obj-train-000000.tar'}:00000001.f002.png|exr|jpg: member missing or not a regular file",
         f"corrupt shard {shard / 'small_obj-train-000001.tar'}:00000002.f000.depth.exr: depth not finite or negative "
         "at 768 of 768 pixels",
     ]

@@ -79,7 +79,7 @@ MALFORMED = [
     ("small_obj", "scene.lights.kinds", ["laser"], "scene.lights.kinds[0]"),
     ("small_obj", "scene.lights.energy.sun", -1.0, "scene.lights.energy.sun"),
     ("small_obj", "outputs.aif", 1, "outputs.aif"),
-    ("small_obj", "outputs.rgb", "jpeg", "outputs.rgb"),
+    ("small_obj", "outputs.rgb", "gif", "outputs.rgb"),
     ("small_obj", "shards.max_bytes", "lots", "shards.max_bytes"),
     ("small_obj", "shards.max_samples", 0, "shards.max_samples"),
     ("fod500", "focus.distances_m", [0.1, 0.15, 0.3, 0.7], "focus.distances_m"),  # 4 != frames_per_ramp

@@ -69,9 +69,9 @@ def _count_rgb_encodings(monkeypatch) -> list:
     """Patch the RGB codec to record (thread name, start time) of every image it encodes."""
     calls, encode = [], encoding.encode_rgb
 
-    def recorded(rgb, kind):
+    def recorded(rgb, kind, quality):
         calls.append((threading.current_thread().name, time.perf_counter()))
-        return encode(rgb, kind)
+        return encode(rgb, kind, quality)
 
     monkeypatch.setattr(encoding, "encode_rgb", recorded)
     return calls
@@ -88,7 +88,7 @@ def test_repeated_ramps_are_encoded_once_with_the_same_bytes(monkeypatch, backgr
     calls = _count_rgb_encodings(monkeypatch)
     with Encoder(spec, background=background) as encoder:
         encoder.depth_pass(shared.depth, None)  # as the renderer does, while rendering on
-        encoder.image(shared.frames[1])
+        encoder.image(shared.frames[1], [1])
         assert encode_sample(spec, shared, tiny_recipe(), encoder) == expected
     assert len(calls) == 4  # three distinct frames and the all-in-focus image, not five
     with pytest.raises(ValueError, match="another scene"):

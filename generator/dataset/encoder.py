@@ -14,6 +14,7 @@ from generator.core import lens as lensmod
 from generator.dataset.pixels import encode_rgb, write_exr_bytes
 from generator.scene.flow import CHANNELS as FLOW_CHANNELS
 from generator.scene.flow import forward_flow
+from generator.scene.sensor import photograph
 from generator.dataset.format import (coc_member, depth_member, motion_member)
 from generator.scene.spec import SceneSpec
 
@@ -21,7 +22,8 @@ class Encoder:
     """Encodes one scene's members, each from distinct arrays once, optionally off the render thread.
 
     A renderer hands it the depth pass (:meth:`depth_pass`) and every image
-    (:meth:`image`) as soon as they are rendered
+    (:meth:`image`), which the spec's sensor turns into the camera's frames
+    (:func:`generator.scene.sensor.photograph`), as soon as they are rendered
     (:class:`generator.render.blender.render.RenderListener`). With ``background=True``
     a worker thread encodes them, and derives the CoC maps and motion vectors
     from the depth pass, while Cycles renders the next view (a Cycles render
@@ -49,9 +51,41 @@ class Encoder:
         if self._thread is not None:
             self._thread.shutdown(wait=True, cancel_futures=True)
 
-    def image(self, rgb: np.ndarray) -> Future:
-        """Encode a linear RGB image [H, W, 3] in the spec's ``rgb`` encoding: a future (extension, bytes)."""
-        return self._job(("rgb",), (rgb,), encode_rgb, rgb, self.spec.render.rgb)
+    def image(self, rgb: np.ndarray, frames: Sequence[int]) -> None:
+        """Start encoding a rendered linear RGB image [H, W, 3]: the all-in-focus image when
+        ``frames`` is empty, else the frames at those positions of ``spec.frames`` (which share
+        one render: the repeated ramps of a static scene). The renderer's call."""
+        for i in frames:
+            self.frame(i, rgb)
+            if self.spec.sensor is not None and self.spec.sensor.clean:
+                self.clean(rgb)
+        if not frames:
+            self.aif(rgb)
+
+    def frame(self, i: int, rgb: np.ndarray) -> Future:
+        """Frame ``i`` (position in ``spec.frames``) from its linear RGB render [H, W, 3], through
+        the spec's sensor if it has one (each frame its own noise and exposure, so encoded per
+        frame), in the ``rgb`` encoding: a future (extension, bytes)."""
+        if self.spec.sensor is None:
+            return self._job(("rgb",), (rgb,), self._encode, rgb)
+        return self._job(("frame", i), (rgb,), self._photograph, rgb, i, self.spec.frames[i].index)
+
+    def aif(self, rgb: np.ndarray) -> Future:
+        """The all-in-focus image from its render, as :meth:`frame` 0 but without noise: a future
+        (extension, bytes)."""
+        if self.spec.sensor is None:
+            return self._job(("rgb",), (rgb,), self._encode, rgb)
+        return self._job(("aif",), (rgb,), self._photograph, rgb, 0, None)
+
+    def clean(self, rgb: np.ndarray) -> Future:
+        """A frame's clean radiance [H, W, 3] as a linear EXR (``R``, ``G``, ``B``): future bytes."""
+        return self._job(("clean",), (rgb,), write_exr_bytes, dict(zip("RGB", np.moveaxis(rgb, -1, 0))))
+
+    def _encode(self, rgb: np.ndarray) -> tuple[str, bytes]:
+        return encode_rgb(rgb, self.spec.render.rgb, self.spec.render.jpeg_quality)
+
+    def _photograph(self, rgb: np.ndarray, i: int, index: int | None) -> tuple[str, bytes]:
+        return self._encode(photograph(rgb, self.spec.sensor, i, index))
 
     def depth_pass(self, depth: Sequence[np.ndarray], object_index: Sequence[np.ndarray] | None) -> dict[str, Future]:
         """The members made from the depth pass: member name -> future bytes.

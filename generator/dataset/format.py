@@ -8,9 +8,9 @@ the loader's stages and sources, checkpoints and the benchmarks.
     shard     {recipe}-{split}-{shard:06d}.tar: samples one after another, each
               KEY.MEMBER in sorted member order, fixed mtime, owner and mode
               (``webdataset.TarWriter``'s bytes), then the end-of-archive blocks
-    sample    KEY = {scene_index:08d}; members ``json``, ``fNNN.png|exr``,
-              ``depth.exr`` or ``fNNN.depth.exr``, ``aif.png|exr``, ``fNNN.coc.exr``,
-              ``fNNN.motion.exr`` (the member functions below)
+    sample    KEY = {scene_index:08d}; members ``json``, ``fNNN.png|exr|jpg``,
+              ``depth.exr`` or ``fNNN.depth.exr``, ``aif.png|exr|jpg``, ``fNNN.coc.exr``,
+              ``fNNN.motion.exr``, ``fNNN.clean.exr`` (the member functions below)
     folder    manifest.json (what is done), progress.json (shards being written),
               recipe.yaml (the recipe that made them)
 
@@ -49,7 +49,7 @@ META = "json"
 #: Stem of the all-in-focus image's member.
 AIF = "aif"
 #: Extensions an image member may have, in the order a reader looks for them.
-RGB_EXTENSIONS = ("png", "exr")
+RGB_EXTENSIONS = ("png", "exr", "jpg")
 
 
 def frame_stem(index: int) -> str:
@@ -58,7 +58,7 @@ def frame_stem(index: int) -> str:
 
 
 def rgb_member(sample: Mapping[str, Any], stem: str) -> str | None:
-    """The member holding image ``stem`` (``fNNN`` or :data:`AIF`) in ``sample``: ``stem.png`` or ``stem.exr``."""
+    """The member holding image ``stem`` (``fNNN`` or :data:`AIF`) in ``sample``: ``stem.png``, ``.exr`` or ``.jpg``."""
     return next((f"{stem}.{ext}" for ext in RGB_EXTENSIONS if f"{stem}.{ext}" in sample), None)
 
 
@@ -70,6 +70,11 @@ def depth_member(index: int | None) -> str:
 def coc_member(index: int) -> str:
     """Frame ``index``'s CoC member (channel ``Y``, pixels)."""
     return f"{frame_stem(index)}.coc.exr"
+
+
+def clean_member(index: int) -> str:
+    """Frame ``index``'s clean radiance member (channels ``R``, ``G``, ``B``, linear; recipe ``outputs.clean``)."""
+    return f"{frame_stem(index)}.clean.exr"
 
 
 def motion_member(index: int) -> str:

@@ -125,16 +125,22 @@ def sample_metadata(spec: SceneSpec, rendered: Rendered, recipe: RecipeInfo) -> 
     marks pixels at that depth as wall. ``lens.aperture`` (only with a shaped aperture): its
     blades, rotation (radians) and ratio, what the CoC is (:data:`APERTURE_COC`) and the factors
     that turn it into the blur's equal-area and circumscribed diameters.
+    ``sensor`` (only with a sensor): its parameters (:class:`generator.scene.sensor.SensorSpec`),
+    which undo or redo the camera's pipeline; ``image.jpeg_quality`` (only for ``rgb: jpeg``).
     """
     valid = np.concatenate([d[d > 0].ravel() for d in rendered.depth])
-    return {
+    scene = spec.to_dict()
+    image = {"width": spec.render.width, "height": spec.render.height, "samples": spec.render.samples}
+    if spec.render.jpeg_quality is not None:
+        image["jpeg_quality"] = spec.render.jpeg_quality
+    meta = {
         "format_version": FORMAT_VERSION,
         "generator": {"name": "dfdgen", "version": generator.__version__},
         "recipe": {"name": recipe.name, "sha256": recipe.sha256, "seed": recipe.seed},
         "scene_index": spec.index,
         "seed": spec.seed,
         "split": spec.split,
-        "image": {"width": spec.render.width, "height": spec.render.height, "samples": spec.render.samples},
+        "image": image,
         "lens": _lens_meta(spec),
         "depth": {
             "per_frame": spec.depth_per_frame,
@@ -146,5 +152,8 @@ def sample_metadata(spec: SceneSpec, rendered: Rendered, recipe: RecipeInfo) -> 
             "wall_m": wall_depth_m(spec),
         },
         "frames": [_frame_meta(spec, frame) for frame in spec.frames],
-        "scene": spec.to_dict(),
+        "scene": scene,
     }
+    if spec.sensor is not None:
+        meta["sensor"] = scene["sensor"]
+    return meta

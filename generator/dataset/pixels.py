@@ -1,6 +1,6 @@
-"""Pixel codecs of a sample's members: 8/16-bit sRGB PNG, EXR and (read only) JPEG, as bytes.
+"""Pixel codecs of a sample's members: 8/16-bit sRGB PNG, EXR and 8-bit sRGB JPEG, as bytes.
 
-Every encoding is deterministic (fixed zlib level, no timestamps), so the same render gives
+Every encoding is deterministic (fixed zlib level, fixed JPEG settings, no timestamps), so the same render gives
 the same bytes in any process; every decoder checks the header against
 :mod:`generator.core.limits` before a pixel is decompressed. No bpy."""
 
@@ -21,6 +21,10 @@ from generator.core.display import linear_to_srgb, srgb_to_linear
 
 #: zlib level for PNG members (Pillow's default): fixed so bytes never depend on defaults.
 _PNG_LEVEL = 6
+#: Pillow's JPEG settings besides the quality, fixed so bytes never depend on defaults: 4:2:0
+#: chroma subsampling (what cameras write), baseline, standard Huffman tables; Pillow writes no
+#: EXIF, so no timestamp either.
+_JPEG = {"subsampling": "4:2:0", "optimize": False, "progressive": False}
 
 
 def _quantize(srgb: np.ndarray, bits: int) -> np.ndarray:
@@ -141,20 +145,35 @@ def read_exr_bytes(data: bytes) -> dict[str, np.ndarray]:
     return {name: np.asarray(ch.pixels) for name, ch in exr.channels().items()}
 
 
-def encode_rgb(rgb: np.ndarray, kind: str) -> tuple[str, bytes]:
-    """(extension, bytes) of a linear RGB image in the recipe's ``rgb`` encoding."""
+def jpeg_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of a JPEG from its header alone, checked against the image limits (ValueError)."""
+    if not data.startswith(b"\xff\xd8"):  # SOI marker
+        raise ValueError("not a JPEG (no start-of-image marker)")
+    with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
+        _check_pixels("JPEG", *image.size, 3)
+        return image.size
+
+
+def encode_rgb(rgb: np.ndarray, kind: str, quality: int | None = None) -> tuple[str, bytes]:
+    """(extension, bytes) of a linear RGB image in the recipe's ``rgb`` encoding; ``quality``:
+    Pillow's JPEG quality (1-95), for ``jpeg`` only."""
+    if kind == "jpeg":
+        buf = io.BytesIO()
+        Image.fromarray(srgb8(rgb)).save(buf, format="JPEG", quality=quality, **_JPEG)
+        return "jpg", buf.getvalue()
     if kind == "exr":
         return "exr", write_exr_bytes({"R": rgb[..., 0], "G": rgb[..., 1], "B": rgb[..., 2]})
     if kind == "png16":
         return "png", _png16(_quantize(linear_to_srgb(rgb), 16))
     if kind == "png8":
         return "png", _png8(srgb8(rgb))
-    raise ValueError(f"unknown rgb encoding {kind!r}; expected png8, png16 or exr")
+    raise ValueError(f"unknown rgb encoding {kind!r}; expected png8, png16, exr or jpeg")
 
 
 def decode_rgb(data: bytes, ext: str) -> np.ndarray:
-    """Linear RGB [H, W, 3] float32 from a ``png`` (sRGB, 8 or 16 bit), ``jpeg`` (sRGB, 8 bit: a
-    camera's frame for ``dfdgen predict``; its colour profile is not applied) or ``exr`` image.
+    """Linear RGB [H, W, 3] float32 from a ``png`` (sRGB, 8 or 16 bit), ``jpeg`` or ``jpg`` (sRGB,
+    8 bit: a ``jpeg`` sample's frame, or a camera's for ``dfdgen predict``; its colour profile is
+    not applied) or ``exr`` image.
 
     Raises:
         ValueError: the header declares more than the image limits (:mod:`generator.core.limits`),
@@ -163,11 +182,9 @@ def decode_rgb(data: bytes, ext: str) -> np.ndarray:
     if ext == "exr":
         ch = read_exr_bytes(data)
         return np.stack([ch["R"], ch["G"], ch["B"]], axis=-1).astype(np.float32)
-    if ext == "jpeg":
-        if not data.startswith(b"\xff\xd8"):  # SOI marker
-            raise ValueError("not a JPEG (no start-of-image marker)")
+    if ext in ("jpeg", "jpg"):
+        jpeg_size(data)
         with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
-            _check_pixels("JPEG", *image.size, 3)
             return _linear_lut(8)[np.asarray(image.convert("RGB"))]
     if png_header(data)[2][0] == 16:  # bit depth
         return _linear_lut(16)[_read_png16(data)]

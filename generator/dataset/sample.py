@@ -19,10 +19,10 @@ import numpy as np
 from generator.core.errors import CorruptShard, brief
 from generator.dataset.encoder import Encoder
 from generator.dataset.metadata import RecipeInfo, Rendered, sample_metadata
-from generator.dataset.pixels import decode_rgb, exr_size, png_header, read_exr_bytes
+from generator.dataset.pixels import decode_rgb, exr_size, jpeg_size, png_header, read_exr_bytes
 from generator.scene.flow import CHANNELS as FLOW_CHANNELS
-from generator.dataset.format import (AIF, META, RGB_EXTENSIONS, coc_member, depth_member, frame_stem,
-                              motion_member, rgb_member, sample_key)
+from generator.dataset.format import (AIF, META, RGB_EXTENSIONS, clean_member, coc_member, depth_member,
+                              frame_stem, motion_member, rgb_member, sample_key)
 from generator.core.limits import MAX_FRAMES, MAX_SCENE_PIXELS
 from generator.recipe.recipe import ImageRecipe
 from generator.core.safe_json import load_json
@@ -51,7 +51,9 @@ def encode_sample(
 ) -> dict[str, Any]:
     """Encode one rendered scene as a flat WebDataset sample (member name -> bytes).
 
-    Members: ``json``; ``fNNN.png`` (or ``fNNN.exr`` for ``rgb: exr``);
+    Members: ``json``; ``fNNN.png`` (or ``fNNN.exr`` for ``rgb: exr``, ``fNNN.jpg`` for ``rgb: jpeg``),
+    through the spec's sensor when it has one (:mod:`generator.scene.sensor`); ``fNNN.clean.exr``
+    (channels ``R``, ``G``, ``B``: the render before the sensor) when ``spec.sensor.clean``;
     ``depth.exr`` or ``fNNN.depth.exr`` (channel ``Z``, planar metres, 0 = invalid);
     ``aif.png`` / ``aif.exr`` when rendered; ``fNNN.coc.exr`` (channel ``Y``, CoC
     diameter in pixels from :func:`generator.core.lens.coc_map_px`) when ``spec.render.coc``;
@@ -71,10 +73,15 @@ def encode_sample(
         "__key__": sample_key(spec.index),
         META: json.dumps(meta, sort_keys=True, indent=1, allow_nan=False).encode("utf-8"),
     }
-    images = [(frame_stem(frame.index), rgb) for frame, rgb in zip(spec.frames, rendered.frames)]
-    for stem, rgb in images + ([(AIF, rendered.aif)] if rendered.aif is not None else []):
-        ext, data = encoder.image(rgb).result()
-        sample[f"{stem}.{ext}"] = data
+    clean = spec.sensor is not None and spec.sensor.clean
+    for i, (frame, rgb) in enumerate(zip(spec.frames, rendered.frames)):
+        ext, data = encoder.frame(i, rgb).result()
+        sample[f"{frame_stem(frame.index)}.{ext}"] = data
+        if clean:
+            sample[clean_member(frame.index)] = encoder.clean(rgb).result()
+    if rendered.aif is not None:
+        ext, data = encoder.aif(rendered.aif).result()
+        sample[f"{AIF}.{ext}"] = data
     for name, data in encoder.depth_pass(rendered.depth, rendered.object_index).items():
         sample[name] = data.result()
     return sample
@@ -93,6 +100,8 @@ class DecodedSample:
         coc: per frame, [H, W] float32 CoC diameter in pixels, or ``None``.
         motion: per frame but the last, [H, W, 3] float32 motion to the next frame
             (du, dv pixels; dz metres), or ``None``.
+        clean: per frame, [H, W, 3] float32 linear radiance before the sensor (recipe
+            ``outputs.clean``), or ``None``.
     """
 
     key: str
@@ -102,13 +111,16 @@ class DecodedSample:
     aif: np.ndarray | None
     coc: list[np.ndarray] | None
     motion: list[np.ndarray] | None = None
+    clean: list[np.ndarray] | None = None
 
 
 #: Width and height a sample may declare, pixels: the recipe's bounds (:class:`generator.recipe.recipe.ImageRecipe`).
 _IMAGE_BOUNDS = {f.name: (f.metadata["ge"], f.metadata["le"])
                  for f in dataclasses.fields(ImageRecipe) if f.name in ("width", "height")}
 #: Channels of each EXR pass member, by the pass name before ``.exr`` (DESIGN.md section 5).
-_PASS_CHANNELS = {"depth": ("Z",), "coc": ("Y",), "motion": FLOW_CHANNELS}
+_PASS_CHANNELS = {"depth": ("Z",), "coc": ("Y",), "motion": FLOW_CHANNELS, "clean": ("R", "G", "B")}
+#: Header readers of each image extension: (width, height) pixels, checked against the limits.
+_SIZE = {"exr": exr_size, "jpg": jpeg_size, "png": lambda data: png_header(data)[:2]}
 
 
 def _where(sample: Mapping[str, Any], name: str) -> tuple[str, str]:
@@ -165,7 +177,7 @@ def read_metadata(sample: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def image_member(sample: Mapping[str, Any], stem: str) -> str:
-    """The member holding image ``stem`` (:func:`generator.dataset.format.rgb_member`), or ``stem.png|exr``
+    """The member holding image ``stem`` (:func:`generator.dataset.format.rgb_member`), or ``stem.png|exr|jpg``
     when the sample has none (a name for the error :func:`decode_member` then raises)."""
     return rgb_member(sample, stem) or f"{stem}.{'|'.join(RGB_EXTENSIONS)}"
 
@@ -179,8 +191,8 @@ def decode_member(sample: Mapping[str, Any], name: str, size: tuple[int, int]) -
     decompressed; a depth map must be finite and >= 0 everywhere (metres, 0 = no surface).
 
     Returns:
-        an image (``fNNN.png|exr``, ``aif.png|exr``): [H, W, 3] float32 linear RGB
-        (:func:`decode_rgb`); ``depth.exr`` / ``fNNN.depth.exr``: [H, W] float32 metres;
+        an image (``fNNN.png|exr|jpg``, ``aif.png|exr|jpg``): [H, W, 3] float32 linear RGB
+        (:func:`decode_rgb`); ``fNNN.clean.exr``: [H, W, 3] float32 linear RGB; ``depth.exr`` / ``fNNN.depth.exr``: [H, W] float32 metres;
         ``fNNN.coc.exr``: [H, W] float32 pixels; ``fNNN.motion.exr``: [H, W, 3] float32
         (channels :data:`generator.scene.flow.CHANNELS`).
     Raises:
@@ -194,7 +206,7 @@ def decode_member(sample: Mapping[str, Any], name: str, size: tuple[int, int]) -
     kind = stem.rsplit(".", 1)[-1]  # depth, coc, motion; else an image (fNNN, aif)
     channels = _PASS_CHANNELS.get(kind)
     try:
-        width, height = exr_size(sample[name]) if ext == "exr" else png_header(sample[name])[:2]
+        width, height = _SIZE[ext](sample[name])
     except Exception as exn:  # whatever a damaged header raises: one line naming the member
         raise CorruptShard(shard, member, f"cannot decode ({brief(exn)})") from None
     if (height, width) != tuple(size):
@@ -234,6 +246,7 @@ def decode_sample(sample: Mapping[str, Any]) -> DecodedSample:
     aif = rgb_member(sample, AIF)
     coc = [member(coc_member(i)) for i in indices] if coc_member(indices[0]) in sample else None
     motion = [member(motion_member(i)) for i in indices[:-1]] if motion_member(indices[0]) in sample else None
+    clean = [member(clean_member(i)) for i in indices] if clean_member(indices[0]) in sample else None
     return DecodedSample(
         key=sample["__key__"],
         meta=meta,
@@ -242,4 +255,5 @@ def decode_sample(sample: Mapping[str, Any]) -> DecodedSample:
         aif=None if aif is None else member(aif),
         coc=coc,
         motion=motion,
+        clean=clean,
     )

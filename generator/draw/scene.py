@@ -7,7 +7,7 @@ Every draw takes its ``np.random.Generator`` explicitly (:mod:`generator.draw.ra
 there is no global random state. The camera sits at the origin looking along world +Y
 (the :class:`~generator.scene.spec.CameraSpec` default); things are placed through its
 view (:mod:`generator.draw.view`); motion is drawn last, from a stream of its own
-(:mod:`generator.draw.motion`).
+(:mod:`generator.draw.motion`), and so is the camera's sensor (:mod:`generator.draw.sensor`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from generator.core import lens as lensmod
 from generator.scene.assets import AssetFile, AssetFiles
 from generator.draw.colour import blackbody_rgb, colour_ramp, tint
 from generator.draw.motion import draw_camera_motion, draw_object_motion, draw_shutter
+from generator.draw.sensor import draw_camera
 from generator.draw.ranges import integer, pick, uniform
 from generator.draw.view import IMAGE_MARGIN, View, aim_rotation
 from generator.core.errors import BadInput
@@ -80,7 +81,7 @@ def _seed_sequence(recipe_seed: int, index: int) -> np.random.SeedSequence:
 
 #: Children of a scene's SeedSequence with draws of their own, apart from the content's: the split
 #: (:func:`scene_split`), and the optional sections, so that turning one on changes no other draw.
-SPLIT_STREAM, MOTION_STREAM, APERTURE_STREAM, SHUTTER_STREAM = 0, 1, 2, 3
+SPLIT_STREAM, MOTION_STREAM, APERTURE_STREAM, SHUTTER_STREAM, SENSOR_STREAM = 0, 1, 2, 3, 4
 
 
 def _child_rng(recipe_seed: int, index: int, child: int) -> np.random.Generator:
@@ -153,6 +154,7 @@ def draw_scene(recipe: Recipe, index: int) -> SceneSpec:
     shutter = None
     if recipe.shutter is not None:
         shutter = draw_shutter(_child_rng(recipe.seed, index, SHUTTER_STREAM), recipe.shutter)
+    sensor, jpeg_quality = draw_camera(_child_rng(recipe.seed, index, SENSOR_STREAM), recipe, len(frames))
     render = RenderSpec(
         width=recipe.image.width,
         height=recipe.image.height,
@@ -167,6 +169,7 @@ def draw_scene(recipe: Recipe, index: int) -> SceneSpec:
         adaptive_min_samples=recipe.image.adaptive_min_samples,
         denoise=recipe.image.denoise,
         light_paths=recipe.image.light_paths,
+        jpeg_quality=jpeg_quality,
     )
     return SceneSpec(
         index=index,
@@ -180,6 +183,7 @@ def draw_scene(recipe: Recipe, index: int) -> SceneSpec:
         lights=lights,
         world=world,
         shutter=shutter,
+        sensor=sensor,
     )
 
 

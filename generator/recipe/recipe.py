@@ -52,7 +52,7 @@ SURFACE_MATERIALS = tuple(m for m in MATERIALS if m != "emission")
 #: Families with a fine pattern; the wall must show defocus everywhere, so no
 #: plain colour or smooth gradient there.
 TEXTURED_MATERIALS = tuple(m for m in SURFACE_MATERIALS if m not in ("diffuse", "gradient"))
-RGB_FORMATS = ("png8", "png16", "exr")
+RGB_FORMATS = ("png8", "png16", "exr", "jpeg")
 SPLITS = ("train", "val", "test")
 #: Values of ``splits.order``.
 SPLIT_ORDERS = ("random", "contiguous")
@@ -410,13 +410,86 @@ class ShutterRecipe:
 
 
 @dataclass(frozen=True, kw_only=True)
+class NoiseRecipe:
+    """Sensor noise: variance shot_gain * signal + read_variance in raw units (white level 1),
+    with log(read_variance) = read_slope * log(shot_gain) + read_intercept + Normal(0, read_sigma)
+    (natural logs; Brooks et al., CVPR 2019, fitted these on real cameras: the defaults).
+
+    Attributes:
+        shot_gain: shot-noise variance per unit of signal, drawn log-uniformly per scene (a
+            camera's ISO: the gain grows with it).
+        read_slope, read_intercept, read_sigma: the log-linear relation of the read-noise
+            variance to the shot gain, and the spread of cameras about it.
+    """
+
+    shot_gain: Range = setting(Range(1e-4, 0.012), ge=1e-8, le=1)
+    read_slope: float = setting(2.18, ge=0, le=5)
+    read_intercept: float = setting(1.2, ge=-30, le=30)
+    read_sigma: float = setting(0.26, ge=0, le=2)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExposureRecipe:
+    """Exposure: one per sequence (a camera locked during a focus sweep), with an optional drift.
+
+    Attributes:
+        ev: exposure in stops, drawn per scene: radiance is scaled by 2**ev (0: Cycles' radiance
+            1 is the white level).
+        drift_ev: auto-exposure drift: the standard deviation, in stops, of each frame's step of
+            a random walk from frame 0's exposure (0 = locked).
+    """
+
+    ev: Range = setting(Range(0.0, 0.0), ge=-10, le=10)
+    drift_ev: float = setting(0.0, ge=0, le=2)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WhiteBalanceRecipe:
+    """The camera's white-balance gains relative to green, drawn per scene (defaults: Brooks et al.)."""
+
+    red: Range = setting(Range(1.9, 2.4), ge=0.25, le=8)
+    blue: Range = setting(Range(1.5, 1.9), ge=0.25, le=8)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SensorRecipe:
+    """The camera's sensor and image pipeline (:mod:`generator.scene.sensor`), applied to every frame.
+
+    Attributes:
+        noise: Poisson-Gaussian sensor noise; left out: none.
+        exposure: the sequence's exposure and its drift.
+        white_balance: the camera's white-balance gains.
+        crosstalk: the sensor's colour crosstalk c, drawn per scene: the colour matrix is
+            (1 + c) I - c/3 (:func:`generator.scene.sensor.crosstalk_matrix`).
+        tone: strength of the S-shaped tone curve, drawn per scene (0 = none, 1 = smoothstep).
+        vignetting: light lost in the image corners, drawn per scene (0 = none).
+    """
+
+    noise: NoiseRecipe | None = setting(None)
+    exposure: ExposureRecipe = setting(ExposureRecipe)
+    white_balance: WhiteBalanceRecipe = setting(WhiteBalanceRecipe)
+    crosstalk: Range = setting(Range(0.5, 1.0), ge=0, le=3)
+    tone: Range = setting(Range(0.0, 0.0), ge=0, le=1)
+    vignetting: Range = setting(Range(0.0, 0.0), ge=0, le=0.9)
+
+
+@dataclass(frozen=True, kw_only=True)
 class OutputsRecipe:
-    """Extra outputs: all-in-focus image, RGB encoding, per-frame CoC maps and motion vectors."""
+    """Extra outputs: all-in-focus image, RGB encoding, per-frame CoC maps and motion vectors.
+
+    Attributes:
+        rgb: the frames' encoding: 8/16-bit sRGB PNG, linear EXR, or 8-bit sRGB JPEG.
+        jpeg_quality: Pillow's JPEG quality, drawn per scene (``rgb: jpeg`` only; left out: 90).
+        clean: also store each frame's clean radiance, before the ``sensor`` section's steps,
+            as ``fNNN.clean.exr`` (needs a ``sensor`` section: without one every frame is clean).
+    """
 
     aif: bool = setting(False)
     rgb: str = setting("png8", choices=RGB_FORMATS)
     coc: bool = setting(False)
     motion: bool = setting(False)
+    jpeg_quality: IntRange | None = setting(None, ge=1, le=95)
+    clean: bool | None = setting(None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -448,6 +521,7 @@ class Recipe:
     assets: AssetsRecipe = setting(AssetsRecipe)
     motion: MotionRecipe | None = setting(None)
     shutter: ShutterRecipe | None = setting(None)
+    sensor: SensorRecipe | None = setting(None)
     outputs: OutputsRecipe = setting(OutputsRecipe)
     shards: ShardsRecipe = setting(ShardsRecipe)
 
@@ -534,6 +608,12 @@ def _check_consistency(recipe: Recipe) -> None:
         )
 
     _check_shutter(recipe)
+    outputs = recipe.outputs
+    if outputs.jpeg_quality is not None and outputs.rgb != "jpeg":
+        raise RecipeError("outputs.jpeg_quality", list(outputs.jpeg_quality),
+                          "only used by outputs.rgb 'jpeg'; remove it")
+    if outputs.clean and recipe.sensor is None:
+        raise RecipeError("outputs.clean", outputs.clean, "a sensor section (without one every frame is clean)")
 
     scene, assets = recipe.scene, recipe.assets
     for path, families, family, folder in (

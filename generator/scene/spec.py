@@ -23,6 +23,7 @@ import numpy as np
 from generator.core import lens as lensmod
 from generator.core.errors import BadInput, SpecError, brief
 from generator.core.schema import build, setting
+from generator.scene.sensor import SensorSpec
 
 Vec3 = tuple[float, float, float]
 
@@ -70,7 +71,7 @@ class AssetRef:
 _HOST_ONLY = "host_path"
 #: Fields added after samples were first written, which :meth:`SceneSpec.to_dict` leaves out
 #: while None (off), so the scenes of recipes without them keep their bytes.
-_LEFT_OUT_WHEN_NONE = frozenset({"aperture", "shutter"})
+_LEFT_OUT_WHEN_NONE = frozenset({"aperture", "shutter", "sensor", "jpeg_quality"})
 
 
 def _plain_items(items: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -308,13 +309,14 @@ class RenderSpec:
         seed: Cycles sampling seed.
         max_bounces: total light bounces.
         aif: also render the all-in-focus image (camera of frame 0, DoF off).
-        rgb: RGB encoding, ``png8`` | ``png16`` | ``exr`` (linear).
+        rgb: RGB encoding, ``png8`` | ``png16`` | ``exr`` (linear) | ``jpeg`` (8-bit sRGB).
         coc: also store per-frame CoC maps (pixels) computed from depth.
         motion: also store per-frame motion vectors to the next frame (:mod:`generator.scene.flow`).
         adaptive_threshold: adaptive-sampling noise threshold, 0 = off (fixed ``samples``).
         adaptive_min_samples: samples before adaptive sampling may stop a pixel, 0 = ``samples // 4``.
         denoise: OpenImageDenoise on RGB frames (albedo and normal guides).
         light_paths: bounces per type, clamping, caustics and the other path settings.
+        jpeg_quality: Pillow's JPEG quality (1-95) for ``rgb: jpeg``; else None.
     """
 
     width: int
@@ -330,6 +332,7 @@ class RenderSpec:
     adaptive_min_samples: int = 0
     denoise: bool = False
     light_paths: LightPaths = LightPaths()
+    jpeg_quality: int | None = None
 
 
 def with_render(spec: SceneSpec, **changes) -> SceneSpec:
@@ -339,7 +342,11 @@ def with_render(spec: SceneSpec, **changes) -> SceneSpec:
 
 @dataclass(frozen=True)
 class SceneSpec:
-    """Everything needed to render one scene's focal-stack sequence."""
+    """Everything needed to render one scene's focal-stack sequence.
+
+    ``sensor``: the camera's noise and image pipeline (:class:`generator.scene.sensor.SensorSpec`),
+    applied to the rendered frames; None: frames are stored as Cycles renders them.
+    """
 
     index: int
     seed: int
@@ -352,6 +359,7 @@ class SceneSpec:
     lights: tuple[LightSpec, ...] = ()
     world: WorldSpec = field(default_factory=WorldSpec)
     shutter: ShutterSpec | None = None  # None: every frame is an instant
+    sensor: SensorSpec | None = None
 
     @property
     def depth_per_frame(self) -> bool:

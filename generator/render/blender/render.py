@@ -42,8 +42,9 @@ class RenderListener(Protocol):
     def depth_pass(self, depth: Sequence[np.ndarray], object_index: Sequence[np.ndarray] | None) -> Any:
         """The depth maps (planar metres, [H, W]) and object-index maps, as in :class:`RenderedScene`."""
 
-    def image(self, rgb: np.ndarray) -> Any:
-        """A rendered image (the all-in-focus one or a focus frame), linear RGB [H, W, 3]."""
+    def image(self, rgb: np.ndarray, frames: Sequence[int]) -> Any:
+        """A rendered image, linear RGB [H, W, 3]: the focus frames at positions ``frames`` of
+        ``spec.frames`` (those that share its view), or the all-in-focus image (``frames`` empty)."""
 
 
 @dataclass
@@ -162,7 +163,7 @@ def render_views(
         _pose(built, spec, spec.frames[0])
         aif = _rgb(renderer.render(views[0][1], use_dof=False))
         if listener:
-            listener.image(aif)
+            listener.image(aif, ())
         yield renderer.renders
     rgb = {}
     for view in dict.fromkeys(views):
@@ -170,7 +171,7 @@ def render_views(
         with exposure(built, spec, view[0]):  # motion blur where the spec has a shutter
             rgb[view] = _rgb(renderer.render(view[1], use_dof=True))
         if listener:
-            listener.image(rgb[view])
+            listener.image(rgb[view], [i for i, v in enumerate(views) if v == view])
         yield renderer.renders
     return RenderedScene(
         frames=[rgb[v] for v in views],
