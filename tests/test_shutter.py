@@ -166,6 +166,24 @@ def test_motion_blur_streak_is_velocity_times_exposure_and_centred_on_the_ground
         SPEED_M_S * (TIMES_S[1] - TIMES_S[0]) * FX_PX / PLATE_Z_M, abs=0.2)
 
 
+def test_a_drifting_camera_blurs_a_still_plate_by_its_drift_times_the_exposure(sharp):
+    """The camera moves through the exposure too: the plate held still where it is at t = 0.5 s and
+    the camera drifting left at the plate's speed give the plate's streak, centred on the instant."""
+    from generator.render.blender.render import render_scene
+
+    exposure_s = 0.1
+    moving = _plate_scene(ShutterSpec(exposure_s, camera_velocity_m_s=(-SPEED_M_S, 0.0, 0.0)))
+    plate = moving.objects[0]
+    still_plate = dataclasses.replace(plate, location=plate.pose_at(TIMES_S[1])[0], velocity=(0.0, 0.0, 0.0))
+    scene = dataclasses.replace(moving, objects=(still_plate,), frames=moving.frames[1:])
+    image = render_scene(scene, threads=1).frames[0]
+    rows, mean, variance = _row_moments(image)
+    _, still_mean, still_variance = _row_moments(sharp.frames[1])
+    length = math.sqrt(12 * (variance.mean() - still_variance.mean()))
+    assert length == pytest.approx(SPEED_M_S * exposure_s * FX_PX / PLATE_Z_M, rel=0.03)  # as in the object's test
+    assert mean.mean() == pytest.approx(still_mean.mean(), abs=0.1)
+
+
 def test_rolling_readout_leans_a_moving_vertical_edge(sharp):
     """The rows start their exposure one after another from the top: a plate moving right is
     further right in lower rows, by speed x readout per image height, and the middle row sees
@@ -219,6 +237,8 @@ def test_motion_blurred_samples_are_byte_identical_with_1_and_2_workers_and_keep
     for key in (k for k in one if k.endswith(".json")):
         meta, meta_plain = json.loads(one[key]), json.loads(plain[key])
         shutter = meta["scene"].pop("shutter")
-        assert all(f.pop("shutter") == shutter for f in meta["frames"])
+        timing = {k: shutter[k] for k in ("exposure_s", "rolling_readout_s")}
+        assert all(f.pop("shutter") == timing for f in meta["frames"])
+        assert len(shutter["camera_velocity_m_s"]) == len(shutter["camera_turn_rad_s"]) == 3  # drift blurred too
         meta.pop("recipe"), meta_plain.pop("recipe")
         assert meta == meta_plain

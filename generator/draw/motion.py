@@ -13,7 +13,7 @@ import numpy as np
 
 from generator.recipe.recipe import CameraMotionRecipe, MotionRecipe, SceneRecipe, ShutterRecipe
 from generator.draw.ranges import direction, uniform
-from generator.scene.spec import CameraSpec, FrameSpec, ObjectSpec, ShutterSpec
+from generator.scene.spec import CameraSpec, FrameSpec, ObjectSpec, ShutterSpec, Vec3
 from generator.draw.view import View
 
 
@@ -39,22 +39,27 @@ def draw_object_motion(
 
 def draw_camera_motion(
     rng: np.random.Generator, motion: CameraMotionRecipe, camera: CameraSpec, frames: tuple[FrameSpec, ...]
-) -> tuple[FrameSpec, ...]:
+) -> tuple[tuple[FrameSpec, ...], Vec3, Vec3]:
     """``frames`` with their camera poses: ``camera`` moved by a constant drift (linear and
-    Euler-angle rates) plus independent Gaussian jitter per frame; unchanged without camera motion."""
+    Euler-angle rates) plus independent Gaussian jitter per frame; unchanged without camera motion.
+    Also the drift (metres per second) and the turn (radians per second), which a shutter blurs."""
     drift = direction(rng) * uniform(rng, motion.drift_m_s)
     turn = direction(rng) * uniform(rng, motion.drift_rad_s)
+    rates = tuple(map(float, drift)), tuple(map(float, turn))
     if not (drift.any() or turn.any() or motion.jitter_m or motion.jitter_rad):
-        return frames
+        return (frames, *rates)
     out = []
     for frame in frames:
         location = np.add(camera.location, drift * frame.time_s) + rng.normal(0.0, motion.jitter_m, 3)
         rotation = np.add(camera.rotation, turn * frame.time_s) + rng.normal(0.0, motion.jitter_rad, 3)
         pose = CameraSpec(location=tuple(map(float, location)), rotation=tuple(map(float, rotation)))
         out.append(dataclasses.replace(frame, camera=pose))
-    return tuple(out)
+    return (tuple(out), *rates)
 
 
-def draw_shutter(rng: np.random.Generator, shutter: ShutterRecipe) -> ShutterSpec:
-    """The scene's exposure and rolling readout (seconds), uniform in the recipe's ranges."""
-    return ShutterSpec(exposure_s=uniform(rng, shutter.exposure_s), rolling_readout_s=uniform(rng, shutter.rolling_readout_s))
+def draw_shutter(rng: np.random.Generator, shutter: ShutterRecipe, camera_velocity_m_s: Vec3,
+                 camera_turn_rad_s: Vec3) -> ShutterSpec:
+    """The scene's exposure and rolling readout (seconds), uniform in the recipe's ranges, with the
+    camera's drift (m/s) and turn (rad/s) that the exposure blurs."""
+    return ShutterSpec(exposure_s=uniform(rng, shutter.exposure_s), rolling_readout_s=uniform(rng, shutter.rolling_readout_s),
+                       camera_velocity_m_s=camera_velocity_m_s, camera_turn_rad_s=camera_turn_rad_s)

@@ -150,10 +150,10 @@ def draw_scene(recipe: Recipe, index: int) -> SceneSpec:
         motion_rng = _child_rng(recipe.seed, index, MOTION_STREAM)
         duration = frames[-1].time_s
         objects = tuple(draw_object_motion(motion_rng, recipe.motion, o, scene, view, duration) for o in objects)
-        frames = draw_camera_motion(motion_rng, recipe.motion.camera, camera, frames)
+        frames, drift, turn = draw_camera_motion(motion_rng, recipe.motion.camera, camera, frames)
     shutter = None
-    if recipe.shutter is not None:
-        shutter = draw_shutter(_child_rng(recipe.seed, index, SHUTTER_STREAM), recipe.shutter)
+    if recipe.shutter is not None:  # needs motion (a recipe rule)
+        shutter = draw_shutter(_child_rng(recipe.seed, index, SHUTTER_STREAM), recipe.shutter, drift, turn)
     sensor, jpeg_quality = draw_camera(_child_rng(recipe.seed, index, SENSOR_STREAM), recipe, len(frames))
     render = RenderSpec(
         width=recipe.image.width,

@@ -246,11 +246,20 @@ class ShutterSpec:
     (0: a global shutter). Row r of H (0 at the top) is exposed centred on
     ``time_s + ((r + 1/2) / H - 1/2) * rolling_readout_s``: the image's middle line (the whole
     image, with a global shutter) is centred on the frame's ``time_s``, the instant its depth,
-    pose, CoC and motion vectors refer to.
+    pose, CoC and motion vectors refer to. The camera moves through the exposure at the scene's
+    camera drift (its jitter is one offset per frame, held through the exposure).
+
+    Attributes:
+        exposure_s: each row's exposure, seconds.
+        rolling_readout_s: the bottom row's start after the top row's, seconds (0: global shutter).
+        camera_velocity_m_s: the camera's drift, metres per second (world frame).
+        camera_turn_rad_s: the camera's Euler-angle rates, radians per second.
     """
 
     exposure_s: float
     rolling_readout_s: float = 0.0
+    camera_velocity_m_s: Vec3 = (0.0, 0.0, 0.0)
+    camera_turn_rad_s: Vec3 = (0.0, 0.0, 0.0)
 
     @property
     def window_s(self) -> float:

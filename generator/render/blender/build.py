@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import bpy
+import numpy as np
 from bpy_extras import anim_utils
 
 from generator.render.blender.camera import FOCUS_DATA_PATHS, apply_camera, set_camera_pose
@@ -115,8 +116,8 @@ def exposure(built: BuiltScene, spec: SceneSpec, time_s: float) -> Iterator[None
     and ``motion_blur_shutter`` = 1 frame with ``motion_blur_position='CENTER'``: sub-frame
     c + s then shows the poses at ``time_s + s * window_s``, s in [-1/2, 1/2], exactly where
     they move linearly (:meth:`ObjectSpec.pose_at`; Euler rates are interpolated by Cycles
-    between its 3 motion steps, close for the small turns of one exposure). The camera holds
-    its frame's pose (a spec has no camera velocity, only per-frame poses).
+    between its 3 motion steps, close for the small turns of one exposure). The camera gets the
+    same two keys: its frame's pose (jitter included) moved by the shutter's camera drift and turn.
 
     Rolling shutter: ``rolling_shutter_type='TOP'`` gives image row r (0 at the top, H rows) the
     part [y (1 - d), y (1 - d) + d] of the window, y = (r + 1) / H (measured: Cycles takes the
@@ -134,11 +135,19 @@ def exposure(built: BuiltScene, spec: SceneSpec, time_s: float) -> Iterator[None
     scene, centre = built.scene, built.scene.frame_current
     middle_s = time_s - shutter.rolling_readout_s / (2 * spec.render.height)
     moving = _moving(built, spec)
-    for obj_spec, obj in moving:
-        for frame, time in ((centre - 1, middle_s - shutter.window_s), (centre + 1, middle_s + shutter.window_s)):
+    camera = built.camera
+    still = tuple(camera.location), tuple(camera.rotation_euler)  # the frame's pose (set_camera_pose)
+    camera_moves = any(shutter.camera_velocity_m_s) or any(shutter.camera_turn_rad_s)
+    for frame, time in ((centre - 1, middle_s - shutter.window_s), (centre + 1, middle_s + shutter.window_s)):
+        for obj_spec, obj in moving:
             obj.location, obj.rotation_euler = obj_spec.pose_at(time)
+        if camera_moves:
+            camera.location = np.add(still[0], np.multiply(shutter.camera_velocity_m_s, time - time_s))
+            camera.rotation_euler = np.add(still[1], np.multiply(shutter.camera_turn_rad_s, time - time_s))
+        for obj in [o for _, o in moving] + ([camera] if camera_moves else []):
             obj.keyframe_insert("location", frame=frame)
             obj.keyframe_insert("rotation_euler", frame=frame)
+    for obj in [o for _, o in moving] + ([camera] if camera_moves else []):
         for key in _keys(obj):
             key.interpolation = "LINEAR"
     r = scene.render
@@ -153,10 +162,18 @@ def exposure(built: BuiltScene, spec: SceneSpec, time_s: float) -> Iterator[None
         r.use_motion_blur = False
         scene.cycles.rolling_shutter_type = "NONE"
         for obj_spec, obj in moving:
-            action = obj.animation_data.action
-            obj.animation_data_clear()
-            bpy.data.actions.remove(action)  # not left behind, one per object and frame
+            _drop_action(obj)
             obj.location, obj.rotation_euler = obj_spec.pose_at(time_s)  # back to the instant
+        if camera_moves:
+            _drop_action(camera)
+            camera.location, camera.rotation_euler = still
+
+
+def _drop_action(obj: bpy.types.Object) -> None:
+    """Remove ``obj``'s keys and its action (not left behind, one per object and frame)."""
+    action = obj.animation_data.action
+    obj.animation_data_clear()
+    bpy.data.actions.remove(action)
 
 
 def _keys(datablock: bpy.types.ID) -> list[bpy.types.Keyframe]:
