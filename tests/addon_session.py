@@ -15,6 +15,7 @@ numpy, which Blender ships.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import types
 from pathlib import Path
@@ -22,9 +23,11 @@ from pathlib import Path
 import bpy
 import numpy  # noqa: F401  (Blender ships numpy: imported before the environment's site-packages leave)
 
-# Drop the environment's site-packages (not bpy's own script folders inside it) and
-# the editable install's finder (which would find the repository's generator).
-sys.path[:] = [p for p in sys.path if Path(p).name != "site-packages"]
+# Drop the environment's site-packages (not bpy's own script folders inside it), the
+# folders PYTHONPATH adds (a checkout run in place of the installed one) and the editable
+# install's finder (both would find the repository's generator).
+_PYTHONPATH = {p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p}
+sys.path[:] = [p for p in sys.path if Path(p).name != "site-packages" and p not in _PYTHONPATH]
 sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__module__.startswith("__editable__")]
 
 import addon_utils  # noqa: E402  (Blender's own module, importable after bpy)
