@@ -66,20 +66,22 @@ class DFDGEN_PT_lens(_DfdPanel, bpy.types.Panel):
                               f"sensor {lens.sensor_width_m * 1e3:.1f} mm")
 
 
-class _SectionPanel(_DfdPanel):
-    """An optional section of the recipe, switched on and off in the header (collapsed at first).
-
-    Shown once the recipe's values are in the panel: before, there is nothing to edit.
-    """
+class _RecipePanel(_DfdPanel):
+    """Settings of the recipe, shown once its values are in the panel: before, there is nothing to edit."""
 
     bl_parent_id = "DFDGEN_PT_main"
-    bl_options = {"DEFAULT_CLOSED"}
-    #: The switch (a setting of :data:`core.SWITCHES`) and the recipe section whose fields it draws.
-    switch = section = ""
 
     @classmethod
     def poll(cls, context):
         return bool(context.scene.dfdgen.base_recipe)
+
+
+class _SectionPanel(_RecipePanel):
+    """An optional section of the recipe, switched on and off in the header (collapsed at first)."""
+
+    bl_options = {"DEFAULT_CLOSED"}
+    #: The switch (a setting of :data:`core.SWITCHES`) and the recipe section whose fields it draws.
+    switch = section = ""
 
     def draw_header(self, context):
         self.layout.prop(context.scene.dfdgen, self.switch, text="")
@@ -115,8 +117,8 @@ class DFDGEN_PT_aperture(_SectionPanel, bpy.types.Panel):
         aperture = spec.lens.aperture
         if aperture is None:
             return "a disc"
-        return (f"{aperture.blades or 'no'} blades, rotation {math.degrees(aperture.rotation_rad):.1f} deg, "
-                f"ratio {aperture.ratio:.2f}")
+        shape = f"{aperture.blades} blades" if aperture.blades else "a disc"
+        return f"{shape}, rotation {math.degrees(aperture.rotation_rad):.1f} deg, ratio {aperture.ratio:.2f}"
 
 
 class DFDGEN_PT_shutter(_SectionPanel, bpy.types.Panel):
@@ -150,15 +152,10 @@ class DFDGEN_PT_sensor(_SectionPanel, bpy.types.Panel):
                 f"read variance {sensor.read_variance:.3g}")
 
 
-class DFDGEN_PT_output(_DfdPanel, bpy.types.Panel):
+class DFDGEN_PT_output(_RecipePanel, bpy.types.Panel):
     """How the frames are encoded, and whether the clean frames are kept."""
 
     bl_label = "Output"
-    bl_parent_id = "DFDGEN_PT_main"
-
-    @classmethod
-    def poll(cls, context):
-        return bool(context.scene.dfdgen.base_recipe)
 
     def draw(self, context):
         layout, settings = self.layout, context.scene.dfdgen

@@ -86,8 +86,8 @@ class DFDGEN_PG_settings(bpy.types.PropertyGroup):
     f_number: _range("F-number", "F-number N")
     sensor_width_mm: _range("Sensor width (mm)", "Sensor width, millimetres")
     use_aperture: _switch("Aperture", "A polygonal or squeezed aperture, rendered by Cycles")
-    aperture_blades: IntVectorProperty(name="Blades", size=2,
-                                       description="Number of blades: 0 (a disc) or 3 to 16 ([min, max]; drawn per scene)")
+    aperture_blades: IntVectorProperty(name="Blades", size=2, description="Number of blades: 0 (a disc) or 3 "
+                                                                          "to 16 ([min, max]; drawn per scene)")
     aperture_rotation_deg: _range("Rotation (deg)", "Rotation of the blades, degrees")
     aperture_ratio: _range("Ratio", "Anamorphic squeeze: the blur's width is divided by it")
     use_shutter: _switch("Shutter", "Motion blur over each frame's exposure, and a rolling shutter")
