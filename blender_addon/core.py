@@ -32,11 +32,23 @@ from generator.render.blender.build import build_into, keyframe_sequence
 from generator.render.blender.render import RenderedScene, render_count, render_views
 from generator.core.errors import BadInput, OutputError, RecipeError
 from generator.core.files import output_file, write_atomic
-from generator.recipe.recipe import Recipe, asset_places, load_recipe, recipe_from_dict
+from generator.draw.sensor import DEFAULT_JPEG_QUALITY
+from generator.recipe.recipe import (
+    ApertureRecipe,
+    IntRange,
+    NoiseRecipe,
+    Range,
+    Recipe,
+    SensorRecipe,
+    ShutterRecipe,
+    asset_places,
+    load_recipe,
+    recipe_from_dict,
+)
 from generator.dataset.sample import encode_sample
 from generator.dataset.format import sample_key, sample_tar
 from generator.core.safe_yaml import load_yaml
-from generator.core.schema import set_value
+from generator.core.schema import set_value, to_plain
 from generator.draw.scene import check_scene_index, draw_scene
 from generator.scene.spec import SceneSpec
 
@@ -50,8 +62,39 @@ PREVIEW_IMAGE = "dfdgen preview"
 FIRST_FRAME = 1
 #: Value of the ``recipe`` setting that means "the file in ``recipe_file``".
 FILE = "FILE"
-#: Lens fields of the panel, each a [min, max] range of the recipe's ``lens`` section.
-LENS_RANGES = ("focal_length_mm", "f_number", "sensor_width_mm")
+#: The recipe fields the panel edits: setting -> the field's dotted key, in the recipe's order.
+#: A setting of two numbers is a [min, max] range.
+FIELDS = {
+    "seed": "seed",
+    "lens_model": "lens.model",
+    "focal_length_mm": "lens.focal_length_mm",
+    "f_number": "lens.f_number",
+    "sensor_width_mm": "lens.sensor_width_mm",
+    "aperture_blades": "lens.aperture.blades",
+    "aperture_rotation_deg": "lens.aperture.rotation_deg",
+    "aperture_ratio": "lens.aperture.ratio",
+    "shutter_exposure_s": "shutter.exposure_s",
+    "shutter_readout_s": "shutter.rolling_readout_s",
+    "noise_shot_gain": "sensor.noise.shot_gain",
+    "exposure_ev": "sensor.exposure.ev",
+    "exposure_drift_ev": "sensor.exposure.drift_ev",
+    "white_balance_red": "sensor.white_balance.red",
+    "white_balance_blue": "sensor.white_balance.blue",
+    "crosstalk": "sensor.crosstalk",
+    "tone": "sensor.tone",
+    "vignetting": "sensor.vignetting",
+    "rgb": "outputs.rgb",
+    "jpeg_quality": "outputs.jpeg_quality",
+    "clean": "outputs.clean",
+}
+#: The optional sections the panel switches on and off: setting -> section, outer sections first.
+#: A section switched off is left out of the recipe, as the recipe leaves it out when it has none.
+SWITCHES = {
+    "use_aperture": "lens.aperture",
+    "use_shutter": "shutter",
+    "use_sensor": "sensor",
+    "use_noise": "sensor.noise",
+}
 
 
 # Settings -> recipe -> spec
@@ -67,7 +110,8 @@ def recipe_source(settings) -> str:
 
 
 def load_settings(settings) -> Recipe:
-    """Read the panel's recipe and set the panel's seed and lens fields from it.
+    """Read the panel's recipe and set the panel's fields (:data:`FIELDS`) and switches
+    (:data:`SWITCHES`) from it.
 
     The recipe's canonical YAML is kept in the settings: the panel works on
     that copy until the recipe is chosen again or reloaded.
@@ -79,11 +123,88 @@ def load_settings(settings) -> Recipe:
     recipe = load_recipe(source)
     settings.base_recipe = recipe.to_yaml()
     settings.loaded_source = source
-    settings.seed = recipe.seed
-    settings.lens_model = recipe.lens.model
-    for name in LENS_RANGES:
-        setattr(settings, name, getattr(recipe.lens, name))
+    data = recipe.to_dict()
+    left_out = _left_out(data)
+    for name, key in FIELDS.items():
+        value = _given(data, key, left_out)
+        if value is None:  # a shutter's values without motion: nothing the recipe could use
+            settings.property_unset(name)
+        elif _is_range(_rna(settings, name)) and not isinstance(value, list):
+            setattr(settings, name, [value, value])
+        else:
+            setattr(settings, name, value)
+    for name, section in SWITCHES.items():
+        setattr(settings, name, _given(data, section) is not None)
     return recipe
+
+
+def _within(key: str, section: str) -> bool:
+    return key == section or key.startswith(section + ".")
+
+
+def _given(data: dict, key: str, left_out: dict[str, object] | None = None) -> object:
+    """The value of the dotted ``key`` in plain recipe ``data``; where a part on its way is left
+    out, the part's value in ``left_out`` (None when it has none there)."""
+    node, parts = data, key.split(".")
+    for depth, part in enumerate(parts):
+        node = node[part] if part in node else (left_out or {}).get(".".join(parts[: depth + 1]))
+        if node is None:
+            return None
+    return node
+
+
+def _left_out(data: dict) -> dict[str, object]:
+    """What the panel shows for the optional parts that plain recipe ``data`` leaves out.
+
+    For the JPEG quality and the clean frames, what the recipe means without them. For a
+    section, the values it starts from when switched on: the recipe's defaults; a disc for
+    the aperture's blades, so that switching it on changes nothing until a value is edited;
+    half the frame interval for the shutter's exposure (film's 180-degree shutter), which
+    needs the recipe's motion to say what a frame interval is.
+    """
+    parts: dict[str, object] = {
+        "lens.aperture": to_plain(ApertureRecipe(blades=IntRange(0, 0))),
+        "sensor": to_plain(SensorRecipe()),
+        "sensor.noise": to_plain(NoiseRecipe()),
+        "outputs.jpeg_quality": to_plain(DEFAULT_JPEG_QUALITY),
+        "outputs.clean": False,
+    }
+    if "motion" in data:
+        half_frame_s = 0.5 / data["motion"]["fps"]
+        parts["shutter"] = to_plain(ShutterRecipe(exposure_s=Range(half_frame_s, half_frame_s)))
+    return parts
+
+
+def _rna(settings, name: str) -> bpy.types.Property:
+    return settings.bl_rna.properties[name]
+
+
+def _is_range(rna: bpy.types.Property) -> bool:
+    """Whether a setting holds a [min, max] range (two numbers; enum and bool settings have no ``is_array``)."""
+    return getattr(rna, "is_array", False)
+
+
+def switches_in(section: str) -> dict[str, str]:
+    """The switches (setting -> section) of the optional sections within the recipe's ``section``."""
+    return {switch: inner for switch, inner in SWITCHES.items() if inner != section and _within(inner, section)}
+
+
+def fields_in(section: str) -> tuple[str, ...]:
+    """The panel's settings of the recipe's ``section``, less those of the switched sections
+    within it (each drawn under its own switch)."""
+    inner = switches_in(section).values()
+    return tuple(name for name, key in FIELDS.items()
+                 if _within(key, section) and not any(_within(key, s) for s in inner))
+
+
+def has_motion(settings) -> bool:
+    """Whether the loaded recipe has a ``motion`` section (a shutter has nothing to blur without one)."""
+    return "motion" in _top_keys(settings.base_recipe)
+
+
+@functools.lru_cache(maxsize=4)
+def _top_keys(base_recipe: str) -> frozenset[str]:
+    return frozenset(load_yaml(base_recipe, "the loaded recipe")) if base_recipe else frozenset()
 
 
 def _number(value: float) -> float:
@@ -93,22 +214,45 @@ def _number(value: float) -> float:
 
 def panel_fields(settings, data: dict) -> dict[str, object]:
     """The panel's values (key path -> value) of the fields that differ from the recipe ``data``
-    (its canonical plain form, :meth:`Recipe.to_dict`).
+    (its canonical plain form, :meth:`Recipe.to_dict`); a section or JPEG quality the panel
+    leaves out but ``data`` has gets None (left out).
 
     Fields the user left alone give none, so an untouched panel is exactly the
     recipe (same sha256). Floats are compared as float32, the precision of
-    Blender's float properties.
+    Blender's float properties. A section switched on that ``data`` lacks gets all
+    its fields (some, e.g. the aperture's blades, have no default).
     """
-    lens, out = data["lens"], {}
-    if settings.seed != data["seed"]:
-        out["seed"] = settings.seed
-    if settings.lens_model != lens["model"]:
-        out["lens.model"] = settings.lens_model
-    for name in LENS_RANGES:
-        panel, given = tuple(getattr(settings, name)), lens[name]
-        if np.any(np.float32(panel) != np.float32(given if isinstance(given, list) else [given, given])):
-            out[f"lens.{name}"] = [_number(panel[0]), _number(panel[1])]
+    out: dict[str, object] = {}
+    for name, section in SWITCHES.items():
+        # Outer sections first: a section within one already left out goes with it.
+        if not getattr(settings, name) and _given(data, section) is not None \
+                and not any(_within(section, gone) for gone in out):
+            out[section] = None
+    jpeg = settings.rgb == "jpeg"
+    if not jpeg and "jpeg_quality" in data["outputs"]:  # the validator refuses a quality without JPEG
+        out["outputs.jpeg_quality"] = None
+    left_out = _left_out(data)
+    for name, key in FIELDS.items():
+        switched = [(switch, s) for switch, s in SWITCHES.items() if _within(key, s)]
+        if not all(getattr(settings, switch) for switch, _ in switched) or (key == "outputs.jpeg_quality" and not jpeg):
+            continue
+        rna, panel = _rna(settings, name), getattr(settings, name)
+        panel = list(panel) if _is_range(rna) else panel
+        if any(_given(data, s) is None for _, s in switched) or _differs(rna, panel, _given(data, key, left_out)):
+            out[key] = [_written(rna, v) for v in panel] if _is_range(rna) else _written(rna, panel)
     return out
+
+
+def _differs(rna: bpy.types.Property, panel: object, given: object) -> bool:
+    if _is_range(rna) and not isinstance(given, list):
+        given = [given, given]
+    if rna.type == "FLOAT":
+        return bool(np.any(np.float32(panel) != np.float32(given)))
+    return panel != given
+
+
+def _written(rna: bpy.types.Property, value: object) -> object:
+    return _number(value) if rna.type == "FLOAT" else value
 
 
 def current_recipe(settings) -> Recipe:

@@ -42,7 +42,7 @@ def _describe(spec) -> str:
 class DFDGEN_OT_load_recipe(_Reporting, bpy.types.Operator):
     bl_idname = "dfdgen.load_recipe"
     bl_label = "Reload recipe"
-    bl_description = "Read the recipe again and set the panel's seed and lens from it"
+    bl_description = "Read the recipe again and set the panel's settings from it"
     bl_options = {"REGISTER", "UNDO"}
 
     def run(self, context, settings) -> str:

@@ -15,6 +15,7 @@ numpy, which Blender ships.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import types
 from pathlib import Path
@@ -22,9 +23,11 @@ from pathlib import Path
 import bpy
 import numpy  # noqa: F401  (Blender ships numpy: imported before the environment's site-packages leave)
 
-# Drop the environment's site-packages (not bpy's own script folders inside it) and
-# the editable install's finder (which would find the repository's generator).
-sys.path[:] = [p for p in sys.path if Path(p).name != "site-packages"]
+# Drop the environment's site-packages (not bpy's own script folders inside it), the
+# folders PYTHONPATH adds (a checkout run in place of the installed one) and the editable
+# install's finder (both would find the repository's generator).
+_PYTHONPATH = {p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p}
+sys.path[:] = [p for p in sys.path if Path(p).name != "site-packages" and p not in _PYTHONPATH]
 sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__module__.startswith("__editable__")]
 
 import addon_utils  # noqa: E402  (Blender's own module, importable after bpy)
@@ -86,7 +89,18 @@ class FakeLayout:
     def row(self, **_kwargs):
         return self
 
-    column = row
+    column = box = row
+
+
+class FakePanel:
+    """Stands in for a panel in its ``draw``: ``layout``, and the panel class's attributes and methods."""
+
+    def __init__(self, panel: type, layout: FakeLayout):
+        self.panel, self.layout = panel, layout
+
+    def __getattr__(self, name):
+        value = getattr(self.panel, name)
+        return types.MethodType(value, self) if isinstance(value, types.FunctionType) else value
 
 
 def check_draw() -> dict:
@@ -94,7 +108,10 @@ def check_draw() -> dict:
     shown, offered = [], []
     context = types.SimpleNamespace(scene=bpy.context.scene)
     for panel in (getattr(bpy.types, name) for name in registered()["classes"] if "_PT_" in name):
-        panel.draw(types.SimpleNamespace(layout=FakeLayout(shown, offered)), context)
+        fake = FakePanel(panel, FakeLayout(shown, offered))
+        if hasattr(panel, "draw_header"):  # a section's switch
+            fake.draw_header(context)
+        fake.draw(context)
     missing_props = [name for data, name in shown if name not in data.bl_rna.properties]
     missing_ops = []
     for idname, properties in offered:
@@ -107,6 +124,12 @@ def check_draw() -> dict:
         missing_ops += [f"{idname}.{arg}" for arg in vars(properties) if arg not in rna.properties]
     return {"props": sorted({name for _, name in shown}), "operators": sorted({i for i, _ in offered}),
             "missing_props": missing_props, "missing_operators": missing_ops}
+
+
+def panel_value(name: str):
+    """A panel setting as JSON (a range as a list)."""
+    value = getattr(bpy.context.scene.dfdgen, name)
+    return value if isinstance(value, (bool, int, float, str)) else list(value)
 
 
 def camera_values(scene) -> dict:
@@ -236,6 +259,39 @@ for step in range(len(json.loads(settings.spec_json)["frames"])):
                     if o.type == "MESH"},
         **camera_values(scene),
     })
+
+# Untouched, a recipe without the camera's sections saves with its bytes
+result["save_dynamic"] = run("save_recipe", filepath=CONFIG["dynamic_saved"])
+
+# The camera's settings (issue 29): loaded, saved untouched, edited, refused, switched off, switched on
+camera = CONFIG["camera"]
+settings.recipe_file = camera["recipe"]
+result["camera_load"] = run("load_recipe")
+result["camera_loaded"] = {name: panel_value(name) for name in camera["loaded"]}
+result["camera_save_untouched"] = run("save_recipe", filepath=camera["untouched"])
+for name, value in camera["edits"].items():
+    setattr(settings, name, value)
+result["camera_generate"] = run("generate")
+result["camera_spec"] = settings.spec_json
+result["camera_save"] = run("save_recipe", filepath=camera["saved"])
+result["camera_draw"] = check_draw()
+settings.aperture_blades = (2, 2)
+result["camera_blades_2"] = run("generate")
+result["camera_unchanged_by_error"] = settings.spec_json == result["camera_spec"]
+settings.aperture_blades = camera["edits"]["aperture_blades"]
+settings.use_noise = False
+result["camera_save_no_noise"] = run("save_recipe", filepath=camera["no_noise"])
+settings.use_aperture = settings.use_shutter = settings.use_sensor = settings.clean = False
+settings.rgb = "png8"
+result["camera_save_off"] = run("save_recipe", filepath=camera["off"])
+# The tiny recipe has none of the sections: switched on, they start from the recipe's defaults
+settings.recipe_file = CONFIG["recipe"]
+run("load_recipe")
+result["tiny_switches"] = {name: panel_value(name) for name in ("use_aperture", "use_shutter", "use_sensor",
+                                                                "use_noise", "rgb", "clean")}
+settings.use_aperture, settings.aperture_blades, settings.use_sensor = True, (6, 6), True
+settings.rgb = "jpeg"
+result["tiny_save_on"] = run("save_recipe", filepath=camera["on"])
 
 # Unregister, register again
 addon_utils.disable(module, default_set=True)

@@ -9,6 +9,7 @@ the tests compare what it saw with what the CLI makes of the same inputs.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -25,7 +26,8 @@ from generator.cli import main
 from generator.recipe.recipe import load_recipe
 from generator.dataset.sample import decode_sample
 from generator.draw.scene import draw_scene
-from generator.scene.spec import SceneSpec
+from generator.scene.sensor import crosstalk_matrix
+from generator.scene.spec import SceneSpec, ShutterSpec
 
 #: The scene the panel shows, and the panel's f-number range (an override of the recipe).
 INDEX = 1
@@ -36,6 +38,40 @@ OPERATORS = ["generate", "load_recipe", "render_preview", "render_sample", "save
 PANEL = ("seed=1", "lens.f_number=[2.0, 2.0]")
 #: The built-in dynamic recipe, one ramp of 3 frames.
 DYNAMIC = ("count=2", "focus.ramps=1", "focus.frames_per_ramp=3")
+#: The dynamic recipe with every section of the camera (issue 29): aperture, shutter, sensor, JPEG, clean frames.
+CAMERA = (*DYNAMIC, "lens.aperture.blades=[5, 7]", "lens.aperture.rotation_deg=[0, 30]",
+          "lens.aperture.ratio=[1, 1.5]", "shutter.exposure_s=[0.005, 0.01]", "shutter.rolling_readout_s=0.02",
+          "sensor.noise.shot_gain=[0.001, 0.002]", "sensor.exposure.ev=[-1, 1]", "sensor.exposure.drift_ev=0.1",
+          "sensor.white_balance.red=2.0", "sensor.white_balance.blue=1.6", "sensor.crosstalk=0.7",
+          "sensor.tone=[0.2, 0.4]", "sensor.vignetting=0.3", "outputs.rgb=jpeg", "outputs.jpeg_quality=[70, 80]",
+          "outputs.clean=true")
+#: The panel's settings of CAMERA's sections, as loaded from it.
+CAMERA_LOADED = {
+    "use_aperture": True, "aperture_blades": [5, 7], "aperture_rotation_deg": [0, 30], "aperture_ratio": [1, 1.5],
+    "use_shutter": True, "shutter_exposure_s": [0.005, 0.01], "shutter_readout_s": [0.02, 0.02],
+    "use_sensor": True, "use_noise": True, "noise_shot_gain": [0.001, 0.002], "exposure_ev": [-1, 1],
+    "exposure_drift_ev": 0.1, "white_balance_red": [2.0, 2.0], "white_balance_blue": [1.6, 1.6],
+    "crosstalk": [0.7, 0.7], "tone": [0.2, 0.4], "vignetting": [0.3, 0.3],
+    "rgb": "jpeg", "jpeg_quality": [70, 80], "clean": True,
+}
+#: The panel's edits of CAMERA: setting -> (the recipe's key, the value).
+CAMERA_EDITS = {
+    "aperture_blades": ("lens.aperture.blades", [6, 6]),
+    "aperture_rotation_deg": ("lens.aperture.rotation_deg", [10, 10]),
+    "aperture_ratio": ("lens.aperture.ratio", [1.25, 1.25]),
+    "shutter_exposure_s": ("shutter.exposure_s", [0.008, 0.008]),
+    "shutter_readout_s": ("shutter.rolling_readout_s", [0.01, 0.01]),
+    "noise_shot_gain": ("sensor.noise.shot_gain", [0.004, 0.004]),
+    "exposure_ev": ("sensor.exposure.ev", [0.5, 0.5]),
+    "exposure_drift_ev": ("sensor.exposure.drift_ev", 0.0),
+    "white_balance_red": ("sensor.white_balance.red", [2.2, 2.2]),
+    "white_balance_blue": ("sensor.white_balance.blue", [1.7, 1.7]),
+    "crosstalk": ("sensor.crosstalk", [0.6, 0.6]),
+    "tone": ("sensor.tone", [0.5, 0.5]),
+    "vignetting": ("sensor.vignetting", [0.2, 0.2]),
+    "jpeg_quality": ("outputs.jpeg_quality", [85, 85]),
+}
+EDITED = [f"{key}={json.dumps(value)}" for key, value in CAMERA_EDITS.values()]
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +88,14 @@ def session(addon_zip, tmp_path_factory):
         "f_number": F_NUMBER, "preview_size": PREVIEW_SIZE, "sample_dir": str(work / "samples"),
         "saved_recipe": str(work / "saved.yaml"), "missing_recipe": str(work / "missing.yaml"),
         "result": str(work / "result.json"), "dynamic_recipe": str(work / "dynamic.yaml"),
+        "dynamic_saved": str(work / "dynamic_saved.yaml"),
+        "camera": {"recipe": str(work / "camera.yaml"), "loaded": list(CAMERA_LOADED),
+                   "edits": {name: value for name, (_, value) in CAMERA_EDITS.items()},
+                   **{name: str(work / f"camera_{name}.yaml")
+                      for name in ("untouched", "saved", "no_noise", "off", "on")}},
     }
     (work / "dynamic.yaml").write_text(load_recipe("dynamic", DYNAMIC).to_yaml())
+    (work / "camera.yaml").write_text(load_recipe("dynamic", CAMERA).to_yaml())
     (work / "config.json").write_text(json.dumps(config))
     env = {**os.environ, "BLENDER_USER_RESOURCES": str(work / "user")}
     script = Path(__file__).with_name("addon_session.py")
@@ -225,3 +267,80 @@ def test_unregister_leaves_nothing_and_registers_again(session):
                                           "handlers_unchanged": True}
     assert result["after_register_again"] == result["registered"]
     assert result["generate_after_reregister"] == {"result": ["FINISHED"]}
+
+
+def test_untouched_panel_saves_the_recipe_with_its_bytes(session):
+    work, _, result = session
+    assert result["save_dynamic"] == result["camera_save_untouched"] == {"result": ["FINISHED"]}
+    for saved, recipe in (("dynamic_saved.yaml", "dynamic.yaml"), ("camera_untouched.yaml", "camera.yaml")):
+        assert load_recipe(work / saved).sha256 == load_recipe(work / recipe).sha256, saved
+    camera_keys = {"sensor", "shutter", "aperture", "jpeg_quality", "clean"}
+    assert not camera_keys & _keys(load_recipe(work / "dynamic_saved.yaml"))
+
+
+def _keys(recipe) -> set[str]:
+    """Every key of the recipe's canonical form, at any depth."""
+    def walk(node):
+        return {k for key, value in node.items() for k in (key, *(walk(value) if isinstance(value, dict) else ()))}
+    return walk(recipe.to_dict())
+
+
+def test_camera_sections_load_into_the_panel(session):
+    _, _, result = session
+    assert result["camera_load"] == {"result": ["FINISHED"]}
+    loaded = result["camera_loaded"]
+    assert loaded.keys() == CAMERA_LOADED.keys()
+    for name, value in CAMERA_LOADED.items():
+        assert loaded[name] == (pytest.approx(value, rel=1e-6) if isinstance(value, (list, float)) else value), name
+
+
+def test_camera_edits_reach_the_scene_and_the_saved_recipe(session):
+    work, _, result = session
+    assert result["camera_generate"] == result["camera_save"] == {"result": ["FINISHED"]}
+    expected = load_recipe(work / "camera.yaml", EDITED)
+    spec = SceneSpec.from_dict(json.loads(result["camera_spec"]))
+    assert spec == draw_scene(expected, 0)
+    assert spec.lens.aperture.blades == 6 and spec.lens.aperture.rotation_rad == pytest.approx(math.radians(10))
+    assert spec.lens.aperture.ratio == 1.25 and spec.shutter == ShutterSpec(0.008, 0.01)
+    sensor = spec.sensor
+    assert sensor.shot_gain == pytest.approx(0.004) and sensor.exposure == pytest.approx([2**0.5] * len(spec.frames))
+    assert sensor.white_balance == (2.2, 1.0, 1.7) and sensor.colour_matrix == crosstalk_matrix(0.6)
+    assert (sensor.tone, sensor.vignetting, sensor.clean) == (0.5, 0.2, True)
+    assert spec.render.rgb == "jpeg" and spec.render.jpeg_quality == 85
+    assert load_recipe(work / "camera_saved.yaml").sha256 == expected.sha256
+
+
+def test_switched_off_sections_leave_the_recipe_and_switched_on_ones_start_from_its_defaults(session):
+    work, recipe, result = session
+    assert result["camera_save_no_noise"] == result["camera_save_off"] == {"result": ["FINISHED"]}
+    camera = work / "camera.yaml"
+    no_noise = load_recipe(work / "camera_no_noise.yaml")
+    assert no_noise.sha256 == load_recipe(camera, [*EDITED, "sensor.noise=null"]).sha256
+    assert no_noise.sensor is not None and no_noise.sensor.noise is None
+    off = load_recipe(work / "camera_off.yaml")
+    assert off.sha256 == load_recipe(camera, [*EDITED, "lens.aperture=null", "shutter=null", "sensor=null",
+                                              "outputs.rgb=png8", "outputs.jpeg_quality=null",
+                                              "outputs.clean=false"]).sha256
+    assert not {"sensor", "shutter", "aperture", "jpeg_quality"} & _keys(off)
+    assert result["tiny_switches"] == {"use_aperture": False, "use_shutter": False, "use_sensor": False,
+                                       "use_noise": False, "rgb": "png8", "clean": False}
+    # Switched on with one value edited: the aperture needs its blades; the sensor and the JPEG
+    # quality take the recipe's defaults (no quality written: 90 is what the recipe means without one).
+    on = load_recipe(work / "camera_on.yaml")
+    assert on.sha256 == load_recipe(recipe, ["lens.aperture.blades=6", "sensor={}", "outputs.rgb=jpeg"]).sha256
+    assert on.outputs.jpeg_quality is None
+
+
+def test_bad_camera_value_is_reported_with_the_cli_message(session):
+    work, _, result = session
+    assert result["camera_blades_2"] == {"error": _cli_error("--recipe", work / "camera.yaml", "--set",
+                                                             "lens.aperture.blades=2", "--save-blend",
+                                                             work / "x.blend")}
+    assert result["camera_unchanged_by_error"] and not (work / "x.blend").exists()
+
+
+def test_panel_shows_the_camera_settings(session):
+    _, _, result = session
+    drawn = result["camera_draw"]
+    assert drawn["missing_props"] == [] and drawn["missing_operators"] == []
+    assert set(CAMERA_LOADED) <= set(drawn["props"])
