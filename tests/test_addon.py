@@ -27,7 +27,7 @@ from generator.recipe.recipe import load_recipe
 from generator.dataset.sample import decode_sample
 from generator.draw.scene import draw_scene
 from generator.scene.sensor import crosstalk_matrix
-from generator.scene.spec import SceneSpec, ShutterSpec
+from generator.scene.spec import SceneSpec
 
 #: The scene the panel shows, and the panel's f-number range (an override of the recipe).
 INDEX = 1
@@ -301,7 +301,7 @@ def test_camera_edits_reach_the_scene_and_the_saved_recipe(session):
     spec = SceneSpec.from_dict(json.loads(result["camera_spec"]))
     assert spec == draw_scene(expected, 0)
     assert spec.lens.aperture.blades == 6 and spec.lens.aperture.rotation_rad == pytest.approx(math.radians(10))
-    assert spec.lens.aperture.ratio == 1.25 and spec.shutter == ShutterSpec(0.008, 0.01)
+    assert spec.lens.aperture.ratio == 1.25 and (spec.shutter.exposure_s, spec.shutter.rolling_readout_s) == (0.008, 0.01)
     sensor = spec.sensor
     assert sensor.shot_gain == pytest.approx(0.004) and sensor.exposure == pytest.approx([2**0.5] * len(spec.frames))
     assert sensor.white_balance == (2.2, 1.0, 1.7) and sensor.colour_matrix == crosstalk_matrix(0.6)
