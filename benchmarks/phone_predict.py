@@ -6,7 +6,7 @@ focus.yaml and a camera file (:mod:`photo_folders`), scored against the true dep
         [--model defocusnet] [--steps 300]
 
 Renders ``--scenes`` phone scenes at ``--size`` (``dfdgen render``; splits 80/10/10 as the recipe), trains
-``--model`` on the train split for ``--steps`` steps at the results table's learning rate for it
+``--model`` on the train split for ``--steps`` steps (its checkpoint best on the val split) at the results table's learning rate for it
 (``dfdgen train``; crop and batch sized by ``train``'s auto sizing), fits ``dff`` on the same split, writes
 the test split as photo folders and predicts every folder with both checkpoints (the library call behind
 ``dfdgen predict``, one folder at a time with its own camera file). Prints AbsRel and delta1 over the
@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=32)
     parser.add_argument("--model", default="defocusnet")
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a dfdgen train override")
     args = parser.parse_args()
     data, photos = args.out / "data", args.out / "photos"
     if not (data / "manifest.json").exists():
@@ -72,11 +73,12 @@ def main() -> None:
     # the results table's rate for the model where it has one, else train's default
     lr = next(row.lr for row in ROWS if row.model == args.model and row.run == args.model)
     trained = ["--max-steps", args.steps, "--set", f"optim.warmup_steps={args.steps // 10}",
-               *(["--set", f"optim.lr={lr:g}"] if lr is not None else [])]
+               *(["--set", f"optim.lr={lr:g}"] if lr is not None else []), *[a for o in args.set for a in ("--set", o)]]
     checkpoints = {}
-    for model, extra in ((args.model, trained), ("dff", [])):
+    # the network's checkpoint best on validation, as the README's workflow uses; dff is fitted in one step
+    for model, extra, name in ((args.model, trained, "best.pt"), ("dff", ["--max-steps", 1], "last.pt")):
         run = args.out / "runs" / model
-        checkpoints[model] = run / "ckpt" / "last.pt"
+        checkpoints[model] = run / "ckpt" / name
         if not checkpoints[model].exists():
             dfdgen("train", "--shards", data, "--model", model, "--out", run, *extra)
     if not photos.exists():
@@ -85,7 +87,7 @@ def main() -> None:
     gt = truth(data, "test")
 
     print(f"phone, {args.scenes} scenes at {args.size[0]}x{args.size[1]} px, {args.samples} samples; "
-          f"{args.model} {args.steps} steps (lr {lr or 'default'}); {len(folders)} test photo folders through dfdgen predict")
+          f"{args.model} {args.steps} steps (lr {lr or 'default'}{''.join(', ' + o for o in args.set)}); {len(folders)} test photo folders through dfdgen predict")
     print(f"{'model':>12} {'objects AbsRel':>15} {'delta1':>7} {'all AbsRel':>11} {'delta1':>7}")
     for model, checkpoint in checkpoints.items():
         metrics = RegionMetrics()
