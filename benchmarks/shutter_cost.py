@@ -18,7 +18,7 @@ import time
 
 from generator.draw.scene import draw_scene
 from generator.recipe.recipe import load_recipe
-from generator.render.blender.render import render_scene
+from generator.render.blender.render import RenderedScene, render_scene
 from generator.scene.spec import SceneSpec, ShutterSpec, with_render
 
 
@@ -28,14 +28,15 @@ class _Clock:
     def depth_pass(self, depth, object_index) -> None:
         self.start = time.perf_counter()
 
-    def image(self, rgb) -> None:
+    def image(self, rgb, frames) -> None:
         self.end = time.perf_counter()
 
 
-def seconds_per_frame(spec: SceneSpec, threads: int) -> float:
+def timed_render(spec: SceneSpec, threads: int) -> tuple[RenderedScene, float]:
+    """``spec`` rendered, and its seconds per focus frame (the module docstring says what they cover)."""
     clock = _Clock()
-    render_scene(spec, threads=threads, listener=clock)
-    return (clock.end - clock.start) / len(spec.frames)
+    rendered = render_scene(spec, threads=threads, listener=clock)
+    return rendered, (clock.end - clock.start) / len(spec.frames)
 
 
 def main() -> None:
@@ -59,7 +60,7 @@ def main() -> None:
     for index in range(args.scenes):
         spec = with_render(draw_scene(recipe, index), aif=False)
         for name, shutter in rows.items():
-            seconds[name] += seconds_per_frame(dataclasses.replace(spec, shutter=shutter), args.threads)
+            seconds[name] += timed_render(dataclasses.replace(spec, shutter=shutter), args.threads)[1]
     print(f"{args.recipe}, {args.scenes} scenes x {args.frames} frames, {args.size} px, {args.samples} samples, "
           f"{args.threads} thread(s); exposure {args.exposure} s, readout {args.readout} s")
     for name in rows:
