@@ -1,6 +1,6 @@
 """A network trained on ``recipes/phone.yaml`` against classical depth from focus (``dff``), both run the way a
 user runs them on their phone's photos: ``dfdgen predict`` on folders of the camera's JPEG frames with a
-focus.yaml and a camera file (:mod:`photo_folders`), scored against the true depth of the held-out scenes.
+focus.yaml and a camera file (``dfdgen export --format stacks``), scored against the true depth of the held-out scenes.
 
     python benchmarks/phone_predict.py [--out runs/phone_predict] [--scenes 60] [--size 128 96] [--samples 32]
         [--model defocusnet] [--steps 300]
@@ -30,7 +30,6 @@ from dfd_models.predict import predict_stacks
 from generator.dataset.format import manifest_shards, read_shard
 from generator.dataset.pixels import read_exr_bytes
 from generator.dataset.sample import decode_sample
-from photo_folders import write_folders
 from results.experiments import ROWS
 
 DFDGEN = [sys.executable, "-c", "from generator.cli import main; main()"]
@@ -82,8 +81,8 @@ def main() -> None:
         if not checkpoints[model].exists():
             dfdgen("train", "--shards", data, "--model", model, "--out", run, *extra)
     if not photos.exists():
-        write_folders(data, photos)
-    folders = sorted(p for p in photos.iterdir() if p.is_dir())
+        dfdgen("export", data, "--format", "stacks", "--out", photos)
+    folders = sorted(p for p in (photos / "test").iterdir() if p.is_dir())
     gt = truth(data, "test")
 
     print(f"phone, {args.scenes} scenes at {args.size[0]}x{args.size[1]} px, {args.samples} samples; "

@@ -142,9 +142,11 @@ def inspect(data_dir, sheet, samples, verify):
 
 @main.command()
 @click.argument("data_dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR")
-@click.option("--format", "fmt", type=click.Choice(["fod500"]), required=True,
+@click.option("--format", "fmt", type=click.Choice(["fod500", "stacks"]), required=True,
               help="Layout to write: fod500 = {n:06d}_{k:02d}All.tif frames and {n:06d}Dpt.exr depth, "
-                   "train scenes first, then val, then test (the loaders split by index).")
+                   "train scenes first, then val, then test (the loaders split by index); stacks = "
+                   "SPLIT/KEY/ folders of frames (IMG_0001.jpg ..., as stored), focus.yaml and camera.yaml, "
+                   "which dfdgen predict reads like a camera's focus bracket.")
 @click.option("--out", "out_dir", type=OutPath(), required=True, metavar="OUT",
               help="New (or empty) folder to write.")
 @click.option("--force", is_flag=True,
@@ -161,8 +163,12 @@ def export(data_dir, fmt, out_dir, force, skip_corrupt):
         ranges = export_dataset(data_dir, out_dir, fmt, force=force, skip_corrupt=skip_corrupt)
     count = sum(last - first + 1 for first, last in ranges.values())
     click.echo(f"exported {count} scenes to {out_dir} ({fmt})")
-    click.echo("indices: " + ", ".join(f"{split} {first:06d}-{last:06d}" for split, (first, last) in ranges.items())
-               + f" (scene of each index: {INDEX_FILE})")
+    if fmt == "stacks":
+        click.echo(f"one folder per stack: {out_dir}/SPLIT/KEY (frames, focus.yaml, camera.yaml), "
+                   f"for dfdgen predict; scenes listed in {INDEX_FILE}")
+    else:
+        click.echo("indices: " + ", ".join(f"{split} {first:06d}-{last:06d}" for split, (first, last) in ranges.items())
+                   + f" (scene of each index: {INDEX_FILE})")
 
 
 @main.group()

@@ -1,5 +1,6 @@
-"""``dfdgen export --format fod500``: the published FoD500 layout, read back with OpenEXR's classic
-InputFile API and a loader written to that layout; bad input exits 2 and writes nothing."""
+"""``dfdgen export``: the published FoD500 layout, read back with OpenEXR's classic InputFile API
+and a loader written to that layout, and ``stacks``, the folders predict reads; bad input exits 2
+and writes nothing."""
 
 from __future__ import annotations
 
@@ -248,3 +249,28 @@ def test_skip_corrupt_leaves_a_sample_out_and_numbers_on_without_a_gap(tmp_path)
     scene4 = decode_sample(samples[4])
     nearest = min(range(5), key=lambda i: scene4.meta["frames"][i]["focus_distance_m"])
     np.testing.assert_array_equal(loaded["000001"][0], srgb8(scene4.frames[nearest]) / np.float32(255.0))
+
+
+def test_stacks_export_writes_the_folders_predict_reads(tmp_path):
+    """``--format stacks``: per scene SPLIT/KEY/ with the first ramp's frames in increasing focus, the
+    sample's own bytes under camera-style names, their focus distances by name, and the lens."""
+    import yaml
+
+    from dfd_models.predict.inputs import gather_stacks
+
+    specs = [_spec(0, size=32, split="train"), _spec(1, size=32, split="test", lens={"f_number": 2.0})]
+    samples = _dataset(tmp_path / "data", specs)
+    result = _export(tmp_path / "data", "--format", "stacks", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    for spec in specs:
+        folder = tmp_path / "out" / spec.split / f"{spec.index:08d}"
+        order = sorted(range(5), key=lambda k: FOCUS[k])  # capture order is not focus order
+        names = [f"IMG_{n:04d}.png" for n in range(1, 6)]
+        assert sorted(p.name for p in folder.iterdir()) == sorted(names + ["camera.yaml", "focus.yaml"])
+        assert [(folder / name).read_bytes() for name in names] == [samples[spec.index][f"f{k:03d}.png"] for k in order]
+        assert yaml.safe_load((folder / "focus.yaml").read_text()) == {n: FOCUS[k] for n, k in zip(names, order)}
+        camera = yaml.safe_load((folder / "camera.yaml").read_text())
+        assert camera == {"focal_length_mm": pytest.approx(spec.lens.focal_length_m * 1e3), "f_number": spec.lens.f_number,
+                          "sensor_width_mm": pytest.approx(spec.lens.sensor_width_m * 1e3), "model": spec.lens.model}
+        (stack,) = gather_stacks([folder], [])  # what dfdgen predict makes of it
+        assert stack.focus_m == tuple(sorted(FOCUS))

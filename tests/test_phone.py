@@ -10,7 +10,6 @@ Tiny: 64 x 48 px, 2 samples per pixel, 3 scenes, 2 training steps (the workflow,
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,11 +27,8 @@ def _run(*args):
 
 
 @pytest.fixture(scope="module")
-def photo_folders(bpy, torch, tmp_path_factory, monkeypatch_module):
+def photo_folders(bpy, torch, tmp_path_factory):
     """(checkpoint trained on tiny phone renders, the test split's photo folders)."""
-    monkeypatch_module.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from photo_folders import write_folders
-
     root = tmp_path_factory.mktemp("phone")
     data = root / "data"
     result = _run("render", "--recipe", "phone", "--out", data, "--threads", 1,
@@ -43,13 +39,9 @@ def photo_folders(bpy, torch, tmp_path_factory, monkeypatch_module):
     result = _run("train", "--shards", data, "--model", "defocusnet", "--out", root / "run", "--max-steps", 2,
                   "--set", "data.workers=0")
     assert result.exit_code == 0, result.output
-    return root / "run" / "ckpt" / "last.pt", write_folders(data, root / "photos")
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as patch:
-        yield patch
+    result = _run("export", data, "--format", "stacks", "--out", root / "photos")
+    assert result.exit_code == 0, result.output
+    return root / "run" / "ckpt" / "last.pt", sorted((root / "photos" / "test").iterdir())
 
 
 def test_phone_recipe_trains_and_predicts_on_photo_folders(photo_folders, tmp_path):

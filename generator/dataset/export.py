@@ -28,6 +28,13 @@ per-frame depth (``thin_lens`` breathing) the depth map is that of the
 nearest-focused frame; a dynamic sample (frames at different times) has no
 single depth map and is refused.
 
+``stacks``: the folders ``dfdgen predict`` reads, as a camera's focus bracket gives them: per
+scene, ``{split}/{key}/`` holds ``IMG_0001.jpg`` ... (the first ramp's frames in increasing focus,
+the sample's own frame bytes, not re-encoded: JPEG as the recipe's camera wrote it, or PNG/EXR),
+``focus.yaml`` (each frame's focus distance in metres, by file name, as a user writes it) and
+``camera.yaml`` (the scene's lens, for ``dfdgen predict --camera``). It checks the workflow on
+rendered stacks before real photos, and scores a model the way a user runs it. Any camera.
+
 Every member of a sample is decoded and checked (:func:`generator.dataset.sample.decode_sample`)
 before any of its files is written: a corrupt sample stops the export (exit 1), or with
 ``skip_corrupt`` is left out with a warning, the later scenes numbered on without a gap.
@@ -48,6 +55,7 @@ from typing import Iterator
 
 import numpy as np
 import OpenEXR
+import yaml
 from PIL import Image
 
 from generator.core.errors import BadInput, CorruptShard, OutputError, brief
@@ -55,9 +63,9 @@ from generator.core.files import write_atomic
 from generator.recipe.recipe import SPLITS
 from generator.dataset.pixels import srgb8
 from generator.dataset.sample import decode_sample
-from generator.dataset.format import manifest_shards, read_manifest, read_shard
+from generator.dataset.format import frame_stem, manifest_shards, read_manifest, read_shard, rgb_member
 
-FORMATS = ("fod500",)
+FORMATS = ("fod500", "stacks")
 #: The FoD500 camera the published loaders hard-code: frames per scene, image size (pixels),
 #: focus distances (metres), focal length (metres) and f-number.
 FOD500_FRAMES = 5
@@ -122,14 +130,18 @@ def export_dataset(data_dir: str | Path, out_dir: str | Path, fmt: str = "fod500
         written = set()
         for sample in _samples(data_dir, manifest, skip_corrupt):
             try:
-                written.add(_write_fod500(sample, partial, number, force))
+                if fmt == "fod500":
+                    written.add(_write_fod500(sample, partial, number, force))
+                else:
+                    written.add(_write_stack(sample, partial / split_of.get(int(sample["__key__"]), "unknown")))
             except CorruptShard as exn:
                 _skip(exn, skip_corrupt)
         order = [scene for scene in order if scene in written]
-        for n, scene in enumerate(order):  # skipped scenes leave no gap: the loaders split by index
-            for old, new in zip(fod500_files(number[scene]), fod500_files(n)):
-                if old != new:
-                    os.replace(partial / old, partial / new)
+        if fmt == "fod500":
+            for n, scene in enumerate(order):  # skipped scenes leave no gap: the loaders split by index
+                for old, new in zip(fod500_files(number[scene]), fod500_files(n)):
+                    if old != new:
+                        os.replace(partial / old, partial / new)
         ranges = {}
         for n, scene in enumerate(order):
             first, _ = ranges.get(split_of[scene], (n, n))
@@ -213,4 +225,39 @@ def _write_fod500(sample: dict, folder: Path, number: dict[int, int], force: boo
     depth = decoded.depth[order[0] if meta["depth"]["per_frame"] else 0].astype(np.float16)
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
     OpenEXR.File(header, {"R": depth, "G": depth, "B": depth}).write(str(folder / files[-1]))
+    return scene
+
+
+#: Name of frame n (1, 2, ...) of an exported stack, as a camera numbers its files.
+STACK_FRAME = "IMG_{:04d}"
+
+
+def _write_stack(sample: dict, folder: Path) -> int:
+    """Write one sample as a ``stacks`` folder ``folder/KEY`` (module docstring); returns the scene.
+
+    Raises:
+        CorruptShard: a member does not decode or check (:func:`generator.dataset.sample.decode_sample`,
+            before any file is written), or the metadata lacks what the export reads.
+    """
+    decoded = decode_sample(sample)
+    meta, key = decoded.meta, decoded.key
+    try:
+        first_ramp = [f for f in meta["frames"] if f["ramp"] == meta["frames"][0]["ramp"]]
+        first_ramp.sort(key=lambda f: f["focus_distance_m"])
+        lens = meta["lens"]
+        camera = {"focal_length_mm": lens["focal_length_m"] * 1e3, "f_number": lens["f_number"],
+                  "sensor_width_mm": lens["sensor_width_m"] * 1e3, "model": lens["model"]}
+        members = [rgb_member(sample, frame_stem(frame["index"])) for frame in first_ramp]
+        scene = meta["scene_index"]
+    except (KeyError, ValueError, TypeError, IndexError) as exn:  # damaged metadata
+        raise CorruptShard(sample["__url__"], sample["__key__"], f"cannot export ({brief(exn)})") from None
+    out = folder / key
+    out.mkdir(parents=True)
+    focus = {}
+    for n, (frame, member) in enumerate(zip(first_ramp, members), 1):
+        name = STACK_FRAME.format(n) + "." + member.rsplit(".", 1)[1]
+        write_atomic(out / name, sample[member])
+        focus[name] = frame["focus_distance_m"]
+    write_atomic(out / "focus.yaml", yaml.safe_dump(focus).encode("utf-8"))
+    write_atomic(out / "camera.yaml", yaml.safe_dump(camera).encode("utf-8"))
     return scene
