@@ -277,7 +277,7 @@ def learn(settings, datasets: dict, out_dir: Path, reuse: bool) -> dict[str, lis
                               reuse=reuse)
                     for seed in range(settings.seeds if trainable else 1)]
             label = f"{row.label}, trained on {name} frames" if trainable else row.label
-            trained.append((dataclasses.replace(row, label=label, run_name=f"{name}/{row.run}" if trainable else None),
+            trained.append((dataclasses.replace(row, label=label, run_name=f"{name}/{row.run}" if trainable else row.run),
                             runs))
     scored = {}
     for test in DATASETS:
@@ -384,13 +384,14 @@ def cost_section(seconds: dict[str, list[float]], scenes: int, size: int, sample
     return lines + [""]
 
 
-def learning_section(scored: dict[str, list], settings, wall_s: float, render_s: float, reused: int,
-                     datasets: dict, workers: int) -> list[str]:
+def learning_section(scored: dict[str, list], settings, render_s: float, reused: int, datasets: dict,
+                     workers: int) -> list[str]:
     from results.report import _choices, _table, recipe_line, render_command
 
     from generator.dataset.format import read_manifest
 
     s = settings
+    wall_s = sum(r.train_s for r in scored["clean"])  # every run's training (or fitting), as it was run
     manifest = read_manifest(datasets["clean"].path)
     counts = " / ".join(str(sum(m["samples"] for m in manifest["shards"] if m["split"] == split))
                         for split in ("train", "val", "test"))
@@ -402,8 +403,8 @@ def learning_section(scored: dict[str, list], settings, wall_s: float, render_s:
              f"rate {s.lr:g}, the results page's) on random {s.crop}x{s.crop} crops, as on the results page: regions "
              f"{s.regions}, depth_space {s.depth_space}, blur features; {s.seeds} training seed(s) per training set; "
              f"the checkpoint kept is the best of 10 validations on objects AbsRel, on the validation split of the "
-             f"data it trained on. On {_device()}, {platform.machine()}; training, fitting and scoring "
-             f"{wall_s:.0f} s, dataset render {render_s:.0f} s ({reused} scenes reused from an earlier run).", "",
+             f"data it trained on. On {_device()}, {platform.machine()}, shared with other jobs; training and "
+             f"fitting {wall_s:.0f} s, dataset render {render_s:.0f} s ({reused} scenes reused from an earlier run).", "",
              "Regions, metrics and references as on [the results page](RESULTS.md): a row is a result only where "
              "it beats `constant` on all pixels and `dff` on objects. The references read no training frames "
              "(`dff` learns nothing), so they are fitted once, on the clean training split. Cells with several "
@@ -470,9 +471,7 @@ def main(argv: list[str] | None = None) -> None:
     cost = measure_cost(realistic, load_recipe("dynamic", base), args.cost_scenes, args.threads)
     measured_s = time.perf_counter() - start
     datasets, render_s, reused = render_datasets(args)
-    start = time.perf_counter()
     scored = learn(settings, datasets, args.out_dir, args.reuse)
-    learn_s = time.perf_counter() - start
     command = shlex.join(sys.argv[1:] if argv is None else argv)
     lines = [
         "# Camera realism, measured", "",
@@ -485,7 +484,7 @@ def main(argv: list[str] | None = None) -> None:
         *noise_section(radiance, noise, args.noise_size, draw_scene(realistic, 0).sensor),
         *aperture_section(apertures, args.aperture_samples),
         *cost_section(cost, args.cost_scenes, args.size, args.samples, args.threads),
-        *learning_section(scored, settings, learn_s, render_s, reused, datasets, args.render_workers),
+        *learning_section(scored, settings, render_s, reused, datasets, args.render_workers),
     ]
     args.page.parent.mkdir(parents=True, exist_ok=True)
     args.page.write_text(portable("\n".join(lines).rstrip() + "\n", args.out_dir))
