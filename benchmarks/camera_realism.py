@@ -257,6 +257,19 @@ def render_datasets(args: argparse.Namespace) -> tuple[dict, float, int]:
     return datasets, time.perf_counter() - start, reused
 
 
+def same_scenes(first: Path, second: Path) -> bool:
+    """Whether two datasets hold the same scenes in the same splits with byte-identical depth maps (the
+    camera sections change the frames only)."""
+    import webdataset as wds
+
+    def depth(folder: Path) -> dict:
+        shards = sorted(str(p) for p in folder.glob("*.tar"))
+        return {(Path(s["__url__"]).name.split("-")[1], s["__key__"]): s["f000.depth.exr"]
+                for s in wds.WebDataset(shards, shardshuffle=False)}
+
+    return depth(first) == depth(second)
+
+
 def learn(settings, datasets: dict, out_dir: Path, reuse: bool) -> dict[str, list]:
     """Per test set (the datasets' names), the rows scored on it: the references (fitted once, on the
     clean training split: they read no frames but ``dff``, which learns nothing), then ``ddff`` trained
@@ -397,8 +410,11 @@ def learning_section(scored: dict[str, list], settings, render_s: float, reused:
                         for split in ("train", "val", "test"))
     lines = ["## 4. What realism does to learning", "",
              f"**Budget.** {s.scenes} small_obj scenes (train / val / test: {counts}), rendered twice: clean (the "
-             f"recipe as it is) and realistic (the same recipe and seed with `{' '.join(CAMERA)}`: each scene's "
-             f"objects, lens and focus are the clean one's); {s.size}x{s.size} px, 5 frames per stack, {s.samples} "
+             f"recipe as it is) and realistic (the same recipe and seed with `{' '.join(CAMERA)}`); "
+             + ("the same scenes in the same splits, their depth maps byte-identical; "
+                if same_scenes(datasets["clean"].path, datasets["realistic"].path) else
+                "**the scenes differ between the two datasets**; ")
+             + f"{s.size}x{s.size} px, 5 frames per stack, {s.samples} "
              f"Cycles samples. `ddff` trained {s.steps} steps of batch {s.batch_size} (AdamW, cosine, peak learning "
              f"rate {s.lr:g}, the results page's) on random {s.crop}x{s.crop} crops, as on the results page: regions "
              f"{s.regions}, depth_space {s.depth_space}, blur features; {s.seeds} training seed(s) per training set; "
