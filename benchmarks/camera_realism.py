@@ -1,6 +1,6 @@
 """Camera realism, measured (issue 29, part 6): the page ``docs/CAMERA_REALISM.md``.
 
-1. **Noise.** A flat, evenly lit grey plane (:func:`grey_plane`) rendered once at full size, then
+1. **Noise.** A flat, evenly lit grey plane (:func:`generator.scene.calibration.grey_plane`) rendered once at full size, then
    photographed through the realistic recipe's camera at several exposures and a few shot gains
    across the recipe's range (the read noise from its log-linear relation): each stored frame,
    undone to raw with its metadata, against its clean frame, gives a (mean, variance) point per
@@ -36,18 +36,14 @@ from pathlib import Path
 
 import numpy as np
 
-from generator.core.lens import Aperture, corner_angles_rad, equal_area_factor
+from generator.core.lens import Aperture
 from generator.dataset.sample import decode_sample, encode_sample
 from generator.draw.scene import draw_scene
 from generator.recipe.recipe import Recipe, load_recipe
-from generator.scene.calibration import (
-    aperture_probe,
-    measure_aperture,
-    plane_probe,
-    tolerances,
-)
-from generator.scene.sensor import SensorSpec, to_raw, undevelop
-from generator.scene.spec import MaterialSpec, SceneSpec, ShutterSpec
+from generator.scene.calibration import (aperture_errors, aperture_probe, fit_noise, grey_plane, measure_aperture,
+                                         raw_noise_points)
+from generator.scene.sensor import SensorSpec, to_raw
+from generator.scene.spec import SceneSpec, ShutterSpec
 
 #: The realistic camera: ``--set`` overrides on top of the clean recipe. Each section is drawn from a
 #: child stream of its own, so the scenes (objects, lens, focus) stay those of the clean dataset.
@@ -72,43 +68,6 @@ LEARNING_RUNS = ["constant", "constant-objects", "dff", "ddff"]
 
 
 # 1. Noise
-
-
-def grey_plane(size: int, levels: int, *, samples: int = 4) -> SceneSpec:
-    """A diffuse grey plane filling the view, lit by a sun along the view axis (no bounces, no
-    texture: every pixel has the same radiance), seen ``levels`` times at one focus (one Cycles
-    render; a sensor gives each frame its own exposure), stored as 16-bit PNG so that quantisation
-    stays far below the noise."""
-    probe = plane_probe(size, 1.0, (1.0,) * levels, samples=samples)
-    grey = MaterialSpec(kind="diffuse", color_a=(0.5, 0.5, 0.5), color_b=(0.5, 0.5, 0.5))
-    return dataclasses.replace(probe, objects=(dataclasses.replace(probe.objects[0], material=grey),),
-                               render=dataclasses.replace(probe.render, aif=False, rgb="png16"))
-
-
-def raw_noise_points(frames: list[np.ndarray], clean: list[np.ndarray], sensor: SensorSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame and channel, (mean, variance) of the raw noise: each stored frame undone to raw
-    (:func:`undevelop`), against its clean render taken to raw (:func:`to_raw`)."""
-    means, variances = [], []
-    for i, (frame, radiance) in enumerate(zip(frames, clean)):
-        raw, expected = undevelop(frame, sensor), to_raw(radiance, sensor, i)
-        for c in range(3):
-            means.append(expected[..., c].mean())
-            variances.append((raw[..., c] - expected[..., c]).var())
-    return np.array(means), np.array(variances)
-
-
-def fit_noise(means: np.ndarray, variances: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
-    """(gain, read variance) of the line variance = gain * mean + read, and their standard errors.
-
-    Weighted least squares: a variance measured over n pixels has a standard error of about
-    var * sqrt(2 / n), so each point is weighted by 1 / var; unweighted, the brightest points (the
-    largest variances, the largest errors) would decide the intercept, the read noise.
-    """
-    (gain, read), cov = np.polyfit(means, variances, 1, w=1 / variances, cov="unscaled")
-    # "unscaled": the weights are 1 / sigma up to the common factor sqrt(2 / n), which the residuals give
-    residual = (variances - gain * means - read) / variances
-    scale = float(residual @ residual) / max(len(means) - 2, 1)
-    return (float(gain), float(read)), (math.sqrt(cov[0, 0] * scale), math.sqrt(cov[1, 1] * scale))
 
 
 def unclipped_exposures(radiance: float, sensor: SensorSpec, levels: int) -> tuple[float, ...]:
@@ -161,20 +120,6 @@ def measure_noise(recipe: Recipe, size: int, gains: list[float], threads: int) -
 
 
 # 2. Aperture
-
-
-def aperture_errors(aperture: Aperture, row: dict) -> tuple[float | None, float]:
-    """A :func:`measure_aperture` row's corner direction error (degrees, within half a blade period;
-    None for a disc) and its area error in the CoC tolerance (:func:`tolerances`: <= 1 holds), the
-    measured area's equal-area diameter against the CoC times :func:`equal_area_factor`. In front
-    of focus the image of the aperture is turned by 180 degrees."""
-    diameter = math.sqrt(4 * row["area_px"] / math.pi)
-    area = tolerances(diameter, row["predicted"] * equal_area_factor(aperture))
-    if not aperture.blades:
-        return None, area
-    period = 360 / aperture.blades
-    expected = math.degrees(corner_angles_rad(aperture)[0]) + (0 if row["z"] > row["F"] else 180)
-    return (row["corner_deg"] - expected + period / 2) % period - period / 2, area
 
 
 def measure_apertures(samples: int, threads: int) -> list[dict]:

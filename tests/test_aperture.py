@@ -4,10 +4,8 @@ metadata only when on, and rendered by Cycles as the polygon asked for (measured
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +24,7 @@ from generator.dataset.sample import decode_sample, encode_sample
 from generator.draw.scene import draw_scene
 from generator.scene.calibration import aperture_probe, measure_aperture
 from generator.scene.spec import SceneSpec
+from generator.scene.calibration import aperture_errors
 
 APERTURE = ("lens.aperture.blades=[5, 8]", "lens.aperture.rotation_deg=[-90, 90]", "lens.aperture.ratio=[0.8, 1.5]")
 
@@ -90,14 +89,6 @@ def test_metadata_records_the_aperture_only_when_on_and_decodes_back():
 
 # Rendered by Cycles
 
-@pytest.fixture(scope="module")
-def realism():
-    """``benchmarks/camera_realism.py``, whose aperture measurement this test shares."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
-        return importlib.import_module("camera_realism")
-
-
 #: (blades, rotation in degrees, ratio): odd and even blade counts, a squeezed polygon, a squeezed disc.
 SHAPES = [(6, 20.0, 1.0), (5, -50.0, 1.0), (3, 10.0, 1.5), (0, 0.0, 0.8)]
 #: Largest error of a corner's direction, degrees.
@@ -105,7 +96,7 @@ CORNER_TOLERANCE_DEG = 2.0
 
 
 @pytest.mark.parametrize("blades,rotation_deg,ratio", SHAPES)
-def test_a_point_out_of_focus_renders_as_the_polygon_asked_for(bpy, realism, blades, rotation_deg, ratio):
+def test_a_point_out_of_focus_renders_as_the_polygon_asked_for(bpy, blades, rotation_deg, ratio):
     """The blob of a small disc, beyond and in front of focus: its blade count and corner directions
     (beyond focus: :func:`corner_angles_rad`, in front: turned by 180 deg), its squeeze, and its
     area: that of the polygon with corners on the circle of the CoC c (the equal-area diameter
@@ -120,7 +111,7 @@ def test_a_point_out_of_focus_renders_as_the_polygon_asked_for(bpy, realism, bla
         print({k: row[k] for k in ("F", "predicted", "blades", "strength", "noise", "corner_deg", "area_px", "width_u")})
         assert row["edge"] == 0 and row["stray"] == 0, "light outside the circumscribed window"
         assert row["width_u"] == pytest.approx(1 / ratio, rel=0.03)
-        corner_error, area_error = realism.aperture_errors(aperture, row)
+        corner_error, area_error = aperture_errors(aperture, row)
         assert area_error <= 1, row
         assert row["blades"] == blades
         if blades:

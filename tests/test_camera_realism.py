@@ -13,6 +13,7 @@ import pytest
 from generator.draw.scene import draw_scene
 from generator.recipe.recipe import load_recipe
 from generator.scene.sensor import photograph
+from generator.scene.calibration import fit_noise, raw_noise_points
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +42,8 @@ def test_the_exposures_chosen_keep_the_noise_unclipped_and_give_back_the_model(r
     grey = np.full((128, 128, 3), radiance, np.float32)
     frames = [photograph(grey, sensor, i, i) for i in range(len(exposures))]
     assert max(((f <= 0) | (f >= 1)).mean() for f in frames) < 0.01
-    (measured_gain, measured_read), (gain_se, read_se) = realism.fit_noise(
-        *realism.raw_noise_points(frames, [grey] * len(frames), sensor))
+    (measured_gain, measured_read), (gain_se, read_se) = fit_noise(
+        *raw_noise_points(frames, [grey] * len(frames), sensor))
     assert measured_gain == pytest.approx(gain, rel=0.05) and gain_se < 0.05 * gain
     assert abs(measured_read - read) < max(4 * read_se, 0.1 * read)
 

@@ -6,10 +6,8 @@ surface and byte-identical samples with 1 and 2 workers."""
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import io
 import math
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -35,6 +33,7 @@ from generator.scene.sensor import (
     undevelop,
 )
 from generator.scene.spec import SceneSpec
+from generator.scene.calibration import fit_noise, grey_plane, raw_noise_points
 
 #: Declared noise of the tests: shot-noise gain and read-noise variance (raw units, white level 1).
 SHOT, READ = 4e-3, 8e-4
@@ -46,32 +45,24 @@ CAMERA = SensorSpec(exposure=(0.8, 1.1, 0.9, 1.3), vignetting=0.3, shot_gain=SHO
                     white_balance=(2.1, 1.0, 1.7), colour_matrix=crosstalk_matrix(0.8), tone=0.6)
 
 
-@pytest.fixture(scope="module")
-def realism():
-    """``benchmarks/camera_realism.py``, whose noise measurement these tests share at a small size."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
-        return importlib.import_module("camera_realism")
-
-
-def test_noise_variance_against_mean_gives_back_the_declared_model(realism):
+def test_noise_variance_against_mean_gives_back_the_declared_model():
     """Constant raw images at several levels: the measured variance against the mean is the declared line."""
     rng = np.random.default_rng(0)
     levels = np.array([0.15, 0.3, 0.45, 0.6, 0.75])  # 4 standard deviations from clipping at 0 and 1
     noisy = [add_noise(np.full((256, 256), level), SHOT, READ, rng) for level in levels]
-    (gain, read), _ = realism.fit_noise(np.array([n.mean() for n in noisy]), np.array([n.var() for n in noisy]))
+    (gain, read), _ = fit_noise(np.array([n.mean() for n in noisy]), np.array([n.var() for n in noisy]))
     print(f"\ndeclared gain {SHOT:.3g} read {READ:.3g}; measured gain {gain:.4g} read {read:.4g}")
     assert gain == pytest.approx(SHOT, rel=0.1) and read == pytest.approx(READ, rel=0.1)
 
 
-def test_noise_through_the_whole_pipeline_gives_back_the_declared_model(realism):
+def test_noise_through_the_whole_pipeline_gives_back_the_declared_model():
     """A flat grey surface at four exposures through :func:`photograph` (white balance, colour matrix
     and tone curve too): undone to raw, each channel's noise is the declared model's."""
     # raw red (grey / 2.1) at least 3 standard deviations above 0, processed values as far below 1
     sensor = dataclasses.replace(CAMERA, exposure=(0.8, 1.2, 1.6, 2.0), vignetting=0.0)
     grey = np.full((128, 128, 3), 0.3, np.float32)
     frames = [photograph(grey, sensor, i, i) for i in range(4)]
-    (gain, read), _ = realism.fit_noise(*realism.raw_noise_points(frames, [grey] * 4, sensor))
+    (gain, read), _ = fit_noise(*raw_noise_points(frames, [grey] * 4, sensor))
     print(f"\ndeclared gain {SHOT:.3g} read {READ:.3g}; measured gain {gain:.4g} read {read:.4g}")
     assert gain == pytest.approx(SHOT, rel=0.1) and read == pytest.approx(READ, rel=0.1)
 
@@ -231,21 +222,21 @@ def test_bad_sensor_values_exit_2_naming_the_field_before_anything_is_rendered(t
 # With Blender
 
 
-def test_rendered_flat_grey_surface_gives_back_the_declared_noise(bpy, realism):
+def test_rendered_flat_grey_surface_gives_back_the_declared_noise(bpy):
     """A diffuse grey plane filling the view, lit by a sun along the view axis, at four exposures
     (one render, four frames), through the render task and the sample codec: each frame undone
     to raw with its metadata, against its clean frame, gives back the declared gain and read noise."""
     from generator.render.tasks import render_sample
 
-    spec = dataclasses.replace(realism.grey_plane(64, 4), sensor=dataclasses.replace(
+    spec = dataclasses.replace(grey_plane(64, 4), sensor=dataclasses.replace(
         CAMERA, exposure=(0.5, 0.75, 1.0, 1.25), vignetting=0.0, clean=True))
     sample, _ = render_sample(spec, SimpleNamespace(name="grey", sha256="0" * 64, seed=0), threads=1)
     decoded = decode_sample(sample)
     sensor = SensorSpec(**{k: _tuples(v) for k, v in decoded.meta["sensor"].items()})
     clean = decoded.clean[0]
     print(f"\nclean radiance {clean.mean():.4f} (spread {clean.std() / clean.mean():.2%})")
-    means, variances = realism.raw_noise_points(decoded.frames, decoded.clean, sensor)
-    (gain, read), _ = realism.fit_noise(means, variances)
+    means, variances = raw_noise_points(decoded.frames, decoded.clean, sensor)
+    (gain, read), _ = fit_noise(means, variances)
     print(f"raw means {np.round(means, 3)}\ndeclared gain {SHOT:.3g} read {READ:.3g}; "
           f"measured gain {gain:.4g} ({gain / SHOT - 1:+.1%}) read {read:.4g} ({read / READ - 1:+.1%})")
     assert gain == pytest.approx(SHOT, rel=0.1) and read == pytest.approx(READ, rel=0.1)

@@ -13,6 +13,11 @@ is d^2/16 + c^2/16 + 1/12, so the measured blur diameter is
 c = 4 sqrt(var - d^2/16 - 1/12). (A round sphere's visible cap spans depths
 z - R..z, which would shift the CoC by a few percent close to focus.)
 
+The noise probe (:func:`grey_plane`, :func:`raw_noise_points`, :func:`fit_noise`) gives back a
+sensor's gain and read noise from a flat grey render; the aperture probe (:func:`aperture_probe`,
+:func:`measure_aperture`, :func:`aperture_errors`) the blade count, orientation and area of a
+shaped aperture's blur.
+
 Two kinds of disc: ``emissive`` (unlit emitters, no bounces: the camera ray
 alone decides each pixel) and ``lit`` (grey, partly glossy discs lit directly
 by an emitting wall behind the camera and indirectly by a floor below the view,
@@ -27,7 +32,9 @@ import math
 
 import numpy as np
 
-from generator.core.lens import Aperture, Lens, circumscribed_factor, coc_px, intrinsics
+from generator.core.lens import (Aperture, Lens, circumscribed_factor, coc_px, corner_angles_rad, equal_area_factor,
+                                 intrinsics)
+from generator.scene.sensor import SensorSpec, to_raw, undevelop
 from generator.scene.spec import (
     CameraSpec,
     FrameSpec,
@@ -325,3 +332,57 @@ def fit_blur_px(sharp: np.ndarray, blurred: np.ndarray, max_px: float, step_px: 
         if curvature > 0:
             return float(diameters[i] + step_px * 0.5 * (y0 - y2) / curvature)
     return float(diameters[i])
+
+
+# Sensor noise and aperture shape, measured from pixels
+
+
+def grey_plane(size: int, levels: int, *, samples: int = 4) -> SceneSpec:
+    """A diffuse grey plane filling the view, lit by a sun along the view axis (no bounces, no
+    texture: every pixel has the same radiance), seen ``levels`` times at one focus (one Cycles
+    render; a sensor gives each frame its own exposure), stored as 16-bit PNG so that quantisation
+    stays far below the noise."""
+    probe = plane_probe(size, 1.0, (1.0,) * levels, samples=samples)
+    grey = MaterialSpec(kind="diffuse", color_a=(0.5, 0.5, 0.5), color_b=(0.5, 0.5, 0.5))
+    return dataclasses.replace(probe, objects=(dataclasses.replace(probe.objects[0], material=grey),),
+                               render=dataclasses.replace(probe.render, aif=False, rgb="png16"))
+
+
+def raw_noise_points(frames: list[np.ndarray], clean: list[np.ndarray], sensor: SensorSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame and channel, (mean, variance) of the raw noise: each stored frame undone to raw
+    (:func:`~generator.scene.sensor.undevelop`), against its clean render taken to raw (:func:`~generator.scene.sensor.to_raw`)."""
+    means, variances = [], []
+    for i, (frame, radiance) in enumerate(zip(frames, clean)):
+        raw, expected = undevelop(frame, sensor), to_raw(radiance, sensor, i)
+        for c in range(3):
+            means.append(expected[..., c].mean())
+            variances.append((raw[..., c] - expected[..., c]).var())
+    return np.array(means), np.array(variances)
+
+
+def fit_noise(means: np.ndarray, variances: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(gain, read variance) of the line variance = gain * mean + read, and their standard errors.
+
+    Weighted least squares: a variance measured over n pixels has a standard error of about
+    var * sqrt(2 / n), so each point is weighted by 1 / var; unweighted, the brightest points (the
+    largest variances, the largest errors) would decide the intercept, the read noise.
+    """
+    (gain, read), cov = np.polyfit(means, variances, 1, w=1 / variances, cov="unscaled")
+    # "unscaled": the weights are 1 / sigma up to the common factor sqrt(2 / n), which the residuals give
+    residual = (variances - gain * means - read) / variances
+    scale = float(residual @ residual) / max(len(means) - 2, 1)
+    return (float(gain), float(read)), (math.sqrt(cov[0, 0] * scale), math.sqrt(cov[1, 1] * scale))
+
+
+def aperture_errors(aperture: Aperture, row: dict) -> tuple[float | None, float]:
+    """A :func:`measure_aperture` row's corner direction error (degrees, within half a blade period;
+    None for a disc) and its area error in the CoC tolerance (:func:`tolerances`: <= 1 holds), the
+    measured area's equal-area diameter against the CoC times :func:`equal_area_factor`. In front
+    of focus the image of the aperture is turned by 180 degrees."""
+    diameter = math.sqrt(4 * row["area_px"] / math.pi)
+    area = tolerances(diameter, row["predicted"] * equal_area_factor(aperture))
+    if not aperture.blades:
+        return None, area
+    period = 360 / aperture.blades
+    expected = math.degrees(corner_angles_rad(aperture)[0]) + (0 if row["z"] > row["F"] else 180)
+    return (row["corner_deg"] - expected + period / 2) % period - period / 2, area
