@@ -74,11 +74,16 @@ def main() -> None:
     trained = ["--max-steps", args.steps, "--set", f"optim.warmup_steps={args.steps // 10}",
                *(["--set", f"optim.lr={lr:g}"] if lr is not None else []), *[a for o in args.set for a in ("--set", o)]]
     checkpoints = {}
-    # the network's checkpoint best on validation, as the README's workflow uses; dff is fitted in one step
-    for model, extra, name in ((args.model, trained, "best.pt"), ("dff", ["--max-steps", 1], "last.pt")):
-        run = args.out / "runs" / model
-        checkpoints[model] = run / "ckpt" / name
-        if not checkpoints[model].exists():
+    # the network's checkpoint best on validation, as the README's workflow uses; the references (the
+    # training median of all pixels and of the objects', and dff) are fitted in one step
+    fitted = ["--max-steps", 1]
+    rows = ((args.model, args.model, trained, "best.pt"), ("constant", "constant", fitted, "last.pt"),
+            ("constant-objects", "constant", [*fitted, "--set", "model.config.region=objects"], "last.pt"),
+            ("dff", "dff", fitted, "last.pt"))
+    for row, model, extra, name in rows:
+        run = args.out / "runs" / row
+        checkpoints[row] = run / "ckpt" / name
+        if not checkpoints[row].exists():
             dfdgen("train", "--shards", data, "--model", model, "--out", run, *extra)
     if not photos.exists():
         dfdgen("export", data, "--format", "stacks", "--out", photos)
@@ -87,7 +92,7 @@ def main() -> None:
 
     print(f"phone, {args.scenes} scenes at {args.size[0]}x{args.size[1]} px, {args.samples} samples; "
           f"{args.model} {args.steps} steps (lr {lr or 'default'}{''.join(', ' + o for o in args.set)}); {len(folders)} test photo folders through dfdgen predict")
-    print(f"{'model':>12} {'objects AbsRel':>15} {'delta1':>7} {'all AbsRel':>11} {'delta1':>7}")
+    print(f"{'model':>16} {'objects AbsRel':>15} {'delta1':>7} {'all AbsRel':>11} {'delta1':>7}")
     for model, checkpoint in checkpoints.items():
         metrics = RegionMetrics()
         for folder in folders:
@@ -97,7 +102,7 @@ def main() -> None:
             true, wall = gt[folder.name]
             metrics.update(torch.from_numpy(depth)[None, None], true, wall=wall)
         scores = metrics.compute()
-        print(f"{model:>12} {scores['objects']['abs_rel']:>15.3f} {scores['objects']['delta1']:>7.3f} "
+        print(f"{model:>16} {scores['objects']['abs_rel']:>15.3f} {scores['objects']['delta1']:>7.3f} "
               f"{scores['all']['abs_rel']:>11.3f} {scores['all']['delta1']:>7.3f}")
 
 
