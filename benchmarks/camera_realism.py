@@ -415,6 +415,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reuse", action="store_true", help="keep runs that finished the same train command")
     parser.add_argument("--out-dir", type=Path, default=Path("runs/camera_realism"), help="data and runs go here")
     parser.add_argument("--page", type=Path, default=Path("docs/CAMERA_REALISM.md"), help="the Markdown written")
+    parser.add_argument("--cost-only", action="store_true",
+                        help="measure only what each step costs and print its table (no page): a rerun on a quiet machine")
     args = parser.parse_args(argv)
     from results.experiments import Settings
     from results.report import git_commit, portable
@@ -426,6 +428,10 @@ def main(argv: list[str] | None = None) -> None:
     base = ["focus.ramps=1", "focus.frames_per_ramp=5", f"image.width={args.size}", f"image.height={args.size}",
             f"image.samples={args.samples}", f"count={args.cost_scenes}"]
     realistic = load_recipe("small_obj", base + CAMERA)
+    if args.cost_only:
+        cost = measure_cost(realistic, load_recipe("dynamic", base), args.cost_scenes, args.threads)
+        print("\n".join(cost_section(cost, args.cost_scenes, args.size, args.samples, args.threads)))
+        return
     start = time.perf_counter()
     radiance, noise = measure_noise(realistic, args.noise_size, args.gains, args.threads)
     apertures = measure_apertures(args.aperture_samples, args.threads)
