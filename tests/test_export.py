@@ -274,3 +274,18 @@ def test_stacks_export_writes_the_folders_predict_reads(tmp_path):
                           "sensor_width_mm": pytest.approx(spec.lens.sensor_width_m * 1e3), "model": spec.lens.model}
         (stack,) = gather_stacks([folder], [])  # what dfdgen predict makes of it
         assert stack.focus_m == tuple(sorted(FOCUS))
+
+
+def test_stacks_export_names_folders_from_known_splits_only(tmp_path):
+    """A manifest whose split names a path (a stranger's dataset): nothing is written outside OUT, and
+    the export exits non-zero naming the sample."""
+    _dataset(tmp_path / "data", [_spec(0, size=32, split="train")])
+    manifest = tmp_path / "data" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    for shard in data["shards"]:
+        shard["split"] = "../../escaped"
+    manifest.write_text(json.dumps(data))
+    result = _export(tmp_path / "data", "--format", "stacks", "--out", tmp_path / "a" / "b" / "out")
+    assert result.exit_code != 0, result.output
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "a" / "escaped").exists()
+    assert not (tmp_path / "a" / "b" / "out").exists()

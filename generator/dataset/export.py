@@ -63,7 +63,7 @@ from generator.core.files import write_atomic
 from generator.recipe.recipe import SPLITS
 from generator.dataset.pixels import srgb8
 from generator.dataset.sample import decode_sample
-from generator.dataset.format import frame_stem, manifest_shards, read_manifest, read_shard, rgb_member
+from generator.dataset.format import frame_stem, manifest_shards, read_manifest, read_shard, rgb_member, sample_key
 
 FORMATS = ("fod500", "stacks")
 #: The FoD500 camera the published loaders hard-code: frames per scene, image size (pixels),
@@ -133,7 +133,7 @@ def export_dataset(data_dir: str | Path, out_dir: str | Path, fmt: str = "fod500
                 if fmt == "fod500":
                     written.add(_write_fod500(sample, partial, number, force))
                 else:
-                    written.add(_write_stack(sample, partial / split_of.get(int(sample["__key__"]), "unknown")))
+                    written.add(_write_stack(sample, partial, split_of))
             except CorruptShard as exn:
                 _skip(exn, skip_corrupt)
         order = [scene for scene in order if scene in written]
@@ -232,26 +232,33 @@ def _write_fod500(sample: dict, folder: Path, number: dict[int, int], force: boo
 STACK_FRAME = "IMG_{:04d}"
 
 
-def _write_stack(sample: dict, folder: Path) -> int:
-    """Write one sample as a ``stacks`` folder ``folder/KEY`` (module docstring); returns the scene.
+def _write_stack(sample: dict, root: Path, split_of: dict[int, str]) -> int:
+    """Write one sample as a ``stacks`` folder ``root/SPLIT/KEY`` (module docstring); returns the scene.
+
+    The folder is named from the manifest's split and the scene index, never from the shard's member
+    names, and the split must be one of :data:`SPLITS`: a stranger's shard or manifest writes nothing
+    outside ``root``.
 
     Raises:
         CorruptShard: a member does not decode or check (:func:`generator.dataset.sample.decode_sample`,
-            before any file is written), or the metadata lacks what the export reads.
+            before any file is written), the metadata lacks what the export reads, or its scene is not
+            one the manifest lists under a known split.
     """
     decoded = decode_sample(sample)
-    meta, key = decoded.meta, decoded.key
+    meta = decoded.meta
     try:
+        scene = meta["scene_index"]
+        if type(scene) is not int or split_of.get(scene) not in SPLITS:
+            raise ValueError(f"scene {brief(scene)} is not one the manifest lists under {'/'.join(SPLITS)}")
         first_ramp = [f for f in meta["frames"] if f["ramp"] == meta["frames"][0]["ramp"]]
         first_ramp.sort(key=lambda f: f["focus_distance_m"])
         lens = meta["lens"]
         camera = {"focal_length_mm": lens["focal_length_m"] * 1e3, "f_number": lens["f_number"],
                   "sensor_width_mm": lens["sensor_width_m"] * 1e3, "model": lens["model"]}
         members = [rgb_member(sample, frame_stem(frame["index"])) for frame in first_ramp]
-        scene = meta["scene_index"]
     except (KeyError, ValueError, TypeError, IndexError) as exn:  # damaged metadata
         raise CorruptShard(sample["__url__"], sample["__key__"], f"cannot export ({brief(exn)})") from None
-    out = folder / key
+    out = root / split_of[scene] / sample_key(scene)
     out.mkdir(parents=True)
     focus = {}
     for n, (frame, member) in enumerate(zip(first_ramp, members), 1):
