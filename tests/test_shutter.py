@@ -184,6 +184,26 @@ def test_a_drifting_camera_blurs_a_still_plate_by_its_drift_times_the_exposure(s
     assert mean.mean() == pytest.approx(still_mean.mean(), abs=0.1)
 
 
+def test_a_viewers_keys_neither_blur_the_exposure_nor_are_lost(sharp, tmp_path):
+    """The add-on keys the sequence on the timeline for scrubbing (constant keys) and renders in the
+    same scene: the exposure sets those keys aside (its streak is the object's speed times the
+    exposure) and puts them back after."""
+    from generator.render.blender.build import _keys, build_scene, keyframe_sequence
+    from generator.render.blender.render import render_views, run_to_end
+
+    exposure_s = 0.1
+    spec = _plate_scene(ShutterSpec(exposure_s))
+    built = build_scene(spec, threads=1)
+    keyframe_sequence(built, spec, 1)
+    plate = built.objects["plate"]
+    before = [(tuple(key.co), key.interpolation) for key in _keys(plate)]
+    rendered = run_to_end(render_views(built, spec, tmp_path))
+    assert [(tuple(key.co), key.interpolation) for key in _keys(plate)] == before
+    rows, _, variance = _row_moments(rendered.frames[1])
+    length = math.sqrt(12 * (variance.mean() - _row_moments(sharp.frames[1])[2].mean()))
+    assert length == pytest.approx(SPEED_M_S * exposure_s * FX_PX / PLATE_Z_M, rel=0.03)
+
+
 def test_rolling_readout_leans_a_moving_vertical_edge(sharp):
     """The rows start their exposure one after another from the top: a plate moving right is
     further right in lower rows, by speed x readout per image height, and the middle row sees

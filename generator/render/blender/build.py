@@ -138,16 +138,19 @@ def exposure(built: BuiltScene, spec: SceneSpec, time_s: float) -> Iterator[None
     camera = built.camera
     still = tuple(camera.location), tuple(camera.rotation_euler)  # the frame's pose (set_camera_pose)
     camera_moves = any(shutter.camera_velocity_m_s) or any(shutter.camera_turn_rad_s)
+    keyed = [o for _, o in moving] + ([camera] if camera_moves else [])
+    # A viewer's keys (keyframe_sequence, in the add-on) would mix into the exposure's: set aside.
+    viewer = {obj: _set_aside(obj) for obj in keyed}
     for frame, time in ((centre - 1, middle_s - shutter.window_s), (centre + 1, middle_s + shutter.window_s)):
         for obj_spec, obj in moving:
             obj.location, obj.rotation_euler = obj_spec.pose_at(time)
         if camera_moves:
             camera.location = np.add(still[0], np.multiply(shutter.camera_velocity_m_s, time - time_s))
             camera.rotation_euler = np.add(still[1], np.multiply(shutter.camera_turn_rad_s, time - time_s))
-        for obj in [o for _, o in moving] + ([camera] if camera_moves else []):
+        for obj in keyed:
             obj.keyframe_insert("location", frame=frame)
             obj.keyframe_insert("rotation_euler", frame=frame)
-    for obj in [o for _, o in moving] + ([camera] if camera_moves else []):
+    for obj in keyed:
         for key in _keys(obj):
             key.interpolation = "LINEAR"
     r = scene.render
@@ -161,19 +164,32 @@ def exposure(built: BuiltScene, spec: SceneSpec, time_s: float) -> Iterator[None
     finally:
         r.use_motion_blur = False
         scene.cycles.rolling_shutter_type = "NONE"
+        for obj in keyed:
+            action = obj.animation_data.action
+            obj.animation_data_clear()
+            bpy.data.actions.remove(action)  # not left behind, one per object and frame
+            _put_back(obj, viewer[obj])
         for obj_spec, obj in moving:
-            _drop_action(obj)
             obj.location, obj.rotation_euler = obj_spec.pose_at(time_s)  # back to the instant
         if camera_moves:
-            _drop_action(camera)
             camera.location, camera.rotation_euler = still
 
 
-def _drop_action(obj: bpy.types.Object) -> None:
-    """Remove ``obj``'s keys and its action (not left behind, one per object and frame)."""
-    action = obj.animation_data.action
+def _set_aside(obj: bpy.types.Object) -> tuple[bpy.types.Action, bpy.types.ActionSlot] | None:
+    """``obj``'s action and slot, detached from it (None: it has none)."""
+    animation = obj.animation_data
+    if animation is None or animation.action is None:
+        return None
+    held = animation.action, animation.action_slot
     obj.animation_data_clear()
-    bpy.data.actions.remove(action)
+    return held
+
+
+def _put_back(obj: bpy.types.Object, held: tuple[bpy.types.Action, bpy.types.ActionSlot] | None) -> None:
+    """Attach an action :func:`_set_aside` detached, with its slot."""
+    if held is not None:
+        animation = obj.animation_data_create()
+        animation.action, animation.action_slot = held
 
 
 def _keys(datablock: bpy.types.ID) -> list[bpy.types.Keyframe]:
