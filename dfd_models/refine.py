@@ -231,6 +231,7 @@ def depth_scan(
     splat_px: float = 1 / math.sqrt(2 * math.pi),
     gamma: float = 1 / 2.2,
     node_ratio: float = 1.01,
+    by_frame: bool = False,
 ) -> Tensor:
     """The total re-rendering error as a function of one pixel's depth, every other pixel held at ``depth``.
 
@@ -248,9 +249,11 @@ def depth_scan(
         radiance: sharp colours of the splats, e.g. the all-in-focus image, blurred by the whole CoC
             (None: the composite of :func:`dfd_models.focus.splat_radiance`, by the rest of it).  # [1, 3, H, W]
         footprint, splat_px, gamma: the forward model.
+        by_frame: keep each frame's change apart (what a frame rendered with its own free CoC
+            would minimise) instead of summing over the frames.
     Returns:
-        error at each depth tried minus the error at ``depth``, summed over frames, pixels and
-        colour channels (mean).  # [D, P]
+        error at each depth tried minus the error at ``depth``, summed over frames (unless
+        ``by_frame``), pixels and colour channels (mean).  # [D, P] or [D, T, P]
     """
     _, t, _, h, w = frames.shape
     lo, hi = float(min(depths.min(), depth.min())), float(max(depths.max(), depth.max()))
@@ -287,9 +290,10 @@ def depth_scan(
     target = target.reshape(t, 3, *index.shape[1:])  # [T, 3, P, n^2]
     own = layer[0].flatten(1)[:, pixels]  # [4, P]: p's colour and alpha channel
 
-    def error(sums_p: Tensor) -> Tensor:  # [T, 4, P, n^2] -> [P]
+    def error(sums_p: Tensor) -> Tensor:  # [T, 4, P, n^2] -> [P] ([T, P] by frame)
         colour = sums_p[:, :3] / sums_p[:, 3:].clamp_min(1e-4)
-        return ((gamma_encode(colour, gamma) - target).abs().mean(1) * inside).sum((0, 2))
+        per_frame = ((gamma_encode(colour, gamma) - target).abs().mean(1) * inside).sum(2)
+        return per_frame if by_frame else per_frame.sum(0)
 
     held = rest_of_coc(lens, depth.flatten()[pixels][None], focus_m, w, sharp)[0]  # [T, P]
     base = footprint_at(held)

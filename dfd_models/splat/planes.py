@@ -83,14 +83,16 @@ def plane_operators(coc_px: Tensor, K_src: Tensor, K_dst: Tensor, height: int, w
     return gy, gx
 
 
-def render_planes(colors: Tensor, operators: tuple[Tensor, Tensor]) -> Tensor:
+def render_planes(colors: Tensor, operators: tuple[Tensor, Tensor], per_layer: bool = False) -> Tensor:
     """Layers of pixel-aligned splats summed into every destination frame (:func:`plane_operators`).
 
     Args:
         colors: each layer's splat colours times their weight in it (0: no splat).  # [B, L, C, H, W]
         operators: (Gy, Gx) of :func:`plane_operators`.  # [B, T, L, M, H, H], [B, T, L, M, W, W]
+        per_layer: keep each layer's image apart (to composite them with transmittance).
     Returns:
-        sum over layers and splats of alpha c, no transmittance ("sum").  # [B, T, C, H, W]
+        sum over layers (unless ``per_layer``) and splats of alpha c, no transmittance
+        ("sum").  # [B, T, C, H, W] or [B, L, T, C, H, W]
     """
     gy, gx = operators
     b, t, layers, m, h, _ = gy.shape
@@ -99,4 +101,5 @@ def render_planes(colors: Tensor, operators: tuple[Tensor, Tensor]) -> Tensor:
     rows = colors.transpose(2, 3).reshape(b, layers, h, c * w)  # [B, L, H, C W]
     out = gy.permute(0, 2, 1, 3, 4, 5).reshape(b, layers, t * m * h, h) @ rows
     out = out.reshape(b, layers, t, m, h * c, w) @ gx.permute(0, 2, 1, 3, 5, 4)  # (Gy X) Gx^T
-    return out.reshape(b, layers, t, m, h, c, w).sum((1, 3)).transpose(2, 3)
+    out = out.reshape(b, layers, t, m, h, c, w)
+    return out.sum(3).transpose(3, 4) if per_layer else out.sum((1, 3)).transpose(2, 3)
