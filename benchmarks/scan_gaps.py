@@ -21,12 +21,18 @@ time:
   against the joint scan through one depth (the same pixels, both sample counts);
 - ``occlusion``: a brute-force scan on ``--occlusion-pixels`` random pixels of the
   ``--occlusion-scenes`` scenes at ``--high-samples``: the layers summed (the model), composited
-  front to back (``over``), and composited over a hidden background (the wall's radiance and depth
-  diffused under the objects from the true wall mask: a diagnostic, which no estimate gives yet).
+  front to back (``over``: a layer is hidden by the layers at least two nodes nearer, since a splat
+  splits its weight between two neighbouring nodes), and composited over a hidden background (the
+  wall's radiance and depth diffused under the objects from the true wall mask: a diagnostic);
+- ``refine``: :func:`dfd_models.refine.refine_depth` from the disc sweep (the layers summed), against
+  the same refinement composited front to back over a background estimated from the sweep's depth
+  (the largest depth within the CoC's reach; the radiance diffused into the pixels in front of it),
+  object AbsRel / delta1 at ``--samples``.
 
     python benchmarks/scan_gaps.py [--scenes 8] [--samples 64] [--high-samples 1024] [--occlusion-scenes 0 2 4]
+        [--parts scan free occlusion refine]
 
-About 25 minutes on 2 CPU cores with the defaults (the brute-force scans take most).
+About 30 minutes on 2 CPU cores with the defaults (the brute-force scans take most).
 """
 
 from __future__ import annotations
@@ -42,9 +48,24 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from dfd_models.focus import focus_measure, gamma_encode, gaussian_blur, sweep_depths
+from dfd_models.focus import (
+    defocus_sweep,
+    focus_measure,
+    gamma_encode,
+    gaussian_blur,
+    sweep_depths,
+)
+from dfd_models.metrics import RegionMetrics
 from dfd_models.networks.base import lens_from_batch
-from dfd_models.refine import depth_scan, forward_model, rest_of_coc
+from dfd_models.refine import (
+    REFINE_LR,
+    REFINE_SCALES,
+    REFINE_STEPS,
+    depth_scan,
+    forward_model,
+    refine_depth,
+    rest_of_coc,
+)
 from dfd_models.splat import render_planes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -52,6 +73,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from planes_stack import on_frame  # noqa: E402
 from sweep_accuracy import small_obj_stacks  # noqa: E402
 
+#: What the script can measure (``--parts``).
+PARTS = ("scan", "free", "occlusion", "refine")
 #: The scan's hypotheses (metres) and the splats' std on screen (pixels).
 DEPTHS = sweep_depths(0.25, 2.5, 1.05)
 SPLAT_PX = 1 / math.sqrt(2 * math.pi)
@@ -119,41 +142,66 @@ def free_coc(stack: Stack) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def render_layers(model, depth: torch.Tensor, blend: str, hidden: tuple | None) -> torch.Tensor:
-    """Every frame from splats on their nearest layer: summed, or composited front to back (``over``),
-    with the ``hidden`` splats (depth, colour and alpha) behind.  # [1, T, 3, H, W]"""
+    """Every frame from the splats of ``model.layer`` at ``depth``, each splitting its weight between the
+    two layers around its depth (:func:`dfd_models.refine.render_depth`): summed, or composited front to
+    back (``over``; a layer is hidden by those at least two nodes nearer, never by its own splats'
+    other half), with the ``hidden`` splats (depth, colour and alpha) among them.  # [1, T, 3, H, W]"""
     logs = model.nodes.log()
 
-    def node(d):
-        return ((d.log() - logs[0]) / (logs[1] - logs[0])).round().clamp(0, len(logs) - 1).long()
+    def weights(d):  # [1, L, H, W]
+        pos = ((d.log() - logs[0]) / (logs[1] - logs[0])).clamp(0, len(logs) - 1)
+        low = pos.detach().floor().clamp(max=len(logs) - 2)
+        index = torch.arange(len(logs)).reshape(1, -1, 1, 1)
+        return torch.where(index == low, 1 - (pos - low), torch.where(index == low + 1, pos - low, 0.0))
 
-    index = node(depth)
-    used = torch.unique(index if hidden is None else torch.cat([index.flatten(), node(hidden[0]).flatten()]))
-    colors = (index == used.reshape(1, -1, 1, 1)).to(depth)[:, :, None] * model.layer[:, None]
+    colors = weights(depth)[:, :, None] * model.layer[:, None]  # [1, L, 4, H, W]
     if hidden is not None:
-        colors = colors + (node(hidden[0]) == used.reshape(1, -1, 1, 1)).to(depth)[:, :, None] * hidden[1][:, None]
+        colors = colors + weights(hidden[0])[:, :, None] * hidden[1][:, None]
+    used = colors.detach()[0, :, 3].flatten(1).amax(1) > 0
     gy, gx = model.operators
-    layers = render_planes(colors, (gy[:, :, used], gx[:, :, used]), per_layer=True)  # [1, L, T, 4, H, W]
+    layers = render_planes(colors[:, used], (gy[:, :, used], gx[:, :, used]), per_layer=True)  # [1, L', T, 4, H, W]
     if blend == "sum":
         out = layers.sum(1)
-    else:
+    else:  # the layers used are consecutive nodes or apart: "two nodes nearer" counts nodes, not list places
+        nodes = used.nonzero()[:, 0]
         alpha = layers[:, :, :, 3:].clamp(0, 1)
-        out = (layers * torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1 - alpha[:, :-1]], 1), 1)).sum(1)
+        clear = torch.log1p(-alpha.clamp(max=1 - 1e-6))  # log transmittance of each layer
+        nearer = (nodes[None, :] <= nodes[:, None] - 2).to(alpha)  # [L', L']: layer j hides layer i
+        out = (layers * torch.einsum("ij,bjtchw->bitchw", nearer, clear).exp()).sum(1)
     return out[:, :, :3] / out[:, :, 3:].clamp_min(1e-4)
 
 
-def hidden_wall(stack: Stack) -> tuple[torch.Tensor, torch.Tensor]:
-    """The wall's radiance and depth diffused under the objects (true wall mask): splats behind them."""
-    known = stack.wall.float()
-    colour, depth = stack.batch["aif"] * known, stack.depth * known
-    for _ in range(200):
+def diffused(colour: torch.Tensor, depth: torch.Tensor, known: torch.Tensor, steps: int) -> tuple:
+    """Colour and depth diffused from the ``known`` pixels into the others, 3 x 3 means, ``steps`` times;
+    and where they reached.  # [1, 3, H, W], [1, 1, H, W], [1, 1, H, W] float"""
+    known = known.float()
+    colour, depth = colour * known, depth * known
+    for _ in range(steps):
         count = F.avg_pool2d(known, 3, 1, 1, count_include_pad=False)
         fill = (known == 0) & (count > 0)
         colour = torch.where(fill, F.avg_pool2d(colour, 3, 1, 1, count_include_pad=False) / count.clamp_min(1e-6),
                              colour)
         depth = torch.where(fill, F.avg_pool2d(depth, 3, 1, 1, count_include_pad=False) / count.clamp_min(1e-6), depth)
         known = torch.where(fill, torch.ones_like(known), known)
+    return colour, depth, known
+
+
+def hidden_wall(stack: Stack) -> tuple[torch.Tensor, torch.Tensor]:
+    """The wall's radiance and depth diffused under the objects (true wall mask): splats behind them."""
+    colour, depth, _ = diffused(stack.batch["aif"], stack.depth, stack.wall, 200)
     alpha = (~stack.wall).float()
     return depth.clamp(float(DEPTHS[0]), float(DEPTHS[-1])), torch.cat([colour, torch.ones_like(alpha)], 1) * alpha
+
+
+def estimated_background(model, depth: torch.Tensor, reach_px: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Splats for what a depth map's nearer surfaces hide: where a pixel lies 10 % in front of the
+    largest depth within ``reach_px``, that depth's radiance diffused from the pixels not in front."""
+    radius = math.ceil(reach_px) + 1
+    far = F.max_pool2d(depth, 2 * radius + 1, 1, radius)
+    front = depth < far / 1.1
+    colour, behind, reached = diffused(model.layer[:, :3], depth, ~front, radius + 2)
+    alpha = (front & (reached > 0)).float()
+    return torch.where(reached > 0, behind, far), torch.cat([colour, torch.ones_like(alpha)], 1) * alpha
 
 
 def brute_scan(stack: Stack, pixels: torch.Tensor, blend: str, hidden: tuple | None) -> torch.Tensor:
@@ -187,6 +235,38 @@ def brute_scan(stack: Stack, pixels: torch.Tensor, blend: str, hidden: tuple | N
     return out
 
 
+def refine_over(batch: dict, start: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """:func:`dfd_models.refine.refine_depth`'s schedule (Adam on a correction at 1/8 resolution) on the
+    layers composited front to back over :func:`estimated_background` of ``start``.  # [1, 1, H, W] m"""
+    frames, focus, K, lens = batch["frames"], batch["focus_m"], batch["K"], lens_from_batch(batch)
+    model = forward_model(frames, focus, K, lens, frames.shape[1] // 2, min_depth_m=low, max_depth_m=high)
+    reach = float(rest_of_coc(lens, torch.tensor([[low, high]]), focus, frames.shape[-1]).max()) / 2
+    hidden = estimated_background(model, start, reach)
+    log_depth, bounds = start.log().clamp(math.log(low), math.log(high)), (math.log(low), math.log(high))
+    correction = torch.zeros_like(F.avg_pool2d(log_depth, REFINE_SCALES[0]), requires_grad=True)
+    optimiser = torch.optim.Adam([correction], lr=REFINE_LR)
+
+    def current():
+        up = F.interpolate(correction, scale_factor=REFINE_SCALES[0], mode="bilinear", align_corners=False)
+        return (log_depth + up).clamp(*bounds)
+
+    target = gamma_encode(frames, model.gamma)
+    for _ in range(REFINE_STEPS):
+        residual = gamma_encode(render_layers(model, current().exp(), "over", hidden), model.gamma) - target
+        loss = (residual.abs().mean(2, keepdim=True) * model.cover).sum() / model.cover.sum()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return current().detach().exp()
+
+
+def object_scores(depth: torch.Tensor, batch: dict) -> tuple[float, float]:
+    metrics = RegionMetrics()
+    metrics.update(depth, batch["depth"], batch["valid"], batch["wall"])
+    objects = metrics.compute()["objects"]
+    return objects["abs_rel"], objects["delta1"]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenes", type=int, default=8, help="small_obj scenes (the recipe's first N)")
@@ -195,51 +275,72 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--high-samples", type=int, default=1024, help="the same scenes with less noise")
     parser.add_argument("--occlusion-scenes", type=int, nargs="*", default=[0, 2, 4])
     parser.add_argument("--occlusion-pixels", type=int, default=40, help="random pixels per scene (seed 0)")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     start = time.perf_counter()
-    data = {}
-    for samples in (args.samples, args.high_samples):
+    data, parts = {}, set(args.parts)
+    for samples in (args.samples, args.high_samples) if parts - {"refine"} else (args.samples,):
         with tempfile.TemporaryDirectory() as tmp:
-            data[samples] = stacks_of(small_obj_stacks(args.scenes, args.size, samples, Path(tmp))[0])
-    print(f"budget: small_obj scenes 0-{args.scenes - 1}, {args.size} px, 5 frames, {args.samples} and "
-          f"{args.high_samples} spp, rendered in {time.perf_counter() - start:.0f} s; "
-          f"{sum(len(s.pixels) for s in data[args.samples])} textured object pixels; {torch.get_num_threads()} threads")
+            batch, (low, high) = small_obj_stacks(args.scenes, args.size, samples, Path(tmp))
+            data[samples] = stacks_of(batch)
+    print(f"budget: small_obj scenes 0-{args.scenes - 1}, {args.size} px, 5 frames, "
+          f"{' and '.join(str(n) for n in data)} spp, rendered in {time.perf_counter() - start:.0f} s; "
+          f"{sum(len(s.pixels) for s in data[args.samples])} textured object pixels at {args.samples} spp; "
+          f"{torch.get_num_threads()} threads")
+    if "scan" in parts:
+        scan_table(data[args.samples], args.samples, data[args.high_samples], args.high_samples)
+    if "free" in parts:
+        free_table(data)
+    if "occlusion" in parts:
+        occlusion_table(data[args.high_samples], args.high_samples, args.occlusion_scenes, args.occlusion_pixels)
+    if "refine" in parts:
+        refine_table(data[args.samples], args.samples, low, high)
+    print(f"\ntotal {time.perf_counter() - start:.0f} s")
+
+
+def scan_table(stacks: list[Stack], samples: int, quiet: list[Stack], quiet_samples: int) -> None:
+    """The scan's share within delta1 as one thing changes at a time (module docstring)."""
     print("\nfraction of textured object pixels whose scan minimum lies within delta1 of the truth")
     print("| forward model / frames | mean | per scene |\n|---|---|---|")
 
     def row(label: str, values: list[float]) -> None:
         print(f"| {label} | {sum(values) / len(values):.3f} | {' '.join(f'{v:.2f}' for v in values)} |", flush=True)
 
-    low = data[args.samples]
-    row(f"cycles, {args.samples} spp", [fraction(s, scan(s)) for s in low])
-    row("own frames", [fraction(s, scan(s, own_frames(s, bits=False))) for s in low])
-    row("own frames, 8 bit", [fraction(s, scan(s, own_frames(s, bits=True))) for s in low])
+    row(f"cycles, {samples} spp", [fraction(s, scan(s)) for s in stacks])
+    row("own frames", [fraction(s, scan(s, own_frames(s, bits=False))) for s in stacks])
+    row("own frames, 8 bit", [fraction(s, scan(s, own_frames(s, bits=True))) for s in stacks])
     for factor in (0.8, 0.9, 1.1, 1.25):
         row(f"CoC x {factor}", [fraction(s, scan(s, lens=dataclasses.replace(
-            lens_from_batch(s.batch), f_number=lens_from_batch(s.batch).f_number / factor))) for s in low])
+            lens_from_batch(s.batch), f_number=lens_from_batch(s.batch).f_number / factor))) for s in stacks])
     for std in (0.2, 0.3, 0.5, 0.6):
-        row(f"splat std {std} px", [fraction(s, scan(s, splat_px=std)) for s in low])
+        row(f"splat std {std} px", [fraction(s, scan(s, splat_px=std)) for s in stacks])
     for sigma in (0.5, 0.8):
-        row(f"low-pass {sigma} px", [fraction(s, scan(
-            s, gaussian_blur(s.batch["frames"][0], sigma)[None], splat_px=math.hypot(SPLAT_PX, sigma))) for s in low])
-    row(f"cycles, {args.high_samples} spp", [fraction(s, scan(s)) for s in data[args.high_samples]])
+        row(f"low-pass {sigma} px", [fraction(s, scan(s, gaussian_blur(s.batch["frames"][0], sigma)[None],
+                                                      splat_px=math.hypot(SPLAT_PX, sigma))) for s in stacks])
+    row(f"cycles, {quiet_samples} spp", [fraction(s, scan(s)) for s in quiet])
 
+
+def free_table(data: dict[int, list[Stack]]) -> None:
+    """The scan through one depth against each frame's own free CoC, pooled over the pixels."""
     print("\nrendering each frame with its own free CoC (what a predicted CoC per frame would minimise)")
     print("| frames | textured object pixels | joint scan through depth | free CoC, depth fitted |\n|---|---|---|---|")
-    for samples in (args.samples, args.high_samples):
-        joint, free = (torch.cat(x) for x in zip(*(free_coc(s) for s in data[samples])))
+    for samples, stacks in data.items():
+        joint, free = (torch.cat(x) for x in zip(*(free_coc(s) for s in stacks)))
         print(f"| cycles, {samples} spp | {len(joint)} | {float(joint.float().mean()):.3f} | "
               f"{float(free.float().mean()):.3f} |", flush=True)
 
-    print(f"\nocclusion: brute-force scans, {args.occlusion_pixels} random pixels per scene, {args.high_samples} spp")
+
+def occlusion_table(stacks: list[Stack], samples: int, scenes: list[int], count: int) -> None:
+    """Brute-force scans of ``count`` random pixels per scene: summed, over, over a hidden wall."""
+    print(f"\nocclusion: brute-force scans, {count} random pixels per scene, {samples} spp")
     print("| scene | exact scan (sum) | sum | over | over a hidden wall | s |\n|---|---|---|---|---|---|")
-    for index in args.occlusion_scenes:
-        stack, tic = data[args.high_samples][index], time.perf_counter()
-        pick = torch.randperm(len(stack.pixels), generator=torch.Generator().manual_seed(0))[:args.occlusion_pixels]
+    for index in scenes:
+        stack, tic = stacks[index], time.perf_counter()
+        pick = torch.randperm(len(stack.pixels), generator=torch.Generator().manual_seed(0))[:count]
         pixels, truth = stack.pixels[pick], stack.depth.flatten()[stack.pixels[pick]]
 
-        def share(change):
+        def share(change, truth=truth):
             return float(within(DEPTHS[change.argmin(0)], truth).float().mean())
 
         exact = share(depth_scan(stack.batch["frames"], stack.batch["focus_m"], stack.batch["K"],
@@ -249,7 +350,24 @@ def main(argv: list[str] | None = None) -> None:
                   (("sum", None), ("over", None), ("over", hidden_wall(stack)))]
         print(f"| {index} | {exact:.3f} | {' | '.join(f'{v:.3f}' for v in shares)} | "
               f"{time.perf_counter() - tic:.0f} |", flush=True)
-    print(f"\ntotal {time.perf_counter() - start:.0f} s")
+
+
+def refine_table(stacks: list[Stack], samples: int, low: float, high: float) -> None:
+    """Object AbsRel / delta1 of the disc sweep, refined summed, refined over an estimated background."""
+    print(f"\nrefinement from the disc sweep, {samples} spp (objects AbsRel / delta1; range {low:.3f}-{high:.3f} m)")
+    print("| scene | sweep | refined, layers summed | refined, over an estimated background |\n|---|---|---|---|")
+    pooled = []
+    for index, stack in enumerate(stacks):
+        b = stack.batch
+        frames, focus, K, lens, ref = b["frames"], b["focus_m"], b["K"], lens_from_batch(b), b["frames"].shape[1] // 2
+        sweep = defocus_sweep(frames, focus, K, lens, ref, min_depth_m=low, max_depth_m=high, window=7,
+                              footprint="disc", depths=sweep_depths(low, high))[0]
+        depths = (sweep, refine_depth(frames, focus, K, lens, ref, sweep, min_depth_m=low, max_depth_m=high),
+                  refine_over(b, sweep, low, high))
+        pooled.append([object_scores(d, b) for d in depths])
+        print(f"| {index} | {' | '.join(f'{a:.3f} / {d:.3f}' for a, d in pooled[-1])} |", flush=True)
+    mean = torch.tensor(pooled).mean(0).tolist()
+    print(f"| mean | {' | '.join(f'{a:.3f} / {d:.3f}' for a, d in mean)} |")
 
 
 if __name__ == "__main__":

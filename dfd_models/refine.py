@@ -18,8 +18,10 @@ its depth, linearly in log z, and every layer renders in closed form
 Refinement (:func:`refine_depth`): Adam on log depth from a start (the sweep's), coarse to
 fine: at each scale s of ``scales`` the correction to the start is a map s times coarser,
 upsampled bilinearly (1/8 by default). A free depth per pixel drifts from the truth: on
-small_obj the error's per-pixel minimum is not at the true depth at occlusion edges
-(:func:`depth_scan`; benchmarks/sweep_accuracy.py; the figures: docs/NOTES.md, issue 31).
+small_obj at 64 px the error's per-pixel minimum lies within delta1 of the true depth on only about
+half of the textured object pixels (:func:`depth_scan`), for Monte Carlo noise, occlusion edges
+(the layers are summed, and nothing stands for the background an object hides) and CoCs near 1 px
+(benchmarks/scan_gaps.py measures each; the figures: docs/NOTES.md, issue 31).
 
 The scan (:func:`depth_scan`): the change of the total error when one pixel's depth alone
 moves to each hypothesis, the others held, computed exactly from the pixel's own footprint
