@@ -48,35 +48,31 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from dfd_models.focus import (
-    defocus_sweep,
-    focus_measure,
-    gamma_encode,
-    gaussian_blur,
-    sweep_depths,
-)
+from dfd_models.data.batch import reference_index
+from dfd_models.focus import defocus_sweep, gamma_encode, gaussian_blur, sweep_depths
 from dfd_models.metrics import RegionMetrics
 from dfd_models.networks.base import lens_from_batch
 from dfd_models.refine import (
-    REFINE_LR,
-    REFINE_SCALES,
-    REFINE_STEPS,
     depth_scan,
+    descend,
     forward_model,
+    layer_weights,
     refine_depth,
     rest_of_coc,
 )
 from dfd_models.splat import render_planes
+from generator.core.display import srgb_to_linear
+from generator.dataset.pixels import srgb8
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from planes_stack import on_frame  # noqa: E402
-from sweep_accuracy import small_obj_stacks  # noqa: E402
+from sweep_accuracy import SCAN_DEPTHS, scan_pixels, small_obj_stacks  # noqa: E402
 
 #: What the script can measure (``--parts``).
 PARTS = ("scan", "free", "occlusion", "refine")
 #: The scan's hypotheses (metres) and the splats' std on screen (pixels).
-DEPTHS = sweep_depths(0.25, 2.5, 1.05)
+DEPTHS = SCAN_DEPTHS
 SPLAT_PX = 1 / math.sqrt(2 * math.pi)
 
 
@@ -95,12 +91,9 @@ def stacks_of(batch: dict) -> list[Stack]:
     out = []
     for i in range(len(batch["frames"])):
         one = {k: (v[i : i + 1] if torch.is_tensor(v) else v) for k, v in batch.items()}
-        K, ref = one["K"], one["frames"].shape[1] // 2
-        depth = on_frame(one["depth"], K, ref, 0).clamp(float(DEPTHS[0]), float(DEPTHS[-1]))
-        objects = on_frame((one["valid"] & ~one["wall"]).float(), K, ref, 0) > 0.5
-        textured = focus_measure(gamma_encode(one["aif"], 1 / 2.2), window=3) > 1e-3
-        wall = on_frame(one["wall"].float(), K, ref, 0) > 0.5
-        out.append(Stack(one, depth, wall, (objects & textured).flatten().nonzero()[:, 0]))
+        depth, pixels = scan_pixels(one)
+        wall = on_frame(one["wall"].float(), one["K"], reference_index(one["frames"].shape[1]), 0) > 0.5
+        out.append(Stack(one, depth, wall, pixels))
     return out
 
 
@@ -123,12 +116,16 @@ def fraction(stack: Stack, change: torch.Tensor) -> float:
 
 
 def own_frames(stack: Stack, bits: bool) -> torch.Tensor:
-    """The stack as the forward model renders it from the true depth and image (8-bit sRGB-like if ``bits``)."""
+    """The stack as the forward model renders it from the true depth and image (in 8-bit sRGB, as the
+    shards store frames, if ``bits``)."""
     b = stack.batch
     model = forward_model(b["frames"], b["focus_m"], b["K"], lens_from_batch(b), 0, min_depth_m=0.25 / 1.01,
                           max_depth_m=2.5 * 1.01, radiance=b["aif"], node_ratio=1.01)
     frames = model.render(stack.depth)
-    return (gamma_encode(frames.clamp(0, 1), 1 / 2.2) * 255).round().div(255).pow(2.2) if bits else frames
+    if not bits:
+        return frames
+    codes = srgb8(frames.movedim(2, -1).numpy())  # as the png8 encoding stores them
+    return torch.from_numpy(srgb_to_linear(codes / 255.0)).to(frames).movedim(-1, 2)
 
 
 def free_coc(stack: Stack) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,17 +143,9 @@ def render_layers(model, depth: torch.Tensor, blend: str, hidden: tuple | None) 
     two layers around its depth (:func:`dfd_models.refine.render_depth`): summed, or composited front to
     back (``over``; a layer is hidden by those at least two nodes nearer, never by its own splats'
     other half), with the ``hidden`` splats (depth, colour and alpha) among them.  # [1, T, 3, H, W]"""
-    logs = model.nodes.log()
-
-    def weights(d):  # [1, L, H, W]
-        pos = ((d.log() - logs[0]) / (logs[1] - logs[0])).clamp(0, len(logs) - 1)
-        low = pos.detach().floor().clamp(max=len(logs) - 2)
-        index = torch.arange(len(logs)).reshape(1, -1, 1, 1)
-        return torch.where(index == low, 1 - (pos - low), torch.where(index == low + 1, pos - low, 0.0))
-
-    colors = weights(depth)[:, :, None] * model.layer[:, None]  # [1, L, 4, H, W]
+    colors = layer_weights(depth, model.nodes)[:, :, None] * model.layer[:, None]  # [1, L, 4, H, W]
     if hidden is not None:
-        colors = colors + weights(hidden[0])[:, :, None] * hidden[1][:, None]
+        colors = colors + layer_weights(hidden[0], model.nodes)[:, :, None] * hidden[1][:, None]
     used = colors.detach()[0, :, 3].flatten(1).amax(1) > 0
     gy, gx = model.operators
     layers = render_planes(colors[:, used], (gy[:, :, used], gx[:, :, used]), per_layer=True)  # [1, L', T, 4, H, W]
@@ -236,28 +225,19 @@ def brute_scan(stack: Stack, pixels: torch.Tensor, blend: str, hidden: tuple | N
 
 
 def refine_over(batch: dict, start: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    """:func:`dfd_models.refine.refine_depth`'s schedule (Adam on a correction at 1/8 resolution) on the
-    layers composited front to back over :func:`estimated_background` of ``start``.  # [1, 1, H, W] m"""
+    """:func:`dfd_models.refine.refine_depth`'s search (:func:`~dfd_models.refine.descend`) on the layers
+    composited front to back over :func:`estimated_background` of ``start``.  # [1, 1, H, W] m"""
     frames, focus, K, lens = batch["frames"], batch["focus_m"], batch["K"], lens_from_batch(batch)
-    model = forward_model(frames, focus, K, lens, frames.shape[1] // 2, min_depth_m=low, max_depth_m=high)
+    model = forward_model(frames, focus, K, lens, reference_index(frames.shape[1]), min_depth_m=low, max_depth_m=high)
     reach = float(rest_of_coc(lens, torch.tensor([[low, high]]), focus, frames.shape[-1]).max()) / 2
     hidden = estimated_background(model, start, reach)
-    log_depth, bounds = start.log().clamp(math.log(low), math.log(high)), (math.log(low), math.log(high))
-    correction = torch.zeros_like(F.avg_pool2d(log_depth, REFINE_SCALES[0]), requires_grad=True)
-    optimiser = torch.optim.Adam([correction], lr=REFINE_LR)
-
-    def current():
-        up = F.interpolate(correction, scale_factor=REFINE_SCALES[0], mode="bilinear", align_corners=False)
-        return (log_depth + up).clamp(*bounds)
-
     target = gamma_encode(frames, model.gamma)
-    for _ in range(REFINE_STEPS):
-        residual = gamma_encode(render_layers(model, current().exp(), "over", hidden), model.gamma) - target
-        loss = (residual.abs().mean(2, keepdim=True) * model.cover).sum() / model.cover.sum()
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    return current().detach().exp()
+
+    def error(depth):
+        residual = gamma_encode(render_layers(model, depth, "over", hidden), model.gamma) - target
+        return (residual.abs().mean(2, keepdim=True) * model.cover).sum() / model.cover.sum()
+
+    return descend(error, start, min_depth_m=low, max_depth_m=high)
 
 
 def object_scores(depth: torch.Tensor, batch: dict) -> tuple[float, float]:
@@ -359,7 +339,8 @@ def refine_table(stacks: list[Stack], samples: int, low: float, high: float) -> 
     pooled = []
     for index, stack in enumerate(stacks):
         b = stack.batch
-        frames, focus, K, lens, ref = b["frames"], b["focus_m"], b["K"], lens_from_batch(b), b["frames"].shape[1] // 2
+        frames, focus, K, lens = b["frames"], b["focus_m"], b["K"], lens_from_batch(b)
+        ref = reference_index(frames.shape[1])
         sweep = defocus_sweep(frames, focus, K, lens, ref, min_depth_m=low, max_depth_m=high, window=7,
                               footprint="disc", depths=sweep_depths(low, high))[0]
         depths = (sweep, refine_depth(frames, focus, K, lens, ref, sweep, min_depth_m=low, max_depth_m=high),

@@ -43,6 +43,7 @@ from dfd_models.focus import warp_to_grid
 from dfd_models.lens import coc_px
 from dfd_models.metrics import RegionMetrics
 from dfd_models.networks import build_model, lens_from_batch
+from dfd_models.networks.sdgs import overlap_mask
 from generator.dataset.format import read_manifest
 
 
@@ -65,11 +66,7 @@ def on_input_grid(batch: dict, warp: bool) -> tuple:
     def moved(image):
         return warp_to_grid(image.double(), K[:, ref], K[:, 0], mode="nearest")
 
-    h, w = depth.shape[-2:]
-    v, u = torch.meshgrid(torch.arange(h, dtype=K.dtype) + 0.5, torch.arange(w, dtype=K.dtype) + 0.5, indexing="ij")
-    seen = torch.stack([u, v, torch.ones_like(u)], -1).reshape(1, h * w, 3) @ (K[:, ref] @ torch.linalg.inv(K[:, 0])).mT
-    x, y = seen[..., 0] / seen[..., 2], seen[..., 1] / seen[..., 2]
-    inside = ((x >= 0) & (x <= w) & (y >= 0) & (y <= h)).reshape(-1, 1, h, w)
+    inside = overlap_mask(K[:, ref], K[:, 0], *depth.shape[-2:])
     return moved(depth).float(), (moved(valid.float()) > 0.5) & inside, moved(wall.float()) > 0.5
 
 

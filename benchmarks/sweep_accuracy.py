@@ -38,12 +38,18 @@ import torch
 
 from dfd_models.config import DataSection
 from dfd_models.data import make_loader, reference_index
-from dfd_models.focus import defocus_sweep, dff_depth, focus_measure, gamma_encode, sweep_depths
+from dfd_models.focus import (
+    defocus_sweep,
+    dff_depth,
+    focus_measure,
+    gamma_encode,
+    sweep_depths,
+)
 from dfd_models.metrics import RegionMetrics
 from dfd_models.networks.base import lens_from_batch
 from dfd_models.refine import depth_scan, forward_model, refine_depth
-from generator.render.pipeline import render_dataset
 from generator.recipe.recipe import load_recipe
+from generator.render.pipeline import render_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from planes_stack import on_frame, render_planes_stack  # noqa: E402
@@ -69,17 +75,26 @@ def score(depth: torch.Tensor, stack: dict) -> dict[str, tuple[float, float]]:
     return {region: (m["abs_rel"], m["delta1"]) for region, m in metrics.compute().items()}
 
 
-def scan_fraction(stack: dict, lens, footprint: str) -> float:
-    """Textured object pixels whose per-pixel scan minimum lies within delta1 of the truth (frame 0's grid)."""
+#: The per-pixel scan's hypotheses, metres (its range also clamps the true depth it holds).
+SCAN_DEPTHS = sweep_depths(0.25, 2.5, 1.05)
+
+
+def scan_pixels(stack: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The scan's truth and pixels on frame 0's grid (where the all-in-focus image lies): the true depth
+    within the hypotheses, metres, and the flat indices of the textured object pixels.  # [1, 1, H, W], [P]"""
     K, ref = stack["K"], reference_index(stack["frames"].shape[1])
-    depth = on_frame(stack["depth"], K, ref, 0)
+    depth = on_frame(stack["depth"], K, ref, 0).clamp(float(SCAN_DEPTHS[0]), float(SCAN_DEPTHS[-1]))
     objects = on_frame((stack["valid"] & ~stack["wall"]).float(), K, ref, 0) > 0.5
     textured = focus_measure(gamma_encode(stack["aif"], 1 / 2.2), window=3) > 1e-3
-    pixels = (objects & textured).flatten().nonzero()[:, 0]
-    depths = sweep_depths(0.25, 2.5, 1.05)
-    change = depth_scan(stack["frames"], stack["focus_m"], K, lens, 0, depth.clamp(0.25, 2.5), pixels, depths,
+    return depth, (objects & textured).flatten().nonzero()[:, 0]
+
+
+def scan_fraction(stack: dict, lens, footprint: str) -> float:
+    """Textured object pixels whose per-pixel scan minimum lies within delta1 of the truth (frame 0's grid)."""
+    depth, pixels = scan_pixels(stack)
+    change = depth_scan(stack["frames"], stack["focus_m"], stack["K"], lens, 0, depth, pixels, SCAN_DEPTHS,
                         radiance=stack["aif"], footprint=footprint)
-    best, truth = depths[change.argmin(0)], depth.flatten()[pixels]
+    best, truth = SCAN_DEPTHS[change.argmin(0)], depth.flatten()[pixels]
     return float((torch.maximum(best / truth, truth / best) < 1.25).float().mean())
 
 

@@ -31,6 +31,7 @@ moves to each hypothesis, the others held, computed exactly from the pixel's own
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,8 +43,8 @@ from dfd_models.focus import gamma_encode, splat_radiance, splat_sweep_config, s
 from dfd_models.lens import LensParams, coc_px
 from dfd_models.splat import footprint_factors, plane_operators, render_planes
 
-__all__ = ["NODE_RATIO", "REFINE_LR", "REFINE_SCALES", "REFINE_STEPS", "ForwardModel", "depth_scan", "forward_model",
-           "refine_depth", "render_depth", "rest_of_coc"]
+__all__ = ["NODE_RATIO", "REFINE_LR", "REFINE_SCALES", "REFINE_STEPS", "ForwardModel", "depth_scan", "descend",
+           "forward_model", "layer_weights", "refine_depth", "render_depth", "rest_of_coc"]
 
 #: Ratio of consecutive layer depths of :func:`render_depth`.
 NODE_RATIO = 1.03
@@ -67,6 +68,25 @@ def rest_of_coc(lens: LensParams, depth_m: Tensor, focus_m: Tensor, width_px: in
     return coc if sharp else (coc.square() - coc.square().amin(1, keepdim=True)).clamp_min(0).sqrt()
 
 
+def layer_weights(depth: Tensor, nodes: Tensor) -> Tensor:
+    """Each pixel's weight on every layer: split between the two nodes around its depth, linearly in
+    log depth (differentiable in depth).
+
+    Args:
+        depth: depth per pixel, metres, within the nodes.  # [B, 1, H, W]
+        nodes: the layers' depths, uniform in log depth, metres.  # [L]
+    Returns:
+        weights, two non-zero per pixel, summing to 1.  # [B, L, H, W]
+    """
+    logs = nodes.log()
+    count = len(nodes)
+    pos = ((depth.log() - logs[0]) / (logs[1] - logs[0])).clamp(0, count - 1)  # [B, 1, H, W]
+    low = pos.detach().floor().clamp(max=count - 2)
+    frac = pos - low
+    index = torch.arange(count, device=depth.device).reshape(1, -1, 1, 1)
+    return torch.where(index == low, 1 - frac, torch.where(index == low + 1, frac, 0.0))
+
+
 def render_depth(depth: Tensor, layer: Tensor, nodes: Tensor, operators: tuple[Tensor, Tensor]) -> Tensor:
     """The splats of ``layer`` at per-pixel depths, drawn as weighted fronto-parallel layers.
 
@@ -78,13 +98,7 @@ def render_depth(depth: Tensor, layer: Tensor, nodes: Tensor, operators: tuple[T
     Returns:
         sum over splats of alpha times ``layer`` in every frame (no normalisation).  # [B, T, C, H, W]
     """
-    logs = nodes.log()
-    count = len(nodes)
-    pos = ((depth.log() - logs[0]) / (logs[1] - logs[0])).clamp(0, count - 1)  # [B, 1, H, W]
-    low = pos.detach().floor().clamp(max=count - 2)
-    frac = pos - low
-    index = torch.arange(count, device=depth.device).reshape(1, -1, 1, 1)
-    weight = torch.where(index == low, 1 - frac, torch.where(index == low + 1, frac, 0.0))  # [B, L, H, W]
+    weight = layer_weights(depth, nodes)
     gy, gx = operators
     images = []
     for i in range(len(depth)):  # each image draws only the layers its splats are on
@@ -198,6 +212,22 @@ def refine_depth(
     """
     model = forward_model(frames, focus_m, K, lens, ref, min_depth_m=min_depth_m, max_depth_m=max_depth_m,
                           footprint=footprint, splat_px=splat_px, gamma=gamma, node_ratio=node_ratio)
+    return descend(model.error, depth, min_depth_m=min_depth_m, max_depth_m=max_depth_m, scales=scales, steps=steps,
+                   lr=lr)
+
+
+def descend(error: Callable[[Tensor], Tensor], depth: Tensor, *, min_depth_m: float, max_depth_m: float,
+            scales: tuple[int, ...] = REFINE_SCALES, steps: int = REFINE_STEPS, lr: float = REFINE_LR) -> Tensor:
+    """:func:`refine_depth`'s search for any error of a depth map: Adam on log depth from ``depth``,
+    coarse to fine (at scale s the correction is a map s times coarser, upsampled bilinearly).
+
+    Args:
+        error: the scalar to lower, of a depth map in metres.
+        depth: the start, metres.  # [B, 1, H, W]
+        min_depth_m, max_depth_m, scales, steps, lr: as :func:`refine_depth`.
+    Returns:
+        depth, metres, within the range.  # [B, 1, H, W]
+    """
     lo, hi = math.log(min_depth_m), math.log(max_depth_m)
     log_depth = depth.detach().log().clamp(lo, hi)
     with torch.enable_grad():
@@ -210,7 +240,7 @@ def refine_depth(
                 return (log_depth + up).clamp(lo, hi)
 
             for _ in range(steps):
-                loss = model.error(current().exp())
+                loss = error(current().exp())
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
