@@ -14,6 +14,9 @@ Variants (``--variants``, default all):
   features (``depth_blur_features``) the other way from the model's default;
 - ``teacher + splats``: the default photometric term beside it (one Gaussian per pixel through the
   splat renderer, SSIM + L1 on 4 x 4-pooled images, weight 1);
+- ``teacher + planes``: the photometric term read from the teacher's own cost volume at each pixel's
+  predicted depth (``photometric_renderer: planes``: its window re-rendered as a plane there);
+- ``planes alone``: that term and no sweep term (``w_sweep: 0``): the re-rendering error the only depth signal;
 - ``teacher + layers x W``: the refinement's forward model as the photometric term
   (``photometric_renderer: layers``, L1, no pooling), weight W (``--layer-weights``);
 - ``teacher, then + layers x W``: the teacher alone, then for the last ``--refine-steps`` steps the
@@ -46,6 +49,9 @@ from dfd_models.networks.sdgs import SDGS
 VARIANTS = {
     "teacher": {"w_photometric": 0.0},
     "teacher + splats": {},
+    "teacher + planes": {"photometric_renderer": "planes"},
+    "teacher + planes x 0.3": {"photometric_renderer": "planes", "w_photometric": 0.3},
+    "planes alone": {"photometric_renderer": "planes", "w_sweep": 0.0},
     "truth as teacher": {"w_photometric": 0.0},
 }
 #: The diagnostic variant: the sweep term pulled to the true depth.
@@ -72,16 +78,17 @@ class TruthTeacher:
         self.config = model.config  # the depth range the true depth is clamped to
         model.teacher = self.teacher  # the instance's teacher; every other model is untouched
 
-    def teacher(self, frames, focus_m, K, lens, ref):
+    def teacher(self, frames, focus_m, K, lens, ref, volume=None):
         depth = self.batch["depth"].float()  # the reference frame's grid; ~frame ref's at this breathing
         return depth.clamp(self.config.min_depth_m, self.config.max_depth_m), torch.ones_like(depth)
 
 
 def train_and_score(model_name: str, config: dict, train: list[dict], val: list[dict], steps: int,
-                    lr: float, truth_teacher: bool = False, later: tuple[dict, int] = ({}, 0)) -> tuple[dict, float]:
-    """{region: metrics} on ``val`` after ``steps`` steps on ``train``, and the training seconds; with
-    ``later`` = (config changes, n) the last n steps train with those changes (a schedule)."""
-    torch.manual_seed(0)
+                    lr: float, truth_teacher: bool = False, later: tuple[dict, int] = ({}, 0),
+                    seed: int = 0) -> tuple[dict, float]:
+    """{region: metrics} on ``val`` after ``steps`` steps on ``train`` from ``seed``, and the training
+    seconds; with ``later`` = (config changes, n) the last n steps train with those changes (a schedule)."""
+    torch.manual_seed(seed)
     model = build_model(model_name, config)
     truth = TruthTeacher(model) if truth_teacher else None
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr)
@@ -133,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--refine-steps", type=int, default=100,
                         help="steps of the 'then + layers' variants that add the layers term")
     parser.add_argument("--variants", nargs="*", default=None, help="only these variants (names as printed)")
+    parser.add_argument("--seeds", type=int, default=1, help="training seeds per variant, 0, 1, ...")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     variants = dict(VARIANTS)
@@ -165,9 +173,10 @@ def main(argv: list[str] | None = None) -> None:
     print("trained")
     for name, config in variants.items():
         if args.variants is None or name in args.variants:
-            scores, seconds = train_and_score(args.model, config, train, val, args.steps, args.lr, name == TRUTH,
-                                              later.get(name, ({}, 0)))
-            print(line(name, scores, seconds), flush=True)
+            for seed in range(args.seeds):
+                scores, seconds = train_and_score(args.model, config, train, val, args.steps, args.lr,
+                                                  name == TRUTH, later.get(name, ({}, 0)), seed)
+                print(line(name if args.seeds == 1 else f"{name}, seed {seed}", scores, seconds), flush=True)
 
 
 if __name__ == "__main__":

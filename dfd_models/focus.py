@@ -36,9 +36,9 @@ from torch import Tensor
 from dfd_models.lens import LensParams, coc_px
 from dfd_models.splat import SplatConfig, plane_operators, render_planes
 
-__all__ = ["DFF_BEYOND_RANGE", "blur_features", "defocus_sweep", "dff_depth", "dff_depth_and_confidence",
+__all__ = ["DFF_BEYOND_RANGE", "blur_features", "cost_at", "defocus_sweep", "dff_depth", "dff_depth_and_confidence",
            "focus_measure", "gamma_encode", "gaussian_blur", "sharp_composite", "splat_radiance", "splat_sweep_config",
-           "sweep_blur_px", "sweep_depths", "warp_to_frame", "warp_to_grid"]
+           "sweep_blur_px", "sweep_cost", "sweep_depths", "sweep_minimum", "warp_to_frame", "warp_to_grid"]
 
 #: Rec. 709 luminance weights of linear RGB.
 LUMA = (0.2126, 0.7152, 0.0722)
@@ -444,15 +444,21 @@ def defocus_sweep(
     Returns:
         (planar depth in metres, confidence).  # [B, 1, H, W] each
     """
-    b, t, _, h, w = frames.shape
-    if depths is None:
-        inv = torch.linspace(1 / max_depth_m, 1 / min_depth_m, hypotheses, dtype=frames.dtype, device=frames.device)
-    else:
-        inv = 1 / depths.to(frames.dtype).to(frames.device).flip(0)  # increasing in 1/z, as the parabola wants
-    if footprint is None:
-        cost = _gaussian_sweep_cost(frames, focus_m, K, lens, ref, inv, window, gamma, splat_px)
-    else:
-        cost = _splat_sweep_cost(frames, focus_m, K, lens, ref, inv, window, gamma, splat_px, footprint)
+    inv, cost = sweep_cost(frames, focus_m, K, lens, ref, min_depth_m=min_depth_m, max_depth_m=max_depth_m,
+                           hypotheses=hypotheses, window=window, gamma=gamma, splat_px=splat_px,
+                           footprint=footprint, depths=depths)
+    return sweep_minimum(inv, cost)
+
+
+def sweep_minimum(inv: Tensor, cost: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`defocus_sweep`'s depth and confidence from its cost volume (:func:`sweep_cost`).
+
+    Args:
+        inv: the hypotheses' inverse depths, 1/m, increasing.  # [D]
+        cost: the cost volume.  # [B, D, H, W]
+    Returns:
+        (planar depth in metres, confidence).  # [B, 1, H, W] each
+    """
     count = inv.numel()
     low = cost.argmin(1, keepdim=True)  # [B, 1, H, W]
     mid = low.clamp(1, count - 2)
@@ -461,6 +467,60 @@ def defocus_sweep(
     best_inv = torch.where(inner, _parabola_vertex(x0, y0, xc, yc, x2, y2), inv[low])
     confidence = 1 - cost.amin(1, keepdim=True) / cost.mean(1, keepdim=True).clamp_min(1e-12)
     return 1 / best_inv, confidence
+
+
+def sweep_cost(
+    frames: Tensor,
+    focus_m: Tensor,
+    K: Tensor,
+    lens: LensParams,
+    ref: int,
+    *,
+    min_depth_m: float,
+    max_depth_m: float,
+    hypotheses: int = SWEEP_HYPOTHESES,
+    window: int = WINDOW_PX,
+    gamma: float = 1 / 2.2,
+    splat_px: float = 1 / math.sqrt(2 * math.pi),
+    footprint: str | None = None,
+    depths: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The cost volume of :func:`defocus_sweep` (args as there): each hypothesis's re-rendering error.
+
+    Returns:
+        (the hypotheses' inverse depths, 1/m, increasing [D]; cost, summed over frames, >= 0 [B, D, H, W])
+    """
+    if depths is None:
+        inv = torch.linspace(1 / max_depth_m, 1 / min_depth_m, hypotheses, dtype=frames.dtype, device=frames.device)
+    else:
+        inv = 1 / depths.to(frames.dtype).to(frames.device).flip(0)  # increasing in 1/z, as the parabola wants
+    if footprint is None:
+        cost = _gaussian_sweep_cost(frames, focus_m, K, lens, ref, inv, window, gamma, splat_px)
+    else:
+        cost = _splat_sweep_cost(frames, focus_m, K, lens, ref, inv, window, gamma, splat_px, footprint)
+    return inv, cost
+
+
+def cost_at(inv: Tensor, cost: Tensor, inv_depth: Tensor) -> Tensor:
+    """The cost volume read at each pixel's own inverse depth: a Catmull-Rom spline through the
+    hypotheses (constant beyond the first and last), so that its minimum can lie between them, as
+    :func:`sweep_minimum`'s parabola's does (a linear read would pull every pixel onto a hypothesis).
+
+    Differentiable in ``inv_depth``: the re-rendering error of a fronto-parallel patch at that depth.
+
+    Args:
+        inv: the hypotheses' inverse depths, 1/m, increasing.  # [D]
+        cost: :func:`sweep_cost`'s.  # [B, D, H, W]
+        inv_depth: per-pixel inverse depth, 1/m.  # [B, 1, H, W]
+    Returns:
+        the cost there.  # [B, 1, H, W]
+    """
+    count = inv.numel()
+    x = inv_depth.clamp(inv[0], inv[-1])
+    upper = torch.searchsorted(inv, x.detach().contiguous()).clamp(1, count - 1)  # [B, 1, H, W]
+    f = (x - inv[upper - 1]) / (inv[upper] - inv[upper - 1])  # position between the two, in [0, 1]
+    p0, p1, p2, p3 = (cost.gather(1, (upper + k).clamp(0, count - 1)) for k in (-2, -1, 0, 1))
+    return p1 + 0.5 * f * (p2 - p0 + f * (2 * p0 - 5 * p1 + 4 * p2 - p3 + f * (3 * (p1 - p2) + p3 - p0)))
 
 
 def _gaussian_sweep_cost(frames: Tensor, focus_m: Tensor, K: Tensor, lens: LensParams, ref: int, inv: Tensor,

@@ -145,6 +145,29 @@ def test_sweep_hypotheses_are_finer_than_delta1_over_the_range(torch):
         sweep_depths(2.0, 1.0)
 
 
+def test_cost_read_between_hypotheses_keeps_a_minimum_between_them(torch):
+    """``cost_at`` (the ``planes`` photometric term's read of the sweep's cost volume) passes through
+    every hypothesis's cost, reproduces a cost quadratic in 1/z exactly between them, so that gradient
+    descent on it stops at the quadratic's minimum (1.37), not on a hypothesis (1.5), and is constant
+    beyond the first and last."""
+    from dfd_models.focus import cost_at
+
+    inv = torch.linspace(0.5, 3.0, 6)  # hypotheses 0.5 apart
+    cost = ((inv - 1.37) ** 2 + 0.1).reshape(1, 6, 1, 1).expand(1, 6, 2, 2)
+    at = lambda x: cost_at(inv, cost, x)  # noqa: E731
+    nodes = inv.reshape(6, 1, 1, 1).expand(6, 1, 2, 2)
+    torch.testing.assert_close(torch.cat([at(n[None]) for n in nodes]).flatten(), cost.permute(1, 0, 2, 3).flatten())
+    x = torch.full((1, 1, 2, 2), 2.2, requires_grad=True)
+    optimiser = torch.optim.Adam([x], lr=0.02)
+    for _ in range(400):
+        optimiser.zero_grad()
+        at(x).sum().backward()
+        optimiser.step()
+    assert torch.allclose(x.detach(), torch.tensor(1.37), atol=5e-3), x
+    torch.testing.assert_close(at(torch.full((1, 1, 2, 2), 1.6)), torch.full((1, 1, 2, 2), 0.23 ** 2 + 0.1))
+    torch.testing.assert_close(at(torch.full((1, 1, 2, 2), 9.0)), cost[:, -1:])
+
+
 def test_depth_scan_is_the_error_of_one_moved_splat_rendered_whole(torch):
     """depth_scan's change of each frame's error (by_frame) when one pixel's depth alone moves equals
     that change computed by brute force: every splat drawn by render_defocus (disc, "sum") with the

@@ -22,7 +22,11 @@ t's CoC that R does not already carry (``coc_floor_px``). The terms (:meth:`SDGS
                  ``pair``: frame r and one drawn), pe = alpha (1 - SSIM) / 2 + (1 - alpha) L1 (monodepth2
                  eq. 1), g(x) = (x + 1e-3)^photometric_gamma, P average pooling by ``photometric_pool``
                  (path-tracing noise is per pixel, defocus spans pixels), where the blur disc lies inside
-                 frame r's view; ``photometric_renderer: layers``: :func:`dfd_models.refine.forward_model`
+                 frame r's view; ``photometric_renderer: layers``: :func:`dfd_models.refine.forward_model`;
+                 ``planes``: the teacher's cost volume (:func:`sweep_volume`: every pixel's window re-rendered
+                 as a plane of splats at each hypothesis, scored against every frame) read at the pixel's
+                 predicted 1/z (:func:`dfd_models.focus.cost_at`), over its mean across the hypotheses,
+                 weighted by the balance bins: the re-rendering error at the predicted depth, no argmin
     sweep        mean of w |1/z - 1/z_s|, z_s the plane of least re-rendering error (:func:`sweep_teacher`),
                  w its confidence times equal weight per occupied depth bin (``balance_bins``,
                  ``balance_space``: the wall would otherwise outweigh every object); off with ``w_sweep: 0``
@@ -57,8 +61,8 @@ from torch import Tensor, nn
 from generator.core.schema import setting
 from dfd_models.config import ConfigError
 from dfd_models.data.batch import reference_index
-from dfd_models.focus import (SWEEP_HYPOTHESES, blur_features, defocus_sweep, gamma_encode, sharp_composite,
-                              sweep_depths, warp_to_grid)
+from dfd_models.focus import (SWEEP_HYPOTHESES, blur_features, cost_at, gamma_encode, sharp_composite, sweep_cost,
+                              sweep_depths, sweep_minimum, warp_to_grid)
 from dfd_models.lens import LensParams, coc_px, coc_signed_px
 from dfd_models.losses import edge_aware_smoothness, masked_mean, photometric_error
 from dfd_models.networks.base import BLUR_SCALES, WIDTHS, DepthModel, DepthRangeConfig, lens_from_batch, register
@@ -69,7 +73,7 @@ from dfd_models.splat import Camera, Gaussians, RenderOutput, SplatConfig, rende
 
 __all__ = ["BALANCE_SPACES", "BATCH_KEYS", "INPUT_FRAMES", "LAYERS_NEEDS", "PHOTOMETRIC_RENDERERS", "RADIANCES",
            "RENDER_FRAMES", "SDGS", "SDGSConfig", "SWEEP_FOOTPRINTS", "overlap_margin",
-           "overlap_mask", "pixel_gaussians", "rerender", "self_supervised_batch", "sweep_teacher"]
+           "overlap_mask", "pixel_gaussians", "rerender", "self_supervised_batch", "sweep_teacher", "sweep_volume"]
 
 #: Config ``input_frame``: which frame of a stack the networks see.
 INPUT_FRAMES = ("nearest", "middle", "farthest")
@@ -82,8 +86,10 @@ RENDER_FRAMES = ("all", "pair")
 SWEEP_FOOTPRINTS = ("blur", "gaussian", "disc")
 #: Config ``photometric_renderer``: how the photometric term re-renders the stack. ``splats``: one
 #: Gaussian per pixel through :func:`dfd_models.splat.render_defocus` (:func:`rerender`); ``layers``: the
-#: splat forward model of :func:`dfd_models.refine.forward_model` (disc footprints, drawn as layers).
-PHOTOMETRIC_RENDERERS = ("splats", "layers")
+#: splat forward model of :func:`dfd_models.refine.forward_model` (disc footprints, drawn as layers);
+#: ``planes``: each pixel's window re-rendered as a fronto-parallel plane of splats at the pixel's
+#: predicted depth, the teacher's forward model (:func:`sweep_volume`, read by :func:`dfd_models.focus.cost_at`).
+PHOTOMETRIC_RENDERERS = ("splats", "layers", "planes")
 #: Config ``balance_space``: the steps of the balance bins (:func:`_balance`).
 BALANCE_SPACES = ("inverse", "log")
 #: The batch keys the self-supervised models read, all of them: the frames, their focus distances
@@ -266,9 +272,21 @@ def _balance(inv_depth: Tensor, low: float, high: float, bins: int, space: str) 
 
 def sweep_teacher(config: SDGSConfig, frames: Tensor, focus_m: Tensor, K: Tensor, lens: LensParams,
                   ref: int) -> tuple[Tensor, Tensor]:
-    """The sweep's depth and confidence on frame ``ref``'s grid, with an sdgs config's forward model.
+    """The sweep's depth and confidence on frame ``ref``'s grid, with an sdgs config's forward model
+    (:func:`dfd_models.focus.defocus_sweep` of :func:`sweep_volume`).
 
-    :func:`dfd_models.focus.defocus_sweep` over [min_depth_m, max_depth_m]: ``sweep_footprint``
+    Args and shapes as :func:`sweep_volume`.
+    Returns:
+        (depth, metres; confidence in [0, 1]).  # [B, 1, H, W] each
+    """
+    return sweep_minimum(*sweep_volume(config, frames, focus_m, K, lens, ref))
+
+
+def sweep_volume(config: SDGSConfig, frames: Tensor, focus_m: Tensor, K: Tensor, lens: LensParams,
+                 ref: int) -> tuple[Tensor, Tensor]:
+    """The sweep's cost volume on frame ``ref``'s grid, with an sdgs config's forward model.
+
+    :func:`dfd_models.focus.sweep_cost` over [min_depth_m, max_depth_m]: ``sweep_footprint``
     (``blur``: its ``footprint=None``), hypotheses :func:`dfd_models.focus.sweep_depths` at most
     ``sweep_ratio`` apart (0: ``sweep_hypotheses`` planes uniform in 1/z), ``photometric_gamma``,
     ``gaussian_scale_px``. Frames only.
@@ -277,14 +295,14 @@ def sweep_teacher(config: SDGSConfig, frames: Tensor, focus_m: Tensor, K: Tensor
         config: an sdgs config.
         frames, focus_m, K, lens, ref: as :func:`dfd_models.focus.defocus_sweep` (float32).
     Returns:
-        (depth, metres; confidence in [0, 1]).  # [B, 1, H, W] each
+        (the hypotheses' inverse depths, 1/m, increasing [D]; the re-rendering error [B, D, H, W])
     """
     footprint = None if config.sweep_footprint == "blur" else config.sweep_footprint
     depths = (sweep_depths(config.min_depth_m, config.max_depth_m, config.sweep_ratio)
               if config.sweep_ratio > 0 else None)
-    return defocus_sweep(frames, focus_m, K, lens, ref, min_depth_m=config.min_depth_m,
+    return sweep_cost(frames, focus_m, K, lens, ref, min_depth_m=config.min_depth_m,
                          max_depth_m=config.max_depth_m, hypotheses=config.sweep_hypotheses,
-                         gamma=config.photometric_gamma, splat_px=config.gaussian_scale_px,
+                         window=config.sweep_window_px, gamma=config.photometric_gamma, splat_px=config.gaussian_scale_px,
                          footprint=footprint, depths=depths)
 
 
@@ -334,6 +352,8 @@ class SDGSConfig(DepthRangeConfig):
         sweep_footprint: the teacher's forward model, one of :data:`SWEEP_FOOTPRINTS` (:func:`sweep_teacher`).
         sweep_ratio: ratio of the teacher's consecutive depth planes, > 1 (0: ``sweep_hypotheses``
             planes uniform in 1/z).
+        sweep_window_px: the teacher's cost-aggregation box, pixels, odd (7: the best of 3, 5, 7 and 9 on
+            small_obj's validation split at 64 px, docs/NOTES.md).
         defocus_init_px: DefocusNet's untrained output, pixels, in (0, 2 coc_scale_px) (null: a zero
             head, coc_scale_px ln 2; module docstring: the start).
     """
@@ -364,10 +384,13 @@ class SDGSConfig(DepthRangeConfig):
     sweep_hypotheses: int = setting(SWEEP_HYPOTHESES, ge=3)
     sweep_footprint: str = setting("blur", choices=SWEEP_FOOTPRINTS)
     sweep_ratio: float = setting(0.0, ge=0)
+    sweep_window_px: int = setting(7, ge=1)
     defocus_init_px: float | None = setting(None, gt=0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.sweep_window_px % 2 == 0:
+            raise ConfigError("model.config.sweep_window_px", self.sweep_window_px, "an odd number of pixels")
         if 0 < self.sweep_ratio <= 1:
             raise ConfigError("model.config.sweep_ratio", self.sweep_ratio,
                               "0 (sweep_hypotheses planes) or a ratio > 1")
@@ -566,7 +589,8 @@ class SDGS(DepthModel):
                 radiance = model.layer[:, :3]
                 rendered = model.render(depth.clamp(cfg.min_depth_m, cfg.max_depth_m))
                 mask = model.cover > 0
-            elif cfg.w_photometric > 0:  # else nothing reads the re-rendering (w_photometric 0: an ablation)
+            elif cfg.w_photometric > 0 and cfg.photometric_renderer == "splats":
+                # else nothing reads the re-rendering (w_photometric 0, an ablation; planes: :meth:`losses`)
                 # The radiance is blurred already, by the CoC of the stack's frame nearest in focus at
                 # this depth (the sharpest one, for a composite that is right): the renderer adds
                 # only the rest of frame t's blur. (The frame the composite actually took the pixel
@@ -606,9 +630,11 @@ class SDGS(DepthModel):
             "rendered_mask": mask,
         }
 
-    def teacher(self, frames: Tensor, focus_m: Tensor, K: Tensor, lens: LensParams, ref: int) -> tuple[Tensor, Tensor]:
-        """The sweep teacher with this config (:func:`sweep_teacher`).  # -> ([B, 1, H, W], [B, 1, H, W])"""
-        return sweep_teacher(self.config, frames, focus_m, K, lens, ref)
+    def teacher(self, frames: Tensor, focus_m: Tensor, K: Tensor, lens: LensParams, ref: int,
+                volume: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        """The sweep teacher with this config (:func:`sweep_teacher`), from ``volume`` when given
+        (:func:`sweep_volume`'s, already computed).  # -> ([B, 1, H, W], [B, 1, H, W])"""
+        return sweep_minimum(*(volume or sweep_volume(self.config, frames, focus_m, K, lens, ref)))
 
     def losses(self, batch: dict, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
         """Self-supervised terms (module docstring); reads only frames, focus, K and the lens."""
@@ -618,7 +644,18 @@ class SDGS(DepthModel):
         b, t, _, h, w = frames.shape
         r, gamma = outputs["input_frame"], cfg.photometric_gamma
         terms = {}
-        if cfg.w_photometric > 0:  # 0: an ablation; the stack is not re-rendered (:meth:`reconstruct`)
+        planes = cfg.w_photometric > 0 and cfg.photometric_renderer == "planes"
+        if planes or cfg.w_sweep > 0:
+            with torch.no_grad():
+                volume = sweep_volume(cfg, frames, focus, K, lens, r)
+                sweep_depth, confidence = self.teacher(frames, focus, K, lens, r, volume)
+                balance = (_balance(1 / sweep_depth, 1 / cfg.max_depth_m, 1 / cfg.min_depth_m, cfg.balance_bins,
+                                    cfg.balance_space) if cfg.balance_bins else torch.ones_like(sweep_depth))
+        if planes:  # each pixel's re-rendering error at its own depth, relative to its mean over the hypotheses
+            inv, cost = volume
+            error = cost_at(inv, cost, outputs["inv_depth"]) / cost.mean(1, keepdim=True).clamp_min(1e-12)
+            terms["photometric"] = (balance * error).mean()
+        elif cfg.w_photometric > 0:  # 0: an ablation; the stack is not re-rendered (:meth:`reconstruct`)
             rendered, target = outputs["rendered"].flatten(0, 1), frames.flatten(0, 1)
             mask = outputs["rendered_mask"].flatten(0, 1)
             pool = cfg.photometric_pool
@@ -630,11 +667,7 @@ class SDGS(DepthModel):
 
         weight = torch.ones_like(outputs["inv_depth"])
         if cfg.w_sweep > 0:
-            with torch.no_grad():
-                sweep_depth, weight = self.teacher(frames, focus, K, lens, r)
-            if cfg.balance_bins:
-                weight = weight * _balance(1 / sweep_depth, 1 / cfg.max_depth_m, 1 / cfg.min_depth_m,
-                                           cfg.balance_bins, cfg.balance_space)
+            weight = confidence * balance
             sweep = (weight * (outputs["inv_depth"] - 1 / sweep_depth).abs()).mean()
         # The defocus maps learn from a depth, not the other way round: pulled towards a map, the
         # depth would be dragged to wherever the CoC matches it, e.g. towards a plane of focus. That
