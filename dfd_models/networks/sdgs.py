@@ -301,9 +301,9 @@ def sweep_volume(config: SDGSConfig, frames: Tensor, focus_m: Tensor, K: Tensor,
     depths = (sweep_depths(config.min_depth_m, config.max_depth_m, config.sweep_ratio)
               if config.sweep_ratio > 0 else None)
     return sweep_cost(frames, focus_m, K, lens, ref, min_depth_m=config.min_depth_m,
-                         max_depth_m=config.max_depth_m, hypotheses=config.sweep_hypotheses,
-                         window=config.sweep_window_px, gamma=config.photometric_gamma, splat_px=config.gaussian_scale_px,
-                         footprint=footprint, depths=depths)
+                      max_depth_m=config.max_depth_m, hypotheses=config.sweep_hypotheses,
+                      window=config.sweep_window_px, gamma=config.photometric_gamma,
+                      splat_px=config.gaussian_scale_px, footprint=footprint, depths=depths)
 
 
 #: What ``photometric_renderer: layers`` needs of the other keys: its term is the refinement's
