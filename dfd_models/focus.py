@@ -28,6 +28,7 @@ own grid and compares there, and builds its composite with bicubic resampling
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -380,22 +381,8 @@ def sweep_depths(min_depth_m: float, max_depth_m: float, ratio: float = SWEEP_RA
     return torch.logspace(math.log10(min_depth_m), math.log10(max_depth_m), count)
 
 
-def defocus_sweep(
-    frames: Tensor,
-    focus_m: Tensor,
-    K: Tensor,
-    lens: LensParams,
-    ref: int,
-    *,
-    min_depth_m: float,
-    max_depth_m: float,
-    hypotheses: int = SWEEP_HYPOTHESES,
-    window: int = WINDOW_PX,
-    gamma: float = 1 / 2.2,
-    splat_px: float = 1 / math.sqrt(2 * math.pi),
-    footprint: str | None = None,
-    depths: Tensor | None = None,
-) -> tuple[Tensor, Tensor]:
+def defocus_sweep(frames: Tensor, focus_m: Tensor, K: Tensor, lens: LensParams, ref: int,
+                  **options: Any) -> tuple[Tensor, Tensor]:
     """Depth from defocus by re-rendering: the depth whose blur explains every frame best.
 
     Analysis by synthesis over fronto-parallel hypotheses z_d: the stack's sharp composite R
@@ -429,25 +416,11 @@ def defocus_sweep(
     near 0 where no hypothesis explains the frames better than another (textureless surfaces).
 
     Args:
-        frames: linear RGB, sorted by focus distance.  # [B, T, 3, H, W]
-        focus_m: focus distances, metres.  # [B, T]
-        K: intrinsics, pixels.  # [B, T, 3, 3]
-        lens: the lens, fields [] or [B], pixel pitch for width W.
-        ref: the frame whose grid the depth is on.
-        min_depth_m, max_depth_m: the hypotheses' range, metres (``depths`` None).
-        hypotheses: number of depth planes D, uniform in 1/z over the range (``depths`` None).
-        window: cost-aggregation box, pixels (odd).
-        gamma: exponent of the encoding compared, (x + 1e-3)^gamma (1 = linear).
-        splat_px: the splats' own std s, pixels.
-        footprint: None, or a key of :data:`dfd_models.splat.FOOTPRINTS` (see above).
-        depths: the hypotheses, metres, increasing (e.g. :func:`sweep_depths`); None: ``hypotheses``.  # [D]
+        frames, focus_m, K, lens, ref, options: as :func:`sweep_cost`.
     Returns:
         (planar depth in metres, confidence).  # [B, 1, H, W] each
     """
-    inv, cost = sweep_cost(frames, focus_m, K, lens, ref, min_depth_m=min_depth_m, max_depth_m=max_depth_m,
-                           hypotheses=hypotheses, window=window, gamma=gamma, splat_px=splat_px,
-                           footprint=footprint, depths=depths)
-    return sweep_minimum(inv, cost)
+    return sweep_minimum(*sweep_cost(frames, focus_m, K, lens, ref, **options))
 
 
 def sweep_minimum(inv: Tensor, cost: Tensor) -> tuple[Tensor, Tensor]:
@@ -485,8 +458,22 @@ def sweep_cost(
     footprint: str | None = None,
     depths: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """The cost volume of :func:`defocus_sweep` (args as there): each hypothesis's re-rendering error.
+    """The cost volume of :func:`defocus_sweep` (which says what is rendered): each hypothesis's
+    re-rendering error, summed over frames and averaged over the window.
 
+    Args:
+        frames: linear RGB, sorted by focus distance.  # [B, T, 3, H, W]
+        focus_m: focus distances, metres.  # [B, T]
+        K: intrinsics, pixels.  # [B, T, 3, 3]
+        lens: the lens, fields [] or [B], pixel pitch for width W.
+        ref: the frame whose grid the depth is on.
+        min_depth_m, max_depth_m: the hypotheses' range, metres (``depths`` None).
+        hypotheses: number of depth planes D, uniform in 1/z over the range (``depths`` None).
+        window: cost-aggregation box, pixels (odd).
+        gamma: exponent of the encoding compared, (x + 1e-3)^gamma (1 = linear).
+        splat_px: the splats' own std s, pixels.
+        footprint: None, or a key of :data:`dfd_models.splat.FOOTPRINTS` (:func:`defocus_sweep`).
+        depths: the hypotheses, metres, increasing (e.g. :func:`sweep_depths`); None: ``hypotheses``.  # [D]
     Returns:
         (the hypotheses' inverse depths, 1/m, increasing [D]; cost, summed over frames, >= 0 [B, D, H, W])
     """
