@@ -634,7 +634,9 @@ class SDGS(DepthModel):
                 volume: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
         """The sweep teacher with this config (:func:`sweep_teacher`), from ``volume`` when given
         (:func:`sweep_volume`'s, already computed).  # -> ([B, 1, H, W], [B, 1, H, W])"""
-        return sweep_minimum(*(volume or sweep_volume(self.config, frames, focus_m, K, lens, ref)))
+        if volume is None:
+            volume = sweep_volume(self.config, frames, focus_m, K, lens, ref)
+        return sweep_minimum(*volume)
 
     def losses(self, batch: dict, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
         """Self-supervised terms (module docstring); reads only frames, focus, K and the lens."""
