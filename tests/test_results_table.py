@@ -234,3 +234,25 @@ def test_a_run_is_reused_only_for_the_same_train_command(experiments, runner, tm
     run = runner.train_row(row, "D", tmp_path, settings, steps=20, lr=1e-3, seed=1, depth_init_m=2.5, reuse=True)
     assert (run.lr, run.seed, run.train_s, run.step, run.val) == (1e-3, 1, 7.0, 12, _regions(0.1))
     assert run.train_cmd == shlex.join(cmd) and run.checkpoint == tmp_path / "ckpt" / "best.pt"
+
+
+def test_a_run_trained_under_other_defaults_is_not_reused(runner):
+    """A changed model default (here sdgs's teacher window, which ``dfd_sweep`` reads too) changes what
+    the same train command trains: a record that holds other defaults is not reused; one written
+    before records held defaults is taken at its command."""
+    import dataclasses
+
+    from dfd_models.networks import MODELS
+    from dfd_models.networks.base import default_settings
+
+    cmd = ["dfdgen", "train", "--model", "dfd_sweep"]
+    now = json.loads(json.dumps(default_settings(MODELS["dfd_sweep"])))
+    assert any("sweep_window_px" in d for d in now)  # the sweep's settings are part of dfd_sweep's run
+    before = json.loads(json.dumps(default_settings(MODELS["dfd_sweep"])))
+    next(d for d in before if "sweep_window_px" in d)["sweep_window_px"] = 9
+    assert runner._same_run({"train_cmd": cmd, "defaults": now}, cmd, now)
+    assert not runner._same_run({"train_cmd": cmd, "defaults": before}, cmd, now)
+    assert runner._same_run({"train_cmd": cmd}, cmd, now)
+    assert not runner._same_run({"train_cmd": cmd + ["--seed", "1"], "defaults": now}, cmd, now)
+    assert default_settings(MODELS["sdgs"])[0] == dataclasses.asdict(MODELS["sdgs"].Config())
+

@@ -18,6 +18,7 @@ import torch
 
 from dfd_models.config import HIGHER_IS_BETTER
 from dfd_models.networks import MODELS
+from dfd_models.networks.base import default_settings
 from generator.recipe.recipe import Recipe, load_recipe
 from generator.render.pipeline import render_dataset
 
@@ -159,8 +160,9 @@ def train_row(row: Row, train_data: str, run_dir: Path, settings: Settings, *, s
     model's default), ``wall_weight``, ``depth_init_m`` (m), ``depth_space`` and the blur features (the
     row's own config comes after, so it wins).
 
-    With ``reuse``, a run directory that finished the same train command before (its ``done.json``) is
-    not trained again: its record is read back.
+    With ``reuse``, a run directory that finished the same train command before (its ``done.json``),
+    with the same defaults of the model where the record holds them
+    (:func:`dfd_models.networks.base.default_settings`), is not trained again: its record is read back.
     """
     spec = MODELS[row.model]
     train_cmd = [dfdgen_path(), "train", "--shards", train_data, "--model", row.model, "--out", str(run_dir),
@@ -185,7 +187,9 @@ def train_row(row: Row, train_data: str, run_dir: Path, settings: Settings, *, s
     for override in row.sets:
         train_cmd += ["--set", override]
     record_path = run_dir / "done.json"
-    if reuse and record_path.is_file() and json.loads(record_path.read_text()).get("train_cmd") == train_cmd:
+    defaults = json.loads(json.dumps(default_settings(spec)))  # as done.json holds them; a changed default
+    # changes the run, not its command
+    if reuse and record_path.is_file() and _same_run(json.loads(record_path.read_text()), train_cmd, defaults):
         record = json.loads(record_path.read_text())
         print(f"{run_dir.name}: reused (same command, {record['train_s']:.0f} s when run)", flush=True)
     else:
@@ -193,11 +197,17 @@ def train_row(row: Row, train_data: str, run_dir: Path, settings: Settings, *, s
         run_dir.mkdir(parents=True)
         train_s = _run(train_cmd, run_dir / "train.log")
         step, val = best_validation(run_dir)  # a reference's one validation is of its fit (step 0)
-        record = {"train_cmd": train_cmd, "train_s": train_s, "step": step, "val": val}
+        record = {"train_cmd": train_cmd, "defaults": defaults, "train_s": train_s, "step": step, "val": val}
 
         record_path.write_text(json.dumps(record))
     return Run(lr if spec.trainable else None, seed, shlex.join(train_cmd), record["train_s"], record["step"],
                record["val"], run_dir / "ckpt" / "best.pt")
+
+
+def _same_run(record: dict, train_cmd: list[str], defaults: list[dict]) -> bool:
+    """Whether a finished run's record is of ``train_cmd`` with the model's ``defaults`` (a record
+    written before defaults were kept is taken at its command, so earlier runs stay reusable)."""
+    return record.get("train_cmd") == train_cmd and record.get("defaults", defaults) == defaults
 
 
 def score_test(run: Run, data: Path, run_dir: Path, reuse: bool = False) -> None:

@@ -63,7 +63,8 @@ from dfd_models.config import ConfigError
 from dfd_models.data.batch import Batch
 from dfd_models.lens import LensParams
 
-__all__ = ["MODELS", "DepthModel", "DepthRangeConfig", "ModelConfig", "build_model", "lens_from_batch", "register"]
+__all__ = ["MODELS", "DepthModel", "DepthRangeConfig", "ModelConfig", "build_model", "default_settings", "lens_from_batch",
+           "register"]
 
 #: Widest layer a model config may ask for, channels or units: 8x the widest default (64
 #: channels, 128 LSTM units). A 3x3 convolution of 1024 to 1024 channels holds 38 MB of float32
@@ -126,6 +127,9 @@ class DepthModel(nn.Module, abc.ABC):
         trainable: False for a model with nothing to optimise, which the trainer
             fits (:meth:`fit`) instead of training (module docstring).
         Config: the model's config class (a :class:`ModelConfig`; this base's has no keys).
+        reads_defaults_of: other config classes whose defaults the model's predictions use
+            (``dfd_sweep``: sdgs's teacher settings); with :attr:`Config`'s, what a run depends on
+            beyond its command (:func:`default_settings`).
 
     ``self.config`` is the complete configuration, a ``Config`` (its defaults with the
     values given): save ``dataclasses.asdict(model.config)`` with every checkpoint and
@@ -145,6 +149,7 @@ class DepthModel(nn.Module, abc.ABC):
     min_frames: ClassVar[int] = 1
     trainable: ClassVar[bool] = True
     Config: ClassVar[type[ModelConfig]] = ModelConfig
+    reads_defaults_of: ClassVar[tuple[type[ModelConfig], ...]] = ()
 
     def __init__(self, config: Mapping[str, Any] | ModelConfig | None = None):
         super().__init__()
@@ -290,3 +295,11 @@ def lens_from_batch(batch: Batch) -> LensParams:
         f_number=field("f_number"),
         sensor_width_m=field("pixel_pitch_m") * frames.shape[-1],
     )
+
+
+def default_settings(model: type[DepthModel]) -> list[dict[str, Any]]:
+    """The defaults a model's runs depend on beyond the values they set: its :attr:`DepthModel.Config`'s
+    and those of :attr:`DepthModel.reads_defaults_of`, as plain data (a run trained before one of them
+    changed is not the same run).  # -> [asdict(Config()), ...]"""
+    return [dataclasses.asdict(config()) for config in (model.Config, *model.reads_defaults_of)]
+

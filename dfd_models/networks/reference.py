@@ -221,6 +221,7 @@ class DefocusSweep(ReferenceModel):
     name = "dfd_sweep"
     supervised = False
     min_frames = 2
+    reads_defaults_of = (SDGSConfig,)
 
     def predict(self, frames: Tensor, focus_m: Tensor, lens: LensParams, K: Tensor) -> Tensor:
         return self.predict_with_confidence(frames, focus_m, lens, K)[0]
