@@ -453,25 +453,32 @@ def test_self_supervised_models_read_only_the_allow_list(torch, networks, name):
     assert all(torch.equal(terms_a[k], terms_b[k]) for k in terms_a)
 
 
-def test_sdgs_stack_depth_sees_the_end_frames(torch, networks):
-    """``sdgs_stack``'s DepthNet takes two views (nearest and farthest frame, 6 channels each and the
-    blur features, ``depth_blur_features`` on by default); its prediction changes when the farthest frame changes and not when a middle frame does, unlike
-    ``sdgs``'s, and it is on the reference frame's grid."""
+def _perturbed(torch, model):
+    """``model`` with its weights moved off their zero-head start (seeded), so every input counts."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+def test_sdgs_stack_ends_sees_the_end_frames(torch, networks):
+    """``sdgs_stack`` with ``depth_views: ends``: DepthNet takes two views (nearest and farthest frame,
+    6 channels each and the blur features, ``depth_blur_features`` on by default); its prediction
+    changes when the farthest frame changes and not when a middle frame does, unlike ``sdgs``'s, and
+    it is on the reference frame's grid."""
     assert networks.MODELS["sdgs_stack"].supervised is False
-    model = networks.build_model("sdgs_stack", {"channels": [4, 8, 8, 8]})
-    assert model.depth_net.in_channels == 2 * (6 + len(model.config.blur_scales_px))
+    model = _perturbed(torch, networks.build_model("sdgs_stack", {"channels": [4, 8, 8, 8], "depth_views": "ends"}))
+    view = 6 + len(model.config.blur_scales_px)
+    assert (model.depth_net.in_channels, model.depth_net.out_channels) == (2 * view, 1)
     sdgs_config = networks.MODELS["sdgs"].Config
-    assert isinstance(model.config, sdgs_config)  # sdgs's keys, no others
-    assert {f.name for f in dataclasses.fields(model.config)} == {f.name for f in dataclasses.fields(sdgs_config)}
-    single = networks.build_model("sdgs", {"channels": [4, 8, 8, 8]})
+    assert isinstance(model.config, sdgs_config)  # sdgs's keys and depth_views
+    assert ({f.name for f in dataclasses.fields(model.config)}
+            == {f.name for f in dataclasses.fields(sdgs_config)} | {"depth_views"})
+    single = _perturbed(torch, networks.build_model("sdgs", {"channels": [4, 8, 8, 8]}))
     assert single.depth_net.in_channels == 6
     batch = _synthetic_batch(torch, focus=(0.4, 0.6, 0.8, 1.2))
     lens = networks.lens_from_batch(batch)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for m in (model, single):
-            for p in m.parameters():
-                p.add_(0.1 * torch.randn_like(p))
 
     def predict(m, frames):
         with torch.no_grad():
@@ -485,6 +492,47 @@ def test_sdgs_stack_depth_sees_the_end_frames(torch, networks):
     assert not torch.allclose(predict(model, far), base)
     torch.testing.assert_close(predict(model, middle), base)
     torch.testing.assert_close(predict(single, far), predict(single, batch["frames"]))
+    with torch.no_grad():
+        torch.testing.assert_close(model(batch)["depth"], base)  # forward and predict agree
+
+
+def test_sdgs_stack_all_votes_across_every_frame(torch, networks):
+    """``sdgs_stack`` with ``depth_views: all`` (the default): one Siamese DepthNet per frame (one view
+    in, a focus score and an offset out), so every frame counts and any T works; untrained (zero head)
+    each frame votes for its own focus distance with equal weight, so the inverse depth is the
+    sigmoid of the mean of the frames' 1/F logits, and without ``depth_from_defocus`` the start is
+    ``depth_init_m``'s."""
+    model = networks.build_model("sdgs_stack", {"channels": [4, 8, 8, 8]})
+    assert model.config.depth_views == "all"
+    view = 6 + len(model.config.blur_scales_px)
+    assert (model.depth_net.in_channels, model.depth_net.out_channels) == (view, 2)
+    batch = _synthetic_batch(torch, focus=(0.4, 0.6, 0.8, 1.2))
+    lens = networks.lens_from_batch(batch)
+    lo, hi = 1 / model.config.max_depth_m, 1 / model.config.min_depth_m
+    with torch.no_grad():
+        inv = model(batch)["inv_depth"]
+    position = (1 / batch["focus_m"] - lo) / (hi - lo)
+    expected = lo + (hi - lo) * torch.sigmoid(torch.log(position / (1 - position)).mean(1))
+    torch.testing.assert_close(inv, expected[:, None, None, None].expand_as(inv))
+    free = networks.build_model("sdgs_stack", {"channels": [4, 8, 8, 8], "depth_from_defocus": False})
+    with torch.no_grad():
+        torch.testing.assert_close(free(batch)["input_depth"],
+                                   torch.full_like(inv, free.config.depth_init_m))
+
+    model = _perturbed(torch, model)
+
+    def predict(frames, focus=batch["focus_m"], K=batch["K"]):
+        with torch.no_grad():
+            return model.predict(frames, focus, lens, K)
+
+    base = predict(batch["frames"])
+    assert base.shape == (2, 1, H, W) and torch.isfinite(base).all() and (base > 0).all()
+    for frame in range(4):  # a change to any one frame changes the depth
+        changed = batch["frames"].clone()
+        changed[:, frame] = torch.rand_like(changed[:, frame])
+        assert not torch.allclose(predict(changed), base), frame
+    three = [0, 2, 3]  # a shorter stack runs through the same layers
+    assert predict(batch["frames"][:, three], batch["focus_m"][:, three], batch["K"][:, three]).shape == base.shape
     with torch.no_grad():
         torch.testing.assert_close(model(batch)["depth"], base)  # forward and predict agree
 
@@ -505,16 +553,50 @@ def test_start_is_inside_the_range_for_small_obj_lenses(torch, networks):
     batch = {"frames": torch.rand(b, 3, 3, w, w, generator=torch.Generator().manual_seed(0)), "focus_m": focus,
              "K": K, "lens_model": torch.zeros(b, dtype=torch.long), "focal_length_m": focal, "f_number": fnum,
              "pixel_pitch_m": torch.full((b,), 0.036 / w)}
-    for name in ("sdgs", "sdgs_stack"):
-        model = networks.build_model(name, {"channels": [4, 8, 8, 8], "w_photometric": 0.0, "defocus_init_px": 0.5})
+    for name, views in (("sdgs", {}), ("sdgs_stack", {"depth_views": "ends"}), ("sdgs_stack", {})):
+        model = networks.build_model(name, {"channels": [4, 8, 8, 8], "w_photometric": 0.0, "defocus_init_px": 0.5,
+                                            **views})
         outputs = model(batch)
         lo, hi = 1 / model.config.max_depth_m, 1 / model.config.min_depth_m
         position = (outputs["inv_depth"].detach() - lo) / (hi - lo)
         assert float(position.min()) > 0.02 and float(position.max()) < 0.98, (name, position.flatten(1)[:, 0])
         terms = model.losses(batch, outputs)
-        (terms["sweep"] + terms["smoothness"]).backward()
-        for net in (model.depth_net, model.defocus_net):
-            assert float(net.head.bias.grad.abs().max()) > 1e-6, name
+        (terms["sweep"] + terms["smoothness"]).backward(retain_graph=True)
+        assert float(model.depth_net.head.bias.grad.abs().max()) > 1e-6, name
+        # depth from one frame's map (sdgs, ends): the depth terms reach DefocusNet; every frame's
+        # vote (all): the map is one of DepthNet's inputs, learnt from the CoC term first
+        if model.seen_frames(3) != [0, 1, 2]:
+            assert float(model.defocus_net.head.bias.grad.abs().max()) > 1e-6, name
+        else:
+            assert float(model.defocus_net.head.bias.grad.abs().max()) == 0, name
+            terms["coc"].backward()
+            assert float(model.defocus_net.head.bias.grad.abs().max()) > 1e-6, name
+
+
+@pytest.mark.parametrize("space", ["log", "inverse"])
+def test_sweep_space_log_weighs_a_depth_ratio_alike_near_and_far(torch, networks, space):
+    """The sweep term with the teacher held at 0.3 m on the left half and 2 m on the right: a prediction
+    20 % too far on one half only costs the same on either half under ``sweep_space: log`` (ln 1.2
+    over the half's share of the weight), and far more on the near half under ``inverse``."""
+    model = networks.build_model("sdgs", {"channels": [4, 8, 8, 8], "w_photometric": 0.0, "sweep_space": space,
+                                          "balance_bins": 0})
+    batch = _synthetic_batch(torch)
+    teacher = torch.full((2, 1, H, W), 2.0)
+    teacher[..., : W // 2] = 0.3
+    model.teacher = lambda *args, **kwargs: (teacher, torch.ones_like(teacher))
+    defocus = torch.zeros(2, 3, 1, H, W)
+
+    def sweep(half):
+        depth = teacher.clone()
+        depth[..., half] *= 1.2
+        with torch.no_grad():
+            return float(model.losses(batch, model.reconstruct(batch, 1 / depth, defocus))["sweep"])
+
+    near, far = sweep(slice(0, W // 2)), sweep(slice(W // 2, W))
+    if space == "log":
+        assert near == pytest.approx(far, rel=1e-5) and near == pytest.approx(math.log(1.2) / 2, rel=1e-5)
+    else:
+        assert near > 5 * far, (near, far)
 
 
 def test_w_photometric_zero_is_an_ablation(torch, networks):

@@ -96,6 +96,10 @@ ABLATIONS = [
         config=(("w_photometric", 0.0),), run_name="sdgs_stack-no_photometric"),
     Row("sdgs_stack", "DepthNet without the views' blur features",
         config=(("depth_blur_features", False),), run_name="sdgs_stack-no_depth_blur_features"),
+    Row("sdgs_stack", "DepthNet sees the two end frames, not every frame",
+        config=(("depth_views", "ends"),), run_name="sdgs_stack-ends"),
+    Row("sdgs_stack", "sweep term in inverse depth, not log depth",
+        config=(("sweep_space", "inverse"),), run_name="sdgs_stack-inverse_sweep"),
 ]
 #: Published synthetic test numbers (MSE and RMS of depth normalised to [0, 1], accuracy %).
 PUBLISHED = {

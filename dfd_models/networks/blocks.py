@@ -8,7 +8,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ConvBlock", "UNet", "zero_head"]
+__all__ = ["ConvBlock", "UNet", "focus_vote", "zero_head"]
+
+
+def focus_vote(out: Tensor, prior: Tensor) -> Tensor:
+    """DDFF's stack combination (Hazirbas et al., ACCV 2018): per frame t a focus score s_t and an
+    offset v_t from the frame's prior p_t (the depth logit of where frame t is sharp),
+
+        y = sum_t softmax_t(s_t) (p_t + v_t)
+
+    so the sharpest frame's prior is the answer where the offsets are zero; nothing depends on T.
+
+    Args:
+        out: [s_t, v_t] per frame.  # [B, T, 2, H, W]
+        prior: p_t, broadcast over the pixels.  # [B, T, 1, 1, 1] (or [B, T, 1, H, W])
+    Returns:
+        y.  # [B, 1, H, W]
+    """
+    scores, offsets = out[:, :, :1].float(), out[:, :, 1:].float()
+    return (torch.softmax(scores, 1) * (prior + offsets)).sum(1)
 
 
 def zero_head(in_channels: int, out_channels: int) -> nn.Conv2d:

@@ -1,4 +1,4 @@
-"""``sdgs_stack``: ``sdgs`` whose DepthNet sees the two ends of the focal stack, not one frame.
+"""``sdgs_stack``: ``sdgs`` whose DepthNet sees the focal stack, not one frame.
 
 Same self-supervision as :class:`dfd_models.networks.sdgs.SDGS` (subclassed; nothing copied):
 the Siamese DefocusNet on every frame, the stack re-rendered by the splat renderer from the
@@ -6,17 +6,27 @@ predicted depth, the re-rendering sweep teacher, the CoC and smoothness terms; i
 :data:`dfd_models.networks.sdgs.BATCH_KEYS` (no depth, no all-in-focus image).
 
 What differs is what DepthNet sees. ``sdgs`` predicts depth from one image, where blur alone
-cannot tell the texture's own softness from defocus. Here DepthNet takes two views, each image
-(3) + its defocus map (1) + its lens code (2) + its blur features (``depth_blur_features``, on by
-default here: without them DepthNet learnt no depth from the teacher), of the nearest-focused frame (0) and the
-farthest-focused frame (T - 1), both on frame r's grid (``input_frame``, default the nearest;
-the other resampled exactly, :func:`dfd_models.focus.warp_to_grid`): a surface sharp in one and
-blurred in the other is placed between or beyond the two planes of focus by the pair, as in depth
-from defocus with two images (Subbarao and Surya, IJCV 13(3), 1994). With ``depth_from_defocus``
-the logit starts from the depth the nearest frame's defocus map implies (every surface behind
-its plane of focus), as ``sdgs`` with ``input_frame: nearest``. Fixed at two views, the layers
-do not depend on T. Depth is returned on the reference frame's grid; :meth:`predict` needs both end
-frames (T = 1: the one frame twice).
+cannot tell the texture's own softness from defocus. Here each view is a frame on frame r's grid
+(``input_frame``, default the nearest; the others resampled exactly,
+:func:`dfd_models.focus.warp_to_grid`): image (3) + its defocus map (1) + its lens code (2) + its
+blur features (``depth_blur_features``, on by default here: without them DepthNet learnt no depth
+from the teacher). Config ``depth_views`` picks the views:
+
+- ``all`` (the default): every frame. DepthNet is Siamese too: the same U-Net on each view gives
+  a focus score s_t and an offset v_t, combined across the stack as DDFF combines its frames
+  (:func:`dfd_models.networks.blocks.focus_vote`), in sdgs's inverse-depth logit:
+  y = sum_t softmax_t(s_t) (p_t + v_t), with p_t the logit of 1/F_t under ``depth_from_defocus``
+  (the depth where frame t's defocus is zero) and 0 without it. Any T >= 1 works.
+- ``ends``: the nearest (0) and farthest (T - 1) frames, concatenated into one U-Net: a surface
+  sharp in one and blurred in the other is placed between or beyond the two planes of focus, as
+  in depth from defocus with two images (Subbarao and Surya, IJCV 13(3), 1994). With
+  ``depth_from_defocus`` the logit starts from the depth the nearest frame's defocus map implies
+  (every surface behind its plane of focus), as ``sdgs`` with ``input_frame: nearest``.
+
+Why ``all``: distilled from the same teacher at the same budget, the ``ends`` DepthNet learnt no
+depth order on validation objects and the Siamese one did (docs/NOTES.md). Depth is returned on
+the reference frame's grid; :meth:`predict` needs the frames :meth:`seen_frames` names (T = 1:
+the one frame, as every view).
 """
 
 from __future__ import annotations
@@ -30,23 +40,34 @@ from generator.core.schema import setting
 from dfd_models.focus import warp_to_grid
 from dfd_models.lens import LensParams
 from dfd_models.networks.base import register
-from dfd_models.networks.sdgs import SDGS, SDGSConfig, _input_index
+from dfd_models.networks.blocks import focus_vote
+from dfd_models.networks.sdgs import SDGS, SWEEP_SPACES, SDGSConfig, _input_index
 
-__all__ = ["SDGSStack", "SDGSStackConfig"]
+__all__ = ["DEPTH_VIEWS", "SDGSStack", "SDGSStackConfig"]
+
+#: Config ``depth_views``: the frames DepthNet sees (module docstring).
+DEPTH_VIEWS = ("all", "ends")
 
 
 @dataclass(frozen=True, kw_only=True)
 class SDGSStackConfig(SDGSConfig):
-    """:class:`~dfd_models.networks.sdgs.SDGSConfig`, with ``depth_blur_features`` on by default:
-    without them DepthNet learnt no depth from the teacher (validation Pearson 0.01 after 200
-    steps, 0.46 with them: benchmarks/sdgs_signals.py)."""
+    """:class:`~dfd_models.networks.sdgs.SDGSConfig`, with ``depth_blur_features`` on by default
+    (without them DepthNet learnt no depth from the teacher: validation Pearson 0.01 after 200
+    steps, 0.46 with them: benchmarks/sdgs_signals.py), ``sweep_space: log`` by default (its
+    attribute's docstring), and
+
+    Attributes:
+        depth_views: the frames DepthNet sees, one of :data:`DEPTH_VIEWS` (module docstring).
+    """
 
     depth_blur_features: bool = setting(True)
+    sweep_space: str = setting("log", choices=SWEEP_SPACES)
+    depth_views: str = setting("all", choices=DEPTH_VIEWS)
 
 
 @register
 class SDGSStack(SDGS):
-    """``sdgs`` with DepthNet on the stack's nearest and farthest frames (module docstring).
+    """``sdgs`` with DepthNet on the stack (module docstring).
 
     Config: :class:`SDGSStackConfig`. Outputs: :class:`~dfd_models.networks.sdgs.SDGS`'s.
     """
@@ -54,30 +75,45 @@ class SDGSStack(SDGS):
     name = "sdgs_stack"
     Config = SDGSStackConfig
     config: SDGSStackConfig
-    depth_views = 2
+
+    def depth_net_channels(self, view: int) -> tuple[int, int]:
+        """``all``: one view in, its focus score and offset out; ``ends``: two views in, the logit out."""
+        return (view, 2) if self.config.depth_views == "all" else (2 * view, 1)
 
     def seen_frames(self, frames: int) -> list[int]:
-        """The nearest- and farthest-focused frames, 0 and T - 1."""
-        return [0, frames - 1]
+        """Every frame (``all``), or the nearest- and farthest-focused frames, 0 and T - 1 (``ends``)."""
+        return list(range(frames)) if self.config.depth_views == "all" else [0, frames - 1]
 
     def inverse_depth(self, frames: Tensor, defocus_px: Tensor, focus_m: Tensor, K: Tensor,
                       lens: LensParams) -> Tensor:
-        """Inverse depth (1/m) on frame r's grid from frames 0 and T - 1 and their defocus maps.
+        """Inverse depth (1/m) on frame r's grid from the frames :meth:`seen_frames` names and their
+        defocus maps.
 
         Args and returns as :meth:`SDGS.inverse_depth`.  # -> [B, 1, H, W]
         """
-        t = frames.shape[1]
+        b, t = frames.shape[:2]
         r = _input_index(self.config.input_frame, t)
 
         def on_r(x: Tensor, i: int) -> Tensor:  # frame i's map on frame r's grid
             return x if i == r else warp_to_grid(x, K[:, i].float().to(x.dtype), K[:, r].float().to(x.dtype))
 
+        seen = self.seen_frames(t)
         views, codes, maps = [], [], []
-        for i in (0, t - 1):
+        for i in seen:
             image, defocus = on_r(frames[:, i], i), on_r(defocus_px[:, i], i)
             code = self._code(image, focus_m[:, i], lens)
             views.append(self._view(image, defocus, code))
             codes.append(code)
             maps.append(defocus)
-        logit = self.depth_net(torch.cat(views, 1)).float()
-        return self._inverse_depth(logit, maps[0], focus_m[:, 0], codes[0], side=-1.0)
+        if self.config.depth_views == "ends":
+            logit = self.depth_net(torch.cat(views, 1)).float()
+            return self._inverse_depth(logit, maps[0], focus_m[:, 0], codes[0], side=-1.0)
+        out = self.depth_net(torch.stack(views, 1).flatten(0, 1)).float().unflatten(0, (b, len(seen)))
+        cfg = self.config
+        inv_near, inv_far = 1 / cfg.min_depth_m, 1 / cfg.max_depth_m
+        prior = torch.zeros_like(focus_m, dtype=torch.float32)  # [B, T]
+        if cfg.depth_from_defocus:  # the logit of 1/F_t: frame t's vote where it is sharp
+            position = ((1 / focus_m.float() - inv_far) / (inv_near - inv_far)).clamp(1e-3, 1 - 1e-3)
+            prior = torch.log(position / (1 - position))
+        logit = focus_vote(out, prior[:, :, None, None, None])
+        return inv_far + (inv_near - inv_far) * torch.sigmoid(logit)

@@ -94,7 +94,7 @@ from dfd_models.focus import blur_features
 from dfd_models.lens import LensParams, coc_px
 from dfd_models.losses import masked_mean, region_mean
 from dfd_models.networks.base import BLUR_SCALES, DepthModel, DepthRangeConfig, ModelConfig, lens_from_batch
-from dfd_models.networks.blocks import ConvBlock, zero_head
+from dfd_models.networks.blocks import ConvBlock, focus_vote, zero_head
 
 __all__ = ["COC_LOSSES", "DEPTH_SPACES", "REGIONS", "Decoder", "Encoder", "SupervisedConfig", "SupervisedDepthModel"]
 
@@ -314,11 +314,8 @@ class SupervisedDepthModel(DepthModel):
         return near + (far - near) * t
 
     def focus_weighted_logit(self, out: Tensor, focus_m: Tensor) -> Tensor:
-        """DDFF's stack combination: per frame t a focus score s_t and a depth-logit offset v_t,
-
-            y = sum_t softmax_t(s_t) (logit(F_t) + v_t)
-
-        so the sharpest frame's focus distance is the depth where the offsets are zero.
+        """DDFF's stack combination (:func:`~dfd_models.networks.blocks.focus_vote`) with the
+        frames' focus distances as priors: y = sum_t softmax_t(s_t) (logit(F_t) + v_t).
 
         Args:
             out: [s_t, v_t] per frame.  # [B, T, 2, H, W]
@@ -326,9 +323,7 @@ class SupervisedDepthModel(DepthModel):
         Returns:
             the depth logit y.  # [B, 1, H, W]
         """
-        scores, offsets = out[:, :, :1].float(), out[:, :, 1:].float()
-        prior = self.depth_logit(focus_m.float())[:, :, None, None, None]  # [B, T, 1, 1, 1]
-        return (torch.softmax(scores, 1) * (prior + offsets)).sum(1)
+        return focus_vote(out, self.depth_logit(focus_m.float())[:, :, None, None, None])
 
     def depth_logit(self, depth_m: Tensor) -> Tensor:
         """The inverse of :meth:`depth_from_logit`, depth clamped into the range first.  # shape of depth_m"""
