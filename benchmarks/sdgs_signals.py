@@ -2,8 +2,10 @@
 
 Trains ``sdgs_stack`` (or ``--model``) from the same seed on the first ``--train-stacks`` stacks of the
 training split, in order, one batch per step (batch ``--batch-size``, whole frames, AdamW at ``--lr``,
+constant, or with ``--schedule cosine`` a linear warmup over ``--warmup`` steps then a cosine to 0,
 gradients clipped at 1), once per variant, and scores each on the first ``--val-stacks`` stacks of
-the validation split: object AbsRel, delta1 and Pearson, all-pixel AbsRel and delta1. Beside them,
+the validation split: object AbsRel, delta1 and Pearson, all-pixel AbsRel and delta1 (with
+``--val-every N`` also every N steps: the trajectory of object AbsRel is printed). Beside them,
 on the same stacks, the registry's references as the results pages fit them: ``constant`` at the
 training stacks' object median, ``dff`` and ``dfd_sweep`` (the teacher the networks learn from).
 
@@ -23,9 +25,13 @@ Variants (``--variants``, default all):
   layers term beside it (search first, refine after, as :func:`dfd_models.refine.refine_depth`
   refines the sweep), one variant per weight;
 - ``truth as teacher``: the sweep term pulled to the true depth (confidence 1) instead of the
-  sweep's: a diagnostic of what the networks can learn at this budget, never a model.
+  sweep's: a diagnostic of what the networks can learn at this budget, never a model;
+- ``sdgs_stack`` only: ``teacher, ends views`` and ``teacher, inverse sweep``: the teacher alone with
+  DepthNet on the two end frames (``depth_views: ends``) or the sweep term in inverse depth
+  (``sweep_space: inverse``), the two choices its defaults were measured against.
 
     python benchmarks/sdgs_signals.py --shards OUT/data [--steps 200] [--lr 1e-3] [--model sdgs_stack]
+        [--schedule cosine --warmup 20 --val-every 20]
 
 Prints one line per variant with its wall time; the budget line says what ran. On the CPU.
 """
@@ -34,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 
@@ -85,16 +92,23 @@ class TruthTeacher:
 
 def train_and_score(model_name: str, config: dict, train: list[dict], val: list[dict], steps: int,
                     lr: float, truth_teacher: bool = False, later: tuple[dict, int] = ({}, 0),
-                    seed: int = 0) -> tuple[dict, float]:
-    """{region: metrics} on ``val`` after ``steps`` steps on ``train`` from ``seed``, and the training
-    seconds; with ``later`` = (config changes, n) the last n steps train with those changes (a schedule)."""
+                    seed: int = 0, warmup: int | None = None, val_every: int = 0) -> tuple[dict, float, list[float]]:
+    """{region: metrics} on ``val`` after ``steps`` steps on ``train`` from ``seed``, the training seconds
+    and the validation object AbsRel every ``val_every`` steps (0: none); with ``later`` = (config
+    changes, n) the last n steps train with those changes (a schedule); ``warmup`` None: a constant
+    learning rate, else that many warmup steps and a cosine to 0 at ``steps``."""
     torch.manual_seed(seed)
     model = build_model(model_name, config)
     truth = TruthTeacher(model) if truth_teacher else None
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr)
-    start = time.perf_counter()
-    model.train()
+    factor = ((lambda s: 1.0) if warmup is None else
+              (lambda s: min(1.0, (s + 1) / max(warmup, 1)) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, factor)
+    trajectory: list[float] = []
+    seconds = 0.0
     for step in range(steps):
+        start = time.perf_counter()
+        model.train()
         if step == steps - later[1]:  # the model reads its config at every step
             model.config = dataclasses.replace(model.config, **later[0])
         batch = train[step % len(train)]
@@ -105,10 +119,18 @@ def train_and_score(model_name: str, config: dict, train: list[dict], val: list[
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimiser.step()
-    seconds = time.perf_counter() - start
+        scheduler.step()
+        seconds += time.perf_counter() - start
+        if val_every and (step + 1) % val_every == 0:
+            trajectory.append(evaluate(model, val)["objects"]["abs_rel"])
+    return evaluate(model, val), seconds, trajectory
+
+
+def evaluate(model: torch.nn.Module, val: list[dict]) -> dict:
+    """{region: metrics} of ``model``'s predictions on ``val``, in eval mode."""
     model.eval()
     with torch.no_grad():
-        return score(val, lambda b: model.predict(b["frames"], b["focus_m"], lens_from_batch(b), b["K"])), seconds
+        return score(val, lambda b: model.predict(b["frames"], b["focus_m"], lens_from_batch(b), b["K"]))
 
 
 def score(val: list[dict], predict: Callable[[dict], torch.Tensor]) -> dict:
@@ -141,12 +163,19 @@ def main(argv: list[str] | None = None) -> None:
                         help="steps of the 'then + layers' variants that add the layers term")
     parser.add_argument("--variants", nargs="*", default=None, help="only these variants (names as printed)")
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per variant, 0, 1, ...")
+    parser.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                        help="learning rate: constant, or linear warmup then cosine to 0")
+    parser.add_argument("--warmup", type=int, default=20, help="warmup steps of --schedule cosine")
+    parser.add_argument("--val-every", type=int, default=0, help="also score every N steps (0: at the end only)")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     variants = dict(VARIANTS)
     flipped = not MODELS[args.model].Config().depth_blur_features
     variants[f"teacher, view blur features {'on' if flipped else 'off'}"] = {"w_photometric": 0.0,
                                                                              "depth_blur_features": flipped}
+    if args.model == "sdgs_stack":
+        variants["teacher, ends views"] = {"w_photometric": 0.0, "depth_views": "ends"}
+        variants["teacher, inverse sweep"] = {"w_photometric": 0.0, "sweep_space": "inverse"}
     later = {}
     for weight in args.layer_weights:
         variants[f"teacher + layers x {weight:g}"] = {**LAYERS, "w_photometric": weight}
@@ -158,8 +187,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown --variants {sorted(unknown)}; one of {sorted(variants)}")
     train = batches(args.shards, "train", args.train_stacks, args.batch_size)
     val = batches(args.shards, "val", args.val_stacks, args.batch_size)
+    schedule = "" if args.schedule == "constant" else f" ({args.warmup} warmup steps, then cosine to 0)"
     print(f"budget: {args.model}, {args.steps} steps of batch {args.batch_size} over the first "
-          f"{sum(len(b['frames']) for b in train)} training stacks, lr {args.lr:g}; scored on the first "
+          f"{sum(len(b['frames']) for b in train)} training stacks, lr {args.lr:g}{schedule}; scored on the first "
           f"{sum(len(b['frames']) for b in val)} validation stacks ({tuple(val[0]['frames'].shape[-2:])} px); "
           f"{torch.get_num_threads()} CPU threads")
     print("references (same validation stacks; the registry's, as on the results pages)")
@@ -174,9 +204,13 @@ def main(argv: list[str] | None = None) -> None:
     for name, config in variants.items():
         if args.variants is None or name in args.variants:
             for seed in range(args.seeds):
-                scores, seconds = train_and_score(args.model, config, train, val, args.steps, args.lr,
-                                                  name == TRUTH, later.get(name, ({}, 0)), seed)
+                scores, seconds, trajectory = train_and_score(
+                    args.model, config, train, val, args.steps, args.lr, name == TRUTH, later.get(name, ({}, 0)),
+                    seed, args.warmup if args.schedule == "cosine" else None, args.val_every)
                 print(line(name if args.seeds == 1 else f"{name}, seed {seed}", scores, seconds), flush=True)
+                if trajectory:
+                    print(f"    objects AbsRel every {args.val_every} steps: "
+                          + " ".join(f"{value:.2f}" for value in trajectory), flush=True)
 
 
 if __name__ == "__main__":

@@ -129,6 +129,25 @@ def test_dataset_info_reads_the_manifest_recipe(ckpt, tmp_path):
         ckpt.dataset_info(tmp_path)
 
 
+def test_an_sdgs_stack_checkpoint_from_before_its_views_loads_as_the_model_it_was(torch, ckpt, tmp_path):
+    """An ``sdgs_stack`` saved before ``depth_views`` and ``sweep_space`` (its config complete
+    without them, its DepthNet the two-view one) is rebuilt as that model (``ends``, ``inverse``),
+    not with today's defaults, whose DepthNet would not take its weights; a fresh config still
+    gets the defaults."""
+    from dfd_models.networks import build_model
+
+    old = dataclasses.asdict(build_model("sdgs_stack", {**SMALL_SDGS, "depth_views": "ends"}).config)
+    state = build_model("sdgs_stack", old).state_dict()
+    del old["depth_views"], old["sweep_space"]
+    _save_model_config(ckpt, tmp_path / "old.pt", "sdgs_stack", old, state)
+    loaded, _ = ckpt.load_model(tmp_path / "old.pt")
+    assert (loaded.config.depth_views, loaded.config.sweep_space) == ("ends", "inverse")
+    assert build_model("sdgs_stack", SMALL_SDGS).config.depth_views == "all"
+    now = build_model("sdgs_stack", SMALL_SDGS)
+    _save_model_config(ckpt, tmp_path / "new.pt", "sdgs_stack", dataclasses.asdict(now.config), now.state_dict())
+    assert ckpt.load_model(tmp_path / "new.pt")[0].config == now.config
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda c: c.pop("config"), "no config in it"),
     (lambda c: c.update(config="model: sdgs"), "config key 'config': got 'model: sdgs'; a mapping of sections"),

@@ -130,6 +130,10 @@ class DepthModel(nn.Module, abc.ABC):
         reads_defaults_of: other config classes whose defaults the model's predictions use
             (``dfd_sweep``: sdgs's teacher settings); with :attr:`Config`'s, what a run depends on
             beyond its command (:func:`default_settings`).
+        saved_before: config keys added with a default that changed what the model is, and the
+            value every model saved before them had: a checkpoint's config (always complete when
+            written) that lacks such a key was that model, so it is rebuilt with that value, not
+            today's default (:func:`dfd_models.checkpoint.load_model`).
 
     ``self.config`` is the complete configuration, a ``Config`` (its defaults with the
     values given): save ``dataclasses.asdict(model.config)`` with every checkpoint and
@@ -150,6 +154,7 @@ class DepthModel(nn.Module, abc.ABC):
     trainable: ClassVar[bool] = True
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     reads_defaults_of: ClassVar[tuple[type[ModelConfig], ...]] = ()
+    saved_before: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: Mapping[str, Any] | ModelConfig | None = None):
         super().__init__()

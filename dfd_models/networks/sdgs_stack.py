@@ -75,6 +75,7 @@ class SDGSStack(SDGS):
     name = "sdgs_stack"
     Config = SDGSStackConfig
     config: SDGSStackConfig
+    saved_before = {"depth_views": "ends", "sweep_space": "inverse"}  # sdgs_stack before both keys
 
     def depth_net_channels(self, view: int) -> tuple[int, int]:
         """``all``: one view in, its focus score and offset out; ``ends``: two views in, the logit out."""
