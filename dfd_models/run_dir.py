@@ -109,7 +109,8 @@ def run_config(
 ) -> TrainConfig:
     """The config of a run (see :func:`dfd_models.config.resolve_config`): ``base`` (a YAML
     file's data), ``overrides`` and ``settings``; when resuming, the run's saved
-    ``config.yaml`` in place of ``base`` (which must then be ``None``), and the same model.
+    ``config.yaml`` in place of ``base`` (which must then be ``None``), and the same model
+    (keys added to it since take :attr:`~dfd_models.networks.DepthModel.saved_before`'s value).
 
     Raises:
         BadInput: ``base`` given with ``resume``; a run to resume without its config;
@@ -124,6 +125,10 @@ def run_config(
     if not saved.is_file():
         raise OutputError(f"{run_dir} holds no run to resume (no {saved.name})")
     data = read_yaml(saved)
+    model = data.get("model") if isinstance(data.get("model"), dict) else {}
+    if model.get("name") in MODELS and isinstance(model.get("config") or {}, dict):
+        # a key the saved (complete) config lacks was added since: the run was the model it was then
+        model["config"] = {**MODELS[model["name"]].saved_before, **(model.get("config") or {})}
     config = resolve_config(data, overrides, settings, where=str(saved))
     if config.model.name != data.get("model", {}).get("name"):
         raise BadInput(f"{run_dir} trains model {data.get('model', {}).get('name')!r}, "

@@ -148,6 +148,26 @@ def test_an_sdgs_stack_checkpoint_from_before_its_views_loads_as_the_model_it_wa
     assert ckpt.load_model(tmp_path / "new.pt")[0].config == now.config
 
 
+def test_resuming_an_sdgs_stack_run_from_before_its_views_keeps_its_model(torch, tmp_path):
+    """A run's saved config.yaml (complete when written) without ``depth_views`` and ``sweep_space``
+    resumes as the model it trained (``ends``, ``inverse``); a run saved with them keeps its values."""
+    import yaml
+
+    from dfd_models.networks import build_model
+    from dfd_models.run_dir import run_config
+
+    for saved, expected in ((None, ("ends", "inverse")), ({"depth_views": "all", "sweep_space": "log"}, ("all", "log"))):
+        config = dataclasses.asdict(build_model("sdgs_stack", SMALL_SDGS).config)
+        del config["depth_views"], config["sweep_space"]
+        config.update(saved or {})
+        run = tmp_path / str(len(config))
+        run.mkdir()
+        (run / "config.yaml").write_text(yaml.safe_dump({"data": {"shards": str(tmp_path)}, "train": {"max_steps": 2},
+                                                         "model": {"name": "sdgs_stack", "config": config}}))
+        resumed = run_config(run, None, [], {}, resume=True).model.config
+        assert (resumed["depth_views"], resumed["sweep_space"]) == expected
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda c: c.pop("config"), "no config in it"),
     (lambda c: c.update(config="model: sdgs"), "config key 'config': got 'model: sdgs'; a mapping of sections"),

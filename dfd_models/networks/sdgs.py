@@ -343,17 +343,21 @@ class SDGSConfig(DepthRangeConfig):
             :data:`LAYERS_NEEDS` (the refinement's error).
         w_photometric, w_sweep, w_coc, w_smoothness: loss weights, >= 0 (w_photometric 0: the stack
             is not re-rendered; w_sweep 0: no sweep term).
-        depth_from_defocus: DepthNet corrects the defocus map's depth (module docstring).
+        depth_from_defocus: DepthNet corrects the defocus map's depth (module docstring; ``sdgs_stack``
+            with ``depth_views: all``: each frame's vote starts at its focus distance).
         blur_scales_px: smoothing scales of :func:`dfd_models.focus.blur_features`, pixels ([]: none).
         depth_blur_features: DepthNet also sees each view's blur features (``blur_scales_px``); off
             for ``sdgs`` (one image: validation object AbsRel 0.62 with them, 0.35 without, after 200
-            teacher-only steps), on for ``sdgs_stack``, where they make it learn (docs/DESIGN.md).
+            teacher-only steps), on for ``sdgs_stack``, where they made its two-view DepthNet learn
+            (docs/DESIGN.md).
         balance_bins: bins of the sweep's depth given equal weight (0: no balance).
         balance_space: one of :data:`BALANCE_SPACES`: ``inverse`` (bins equal in 1/z) or ``log``
             (equal depth ratios), :func:`_balance`.
         sweep_space: one of :data:`SWEEP_SPACES` (module docstring): ``inverse`` for ``sdgs``, ``log``
             for ``sdgs_stack`` (validation object AbsRel 0.230 against 0.274 after 400 teacher-only
-            steps, mean of two seeds; docs/NOTES.md).
+            steps, mean of two seeds; docs/NOTES.md). The two terms differ in scale as well as space:
+            ``log`` is divided by the mean weight (so its size is that of a log error whatever the
+            confidences), ``inverse`` is not (sdgs's term as it was measured).
         sweep_hypotheses: depth planes of the sweep with ``sweep_ratio`` 0 (3 at least: the best
             plane is refined by a parabola through its neighbours).
         sweep_footprint: the teacher's forward model, one of :data:`SWEEP_FOOTPRINTS` (:func:`sweep_teacher`).
@@ -520,6 +524,18 @@ class SDGS(DepthModel):
             views.append(blur_features(image, self.config.blur_scales_px))
         return torch.cat(views, 1)
 
+    def inverse_logit(self, inv_depth: Tensor) -> Tensor:
+        """The logit y of inverse depths (1/m, clamped 0.1 % inside the range): the inverse of
+        :meth:`inverse_of_logit`.  # shape of inv_depth"""
+        inv_near, inv_far = 1 / self.config.min_depth_m, 1 / self.config.max_depth_m
+        position = ((inv_depth - inv_far) / (inv_near - inv_far)).clamp(1e-3, 1 - 1e-3)
+        return torch.log(position / (1 - position))
+
+    def inverse_of_logit(self, logit: Tensor) -> Tensor:
+        """Inverse depth, 1/m: 1/max + (1/min - 1/max) sigmoid(y).  # shape of logit"""
+        inv_near, inv_far = 1 / self.config.min_depth_m, 1 / self.config.max_depth_m
+        return inv_far + (inv_near - inv_far) * torch.sigmoid(logit)
+
     def _inverse_depth(self, logit: Tensor, defocus_px: Tensor, focus_m: Tensor, code: Tensor, side: float) -> Tensor:
         """Inverse depth (1/m) from DepthNet's logit, with ``depth_from_defocus`` added to the logit of the
         depth that ``defocus_px`` implies through the lens of ``focus_m`` / ``code`` (``side`` -1: behind
@@ -531,10 +547,8 @@ class SDGS(DepthModel):
             # nearest frame's view of everything), 1/F + c / k in front of it (the farthest frame's).
             k = (code[:, 1:2] - code[:, 0:1]).float() * cfg.coc_scale_px / (inv_near - inv_far)
             inv_base = 1 / focus_m.float()[:, None, None, None] + side * defocus_px / k.clamp_min(1e-6)
-            base = (inv_base - inv_far) / (inv_near - inv_far)
-            base = base.clamp(1e-3, 1 - 1e-3)
-            logit = logit + torch.log(base / (1 - base))
-        return inv_far + (inv_near - inv_far) * torch.sigmoid(logit)
+            logit = logit + self.inverse_logit(inv_base)
+        return self.inverse_of_logit(logit)
 
     def seen_frames(self, frames: int) -> list[int]:
         """Indices of the frames of a T-frame stack that the networks see at inference: frame r alone."""

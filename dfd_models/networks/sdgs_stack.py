@@ -51,10 +51,10 @@ DEPTH_VIEWS = ("all", "ends")
 
 @dataclass(frozen=True, kw_only=True)
 class SDGSStackConfig(SDGSConfig):
-    """:class:`~dfd_models.networks.sdgs.SDGSConfig`, with ``depth_blur_features`` on by default
-    (without them DepthNet learnt no depth from the teacher: validation Pearson 0.01 after 200
-    steps, 0.46 with them: benchmarks/sdgs_signals.py), ``sweep_space: log`` by default (its
-    attribute's docstring), and
+    """:class:`~dfd_models.networks.sdgs.SDGSConfig` with two other defaults: ``depth_blur_features``
+    on (without them the two-view DepthNet learnt no depth from the teacher: validation Pearson
+    0.01 after 200 steps, 0.46 with them: benchmarks/sdgs_signals.py) and ``sweep_space: log`` (see
+    :class:`~dfd_models.networks.sdgs.SDGSConfig`); and one more key:
 
     Attributes:
         depth_views: the frames DepthNet sees, one of :data:`DEPTH_VIEWS` (module docstring).
@@ -99,22 +99,18 @@ class SDGSStack(SDGS):
             return x if i == r else warp_to_grid(x, K[:, i].float().to(x.dtype), K[:, r].float().to(x.dtype))
 
         seen = self.seen_frames(t)
-        views, codes, maps = [], [], []
-        for i in seen:
-            image, defocus = on_r(frames[:, i], i), on_r(defocus_px[:, i], i)
-            code = self._code(image, focus_m[:, i], lens)
-            views.append(self._view(image, defocus, code))
-            codes.append(code)
-            maps.append(defocus)
+        maps = [on_r(defocus_px[:, i], i) for i in seen]
+        codes = [self._code(frames[:, i], focus_m[:, i], lens) for i in seen]  # constant channels: no warp
+        views = [self._view(on_r(frames[:, i], i), m, c) for i, m, c in zip(seen, maps, codes)]
         if self.config.depth_views == "ends":
             logit = self.depth_net(torch.cat(views, 1)).float()
             return self._inverse_depth(logit, maps[0], focus_m[:, 0], codes[0], side=-1.0)
         out = self.depth_net(torch.stack(views, 1).flatten(0, 1)).float().unflatten(0, (b, len(seen)))
-        cfg = self.config
-        inv_near, inv_far = 1 / cfg.min_depth_m, 1 / cfg.max_depth_m
-        prior = torch.zeros_like(focus_m, dtype=torch.float32)  # [B, T]
-        if cfg.depth_from_defocus:  # the logit of 1/F_t: frame t's vote where it is sharp
-            position = ((1 / focus_m.float() - inv_far) / (inv_near - inv_far)).clamp(1e-3, 1 - 1e-3)
-            prior = torch.log(position / (1 - position))
-        logit = focus_vote(out, prior[:, :, None, None, None])
-        return inv_far + (inv_near - inv_far) * torch.sigmoid(logit)
+        focus = focus_m[:, seen].float()  # [B, n]
+        # each frame's vote starts where it is sharp (1/F_t) with depth_from_defocus, else at the bias
+        prior = self.inverse_logit(1 / focus) if self.config.depth_from_defocus else torch.zeros_like(focus)
+        return self.inverse_of_logit(focus_vote(out, prior[:, :, None, None, None]))
+
+    def depth(self, image: Tensor, defocus_px: Tensor, focus_m: Tensor, lens: LensParams) -> Tensor:
+        """Not defined for one frame: DepthNet sees several (:meth:`inverse_depth`)."""
+        raise TypeError("sdgs_stack's DepthNet sees several frames: use inverse_depth or predict")
