@@ -46,7 +46,8 @@ from generator.core.errors import BadInput
 from generator.core.files import write_atomic
 from generator.dataset.format import MANIFEST, read_manifest
 from dfd_models.config import ConfigError, TrainConfig
-from dfd_models.networks import MODELS, DepthModel, build_model
+from dfd_models.networks import DepthModel, build_model
+from dfd_models.networks.base import saved_model_config
 
 FORMAT = "dfdgen.checkpoint"
 FORMAT_VERSION = 1
@@ -206,9 +207,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[De
     checkpoint = load_checkpoint(path, map_location=device)
     section = TrainConfig.from_dict(checkpoint["config"]).model  # checked by load_checkpoint
     name = section.name
-    earlier = MODELS[name].saved_before if name in MODELS else {}  # an unknown name: build_model says so
     try:
-        model = build_model(name, {**earlier, **section.config})  # checked before any layer is built
+        model = build_model(name, saved_model_config(name, section.config))  # checked before any layer is built
     except ConfigError as exc:
         raise BadInput(f"{path}: cannot build its model: {exc}") from None
     load_strict(model, checkpoint["model"], f"model {name}", path)

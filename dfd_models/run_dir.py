@@ -25,6 +25,7 @@ from typing import Any
 from generator.core.errors import BadInput, OutputError
 from dfd_models.config import ConfigError, TrainConfig, read_yaml, resolve_config
 from dfd_models.networks import MODELS
+from dfd_models.networks.base import saved_model_config
 
 __all__ = ["BEST_FILE", "CONFIG_FILE", "VAL_LOG", "RunDir", "complete_model_config", "run_config"]
 
@@ -125,10 +126,9 @@ def run_config(
     if not saved.is_file():
         raise OutputError(f"{run_dir} holds no run to resume (no {saved.name})")
     data = read_yaml(saved)
-    model = data.get("model") if isinstance(data.get("model"), dict) else {}
-    if model.get("name") in MODELS and isinstance(model.get("config") or {}, dict):
-        # a key the saved (complete) config lacks was added since: the run was the model it was then
-        model["config"] = {**MODELS[model["name"]].saved_before, **(model.get("config") or {})}
+    model = data.get("model")
+    if isinstance(model, dict) and isinstance(model.get("config") or {}, dict):  # else resolve_config refuses it
+        model["config"] = saved_model_config(str(model.get("name")), model.get("config") or {})
     config = resolve_config(data, overrides, settings, where=str(saved))
     if config.model.name != data.get("model", {}).get("name"):
         raise BadInput(f"{run_dir} trains model {data.get('model', {}).get('name')!r}, "

@@ -64,7 +64,7 @@ from dfd_models.data.batch import Batch
 from dfd_models.lens import LensParams
 
 __all__ = ["MODELS", "DepthModel", "DepthRangeConfig", "ModelConfig", "build_model", "default_settings", "lens_from_batch",
-           "register"]
+           "register", "saved_model_config"]
 
 #: Widest layer a model config may ask for, channels or units: 8x the widest default (64
 #: channels, 128 LSTM units). A 3x3 convolution of 1024 to 1024 channels holds 38 MB of float32
@@ -133,7 +133,7 @@ class DepthModel(nn.Module, abc.ABC):
         saved_before: config keys added with a default that changed what the model is, and the
             value every model saved before them had: a checkpoint's config (always complete when
             written) that lacks such a key was that model, so it is rebuilt with that value, not
-            today's default (:func:`dfd_models.checkpoint.load_model`).
+            today's default (:func:`saved_model_config`).
 
     ``self.config`` is the complete configuration, a ``Config`` (its defaults with the
     values given): save ``dataclasses.asdict(model.config)`` with every checkpoint and
@@ -308,3 +308,9 @@ def default_settings(model: type[DepthModel]) -> list[dict[str, Any]]:
     changed is not the same run).  # -> [asdict(Config()), ...]"""
     return [dataclasses.asdict(config()) for config in (model.Config, *model.reads_defaults_of)]
 
+
+def saved_model_config(name: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved model config (a checkpoint's or a run's ``config.yaml``: complete when written) with
+    the keys added to model ``name`` since at the values it had then (:attr:`DepthModel.saved_before`),
+    not today's defaults; an unknown name is left for :func:`build_model` to refuse.  # plain data"""
+    return {**(MODELS[name].saved_before if name in MODELS else {}), **config}
