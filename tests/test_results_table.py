@@ -133,6 +133,14 @@ def test_choices_come_from_validation_never_test(runner, tmp_path):
     assert runner.select([bad_val_good_test, good_val_bad_test]) is good_val_bad_test
 
 
+def test_an_ablation_is_judged_against_the_full_models_seed_spread_both_ways(report):
+    assert report.ablation_verdict(0.05, 0.02) == "helps"
+    assert report.ablation_verdict(-0.05, 0.02).startswith("hurts")
+    assert report.ablation_verdict(0.01, 0.02) == report.ablation_verdict(-0.01, 0.02) == \
+        "does not change the score measurably"
+    assert report.ablation_verdict(0.05, float("nan")).startswith("not judged")
+
+
 def test_every_row_and_ablation_is_a_registered_model_with_valid_overrides(experiments):
     from dfd_models.networks import MODELS
 

@@ -138,6 +138,19 @@ def _choices(results: list[RowResult]) -> list[str]:
     return lines
 
 
+def ablation_verdict(gap: float, spread: float) -> str:
+    """What an ablation row says of the part it removes: ``gap`` is how much worse the ablation
+    scores than the full model (> 0: worse), ``spread`` the full model's range over training seeds
+    (NaN: one seed). Beyond the spread either way it "helps" or "hurts"; within it, neither."""
+    if spread != spread:
+        return "not judged (one training seed: no spread)"
+    if gap > spread:
+        return "helps"
+    if -gap > spread:
+        return "hurts: the model scores better without it"
+    return "does not change the score measurably"
+
+
 def format_results(draws: list[dict[str, RowResult]], skipped: list[str], *, recipe: str, scale: str,
                    recipe_line: str, render_cmd: str, ablations: list[list[RowResult]] = (), ablation_scale: str = "",
                    figure: str | None = None, caveats: list[str] = ()) -> str:
@@ -226,8 +239,7 @@ def format_results(draws: list[dict[str, RowResult]], skipped: list[str], *, rec
             gap = _mean(r.val(region, metric)) - _mean(full_values)
             if metric in HIGHER_IS_BETTER:
                 gap = -gap
-            verdict = ("helps" if gap > spread else "does not help measurably") if spread == spread else \
-                "not judged (one training seed: no spread)"
+            verdict = ablation_verdict(gap, spread)
             lines.append(f"- `{r.row.run}`: validation {region} {metric} {_mean(r.val(region, metric)):.3f} "
                          f"against the full model's {_stat(full_values, 3)} (range {spread:.3f} over training "
                          f"seeds): what it removes {verdict}.")
