@@ -239,10 +239,9 @@ def format_results(draws: list[dict[str, RowResult]], skipped: list[str], *, rec
             gap = _mean(r.val(region, metric)) - _mean(full_values)
             if metric in HIGHER_IS_BETTER:
                 gap = -gap
-            verdict = ablation_verdict(gap, spread)
             lines.append(f"- `{r.row.run}`: validation {region} {metric} {_mean(r.val(region, metric)):.3f} "
                          f"against the full model's {_stat(full_values, 3)} (range {spread:.3f} over training "
-                         f"seeds): what it removes {verdict}.")
+                         f"seeds): what it removes {ablation_verdict(gap, spread)}.")
         lines.append("")
     if recipe == "fod500":
         lines += ["Published numbers on DefocusNet's synthetic data (full scale, 256 px; not this run):", "",
