@@ -27,10 +27,13 @@ time:
 - ``refine``: :func:`dfd_models.refine.refine_depth` from the disc sweep (the layers summed), against
   the same refinement composited front to back over a background estimated from the sweep's depth
   (the largest depth within the CoC's reach; the radiance diffused into the pixels in front of it),
-  object AbsRel / delta1 at ``--samples``.
+  object AbsRel / delta1 at ``--samples``;
+- ``resolution``: the ``cycles`` row again with the same scenes rendered at each of ``--sizes`` px
+  (at ``--samples``): the same blur spans more pixels. Not in the default parts: at 256 px the scan
+  alone takes about 25 minutes.
 
     python benchmarks/scan_gaps.py [--scenes 8] [--samples 64] [--high-samples 1024] [--occlusion-scenes 0 2 4]
-        [--parts scan free occlusion refine]
+        [--parts scan free occlusion refine resolution] [--sizes 64 128 256]
 
 About 30 minutes on 2 CPU cores with the defaults (the brute-force scans take most).
 """
@@ -70,7 +73,7 @@ from planes_stack import on_frame  # noqa: E402
 from sweep_accuracy import SCAN_DEPTHS, scan_pixels, small_obj_stacks  # noqa: E402
 
 #: What the script can measure (``--parts``).
-PARTS = ("scan", "free", "occlusion", "refine")
+PARTS = ("scan", "free", "occlusion", "refine", "resolution")
 #: The scan's hypotheses (metres) and the splats' std on screen (pixels).
 DEPTHS = SCAN_DEPTHS
 SPLAT_PX = 1 / math.sqrt(2 * math.pi)
@@ -255,19 +258,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--high-samples", type=int, default=1024, help="the same scenes with less noise")
     parser.add_argument("--occlusion-scenes", type=int, nargs="*", default=[0, 2, 4])
     parser.add_argument("--occlusion-pixels", type=int, default=40, help="random pixels per scene (seed 0)")
-    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS[:-1]), help="what to measure")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256],
+                        help="image widths and heights of the resolution part, pixels")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     start = time.perf_counter()
     data, parts = {}, set(args.parts)
-    for samples in (args.samples, args.high_samples) if parts - {"refine"} else (args.samples,):
+    rendered = parts - {"resolution"}  # the parts that read the --size stacks; refine alone needs no quiet ones
+    counts = (args.samples, args.high_samples) if rendered - {"refine"} else (args.samples,) if rendered else ()
+    for samples in counts:
         with tempfile.TemporaryDirectory() as tmp:
             batch, (low, high) = small_obj_stacks(args.scenes, args.size, samples, Path(tmp))
             data[samples] = stacks_of(batch)
-    print(f"budget: small_obj scenes 0-{args.scenes - 1}, {args.size} px, 5 frames, "
-          f"{' and '.join(str(n) for n in data)} spp, rendered in {time.perf_counter() - start:.0f} s; "
-          f"{sum(len(s.pixels) for s in data[args.samples])} textured object pixels at {args.samples} spp; "
-          f"{torch.get_num_threads()} threads")
+    if data:
+        print(f"budget: small_obj scenes 0-{args.scenes - 1}, {args.size} px, 5 frames, "
+              f"{' and '.join(str(n) for n in data)} spp, rendered in {time.perf_counter() - start:.0f} s; "
+              f"{sum(len(s.pixels) for s in data[args.samples])} textured object pixels at {args.samples} spp; "
+              f"{torch.get_num_threads()} threads")
     if "scan" in parts:
         scan_table(data[args.samples], args.samples, data[args.high_samples], args.high_samples)
     if "free" in parts:
@@ -276,6 +284,8 @@ def main(argv: list[str] | None = None) -> None:
         occlusion_table(data[args.high_samples], args.high_samples, args.occlusion_scenes, args.occlusion_pixels)
     if "refine" in parts:
         refine_table(data[args.samples], args.samples, low, high)
+    if "resolution" in parts:
+        resolution_table(args.scenes, args.sizes, args.samples)
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 
@@ -330,6 +340,22 @@ def occlusion_table(stacks: list[Stack], samples: int, scenes: list[int], count:
                   (("sum", None), ("over", None), ("over", hidden_wall(stack)))]
         print(f"| {index} | {exact:.3f} | {' | '.join(f'{v:.3f}' for v in shares)} | "
               f"{time.perf_counter() - tic:.0f} |", flush=True)
+
+
+def resolution_table(scenes: int, sizes: list[int], samples: int) -> None:
+    """The ``cycles`` row of :func:`scan_table` with the scenes rendered at each size (pixels)."""
+    print(f"\nthe scan at each image size: small_obj scenes 0-{scenes - 1}, {samples} spp, "
+          f"{torch.get_num_threads()} threads")
+    print("| size | mean | per scene | textured object pixels | render s | scan s |\n|---|---|---|---|---|---|")
+    for size in sizes:
+        tic = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            stacks = stacks_of(small_obj_stacks(scenes, size, samples, Path(tmp))[0])
+        rendered = time.perf_counter() - tic
+        values = [fraction(s, scan(s)) for s in stacks]
+        print(f"| {size} px | {sum(values) / len(values):.3f} | {' '.join(f'{v:.2f}' for v in values)} | "
+              f"{sum(len(s.pixels) for s in stacks)} | {rendered:.0f} | {time.perf_counter() - tic - rendered:.0f} |",
+              flush=True)
 
 
 def refine_table(stacks: list[Stack], samples: int, low: float, high: float) -> None:
