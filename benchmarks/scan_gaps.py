@@ -101,6 +101,19 @@ def stacks_of(batch: dict) -> list[Stack]:
     return out
 
 
+def rendered_stacks(scenes: int, size: int, samples: int) -> tuple[list[Stack], tuple[float, float]]:
+    """The first ``scenes`` small_obj scenes rendered at ``size`` px and ``samples`` spp (in a temporary
+    folder), as :func:`stacks_of` gives them, and the data's depth range, metres."""
+    with tempfile.TemporaryDirectory() as tmp:
+        batch, depth_range = small_obj_stacks(scenes, size, samples, Path(tmp))
+    return stacks_of(batch), depth_range
+
+
+def per_scene(values: list[float]) -> str:
+    """A table's "mean | per scene" cells of per-scene shares."""
+    return f"{sum(values) / len(values):.3f} | {' '.join(f'{v:.2f}' for v in values)}"
+
+
 def within(best: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """Whether each depth lies within delta1 (1.25) of the truth.  # [P] bool"""
     return torch.maximum(best / truth, truth / best) < 1.25
@@ -266,12 +279,12 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(2)
     start = time.perf_counter()
     data, parts = {}, set(args.parts)
-    at_size = parts - {"resolution"}  # the parts that read the --size stacks; refine alone needs no quiet ones
-    counts = (args.samples, args.high_samples) if at_size - {"refine"} else (args.samples,) if at_size else ()
+    at_size = parts - {"resolution"}  # the parts that read the --size stacks
+    counts = [args.samples] if at_size else []
+    if at_size - {"refine"}:  # refine alone needs no quiet stacks
+        counts.append(args.high_samples)
     for samples in counts:
-        with tempfile.TemporaryDirectory() as tmp:
-            batch, (low, high) = small_obj_stacks(args.scenes, args.size, samples, Path(tmp))
-            data[samples] = stacks_of(batch)
+        data[samples], (low, high) = rendered_stacks(args.scenes, args.size, samples)
     if data:
         print(f"budget: small_obj scenes 0-{args.scenes - 1}, {args.size} px, 5 frames, "
               f"{' and '.join(str(n) for n in data)} spp, rendered in {time.perf_counter() - start:.0f} s; "
@@ -296,7 +309,7 @@ def scan_table(stacks: list[Stack], samples: int, quiet: list[Stack], quiet_samp
     print("| forward model / frames | mean | per scene |\n|---|---|---|")
 
     def row(label: str, values: list[float]) -> None:
-        print(f"| {label} | {sum(values) / len(values):.3f} | {' '.join(f'{v:.2f}' for v in values)} |", flush=True)
+        print(f"| {label} | {per_scene(values)} |", flush=True)
 
     row(f"cycles, {samples} spp", [fraction(s, scan(s)) for s in stacks])
     row("own frames", [fraction(s, scan(s, own_frames(s, bits=False))) for s in stacks])
@@ -350,13 +363,11 @@ def resolution_table(scenes: int, sizes: list[int], samples: int) -> None:
     print("| size | mean | per scene | textured object pixels | render s | scan s |\n|---|---|---|---|---|---|")
     for size in sizes:
         tic = time.perf_counter()
-        with tempfile.TemporaryDirectory() as tmp:
-            stacks = stacks_of(small_obj_stacks(scenes, size, samples, Path(tmp))[0])
+        stacks = rendered_stacks(scenes, size, samples)[0]
         rendered = time.perf_counter() - tic
         values = [fraction(s, scan(s)) for s in stacks]
-        print(f"| {size} px | {sum(values) / len(values):.3f} | {' '.join(f'{v:.2f}' for v in values)} | "
-              f"{sum(len(s.pixels) for s in stacks)} | {rendered:.0f} | {time.perf_counter() - tic - rendered:.0f} |",
-              flush=True)
+        print(f"| {size} px | {per_scene(values)} | {sum(len(s.pixels) for s in stacks)} | {rendered:.0f} | "
+              f"{time.perf_counter() - tic - rendered:.0f} |", flush=True)
 
 
 def refine_table(stacks: list[Stack], samples: int, low: float, high: float) -> None:
