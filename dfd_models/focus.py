@@ -35,11 +35,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dfd_models.lens import LensParams, coc_px
+from dfd_models.metrics import DELTA_BASE
 from dfd_models.splat import SplatConfig, plane_operators, render_planes
 
 __all__ = ["DFF_BEYOND_RANGE", "blur_features", "cost_at", "defocus_sweep", "dff_depth", "dff_depth_and_confidence",
            "focus_measure", "gamma_encode", "gaussian_blur", "sharp_composite", "splat_radiance", "splat_sweep_config",
-           "sweep_blur_px", "sweep_cost", "sweep_depths", "sweep_minimum", "warp_to_frame", "warp_to_grid"]
+           "SWEEP_CONFIDENCES", "sweep_blur_px", "sweep_cost", "sweep_depths", "sweep_minimum", "warp_to_frame",
+           "warp_to_grid"]
 
 #: Rec. 709 luminance weights of linear RGB.
 LUMA = (0.2126, 0.7152, 0.0722)
@@ -51,6 +53,9 @@ SMOOTH_PX = 1.0
 SWEEP_HYPOTHESES = 32
 #: Ratio of consecutive depth hypotheses of :func:`sweep_depths`: finer than delta1's 1.25.
 SWEEP_RATIO = 1.1
+#: How :func:`sweep_minimum` rates its minimum: ``ratio`` (1 - least / mean cost) or ``margin``
+#: (1 - least cost / least cost of the hypotheses off the minimum by more than delta1's 1.25).
+SWEEP_CONFIDENCES = ("ratio", "margin")
 #: Splat alpha threshold of the splat-footprint sweep (sdgs' ``splat_alpha_min``: with 3DGS's
 #: 1/255 a blurred splat's faint tails are cut and its blur comes out short).
 SWEEP_ALPHA_MIN = 1e-4
@@ -423,23 +428,42 @@ def defocus_sweep(frames: Tensor, focus_m: Tensor, K: Tensor, lens: LensParams, 
     return sweep_minimum(*sweep_cost(frames, focus_m, K, lens, ref, **options))
 
 
-def sweep_minimum(inv: Tensor, cost: Tensor) -> tuple[Tensor, Tensor]:
+def sweep_minimum(inv: Tensor, cost: Tensor, confidence: str = "ratio") -> tuple[Tensor, Tensor]:
     """:func:`defocus_sweep`'s depth and confidence from its cost volume (:func:`sweep_cost`).
+
+    ``confidence`` (one of :data:`SWEEP_CONFIDENCES`) says how sure the minimum is, in [0, 1]:
+
+    - ``ratio``: 1 - least / mean cost. High wherever some hypotheses are clearly wrong, even
+      where every depth within a factor 2 of the minimum explains the frames as well: on a far,
+      weakly textured wall the planes from 0.5 to 3 m cost within 5 % of each other, yet the
+      near planes' cost makes the ratio 0.5 (docs/NOTES.md).
+    - ``margin``: 1 - least cost / the least cost among the hypotheses whose depth differs from
+      the minimum's by more than a factor 1.25 (delta1), the peak ratio of stereo matching (Hu
+      and Mordohai, TPAMI 34(11), 2012). Near 0 where a depth off by more than delta1 explains
+      the frames as well: the minimum says nothing at the precision depth is scored at.
 
     Args:
         inv: the hypotheses' inverse depths, 1/m, increasing.  # [D]
         cost: the cost volume.  # [B, D, H, W]
+        confidence: one of :data:`SWEEP_CONFIDENCES`.
     Returns:
         (planar depth in metres, confidence).  # [B, 1, H, W] each
     """
     count = inv.numel()
-    low = cost.argmin(1, keepdim=True)  # [B, 1, H, W]
+    least, low = cost.min(1, keepdim=True)  # [B, 1, H, W]
     mid = low.clamp(1, count - 2)
     (x0, y0), (xc, yc), (x2, y2) = ((inv[mid + k], cost.gather(1, mid + k)) for k in (-1, 0, 1))
     inner = (low > 0) & (low < count - 1)
     best_inv = torch.where(inner, _parabola_vertex(x0, y0, xc, yc, x2, y2), inv[low])
-    confidence = 1 - cost.amin(1, keepdim=True) / cost.mean(1, keepdim=True).clamp_min(1e-12)
-    return 1 / best_inv, confidence
+    if confidence == "ratio":
+        rated = 1 - least / cost.mean(1, keepdim=True).clamp_min(1e-12)
+    elif confidence == "margin":
+        off = (inv[None, :, None, None] / best_inv).log().abs() > math.log(DELTA_BASE)  # [B, D, H, W]
+        rival = cost.masked_fill(~off, math.inf).amin(1, keepdim=True)  # inf: no hypothesis that far
+        rated = (1 - least / rival.clamp_min(1e-12)).clamp(0, 1)
+    else:
+        raise ValueError(f"confidence {confidence!r}: one of {SWEEP_CONFIDENCES}")
+    return 1 / best_inv, rated
 
 
 def sweep_cost(

@@ -145,6 +145,29 @@ def test_sweep_hypotheses_are_finer_than_delta1_over_the_range(torch):
         sweep_depths(2.0, 1.0)
 
 
+def test_margin_confidence_is_low_where_a_depth_off_by_delta1_costs_as_little(torch):
+    """``sweep_minimum``'s two confidences on two pixels with the same least cost at 1 m: one whose
+    cost is flat from 0.5 to 3 m and high only nearer (a far, weakly textured wall: ``ratio`` rates
+    it as sure as a sharp minimum, ``margin`` near 0), one whose cost rises within 10 % of the
+    depth (a textured surface: both sure). The depth does not depend on the confidence."""
+    from dfd_models.focus import SWEEP_CONFIDENCES, sweep_minimum
+
+    inv = torch.linspace(1 / 3, 10, 32)
+    z = 1 / inv
+    flat = torch.where(z > 0.5, 1.0 + 0.02 * (z - 1).abs(), 3.0)  # within 4 % of its least from 0.5 to 3 m
+    sharp = 1.0 + 8 * z.log().abs()  # doubles 13 % off 1 m
+    cost = torch.stack([flat, sharp], -1).reshape(1, 32, 1, 2)
+    depth, ratio = sweep_minimum(inv, cost, "ratio")
+    margin_depth, margin = sweep_minimum(inv, cost, "margin")
+    torch.testing.assert_close(depth, margin_depth)
+    ratio, margin = ratio.flatten().tolist(), margin.flatten().tolist()
+    assert ratio[0] > 0.4 and ratio[1] > 0.4, ratio  # both look sure by the ratio
+    assert margin[0] < 0.05 and margin[1] > 0.4, margin  # measured 0.006 and 0.53
+    assert all(0 <= c <= 1 for c in ratio + margin) and SWEEP_CONFIDENCES == ("ratio", "margin")
+    with pytest.raises(ValueError, match="confidence"):
+        sweep_minimum(inv, cost, "peak")
+
+
 def test_cost_read_between_hypotheses_keeps_a_minimum_between_them(torch):
     """``cost_at`` (the ``planes`` photometric term's read of the sweep's cost volume) passes through
     every hypothesis's cost, reproduces a cost quadratic in 1/z exactly between them, so that gradient

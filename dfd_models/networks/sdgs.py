@@ -63,7 +63,7 @@ from torch import Tensor, nn
 from generator.core.schema import setting
 from dfd_models.config import ConfigError
 from dfd_models.data.batch import reference_index
-from dfd_models.focus import (SWEEP_HYPOTHESES, blur_features, cost_at, gamma_encode, sharp_composite, sweep_cost,
+from dfd_models.focus import (SWEEP_CONFIDENCES, SWEEP_HYPOTHESES, blur_features, cost_at, gamma_encode, sharp_composite, sweep_cost,
                               sweep_depths, sweep_minimum, warp_to_grid)
 from dfd_models.lens import LensParams, coc_px, coc_signed_px
 from dfd_models.losses import edge_aware_smoothness, masked_mean, photometric_error
@@ -283,7 +283,7 @@ def sweep_teacher(config: SDGSConfig, frames: Tensor, focus_m: Tensor, K: Tensor
     Returns:
         (depth, metres; confidence in [0, 1]).  # [B, 1, H, W] each
     """
-    return sweep_minimum(*sweep_volume(config, frames, focus_m, K, lens, ref))
+    return sweep_minimum(*sweep_volume(config, frames, focus_m, K, lens, ref), config.sweep_confidence)
 
 
 def sweep_volume(config: SDGSConfig, frames: Tensor, focus_m: Tensor, K: Tensor, lens: LensParams,
@@ -363,6 +363,9 @@ class SDGSConfig(DepthRangeConfig):
         sweep_footprint: the teacher's forward model, one of :data:`SWEEP_FOOTPRINTS` (:func:`sweep_teacher`).
         sweep_ratio: ratio of the teacher's consecutive depth planes, > 1 (0: ``sweep_hypotheses``
             planes uniform in 1/z).
+        sweep_confidence: how the teacher rates its minimum, one of
+            :data:`dfd_models.focus.SWEEP_CONFIDENCES` (:func:`dfd_models.focus.sweep_minimum`); the
+            sweep term and the CoC term weigh each pixel by it.
         sweep_window_px: the teacher's cost-aggregation box, pixels, odd (7: the best of 3, 5, 7 and 9 on
             small_obj's validation split at 64 px, docs/NOTES.md).
         defocus_init_px: DefocusNet's untrained output, pixels, in (0, 2 coc_scale_px) (null: a zero
@@ -397,6 +400,7 @@ class SDGSConfig(DepthRangeConfig):
     sweep_footprint: str = setting("blur", choices=SWEEP_FOOTPRINTS)
     sweep_ratio: float = setting(0.0, ge=0)
     sweep_window_px: int = setting(7, ge=1)
+    sweep_confidence: str = setting("ratio", choices=SWEEP_CONFIDENCES)
     defocus_init_px: float | None = setting(None, gt=0)
 
     def __post_init__(self) -> None:
@@ -661,7 +665,7 @@ class SDGS(DepthModel):
         (:func:`sweep_volume`'s, already computed).  # -> ([B, 1, H, W], [B, 1, H, W])"""
         if volume is None:
             volume = sweep_volume(self.config, frames, focus_m, K, lens, ref)
-        return sweep_minimum(*volume)
+        return sweep_minimum(*volume, self.config.sweep_confidence)
 
     def losses(self, batch: dict, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
         """Self-supervised terms (module docstring); reads only frames, focus, K and the lens."""
