@@ -52,6 +52,7 @@ def _mean_tied_ranks(values: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
 
 
 def teacher_inputs(batch: dict) -> tuple:
+    """A loader batch as :func:`dfd_models.networks.sdgs.sweep_volume`'s frames, focus_m, K, lens and ref (float32)."""
     frames = batch["frames"].float()
     return (frames, batch["focus_m"].float(), batch["K"].float(), lens_from_batch(batch).to(dtype=torch.float32),
             reference_index(frames.shape[1]))
@@ -93,10 +94,11 @@ def main(argv: list[str] | None = None) -> None:
             weight.append((confidence * balance)[valid])
         rated, right, wall, weight = (torch.cat(x) for x in (rated, right, wall, weight))
         objects = ~wall
+        share = lambda where, of: float(weight[where].sum() / weight[of].sum())  # noqa: E731
         print(f"  {kind:7s} AUC objects {roc_auc(rated[objects], right[objects]):.3f} wall "
               f"{roc_auc(rated[wall], right[wall]):.3f} all {roc_auc(rated, right):.3f} | weight on the wall "
-              f"{float(weight[wall].sum() / weight.sum()):.2f}, on wrong pixels {float(weight[~right].sum() / weight.sum()):.2f} "
-              f"(objects {float(weight[objects & ~right].sum() / weight[objects].sum()):.2f})", flush=True)
+              f"{share(wall, ...):.2f}, on wrong pixels {share(~right, ...):.2f} "
+              f"(objects {share(objects & ~right, objects):.2f})", flush=True)
 
 
 if __name__ == "__main__":

@@ -434,9 +434,9 @@ def sweep_minimum(inv: Tensor, cost: Tensor, confidence: str = "ratio") -> tuple
     ``confidence`` (one of :data:`SWEEP_CONFIDENCES`) says how sure the minimum is, in [0, 1]:
 
     - ``ratio``: 1 - least / mean cost. High wherever some hypotheses are clearly wrong, even
-      where every depth within a factor 2 of the minimum explains the frames as well: on a far,
-      weakly textured wall the planes from 0.5 to 3 m cost within 5 % of each other, yet the
-      near planes' cost makes the ratio 0.5 (docs/NOTES.md).
+      where every depth within a factor 2 of the minimum explains the frames as well: on fod500's
+      far wall the planes from 0.45 to 3 m cost within 10 % of each other, yet the near planes'
+      cost makes the ratio about 0.5 (docs/NOTES.md).
     - ``margin``: 1 - least cost / the least cost among the hypotheses whose depth differs from
       the minimum's by more than a factor 1.25 (delta1), the peak ratio of stereo matching (Hu
       and Mordohai, TPAMI 34(11), 2012). Near 0 where a depth off by more than delta1 explains

@@ -63,8 +63,8 @@ from torch import Tensor, nn
 from generator.core.schema import setting
 from dfd_models.config import ConfigError
 from dfd_models.data.batch import reference_index
-from dfd_models.focus import (SWEEP_CONFIDENCES, SWEEP_HYPOTHESES, blur_features, cost_at, gamma_encode, sharp_composite, sweep_cost,
-                              sweep_depths, sweep_minimum, warp_to_grid)
+from dfd_models.focus import (SWEEP_CONFIDENCES, SWEEP_HYPOTHESES, blur_features, cost_at, gamma_encode,
+                              sharp_composite, sweep_cost, sweep_depths, sweep_minimum, warp_to_grid)
 from dfd_models.lens import LensParams, coc_px, coc_signed_px
 from dfd_models.losses import edge_aware_smoothness, masked_mean, photometric_error
 from dfd_models.networks.base import BLUR_SCALES, WIDTHS, DepthModel, DepthRangeConfig, lens_from_batch, register
@@ -367,7 +367,8 @@ class SDGSConfig(DepthRangeConfig):
             :data:`dfd_models.focus.SWEEP_CONFIDENCES` (:func:`dfd_models.focus.sweep_minimum`); the
             sweep term and the CoC term weigh each pixel by it.
         sweep_window_px: the teacher's cost-aggregation box, pixels, odd (7: the best of 3, 5, 7 and 9 on
-            small_obj's validation split at 64 px, docs/NOTES.md).
+            small_obj's validation split at 64 px, and tied with 9 among 5-21 on fod500's at 128 px,
+            docs/NOTES.md).
         defocus_init_px: DefocusNet's untrained output, pixels, in (0, 2 coc_scale_px) (null: a zero
             head, coc_scale_px ln 2; module docstring: the start).
     """
