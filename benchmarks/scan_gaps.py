@@ -53,7 +53,7 @@ import torch.nn.functional as F
 
 from dfd_models.data.batch import reference_index
 from dfd_models.focus import defocus_sweep, gamma_encode, gaussian_blur, sweep_depths
-from dfd_models.metrics import RegionMetrics
+from dfd_models.metrics import DELTA_BASE, RegionMetrics, delta_ratio
 from dfd_models.networks.base import lens_from_batch
 from dfd_models.refine import (
     depth_scan,
@@ -116,7 +116,7 @@ def per_scene(values: list[float]) -> str:
 
 def within(best: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """Whether each depth lies within delta1 (1.25) of the truth.  # [P] bool"""
-    return torch.maximum(best / truth, truth / best) < 1.25
+    return delta_ratio(best, truth) < DELTA_BASE
 
 
 def scan(stack: Stack, frames: torch.Tensor | None = None, lens=None, splat_px: float = SPLAT_PX,

@@ -27,7 +27,7 @@ import torch
 
 from dfd_models.data.batch import reference_index
 from dfd_models.focus import SWEEP_CONFIDENCES, sweep_minimum
-from dfd_models.metrics import DELTA_BASE
+from dfd_models.metrics import DELTA_BASE, delta_ratio
 from dfd_models.networks import lens_from_batch
 from dfd_models.networks.sdgs import SDGSConfig, _balance, sweep_volume
 from sdgs_signals import batches, line, score
@@ -72,33 +72,38 @@ def main(argv: list[str] | None = None) -> None:
           f"({tuple(stacks[0]['frames'].shape[-2:])} px, {stacks[0]['frames'].shape[1]} frames), whole frames; "
           f"{torch.get_num_threads()} CPU threads")
     print("the teacher per cost window (sweep_window_px)")
-    for window in args.windows:
+    volumes = {}  # the default window's cost volumes, kept for the confidences
+    for window in sorted({*args.windows, default.sweep_window_px}):
         config = SDGSConfig(sweep_window_px=window)
         start = time.perf_counter()
-        scores = score(stacks, lambda b: sweep_minimum(*sweep_volume(config, *teacher_inputs(b)))[0])
-        print(line(f"window {window}" + (" (default)" if window == default.sweep_window_px else ""), scores,
-                   time.perf_counter() - start), flush=True)
+        each = [sweep_volume(config, *teacher_inputs(b)) for b in stacks]
+        if window == default.sweep_window_px:
+            volumes = each
+        if window in args.windows:
+            of = {id(b): volume for b, volume in zip(stacks, each)}
+            scores = score(stacks, lambda b: sweep_minimum(*of[id(b)])[0])
+            print(line(f"window {window}" + (" (default)" if window == default.sweep_window_px else ""), scores,
+                       time.perf_counter() - start), flush=True)
     print(f"its confidence at window {default.sweep_window_px}: ROC AUC for 'within delta1 of the truth'; "
           "the share of the sweep term's weight (confidence x balance bins) on the wall and on wrong pixels")
-    volumes = [(b, sweep_volume(default, *teacher_inputs(b))) for b in stacks]
     for kind in SWEEP_CONFIDENCES:
         rated, right, wall, weight = [], [], [], []
-        for b, volume in volumes:
+        for b, volume in zip(stacks, volumes):
             depth, confidence = sweep_minimum(*volume, kind)
             valid = b["valid"].bool()
             balance = _balance(1 / depth, 1 / default.max_depth_m, 1 / default.min_depth_m, default.balance_bins,
                                default.balance_space)
             rated.append(confidence[valid])
-            right.append(((depth / b["depth"].float()).log().abs() < math.log(DELTA_BASE))[valid])
+            right.append((delta_ratio(depth, b["depth"].float()) < DELTA_BASE)[valid])
             wall.append(b["wall"].bool()[valid])
             weight.append((confidence * balance)[valid])
         rated, right, wall, weight = (torch.cat(x) for x in (rated, right, wall, weight))
         objects = ~wall
-        share = lambda where, of: float(weight[where].sum() / weight[of].sum())  # noqa: E731
+        total = weight.sum()
         print(f"  {kind:7s} AUC objects {roc_auc(rated[objects], right[objects]):.3f} wall "
               f"{roc_auc(rated[wall], right[wall]):.3f} all {roc_auc(rated, right):.3f} | weight on the wall "
-              f"{share(wall, ...):.2f}, on wrong pixels {share(~right, ...):.2f} "
-              f"(objects {share(objects & ~right, objects):.2f})", flush=True)
+              f"{float(weight[wall].sum() / total):.2f}, on wrong pixels {float(weight[~right].sum() / total):.2f} "
+              f"(objects {float(weight[objects & ~right].sum() / weight[objects].sum()):.2f})", flush=True)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dfd_models.lens import LensParams, coc_px
-from dfd_models.metrics import DELTA_BASE
+from dfd_models.metrics import DELTA_BASE, delta_ratio
 from dfd_models.splat import SplatConfig, plane_operators, render_planes
 
 __all__ = ["DFF_BEYOND_RANGE", "blur_features", "cost_at", "defocus_sweep", "dff_depth", "dff_depth_and_confidence",
@@ -458,7 +458,7 @@ def sweep_minimum(inv: Tensor, cost: Tensor, confidence: str = "ratio") -> tuple
     if confidence == "ratio":
         rated = 1 - least / cost.mean(1, keepdim=True).clamp_min(1e-12)
     elif confidence == "margin":
-        off = (inv[None, :, None, None] / best_inv).log().abs() > math.log(DELTA_BASE)  # [B, D, H, W]
+        off = delta_ratio(inv[None, :, None, None], best_inv) > DELTA_BASE  # [B, D, H, W]
         rival = cost.masked_fill(~off, math.inf).amin(1, keepdim=True)  # inf: no hypothesis that far
         rated = (1 - least / rival.clamp_min(1e-12)).clamp(0, 1)
     else:

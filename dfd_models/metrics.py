@@ -35,7 +35,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["DELTA_BASE", "REGIONS", "TOTALS", "DepthMetrics", "RegionMetrics", "depth_metrics"]
+__all__ = ["DELTA_BASE", "REGIONS", "TOTALS", "DepthMetrics", "RegionMetrics", "delta_ratio", "depth_metrics"]
 
 #: delta_k counts max(p / g, g / p) < DELTA_BASE ** k.
 DELTA_BASE = 1.25
@@ -47,6 +47,11 @@ TOTALS = ("count", "sq", "abs", "abs_rel", "sq_rel", "sq_log", "delta1", "delta2
 #: The regions :class:`RegionMetrics` scores, in order, and the pixels of each. ``objects``
 #: is every valid pixel when the data has no wall (the loader's all-False ``wall`` mask).
 REGIONS = {"all": "valid pixels", "objects": "valid pixels off the background wall"}
+
+
+def delta_ratio(pred: Tensor, gt: Tensor) -> Tensor:
+    """max(p / g, g / p), what delta_k compares with DELTA_BASE ** k (depths or inverse depths, > 0)."""
+    return torch.maximum(pred / gt, gt / pred)
 
 
 def _pearson(mean: dict[str, float]) -> float:
@@ -102,7 +107,7 @@ class DepthMetrics:
         if not bool(torch.all(torch.isfinite(p) & (p > 0))):
             raise ValueError("predicted depth must be finite and > 0 on valid pixels")
         err, inv_err = p - g, 1.0 / p - 1.0 / g
-        ratio = torch.maximum(p / g, g / p)
+        ratio = delta_ratio(p, g)
         batch_sums = {
             "count": torch.ones_like(p),
             "sq": err.square(),
