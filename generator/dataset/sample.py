@@ -10,7 +10,6 @@ before its pixels are decompressed, depth finite. No bpy."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -22,7 +21,7 @@ from generator.dataset.metadata import RecipeInfo, Rendered, sample_metadata
 from generator.dataset.pixels import decode_rgb, exr_size, jpeg_size, png_header, read_exr_bytes
 from generator.scene.flow import CHANNELS as FLOW_CHANNELS
 from generator.dataset.format import (AIF, META, RGB_EXTENSIONS, clean_member, coc_member, depth_member,
-                              frame_stem, motion_member, rgb_member, sample_key)
+                              frame_stem, metadata_json, motion_member, rgb_member, sample_key)
 from generator.core.limits import MAX_FRAMES, MAX_SCENE_PIXELS
 from generator.recipe.recipe import ImageRecipe
 from generator.core.safe_json import load_json
@@ -71,7 +70,7 @@ def encode_sample(
     meta = sample_metadata(spec, rendered, recipe)
     sample: dict[str, Any] = {
         "__key__": sample_key(spec.index),
-        META: json.dumps(meta, sort_keys=True, indent=1, allow_nan=False).encode("utf-8"),
+        META: metadata_json(meta),
     }
     clean = spec.sensor is not None and spec.sensor.clean
     for i, (frame, rgb) in enumerate(zip(spec.frames, rendered.frames)):
