@@ -41,6 +41,22 @@ def test_a_refused_write_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["out.yaml"]
 
 
+def test_a_ctrl_c_just_after_the_rename_stays_a_ctrl_c(tmp_path, monkeypatch):
+    """The Ray run's Ctrl-C once landed between ``os.replace`` and the return; the cleanup's
+    FileNotFoundError then hid the interrupt."""
+    target = tmp_path / "manifest.json"
+    replace = os.replace
+
+    def replace_then_interrupt(src, dst):
+        replace(src, dst)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(files.os, "replace", replace_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        files.write_atomic(target, b"new")
+    assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
+
+
 @pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS, errno.ENOSPC])
 def test_the_cli_reports_a_refusing_disk_as_one_line_with_status_1(code):
     with pytest.raises(click.ClickException) as caught:

@@ -67,7 +67,8 @@ def write_atomic(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
-        os.unlink(tmp)
+        with contextlib.suppress(FileNotFoundError):  # a Ctrl-C just after os.replace: it is renamed already
+            os.unlink(tmp)
         if isinstance(exc, OSError):
             raise WriteError.of(exc, path)
         raise
