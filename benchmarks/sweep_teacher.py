@@ -6,6 +6,8 @@ On the first ``--stacks`` stacks of ``--split`` (whole frames, in order) this pr
 
 - per cost window (``--windows``, pixels): the teacher's object and all-pixel AbsRel, delta1 and Pearson,
   as ``dfd_sweep`` scores (sdgs's defaults otherwise);
+- at the default window, per estimate (:data:`dfd_models.focus.SWEEP_ESTIMATES`): the parabola's vertex,
+  and the soft argmin at each ``--sharpness`` (where :data:`dfd_models.focus.SOFT_ARGMIN_SHARPNESS` was chosen);
 - per confidence (:data:`dfd_models.focus.SWEEP_CONFIDENCES`), at the default window: how well it ranks
   the pixels where the teacher lies within delta1 of the truth above the others (ROC AUC: 0.5 is
   chance, below 0.5 it prefers the wrong ones), over objects, the wall and all valid pixels; and,
@@ -13,6 +15,7 @@ On the first ``--stacks`` stacks of ``--split`` (whole frames, in order) this pr
   the teacher has wrong.
 
     python benchmarks/sweep_teacher.py --shards OUT/data [--split val] [--stacks 32] [--windows 5 7 9 11]
+        [--sharpness 5 10 20 50 100 200]
 
 Reads depth only to score. On the CPU; the budget line says what ran.
 """
@@ -26,7 +29,7 @@ import time
 import torch
 
 from dfd_models.data.batch import reference_index
-from dfd_models.focus import SWEEP_CONFIDENCES, sweep_minimum
+from dfd_models.focus import SOFT_ARGMIN_SHARPNESS, SWEEP_CONFIDENCES, sweep_minimum
 from dfd_models.metrics import DELTA_BASE, delta_ratio
 from dfd_models.networks import lens_from_batch
 from dfd_models.networks.sdgs import SDGSConfig, _balance, sweep_volume
@@ -64,6 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", default="val")
     parser.add_argument("--stacks", type=int, default=32)
     parser.add_argument("--windows", type=int, nargs="+", default=[5, 7, 9, 11, 15])
+    parser.add_argument("--sharpness", type=float, nargs="+", default=[5, 10, SOFT_ARGMIN_SHARPNESS, 50, 100, 200])
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     stacks = batches(args.shards, args.split, args.stacks, 4)
@@ -84,6 +88,12 @@ def main(argv: list[str] | None = None) -> None:
             scores = score(stacks, lambda b: sweep_minimum(*of[id(b)])[0])
             print(line(f"window {window}" + (" (default)" if window == default.sweep_window_px else ""), scores,
                        time.perf_counter() - start), flush=True)
+    print(f"its estimate at window {default.sweep_window_px}")
+    of = {id(b): volume for b, volume in zip(stacks, volumes)}
+    print(line("parabola (default)", score(stacks, lambda b: sweep_minimum(*of[id(b)])[0])), flush=True)
+    for sharpness in sorted(args.sharpness):
+        scores = score(stacks, lambda b: sweep_minimum(*of[id(b)], estimate="soft", sharpness=sharpness)[0])
+        print(line(f"soft argmin, sharpness {sharpness:g}", scores), flush=True)
     print(f"its confidence at window {default.sweep_window_px}: ROC AUC for 'within delta1 of the truth'; "
           "the share of the sweep term's weight (confidence x balance bins) on the wall and on wrong pixels")
     for kind in SWEEP_CONFIDENCES:

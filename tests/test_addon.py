@@ -22,6 +22,7 @@ from click.testing import CliRunner
 
 from fakes import write_tiny_recipe
 from generator.core import lens as lensmod
+from generator.core.precision import float32
 from generator.cli import main
 from generator.recipe.recipe import load_recipe
 from generator.dataset.sample import decode_sample
@@ -304,7 +305,7 @@ def test_camera_edits_reach_the_scene_and_the_saved_recipe(session):
     assert spec.lens.aperture.ratio == 1.25 and (spec.shutter.exposure_s, spec.shutter.rolling_readout_s) == (0.008, 0.01)
     sensor = spec.sensor
     assert sensor.shot_gain == pytest.approx(0.004) and sensor.exposure == pytest.approx([2**0.5] * len(spec.frames))
-    assert sensor.white_balance == (2.2, 1.0, 1.7) and sensor.colour_matrix == crosstalk_matrix(0.6)
+    assert sensor.white_balance == (2.2, 1.0, 1.7) and sensor.colour_matrix == float32(crosstalk_matrix(0.6))  # core/precision.py
     assert (sensor.tone, sensor.vignetting, sensor.clean) == (0.5, 0.2, True)
     assert spec.render.rgb == "jpeg" and spec.render.jpeg_quality == 85
     assert load_recipe(work / "camera_saved.yaml").sha256 == expected.sha256

@@ -20,6 +20,7 @@ from generator.core.lens import (
     corner_angles_rad,
     equal_area_factor,
 )
+from generator.core.precision import float32
 from generator.dataset.sample import decode_sample, encode_sample
 from generator.draw.scene import draw_scene
 from generator.scene.calibration import aperture_probe, measure_aperture
@@ -80,11 +81,11 @@ def test_metadata_records_the_aperture_only_when_on_and_decodes_back():
             assert "aperture" not in lens
             continue
         shape = spec.lens.aperture
-        assert lens["aperture"] == {
+        assert lens["aperture"] == float32({  # the metadata's precision (generator.core.precision)
             "blades": shape.blades, "rotation_rad": shape.rotation_rad, "ratio": shape.ratio,
             "coc": "aperture_circle", "equal_area_factor": equal_area_factor(shape),
             "circumscribed_factor": circumscribed_factor(shape),
-        }
+        })
 
 
 # Rendered by Cycles

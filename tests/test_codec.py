@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from fakes import fake_render, make_spec, tiny_recipe
+from generator.core.precision import float32
 from generator.core import lens as lensmod
 from generator.core.display import linear_to_srgb, srgb_to_linear
 from generator.dataset.pixels import decode_rgb, read_exr_bytes, write_exr_bytes
@@ -58,18 +59,18 @@ def test_metadata_fields_and_lens_consistency():
     assert meta["image"] == {"width": 32, "height": 24, "samples": 4}
     assert meta["lens"]["pixel_pitch_m"] == pytest.approx(0.036 / 32)
     valid = np.concatenate([d[d > 0] for d in rendered.depth])
-    assert meta["depth"] == {"per_frame": True, "kind": "planar", "units": "m", "invalid": 0,
-                             "min_m": float(valid.min()), "max_m": float(valid.max()), "wall_m": None}  # make_spec has no wall
-    assert meta["scene"] == spec.to_dict()
+    assert meta["depth"] == float32({"per_frame": True, "kind": "planar", "units": "m", "invalid": 0,
+                                     "min_m": float(valid.min()), "max_m": float(valid.max()), "wall_m": None})  # make_spec has no wall
+    assert meta["scene"] == float32(spec.to_dict())  # the metadata's precision (core/precision.py)
     assert len(meta["frames"]) == 4
     for fm, fs in zip(meta["frames"], spec.frames):
-        assert (fm["index"], fm["ramp"], fm["focus_distance_m"]) == (fs.index, fs.ramp, fs.focus_distance_m)
-        np.testing.assert_array_equal(fm["K"], lensmod.intrinsics(spec.lens, fs.focus_distance_m, 32, 24))
-        np.testing.assert_array_equal(fm["world_to_camera"], world_to_camera(spec.camera))
+        assert (fm["index"], fm["ramp"], fm["focus_distance_m"]) == (fs.index, fs.ramp, float32(fs.focus_distance_m))
+        np.testing.assert_array_equal(fm["K"], float32(lensmod.intrinsics(spec.lens, fs.focus_distance_m, 32, 24).tolist()))
+        np.testing.assert_array_equal(fm["world_to_camera"], float32(world_to_camera(spec.camera).tolist()))
         cam = lensmod.blender_camera(spec.lens, fs.focus_distance_m)
-        assert fm["blender_camera"] == {"lens_mm": cam.lens_mm, "fstop": cam.fstop,
-                                        "focus_distance_m": cam.focus_distance_m,
-                                        "sensor_width_mm": cam.sensor_width_mm}
+        assert fm["blender_camera"] == float32({"lens_mm": cam.lens_mm, "fstop": cam.fstop,
+                                                "focus_distance_m": cam.focus_distance_m,
+                                                "sensor_width_mm": cam.sensor_width_mm})
     # thin lens breathes: K's focal length changes with the focus
     assert meta["frames"][0]["K"][0][0] != meta["frames"][1]["K"][0][0]
     assert sample["json"].decode() == json.dumps(meta, sort_keys=True, indent=1)

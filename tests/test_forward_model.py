@@ -168,6 +168,28 @@ def test_margin_confidence_is_low_where_a_depth_off_by_delta1_costs_as_little(to
         sweep_minimum(inv, cost, "peak")
 
 
+def test_soft_argmin_reads_a_sharp_minimum_as_its_plane_and_a_tie_as_their_middle(torch):
+    """``sweep_minimum``'s ``soft`` estimate: a cost with one clear least plane (the others 3 times the
+    mean's share) gives that plane's depth; two planes that cost the same, and far less than the rest,
+    give the middle of their inverse depths."""
+    from dfd_models.focus import SWEEP_ESTIMATES, sweep_minimum
+
+    inv = torch.linspace(1 / 3, 10, 32)
+    one = torch.full((32,), 3.0)
+    one[10] = 0.5
+    tie = torch.full((32,), 3.0)
+    tie[[20, 21]] = 0.5
+    cost = torch.stack([one, tie], -1).reshape(1, 32, 1, 2)
+    depth, confidence = sweep_minimum(inv, cost, estimate="soft")
+    depth, ratio = depth.flatten(), confidence.flatten()
+    assert float(1 / depth[0]) == pytest.approx(float(inv[10]), rel=1e-3)
+    assert float(1 / depth[1]) == pytest.approx(float(inv[20] + inv[21]) / 2, rel=1e-3)
+    torch.testing.assert_close(ratio, sweep_minimum(inv, cost)[1].flatten())  # the confidence does not change
+    assert SWEEP_ESTIMATES == ("parabola", "soft")
+    with pytest.raises(ValueError, match="estimate"):
+        sweep_minimum(inv, cost, estimate="mean")
+
+
 def test_cost_read_between_hypotheses_keeps_a_minimum_between_them(torch):
     """``cost_at`` (the ``planes`` photometric term's read of the sweep's cost volume) passes through
     every hypothesis's cost, reproduces a cost quadratic in 1/z exactly between them, so that gradient

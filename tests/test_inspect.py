@@ -29,7 +29,7 @@ def test_summary_matches_the_pixels(tiny_dataset):
     assert summary.splits == {"train": 8} and summary.failed == 0
     assert summary.frames_per_sample == {3} and summary.image_sizes == {(64, 64)}
     depth = np.concatenate([d[d > 0] for s in decoded for d in s.depth])
-    assert summary.depth_m.lo == depth.min() and summary.depth_m.hi == depth.max()
+    assert np.float32(summary.depth_m.lo) == depth.min() and np.float32(summary.depth_m.hi) == depth.max()
     # The CoC range from metadata equals the range over every valid pixel of every frame.
     cocs = []
     for s in decoded:

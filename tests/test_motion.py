@@ -72,14 +72,14 @@ def test_moving_objects_stay_in_view_and_depth_range(dynamic):
             total += 1
             speed = np.linalg.norm(obj.velocity)
             moving += speed > 0
-            assert speed <= motion.speed_m_s.max + 1e-12
-            assert np.linalg.norm(obj.angular_velocity) <= motion.angular_speed_rad_s.max + 1e-12
+            assert speed <= motion.speed_m_s.max * (1 + 1e-6)  # float32 (core/precision.py)
+            assert np.linalg.norm(obj.angular_velocity) <= motion.angular_speed_rad_s.max * (1 + 1e-6)
             for t in (0.0, end / 2, end):
                 x, y, z = w2c[:3, :3] @ obj.pose_at(t)[0] + w2c[:3, 3]
-                assert objects.depth_m.min - 1e-9 <= z <= objects.depth_m.max + 1e-9
+                assert objects.depth_m.min * (1 - 1e-6) <= z <= objects.depth_m.max * (1 + 1e-6)
                 u, v = k[0, 0] * x / z + k[0, 2], k[1, 1] * y / z + k[1, 2]
-                assert IMAGE_MARGIN * 256 - 1e-6 <= u <= (1 - IMAGE_MARGIN) * 256 + 1e-6
-                assert IMAGE_MARGIN * 256 - 1e-6 <= v <= (1 - IMAGE_MARGIN) * 256 + 1e-6
+                assert IMAGE_MARGIN * 256 - 1e-3 <= u <= (1 - IMAGE_MARGIN) * 256 + 1e-3
+                assert IMAGE_MARGIN * 256 - 1e-3 <= v <= (1 - IMAGE_MARGIN) * 256 + 1e-3
     assert 0.6 < moving / total <= 0.95  # moving_fraction 0.8
 
 

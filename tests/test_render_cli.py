@@ -15,6 +15,7 @@ import webdataset as wds
 from click.testing import CliRunner
 
 from fakes import dir_bytes, write_tiny_recipe
+from generator.core.precision import float32
 from generator.core import lens as lensmod
 from generator.cli import main
 from generator.recipe.recipe import load_recipe
@@ -63,9 +64,9 @@ def test_shards_hold_every_scene_with_consistent_metadata(rendered):
         spec = SceneSpec.from_dict(meta["scene"])
         for frame in meta["frames"]:
             K = lensmod.intrinsics(spec.lens, frame["focus_distance_m"], 32, 32)
-            np.testing.assert_array_equal(frame["K"], K)
+            np.testing.assert_array_equal(frame["K"], float32(K.tolist()))  # core/precision.py
             cam = lensmod.blender_camera(spec.lens, frame["focus_distance_m"])
-            assert frame["blender_camera"]["fstop"] == cam.fstop
+            assert frame["blender_camera"]["fstop"] == float32(cam.fstop)
 
 
 def test_two_workers_give_identical_bytes(rendered):

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from fakes import FakeRendered, dir_bytes, make_spec, tiny_recipe, write_tiny_recipe
 from PIL import Image
 
+from generator.core.precision import float32
 from generator.dataset.encoder import Encoder
 from generator.dataset.pixels import decode_rgb, encode_rgb
 from generator.dataset.sample import decode_sample, encode_sample
@@ -114,8 +115,8 @@ def test_samples_round_trip_and_do_not_depend_on_the_encoding_thread(rgb):
     ext = {"png16": "png", "jpeg": "jpg"}[rgb]
     assert {f"f00{i}.{ext}" for i in range(4)} | {f"f00{i}.clean.exr" for i in range(4)} | {f"aif.{ext}"} <= set(here)
     decoded = decode_sample(here)
-    assert SceneSpec.from_dict(decoded.meta["scene"]) == spec
-    assert SensorSpec(**{k: _tuples(v) for k, v in decoded.meta["sensor"].items()}) == spec.sensor
+    assert SceneSpec.from_dict(decoded.meta["scene"]) == float32(spec)  # the metadata's precision (core/precision.py)
+    assert SensorSpec(**{k: _tuples(v) for k, v in decoded.meta["sensor"].items()}) == float32(spec.sensor)
     assert decoded.meta["image"].get("jpeg_quality") == spec.render.jpeg_quality
     for clean, radiance in zip(decoded.clean, rendered.frames):
         np.testing.assert_array_equal(clean, radiance)

@@ -2,8 +2,10 @@
 
 ``tests/shard_bytes.json`` holds the sha256 of every file ``dfdgen render`` writes (and of
 every member of each shard) for ``small_obj``, ``dynamic`` and ``fod500`` at 32 px, recorded
-before the generator was regrouped by stage (issue 28). A change to any byte of a sample,
-the manifest or the canonical recipe fails here, naming the member that moved. The pixels are
+before the generator was regrouped by stage (issue 28), and again when the scene spec and the
+metadata took float32 precision (``generator/core/precision.py``: the same bytes on every CPU).
+A change to any byte of a sample, the manifest or the canonical recipe fails here, naming the
+member that moved. The pixels are
 Cycles' own output, so they are compared only under the bpy version that recorded them; the
 metadata, the manifest and the recipe are compared always.
 

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from fakes import fake_render, make_spec, tiny_recipe, write_tiny_recipe
+from generator.core.precision import float32
 from generator.cli import main
 from generator.core import lens as lensmod
 from generator.dataset.sample import decode_sample, encode_sample
@@ -51,8 +52,8 @@ def test_metadata_records_the_shutter_per_frame_only_when_there_is_one():
     spec = dataclasses.replace(still, shutter=ShutterSpec(exposure_s=0.01, rolling_readout_s=0.025))
     decoded = decode_sample(encode_sample(spec, fake_render(spec), recipe))
     assert [f["shutter"] for f in decoded.meta["frames"]] == [{"exposure_s": 0.01, "rolling_readout_s": 0.025}] * 4
-    assert SceneSpec.from_dict(decoded.meta["scene"]) == spec
-    assert SceneSpec.from_dict(meta["scene"]) == still
+    assert SceneSpec.from_dict(decoded.meta["scene"]) == float32(spec)  # the metadata's precision (core/precision.py)
+    assert SceneSpec.from_dict(meta["scene"]) == float32(still)
     # Everything else is what it was without the shutter.
     for key in ("depth", "lens", "image"):
         assert decoded.meta[key] == meta[key]

@@ -63,8 +63,8 @@ from torch import Tensor, nn
 from generator.core.schema import setting
 from dfd_models.config import ConfigError
 from dfd_models.data.batch import reference_index
-from dfd_models.focus import (SWEEP_CONFIDENCES, SWEEP_HYPOTHESES, blur_features, cost_at, gamma_encode,
-                              sharp_composite, sweep_cost, sweep_depths, sweep_minimum, warp_to_grid)
+from dfd_models.focus import (SWEEP_CONFIDENCES, SWEEP_ESTIMATES, SWEEP_HYPOTHESES, blur_features, cost_at,
+                              gamma_encode, sharp_composite, sweep_cost, sweep_depths, sweep_minimum, warp_to_grid)
 from dfd_models.lens import LensParams, coc_px, coc_signed_px
 from dfd_models.losses import edge_aware_smoothness, masked_mean, photometric_error
 from dfd_models.networks.base import BLUR_SCALES, WIDTHS, DepthModel, DepthRangeConfig, lens_from_batch, register
@@ -283,7 +283,8 @@ def sweep_teacher(config: SDGSConfig, frames: Tensor, focus_m: Tensor, K: Tensor
     Returns:
         (depth, metres; confidence in [0, 1]).  # [B, 1, H, W] each
     """
-    return sweep_minimum(*sweep_volume(config, frames, focus_m, K, lens, ref), config.sweep_confidence)
+    return sweep_minimum(*sweep_volume(config, frames, focus_m, K, lens, ref), config.sweep_confidence,
+                         config.sweep_estimate)
 
 
 def sweep_volume(config: SDGSConfig, frames: Tensor, focus_m: Tensor, K: Tensor, lens: LensParams,
@@ -308,6 +309,13 @@ def sweep_volume(config: SDGSConfig, frames: Tensor, focus_m: Tensor, K: Tensor,
                       max_depth_m=config.max_depth_m, hypotheses=config.sweep_hypotheses,
                       window=config.sweep_window_px, gamma=config.photometric_gamma,
                       splat_px=config.gaussian_scale_px, footprint=footprint, depths=depths)
+
+
+def sweep_plane_count(config: SDGSConfig) -> int:
+    """The number D of depth planes :func:`sweep_volume` tests with ``config``."""
+    if config.sweep_ratio > 0:
+        return sweep_depths(config.min_depth_m, config.max_depth_m, config.sweep_ratio).numel()
+    return config.sweep_hypotheses
 
 
 #: What ``photometric_renderer: layers`` needs of the other keys: its term is the refinement's
@@ -366,6 +374,8 @@ class SDGSConfig(DepthRangeConfig):
         sweep_confidence: how the teacher rates its minimum, one of
             :data:`dfd_models.focus.SWEEP_CONFIDENCES` (:func:`dfd_models.focus.sweep_minimum`); the
             sweep term and the CoC term weigh each pixel by it.
+        sweep_estimate: where the teacher reads its depth off the cost volume, one of
+            :data:`dfd_models.focus.SWEEP_ESTIMATES` (:func:`dfd_models.focus.sweep_minimum`).
         sweep_window_px: the teacher's cost-aggregation box, pixels, odd (7: the best of 3, 5, 7 and 9 on
             small_obj's validation split at 64 px, and tied with 9 among 5-21 on fod500's at 128 px,
             docs/NOTES.md).
@@ -402,6 +412,7 @@ class SDGSConfig(DepthRangeConfig):
     sweep_ratio: float = setting(0.0, ge=0)
     sweep_window_px: int = setting(7, ge=1)
     sweep_confidence: str = setting("ratio", choices=SWEEP_CONFIDENCES)
+    sweep_estimate: str = setting("parabola", choices=SWEEP_ESTIMATES)
     defocus_init_px: float | None = setting(None, gt=0)
 
     def __post_init__(self) -> None:
@@ -666,7 +677,7 @@ class SDGS(DepthModel):
         (:func:`sweep_volume`'s, already computed).  # -> ([B, 1, H, W], [B, 1, H, W])"""
         if volume is None:
             volume = sweep_volume(self.config, frames, focus_m, K, lens, ref)
-        return sweep_minimum(*volume, self.config.sweep_confidence)
+        return sweep_minimum(*volume, self.config.sweep_confidence, self.config.sweep_estimate)
 
     def losses(self, batch: dict, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
         """Self-supervised terms (module docstring); reads only frames, focus, K and the lens."""

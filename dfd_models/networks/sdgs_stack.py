@@ -22,6 +22,13 @@ from the teacher). Config ``depth_views`` picks the views:
   in depth from defocus with two images (Subbarao and Surya, IJCV 13(3), 1994). With
   ``depth_from_defocus`` the logit starts from the depth the nearest frame's defocus map implies
   (every surface behind its plane of focus), as ``sdgs`` with ``input_frame: nearest``.
+- ``volume``: the teacher's own evidence. DepthNet sees frame r's image and the re-rendering
+  sweep's cost volume over its D depth planes (:func:`dfd_models.networks.sdgs.sweep_volume`, each
+  pixel's costs over their mean, a function of the frames alone) and outputs one logit per plane,
+  added to -:data:`dfd_models.focus.SOFT_ARGMIN_SHARPNESS` times those costs; the inverse depth is
+  the planes' average under the softmax of the sum. Untrained (a zero head) it is the sweep's
+  soft argmin, the teacher with ``sweep_estimate: soft``, so what it learns beyond the teacher
+  comes from the image's context and from the re-rendering. The defocus maps are not read.
 
 Why ``all``: distilled from the same teacher at the same budget, the ``ends`` DepthNet learnt no
 depth order on validation objects and the Siamese one did (docs/NOTES.md). Depth is returned on
@@ -37,16 +44,16 @@ import torch
 from torch import Tensor
 
 from generator.core.schema import setting
-from dfd_models.focus import warp_to_grid
+from dfd_models.focus import SOFT_ARGMIN_SHARPNESS, warp_to_grid
 from dfd_models.lens import LensParams
 from dfd_models.networks.base import register
 from dfd_models.networks.blocks import focus_vote
-from dfd_models.networks.sdgs import SDGS, SWEEP_SPACES, SDGSConfig, _input_index
+from dfd_models.networks.sdgs import SDGS, SWEEP_SPACES, SDGSConfig, _input_index, sweep_plane_count, sweep_volume
 
 __all__ = ["DEPTH_VIEWS", "SDGSStack", "SDGSStackConfig"]
 
-#: Config ``depth_views``: the frames DepthNet sees (module docstring).
-DEPTH_VIEWS = ("all", "ends")
+#: Config ``depth_views``: what DepthNet sees (module docstring).
+DEPTH_VIEWS = ("all", "ends", "volume")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,7 +64,7 @@ class SDGSStackConfig(SDGSConfig):
     :class:`~dfd_models.networks.sdgs.SDGSConfig`); and one more key:
 
     Attributes:
-        depth_views: the frames DepthNet sees, one of :data:`DEPTH_VIEWS` (module docstring).
+        depth_views: what DepthNet sees, one of :data:`DEPTH_VIEWS` (module docstring).
     """
 
     depth_blur_features: bool = setting(True)
@@ -78,12 +85,16 @@ class SDGSStack(SDGS):
     saved_before = {"depth_views": "ends", "sweep_space": "inverse"}  # sdgs_stack before both keys
 
     def depth_net_channels(self, view: int) -> tuple[int, int]:
-        """``all``: one view in, its focus score and offset out; ``ends``: two views in, the logit out."""
+        """``all``: one view in, its focus score and offset out; ``ends``: two views in, the logit out;
+        ``volume``: frame r's image and the D planes' costs in, a logit per plane out."""
+        if self.config.depth_views == "volume":
+            planes = sweep_plane_count(self.config)
+            return 3 + planes, planes
         return (view, 2) if self.config.depth_views == "all" else (2 * view, 1)
 
     def seen_frames(self, frames: int) -> list[int]:
-        """Every frame (``all``), or the nearest- and farthest-focused frames, 0 and T - 1 (``ends``)."""
-        return list(range(frames)) if self.config.depth_views == "all" else [0, frames - 1]
+        """Every frame (``all``, ``volume``), or the nearest- and farthest-focused frames, 0 and T - 1 (``ends``)."""
+        return [0, frames - 1] if self.config.depth_views == "ends" else list(range(frames))
 
     def inverse_depth(self, frames: Tensor, defocus_px: Tensor, focus_m: Tensor, K: Tensor,
                       lens: LensParams) -> Tensor:
@@ -94,6 +105,8 @@ class SDGSStack(SDGS):
         """
         b, t = frames.shape[:2]
         r = _input_index(self.config.input_frame, t)
+        if self.config.depth_views == "volume":
+            return self._volume_inverse_depth(frames, focus_m, K, lens, r)
 
         def on_r(x: Tensor, i: int) -> Tensor:  # frame i's map on frame r's grid
             return x if i == r else warp_to_grid(x, K[:, i].float().to(x.dtype), K[:, r].float().to(x.dtype))
@@ -110,6 +123,17 @@ class SDGSStack(SDGS):
         # each frame's vote starts where it is sharp (1/F_t) with depth_from_defocus, else at the bias
         prior = self.inverse_logit(1 / focus) if self.config.depth_from_defocus else torch.zeros_like(focus)
         return self.inverse_of_logit(focus_vote(out, prior[:, :, None, None, None]))
+
+    def _volume_inverse_depth(self, frames: Tensor, focus_m: Tensor, K: Tensor, lens: LensParams, r: int) -> Tensor:
+        """``depth_views: volume`` (module docstring): the soft argmin of the sweep's costs plus DepthNet's
+        logits.  # -> [B, 1, H, W], 1/m"""
+        with torch.autocast(frames.device.type, enabled=False), torch.no_grad():
+            inv, cost = sweep_volume(self.config, frames.float(), focus_m.float(), K.float(),
+                                     lens.to(dtype=torch.float32), r)
+            relative = cost / cost.mean(1, keepdim=True).clamp_min(1e-12)  # [B, D, H, W], mean 1
+        logits = self.depth_net(torch.cat([frames[:, r], (1 - relative).to(frames.dtype)], 1)).float()
+        weights = torch.softmax(logits - SOFT_ARGMIN_SHARPNESS * relative, 1)
+        return (weights * inv[None, :, None, None]).sum(1, keepdim=True)
 
     def depth(self, image: Tensor, defocus_px: Tensor, focus_m: Tensor, lens: LensParams) -> Tensor:
         """Not defined for one frame: DepthNet sees several (:meth:`inverse_depth`)."""

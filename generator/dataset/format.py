@@ -29,10 +29,9 @@ import zlib
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-import numpy as np
-
 import generator
 from generator.core.errors import BadInput, CorruptShard, brief
+from generator.core.precision import float32
 from generator.core.safe_json import load_json_file
 
 #: Version of the sample layout and metadata schema below.
@@ -111,25 +110,8 @@ def shard_split(url: str) -> str | None:
 
 
 def metadata_json(meta: Mapping[str, Any]) -> bytes:
-    """A sample's ``json`` member: sorted keys, every float at float32 precision (:func:`float32_floats`)."""
-    return json.dumps(float32_floats(meta), sort_keys=True, indent=1, allow_nan=False).encode("utf-8")
-
-
-def float32_floats(value: Any) -> Any:
-    """``value`` with every float replaced by the shortest decimal that reads back as the same float32.
-
-    Blender holds every number of a scene as a float32, so the metadata says no more than the
-    render saw. It also keeps the bytes the same across CPUs: numpy's float64 ``exp``, ``sin``
-    and ``cos`` (light colours, aperture corners) differ in the last bit between its AVX-512 code
-    and libm (NOTES 2026-12-08), and a float64 that close to a float32 midpoint is a 1 in 10^8 chance.
-    """
-    if isinstance(value, float):
-        return float(str(np.float32(value)))
-    if isinstance(value, dict):
-        return {k: float32_floats(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [float32_floats(v) for v in value]
-    return value
+    """A sample's ``json`` member: sorted keys, every float at float32 precision (:mod:`generator.core.precision`)."""
+    return json.dumps(float32(meta), sort_keys=True, indent=1, allow_nan=False).encode("utf-8")
 
 
 def manifest_json(recipe: Any, shards: list[dict[str, Any]], failed: Mapping[int, str], scenes_done: set[int],

@@ -25,6 +25,7 @@ from generator.draw.sensor import draw_camera
 from generator.draw.ranges import integer, pick, uniform
 from generator.draw.view import IMAGE_MARGIN, View, aim_rotation
 from generator.core.errors import BadInput
+from generator.core.precision import float32
 from generator.recipe.ramps import focus_ramp
 from generator.recipe.recipe import (
     SPLITS,
@@ -129,7 +130,8 @@ def draw_scene(recipe: Recipe, index: int) -> SceneSpec:
 
     The content is drawn from the scene's SeedSequence itself (128 bits of
     state) rather than from the 32-bit :func:`scene_seed`, so two scenes of a
-    large dataset cannot share content through a seed collision.
+    large dataset cannot share content through a seed collision. Every float of the spec is at
+    float32 precision (:mod:`generator.core.precision`), so the spec is the same on every CPU.
     """
     seed = scene_seed(recipe.seed, index)
     rng = np.random.default_rng(_seed_sequence(recipe.seed, index))
@@ -171,7 +173,7 @@ def draw_scene(recipe: Recipe, index: int) -> SceneSpec:
         light_paths=recipe.image.light_paths,
         jpeg_quality=jpeg_quality,
     )
-    return SceneSpec(
+    return float32(SceneSpec(  # Blender's precision, whatever the CPU's float64 exp and sin (core/precision.py)
         index=index,
         seed=seed,
         split=scene_split(recipe, index),
@@ -184,7 +186,7 @@ def draw_scene(recipe: Recipe, index: int) -> SceneSpec:
         world=world,
         shutter=shutter,
         sensor=sensor,
-    )
+    ))
 
 
 def shape_params(rng: np.random.Generator, shape: str) -> tuple[float, ...]:
