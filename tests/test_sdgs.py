@@ -423,8 +423,8 @@ def test_ground_truth_depth_never_enters_training(torch, networks, tiny_batches)
         assert all(torch.equal(value, weights[key]) for key, value in other_model.state_dict().items())
 
 
-@pytest.mark.parametrize("name", ["sdgs", "sdgs_stack"])
-def test_self_supervised_models_read_only_the_allow_list(torch, networks, name):
+@pytest.mark.parametrize("name,views", [("sdgs", {}), ("sdgs_stack", {}), ("sdgs_stack", {"depth_views": "volume"})])
+def test_self_supervised_models_read_only_the_allow_list(torch, networks, name, views):
     """forward and losses of ``sdgs`` and ``sdgs_stack`` run on a batch cut down to the allow-list, and
     poisoned ground truth (NaN depth, CoC, all-in-focus image, wall) in the full batch changes
     neither their outputs nor their losses: the allow-list removes it, and the models never read it."""
@@ -438,7 +438,7 @@ def test_self_supervised_models_read_only_the_allow_list(torch, networks, name):
     results = []
     for data in (self_supervised_batch(poisoned), poisoned):
         torch.manual_seed(0)
-        model = networks.build_model(name, {"channels": [4, 8, 8, 8], "splat_backend": "torch"})
+        model = networks.build_model(name, {"channels": [4, 8, 8, 8], "splat_backend": "torch", **views})
         with torch.no_grad():
             for p in model.parameters():  # a network whose outputs vary over the image
                 p.add_(0.05 * torch.randn_like(p))
@@ -535,6 +535,38 @@ def test_sdgs_stack_all_votes_across_every_frame(torch, networks):
     assert predict(batch["frames"][:, three], batch["focus_m"][:, three], batch["K"][:, three]).shape == base.shape
     with torch.no_grad():
         torch.testing.assert_close(model(batch)["depth"], base)  # forward and predict agree
+
+
+def test_sdgs_stack_volume_starts_at_the_soft_argmin_teacher(torch, networks):
+    """``sdgs_stack`` with ``depth_views: volume``: DepthNet sees frame r's image and the sweep's D
+    planes' costs and corrects each plane's cost; untrained (zero head) its depth is the teacher's with
+    ``sweep_estimate: soft``, which it cannot be once trained weights correct the costs, and a change to
+    any frame changes its depth (the cost volume reads them all)."""
+    from dfd_models.networks.sdgs import sweep_plane_count, sweep_teacher
+
+    model = networks.build_model("sdgs_stack", {"channels": [4, 8, 8, 8], "depth_views": "volume",
+                                                "sweep_estimate": "soft"})
+    planes = sweep_plane_count(model.config)
+    assert (model.depth_net.in_channels, model.depth_net.out_channels) == (3 + planes, planes)
+    batch = _synthetic_batch(torch, focus=(0.4, 0.6, 0.8, 1.2))
+    lens = networks.lens_from_batch(batch)
+    r = 0  # input_frame: nearest
+    teacher, _ = sweep_teacher(model.config, batch["frames"], batch["focus_m"], batch["K"], lens, r)
+    with torch.no_grad():
+        torch.testing.assert_close(model(batch)["input_depth"], teacher)
+    model = _perturbed(torch, model)
+
+    def predict(frames):
+        with torch.no_grad():
+            return model.predict(frames, batch["focus_m"], lens, batch["K"])
+
+    base = predict(batch["frames"])
+    assert base.shape == (2, 1, H, W) and torch.isfinite(base).all() and (base > 0).all()
+    assert not torch.allclose(model(batch)["input_depth"].detach(), teacher)
+    for frame in range(4):
+        changed = batch["frames"].clone()
+        changed[:, frame] = torch.rand_like(changed[:, frame])
+        assert not torch.allclose(predict(changed), base), frame
 
 
 def test_start_is_inside_the_range_for_small_obj_lenses(torch, networks):

@@ -24,11 +24,12 @@ from the teacher). Config ``depth_views`` picks the views:
   (every surface behind its plane of focus), as ``sdgs`` with ``input_frame: nearest``.
 - ``volume``: the teacher's own evidence. DepthNet sees frame r's image and the re-rendering
   sweep's cost volume over its D depth planes (:func:`dfd_models.networks.sdgs.sweep_volume`, each
-  pixel's costs over their mean, a function of the frames alone) and outputs one logit per plane,
-  added to -:data:`dfd_models.focus.SOFT_ARGMIN_SHARPNESS` times those costs; the inverse depth is
-  the planes' average under the softmax of the sum. Untrained (a zero head) it is the sweep's
-  soft argmin, the teacher with ``sweep_estimate: soft``, so what it learns beyond the teacher
-  comes from the image's context and from the re-rendering. The defocus maps are not read.
+  pixel's costs over their mean, a function of the frames alone) and outputs a correction per plane,
+  subtracted from those costs; the inverse depth is the planes' average under the softmax of
+  -:data:`dfd_models.focus.SOFT_ARGMIN_SHARPNESS` times the corrected costs. Untrained (a zero
+  head) it is the sweep's soft argmin, the teacher with ``sweep_estimate: soft``, so what it learns
+  beyond the teacher comes from the image's context and from the re-rendering. The defocus maps
+  are not read.
 
 Why ``all``: distilled from the same teacher at the same budget, the ``ends`` DepthNet learnt no
 depth order on validation objects and the Siamese one did (docs/NOTES.md). Depth is returned on
@@ -131,8 +132,9 @@ class SDGSStack(SDGS):
             inv, cost = sweep_volume(self.config, frames.float(), focus_m.float(), K.float(),
                                      lens.to(dtype=torch.float32), r)
             relative = cost / cost.mean(1, keepdim=True).clamp_min(1e-12)  # [B, D, H, W], mean 1
-        logits = self.depth_net(torch.cat([frames[:, r], (1 - relative).to(frames.dtype)], 1)).float()
-        weights = torch.softmax(logits - SOFT_ARGMIN_SHARPNESS * relative, 1)
+        correction = self.depth_net(torch.cat([frames[:, r], (1 - relative).to(frames.dtype)], 1)).float()
+        # in units of relative cost: a step of the head moves the softmax as much as the costs do
+        weights = torch.softmax(SOFT_ARGMIN_SHARPNESS * (correction - relative), 1)
         return (weights * inv[None, :, None, None]).sum(1, keepdim=True)
 
     def depth(self, image: Tensor, defocus_px: Tensor, focus_m: Tensor, lens: LensParams) -> Tensor:
