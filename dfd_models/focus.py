@@ -40,8 +40,8 @@ from dfd_models.splat import SplatConfig, plane_operators, render_planes
 
 __all__ = ["DFF_BEYOND_RANGE", "blur_features", "cost_at", "defocus_sweep", "dff_depth", "dff_depth_and_confidence",
            "focus_measure", "gamma_encode", "gaussian_blur", "sharp_composite", "splat_radiance", "splat_sweep_config",
-           "SOFT_ARGMIN_SHARPNESS", "SWEEP_CONFIDENCES", "SWEEP_ESTIMATES", "sweep_blur_px", "sweep_cost",
-           "sweep_depths", "sweep_minimum", "warp_to_frame", "warp_to_grid"]
+           "SOFT_ARGMIN_SHARPNESS", "SWEEP_CONFIDENCES", "SWEEP_ESTIMATES", "relative_cost", "soft_argmin",
+           "sweep_blur_px", "sweep_cost", "sweep_depths", "sweep_minimum", "warp_to_frame", "warp_to_grid"]
 
 #: Rec. 709 luminance weights of linear RGB.
 LUMA = (0.2126, 0.7152, 0.0722)
@@ -57,8 +57,7 @@ SWEEP_RATIO = 1.1
 #: (1 - least cost / least cost of the hypotheses off the minimum by more than delta1's 1.25).
 SWEEP_CONFIDENCES = ("ratio", "margin")
 #: How :func:`sweep_minimum` reads the depth off the cost volume: ``parabola`` (the least-cost plane,
-#: refined by the parabola through it and its neighbours) or ``soft`` (the soft argmin of stereo
-#: matching: the planes' inverse depths averaged with weights softmax(-SOFT_ARGMIN_SHARPNESS cost / mean cost)).
+#: refined by the parabola through it and its neighbours) or ``soft`` (:func:`soft_argmin`).
 SWEEP_ESTIMATES = ("parabola", "soft")
 #: The soft argmin's sharpness, per unit of cost relative to the pixel's mean cost: 20, the best of
 #: 5, 10, 20, 50, 100 and 200 on fod500's validation objects, and within 0.01 of the best delta1 on
@@ -452,11 +451,11 @@ def sweep_minimum(inv: Tensor, cost: Tensor, confidence: str = "ratio", estimate
       the frames as well: the minimum says nothing at the precision depth is scored at.
 
     ``estimate`` (one of :data:`SWEEP_ESTIMATES`) says where the depth lies: at the parabola's vertex
-    about the least-cost plane, or at the soft argmin, which weighs every plane that explains the
-    frames almost as well (stereo matching's, Kendall et al., ICCV 2017). On the pages' validation
-    stacks the soft argmin is the better teacher: fod500 objects AbsRel 0.233 / delta1 0.630 /
-    Pearson 0.79 against 0.256 / 0.603 / 0.69, small_obj 0.197 / 0.738 / 0.67 against 0.213 /
-    0.736 / 0.60 (docs/NOTES.md, 2026-12-08).
+    about the least-cost plane, or at the soft argmin (:func:`soft_argmin`), which weighs every plane
+    that explains the frames almost as well. On the pages' validation objects the soft argmin is the
+    better classical estimate (fod500 AbsRel 0.233 / delta1 0.630 / Pearson 0.79 against 0.256 /
+    0.603 / 0.69, small_obj 0.197 / 0.738 / 0.67 against 0.213 / 0.736 / 0.60), worse on fod500's
+    wall, and not a better teacher for ``sdgs_stack`` (docs/NOTES.md, 2026-12-08).
 
     Args:
         inv: the hypotheses' inverse depths, 1/m, increasing.  # [D]
@@ -469,19 +468,17 @@ def sweep_minimum(inv: Tensor, cost: Tensor, confidence: str = "ratio", estimate
     """
     count = inv.numel()
     least, low = cost.min(1, keepdim=True)  # [B, 1, H, W]
-    mean = cost.mean(1, keepdim=True).clamp_min(1e-12)
     if estimate == "parabola":
         mid = low.clamp(1, count - 2)
         (x0, y0), (xc, yc), (x2, y2) = ((inv[mid + k], cost.gather(1, mid + k)) for k in (-1, 0, 1))
         inner = (low > 0) & (low < count - 1)
         best_inv = torch.where(inner, _parabola_vertex(x0, y0, xc, yc, x2, y2), inv[low])
     elif estimate == "soft":
-        weights = torch.softmax(-sharpness * cost / mean, 1)
-        best_inv = (weights * inv[None, :, None, None].to(weights.dtype)).sum(1, keepdim=True)
+        best_inv = soft_argmin(inv, relative_cost(cost), sharpness)
     else:
         raise ValueError(f"estimate {estimate!r}: one of {SWEEP_ESTIMATES}")
     if confidence == "ratio":
-        rated = 1 - least / mean
+        rated = 1 - least / cost.mean(1, keepdim=True).clamp_min(1e-12)
     elif confidence == "margin":
         off = delta_ratio(inv[None, :, None, None], best_inv) > DELTA_BASE  # [B, D, H, W]
         rival = cost.masked_fill(~off, math.inf).amin(1, keepdim=True)  # inf: no hypothesis that far
@@ -489,6 +486,26 @@ def sweep_minimum(inv: Tensor, cost: Tensor, confidence: str = "ratio", estimate
     else:
         raise ValueError(f"confidence {confidence!r}: one of {SWEEP_CONFIDENCES}")
     return 1 / best_inv, rated
+
+
+def relative_cost(cost: Tensor) -> Tensor:
+    """Each pixel's costs over their mean across the hypotheses (mean 1).  # [B, D, H, W] -> same"""
+    return cost / cost.mean(1, keepdim=True).clamp_min(1e-12)
+
+
+def soft_argmin(inv: Tensor, relative: Tensor, sharpness: float = SOFT_ARGMIN_SHARPNESS) -> Tensor:
+    """Stereo matching's soft argmin (Kendall et al., ICCV 2017): the hypotheses' inverse depths
+    averaged with weights softmax(-sharpness relative) over the hypotheses.
+
+    Args:
+        inv: the hypotheses' inverse depths, 1/m.  # [D]
+        relative: costs in units of the pixel's mean cost (:func:`relative_cost`).  # [B, D, H, W]
+        sharpness: per unit of relative cost.
+    Returns:
+        inverse depth, 1/m.  # [B, 1, H, W]
+    """
+    weights = torch.softmax(-sharpness * relative, 1)
+    return (weights * inv[None, :, None, None].to(weights.dtype)).sum(1, keepdim=True)
 
 
 def sweep_cost(

@@ -587,11 +587,18 @@ class SDGS(DepthModel):
     def forward(self, batch: dict) -> dict[str, Tensor]:
         frames, focus, K = batch["frames"], batch["focus_m"], batch["K"]  # [B, T, 3, H, W], [B, T], [B, T, 3, 3]
         self.check_frames(frames, focus, K, min_frames=self.min_frames)
-        b, t, _, h, w = frames.shape
         lens = lens_from_batch(batch)  # fields [B]
-        defocus = self.defocus(frames.flatten(0, 1), focus.flatten(), _repeat_lens(lens, t))  # [B T, 1, H, W]
-        defocus = defocus.reshape(b, t, 1, h, w)
+        defocus = self.defocus_maps(frames, focus, lens)
         return self.reconstruct(batch, self.inverse_depth(frames, defocus, focus, K, lens), defocus)
+
+    def defocus_maps(self, frames: Tensor, focus_m: Tensor, lens: LensParams) -> Tensor:
+        """Every frame's defocus map (:meth:`defocus`, the Siamese branch on each frame).
+
+        Args: frames [B, T, 3, H, W], focus_m [B, T] metres, lens fields [B].  # -> [B, T, 1, H, W] pixels
+        """
+        b, t, _, h, w = frames.shape
+        defocus = self.defocus(frames.flatten(0, 1), focus_m.flatten(), _repeat_lens(lens, t))  # [B T, 1, H, W]
+        return defocus.reshape(b, t, 1, h, w)
 
     def reconstruct(self, batch: dict, inv_depth: Tensor, defocus_px: Tensor) -> dict[str, Tensor]:
         """The outputs of :meth:`forward` for a given inverse depth and defocus maps: the stack
@@ -689,8 +696,9 @@ class SDGS(DepthModel):
         terms = {}
         planes = cfg.w_photometric > 0 and cfg.photometric_renderer == "planes"
         if planes or cfg.w_sweep > 0:
-            with torch.no_grad():
-                volume = sweep_volume(cfg, frames, focus, K, lens, r)
+            with torch.no_grad():  # forward's, where it computed it (sdgs_stack's volume view)
+                volume = ((outputs["sweep_inv"], outputs["sweep_cost"]) if "sweep_cost" in outputs
+                          else sweep_volume(cfg, frames, focus, K, lens, r))
                 sweep_depth, confidence = self.teacher(frames, focus, K, lens, r, volume)
                 balance = (_balance(1 / sweep_depth, 1 / cfg.max_depth_m, 1 / cfg.min_depth_m, cfg.balance_bins,
                                     cfg.balance_space) if cfg.balance_bins else torch.ones_like(sweep_depth))

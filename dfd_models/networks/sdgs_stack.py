@@ -45,9 +45,9 @@ import torch
 from torch import Tensor
 
 from generator.core.schema import setting
-from dfd_models.focus import SOFT_ARGMIN_SHARPNESS, warp_to_grid
+from dfd_models.focus import relative_cost, soft_argmin, warp_to_grid
 from dfd_models.lens import LensParams
-from dfd_models.networks.base import register
+from dfd_models.networks.base import lens_from_batch, register
 from dfd_models.networks.blocks import focus_vote
 from dfd_models.networks.sdgs import SDGS, SWEEP_SPACES, SDGSConfig, _input_index, sweep_plane_count, sweep_volume
 
@@ -107,7 +107,7 @@ class SDGSStack(SDGS):
         b, t = frames.shape[:2]
         r = _input_index(self.config.input_frame, t)
         if self.config.depth_views == "volume":
-            return self._volume_inverse_depth(frames, focus_m, K, lens, r)
+            return self._corrected_soft_argmin(frames[:, r], *self._volume(frames, focus_m, K, lens, r))
 
         def on_r(x: Tensor, i: int) -> Tensor:  # frame i's map on frame r's grid
             return x if i == r else warp_to_grid(x, K[:, i].float().to(x.dtype), K[:, r].float().to(x.dtype))
@@ -125,17 +125,32 @@ class SDGSStack(SDGS):
         prior = self.inverse_logit(1 / focus) if self.config.depth_from_defocus else torch.zeros_like(focus)
         return self.inverse_of_logit(focus_vote(out, prior[:, :, None, None, None]))
 
-    def _volume_inverse_depth(self, frames: Tensor, focus_m: Tensor, K: Tensor, lens: LensParams, r: int) -> Tensor:
-        """``depth_views: volume`` (module docstring): the soft argmin of the sweep's costs plus DepthNet's
-        logits.  # -> [B, 1, H, W], 1/m"""
+    def forward(self, batch: dict) -> dict[str, Tensor]:
+        """:meth:`SDGS.forward`; the volume view adds the sweep's ``sweep_inv`` [D] and ``sweep_cost``
+        [B, D, H, W], which :meth:`SDGS.losses` then reads instead of computing them again."""
+        if self.config.depth_views != "volume":
+            return super().forward(batch)
+        frames, focus, K = batch["frames"], batch["focus_m"], batch["K"]
+        self.check_frames(frames, focus, K, min_frames=self.min_frames)
+        lens = lens_from_batch(batch)
+        r = _input_index(self.config.input_frame, frames.shape[1])
+        inv, cost = self._volume(frames, focus, K, lens, r)
+        outputs = self.reconstruct(batch, self._corrected_soft_argmin(frames[:, r], inv, cost),
+                                   self.defocus_maps(frames, focus, lens))
+        return {**outputs, "sweep_inv": inv, "sweep_cost": cost}
+
+    def _volume(self, frames: Tensor, focus_m: Tensor, K: Tensor, lens: LensParams, r: int) -> tuple[Tensor, Tensor]:
+        """The teacher's cost volume (:func:`sweep_volume`, float32, no gradient): ([D] 1/m, [B, D, H, W])."""
         with torch.autocast(frames.device.type, enabled=False), torch.no_grad():
-            inv, cost = sweep_volume(self.config, frames.float(), focus_m.float(), K.float(),
-                                     lens.to(dtype=torch.float32), r)
-            relative = cost / cost.mean(1, keepdim=True).clamp_min(1e-12)  # [B, D, H, W], mean 1
-        correction = self.depth_net(torch.cat([frames[:, r], (1 - relative).to(frames.dtype)], 1)).float()
-        # in units of relative cost: a step of the head moves the softmax as much as the costs do
-        weights = torch.softmax(SOFT_ARGMIN_SHARPNESS * (correction - relative), 1)
-        return (weights * inv[None, :, None, None]).sum(1, keepdim=True)
+            return sweep_volume(self.config, frames.float(), focus_m.float(), K.float(),
+                                lens.to(dtype=torch.float32), r)
+
+    def _corrected_soft_argmin(self, image: Tensor, inv: Tensor, cost: Tensor) -> Tensor:
+        """``depth_views: volume`` (module docstring): the soft argmin of the relative costs less DepthNet's
+        correction, in the same units.  # image [B, 3, H, W] -> [B, 1, H, W], 1/m"""
+        relative = relative_cost(cost)
+        correction = self.depth_net(torch.cat([image, (1 - relative).to(image.dtype)], 1)).float()
+        return soft_argmin(inv, relative - correction)
 
     def depth(self, image: Tensor, defocus_px: Tensor, focus_m: Tensor, lens: LensParams) -> Tensor:
         """Not defined for one frame: DepthNet sees several (:meth:`inverse_depth`)."""
